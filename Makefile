@@ -1,0 +1,44 @@
+# baton build. `make` builds the BPF objects and the TypeScript; `make test`
+# and `make demo` run scripts/setup first (a no-op when everything is there).
+CLANG      ?= clang
+BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -I bpf/include -I bpf \
+              -I /usr/include/$(shell uname -m)-linux-gnu \
+              -D__TARGET_ARCH_x86 -mcpu=v3
+BUILD      := build
+BPF_SRC    := $(wildcard bpf/*.c)
+BPF_OBJ    := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SRC))
+BPF_HDR    := $(shell find bpf/include bpf/lib -name '*.h' 2>/dev/null)
+
+.PHONY: all bpf ts setup test demo bench clean distclean
+
+all: bpf ts
+
+bpf: $(BPF_OBJ)
+
+$(BUILD)/bpf/%.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+ts: node_modules/.package-lock.json
+	npx tsc -p tsconfig.json
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+setup:
+	@scripts/setup
+
+test: setup
+	@$(MAKE) --no-print-directory all
+	node --import tsx --test --test-concurrency=1 --test-reporter=spec 'test/**/*.test.ts'
+
+demo: setup
+	@$(MAKE) --no-print-directory all
+	node --import tsx scripts/demo.ts
+
+clean:
+	rm -rf $(BUILD) dist
+
+distclean: clean
+	rm -rf node_modules

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * baton ABI: every struct and constant shared between the datapath (C/BPF)
+ * and the control plane (TypeScript). This header is the single source of
+ * truth; control/datapath/abi.ts mirrors it byte for byte and
+ * test/unit/abi-layout.test.ts proves it by compiling a C program that
+ * prints sizeof/offsetof and comparing. Bump BATON_ABI_VERSION on any change
+ * so a daemon never reuses pinned maps of another layout.
+ */
+#ifndef BATON_ABI_H
+#define BATON_ABI_H
+
+#include <linux/types.h>
+
+#define BATON_ABI_VERSION 1
+
+/* Handoffs one client connection can hold (source document 000, claim 2). */
+#define BATON_MAX_HANDOFFS 8
+
+#define BATON_AF_INET 4
+#define BATON_AF_INET6 6
+
+/* Connection-table key: a 5-tuple as seen on the wire, IPv4 or IPv6.
+ * IPv4 addresses live in addr[0]; the rest is zero so keys compare bytewise. */
+struct baton_flow_key {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 family; /* BATON_AF_INET or BATON_AF_INET6 */
+	__u8 proto;  /* IPPROTO_TCP */
+	__u8 pad[2];
+};
+
+/* How one segment is rewritten: the new tuple and the per-field offsets.
+ * All arithmetic is modulo 2^32 (seq, ack, SACK edges, TSval, TSecr). */
+struct baton_xlate {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u32 seq_delta;   /* added to seq */
+	__u32 ack_delta;   /* added to ack and to every SACK edge */
+	__u32 tsval_delta; /* added to TSval */
+	__u32 tsecr_delta; /* added to TSecr */
+	__u8 wscale_in;    /* window field arrives scaled by 2^wscale_in ...  */
+	__u8 wscale_out;   /* ... and leaves scaled by 2^wscale_out */
+	__u8 flags;        /* BATON_XLATE_F_* */
+	__u8 pad;
+};
+
+#define BATON_XLATE_F_TS 0x01 /* both legs use timestamps: rewrite TSval/TSecr */
+
+/* One entry of a client connection's handoff list. Client bytes whose last
+ * byte lies at or after seq_start (and before the next entry's seq_start)
+ * go to this back end. ack_floor is the client-space ack at which this back
+ * end's stream starts: smaller client acks are raised to it, so a back end
+ * never sees an ack below what its peer (the LB socket) had acknowledged. */
+struct baton_handoff {
+	__u32 seq_start;
+	__u32 ack_floor;
+	struct baton_xlate x;
+};
+
+/* What the datapath saw of one direction, in client sequence space.
+ * Userspace reads it to decide quiescence, FIN/RST and idleness. */
+struct baton_track {
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_ns;  /* bpf_ktime_get_ns() of the last packet */
+	__u32 seq_end;  /* highest seq + len (+1 for FIN) seen */
+	__u32 ack_max;  /* highest ack seen */
+	__u32 fin_seq;  /* seq of the FIN when BATON_TRACK_F_FIN */
+	__u32 flags;    /* BATON_TRACK_F_* */
+};
+
+#define BATON_TRACK_F_FIN 0x01
+#define BATON_TRACK_F_RST 0x02
+#define BATON_TRACK_F_SEEN 0x04 /* seq_end/ack_max hold a value */
+
+enum baton_flow_state {
+	BATON_STATE_BLOCK = 1,   /* sockets are being captured: drop */
+	BATON_STATE_FORWARD = 2, /* rewrite and forward */
+};
+
+enum baton_flow_kind {
+	BATON_KIND_CLIENT = 1,  /* client -> VIP: handoff list selects back end */
+	BATON_KIND_BACKEND = 2, /* back end -> LB leg: reverse-mapped to client */
+};
+
+/* Value of the connection table. A spliced connection has one CLIENT entry
+ * (keyed by client -> VIP) and one BACKEND entry per handoff (keyed by back
+ * end -> LB), which reverse-maps to the client (claims 5-7). */
+struct baton_flow {
+	__u64 conn_id;
+	__u8 state;      /* enum baton_flow_state */
+	__u8 kind;       /* enum baton_flow_kind */
+	__u8 n_handoffs; /* CLIENT: used entries of handoff[]; BACKEND: 1 */
+	__u8 pad[5];
+	struct baton_track track;
+	struct baton_handoff handoff[BATON_MAX_HANDOFFS];
+};
+
+/* Datapath verdicts with typed reasons. The counter map is indexed by this
+ * enum; BATON_REASONS is the one list both sides derive names from
+ * (X-macro: reason, action name, reason name). */
+#define BATON_REASONS(X)                                            \
+	X(BATON_R_PASS_NOT_IP,        "passed",    "not_ip")            \
+	X(BATON_R_PASS_NOT_TCP,       "passed",    "not_tcp")           \
+	X(BATON_R_PASS_FRAGMENT,      "passed",    "fragment")          \
+	X(BATON_R_PASS_IPV6_EXTHDR,   "passed",    "ipv6_ext_header")   \
+	X(BATON_R_PASS_MALFORMED,     "passed",    "malformed")         \
+	X(BATON_R_PASS_NO_FLOW,       "passed",    "no_flow")           \
+	X(BATON_R_FWD_REDIRECT,       "forwarded", "redirect")          \
+	X(BATON_R_FWD_TX,             "forwarded", "tx")                \
+	X(BATON_R_FWD_STACK,          "forwarded", "via_stack")         \
+	X(BATON_R_DROP_BLOCKED,       "dropped",   "blocked")           \
+	X(BATON_R_DROP_BAD_OPTIONS,   "dropped",   "bad_tcp_options")   \
+	X(BATON_R_DROP_NO_HANDOFF,    "dropped",   "no_handoff")        \
+	X(BATON_R_DROP_FIB,           "dropped",   "fib_blackhole")     \
+	X(BATON_R_DROP_REWRITE,       "dropped",   "rewrite_failed")
+
+#define BATON_REASON_ENUM(r, a, n) r,
+enum baton_reason { BATON_REASONS(BATON_REASON_ENUM) BATON_R_MAX };
+#undef BATON_REASON_ENUM
+
+/* Per-CPU counter slot, one per reason. */
+struct baton_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Datapath-wide settings, array map of one entry. */
+struct baton_config {
+	__u32 abi_version;
+	__u32 flags; /* BATON_CFG_F_* */
+};
+
+#define BATON_CFG_F_FIB_DIRECT 0x01 /* redirect after FIB lookup (else via stack) */
+
+#endif /* BATON_ABI_H */

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Forwarding a rewritten frame: FIB lookup for the new destination, MACs
+ * from the neighbour table, then XDP_TX (same interface) or redirect. When
+ * the neighbour is not resolved yet the frame goes up the stack, which
+ * forwards it and resolves the neighbour for the next packets. */
+#ifndef BATON_LIB_FWD_H
+#define BATON_LIB_FWD_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <baton/abi.h>
+#include "ctx.h"
+#include "parse.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* Returns the verdict and sets *reason. */
+static __always_inline int forward_frame(ctx_t *ctx, const struct baton_xlate *x,
+					 const struct baton_pkt *p, __u32 *reason)
+{
+	struct bpf_fib_lookup fib = {};
+	struct ethhdr *eth;
+	void *end;
+	int rc;
+
+	fib.ifindex = ctx_ingress_ifindex(ctx);
+	fib.l4_protocol = IPPROTO_TCP;
+	fib.sport = x->sport;
+	fib.dport = x->dport;
+	fib.tot_len = p->ip_len;
+	if (p->key.family == BATON_AF_INET) {
+		fib.family = AF_INET;
+		fib.ipv4_src = x->saddr[0];
+		fib.ipv4_dst = x->daddr[0];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, x->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, x->daddr, 16);
+	}
+
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		break;
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		*reason = BATON_R_DROP_FIB;
+		return CTX_DROP;
+	default: /* no neighbour yet, not forwarded, ...: the stack knows */
+		*reason = BATON_R_FWD_STACK;
+		return CTX_PASS;
+	}
+
+	eth = ctx_data(ctx);
+	end = ctx_data_end(ctx);
+	if ((void *)(eth + 1) > end) {
+		*reason = BATON_R_DROP_REWRITE;
+		return CTX_DROP;
+	}
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (fib.ifindex == ctx_ingress_ifindex(ctx)) {
+		*reason = BATON_R_FWD_TX;
+		return CTX_TX;
+	}
+	*reason = BATON_R_FWD_REDIRECT;
+	return bpf_redirect(fib.ifindex, 0);
+}
+
+#endif /* BATON_LIB_FWD_H */

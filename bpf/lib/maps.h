@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Map definitions. Live handoffs must never be evicted silently, so the
+ * connection table is a plain HASH (not LRU): userspace inserts with
+ * BPF_NOEXIST, deletes explicitly and answers a full table with an error. */
+#ifndef BATON_LIB_MAPS_H
+#define BATON_LIB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <baton/abi.h>
+
+/* Default capacity; the loader overrides max_entries before load. */
+#ifndef BATON_FLOWS_MAX
+#define BATON_FLOWS_MAX 65536
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BATON_FLOWS_MAX);
+	__type(key, struct baton_flow_key);
+	__type(value, struct baton_flow);
+} baton_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BATON_R_MAX);
+	__type(key, __u32);
+	__type(value, struct baton_counter);
+} baton_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct baton_config);
+} baton_config SEC(".maps");
+
+#endif /* BATON_LIB_MAPS_H */

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Rewriting one TCP segment for the other leg of a splice: ports, seq, ack,
+ * window (rescaled between the legs' window scales), SACK edges and
+ * TSval/TSecr, then the IP addresses; both checksums are updated
+ * incrementally.
+ *
+ * The TCP header (20..60 bytes) is copied to the stack, rewritten there and
+ * stored back: options are unaligned and variable, and a stack copy lets one
+ * bpf_csum_diff over old vs new cover every changed word at once. */
+#ifndef BATON_LIB_TCP_REWRITE_H
+#define BATON_LIB_TCP_REWRITE_H
+
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <baton/abi.h>
+#include "ctx.h"
+#include "csum.h"
+#include "parse.h"
+
+#define TCP_HDR_MAX 60
+/* Room past the header so masked 4-byte accesses stay inside the buffer. */
+#define TCP_BUF_SIZE 72
+#define TCP_BUF_MASK 63
+
+#define TCPOPT_EOL 0
+#define TCPOPT_NOP 1
+#define TCPOPT_SACK 5
+#define TCPOPT_TIMESTAMP 8
+#define TCPOLEN_TIMESTAMP 10
+
+/* Unaligned big-endian access to the header copy; `off` is masked so the
+ * verifier sees every access inside the buffer. */
+static __always_inline __u32 buf_get_be32(const __u8 *buf, __u32 off)
+{
+	off &= TCP_BUF_MASK;
+	return ((__u32)buf[off] << 24) | ((__u32)buf[off + 1] << 16) |
+	       ((__u32)buf[off + 2] << 8) | (__u32)buf[off + 3];
+}
+
+static __always_inline void buf_put_be32(__u8 *buf, __u32 off, __u32 v)
+{
+	off &= TCP_BUF_MASK;
+	buf[off] = v >> 24;
+	buf[off + 1] = v >> 16;
+	buf[off + 2] = v >> 8;
+	buf[off + 3] = v;
+}
+
+static __always_inline void buf_add_be32(__u8 *buf, __u32 off, __u32 delta)
+{
+	buf_put_be32(buf, off, buf_get_be32(buf, off) + delta);
+}
+
+/* Window field of the outgoing segment: the same byte count expressed in the
+ * receiving leg's scale, saturated at 65535 (a smaller window only slows the
+ * sender; a larger one would let it overrun the real receiver). */
+static __always_inline __u16 rescale_window(__u16 win, __u8 in, __u8 out)
+{
+	__u64 bytes = (__u64)win << (in & 15);
+	__u64 field = bytes >> (out & 15);
+
+	return field > 0xffff ? 0xffff : (__u16)field;
+}
+
+/* Option walk state for bpf_loop. The walk runs as a bpf_loop callback so
+ * the verifier checks one iteration instead of every path through 40
+ * unrolled ones (an inline loop here exceeds the 1M-instruction budget). */
+struct opt_walk {
+	__u8 *buf;
+	const struct baton_xlate *x;
+	__u32 *cursor; /* the offset lives in a map value, see below */
+	__u32 hlen;
+	int err;
+};
+
+/* The walk's cursor is kept in a per-CPU scratch map rather than on the
+ * stack: a stack scalar carries its exact range from one iteration to the
+ * next, so the verifier never finds two iterations equal and runs out of
+ * budget; a map value reads back as an unknown scalar bounded right here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} baton_opt_cursor SEC(".maps");
+
+static long opt_walk_step(__u32 i, void *data)
+{
+	struct opt_walk *w = data;
+	__u8 *buf = w->buf;
+	__u32 off = *w->cursor, kind, len;
+
+	if (off >= w->hlen || off >= TCP_HDR_MAX)
+		return 1;
+	kind = buf[off & TCP_BUF_MASK];
+	if (kind == TCPOPT_EOL)
+		return 1;
+	if (kind == TCPOPT_NOP) {
+		*w->cursor = off + 1;
+		return 0;
+	}
+	if (off + 1 >= w->hlen)
+		goto bad;
+	len = buf[(off + 1) & TCP_BUF_MASK];
+	if (len < 2 || off + len > w->hlen)
+		goto bad;
+	if (kind == TCPOPT_TIMESTAMP) {
+		if (len != TCPOLEN_TIMESTAMP)
+			goto bad;
+		if (w->x->flags & BATON_XLATE_F_TS) {
+			buf_add_be32(buf, off + 2, w->x->tsval_delta);
+			buf_add_be32(buf, off + 6, w->x->tsecr_delta);
+		}
+	} else if (kind == TCPOPT_SACK) {
+		__u32 n = (len - 2) >> 3;
+
+		if (len < 10 || ((len - 2) & 7) || n > 4)
+			goto bad;
+		/* SACK edges are in the other direction's sequence space:
+		 * they move with this direction's ack delta. */
+		for (__u32 b = 0; b < 8; b++) {
+			if (b >= n * 2)
+				break;
+			buf_add_be32(buf, off + 2 + b * 4, w->x->ack_delta);
+		}
+	}
+	*w->cursor = off + len;
+	return 0;
+bad:
+	w->err = -1;
+	return 1;
+}
+
+/* Shifts SACK edges and timestamps in the header copy. Returns 0, or -1 when
+ * the options are malformed (length byte past the header, impossible SACK
+ * length, timestamp of the wrong size). */
+static __always_inline int rewrite_tcp_options(__u8 *buf, __u32 hlen, const struct baton_xlate *x)
+{
+	__u32 zero = 0, *cursor = bpf_map_lookup_elem(&baton_opt_cursor, &zero);
+	struct opt_walk w = { .buf = buf, .x = x, .hlen = hlen };
+
+	if (!cursor)
+		return -1;
+	*cursor = sizeof(struct tcphdr);
+	w.cursor = cursor;
+	bpf_loop(40, opt_walk_step, &w, 0);
+	return w.err;
+}
+
+/* Rewrites TCP header and IP addresses of *p per *x. Returns 0 or a
+ * baton_reason to drop with. */
+static __always_inline int rewrite_segment(ctx_t *ctx, const struct baton_pkt *p,
+					   const struct baton_xlate *x, __u32 ack_in)
+{
+	__u8 oldh[TCP_BUF_SIZE] = {}, newh[TCP_BUF_SIZE] = {};
+	__u32 hlen = p->tcp_hlen;
+	struct tcphdr *th;
+	__u32 diff, alen;
+	__u16 check;
+	void *data, *end;
+
+	if (hlen < sizeof(struct tcphdr) || hlen > TCP_HDR_MAX)
+		return BATON_R_DROP_REWRITE;
+	if (ctx_load_bytes(ctx, p->l4_off, oldh, hlen))
+		return BATON_R_DROP_REWRITE;
+	__builtin_memcpy(newh, oldh, TCP_HDR_MAX);
+
+	th = (struct tcphdr *)newh;
+	th->source = x->sport;
+	th->dest = x->dport;
+	th->seq = bpf_htonl(p->seq + x->seq_delta);
+	if (p->tcp_flags & TCPF_ACK)
+		th->ack_seq = bpf_htonl(ack_in + x->ack_delta);
+	th->window = bpf_htons(rescale_window(bpf_ntohs(th->window), x->wscale_in, x->wscale_out));
+	if (hlen > sizeof(struct tcphdr) && rewrite_tcp_options(newh, hlen, x))
+		return BATON_R_DROP_BAD_OPTIONS;
+
+	/* TCP checksum: header words + pseudo-header addresses. */
+	alen = p->key.family == BATON_AF_INET ? 4 : 16;
+	diff = bpf_csum_diff((__be32 *)p->key.saddr, alen, (__be32 *)x->saddr, alen, 0);
+	diff = bpf_csum_diff((__be32 *)p->key.daddr, alen, (__be32 *)x->daddr, alen, diff);
+	diff = bpf_csum_diff((__be32 *)oldh, hlen, (__be32 *)newh, hlen, diff);
+	check = csum_apply_diff(((struct tcphdr *)oldh)->check, diff);
+	th->check = check;
+	if (ctx_store_bytes(ctx, p->l4_off, newh, hlen))
+		return BATON_R_DROP_REWRITE;
+
+	/* Addresses (and the IPv4 header checksum). Pointers re-derived: the
+	 * store above may have invalidated earlier ones. */
+	data = ctx_data(ctx);
+	end = ctx_data_end(ctx);
+	if (p->key.family == BATON_AF_INET) {
+		struct iphdr *iph = data + sizeof(struct ethhdr);
+		__u32 d;
+
+		if ((void *)(iph + 1) > end)
+			return BATON_R_DROP_REWRITE;
+		d = bpf_csum_diff((__be32 *)&iph->saddr, 8, (__be32 *)x->saddr, 4, 0);
+		d = bpf_csum_diff(0, 0, (__be32 *)x->daddr, 4, d);
+		iph->saddr = x->saddr[0];
+		iph->daddr = x->daddr[0];
+		iph->check = csum_apply_diff(iph->check, d);
+	} else {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+
+		if ((void *)(ip6 + 1) > end)
+			return BATON_R_DROP_REWRITE;
+		__builtin_memcpy(&ip6->saddr, x->saddr, 16);
+		__builtin_memcpy(&ip6->daddr, x->daddr, 16);
+	}
+	return 0;
+}
+
+#endif /* BATON_LIB_TCP_REWRITE_H */

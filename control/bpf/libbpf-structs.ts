@@ -52,7 +52,7 @@ export const OBJECT_OPEN_OPTS: StructLayout = {
 /** Prefix of struct bpf_map_info (uapi) that baton reads. */
 export const MAP_INFO: StructLayout = {
   name: 'bpf_map_info',
-  size: 80,
+  size: 88,
   fields: { type: 0, id: 4, key_size: 8, value_size: 12, max_entries: 16, map_flags: 20, name: 24 },
 };
 

@@ -1081,7 +1081,15 @@ export function diffPackets(expected: Uint8Array, actual: Uint8Array): string | 
   const fa = flatten(pa);
   const lines: string[] = [];
   const keys = [...fe.keys(), ...[...fa.keys()].filter((k) => !fe.has(k))];
+  // A layer missing on one side is one line, not one line per field.
+  const missing = new Set<string>();
+  for (const layer of ['eth', 'ip', 'tcp', 'udp'] as const) {
+    if ((pe[layer] === undefined) === (pa[layer] === undefined)) continue;
+    missing.add(layer);
+    lines.push(`${layer}: expected ${pe[layer] ? 'present' : '(absent)'} got ${pa[layer] ? 'present' : '(absent)'}`);
+  }
   for (const k of keys) {
+    if (missing.has(k.split(/[.[]/)[0] ?? '')) continue;
     const a = fe.get(k);
     const b = fa.get(k);
     if (sameLeaf(a, b)) continue;

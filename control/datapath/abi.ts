@@ -1,0 +1,265 @@
+/**
+ * TypeScript mirror of bpf/include/baton/abi.h: the codecs for every map key
+ * and value. The C header is the source of truth; the layout descriptors here
+ * are checked against it by test/unit/abi-layout.test.ts (a compiled C
+ * program prints sizeof/offsetof and the reason table).
+ */
+import type { Family } from '../net/addr.js';
+import { addrToKeyBytes, bytesToIp } from '../net/addr.js';
+
+export const ABI_VERSION = 1;
+export const MAX_HANDOFFS = 8;
+export const IPPROTO_TCP = 6;
+
+export interface Layout {
+  readonly size: number;
+  readonly fields: Readonly<Record<string, number>>;
+}
+
+export const LAYOUTS = {
+  baton_flow_key: { size: 40, fields: { saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36, proto: 37 } },
+  baton_xlate: {
+    size: 56,
+    fields: { saddr: 0, daddr: 16, sport: 32, dport: 34, seq_delta: 36, ack_delta: 40, tsval_delta: 44, tsecr_delta: 48, wscale_in: 52, wscale_out: 53, flags: 54 },
+  },
+  baton_handoff: { size: 64, fields: { seq_start: 0, ack_floor: 4, x: 8 } },
+  baton_track: { size: 40, fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 } },
+  baton_flow: { size: 568, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, track: 16, handoff: 56 } },
+  baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
+  baton_config: { size: 8, fields: { abi_version: 0, flags: 4 } },
+} as const satisfies Record<string, Layout>;
+
+const L = LAYOUTS;
+
+export const FlowState = { BLOCK: 1, FORWARD: 2 } as const;
+export const FlowKind = { CLIENT: 1, BACKEND: 2 } as const;
+export const XLATE_F_TS = 0x01;
+export const TRACK_F_FIN = 0x01;
+export const TRACK_F_RST = 0x02;
+export const TRACK_F_SEEN = 0x04;
+
+/** enum baton_reason, in order: [action, reason] as the metrics label them. */
+export const REASONS = [
+  ['passed', 'not_ip'],
+  ['passed', 'not_tcp'],
+  ['passed', 'fragment'],
+  ['passed', 'ipv6_ext_header'],
+  ['passed', 'malformed'],
+  ['passed', 'no_flow'],
+  ['forwarded', 'redirect'],
+  ['forwarded', 'tx'],
+  ['forwarded', 'via_stack'],
+  ['dropped', 'blocked'],
+  ['dropped', 'bad_tcp_options'],
+  ['dropped', 'no_handoff'],
+  ['dropped', 'fib_blackhole'],
+  ['dropped', 'rewrite_failed'],
+] as const;
+export type Action = (typeof REASONS)[number][0];
+export type ReasonName = (typeof REASONS)[number][1];
+export function reasonIndex(name: ReasonName): number {
+  const i = REASONS.findIndex(([, r]) => r === name);
+  if (i < 0) throw new Error(`unknown reason ${name}`);
+  return i;
+}
+
+// ---------------------------------------------------------------- flow key
+
+export interface FlowKey {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+}
+
+function familyOfPair(a: string, b: string): Family {
+  const fa = a.includes(':') ? 6 : 4;
+  const fb = b.includes(':') ? 6 : 4;
+  if (fa !== fb) throw new TypeError(`address families differ: ${a} and ${b}`);
+  return fa;
+}
+
+function checkPort(p: number, what: string): void {
+  if (!Number.isInteger(p) || p < 0 || p > 0xffff) throw new RangeError(`${what} must be a port 0..65535, got ${p}`);
+}
+
+export function encodeFlowKey(k: FlowKey): Buffer {
+  const fam = familyOfPair(k.src, k.dst);
+  checkPort(k.sport, 'sport');
+  checkPort(k.dport, 'dport');
+  const f = L.baton_flow_key.fields;
+  const b = Buffer.alloc(L.baton_flow_key.size);
+  addrToKeyBytes(k.src).copy(b, f.saddr);
+  addrToKeyBytes(k.dst).copy(b, f.daddr);
+  b.writeUInt16BE(k.sport, f.sport);
+  b.writeUInt16BE(k.dport, f.dport);
+  b.writeUInt8(fam, f.family);
+  b.writeUInt8(IPPROTO_TCP, f.proto);
+  return b;
+}
+
+export function decodeFlowKey(b: Buffer): FlowKey & { family: Family } {
+  const f = L.baton_flow_key.fields;
+  const family = b.readUInt8(f.family) as Family;
+  return {
+    family,
+    src: bytesToIp(b.subarray(f.saddr, f.saddr + 16), family),
+    dst: bytesToIp(b.subarray(f.daddr, f.daddr + 16), family),
+    sport: b.readUInt16BE(f.sport),
+    dport: b.readUInt16BE(f.dport),
+  };
+}
+
+export function reverseKey(k: FlowKey): FlowKey {
+  return { src: k.dst, dst: k.src, sport: k.dport, dport: k.sport };
+}
+
+// ---------------------------------------------------------------- xlate
+
+export interface Xlate {
+  /** The rewritten tuple. */
+  out: FlowKey;
+  seqDelta: number;
+  ackDelta: number;
+  tsvalDelta: number;
+  tsecrDelta: number;
+  wscaleIn: number;
+  wscaleOut: number;
+  timestamps: boolean;
+}
+
+const u32 = (n: number): number => n >>> 0;
+
+function encodeXlate(x: Xlate, b: Buffer, at: number): void {
+  const f = L.baton_xlate.fields;
+  familyOfPair(x.out.src, x.out.dst);
+  addrToKeyBytes(x.out.src).copy(b, at + f.saddr);
+  addrToKeyBytes(x.out.dst).copy(b, at + f.daddr);
+  b.writeUInt16BE(x.out.sport, at + f.sport);
+  b.writeUInt16BE(x.out.dport, at + f.dport);
+  b.writeUInt32LE(u32(x.seqDelta), at + f.seq_delta);
+  b.writeUInt32LE(u32(x.ackDelta), at + f.ack_delta);
+  b.writeUInt32LE(u32(x.tsvalDelta), at + f.tsval_delta);
+  b.writeUInt32LE(u32(x.tsecrDelta), at + f.tsecr_delta);
+  if (x.wscaleIn < 0 || x.wscaleIn > 14 || x.wscaleOut < 0 || x.wscaleOut > 14) {
+    throw new RangeError(`window scale must be 0..14 (RFC 7323), got ${x.wscaleIn}/${x.wscaleOut}`);
+  }
+  b.writeUInt8(x.wscaleIn, at + f.wscale_in);
+  b.writeUInt8(x.wscaleOut, at + f.wscale_out);
+  b.writeUInt8(x.timestamps ? XLATE_F_TS : 0, at + f.flags);
+}
+
+function decodeXlate(b: Buffer, at: number, family: Family): Xlate {
+  const f = L.baton_xlate.fields;
+  return {
+    out: {
+      src: bytesToIp(b.subarray(at + f.saddr, at + f.saddr + 16), family),
+      dst: bytesToIp(b.subarray(at + f.daddr, at + f.daddr + 16), family),
+      sport: b.readUInt16BE(at + f.sport),
+      dport: b.readUInt16BE(at + f.dport),
+    },
+    seqDelta: b.readUInt32LE(at + f.seq_delta),
+    ackDelta: b.readUInt32LE(at + f.ack_delta),
+    tsvalDelta: b.readUInt32LE(at + f.tsval_delta),
+    tsecrDelta: b.readUInt32LE(at + f.tsecr_delta),
+    wscaleIn: b.readUInt8(at + f.wscale_in),
+    wscaleOut: b.readUInt8(at + f.wscale_out),
+    timestamps: (b.readUInt8(at + f.flags) & XLATE_F_TS) !== 0,
+  };
+}
+
+// ---------------------------------------------------------------- flow
+
+export interface Handoff {
+  seqStart: number;
+  ackFloor: number;
+  x: Xlate;
+}
+
+export interface Track {
+  packets: bigint;
+  bytes: bigint;
+  lastNs: bigint;
+  seqEnd: number;
+  ackMax: number;
+  finSeq: number;
+  flags: number;
+}
+
+export interface Flow {
+  connId: bigint;
+  state: (typeof FlowState)[keyof typeof FlowState];
+  kind: (typeof FlowKind)[keyof typeof FlowKind];
+  handoffs: Handoff[];
+  track?: Track;
+}
+
+export function encodeFlow(flow: Flow): Buffer {
+  if (flow.handoffs.length > MAX_HANDOFFS) throw new RangeError(`at most ${MAX_HANDOFFS} handoffs per connection, got ${flow.handoffs.length}`);
+  const f = L.baton_flow.fields;
+  const b = Buffer.alloc(L.baton_flow.size);
+  b.writeBigUInt64LE(flow.connId, f.conn_id);
+  b.writeUInt8(flow.state, f.state);
+  b.writeUInt8(flow.kind, f.kind);
+  b.writeUInt8(flow.handoffs.length, f.n_handoffs);
+  if (flow.track) encodeTrack(flow.track, b, f.track);
+  flow.handoffs.forEach((h, i) => {
+    const at = f.handoff + i * L.baton_handoff.size;
+    b.writeUInt32LE(u32(h.seqStart), at + L.baton_handoff.fields.seq_start);
+    b.writeUInt32LE(u32(h.ackFloor), at + L.baton_handoff.fields.ack_floor);
+    encodeXlate(h.x, b, at + L.baton_handoff.fields.x);
+  });
+  return b;
+}
+
+function encodeTrack(t: Track, b: Buffer, at: number): void {
+  const f = L.baton_track.fields;
+  b.writeBigUInt64LE(t.packets, at + f.packets);
+  b.writeBigUInt64LE(t.bytes, at + f.bytes);
+  b.writeBigUInt64LE(t.lastNs, at + f.last_ns);
+  b.writeUInt32LE(u32(t.seqEnd), at + f.seq_end);
+  b.writeUInt32LE(u32(t.ackMax), at + f.ack_max);
+  b.writeUInt32LE(u32(t.finSeq), at + f.fin_seq);
+  b.writeUInt32LE(t.flags, at + f.flags);
+}
+
+export function decodeTrack(b: Buffer, at = L.baton_flow.fields.track): Track {
+  const f = L.baton_track.fields;
+  return {
+    packets: b.readBigUInt64LE(at + f.packets),
+    bytes: b.readBigUInt64LE(at + f.bytes),
+    lastNs: b.readBigUInt64LE(at + f.last_ns),
+    seqEnd: b.readUInt32LE(at + f.seq_end),
+    ackMax: b.readUInt32LE(at + f.ack_max),
+    finSeq: b.readUInt32LE(at + f.fin_seq),
+    flags: b.readUInt32LE(at + f.flags),
+  };
+}
+
+export function decodeFlow(b: Buffer, family: Family): Flow & { track: Track } {
+  const f = L.baton_flow.fields;
+  const n = Math.min(b.readUInt8(f.n_handoffs), MAX_HANDOFFS);
+  const handoffs: Handoff[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = f.handoff + i * L.baton_handoff.size;
+    handoffs.push({
+      seqStart: b.readUInt32LE(at + L.baton_handoff.fields.seq_start),
+      ackFloor: b.readUInt32LE(at + L.baton_handoff.fields.ack_floor),
+      x: decodeXlate(b, at + L.baton_handoff.fields.x, family),
+    });
+  }
+  return {
+    connId: b.readBigUInt64LE(f.conn_id),
+    state: b.readUInt8(f.state) as Flow['state'],
+    kind: b.readUInt8(f.kind) as Flow['kind'],
+    handoffs,
+    track: decodeTrack(b),
+  };
+}
+
+export function encodeConfig(flags: number): Buffer {
+  const b = Buffer.alloc(L.baton_config.size);
+  b.writeUInt32LE(ABI_VERSION, L.baton_config.fields.abi_version);
+  b.writeUInt32LE(flags, L.baton_config.fields.flags);
+  return b;
+}

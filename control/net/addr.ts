@@ -1,0 +1,59 @@
+/** IP address text <-> wire bytes, for IPv4 and IPv6 (RFC 5952 output). */
+import { isIPv4, isIPv6 } from 'node:net';
+
+export type Family = 4 | 6;
+
+export function familyOf(ip: string): Family {
+  if (isIPv4(ip)) return 4;
+  if (isIPv6(ip)) return 6;
+  throw new TypeError(`not an IP address: ${JSON.stringify(ip)}`);
+}
+
+export function ipv4Bytes(ip: string): Buffer {
+  if (!isIPv4(ip)) throw new TypeError(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  return Buffer.from(ip.split('.').map(Number));
+}
+
+export function ipv6Bytes(ip: string): Buffer {
+  if (!isIPv6(ip)) throw new TypeError(`not an IPv6 address: ${JSON.stringify(ip)}`);
+  let text = ip;
+  const out = Buffer.alloc(16);
+  // Trailing dotted quad (::ffff:1.2.3.4).
+  const lastColon = text.lastIndexOf(':');
+  const tail = text.slice(lastColon + 1);
+  if (tail.includes('.')) {
+    const v4 = ipv4Bytes(tail);
+    text = `${text.slice(0, lastColon + 1)}${v4.readUInt16BE(0).toString(16)}:${v4.readUInt16BE(2).toString(16)}`;
+  }
+  const [head, rest] = text.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const r = rest !== undefined && rest !== '' ? rest.split(':') : [];
+  const groups = rest === undefined ? h : [...h, ...new Array<string>(8 - h.length - r.length).fill('0'), ...r];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+/** 16 bytes: IPv4 in the first 4 (the datapath's key layout), IPv6 whole. */
+export function addrToKeyBytes(ip: string): Buffer {
+  const out = Buffer.alloc(16);
+  (familyOf(ip) === 4 ? ipv4Bytes(ip) : ipv6Bytes(ip)).copy(out);
+  return out;
+}
+
+export function bytesToIp(b: Buffer, family: Family): string {
+  if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(i * 2));
+  // Longest run of zero groups (length >= 2) becomes '::'.
+  let best = -1, bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}

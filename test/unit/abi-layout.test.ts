@@ -1,0 +1,94 @@
+/**
+ * The C headers are the source of truth for every struct that crosses the
+ * C/TypeScript boundary. This test compiles a C program against them (and
+ * against the installed libbpf.h) that prints sizeof/offsetof of each struct
+ * and the reason table, and compares with the TypeScript codecs.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { ABI_VERSION, LAYOUTS, MAX_HANDOFFS, REASONS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, XLATE_F_TS, FlowKind, FlowState } from '../../control/datapath/abi.js';
+import { LIBBPF_STRUCTS } from '../../control/bpf/libbpf-structs.js';
+
+const root = resolve(import.meta.dirname, '../..');
+const haveCc = (() => {
+  try {
+    execFileSync('cc', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+interface Printed {
+  structs: Record<string, { size: number; fields: Record<string, number> }>;
+  consts: Record<string, number>;
+  reasons: Array<[string, string]>;
+}
+
+function cProgram(): string {
+  const structs: Array<[string, readonly string[], string]> = [];
+  for (const [name, l] of Object.entries(LAYOUTS)) structs.push([name, Object.keys(l.fields), `struct ${name}`]);
+  for (const l of LIBBPF_STRUCTS) structs.push([l.name, Object.keys(l.fields), `struct ${l.name}`]);
+  const body = structs
+    .map(([name, fields, ctype], i) => {
+      const fs = fields.map((f, j) => `printf("%s\\"${f}\\":%zu", ${j ? '","' : '""'}, offsetof(${ctype}, ${f}));`).join('\n  ');
+      return `printf("%s\\"${name}\\":{\\"size\\":%zu,\\"fields\\":{", ${i ? '","' : '""'}, sizeof(${ctype}));\n  ${fs}\n  printf("}}");`;
+    })
+    .join('\n  ');
+  return `#include <stdio.h>
+#include <stddef.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <baton/abi.h>
+#define REASON_JSON(r, a, n) printf("%s[\\"%s\\",\\"%s\\"]", r ? "," : "", a, n);
+int main(void) {
+  printf("{\\"structs\\":{");
+  ${body}
+  printf("},\\"consts\\":{\\"ABI_VERSION\\":%d,\\"MAX_HANDOFFS\\":%d,\\"XLATE_F_TS\\":%d,\\"TRACK_F_FIN\\":%d,\\"TRACK_F_RST\\":%d,\\"TRACK_F_SEEN\\":%d,\\"STATE_BLOCK\\":%d,\\"STATE_FORWARD\\":%d,\\"KIND_CLIENT\\":%d,\\"KIND_BACKEND\\":%d,\\"R_MAX\\":%d},",
+    BATON_ABI_VERSION, BATON_MAX_HANDOFFS, BATON_XLATE_F_TS, BATON_TRACK_F_FIN, BATON_TRACK_F_RST, BATON_TRACK_F_SEEN,
+    BATON_STATE_BLOCK, BATON_STATE_FORWARD, BATON_KIND_CLIENT, BATON_KIND_BACKEND, BATON_R_MAX);
+  printf("\\"reasons\\":[");
+  BATON_REASONS(REASON_JSON)
+  printf("]}\\n");
+  return 0;
+}
+`;
+}
+
+let printed: Printed;
+let dir: string;
+
+before(() => {
+  if (!haveCc) return;
+  dir = mkdtempSync(join(tmpdir(), 'baton-abi-'));
+  writeFileSync(join(dir, 'layout.c'), cProgram());
+  execFileSync('cc', ['-Wall', '-Werror', '-I', join(root, 'bpf/include'), '-o', join(dir, 'layout'), join(dir, 'layout.c')]);
+  printed = JSON.parse(execFileSync(join(dir, 'layout'), { encoding: 'utf8' })) as Printed;
+});
+after(() => dir && rmSync(dir, { recursive: true, force: true }));
+
+test('baton map structs match bpf/include/baton/abi.h byte for byte', { skip: !haveCc && 'no C compiler (cc)' }, () => {
+  for (const [name, l] of Object.entries(LAYOUTS)) {
+    assert.deepEqual({ size: l.size, fields: l.fields }, printed.structs[name], `struct ${name}`);
+  }
+});
+
+test('libbpf option structs match the installed libbpf.h', { skip: !haveCc && 'no C compiler (cc)' }, () => {
+  for (const l of LIBBPF_STRUCTS) {
+    assert.deepEqual({ size: l.size, fields: l.fields }, printed.structs[l.name], `struct ${l.name}`);
+  }
+});
+
+test('constants and the reason table match the C header', { skip: !haveCc && 'no C compiler (cc)' }, () => {
+  assert.deepEqual(printed.consts, {
+    ABI_VERSION, MAX_HANDOFFS, XLATE_F_TS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN,
+    STATE_BLOCK: FlowState.BLOCK, STATE_FORWARD: FlowState.FORWARD, KIND_CLIENT: FlowKind.CLIENT, KIND_BACKEND: FlowKind.BACKEND,
+    R_MAX: REASONS.length,
+  });
+  assert.deepEqual(printed.reasons, REASONS.map(([a, r]) => [a, r]));
+});

@@ -58,8 +58,7 @@ int baton_xdp(struct xdp_md *ctx)
 	__u32 reason;
 	int verdict;
 
-	reason = parse_tcp_packet(ctx, &p);
-	if (reason) {
+	if (parse_tcp_packet(ctx, &p, &reason)) {
 		count_reason(reason, len);
 		return CTX_PASS;
 	}

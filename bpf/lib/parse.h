@@ -35,8 +35,9 @@ struct baton_pkt {
 #define TCPF_RST 0x04
 #define TCPF_ACK 0x10
 
-/* Returns 0 and fills *p, or the baton_reason the packet is passed with. */
-static __always_inline int parse_tcp_packet(ctx_t *ctx, struct baton_pkt *p)
+/* Returns 0 and fills *p, or -1 with *reason set to why the packet is
+ * passed untouched (reason 0 is a valid reason, hence the out-parameter). */
+static __always_inline int parse_tcp_packet(ctx_t *ctx, struct baton_pkt *p, __u32 *reason)
 {
 	void *data = ctx_data(ctx);
 	void *end = ctx_data_end(ctx);
@@ -45,24 +46,24 @@ static __always_inline int parse_tcp_packet(ctx_t *ctx, struct baton_pkt *p)
 	struct tcphdr *th;
 
 	if ((void *)(eth + 1) > end)
-		return BATON_R_PASS_MALFORMED;
+		return *reason = BATON_R_PASS_MALFORMED, -1;
 	p->l3_off = sizeof(*eth);
 
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *iph = (void *)(eth + 1);
 
 		if ((void *)(iph + 1) > end)
-			return BATON_R_PASS_MALFORMED;
+			return *reason = BATON_R_PASS_MALFORMED, -1;
 		if (iph->version != 4 || iph->ihl < 5)
-			return BATON_R_PASS_MALFORMED;
+			return *reason = BATON_R_PASS_MALFORMED, -1;
 		if (iph->frag_off & bpf_htons(IP_MF | IP_OFFMASK))
-			return BATON_R_PASS_FRAGMENT;
+			return *reason = BATON_R_PASS_FRAGMENT, -1;
 		if (iph->protocol != IPPROTO_TCP)
-			return BATON_R_PASS_NOT_TCP;
+			return *reason = BATON_R_PASS_NOT_TCP, -1;
 		l3_hlen = iph->ihl * 4;
 		ip_len = bpf_ntohs(iph->tot_len);
 		if (ip_len < l3_hlen || (void *)iph + ip_len > end)
-			return BATON_R_PASS_MALFORMED;
+			return *reason = BATON_R_PASS_MALFORMED, -1;
 		p->key.family = BATON_AF_INET;
 		p->key.saddr[0] = iph->saddr;
 		p->key.daddr[0] = iph->daddr;
@@ -70,37 +71,37 @@ static __always_inline int parse_tcp_packet(ctx_t *ctx, struct baton_pkt *p)
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > end)
-			return BATON_R_PASS_MALFORMED;
+			return *reason = BATON_R_PASS_MALFORMED, -1;
 		if (ip6->version != 6)
-			return BATON_R_PASS_MALFORMED;
+			return *reason = BATON_R_PASS_MALFORMED, -1;
 		if (ip6->nexthdr != IPPROTO_TCP) {
 			/* TCP behind extension headers is rare on the LB path
 			 * and never produced by the stacks we splice. */
 			switch (ip6->nexthdr) {
 			case IPPROTO_HOPOPTS: case IPPROTO_ROUTING: case IPPROTO_FRAGMENT:
 			case IPPROTO_DSTOPTS: case IPPROTO_AH: case IPPROTO_ESP:
-				return BATON_R_PASS_IPV6_EXTHDR;
+				return *reason = BATON_R_PASS_IPV6_EXTHDR, -1;
 			default:
-				return BATON_R_PASS_NOT_TCP;
+				return *reason = BATON_R_PASS_NOT_TCP, -1;
 			}
 		}
 		l3_hlen = sizeof(*ip6);
 		ip_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
 		if ((void *)ip6 + ip_len > end)
-			return BATON_R_PASS_MALFORMED;
+			return *reason = BATON_R_PASS_MALFORMED, -1;
 		p->key.family = BATON_AF_INET6;
 		__builtin_memcpy(p->key.saddr, &ip6->saddr, 16);
 		__builtin_memcpy(p->key.daddr, &ip6->daddr, 16);
 	} else {
-		return BATON_R_PASS_NOT_IP;
+		return *reason = BATON_R_PASS_NOT_IP, -1;
 	}
 
 	l4_off = p->l3_off + l3_hlen;
 	th = data + l4_off;
 	if ((void *)(th + 1) > end)
-		return BATON_R_PASS_MALFORMED;
+		return *reason = BATON_R_PASS_MALFORMED, -1;
 	if (th->doff < 5 || l3_hlen + th->doff * 4 > ip_len)
-		return BATON_R_PASS_MALFORMED;
+		return *reason = BATON_R_PASS_MALFORMED, -1;
 
 	p->l4_off = l4_off;
 	p->tcp_hlen = th->doff * 4;

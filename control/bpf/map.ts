@@ -128,8 +128,8 @@ export class BpfMap {
   /** Every entry through BPF_MAP_LOOKUP_BATCH, `chunk` entries per syscall. */
   lookupBatch(chunk = 256): Array<[Buffer, Buffer]> {
     const out: Array<[Buffer, Buffer]> = [];
-    const keys = Buffer.alloc(this.keySize * chunk);
-    const values = Buffer.alloc(this.valueBytes * chunk);
+    let keys = Buffer.alloc(this.keySize * chunk);
+    let values = Buffer.alloc(this.valueBytes * chunk);
     // Hash maps use a 4-byte bucket cursor; arrays use a key-sized one.
     const cursorSize = Math.max(4, this.keySize);
     let inBatch: Buffer | null = null;
@@ -139,6 +139,13 @@ export class BpfMap {
       const count = Buffer.alloc(4);
       count.writeUInt32LE(chunk);
       const rc = bpf.map_lookup_batch(this.fd, inBatch, outBatch, keys, values, count, opts);
+      if (rc === -28 /* ENOSPC */) {
+        // A hash bucket holds more entries than `chunk`: grow and retry.
+        chunk *= 2;
+        keys = Buffer.alloc(this.keySize * chunk);
+        values = Buffer.alloc(this.valueBytes * chunk);
+        continue;
+      }
       if (rc < 0 && rc !== -2) throw new BpfError('lookup_batch', -rc, `in map ${this.name}`);
       const n = count.readUInt32LE();
       for (let i = 0; i < n; i++) {

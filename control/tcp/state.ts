@@ -1,0 +1,46 @@
+/**
+ * What baton knows of one TCP socket: everything TCP_REPAIR (and the
+ * timestamp probe) can read, enough to translate between two legs or to
+ * recreate the socket elsewhere. Sequence numbers and timestamps are u32
+ * and wrap; compare them with seqBefore, never with <.
+ */
+import type { Family } from '../net/addr.js';
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+}
+
+export interface TcpState {
+  family: Family;
+  local: Endpoint;
+  remote: Endpoint;
+  /** Next sequence number this socket will send. */
+  sndNxt: number;
+  /** Oldest unacknowledged sequence number; sndUna === sndNxt when all is acked. */
+  sndUna: number;
+  /** Next sequence number expected from the peer. */
+  rcvNxt: number;
+  /** Peer's MSS (rx_opt.mss_clamp): the largest segment the peer accepts. */
+  mssClamp: number;
+  /** MSS this socket advertised: the largest segment the peer will send us. */
+  advMss: number;
+  /** Shift applied to window fields the peer sends (0 when no scaling). */
+  sndWscale: number;
+  /** Shift this socket applies to window fields it sends. */
+  rcvWscale: number;
+  timestamps: boolean;
+  sackPermitted: boolean;
+  /** This socket's current TSval clock (TCP_TIMESTAMP). */
+  tsNow: number;
+  /** Peer's most recent TSval (rx_opt.ts_recent); undefined when unknown. */
+  tsRecent?: number;
+  /** Bytes in the send queue not yet acknowledged (includes unsent). */
+  sendQueue: Buffer;
+  /** Bytes received but not read by the application. */
+  recvQueue: Buffer;
+  window: { sndWl1: number; sndWnd: number; maxWindow: number; rcvWnd: number; rcvWup: number };
+}
+
+export const seqBefore = (a: number, b: number): boolean => ((a - b) | 0) < 0;
+export const u32 = (n: number): number => n >>> 0;

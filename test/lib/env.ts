@@ -1,0 +1,10 @@
+/** Where tests find built artefacts, and why privileged tests may be skipped. */
+import { resolve } from 'node:path';
+import { bpfUnavailableReason } from '../../control/bpf/probe.js';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BPF_DIR = resolve(ROOT, 'build/bpf');
+export const DATAPATH_OBJ = resolve(BPF_DIR, 'xdp_baton.o');
+
+/** false when BPF tests can run, else the one-line reason to skip them. */
+export const skipUnlessBpf: string | false = bpfUnavailableReason(BPF_DIR) ?? false;

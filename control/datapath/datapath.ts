@@ -1,0 +1,94 @@
+/**
+ * The loaded datapath: baton's XDP program, its maps and its attachments.
+ * This is what the daemon, the demo and the tests hold; it hides object
+ * files, map names and counter layout behind a small typed surface.
+ */
+import { join, resolve } from 'node:path';
+import { BpfObject, type BpfMap, XdpLink } from '../bpf/index.js';
+import { ABI_VERSION, type Action, encodeConfig, REASONS, type ReasonName } from './abi.js';
+
+export const DEFAULT_OBJECT = resolve(import.meta.dirname, '../../build/bpf/xdp_baton.o');
+export const DEFAULT_FLOWS_CAPACITY = 65536;
+
+export interface DatapathOptions {
+  objectPath?: string;
+  /** Connection-table entries (two or more per spliced connection). */
+  flowsCapacity?: number;
+  /** bpffs directory: maps are pinned (or reused) here, links pinned here. */
+  pinDir?: string;
+}
+
+export interface CounterRow {
+  action: Action;
+  reason: ReasonName;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export class Datapath {
+  readonly flows: BpfMap;
+  readonly counters: BpfMap;
+  private readonly links: XdpLink[] = [];
+
+  private constructor(
+    readonly object: BpfObject,
+    readonly options: Required<Omit<DatapathOptions, 'pinDir'>> & { pinDir?: string },
+  ) {
+    this.flows = object.map('baton_flows');
+    this.counters = object.map('baton_counters');
+  }
+
+  static async load(options: DatapathOptions = {}): Promise<Datapath> {
+    const objectPath = options.objectPath ?? DEFAULT_OBJECT;
+    const flowsCapacity = options.flowsCapacity ?? DEFAULT_FLOWS_CAPACITY;
+    const pin = (name: string) => (options.pinDir ? { pinPath: join(options.pinDir, `${name}_v${ABI_VERSION}`) } : {});
+    const obj = BpfObject.open(objectPath, {
+      maps: {
+        baton_flows: { maxEntries: flowsCapacity, ...pin('baton_flows') },
+        baton_counters: pin('baton_counters'),
+        baton_config: pin('baton_config'),
+      },
+    });
+    try {
+      await obj.load();
+      const dp = new Datapath(obj, { objectPath, flowsCapacity, ...(options.pinDir ? { pinDir: options.pinDir } : {}) });
+      dp.object.map('baton_config').update(Buffer.alloc(4), encodeConfig(0));
+      return dp;
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+  }
+
+  /** Attaches the XDP program to an interface (native mode). */
+  attach(ifindex: number): XdpLink {
+    const link = XdpLink.attach(this.object.program('baton_xdp'), ifindex);
+    this.links.push(link);
+    if (this.options.pinDir) link.pin(join(this.options.pinDir, `link_xdp_${ifindex}`));
+    return link;
+  }
+
+  /** Per-reason totals, summed over CPUs. */
+  readCounters(): CounterRow[] {
+    return REASONS.map(([action, reason], i) => {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(i);
+      const v = this.counters.lookup(k);
+      const [packets = 0n, bytes = 0n] = v ? this.counters.sumU64(v) : [];
+      return { action, reason, packets, bytes };
+    });
+  }
+
+  /** Detaches what this process attached (unless pinned and `keepPinned`) and frees the object. */
+  close(opts: { keepPinned?: boolean } = {}): void {
+    for (const l of this.links.splice(0)) {
+      if (opts.keepPinned && this.options.pinDir) {
+        l.release();
+        continue;
+      }
+      if (this.options.pinDir) l.unpin();
+      l.detach();
+    }
+    this.object.close();
+  }
+}

@@ -8,6 +8,8 @@ BUILD      := build
 BPF_SRC    := $(wildcard bpf/*.c)
 BPF_OBJ    := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SRC))
 BPF_HDR    := $(shell find bpf/include bpf/lib -name '*.h' 2>/dev/null)
+# Every test file; `make test TESTS=test/unit/x.test.ts` runs a subset.
+TESTS      ?= 'test/**/*.test.ts'
 
 .PHONY: all bpf ts setup test demo bench clean distclean
 
@@ -31,7 +33,11 @@ setup:
 
 test: setup
 	@$(MAKE) --no-print-directory all
-	node --import tsx --test --test-concurrency=1 --test-reporter=spec 'test/**/*.test.ts'
+	@mkdir -p $(BUILD)
+	node --import tsx --test --test-concurrency=1 \
+	  --test-reporter=spec --test-reporter-destination=stdout \
+	  --test-reporter=tap --test-reporter-destination=$(BUILD)/test-results.tap \
+	  $(TESTS)
 
 demo: setup
 	@$(MAKE) --no-print-directory all

@@ -22,6 +22,10 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 	int k, rc;
 
 	if (f->state != BATON_STATE_FORWARD) {
+		if (!p->payload_len && !(p->tcp_flags & (TCPF_SYN | TCPF_FIN | TCPF_RST))) {
+			*reason = BATON_R_PASS_BLOCKED_ACK;
+			return CTX_PASS;
+		}
 		*reason = BATON_R_DROP_BLOCKED;
 		return CTX_DROP;
 	}

@@ -54,6 +54,7 @@ export const REASONS = [
   ['dropped', 'no_handoff'],
   ['dropped', 'fib_blackhole'],
   ['dropped', 'rewrite_failed'],
+  ['passed', 'blocked_ack'],
 ] as const;
 export type Action = (typeof REASONS)[number][0];
 export type ReasonName = (typeof REASONS)[number][1];

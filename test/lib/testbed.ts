@@ -83,6 +83,10 @@ export interface LinkSpec {
   /** interface names on a's and b's side; default `to-<peer>` (or `eth<n>` if that is too long or taken) */
   ifA?: string;
   ifB?: string;
+  /**
+   * Both ends. Native XDP on a veth (xdp_pass included) needs the frame to fit
+   * one page, i.e. MTU up to about 3500; larger only on interfaces without XDP.
+   */
   mtu?: number;
 }
 
@@ -256,9 +260,11 @@ export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<Ex
         const how =
           typeof e.code === 'string'
             ? `could not start (${e.code})`
-            : e.killed || e.signal
-              ? `was killed (${e.signal ?? 'timeout'}) after ${opts.timeoutMs ?? 60_000} ms or by a signal`
-              : `failed (exit ${code})`;
+            : e.killed
+              ? `timed out after ${opts.timeoutMs ?? 60_000} ms`
+              : e.signal
+                ? `was killed by ${e.signal}`
+                : `failed (exit ${code})`;
         reject(new CommandError(argv, e.code ?? null, stdout, stderr, how));
       },
     );
@@ -728,11 +734,20 @@ function cleanupAllSync(): void {
   for (const tb of [...live]) tb.destroySync();
 }
 
+function onUncaught(): void {
+  // Only when the exception will kill the process. If someone handles
+  // uncaughtException (node:test does, to report it and go on), the process
+  // lives on with its testbeds; 'exit' still covers the end.
+  if (process.listenerCount('uncaughtException') === 0) cleanupAllSync();
+}
+
 function onSignal(sig: NodeJS.Signals): void {
-  cleanupAllSync();
   // If nobody else handles this signal, restore the default (die by it), so
   // the exit status still says "killed by SIGINT" to the shell / test runner.
-  if (process.listenerCount(sig) === 1) {
+  // (Asked before cleanup: the last destroySync removes our listeners.)
+  const alone = process.listenerCount(sig) === 1;
+  cleanupAllSync();
+  if (alone) {
     process.removeListener(sig, onSignal);
     process.kill(process.pid, sig);
   }
@@ -742,7 +757,7 @@ function track(tb: Testbed): void {
   if (live.size === 0) {
     process.on('exit', cleanupAllSync);
     // Monitor, not handler: we clean up but keep Node's default crash behaviour.
-    process.on('uncaughtExceptionMonitor', cleanupAllSync);
+    process.on('uncaughtExceptionMonitor', onUncaught);
     for (const s of SIGNALS) process.on(s, onSignal);
   }
   live.add(tb);
@@ -751,7 +766,7 @@ function track(tb: Testbed): void {
 function untrack(tb: Testbed): void {
   if (!live.delete(tb) || live.size) return;
   process.removeListener('exit', cleanupAllSync);
-  process.removeListener('uncaughtExceptionMonitor', cleanupAllSync);
+  process.removeListener('uncaughtExceptionMonitor', onUncaught);
   for (const s of SIGNALS) process.removeListener(s, onSignal);
 }
 
@@ -928,6 +943,8 @@ export class Testbed {
    * Starts a long-running command in the node's namespace (a server, a
    * daemon). It gets its own process group, which destroy() kills (SIGTERM,
    * then SIGKILL); anything else left in the namespace is SIGKILLed too.
+   * stdout and stderr are pipes unless opts.stdio says otherwise: read them
+   * (a full pipe blocks the child) or pass stdio: 'ignore' / 'inherit'.
    */
   spawn(node: string, cmd: string, args: readonly string[] = [], opts: NsSpawnOptions = {}): ChildProcess {
     if (this.destroyed) throw new Error(`testbed ${this.prefix} is destroyed`);
@@ -969,17 +986,18 @@ export class Testbed {
     for (let i = 0; i < plan.ifaces.length; i += 2) {
       const a = plan.ifaces[i]!;
       const b = plan.ifaces[i + 1]!;
-      await this.ip(a.node, ['link', 'add', a.name, 'address', a.mac, 'type', 'veth', 'peer', 'name', b.name, 'address', b.mac, 'netns', this.nsName(b.node)]);
+      // MTU at creation: once a peer runs XDP, veth caps the MTU it accepts.
+      const mtu = a.mtu ? ['mtu', String(a.mtu)] : [];
+      await this.ip(a.node, ['link', 'add', a.name, 'address', a.mac, ...mtu, 'type', 'veth', 'peer', 'name', b.name, 'address', b.mac, ...mtu, 'netns', this.nsName(b.node)]);
     }
 
-    // 3. Per interface: mtu, addresses, up, checksum offload off, xdp_pass.
+    // 3. Per interface: addresses, up, checksum offload off, xdp_pass.
     const wantPass = (node: NodeSpec, iface: string) =>
       opts.passXdp ? opts.passXdp(node.name, iface, node.role) : (node.passXdp ?? true);
     const passed = new Set<string>();
     await Promise.all(
       nodes.map(async (n) => {
         for (const f of plan.byNode.get(n.name)!) {
-          if (f.mtu) await this.ip(n.name, ['link', 'set', 'dev', f.name, 'mtu', String(f.mtu)]);
           await this.ip(n.name, ['addr', 'add', f.v4Cidr, 'dev', f.name]);
           await this.ip(n.name, ['-6', 'addr', 'add', f.v6Cidr, 'dev', f.name, 'nodad']);
           await this.exec(n.name, 'sysctl', ['-q', '-w', `net/ipv4/conf/${f.name}/rp_filter=0`]);

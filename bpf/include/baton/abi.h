@@ -79,7 +79,11 @@ struct baton_track {
 #define BATON_TRACK_F_SEEN 0x04 /* seq_end/ack_max hold a value */
 
 enum baton_flow_state {
-	BATON_STATE_BLOCK = 1,   /* sockets are being captured: drop */
+	/* Sockets are being captured: segments carrying data (or SYN/FIN/RST)
+	 * are dropped, so the kernel acknowledges nothing that will not move
+	 * (the peer retransmits them once forwarding is in place); pure ACKs
+	 * still reach the LB's sockets, so their send queues can drain. */
+	BATON_STATE_BLOCK = 1,
 	BATON_STATE_FORWARD = 2, /* rewrite and forward */
 };
 
@@ -118,7 +122,8 @@ struct baton_flow {
 	X(BATON_R_DROP_BAD_OPTIONS,   "dropped",   "bad_tcp_options")   \
 	X(BATON_R_DROP_NO_HANDOFF,    "dropped",   "no_handoff")        \
 	X(BATON_R_DROP_FIB,           "dropped",   "fib_blackhole")     \
-	X(BATON_R_DROP_REWRITE,       "dropped",   "rewrite_failed")
+	X(BATON_R_DROP_REWRITE,       "dropped",   "rewrite_failed")    \
+	X(BATON_R_PASS_BLOCKED_ACK,   "passed",    "blocked_ack")
 
 #define BATON_REASON_ENUM(r, a, n) r,
 enum baton_reason { BATON_REASONS(BATON_REASON_ENUM) BATON_R_MAX };

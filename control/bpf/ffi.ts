@@ -56,6 +56,8 @@ export const bpf = {
   program_fd: fn<[ProgramHandle], number>(libbpf, 'int bpf_program__fd(bpf_program *prog)'),
   program_type: fn<[ProgramHandle], number>(libbpf, 'int bpf_program__type(bpf_program *prog)'),
   attach_xdp: fn<[ProgramHandle, number], LinkHandle | null>(libbpf, 'bpf_link *bpf_program__attach_xdp(bpf_program *prog, int ifindex)'),
+  attach_iter: fn<[ProgramHandle, Buf], LinkHandle | null>(libbpf, 'bpf_link *bpf_program__attach_iter(bpf_program *prog, const void *opts)'),
+  iter_create: fn<[number], number>(libbpf, 'int bpf_iter_create(int link_fd)'),
   link_pin: fn<[LinkHandle, string], number>(libbpf, 'int bpf_link__pin(bpf_link *link, const char *path)'),
   link_unpin: fn<[LinkHandle], number>(libbpf, 'int bpf_link__unpin(bpf_link *link)'),
   link_open: fn<[string], LinkHandle | null>(libbpf, 'bpf_link *bpf_link__open(const char *path)'),
@@ -87,6 +89,33 @@ export const libcFns = {
   vsnprintf: fn<[Buffer, number, bigint, bigint], number>(libc, 'int vsnprintf(char *buf, size_t n, void *fmt, void *ap)'),
   setns: fn<[number, number], number>(libc, 'int setns(int fd, int nstype)'),
   open: fn<[string, number], number>(libc, 'int open(const char *path, int flags)'),
+};
+
+// ---------------------------------------------------------------- libc: sockets
+/**
+ * libc socket calls for TCP_REPAIR capture and restore (control/tcp/) and
+ * for taking other processes' descriptors (pidfd). Each returns -1 and sets
+ * errno on failure, as in C. Variadic ones (ioctl, syscall) take a koffi type
+ * name before each extra argument: `ioctl(fd, req, 'void *', buf)`,
+ * `syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0)`.
+ */
+export const libcSock = {
+  socket: fn<[number, number, number], number>(libc, 'int socket(int domain, int type, int protocol)'),
+  bind: fn<[number, Buffer, number], number>(libc, 'int bind(int fd, const void *addr, uint32_t len)'),
+  connect: fn<[number, Buffer, number], number>(libc, 'int connect(int fd, const void *addr, uint32_t len)'),
+  listen: fn<[number, number], number>(libc, 'int listen(int fd, int backlog)'),
+  accept4: fn<[number, Buf, Buf, number], number>(libc, 'int accept4(int fd, void *addr, uint32_t *len, int flags)'),
+  getsockname: fn<[number, Buffer, Buffer], number>(libc, 'int getsockname(int fd, void *addr, uint32_t *len)'),
+  getpeername: fn<[number, Buffer, Buffer], number>(libc, 'int getpeername(int fd, void *addr, uint32_t *len)'),
+  setsockopt: fn<[number, number, number, Buffer, number], number>(libc, 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
+  getsockopt: fn<[number, number, number, Buffer, Buffer], number>(libc, 'int getsockopt(int fd, int level, int name, void *val, uint32_t *len)'),
+  recv: fn<[number, Buffer, number, number], number>(libc, 'long recv(int fd, void *buf, size_t n, int flags)'),
+  send: fn<[number, Buffer, number, number], number>(libc, 'long send(int fd, const void *buf, size_t n, int flags)'),
+  read: fn<[number, Buffer, number], number>(libc, 'long read(int fd, void *buf, size_t n)'),
+  close: fn<[number], number>(libc, 'int close(int fd)'),
+  ioctl: fn<[number, number, string, Buffer], number>(libc, 'int ioctl(int fd, unsigned long req, ...)'),
+  syscall: fn<[number, ...unknown[]], number>(libc, 'long syscall(long number, ...)'),
+  setns: fn<[number, number], number>(libc, 'int setns(int fd, int nstype)'),
 };
 
 export const errno = (): number => koffi.errno();

@@ -44,9 +44,6 @@ export function refusalReason(leg1: TcpState, leg2: TcpState): SpliceRefused | u
       return new SpliceRefused('unacked_data', `the ${name} socket still has ${leg.sendQueue.length} unacknowledged or unsent bytes; splice once its peer has acknowledged everything`);
     }
   }
-  if (leg1.recvQueue.length > 0) {
-    return new SpliceRefused('unread_data', `the client socket holds ${leg1.recvQueue.length} bytes the front end has not read (they would never reach the back end); read them and forward them first`);
-  }
   if (leg2.recvQueue.length > 0) {
     return new SpliceRefused('unread_data', `the back-end socket holds ${leg2.recvQueue.length} unread bytes of a response; read them first`);
   }
@@ -71,6 +68,25 @@ function key(s: TcpState, dir: 'in' | 'out'): FlowKey {
     : { src: s.local.ip, dst: s.remote.ip, sport: s.local.port, dport: s.remote.port };
 }
 
+/**
+ * TSval offsets: d1 moves client TSvals onto the leg-2 socket's clock, d2
+ * back-end TSvals onto the leg-1 socket's clock. PAWS only needs translated
+ * TSvals never to fall below what the receiver last saw from the LB socket;
+ * TS_MARGIN keeps that true even when the LB socket transmits once more
+ * after capture (pending bytes, see Splicer) on a clock a tick ahead. Echoed
+ * TSecr values are moved back by the exact reverse offset, so RTT samples
+ * stay exact whatever the margin.
+ */
+export const TS_MARGIN = 1000;
+
+function tsOffsets(client: { tsRecent?: number; tsNow: number }, leg2: TcpState, ts: boolean): { d1: number; d2: number } {
+  if (!ts) return { d1: 0, d2: 0 };
+  return {
+    d1: u32(leg2.tsNow + TS_MARGIN - (client.tsRecent ?? 0)),
+    d2: u32(client.tsNow + TS_MARGIN - (leg2.tsRecent ?? 0)),
+  };
+}
+
 /** Client -> back-end translation for a leg-2 socket, given where the client stands. */
 export function clientToBackend(
   client: { rcvNxt: number; sndNxt: number; tsRecent?: number; sndWscale: number; timestamps: boolean; tsNow: number },
@@ -78,8 +94,7 @@ export function clientToBackend(
   out: FlowKey,
 ): Xlate {
   const ts = client.timestamps && leg2.timestamps;
-  const d1 = ts ? u32(leg2.tsNow - (client.tsRecent ?? 0)) : 0; // client TSval -> leg-2 clock
-  const d2 = ts ? u32(client.tsNow - (leg2.tsRecent ?? 0)) : 0; // back-end TSval -> leg-1 clock
+  const { d1, d2 } = tsOffsets(client, leg2, ts);
   return {
     out,
     seqDelta: u32(leg2.sndNxt - client.rcvNxt),
@@ -98,8 +113,7 @@ export function backendToClient(
   out: FlowKey,
 ): Xlate {
   const ts = client.timestamps && leg2.timestamps;
-  const d1 = ts ? u32(leg2.tsNow - (client.tsRecent ?? 0)) : 0;
-  const d2 = ts ? u32(client.tsNow - (leg2.tsRecent ?? 0)) : 0;
+  const { d1, d2 } = tsOffsets(client, leg2, ts);
   return {
     out,
     seqDelta: u32(client.sndNxt - leg2.rcvNxt),
@@ -112,10 +126,17 @@ export function backendToClient(
   };
 }
 
-/** The two entries of a first splice. Throws SpliceRefused. */
-export function planSplice(connId: bigint, leg1: TcpState, leg2: TcpState, state: 'block' | 'forward' = 'forward'): SplicePlan {
-  const refused = refusalReason(leg1, leg2);
+/**
+ * The two entries of a first splice. Throws SpliceRefused.
+ * `pendingBytes` client bytes the LB already holds (read by the front end or
+ * still queued on leg 1) are sent on leg 2 by the LB socket itself right
+ * after the entries are in place, so leg 2's sequence space starts after them.
+ */
+export function planSplice(connId: bigint, leg1: TcpState, leg2In: TcpState, pendingBytes = 0): SplicePlan {
+  const refused = refusalReason(leg1, leg2In);
   if (refused) throw refused;
+  const leg2 = { ...leg2In, sndNxt: u32(leg2In.sndNxt + pendingBytes) };
+  const state = 'forward' as 'block' | 'forward';
   const clientKey = key(leg1, 'in');
   const backendKey = key(leg2, 'in');
   const handoff: Handoff = { seqStart: u32(leg1.rcvNxt), ackFloor: u32(leg1.sndNxt), x: clientToBackend(leg1, leg2, key(leg2, 'out')) };

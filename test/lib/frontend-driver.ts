@@ -1,0 +1,59 @@
+/**
+ * Runs test/e2e/programs/frontend.ts in the LB namespace and answers its
+ * splice requests with a real Splicer, as the REST API will for real front
+ * ends: take the two fds from the front end's process, splice, reply.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import readline from 'node:readline';
+import type { Splicer, SpliceRecord } from '../../control/splice/splicer.js';
+import { ROOT } from './env.js';
+import type { Testbed } from './testbed.js';
+
+export interface FrontendDriver {
+  proc: ChildProcess;
+  splices: SpliceRecord[];
+  failures: string[];
+  fallbacks: string[];
+  stop(): void;
+}
+
+export async function startFrontend(
+  tb: Testbed,
+  splicer: Splicer,
+  takeSocket: (pid: number, fd: number) => number,
+  listen: { ip: string; port: number },
+  backends: string[],
+): Promise<FrontendDriver> {
+  const proc = tb.spawn('lb', process.execPath, ['--import', 'tsx', resolve(ROOT, 'test/e2e/programs/frontend.ts'), listen.ip, String(listen.port), backends.join(',')], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const d: FrontendDriver = { proc, splices: [], failures: [], fallbacks: [], stop: () => proc.kill() };
+  let ready: () => void = () => {};
+  const readyP = new Promise<void>((r) => (ready = r));
+  readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
+    const [kind, tag, ...rest] = line.split(' ');
+    if (kind === 'READY') ready();
+    else if (kind === 'FALLBACK') d.fallbacks.push(`${tag} ${rest.join(' ')}`);
+    else if (kind === 'SPLICE' && tag) {
+      const [pid, cfd, bfd, prefix] = rest;
+      void (async () => {
+        let c = -1;
+        let b = -1;
+        try {
+          c = takeSocket(Number(pid), Number(cfd));
+          b = takeSocket(Number(pid), Number(bfd));
+          const rec = await splicer.splice(c, b, { prefix: Buffer.from(prefix ?? '', 'base64') });
+          d.splices.push(rec);
+          proc.stdin!.write(`OK ${tag}\n`);
+        } catch (e) {
+          d.failures.push((e as Error).message);
+          proc.stdin!.write(`ERR ${tag} ${(e as Error).message.replace(/\n/g, ' ')}\n`);
+        }
+      })();
+    }
+  });
+  await Promise.race([readyP, new Promise((_, rej) => setTimeout(() => rej(new Error('front end did not start within 10 s')), 10_000))]);
+  return d;
+}

@@ -47,7 +47,9 @@ export class FixtureNetns {
     execFileSync('ip', ['netns', 'add', this.name]);
     try {
       ip(this.name, 'link', 'set', 'lo', 'up');
-      ip(this.name, 'link', 'add', FX.dev, 'address', FX.devMac, 'type', 'dummy');
+      // A veth pair (not a dummy device: not every kernel has that driver).
+      ip(this.name, 'link', 'add', FX.dev, 'address', FX.devMac, 'type', 'veth', 'peer', 'name', `${FX.dev}p`);
+      ip(this.name, 'link', 'set', `${FX.dev}p`, 'up');
       ip(this.name, 'link', 'set', FX.dev, 'up');
       execFileSync('ip', ['netns', 'exec', this.name, 'sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1', 'net.ipv6.conf.all.forwarding=1']);
       ip(this.name, 'addr', 'add', '198.19.255.253/30', 'dev', FX.dev);

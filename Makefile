@@ -1,10 +1,12 @@
 # baton build. `make` builds the BPF objects and the TypeScript; `make test`
 # and `make demo` run scripts/setup first (a no-op when everything is there).
 CLANG      ?= clang
-BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -I bpf/include -I bpf \
+BUILD      := build
+BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -I bpf/include -I bpf -I $(BUILD) \
               -I /usr/include/$(shell uname -m)-linux-gnu \
               -D__TARGET_ARCH_x86 -mcpu=v3
-BUILD      := build
+BPFTOOL    ?= bpftool
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
 BPF_SRC    := $(wildcard bpf/*.c)
 BPF_OBJ    := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SRC))
 BPF_HDR    := $(shell find bpf/include bpf/lib -name '*.h' 2>/dev/null)
@@ -20,6 +22,15 @@ bpf: $(BPF_OBJ)
 $(BUILD)/bpf/%.o: bpf/%.c $(BPF_HDR)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Kernel types for CO-RE programs (those that read kernel structs), from the
+# running kernel's BTF; relocations make the objects portable across kernels.
+$(BUILD)/vmlinux.h: $(VMLINUX_BTF)
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) btf dump file $< format c > $@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/bpf/iter_tcp_probe.o: $(BUILD)/vmlinux.h
 
 ts: node_modules/.package-lock.json
 	npx tsc -p tsconfig.json

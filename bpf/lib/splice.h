@@ -15,7 +15,8 @@ static __always_inline int seq_before(__u32 a, __u32 b) { return (__s32)(a - b) 
  * straddles a handoff point therefore goes to the later back end, which
  * discards the prefix it already holds (an old-data overlap, handled by any
  * TCP receiver); a segment wholly before the point still reaches the
- * earlier back end. Returns -1 when no handoff covers the segment. */
+ * earlier back end, and one wholly before the first point the first back
+ * end. Returns -1 when the entry has no handoff. */
 static __always_inline int select_handoff(const struct baton_flow *f, const struct baton_pkt *p)
 {
 	__u32 last = p->seq + (p->payload_len ? p->payload_len - 1 : 0);
@@ -26,6 +27,12 @@ static __always_inline int select_handoff(const struct baton_flow *f, const stru
 		if (i < f->n_handoffs && !seq_before(last, f->handoff[i].seq_start))
 			k = i;
 	}
+	/* Wholly before the first handoff: a keepalive probe (seq_start - 1,
+	 * no data) or a retransmission of bytes the LB socket had received.
+	 * The first back end sees old data and answers with an ACK, which is
+	 * what the client asked for; dropping it fails the client's keepalives. */
+	if (k < 0 && f->n_handoffs > 0)
+		k = 0;
 	return k;
 }
 

@@ -111,7 +111,12 @@ static long opt_walk_step(__u32 i, void *data)
 			goto bad;
 		if (w->x->flags & BATON_XLATE_F_TS) {
 			buf_add_be32(buf, off + 2, w->x->tsval_delta);
-			buf_add_be32(buf, off + 6, w->x->tsecr_delta);
+			/* TSecr 0 echoes nothing (RFC 7323 3.2: what a segment
+			 * without ACK carries; Linux takes no RTT sample from
+			 * it). Moving it would invent an echo, which lands as
+			 * an RTT sample of arbitrary size. */
+			if (buf_get_be32(buf, off + 6))
+				buf_add_be32(buf, off + 6, w->x->tsecr_delta);
 		}
 	} else if (kind == TCPOPT_SACK) {
 		__u32 n = (len - 2) >> 3;

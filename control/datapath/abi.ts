@@ -27,6 +27,10 @@ export const LAYOUTS = {
   baton_flow: { size: 568, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, track: 16, handoff: 56 } },
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   baton_config: { size: 8, fields: { abi_version: 0, flags: 4 } },
+  baton_tcp_probe: {
+    size: 40,
+    fields: { ts_recent: 0, ts_recent_stamp: 4, rcv_tsval: 8, rcv_tsecr: 12, tsoffset: 16, snd_una: 20, snd_nxt: 24, rcv_nxt: 28, write_seq: 32, flags: 36 },
+  },
 } as const satisfies Record<string, Layout>;
 
 const L = LAYOUTS;
@@ -263,4 +267,48 @@ export function encodeConfig(flags: number): Buffer {
   b.writeUInt32LE(ABI_VERSION, L.baton_config.fields.abi_version);
   b.writeUInt32LE(flags, L.baton_config.fields.flags);
   return b;
+}
+
+// ---------------------------------------------------------------- tcp probe
+
+export const PROBE_F_FOUND = 0x01;
+export const PROBE_F_TSTAMP_OK = 0x02;
+export const PROBE_F_USEC_TS = 0x04;
+export const PROBE_F_REPAIR = 0x08;
+
+/** What bpf/iter_tcp_probe.c reports for one socket (struct baton_tcp_probe). */
+export interface TcpProbe {
+  found: boolean;
+  timestamps: boolean;
+  usecTs: boolean;
+  repair: boolean;
+  tsRecent: number;
+  tsRecentStamp: number;
+  rcvTsval: number;
+  rcvTsecr: number;
+  tsoffset: number;
+  sndUna: number;
+  sndNxt: number;
+  rcvNxt: number;
+  writeSeq: number;
+}
+
+export function decodeTcpProbe(b: Buffer): TcpProbe {
+  const f = L.baton_tcp_probe.fields;
+  const flags = b.readUInt32LE(f.flags);
+  return {
+    found: (flags & PROBE_F_FOUND) !== 0,
+    timestamps: (flags & PROBE_F_TSTAMP_OK) !== 0,
+    usecTs: (flags & PROBE_F_USEC_TS) !== 0,
+    repair: (flags & PROBE_F_REPAIR) !== 0,
+    tsRecent: b.readUInt32LE(f.ts_recent),
+    tsRecentStamp: b.readUInt32LE(f.ts_recent_stamp),
+    rcvTsval: b.readUInt32LE(f.rcv_tsval),
+    rcvTsecr: b.readUInt32LE(f.rcv_tsecr),
+    tsoffset: b.readUInt32LE(f.tsoffset),
+    sndUna: b.readUInt32LE(f.snd_una),
+    sndNxt: b.readUInt32LE(f.snd_nxt),
+    rcvNxt: b.readUInt32LE(f.rcv_nxt),
+    writeSeq: b.readUInt32LE(f.write_seq),
+  };
 }

@@ -12,7 +12,7 @@ export interface SocketOps {
   /** Bytes sent but not yet acknowledged (SIOCOUTQ), plus unread received bytes (SIOCINQ). */
   queued(fd: number): { unacked: number; unread: number };
   /** Puts every socket in repair mode and reads its full state. */
-  capture(fds: number[]): TcpState[];
+  capture(fds: number[]): Promise<TcpState[]>;
   /** Repair mode off: the socket works as before (used on rollback). */
   leaveRepair(fd: number): void;
   /** Closes in repair mode: no FIN, no RST. */

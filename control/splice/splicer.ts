@@ -85,7 +85,7 @@ export class Splicer {
       await this.waitQuiescent(clientFd, backendFd, opts.quiesceTimeoutMs ?? DEFAULT_QUIESCE_MS);
       const tq = performance.now();
       // 3. Capture.
-      const [leg1, leg2] = this.ops.capture([clientFd, backendFd]) as [TcpState, TcpState];
+      const [leg1, leg2] = (await this.ops.capture([clientFd, backendFd])) as [TcpState, TcpState];
       captured = true;
       const pending = Buffer.concat([opts.prefix ?? Buffer.alloc(0), leg1.recvQueue]);
       // 4. Refuse or plan.

@@ -31,8 +31,12 @@ export interface TcpState {
   rcvWscale: number;
   timestamps: boolean;
   sackPermitted: boolean;
-  /** This socket's current TSval clock (TCP_TIMESTAMP). */
+  /** This socket's current TSval clock (TCP_TIMESTAMP). Opaque to the kernel on
+   * restore: its lowest bit carries the usec_ts flag (set when usecTs). */
   tsNow: number;
+  /** TSvals tick in microseconds, not milliseconds (tcp_usec_ts, Linux 6.7+,
+   * negotiated per route); undefined when unknown (treat as false). */
+  usecTs?: boolean;
   /** Peer's most recent TSval (rx_opt.ts_recent); undefined when unknown. */
   tsRecent?: number;
   /** Bytes in the send queue not yet acknowledged (includes unsent). */

@@ -1,6 +1,6 @@
 /** A real nginx back end inside a testbed namespace, with its own config and content. */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,8 +17,9 @@ export interface NginxBackend {
 /** Files: name -> size in bytes (random content) or a string. */
 export async function startNginx(tb: Testbed, node: string, port: number, files: Record<string, number | string>): Promise<NginxBackend> {
   const dir = mkdtempSync(join(tmpdir(), `baton-nginx-${node}-`));
+  chmodSync(dir, 0o755); // nginx workers run unprivileged and must read the content
   const www = join(dir, 'www');
-  mkdirSync(www);
+  mkdirSync(www, { mode: 0o755 });
   const sha256: Record<string, string> = {};
   for (const [name, content] of Object.entries(files)) {
     const data = typeof content === 'number' ? randomBytes(content) : Buffer.from(content);

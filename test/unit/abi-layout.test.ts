@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { ABI_VERSION, LAYOUTS, MAX_HANDOFFS, REASONS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, XLATE_F_TS, FlowKind, FlowState } from '../../control/datapath/abi.js';
+import { ABI_VERSION, LAYOUTS, MAX_HANDOFFS, REASONS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, XLATE_F_TS, FlowKind, FlowState, PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR } from '../../control/datapath/abi.js';
 import { LIBBPF_STRUCTS } from '../../control/bpf/libbpf-structs.js';
+import { TCP_INFO_LAYOUT, TCP_STRUCTS } from '../../control/tcp/kernel.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const haveCc = (() => {
@@ -33,6 +34,7 @@ function cProgram(): string {
   const structs: Array<[string, readonly string[], string]> = [];
   for (const [name, l] of Object.entries(LAYOUTS)) structs.push([name, Object.keys(l.fields), `struct ${name}`]);
   for (const l of LIBBPF_STRUCTS) structs.push([l.name, Object.keys(l.fields), `struct ${l.name}`]);
+  for (const l of TCP_STRUCTS) structs.push([l.name, Object.keys(l.fields), `struct ${l.name}`]);
   const body = structs
     .map(([name, fields, ctype], i) => {
       const fs = fields.map((f, j) => `printf("%s\\"${f}\\":%zu", ${j ? '","' : '""'}, offsetof(${ctype}, ${f}));`).join('\n  ');
@@ -44,14 +46,17 @@ function cProgram(): string {
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
 #include <baton/abi.h>
 #define REASON_JSON(r, a, n) printf("%s[\\"%s\\",\\"%s\\"]", r ? "," : "", a, n);
 int main(void) {
   printf("{\\"structs\\":{");
   ${body}
-  printf("},\\"consts\\":{\\"ABI_VERSION\\":%d,\\"MAX_HANDOFFS\\":%d,\\"XLATE_F_TS\\":%d,\\"TRACK_F_FIN\\":%d,\\"TRACK_F_RST\\":%d,\\"TRACK_F_SEEN\\":%d,\\"STATE_BLOCK\\":%d,\\"STATE_FORWARD\\":%d,\\"KIND_CLIENT\\":%d,\\"KIND_BACKEND\\":%d,\\"R_MAX\\":%d},",
+  printf("},\\"consts\\":{\\"ABI_VERSION\\":%d,\\"MAX_HANDOFFS\\":%d,\\"XLATE_F_TS\\":%d,\\"TRACK_F_FIN\\":%d,\\"TRACK_F_RST\\":%d,\\"TRACK_F_SEEN\\":%d,\\"STATE_BLOCK\\":%d,\\"STATE_FORWARD\\":%d,\\"KIND_CLIENT\\":%d,\\"KIND_BACKEND\\":%d,\\"R_MAX\\":%d,\\"PROBE_F_FOUND\\":%d,\\"PROBE_F_TSTAMP_OK\\":%d,\\"PROBE_F_USEC_TS\\":%d,\\"PROBE_F_REPAIR\\":%d},",
     BATON_ABI_VERSION, BATON_MAX_HANDOFFS, BATON_XLATE_F_TS, BATON_TRACK_F_FIN, BATON_TRACK_F_RST, BATON_TRACK_F_SEEN,
-    BATON_STATE_BLOCK, BATON_STATE_FORWARD, BATON_KIND_CLIENT, BATON_KIND_BACKEND, BATON_R_MAX);
+    BATON_STATE_BLOCK, BATON_STATE_FORWARD, BATON_KIND_CLIENT, BATON_KIND_BACKEND, BATON_R_MAX,
+    BATON_PROBE_F_FOUND, BATON_PROBE_F_TSTAMP_OK, BATON_PROBE_F_USEC_TS, BATON_PROBE_F_REPAIR);
   printf("\\"reasons\\":[");
   BATON_REASONS(REASON_JSON)
   printf("]}\\n");
@@ -89,6 +94,18 @@ test('constants and the reason table match the C header', { skip: !haveCc && 'no
     ABI_VERSION, MAX_HANDOFFS, XLATE_F_TS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN,
     STATE_BLOCK: FlowState.BLOCK, STATE_FORWARD: FlowState.FORWARD, KIND_CLIENT: FlowKind.CLIENT, KIND_BACKEND: FlowKind.BACKEND,
     R_MAX: REASONS.length,
+    PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR,
   });
   assert.deepEqual(printed.reasons, REASONS.map(([a, r]) => [a, r]));
+});
+
+test('kernel socket structs used by control/tcp match the installed uapi headers', { skip: !haveCc && 'no C compiler (cc)' }, () => {
+  for (const l of TCP_STRUCTS) {
+    const got = printed.structs[l.name];
+    assert.ok(got, `struct ${l.name} printed`);
+    assert.deepEqual(got.fields, l.fields, `struct ${l.name} offsets`);
+    // tcp_info grows with every kernel; baton reads a prefix and the kernel copies min(len, its size).
+    if (l === TCP_INFO_LAYOUT) assert.ok(got.size >= l.size, `struct tcp_info is at least ${l.size} bytes (headers say ${got.size})`);
+    else assert.equal(got.size, l.size, `struct ${l.name} size`);
+  }
 });

@@ -10,7 +10,11 @@
 #ifndef BATON_ABI_H
 #define BATON_ABI_H
 
+/* BPF programs built against build/vmlinux.h (CO-RE) already have the kernel
+ * types; <linux/types.h> would redefine some of them. */
+#ifndef __VMLINUX_H__
 #include <linux/types.h>
+#endif
 
 #define BATON_ABI_VERSION 1
 
@@ -142,5 +146,31 @@ struct baton_config {
 };
 
 #define BATON_CFG_F_FIB_DIRECT 0x01 /* redirect after FIB lookup (else via stack) */
+
+/* TCP state that no socket option exposes, read by the iterator program
+ * bpf/iter_tcp_probe.c (SEC("iter/tcp")). Userspace inserts one zeroed value
+ * per socket it wants, keyed by struct baton_flow_key in the socket's
+ * local -> remote orientation (saddr/sport = local, daddr/dport = remote,
+ * proto IPPROTO_TCP; an AF_INET6 socket with IPv4-mapped addresses is keyed
+ * as IPv4, the way its packets look on the wire), runs the iterator, and reads
+ * the values back. The iterator walks the TCP sockets of the network
+ * namespace of the thread that created the iterator fd. */
+struct baton_tcp_probe {
+	__u32 ts_recent;       /* rx_opt.ts_recent: peer's latest TSval (PAWS) */
+	__u32 ts_recent_stamp; /* rx_opt.ts_recent_stamp: when stored, seconds (ktime_get_seconds) */
+	__u32 rcv_tsval;       /* rx_opt.rcv_tsval: TSval of the last segment received */
+	__u32 rcv_tsecr;       /* rx_opt.rcv_tsecr: TSecr of the last segment received */
+	__u32 tsoffset;        /* this socket's TSval = clock + tsoffset */
+	__u32 snd_una;
+	__u32 snd_nxt;
+	__u32 rcv_nxt;
+	__u32 write_seq;
+	__u32 flags;           /* BATON_PROBE_F_* */
+};
+
+#define BATON_PROBE_F_FOUND     0x01 /* a socket with this tuple was seen */
+#define BATON_PROBE_F_TSTAMP_OK 0x02 /* timestamps negotiated (rx_opt.tstamp_ok) */
+#define BATON_PROBE_F_USEC_TS   0x04 /* TSval ticks in microseconds (tcp_usec_ts) */
+#define BATON_PROBE_F_REPAIR    0x08 /* socket is in TCP_REPAIR mode */
 
 #endif /* BATON_ABI_H */

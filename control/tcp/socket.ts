@@ -1,0 +1,198 @@
+/**
+ * Typed wrappers over the libc socket calls of control/bpf/ffi.ts: every
+ * failure becomes a SocketError naming the operation and the fd, socket
+ * addresses are encoded and decoded here, and nothing else in control/tcp/
+ * handles raw sockaddr bytes or errno.
+ */
+import { fstatSync, statSync } from 'node:fs';
+import { errno, errnoValue, libcSock } from '../bpf/ffi.js';
+import { type Family, ipv4Bytes, ipv6Bytes, bytesToIp, familyOf } from '../net/addr.js';
+import { SocketError } from './errors.js';
+import {
+  AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, SOCK_CLOEXEC, SOCK_STREAM, SIOCGSKNS,
+  SOCKADDR_IN6_LAYOUT as IN6, SOCKADDR_IN_LAYOUT as IN4,
+} from './kernel.js';
+import type { Endpoint } from './state.js';
+
+export const EAGAIN = errnoValue('EAGAIN');
+export const ENOMEM = errnoValue('ENOMEM');
+export const EINTR = errnoValue('EINTR');
+
+/** Throws a SocketError for a negative return, with the errno of the call. */
+export function check(rc: number, op: string, detail?: string, explanation?: string): number {
+  if (rc < 0) throw new SocketError(op, errno(), detail, explanation);
+  return rc;
+}
+
+// ---------------------------------------------------------------- addresses
+
+export interface SockAddr extends Endpoint {
+  /** Family as seen on the wire: an IPv4-mapped IPv6 address is reported as IPv4. */
+  family: Family;
+  /** True when the socket is AF_INET6 but the address is IPv4-mapped (::ffff:a.b.c.d). */
+  mapped: boolean;
+}
+
+const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** struct sockaddr_in / sockaddr_in6 for an endpoint of the given family. */
+export function encodeSockaddr(ep: Endpoint, family: Family): Buffer {
+  if (familyOf(ep.ip) !== family) throw new TypeError(`${ep.ip} is not an IPv${family} address`);
+  if (!Number.isInteger(ep.port) || ep.port < 0 || ep.port > 0xffff) throw new RangeError(`port must be 0..65535, got ${ep.port}`);
+  if (family === 4) {
+    const b = Buffer.alloc(IN4.size);
+    b.writeUInt16LE(AF_INET, IN4.fields.sin_family);
+    b.writeUInt16BE(ep.port, IN4.fields.sin_port);
+    ipv4Bytes(ep.ip).copy(b, IN4.fields.sin_addr);
+    return b;
+  }
+  const b = Buffer.alloc(IN6.size);
+  b.writeUInt16LE(AF_INET6, IN6.fields.sin6_family);
+  b.writeUInt16BE(ep.port, IN6.fields.sin6_port);
+  ipv6Bytes(ep.ip).copy(b, IN6.fields.sin6_addr);
+  return b;
+}
+
+export function decodeSockaddr(b: Buffer): SockAddr {
+  const fam = b.readUInt16LE(0);
+  if (fam === AF_INET) {
+    const at = IN4.fields.sin_addr;
+    return { family: 4, mapped: false, ip: bytesToIp(b.subarray(at, at + 4), 4), port: b.readUInt16BE(IN4.fields.sin_port) };
+  }
+  if (fam === AF_INET6) {
+    const at = IN6.fields.sin6_addr;
+    const addr = b.subarray(at, at + 16);
+    const port = b.readUInt16BE(IN6.fields.sin6_port);
+    if (addr.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return { family: 4, mapped: true, ip: bytesToIp(addr.subarray(12), 4), port };
+    return { family: 6, mapped: false, ip: bytesToIp(addr, 6), port };
+  }
+  throw new TypeError(`not an IP socket address (family ${fam})`);
+}
+
+function name(call: typeof libcSock.getsockname, op: string, fd: number): SockAddr {
+  const b = Buffer.alloc(128);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(b.length);
+  check(call(fd, b, len), op, `of fd ${fd}`);
+  return decodeSockaddr(b.subarray(0, len.readUInt32LE()));
+}
+
+export const localAddress = (fd: number): SockAddr => name(libcSock.getsockname, 'getsockname', fd);
+export const remoteAddress = (fd: number): SockAddr => name(libcSock.getpeername, 'getpeername', fd);
+
+// ---------------------------------------------------------------- options
+
+export function getOpt(fd: number, level: number, opt: number, size: number, op: string): Buffer {
+  const b = Buffer.alloc(size);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(size);
+  check(libcSock.getsockopt(fd, level, opt, b, len), op, `of fd ${fd}`);
+  return b.subarray(0, len.readUInt32LE());
+}
+
+export function getInt(fd: number, level: number, opt: number, op: string): number {
+  const b = getOpt(fd, level, opt, 4, op);
+  return b.length >= 4 ? b.readInt32LE(0) : 0;
+}
+
+export function getU32(fd: number, level: number, opt: number, op: string): number {
+  return getInt(fd, level, opt, op) >>> 0;
+}
+
+export function setOpt(fd: number, level: number, opt: number, value: Buffer, op: string, explanation?: string): void {
+  check(libcSock.setsockopt(fd, level, opt, value, value.length), op, `of fd ${fd}`, explanation);
+}
+
+export function setInt(fd: number, level: number, opt: number, value: number, op: string, explanation?: string): void {
+  const b = Buffer.alloc(4);
+  if (value < 0) b.writeInt32LE(value);
+  else b.writeUInt32LE(value >>> 0);
+  setOpt(fd, level, opt, b, op, explanation);
+}
+
+export function ioctlInt(fd: number, req: number, op: string): number {
+  const b = Buffer.alloc(4);
+  check(libcSock.ioctl(fd, req, 'void *', b), op, `of fd ${fd}`);
+  return b.readInt32LE(0);
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+export function openTcpSocket(family: Family): number {
+  return check(libcSock.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP), 'socket', `(IPv${family} TCP)`);
+}
+
+export function bindTo(fd: number, ep: Endpoint, family: Family): void {
+  const a = encodeSockaddr(ep, family);
+  check(libcSock.bind(fd, a, a.length), 'bind', `of fd ${fd} to ${fmt(ep)}`);
+}
+
+export function connectTo(fd: number, ep: Endpoint, family: Family): void {
+  const a = encodeSockaddr(ep, family);
+  check(libcSock.connect(fd, a, a.length), 'connect', `of fd ${fd} to ${fmt(ep)}`);
+}
+
+/** connect(AF_UNSPEC): tcp_disconnect(), which in repair mode sends nothing. */
+export function disconnect(fd: number): void {
+  const a = Buffer.alloc(IN6.size);
+  a.writeUInt16LE(AF_UNSPEC, 0);
+  check(libcSock.connect(fd, a, a.length), 'disconnect', `of fd ${fd}`);
+}
+
+export function listenOn(fd: number, backlog = 16): void {
+  check(libcSock.listen(fd, backlog), 'listen', `on fd ${fd}`);
+}
+
+/** Blocking accept (a connection to loopback is queued by the time connect returns). */
+export function acceptFrom(fd: number): number {
+  return check(libcSock.accept4(fd, null, null, SOCK_CLOEXEC), 'accept', `on fd ${fd}`);
+}
+
+export function closeFd(fd: number): void {
+  check(libcSock.close(fd), 'close', `of fd ${fd}`);
+}
+
+// ---------------------------------------------------------------- data
+
+/** recv(MSG_PEEK | MSG_DONTWAIT) of up to `max` bytes; empty when nothing is there. */
+export function peek(fd: number, max: number, op: string): Buffer {
+  const b = Buffer.alloc(Math.max(1, max));
+  const n = libcSock.recv(fd, b, b.length, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) {
+    const e = errno();
+    if (e === EAGAIN) return Buffer.alloc(0);
+    throw new SocketError(op, e, `of fd ${fd}`);
+  }
+  return b.subarray(0, n);
+}
+
+/**
+ * send() without blocking; returns the bytes the kernel took (0 on EAGAIN)
+ * and throws on any other error. `errnoOut` receives the errno of a short send.
+ */
+export function sendSome(fd: number, data: Buffer, op: string): { sent: number; errno: number } {
+  const n = libcSock.send(fd, data, data.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n >= 0) return { sent: n, errno: 0 };
+  const e = errno();
+  if (e === EAGAIN || e === ENOMEM || e === EINTR) return { sent: 0, errno: e };
+  throw new SocketError(op, e, `on fd ${fd}`);
+}
+
+export const fmt = (ep: Endpoint): string => (ep.ip.includes(':') ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`);
+
+/**
+ * The network namespace of a socket, as a new fd (ioctl SIOCGSKNS), or
+ * undefined when it is the calling thread's own namespace (or the kernel
+ * will not say: then the socket is assumed to be ours).
+ */
+export function socketNetnsFd(fd: number): number | undefined {
+  const ns = libcSock.ioctl(fd, SIOCGSKNS, 'void *', Buffer.alloc(8));
+  if (ns < 0) return undefined;
+  const theirs = fstatSync(ns);
+  const ours = statSync('/proc/thread-self/ns/net');
+  if (theirs.ino === ours.ino && theirs.dev === ours.dev) {
+    libcSock.close(ns);
+    return undefined;
+  }
+  return ns;
+}

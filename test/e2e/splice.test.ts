@@ -1,0 +1,87 @@
+/**
+ * Splice end to end: real Linux stacks at both ends (curl in the client
+ * namespace, nginx in a back-end namespace), the test front end in the LB
+ * namespace, baton's XDP datapath on the LB's interfaces.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Datapath } from '../../control/datapath/datapath.js';
+import { withNetns } from '../../control/net/netns.js';
+import { Splicer } from '../../control/splice/splicer.js';
+import { createSocketOps } from '../../control/tcp/socket-ops.js';
+import { takeSocket } from '../../control/tcp/pidfd.js';
+import { skipUnlessBpf } from '../lib/env.js';
+import { startFrontend, type FrontendDriver } from '../lib/frontend-driver.js';
+import { startNginx, type NginxBackend } from '../lib/nginx.js';
+import { createTestbed, starTopology, VIP4, type Testbed } from '../lib/testbed.js';
+
+const BIG = 64 * 1024 * 1024;
+
+describe('splice end to end', { skip: skipUnlessBpf }, () => {
+  let tb: Testbed;
+  let dp: Datapath;
+  let nginx: NginxBackend;
+  let fe: FrontendDriver;
+  const rsts: string[] = [];
+
+  before(async () => {
+    tb = await createTestbed(starTopology({ backends: 1, vip: true }), { passXdp: (node) => node !== 'lb' });
+    dp = await Datapath.load({ flowsCapacity: 4096 });
+    const lb = tb.node('lb');
+    withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
+    nginx = await startNginx(tb, 'backend1', 8080, { 'big.bin': BIG, 'small.txt': 'x'.repeat(1024) });
+    // Every RST seen by the client or the back end, for (d).
+    for (const node of ['client', 'backend1']) {
+      const cap = tb.spawn(node, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 4 != 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      cap.stdout?.on('data', (d: Buffer) => rsts.push(...d.toString().trim().split('\n').map((l) => `${node}: ${l}`)));
+    }
+    const splicer = new Splicer(dp, createSocketOps());
+    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, [`${tb.node('backend1').v4}:8080`]);
+  });
+
+  after(async () => {
+    fe?.stop();
+    await nginx?.stop();
+    dp?.close();
+    await tb?.destroy();
+  });
+
+  test('(a) a 64 MiB download through a spliced connection matches its SHA-256', async () => {
+    const out = join(tmpdir(), `baton-big-${process.pid}`);
+    try {
+      const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '60', '-o', out, '-w', '%{http_code} %{size_download}', `http://${VIP4}/big.bin`], { timeoutMs: 70_000 });
+      assert.equal(r.stdout, `200 ${BIG}`);
+      assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), nginx.sha256['/big.bin']);
+      assert.equal(fe.failures.length, 0, fe.failures.join('; '));
+      assert.equal(fe.fallbacks.length, 0, fe.fallbacks.join('; '));
+      assert.ok(fe.splices.length >= 1, 'the connection was spliced');
+      const forwarded = dp.readCounters().filter((c) => c.action === 'forwarded').reduce((a, c) => a + c.packets, 0n);
+      assert.ok(forwarded > 1000n, `datapath forwarded ${forwarded} packets`);
+    } finally {
+      rmSync(out, { force: true });
+    }
+  });
+
+  test('(b) one keep-alive connection carries 1,000 requests after the splice', async () => {
+    const before = fe.splices.length;
+    const urls = Array.from({ length: 1001 }, (_, i) => `http://${VIP4}/small.txt?${i}`);
+    const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '60', '-w', '%{http_code} %{num_connects}\n', '-o', '/dev/null', ...urls.flatMap((u) => [u, '-o', '/dev/null'])], { timeoutMs: 70_000 });
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 1001);
+    assert.ok(lines.every((l) => l.startsWith('200 ')), 'every request answered 200');
+    const connects = lines.reduce((a, l) => a + Number(l.split(' ')[1]), 0);
+    assert.equal(connects, 1, 'curl opened exactly one connection');
+    assert.equal(fe.splices.length, before + 1, 'that connection was spliced once');
+  });
+
+  test('(d) no RST on the wire and no socket left on the front end', async () => {
+    const r = await tb.exec('lb', 'ss', ['-tanH', `( sport = :80 or dport = :8080 )`]);
+    const left = r.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('LISTEN'));
+    assert.deepEqual(left, [], `sockets left on the LB: ${left.join(' | ')}`);
+    assert.deepEqual(rsts, [], 'no RST seen by client or back end');
+  });
+});

@@ -78,6 +78,29 @@ describe('splice end to end', { skip: skipUnlessBpf }, () => {
     assert.equal(fe.splices.length, before + 1, 'that connection was spliced once');
   });
 
+  test('(c) (a) and (b) again with 3% random loss in both directions, byte-exact', async () => {
+    // Loss at the receivers' INPUT: client->backend and backend->client segments.
+    const rule = ['-m', 'statistic', '--mode', 'random', '--probability', '0.03', '-j', 'DROP'];
+    for (const node of ['client', 'backend1']) await tb.exec(node, 'iptables', ['-A', 'INPUT', '-p', 'tcp', ...rule]);
+    const out = join(tmpdir(), `baton-big-loss-${process.pid}`);
+    try {
+      const before = fe.splices.length;
+      const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '120', '-o', out, '-w', '%{http_code} %{size_download}', `http://${VIP4}/big.bin`], { timeoutMs: 130_000 });
+      assert.equal(r.stdout, `200 ${BIG}`);
+      assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), nginx.sha256['/big.bin']);
+      const urls = Array.from({ length: 1001 }, (_, i) => `http://${VIP4}/small.txt?loss${i}`);
+      const k = await tb.exec('client', 'curl', ['-sS', '--max-time', '120', '-w', '%{http_code} %{num_connects} %{size_download}\n', ...urls.flatMap((u) => [u, '-o', '/dev/null'])], { timeoutMs: 130_000 });
+      const lines = k.stdout.trim().split('\n');
+      assert.equal(lines.length, 1001);
+      assert.ok(lines.every((l) => l === '200 0 1024' || l === '200 1 1024'), `every answer 200 with 1024 bytes: ${lines.filter((l) => !l.startsWith('200')).slice(0, 3).join(' | ')}`);
+      assert.equal(fe.splices.length, before + 2, 'both connections were spliced');
+      assert.equal(fe.failures.length, 0, fe.failures.join('; '));
+    } finally {
+      rmSync(out, { force: true });
+      for (const node of ['client', 'backend1']) await tb.exec(node, 'iptables', ['-D', 'INPUT', '-p', 'tcp', ...rule], { check: false });
+    }
+  });
+
   test('(d) no RST on the wire and no socket left on the front end', async () => {
     const r = await tb.exec('lb', 'ss', ['-tanH', `( sport = :80 or dport = :8080 )`]);
     const left = r.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('LISTEN'));

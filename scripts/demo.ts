@@ -1,14 +1,21 @@
 /**
  * baton demo (README's first command): builds a netns testbed
  * (client <-> lb <-> back ends), loads and attaches baton's XDP datapath on
- * the LB, pushes real HTTP traffic through it, prints the datapath counters
- * read back through the binding, and tears everything down.
+ * the LB, runs a small L7 front end on the VIP whose client connections baton
+ * splices to nginx back ends after the first request, pushes real curl
+ * traffic through it, prints what happened and the datapath counters read
+ * back through the binding, and tears everything down.
  */
 import { Datapath } from '../control/datapath/datapath.js';
 import { withNetns } from '../control/net/netns.js';
 import { bpfUnavailableReason } from '../control/bpf/probe.js';
 import { BPF_DIR } from '../test/lib/env.js';
-import { canRunPrivileged, createTestbed, starTopology } from '../test/lib/testbed.js';
+import { canRunPrivileged, createTestbed, starTopology, VIP4 } from '../test/lib/testbed.js';
+import { Splicer } from '../control/splice/splicer.js';
+import { createSocketOps } from '../control/tcp/socket-ops.js';
+import { takeSocket } from '../control/tcp/pidfd.js';
+import { startFrontend } from '../test/lib/frontend-driver.js';
+import { startNginx } from '../test/lib/nginx.js';
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -22,7 +29,7 @@ async function main(): Promise<number> {
     return 2;
   }
   say('baton demo: building testbed client <-> lb <-> backend1, backend2 (198.18.0.0/15)');
-  const tb = await createTestbed(starTopology({ backends: 2 }), { passXdp: (node) => node !== 'lb' });
+  const tb = await createTestbed(starTopology({ backends: 2, vip: true }), { passXdp: (node) => node !== 'lb' });
   let dp: Datapath | undefined;
   try {
     dp = await Datapath.load({ flowsCapacity: 4096 });
@@ -31,27 +38,27 @@ async function main(): Promise<number> {
     withNetns(lb.ns, () => lb.ifaces.forEach((i) => d.attach(i.ifindex)));
     say(`loaded build/bpf/xdp_baton.o, attached to ${lb.ifaces.map((i) => `${i.name}(ifindex ${i.ifindex})`).join(', ')} in ${lb.ns}`);
 
-    const servers = ['backend1', 'backend2'].map((b) =>
-      tb.spawn(b, process.execPath, ['-e', `require('http').createServer((q,s)=>s.end('hello from ${b} '+q.url+'\\n')).listen(8080,'${tb.node(b).v4}')`], { stdio: 'ignore' }),
-    );
+    const backends = await Promise.all(['backend1', 'backend2'].map((b) => startNginx(tb, b, 8080, { 'hello.txt': `hello from ${b}\n`, 'big.bin': 8 * 1024 * 1024 })));
+    const splicer = new Splicer(d, createSocketOps());
+    const fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, ['backend1', 'backend2'].map((b) => `${tb.node(b).v4}:8080`));
+    say(`front end listening on VIP ${VIP4}:80 in the lb namespace; back ends: nginx on backend1, backend2`);
     try {
-      for (const b of ['backend1', 'backend2']) {
-        const url = `http://${tb.node(b).v4}:8080/demo`;
-        let out = '';
-        for (let i = 0; i < 50 && !out; i++) {
-          const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '3', url], { check: false });
-          if (r.code === 0) out = r.stdout.trim();
-          else await new Promise((res) => setTimeout(res, 100));
-        }
-        say(`client -> ${url}: ${out || '(no answer)'}`);
+      for (let c = 1; c <= 2; c++) {
+        // One keep-alive connection, five requests: the front end reads the
+        // first, baton splices the connection, the rest never touch userspace.
+        const urls = Array.from({ length: 5 }, (_, i) => `http://${VIP4}/hello.txt?req=${i + 1}`);
+        const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '10', ...urls]);
+        say(`client connection ${c}: ${r.stdout.trim().split('\n').length} responses on one connection: ${[...new Set(r.stdout.trim().split('\n'))].join(', ')}`);
       }
-      // A little more load: 200 requests in 4 parallel curl runs.
-      const runs = Array.from({ length: 4 }, (_, i) =>
-        tb.exec('client', 'curl', ['-sS', '--max-time', '10', '-o', '/dev/null', ...Array.from({ length: 50 }, () => `http://${tb.node(`backend${(i % 2) + 1}`).v4}:8080/x`)], { check: false }),
-      );
-      await Promise.all(runs);
+      const big = await tb.exec('client', 'curl', ['-sS', '--max-time', '30', '-o', '/dev/null', '-w', '%{size_download} bytes in %{time_total} s', `http://${VIP4}/big.bin`]);
+      say(`client download through a spliced connection: ${big.stdout}`);
+      const ms = fe.splices.map((x) => x.timings.totalMs).sort((a, b) => a - b);
+      say(`splices: ${fe.splices.length} (refused: ${fe.failures.length}); handoff time p50 ${ms[Math.floor(ms.length / 2)]?.toFixed(2)} ms, max ${ms.at(-1)?.toFixed(2)} ms`);
+      const left = await tb.exec('lb', 'ss', ['-tanH', 'state', 'established']);
+      say(`established sockets left on the lb: ${left.stdout.trim().split('\n').filter(Boolean).length}`);
     } finally {
-      servers.forEach((s) => s.kill());
+      fe.stop();
+      await Promise.all(backends.map((b) => b.stop()));
     }
 
     say('\ndatapath counters (summed over CPUs):');

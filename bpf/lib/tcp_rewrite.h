@@ -61,6 +61,10 @@ static __always_inline __u16 rescale_window(__u16 win, __u8 in, __u8 out)
 	__u64 bytes = (__u64)win << (in & 15);
 	__u64 field = bytes >> (out & 15);
 
+	/* Never scale an open window away to 0 (Linux rounds up for the same
+	 * reason): a zero window would stall a sender that could still send. */
+	if (!field && bytes)
+		field = 1;
 	return field > 0xffff ? 0xffff : (__u16)field;
 }
 

@@ -56,6 +56,9 @@ export function refusalReason(leg1: TcpState, leg2: TcpState): SpliceRefused | u
   if (leg1.timestamps && (leg1.tsRecent === undefined || leg2.tsRecent === undefined)) {
     return new SpliceRefused('timestamps_unknown', 'the peers\' latest TSval could not be read, so timestamps cannot be translated safely');
   }
+  if (leg1.advMss > leg2.mssClamp) {
+    return new SpliceRefused('mss_too_large', `the client may send ${leg1.advMss}-byte segments but the back end accepts at most ${leg2.mssClamp}; lower the MSS advertised toward clients (TCP_MAXSEG on the listener) to ${leg2.mssClamp} or less`);
+  }
   if (leg2.advMss > leg1.mssClamp) {
     return new SpliceRefused('mss_too_large', `the back end may send ${leg2.advMss}-byte segments but the client accepts at most ${leg1.mssClamp}; set TCP_MAXSEG to ${leg1.mssClamp} or less on the back-end socket before connecting`);
   }

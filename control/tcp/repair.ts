@@ -39,7 +39,7 @@ import {
   remoteAddress, sendSome, setInt, setOpt, socketNetnsFd,
 } from './socket.js';
 import { type TcpState, u32 } from './state.js';
-import { sharedTsProbe, type TsProbe } from './ts-probe.js';
+import { type FillResult, sharedTsProbe, type TsProbe } from './ts-probe.js';
 
 const E = (name: string): number => errnoValue(name);
 
@@ -210,10 +210,15 @@ function readState(fd: number, attempts: number): TcpState {
 
 function probeInSocketNetns(probe: TsProbe, states: TcpState[], fd: number): void {
   const ns = socketNetnsFd(fd);
+  let r: FillResult;
   try {
-    probe.fill(states, ns === undefined ? {} : { netnsFd: ns });
+    r = probe.fill(states, ns === undefined ? {} : { netnsFd: ns });
   } finally {
     if (ns !== undefined) libcSock.close(ns);
+  }
+  if (r.stale > 0) {
+    throw new SocketError('capture', E('EAGAIN'), `of ${states.length === 1 ? `fd ${fd}` : `${states.length} sockets`}`,
+      `${r.stale} socket(s) received or sent data between capture and timestamp probe; block the flow in the datapath before capturing`);
   }
 }
 
@@ -305,7 +310,7 @@ export function leaveRepair(fd: number): void {
 }
 
 export interface RestoreOptions {
-  /** Called with the fd right after it is created (e.g. to set socket options). */
+  /** Called with the fd before repair mode and bind (e.g. to set socket options; not SO_REUSEADDR/SO_REUSEPORT-sensitive ones). */
   beforeConnect?: (fd: number) => void;
 }
 
@@ -327,16 +332,19 @@ export function restoreTcp(state: TcpState, opts: RestoreOptions = {}): number {
   const fd = openTcpSocket(state.family);
   let repairOn = false;
   try {
-    setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'repair');
-    repairOn = true;
+    // SO_REUSEADDR first: it sets sk_reuse, and so would undo the SK_FORCE_REUSE
+    // that TCP_REPAIR sets (which lets bind() share a port held by a listener
+    // or by other connections).
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'restore');
     opts.beforeConnect?.(fd);
+    setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'repair');
+    repairOn = true;
 
     const sent = u32(state.sndNxt - state.sndUna);
     const sentPart = state.sendQueue.subarray(0, sent);
     const unsentPart = state.sendQueue.subarray(sent);
+    // Before connect(), which derives the window clamp from the receive buffer.
     ensureBuffer(fd, SO_RCVBUF, SO_RCVBUFFORCE, state.recvQueue.length);
-    ensureBuffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, state.sendQueue.length);
 
     // Sequence numbers before connect(): connect() in repair mode starts from them.
     setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, 'restore');
@@ -347,6 +355,8 @@ export function restoreTcp(state: TcpState, opts: RestoreOptions = {}): number {
 
     bindTo(fd, state.local, state.family);
     connectTo(fd, state.remote, state.family); // no SYN in repair mode: straight to ESTABLISHED
+    // After connect(), which sizes the send buffer for the route's MSS.
+    ensureBuffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, state.sendQueue.length);
 
     // Options must be set while nothing has been sent (the kernel refuses after).
     setOpt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, repairOptions(state), 'restore_options');
@@ -407,10 +417,14 @@ function repairOptions(s: TcpState): Buffer {
   return b;
 }
 
-/** Raises a socket buffer when `bytes` of queue would not fit (the kernel doubles the value set). */
+/**
+ * Raises a socket buffer when `bytes` of queue would not fit what the kernel
+ * allows by default (getsockopt reports the internal value, which counts skb
+ * overhead too; setsockopt's value is doubled by the kernel).
+ */
 function ensureBuffer(fd: number, get: number, force: number, bytes: number): void {
   if (bytes === 0) return;
-  const want = 2 * bytes + (256 << 10); // payload + per-skb overhead headroom
+  const want = bytes + (bytes >> 2) + (64 << 10);
   if (getInt(fd, SOL_SOCKET, get, 'restore') >= want) return;
   setInt(fd, SOL_SOCKET, force, Math.ceil(want / 2), 'restore_buffer');
 }

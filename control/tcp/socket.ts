@@ -167,8 +167,9 @@ export function peek(fd: number, max: number, op: string): Buffer {
 }
 
 /**
- * send() without blocking; returns the bytes the kernel took (0 on EAGAIN)
- * and throws on any other error. `errnoOut` receives the errno of a short send.
+ * send() without blocking: the bytes the kernel took, or 0 with the errno
+ * when it took none for lack of room (EAGAIN, ENOMEM) or was interrupted;
+ * throws on any other error.
  */
 export function sendSome(fd: number, data: Buffer, op: string): { sent: number; errno: number } {
   const n = libcSock.send(fd, data, data.length, MSG_DONTWAIT | MSG_NOSIGNAL);

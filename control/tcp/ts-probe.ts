@@ -41,6 +41,13 @@ export interface ProbeTuple {
 
 export type { TcpProbe };
 
+export interface FillResult {
+  /** Sockets found in the namespace. */
+  found: number;
+  /** Of those, sockets whose sequence numbers had moved past their state. */
+  stale: number;
+}
+
 export class TsProbe {
   private closed = false;
 
@@ -103,20 +110,26 @@ export class TsProbe {
   /**
    * Sets tsRecent (and usecTs) on each state from one iteration. A state
    * whose socket was not found, or that does not use timestamps, is left
-   * with tsRecent undefined. Returns how many sockets were found.
+   * with tsRecent undefined. A socket whose sequence numbers no longer match
+   * its state (it moved on between capture and probe) is counted as stale
+   * and left undefined too: its ts_recent may be newer than the state.
    */
-  fill(states: TcpState[], opts: ProbeRunOptions = {}): number {
+  fill(states: TcpState[], opts: ProbeRunOptions = {}): FillResult {
     const rows = this.read(states, opts);
-    let found = 0;
+    const result: FillResult = { found: 0, stale: 0 };
     states.forEach((s, i) => {
       const p = rows[i];
+      delete s.tsRecent;
       if (!p) return;
-      found++;
+      result.found++;
+      if (p.rcvNxt !== s.rcvNxt || p.sndUna !== s.sndUna || p.writeSeq !== ((s.sndUna + s.sendQueue.length) >>> 0)) {
+        result.stale++;
+        return;
+      }
       s.usecTs = p.usecTs;
       if (p.timestamps && s.timestamps) s.tsRecent = p.tsRecent;
-      else delete s.tsRecent;
     });
-    return found;
+    return result;
   }
 
   close(): void {
@@ -146,6 +159,6 @@ export async function closeSharedTsProbe(): Promise<void> {
 }
 
 /** Fills tsRecent of many states with one iteration of the shared probe. */
-export async function probeTsRecent(states: TcpState[], opts: ProbeRunOptions = {}): Promise<number> {
+export async function probeTsRecent(states: TcpState[], opts: ProbeRunOptions = {}): Promise<FillResult> {
   return (await sharedTsProbe()).fill(states, opts);
 }

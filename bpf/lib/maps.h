@@ -28,11 +28,4 @@ struct {
 	__type(value, struct baton_counter);
 } baton_counters SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct baton_config);
-} baton_config SEC(".maps");
-
 #endif /* BATON_LIB_MAPS_H */

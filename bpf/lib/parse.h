@@ -20,7 +20,6 @@
 
 struct baton_pkt {
 	struct baton_flow_key key;
-	__u32 l3_off;
 	__u32 l4_off;
 	__u32 tcp_hlen;    /* 20..60 */
 	__u32 payload_len; /* TCP payload bytes */
@@ -47,7 +46,6 @@ static __always_inline int parse_tcp_packet(ctx_t *ctx, struct baton_pkt *p, __u
 
 	if ((void *)(eth + 1) > end)
 		return *reason = BATON_R_PASS_MALFORMED, -1;
-	p->l3_off = sizeof(*eth);
 
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *iph = (void *)(eth + 1);
@@ -96,7 +94,7 @@ static __always_inline int parse_tcp_packet(ctx_t *ctx, struct baton_pkt *p, __u
 		return *reason = BATON_R_PASS_NOT_IP, -1;
 	}
 
-	l4_off = p->l3_off + l3_hlen;
+	l4_off = sizeof(*eth) + l3_hlen; /* no VLAN: the IP header is at 14 */
 	th = data + l4_off;
 	if ((void *)(th + 1) > end)
 		return *reason = BATON_R_PASS_MALFORMED, -1;

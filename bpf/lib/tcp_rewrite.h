@@ -166,8 +166,7 @@ static __always_inline int rewrite_segment(ctx_t *ctx, const struct baton_pkt *p
 	__u8 oldh[TCP_BUF_SIZE] = {}, newh[TCP_BUF_SIZE] = {};
 	__u32 hlen = p->tcp_hlen;
 	struct tcphdr *th;
-	__u32 diff, alen;
-	__u16 check;
+	__u32 addr_diff, diff, alen;
 	void *data, *end;
 
 	if (hlen < sizeof(struct tcphdr) || hlen > TCP_HDR_MAX)
@@ -186,31 +185,28 @@ static __always_inline int rewrite_segment(ctx_t *ctx, const struct baton_pkt *p
 	if (hlen > sizeof(struct tcphdr) && rewrite_tcp_options(newh, hlen, x))
 		return BATON_R_DROP_BAD_OPTIONS;
 
-	/* TCP checksum: header words + pseudo-header addresses. */
+	/* One address diff serves both checksums: the TCP pseudo-header and
+	 * (IPv4) the IP header cover the same address words. */
 	alen = p->key.family == BATON_AF_INET ? 4 : 16;
-	diff = bpf_csum_diff((__be32 *)p->key.saddr, alen, (__be32 *)x->saddr, alen, 0);
-	diff = bpf_csum_diff((__be32 *)p->key.daddr, alen, (__be32 *)x->daddr, alen, diff);
-	diff = bpf_csum_diff((__be32 *)oldh, hlen, (__be32 *)newh, hlen, diff);
-	check = csum_apply_diff(((struct tcphdr *)oldh)->check, diff);
-	th->check = check;
+	addr_diff = bpf_csum_diff((__be32 *)p->key.saddr, alen, (__be32 *)x->saddr, alen, 0);
+	addr_diff = bpf_csum_diff((__be32 *)p->key.daddr, alen, (__be32 *)x->daddr, alen, addr_diff);
+	diff = bpf_csum_diff((__be32 *)oldh, hlen, (__be32 *)newh, hlen, addr_diff);
+	th->check = csum_apply_diff(((struct tcphdr *)oldh)->check, diff);
 	if (ctx_store_bytes(ctx, p->l4_off, newh, hlen))
 		return BATON_R_DROP_REWRITE;
 
-	/* Addresses (and the IPv4 header checksum). Pointers re-derived: the
-	 * store above may have invalidated earlier ones. */
+	/* Addresses. Pointers re-derived: the store above may have
+	 * invalidated earlier ones. */
 	data = ctx_data(ctx);
 	end = ctx_data_end(ctx);
 	if (p->key.family == BATON_AF_INET) {
 		struct iphdr *iph = data + sizeof(struct ethhdr);
-		__u32 d;
 
 		if ((void *)(iph + 1) > end)
 			return BATON_R_DROP_REWRITE;
-		d = bpf_csum_diff((__be32 *)&iph->saddr, 8, (__be32 *)x->saddr, 4, 0);
-		d = bpf_csum_diff(0, 0, (__be32 *)x->daddr, 4, d);
 		iph->saddr = x->saddr[0];
 		iph->daddr = x->daddr[0];
-		iph->check = csum_apply_diff(iph->check, d);
+		iph->check = csum_apply_diff(iph->check, addr_diff);
 	} else {
 		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
 

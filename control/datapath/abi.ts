@@ -4,8 +4,7 @@
  * are checked against it by test/unit/abi-layout.test.ts (a compiled C
  * program prints sizeof/offsetof and the reason table).
  */
-import type { Family } from '../net/addr.js';
-import { addrToKeyBytes, bytesToIp } from '../net/addr.js';
+import { addrToKeyBytes, bytesToIp, type Family, familyOf } from '../net/addr.js';
 
 export const ABI_VERSION = 1;
 export const MAX_HANDOFFS = 8;
@@ -26,7 +25,6 @@ export const LAYOUTS = {
   baton_track: { size: 40, fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 } },
   baton_flow: { size: 568, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, track: 16, handoff: 56 } },
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
-  baton_config: { size: 8, fields: { abi_version: 0, flags: 4 } },
   baton_tcp_probe: {
     size: 40,
     fields: { ts_recent: 0, ts_recent_stamp: 4, rcv_tsval: 8, rcv_tsecr: 12, tsoffset: 16, snd_una: 20, snd_nxt: 24, rcv_nxt: 28, write_seq: 32, flags: 36 },
@@ -62,11 +60,6 @@ export const REASONS = [
 ] as const;
 export type Action = (typeof REASONS)[number][0];
 export type ReasonName = (typeof REASONS)[number][1];
-export function reasonIndex(name: ReasonName): number {
-  const i = REASONS.findIndex(([, r]) => r === name);
-  if (i < 0) throw new Error(`unknown reason ${name}`);
-  return i;
-}
 
 // ---------------------------------------------------------------- flow key
 
@@ -77,46 +70,46 @@ export interface FlowKey {
   dport: number;
 }
 
-function familyOfPair(a: string, b: string): Family {
-  const fa = a.includes(':') ? 6 : 4;
-  const fb = b.includes(':') ? 6 : 4;
-  if (fa !== fb) throw new TypeError(`address families differ: ${a} and ${b}`);
-  return fa;
-}
-
 function checkPort(p: number, what: string): void {
   if (!Number.isInteger(p) || p < 0 || p > 0xffff) throw new RangeError(`${what} must be a port 0..65535, got ${p}`);
 }
 
+/** Field offsets of a 4-tuple: baton_flow_key and baton_xlate both start with one. */
+type TupleFields = { readonly saddr: number; readonly daddr: number; readonly sport: number; readonly dport: number };
+
+/** Writes a 4-tuple at `at`; returns its address family (both ends must agree). */
+function encodeTuple(t: FlowKey, b: Buffer, at: number, f: TupleFields): Family {
+  const family = familyOf(t.src);
+  if (familyOf(t.dst) !== family) throw new TypeError(`address families differ: ${t.src} and ${t.dst}`);
+  checkPort(t.sport, 'sport');
+  checkPort(t.dport, 'dport');
+  addrToKeyBytes(t.src).copy(b, at + f.saddr);
+  addrToKeyBytes(t.dst).copy(b, at + f.daddr);
+  b.writeUInt16BE(t.sport, at + f.sport);
+  b.writeUInt16BE(t.dport, at + f.dport);
+  return family;
+}
+
+function decodeTuple(b: Buffer, at: number, f: TupleFields, family: Family): FlowKey {
+  return {
+    src: bytesToIp(b.subarray(at + f.saddr, at + f.saddr + 16), family),
+    dst: bytesToIp(b.subarray(at + f.daddr, at + f.daddr + 16), family),
+    sport: b.readUInt16BE(at + f.sport),
+    dport: b.readUInt16BE(at + f.dport),
+  };
+}
+
 export function encodeFlowKey(k: FlowKey): Buffer {
-  const fam = familyOfPair(k.src, k.dst);
-  checkPort(k.sport, 'sport');
-  checkPort(k.dport, 'dport');
   const f = L.baton_flow_key.fields;
   const b = Buffer.alloc(L.baton_flow_key.size);
-  addrToKeyBytes(k.src).copy(b, f.saddr);
-  addrToKeyBytes(k.dst).copy(b, f.daddr);
-  b.writeUInt16BE(k.sport, f.sport);
-  b.writeUInt16BE(k.dport, f.dport);
-  b.writeUInt8(fam, f.family);
+  b.writeUInt8(encodeTuple(k, b, 0, f), f.family);
   b.writeUInt8(IPPROTO_TCP, f.proto);
   return b;
 }
 
 export function decodeFlowKey(b: Buffer): FlowKey & { family: Family } {
-  const f = L.baton_flow_key.fields;
-  const family = b.readUInt8(f.family) as Family;
-  return {
-    family,
-    src: bytesToIp(b.subarray(f.saddr, f.saddr + 16), family),
-    dst: bytesToIp(b.subarray(f.daddr, f.daddr + 16), family),
-    sport: b.readUInt16BE(f.sport),
-    dport: b.readUInt16BE(f.dport),
-  };
-}
-
-export function reverseKey(k: FlowKey): FlowKey {
-  return { src: k.dst, dst: k.src, sport: k.dport, dport: k.sport };
+  const family = b.readUInt8(L.baton_flow_key.fields.family) as Family;
+  return { family, ...decodeTuple(b, 0, L.baton_flow_key.fields, family) };
 }
 
 // ---------------------------------------------------------------- xlate
@@ -137,11 +130,7 @@ const u32 = (n: number): number => n >>> 0;
 
 function encodeXlate(x: Xlate, b: Buffer, at: number): void {
   const f = L.baton_xlate.fields;
-  familyOfPair(x.out.src, x.out.dst);
-  addrToKeyBytes(x.out.src).copy(b, at + f.saddr);
-  addrToKeyBytes(x.out.dst).copy(b, at + f.daddr);
-  b.writeUInt16BE(x.out.sport, at + f.sport);
-  b.writeUInt16BE(x.out.dport, at + f.dport);
+  encodeTuple(x.out, b, at, f);
   b.writeUInt32LE(u32(x.seqDelta), at + f.seq_delta);
   b.writeUInt32LE(u32(x.ackDelta), at + f.ack_delta);
   b.writeUInt32LE(u32(x.tsvalDelta), at + f.tsval_delta);
@@ -157,12 +146,7 @@ function encodeXlate(x: Xlate, b: Buffer, at: number): void {
 function decodeXlate(b: Buffer, at: number, family: Family): Xlate {
   const f = L.baton_xlate.fields;
   return {
-    out: {
-      src: bytesToIp(b.subarray(at + f.saddr, at + f.saddr + 16), family),
-      dst: bytesToIp(b.subarray(at + f.daddr, at + f.daddr + 16), family),
-      sport: b.readUInt16BE(at + f.sport),
-      dport: b.readUInt16BE(at + f.dport),
-    },
+    out: decodeTuple(b, at, f, family),
     seqDelta: b.readUInt32LE(at + f.seq_delta),
     ackDelta: b.readUInt32LE(at + f.ack_delta),
     tsvalDelta: b.readUInt32LE(at + f.tsval_delta),
@@ -260,13 +244,6 @@ export function decodeFlow(b: Buffer, family: Family): Flow & { track: Track } {
     handoffs,
     track: decodeTrack(b),
   };
-}
-
-export function encodeConfig(flags: number): Buffer {
-  const b = Buffer.alloc(L.baton_config.size);
-  b.writeUInt32LE(ABI_VERSION, L.baton_config.fields.abi_version);
-  b.writeUInt32LE(flags, L.baton_config.fields.flags);
-  return b;
 }
 
 // ---------------------------------------------------------------- tcp probe

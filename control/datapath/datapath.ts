@@ -5,7 +5,7 @@
  */
 import { join, resolve } from 'node:path';
 import { BpfObject, type BpfMap, XdpLink } from '../bpf/index.js';
-import { ABI_VERSION, type Action, encodeConfig, REASONS, type ReasonName } from './abi.js';
+import { ABI_VERSION, type Action, REASONS, type ReasonName } from './abi.js';
 
 export const DEFAULT_OBJECT = resolve(import.meta.dirname, '../../build/bpf/xdp_baton.o');
 export const DEFAULT_FLOWS_CAPACITY = 65536;
@@ -46,14 +46,11 @@ export class Datapath {
       maps: {
         baton_flows: { maxEntries: flowsCapacity, ...pin('baton_flows') },
         baton_counters: pin('baton_counters'),
-        baton_config: pin('baton_config'),
       },
     });
     try {
       await obj.load();
-      const dp = new Datapath(obj, { objectPath, flowsCapacity, ...(options.pinDir ? { pinDir: options.pinDir } : {}) });
-      dp.object.map('baton_config').update(Buffer.alloc(4), encodeConfig(0));
-      return dp;
+      return new Datapath(obj, { objectPath, flowsCapacity, ...(options.pinDir ? { pinDir: options.pinDir } : {}) });
     } catch (e) {
       obj.close();
       throw e;
@@ -70,13 +67,7 @@ export class Datapath {
 
   /** Per-reason totals, summed over CPUs. */
   readCounters(): CounterRow[] {
-    return REASONS.map(([action, reason], i) => {
-      const k = Buffer.alloc(4);
-      k.writeUInt32LE(i);
-      const v = this.counters.lookup(k);
-      const [packets = 0n, bytes = 0n] = v ? this.counters.sumU64(v) : [];
-      return { action, reason, packets, bytes };
-    });
+    return readCounters(this.counters);
   }
 
   /** Detaches what this process attached (unless pinned and `keepPinned`) and frees the object. */
@@ -91,4 +82,15 @@ export class Datapath {
     }
     this.object.close();
   }
+}
+
+/** Per-reason totals of a baton_counters map (enum baton_reason order), summed over CPUs. */
+export function readCounters(counters: BpfMap): CounterRow[] {
+  return REASONS.map(([action, reason], i) => {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(i);
+    const v = counters.lookup(k);
+    const [packets = 0n, bytes = 0n] = v ? counters.sumU64(v) : [];
+    return { action, reason, packets, bytes };
+  });
 }

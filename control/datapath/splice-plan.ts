@@ -82,49 +82,23 @@ function key(s: TcpState, dir: 'in' | 'out'): FlowKey {
  */
 export const TS_MARGIN = 1000;
 
-function tsOffsets(client: { tsRecent?: number; tsNow: number }, leg2: TcpState, ts: boolean): { d1: number; d2: number } {
-  if (!ts) return { d1: 0, d2: 0 };
+/**
+ * The translation of segments that socket `from` would have received from
+ * its peer into segments socket `to` would have sent to its own peer: the
+ * client -> back end direction is relay(leg1, leg2), the reverse
+ * relay(leg2, leg1). TSvals move onto `to`'s clock (plus TS_MARGIN); echoed
+ * TSecrs move back by the reverse direction's TSval offset.
+ */
+export function relay(from: TcpState, to: TcpState): Xlate {
+  const ts = from.timestamps && to.timestamps;
   return {
-    d1: u32(leg2.tsNow + TS_MARGIN - (client.tsRecent ?? 0)),
-    d2: u32(client.tsNow + TS_MARGIN - (leg2.tsRecent ?? 0)),
-  };
-}
-
-/** Client -> back-end translation for a leg-2 socket, given where the client stands. */
-export function clientToBackend(
-  client: { rcvNxt: number; sndNxt: number; tsRecent?: number; sndWscale: number; timestamps: boolean; tsNow: number },
-  leg2: TcpState,
-  out: FlowKey,
-): Xlate {
-  const ts = client.timestamps && leg2.timestamps;
-  const { d1, d2 } = tsOffsets(client, leg2, ts);
-  return {
-    out,
-    seqDelta: u32(leg2.sndNxt - client.rcvNxt),
-    ackDelta: u32(leg2.rcvNxt - client.sndNxt),
-    tsvalDelta: d1,
-    tsecrDelta: u32(-d2),
-    wscaleIn: client.sndWscale,
-    wscaleOut: leg2.rcvWscale,
-    timestamps: ts,
-  };
-}
-
-export function backendToClient(
-  client: { rcvNxt: number; sndNxt: number; tsRecent?: number; rcvWscale: number; timestamps: boolean; tsNow: number },
-  leg2: TcpState,
-  out: FlowKey,
-): Xlate {
-  const ts = client.timestamps && leg2.timestamps;
-  const { d1, d2 } = tsOffsets(client, leg2, ts);
-  return {
-    out,
-    seqDelta: u32(client.sndNxt - leg2.rcvNxt),
-    ackDelta: u32(client.rcvNxt - leg2.sndNxt),
-    tsvalDelta: d2,
-    tsecrDelta: u32(-d1),
-    wscaleIn: leg2.sndWscale,
-    wscaleOut: client.rcvWscale,
+    out: key(to, 'out'),
+    seqDelta: u32(to.sndNxt - from.rcvNxt),
+    ackDelta: u32(to.rcvNxt - from.sndNxt),
+    tsvalDelta: ts ? u32(to.tsNow + TS_MARGIN - (from.tsRecent ?? 0)) : 0,
+    tsecrDelta: ts ? u32(-(from.tsNow + TS_MARGIN - (to.tsRecent ?? 0))) : 0,
+    wscaleIn: from.sndWscale,
+    wscaleOut: to.rcvWscale,
     timestamps: ts,
   };
 }
@@ -139,20 +113,16 @@ export function planSplice(connId: bigint, leg1: TcpState, leg2In: TcpState, pen
   const refused = refusalReason(leg1, leg2In);
   if (refused) throw refused;
   const leg2 = { ...leg2In, sndNxt: u32(leg2In.sndNxt + pendingBytes) };
-  const state = 'forward' as 'block' | 'forward';
-  const clientKey = key(leg1, 'in');
-  const backendKey = key(leg2, 'in');
-  const handoff: Handoff = { seqStart: u32(leg1.rcvNxt), ackFloor: u32(leg1.sndNxt), x: clientToBackend(leg1, leg2, key(leg2, 'out')) };
-  const st = state === 'block' ? FlowState.BLOCK : FlowState.FORWARD;
+  const handoff: Handoff = { seqStart: u32(leg1.rcvNxt), ackFloor: u32(leg1.sndNxt), x: relay(leg1, leg2) };
   return {
-    clientKey,
-    client: { connId, state: st, kind: FlowKind.CLIENT, handoffs: [handoff] },
-    backendKey,
+    clientKey: key(leg1, 'in'),
+    client: { connId, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [handoff] },
+    backendKey: key(leg2, 'in'),
     backend: {
       connId,
-      state: st,
+      state: FlowState.FORWARD,
       kind: FlowKind.BACKEND,
-      handoffs: [{ seqStart: 0, ackFloor: 0, x: backendToClient(leg1, leg2, key(leg1, 'out')) }],
+      handoffs: [{ seqStart: 0, ackFloor: 0, x: relay(leg2, leg1) }],
     },
   };
 }

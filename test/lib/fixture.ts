@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { type BpfMap, type BpfObject, testRun, xdpActionName, type XdpActionName } from '../../control/bpf/index.js';
 import { REASONS, type ReasonName } from '../../control/datapath/abi.js';
 import { withNetns } from '../../control/net/netns.js';
+import { readCounters } from '../../control/datapath/datapath.js';
 import { buildPacket, diffPackets, type PacketSpec, verifyChecksums } from './packet.js';
 
 export interface Fixture {
@@ -79,14 +80,7 @@ function frame(p: PacketSpec | Buffer): Buffer {
 }
 
 function counterSnapshot(counters: BpfMap): bigint[] {
-  const out: bigint[] = [];
-  for (let i = 0; i < REASONS.length; i++) {
-    const k = Buffer.alloc(4);
-    k.writeUInt32LE(i);
-    const v = counters.lookup(k);
-    out.push(v ? (counters.sumU64(v)[0] ?? 0n) : 0n);
-  }
-  return out;
+  return readCounters(counters).map((c) => c.packets);
 }
 
 /** Runs one fixture and asserts verdict, reason, output bytes and checksums. */

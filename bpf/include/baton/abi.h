@@ -139,13 +139,6 @@ struct baton_counter {
 	__u64 bytes;
 };
 
-/* Datapath-wide settings, array map of one entry. */
-struct baton_config {
-	__u32 abi_version;
-	__u32 flags; /* BATON_CFG_F_* */
-};
-
-#define BATON_CFG_F_FIB_DIRECT 0x01 /* redirect after FIB lookup (else via stack) */
 
 /* TCP state that no socket option exposes, read by the iterator program
  * bpf/iter_tcp_probe.c (SEC("iter/tcp")). Userspace inserts one zeroed value

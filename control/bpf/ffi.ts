@@ -83,18 +83,11 @@ export const bpf = {
   set_print: fn<[unknown], unknown>(libbpf, 'void *libbpf_set_print(void *fn)'),
 };
 
-/** libc entry points (for sockets and namespaces the binding needs). */
-export const libcFns = {
-  close: fn<[number], number>(libc, 'int close(int fd)'),
-  vsnprintf: fn<[Buffer, number, bigint, bigint], number>(libc, 'int vsnprintf(char *buf, size_t n, void *fmt, void *ap)'),
-  setns: fn<[number, number], number>(libc, 'int setns(int fd, int nstype)'),
-  open: fn<[string, number], number>(libc, 'int open(const char *path, int flags)'),
-};
-
-// ---------------------------------------------------------------- libc: sockets
+// ---------------------------------------------------------------- libc
 /**
- * libc socket calls for TCP_REPAIR capture and restore (control/tcp/) and
- * for taking other processes' descriptors (pidfd). Each returns -1 and sets
+ * libc calls: sockets for TCP_REPAIR capture and restore (control/tcp/),
+ * pidfd for taking other processes' descriptors, setns for namespaces, and
+ * vsnprintf for libbpf's log. Each returns -1 and sets
  * errno on failure, as in C. Variadic ones (ioctl, syscall) take a koffi type
  * name before each extra argument: `ioctl(fd, req, 'void *', buf)`,
  * `syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0)`.
@@ -116,6 +109,7 @@ export const libcSock = {
   ioctl: fn<[number, number, string, Buffer], number>(libc, 'int ioctl(int fd, unsigned long req, ...)'),
   syscall: fn<[number, ...unknown[]], number>(libc, 'long syscall(long number, ...)'),
   setns: fn<[number, number], number>(libc, 'int setns(int fd, int nstype)'),
+  vsnprintf: fn<[Buffer, number, bigint, bigint], number>(libc, 'int vsnprintf(char *buf, size_t n, void *fmt, void *ap)'),
 };
 
 export const errno = (): number => koffi.errno();
@@ -160,7 +154,7 @@ const printProto = koffi.proto('int baton_libbpf_print_fn(int level, void *fmt, 
 const formatBuf = Buffer.alloc(8192);
 // Registered once for the life of the process: libbpf keeps the pointer.
 const printCallback = koffi.register((level: number, fmt: bigint, ap: bigint): number => {
-  const n = libcFns.vsnprintf(formatBuf, formatBuf.length, fmt, ap);
+  const n = libcSock.vsnprintf(formatBuf, formatBuf.length, fmt, ap);
   const text = formatBuf.toString('utf8', 0, Math.max(0, Math.min(n, formatBuf.length - 1)));
   sink(LEVELS[level] ?? 'debug', text);
   return 0;

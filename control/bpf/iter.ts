@@ -15,9 +15,7 @@ import { bpf, errno as errnoOf, libcSock } from './ffi.js';
 import { BpfError } from './errors.js';
 import type { LinkHandle } from './handles.js';
 import type { BpfProgram } from './object.js';
-import { closeSync, openSync } from 'node:fs';
-
-const CLONE_NEWNET = 0x40000000;
+import { withNetnsFd } from '../net/netns.js';
 
 export interface IterRunOptions {
   /** An fd of a network namespace (e.g. from /run/netns/NAME or SIOCGSKNS) to iterate instead of ours. */
@@ -47,7 +45,7 @@ export class IterLink {
   /** Runs the iterator once over everything it walks; returns what it printed. */
   run(opts: IterRunOptions = {}): Buffer {
     if (this.destroyed) throw new BpfError('iter_create', 9 /* EBADF */, `of ${this.program} (link destroyed)`);
-    const iterFd = opts.netnsFd === undefined ? this.create() : inNetns(opts.netnsFd, () => this.create());
+    const iterFd = opts.netnsFd === undefined ? this.create() : withNetnsFd(opts.netnsFd, () => this.create());
     try {
       const max = opts.maxBytes ?? 16 << 20;
       const chunks: Buffer[] = [];
@@ -81,23 +79,5 @@ export class IterLink {
     if (this.destroyed) return;
     this.destroyed = true;
     bpf.link_destroy(this.handle);
-  }
-}
-
-/** Runs `fn` with this thread in the network namespace `nsFd`, then moves it back. */
-export function inNetns<T>(nsFd: number, fn: () => T): T {
-  const home = openSync('/proc/thread-self/ns/net', 'r');
-  try {
-    if (libcSock.setns(nsFd, CLONE_NEWNET) !== 0) throw new BpfError('setns', errnoOf(), `into netns fd ${nsFd}`);
-    try {
-      return fn();
-    } finally {
-      if (libcSock.setns(home, CLONE_NEWNET) !== 0) {
-        // Staying in the wrong namespace would silently misdirect everything after.
-        throw new BpfError('setns', errnoOf(), 'back to the original netns');
-      }
-    }
-  } finally {
-    closeSync(home);
   }
 }

@@ -10,12 +10,12 @@ export function familyOf(ip: string): Family {
 }
 
 export function ipv4Bytes(ip: string): Buffer {
-  if (!isIPv4(ip)) throw new TypeError(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  if (!isIPv4(ip)) throw new TypeError(`invalid IPv4 address: ${JSON.stringify(ip)}`);
   return Buffer.from(ip.split('.').map(Number));
 }
 
 export function ipv6Bytes(ip: string): Buffer {
-  if (!isIPv6(ip)) throw new TypeError(`not an IPv6 address: ${JSON.stringify(ip)}`);
+  if (!isIPv6(ip)) throw new TypeError(`invalid IPv6 address: ${JSON.stringify(ip)}`);
   let text = ip;
   const out = Buffer.alloc(16);
   // Trailing dotted quad (::ffff:1.2.3.4).
@@ -40,7 +40,8 @@ export function addrToKeyBytes(ip: string): Buffer {
   return out;
 }
 
-export function bytesToIp(b: Buffer, family: Family): string {
+export function bytesToIp(bytes: Uint8Array, family: Family): string {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
   const groups: number[] = [];
   for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(i * 2));

@@ -5,26 +5,35 @@
  * BPF_PROG_TEST_RUN, a socket created and used synchronously) belongs inside.
  */
 import { closeSync, openSync } from 'node:fs';
-import { libcFns, errno } from '../bpf/ffi.js';
+import { libcSock, errno } from '../bpf/ffi.js';
 import { BpfError } from '../bpf/errors.js';
 
 const CLONE_NEWNET = 0x40000000;
 
+/** Runs `fn` with this thread in the network namespace named `name` (ip netns). */
 export function withNetns<T>(name: string, fn: () => T): T {
-  const home = openSync('/proc/thread-self/ns/net', 'r');
   const target = openSync(`/run/netns/${name}`, 'r');
   try {
-    if (libcFns.setns(target, CLONE_NEWNET) !== 0) throw new BpfError('setns', errno(), `into netns ${name}`);
+    return withNetnsFd(target, fn, `netns ${name}`);
+  } finally {
+    closeSync(target);
+  }
+}
+
+/** Runs `fn` with this thread in the network namespace `nsFd`, then moves it back. */
+export function withNetnsFd<T>(nsFd: number, fn: () => T, what = `netns fd ${nsFd}`): T {
+  const home = openSync('/proc/thread-self/ns/net', 'r');
+  try {
+    if (libcSock.setns(nsFd, CLONE_NEWNET) !== 0) throw new BpfError('setns', errno(), `into ${what}`);
     try {
       return fn();
     } finally {
-      if (libcFns.setns(home, CLONE_NEWNET) !== 0) {
+      if (libcSock.setns(home, CLONE_NEWNET) !== 0) {
         // Staying in the wrong namespace would silently misdirect everything after.
         throw new BpfError('setns', errno(), 'back to the original netns');
       }
     }
   } finally {
-    closeSync(target);
     closeSync(home);
   }
 }

@@ -10,6 +10,7 @@
  * verifier, diff.
  */
 import { Buffer } from 'node:buffer';
+import { bytesToIp, ipv4Bytes, ipv6Bytes } from '../../control/net/addr.js';
 
 const ETH_HLEN = 14;
 const IPV4_HLEN = 20;
@@ -27,85 +28,19 @@ export const IPPROTO_UDP = 17;
 /* Addresses                                                                */
 /* ------------------------------------------------------------------------ */
 
-export function ipv4ToBytes(addr: string): Buffer {
-  const parts = addr.split('.');
-  if (parts.length !== 4) throw new Error(`invalid IPv4 address: ${JSON.stringify(addr)}`);
-  const out = Buffer.alloc(4);
-  parts.forEach((p, i) => {
-    // Reject '1e2', ' 1', '256', '' which Number() would happily accept or mangle.
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) {
-      throw new Error(`invalid IPv4 address: ${JSON.stringify(addr)}`);
-    }
-    out[i] = Number(p);
-  });
-  return out;
-}
+// Addresses have one implementation, the control plane's (control/net/addr.ts).
+export const ipv4ToBytes = ipv4Bytes;
+export const ipv6ToBytes = ipv6Bytes;
 
 export function bytesToIpv4(bytes: Uint8Array, offset = 0): string {
   if (bytes.length < offset + 4) throw new Error('bytesToIpv4: need 4 bytes');
-  return Array.from(bytes.subarray(offset, offset + 4)).join('.');
-}
-
-/** Accepts full, compressed (`2001:db8::1`) and dotted-tail (`::ffff:198.18.0.1`) forms. */
-export function ipv6ToBytes(addr: string): Buffer {
-  const fail = (): Error => new Error(`invalid IPv6 address: ${JSON.stringify(addr)}`);
-  let s = addr;
-  const lastColon = s.lastIndexOf(':');
-  if (lastColon < 0) throw fail();
-  const tail = s.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    const v4 = ipv4ToBytes(tail);
-    s = `${s.slice(0, lastColon + 1)}${v4.readUInt16BE(0).toString(16)}:${v4.readUInt16BE(2).toString(16)}`;
-  }
-  const halves = s.split('::');
-  if (halves.length > 2) throw fail();
-  const groups = (part: string): number[] =>
-    part === ''
-      ? []
-      : part.split(':').map((g) => {
-          if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw fail();
-          return parseInt(g, 16);
-        });
-  const head = groups(halves[0] ?? '');
-  const rest = halves.length === 2 ? groups(halves[1] ?? '') : [];
-  let all: number[];
-  if (halves.length === 1) {
-    if (head.length !== 8) throw fail();
-    all = head;
-  } else {
-    // '::' stands for at least one zero group.
-    if (head.length + rest.length > 7) throw fail();
-    all = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
-  }
-  const out = Buffer.alloc(16);
-  all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
-  return out;
+  return bytesToIp(bytes.subarray(offset, offset + 4), 4);
 }
 
 /** RFC 5952 canonical text: lowercase, longest run (>= 2) of zero groups compressed. */
 export function bytesToIpv6(bytes: Uint8Array, offset = 0): string {
   if (bytes.length < offset + 16) throw new Error('bytesToIpv6: need 16 bytes');
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset + offset, 16);
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(i * 2));
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
-  if (bestLen < 2) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  return bytesToIp(bytes.subarray(offset, offset + 16), 6);
 }
 
 export function macToBytes(mac: string): Buffer {

@@ -29,7 +29,6 @@ import {
   type Xlate,
 } from '../../control/datapath/abi.js';
 import { planSplice, TS_MARGIN } from '../../control/datapath/splice-plan.js';
-import type { TcpState } from '../../control/tcp/state.js';
 import { DATAPATH_OBJ, skipUnlessBpf } from '../lib/env.js';
 import { FX, type Fixture, FixtureNetns, runFixture } from '../lib/fixture.js';
 import {
@@ -41,6 +40,7 @@ import {
   type TcpOption,
   verifyChecksums,
 } from '../lib/packet.js';
+import { leg1, leg2 } from '../lib/legs.js';
 
 // ------------------------------------------------------------------ addresses
 
@@ -104,53 +104,6 @@ const RESP = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'; // 38 bytes
 
 // ------------------------------------------------------------------ legs (as in test/unit/splice-plan.test.ts)
 
-const window = { sndWl1: 0, sndWnd: 65535, maxWindow: 65535, rcvWnd: 65535, rcvWup: 0 };
-
-function leg1(over: Partial<TcpState> = {}): TcpState {
-  return {
-    family: 4,
-    local: { ip: VIP, port: 80 },
-    remote: { ip: CLIENT, port: 40000 },
-    sndNxt: 500_000,
-    sndUna: 500_000,
-    rcvNxt: 10_000,
-    mssClamp: 1460,
-    advMss: 1460,
-    sndWscale: 7,
-    rcvWscale: 9,
-    timestamps: true,
-    sackPermitted: true,
-    tsNow: 50_000,
-    tsRecent: 1_000,
-    sendQueue: Buffer.alloc(0),
-    recvQueue: Buffer.alloc(0),
-    window,
-    ...over,
-  };
-}
-
-function leg2(over: Partial<TcpState> = {}): TcpState {
-  return {
-    family: 4,
-    local: { ip: LB, port: 50000 },
-    remote: { ip: BE1, port: 8080 },
-    sndNxt: 70_000,
-    sndUna: 70_000,
-    rcvNxt: 900_000,
-    mssClamp: 1460,
-    advMss: 1400,
-    sndWscale: 3,
-    rcvWscale: 2,
-    timestamps: true,
-    sackPermitted: true,
-    tsNow: 200_000,
-    tsRecent: 3_000_000,
-    sendQueue: Buffer.alloc(0),
-    recvQueue: Buffer.alloc(0),
-    window,
-    ...over,
-  };
-}
 /*
  * planSplice(leg1(), leg2()) gives (see the unit test for the derivation):
  *   client -> back end: seq +60_000, ack +400_000, TSval +C_TSVAL, TSecr +C_TSECR, window <<7 >>2

@@ -36,7 +36,7 @@ function packets() {
 }
 
 async function main(): Promise<void> {
-  const ns = new FixtureNetns();
+  const ns = await FixtureNetns.create();
   const max = Math.max(...SIZES);
   const dp = await Datapath.load({ flowsCapacity: max + 16 });
   try {
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     }
   } finally {
     dp.close();
-    ns.destroy();
+    await ns.destroy();
   }
 }
 

@@ -168,8 +168,8 @@ function tcpSum(frame: Buffer): number {
 
 describe('splice fixtures', { skip: skipUnlessBpf }, () => {
   let ns: FixtureNetns;
-  before(() => {
-    ns = new FixtureNetns();
+  before(async () => {
+    ns = await FixtureNetns.create();
   });
   after(() => ns?.destroy());
 

@@ -7,13 +7,12 @@
  * machine the tests run on.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { type BpfMap, type BpfObject, testRun, xdpActionName, type XdpActionName } from '../../control/bpf/index.js';
 import { REASONS, type ReasonName } from '../../control/datapath/abi.js';
 import { withNetns } from '../../control/net/netns.js';
 import { readCounters } from '../../control/datapath/datapath.js';
 import { buildPacket, diffPackets, type PacketSpec, verifyChecksums } from './packet.js';
+import { createTestbed, type Testbed } from './testbed.js';
 
 export interface Fixture {
   name: string;
@@ -36,42 +35,43 @@ export const FX = {
   gw6: '2001:db8:ffff::fffe',
 } as const;
 
-function ip(ns: string, ...args: string[]): void {
-  execFileSync('ip', ['-n', ns, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
+/**
+ * The fixture namespace: a one-node testbed (so it gets the testbed's owner
+ * marker, exit handlers and stale cleanup) with a device whose routes and
+ * neighbours are fixed.
+ */
 export class FixtureNetns {
-  readonly name = `bt-fx-${process.pid}-${randomBytes(2).toString('hex')}`;
-  ifindex = 0;
+  private constructor(
+    private readonly tb: Testbed,
+    readonly name: string,
+    readonly ifindex: number,
+  ) {}
 
-  constructor() {
-    execFileSync('ip', ['netns', 'add', this.name]);
+  static async create(): Promise<FixtureNetns> {
+    const tb = await createTestbed({ name: 'fixture', nodes: [{ name: 'fx' }], links: [] });
     try {
-      ip(this.name, 'link', 'set', 'lo', 'up');
+      const ip = (...args: string[]) => tb.ip('fx', args);
       // A veth pair (not a dummy device: not every kernel has that driver).
-      ip(this.name, 'link', 'add', FX.dev, 'address', FX.devMac, 'type', 'veth', 'peer', 'name', `${FX.dev}p`);
-      ip(this.name, 'link', 'set', `${FX.dev}p`, 'up');
-      ip(this.name, 'link', 'set', FX.dev, 'up');
-      execFileSync('ip', ['netns', 'exec', this.name, 'sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1', 'net.ipv6.conf.all.forwarding=1']);
-      ip(this.name, 'addr', 'add', '198.19.255.253/30', 'dev', FX.dev);
-      ip(this.name, '-6', 'addr', 'add', '2001:db8:ffff::fffd/64', 'dev', FX.dev, 'nodad');
-      ip(this.name, 'neigh', 'add', FX.gw4, 'lladdr', FX.neighMac, 'dev', FX.dev, 'nud', 'permanent');
-      ip(this.name, '-6', 'neigh', 'add', FX.gw6, 'lladdr', FX.neighMac, 'dev', FX.dev, 'nud', 'permanent');
-      ip(this.name, 'route', 'add', '198.18.0.0/15', 'via', FX.gw4, 'dev', FX.dev);
-      ip(this.name, '-6', 'route', 'add', '2001:db8::/32', 'via', FX.gw6, 'dev', FX.dev);
-      this.ifindex = Number(execFileSync('ip', ['netns', 'exec', this.name, 'cat', `/sys/class/net/${FX.dev}/ifindex`], { encoding: 'utf8' }).trim());
+      await ip('link', 'add', FX.dev, 'address', FX.devMac, 'type', 'veth', 'peer', 'name', `${FX.dev}p`);
+      await ip('link', 'set', `${FX.dev}p`, 'up');
+      await ip('link', 'set', FX.dev, 'up');
+      await tb.exec('fx', 'sysctl', ['-qw', 'net.ipv4.conf.all.forwarding=1', 'net.ipv6.conf.all.forwarding=1']);
+      await ip('addr', 'add', '198.19.255.253/30', 'dev', FX.dev);
+      await ip('-6', 'addr', 'add', '2001:db8:ffff::fffd/64', 'dev', FX.dev, 'nodad');
+      await ip('neigh', 'add', FX.gw4, 'lladdr', FX.neighMac, 'dev', FX.dev, 'nud', 'permanent');
+      await ip('-6', 'neigh', 'add', FX.gw6, 'lladdr', FX.neighMac, 'dev', FX.dev, 'nud', 'permanent');
+      await ip('route', 'add', '198.18.0.0/15', 'via', FX.gw4, 'dev', FX.dev);
+      await ip('-6', 'route', 'add', '2001:db8::/32', 'via', FX.gw6, 'dev', FX.dev);
+      const ifindex = Number((await tb.exec('fx', 'cat', [`/sys/class/net/${FX.dev}/ifindex`])).stdout.trim());
+      return new FixtureNetns(tb, tb.ns('fx'), ifindex);
     } catch (e) {
-      this.destroy();
+      await tb.destroy();
       throw e;
     }
   }
 
-  destroy(): void {
-    try {
-      execFileSync('ip', ['netns', 'del', this.name], { stdio: 'ignore' });
-    } catch {
-      /* already gone */
-    }
+  destroy(): Promise<void> {
+    return this.tb.destroy();
   }
 }
 

@@ -15,7 +15,7 @@
  * are exact.
  */
 import { type FlowKey, FlowKind, FlowState, type Flow, type Handoff, type Xlate } from './abi.js';
-import { type TcpState, u32 } from '../tcp/state.js';
+import { type Endpoint, type TcpState, u32 } from '../tcp/state.js';
 
 export interface SplicePlan {
   clientKey: FlowKey;
@@ -65,7 +65,8 @@ export function refusalReason(leg1: TcpState, leg2: TcpState): SpliceRefused | u
   return undefined;
 }
 
-function key(s: TcpState, dir: 'in' | 'out'): FlowKey {
+/** A socket's tuple as the datapath sees it: 'in' for what its peer sends, 'out' for what it sends. */
+export function key(s: { local: Endpoint; remote: Endpoint }, dir: 'in' | 'out'): FlowKey {
   return dir === 'in'
     ? { src: s.remote.ip, dst: s.local.ip, sport: s.remote.port, dport: s.local.port }
     : { src: s.local.ip, dst: s.remote.ip, sport: s.local.port, dport: s.remote.port };

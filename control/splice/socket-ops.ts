@@ -21,6 +21,4 @@ export interface SocketOps {
   enterRepair(fd: number): void;
   /** Writes all of `data` on a socket in normal mode. */
   send(fd: number, data: Buffer): void;
-  /** Closes a descriptor (not the socket while others hold it). */
-  close(fd: number): void;
 }

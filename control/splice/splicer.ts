@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfError } from '../bpf/index.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { decodeTrack, encodeFlow, encodeFlowKey, type FlowKey, FlowKind, FlowState, TRACK_F_SEEN } from '../datapath/abi.js';
-import { planSplice, SpliceRefused, type SplicePlan } from '../datapath/splice-plan.js';
+import { key, planSplice, SpliceRefused, type SplicePlan } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import { seqBefore, type TcpState, u32 } from '../tcp/state.js';
 import type { SocketOps } from './socket-ops.js';
@@ -66,8 +66,8 @@ export class Splicer {
     const e1 = this.socketEndpoints(clientFd, 'client');
     const e2 = this.socketEndpoints(backendFd, 'back-end');
     const id = this.nextId++;
-    const clientKey: FlowKey = { src: e1.remote.ip, dst: e1.local.ip, sport: e1.remote.port, dport: e1.local.port };
-    const backendKey: FlowKey = { src: e2.remote.ip, dst: e2.local.ip, sport: e2.remote.port, dport: e2.local.port };
+    const clientKey = key(e1, 'in');
+    const backendKey = key(e2, 'in');
 
     // 1. Block.
     this.insertBlock(id, clientKey, FlowKind.CLIENT);
@@ -89,7 +89,7 @@ export class Splicer {
       captured = true;
       const pending = Buffer.concat([opts.prefix ?? Buffer.alloc(0), leg1.recvQueue]);
       // 4. Refuse or plan.
-      const plan = planSplice(id, { ...leg1, recvQueue: Buffer.alloc(0) }, leg2, pending.length);
+      const plan = planSplice(id, leg1, leg2, pending.length);
       // 5. Forward, one update per direction (each atomic for readers).
       this.dp.flows.update(encodeFlowKey(plan.backendKey), encodeFlow(plan.backend), 'EXIST');
       this.dp.flows.update(encodeFlowKey(plan.clientKey), encodeFlow(plan.client), 'EXIST');
@@ -97,18 +97,14 @@ export class Splicer {
       // 6. Release the client side.
       this.ops.releaseSilently(clientFd);
       // 7. Pending client bytes go out on leg 2.
-      const held: number[] = [backendFd];
-      if (pending.length > 0) {
-        await this.sendPending(backendFd, backendKey, pending, u32(leg1.rcvNxt));
-        held.pop();
-      }
+      if (pending.length > 0) await this.sendPending(backendFd, backendKey, pending, u32(leg1.rcvNxt));
       const rec: SpliceRecord = {
         id,
         clientKey,
         backendKeys: [backendKey],
         plan,
         legs: { client: leg1, backend: leg2 },
-        heldFds: held,
+        heldFds: pending.length > 0 ? [] : [backendFd], // sendPending released it
         createdAt: Date.now(),
         timings: { quiesceMs: tq - t0, totalMs: performance.now() - t0 },
       };

@@ -457,7 +457,8 @@ function writeQueue(fd: number, queue: number, data: Buffer): void {
   }
 }
 
-function writeUnsent(fd: number, data: Buffer): void {
+/** Writes all of `data` on a socket out of repair mode without blocking; throws if the send buffer cannot take it. */
+export function writeUnsent(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) {
     const r = sendSome(fd, data.subarray(off), 'restore_unsent');

@@ -1,9 +1,8 @@
 /** The splicer's socket operations, implemented with TCP_REPAIR (control/tcp). */
 import type { SocketOps } from '../splice/socket-ops.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';
-import { captureSockets, leaveRepair, releaseSilently } from './repair.js';
-import { check, closeFd, ioctlInt, localAddress, remoteAddress, setInt } from './socket.js';
-import { libcSock } from '../bpf/ffi.js';
+import { captureSockets, leaveRepair, releaseSilently, writeUnsent } from './repair.js';
+import { ioctlInt, localAddress, remoteAddress, setInt } from './socket.js';
 
 export function createSocketOps(): SocketOps {
   return {
@@ -21,13 +20,6 @@ export function createSocketOps(): SocketOps {
       setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'enter_repair');
     },
     releaseSilently,
-    send(fd, data) {
-      let off = 0;
-      while (off < data.length) {
-        const chunk = data.subarray(off);
-        off += check(libcSock.send(fd, chunk, chunk.length, 0), 'send', `on fd ${fd}`);
-      }
-    },
-    close: closeFd,
+    send: writeUnsent,
   };
 }

@@ -163,7 +163,7 @@ static __always_inline int rewrite_tcp_options(__u8 *buf, __u32 hlen, const stru
 static __always_inline int rewrite_segment(ctx_t *ctx, const struct baton_pkt *p,
 					   const struct baton_xlate *x, __u32 ack_in)
 {
-	__u8 oldh[TCP_BUF_SIZE] = {}, newh[TCP_BUF_SIZE] = {};
+	__u8 oldh[TCP_BUF_SIZE] = {}, newh[TCP_BUF_SIZE];
 	__u32 hlen = p->tcp_hlen;
 	struct tcphdr *th;
 	__u32 addr_diff, diff, alen;
@@ -173,7 +173,9 @@ static __always_inline int rewrite_segment(ctx_t *ctx, const struct baton_pkt *p
 		return BATON_R_DROP_REWRITE;
 	if (ctx_load_bytes(ctx, p->l4_off, oldh, hlen))
 		return BATON_R_DROP_REWRITE;
-	__builtin_memcpy(newh, oldh, TCP_HDR_MAX);
+	/* The whole buffer, tail included: the option walk's masked reads
+	 * may touch bytes past the header, which must be initialised. */
+	__builtin_memcpy(newh, oldh, TCP_BUF_SIZE);
 
 	th = (struct tcphdr *)newh;
 	th->source = x->sport;

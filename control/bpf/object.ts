@@ -155,9 +155,9 @@ export function openPinnedMap(path: string): BpfMap {
   const rc = bpf.obj_get_info_by_fd(fd, info, len);
   if (rc < 0) throw new BpfError('obj_get_info_by_fd', -rc, `of ${path}`);
   const nameOff = off(MAP_INFO, 'name');
-  const rawName = info.subarray(nameOff, nameOff + 16);
+  const rawName = info.subarray(nameOff, nameOff + 16); // BPF_OBJ_NAME_LEN, NUL-padded
   return new BpfMap({
-    name: rawName.toString('utf8', 0, Math.max(0, rawName.indexOf(0) < 0 ? 16 : rawName.indexOf(0))),
+    name: rawName.toString('utf8').replace(/\0.*$/s, ''),
     fd,
     type: info.readUInt32LE(off(MAP_INFO, 'type')),
     keySize: info.readUInt32LE(off(MAP_INFO, 'key_size')),

@@ -13,6 +13,10 @@
 #include "lib/tcp_rewrite.h"
 #include "lib/fwd.h"
 
+#ifndef WRITE_ONCE
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+#endif
+
 static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
 				       __u32 *reason)
 {
@@ -21,7 +25,14 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 	__u32 ack = p->ack;
 	int k, rc;
 
-	if (f->state != BATON_STATE_FORWARD) {
+	if (f->state == BATON_STATE_HOLD) {
+		/* Between two handoffs: no client byte may reach the back end
+		 * that is being retired; pure ACKs (and an abort) go on. */
+		if (p->payload_len || (p->tcp_flags & (TCPF_SYN | TCPF_FIN))) {
+			*reason = BATON_R_DROP_HELD;
+			return CTX_DROP;
+		}
+	} else if (f->state != BATON_STATE_FORWARD) {
 		if (!p->payload_len && !(p->tcp_flags & (TCPF_SYN | TCPF_FIN | TCPF_RST))) {
 			*reason = BATON_R_PASS_BLOCKED_ACK;
 			return CTX_PASS;
@@ -74,6 +85,55 @@ int baton_xdp(struct xdp_md *ctx)
 	verdict = handle_flow(ctx, &p, f, &reason);
 	count_reason(reason, len);
 	return verdict;
+}
+
+/* The control program: in-place changes to one connection-table entry
+ * (struct baton_ctl says why in place). Run by userspace through
+ * BPF_PROG_TEST_RUN; never attached. */
+SEC("syscall")
+int baton_ctl(struct baton_ctl *c)
+{
+	struct baton_flow_key key;
+	struct baton_flow *f;
+	__u32 n;
+
+	__builtin_memcpy(&key, &c->key, sizeof(key));
+	f = bpf_map_lookup_elem(&baton_flows, &key);
+	if (!f) {
+		c->result = -2; /* ENOENT */
+		return 0;
+	}
+	if (c->state < BATON_STATE_BLOCK || c->state > BATON_STATE_HOLD) {
+		c->result = -22; /* EINVAL */
+		return 0;
+	}
+	n = f->n_handoffs;
+	if (c->op == BATON_CTL_APPEND_HANDOFF) {
+		if (f->kind != BATON_KIND_CLIENT) {
+			c->result = -22;
+			return 0;
+		}
+		if (n >= BATON_MAX_HANDOFFS) {
+			c->result = -7; /* E2BIG */
+			c->n_handoffs = n;
+			return 0;
+		}
+		__builtin_memcpy(&f->handoff[n], &c->handoff, sizeof(c->handoff));
+		/* The entry is complete before it becomes visible to
+		 * select_handoff(), which only reads entries below n_handoffs.
+		 * BPF has no fence instruction: a compiler barrier keeps the
+		 * store order, which x86's memory model preserves for readers. */
+		asm volatile("" ::: "memory");
+		WRITE_ONCE(f->n_handoffs, n + 1);
+		n++;
+	} else if (c->op != BATON_CTL_SET_STATE) {
+		c->result = -22;
+		return 0;
+	}
+	WRITE_ONCE(f->state, c->state);
+	c->n_handoffs = n;
+	c->result = 0;
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

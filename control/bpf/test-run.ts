@@ -65,6 +65,27 @@ export function testRun(prog: BpfProgram, input: TestRunInput): TestRunResult {
   }
 }
 
+/**
+ * Runs a SEC("syscall") program with `ctx` as its argument (no packet) and
+ * returns its return value and the argument as the program left it (the
+ * kernel copies the context back). Such programs change maps in place.
+ */
+export function runSyscallProgram(prog: BpfProgram, ctx: Buffer): { retval: number; ctx: Buffer } {
+  if (ctx.length === 0 || ctx.length > 0xffff) throw new BpfArgumentError('test_run', `context must be 1..65535 bytes, got ${ctx.length}`);
+  const ctxMem = nativeMemory.alloc(ctx.length);
+  try {
+    nativeMemory.view(ctxMem, ctx.length).set(ctx);
+    const opts = newOpts(TEST_RUN_OPTS);
+    opts.writeBigUInt64LE(ctxMem, off(TEST_RUN_OPTS, 'ctx_in'));
+    opts.writeUInt32LE(ctx.length, off(TEST_RUN_OPTS, 'ctx_size_in'));
+    const rc = bpf.prog_test_run_opts(prog.fd, opts);
+    if (rc < 0) throw new BpfError('test_run', -rc, `of ${prog.name}`);
+    return { retval: opts.readUInt32LE(off(TEST_RUN_OPTS, 'retval')), ctx: Buffer.from(nativeMemory.view(ctxMem, ctx.length)) };
+  } finally {
+    nativeMemory.free(ctxMem);
+  }
+}
+
 /** XDP verdicts by name. */
 export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 export type XdpActionName = keyof typeof XdpAction;

@@ -6,7 +6,7 @@
  */
 import { addrToKeyBytes, bytesToIp, type Family, familyOf } from '../net/addr.js';
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 export const MAX_HANDOFFS = 8;
 export const IPPROTO_TCP = 6;
 
@@ -25,6 +25,7 @@ export const LAYOUTS = {
   baton_track: { size: 40, fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 } },
   baton_flow: { size: 568, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, track: 16, handoff: 56 } },
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
+  baton_ctl: { size: 120, fields: { key: 0, op: 40, state: 44, result: 48, n_handoffs: 52, handoff: 56 } },
   baton_tcp_probe: {
     size: 40,
     fields: { ts_recent: 0, ts_recent_stamp: 4, rcv_tsval: 8, rcv_tsecr: 12, tsoffset: 16, snd_una: 20, snd_nxt: 24, rcv_nxt: 28, write_seq: 32, flags: 36 },
@@ -33,7 +34,8 @@ export const LAYOUTS = {
 
 const L = LAYOUTS;
 
-export const FlowState = { BLOCK: 1, FORWARD: 2 } as const;
+export const FlowState = { BLOCK: 1, FORWARD: 2, HOLD: 3 } as const;
+export const CtlOp = { SET_STATE: 1, APPEND_HANDOFF: 2 } as const;
 export const FlowKind = { CLIENT: 1, BACKEND: 2 } as const;
 export const XLATE_F_TS = 0x01;
 export const TRACK_F_FIN = 0x01;
@@ -57,6 +59,7 @@ export const REASONS = [
   ['dropped', 'fib_blackhole'],
   ['dropped', 'rewrite_failed'],
   ['passed', 'blocked_ack'],
+  ['dropped', 'held'],
 ] as const;
 export type Action = (typeof REASONS)[number][0];
 export type ReasonName = (typeof REASONS)[number][1];
@@ -192,13 +195,37 @@ export function encodeFlow(flow: Flow): Buffer {
   b.writeUInt8(flow.kind, f.kind);
   b.writeUInt8(flow.handoffs.length, f.n_handoffs);
   if (flow.track) encodeTrack(flow.track, b, f.track);
-  flow.handoffs.forEach((h, i) => {
-    const at = f.handoff + i * L.baton_handoff.size;
-    b.writeUInt32LE(u32(h.seqStart), at + L.baton_handoff.fields.seq_start);
-    b.writeUInt32LE(u32(h.ackFloor), at + L.baton_handoff.fields.ack_floor);
-    encodeXlate(h.x, b, at + L.baton_handoff.fields.x);
-  });
+  flow.handoffs.forEach((h, i) => encodeHandoff(h, b, f.handoff + i * L.baton_handoff.size));
   return b;
+}
+
+function encodeHandoff(h: Handoff, b: Buffer, at: number): void {
+  b.writeUInt32LE(u32(h.seqStart), at + L.baton_handoff.fields.seq_start);
+  b.writeUInt32LE(u32(h.ackFloor), at + L.baton_handoff.fields.ack_floor);
+  encodeXlate(h.x, b, at + L.baton_handoff.fields.x);
+}
+
+// ---------------------------------------------------------------- control program
+
+export type CtlRequest =
+  | { op: typeof CtlOp.SET_STATE; key: FlowKey; state: Flow['state'] }
+  | { op: typeof CtlOp.APPEND_HANDOFF; key: FlowKey; state: Flow['state']; handoff: Handoff };
+
+/** struct baton_ctl for the control program (bpf/xdp_baton.c, baton_ctl). */
+export function encodeCtl(req: CtlRequest): Buffer {
+  const f = L.baton_ctl.fields;
+  const b = Buffer.alloc(L.baton_ctl.size);
+  encodeFlowKey(req.key).copy(b, f.key);
+  b.writeUInt32LE(req.op, f.op);
+  b.writeUInt32LE(req.state, f.state);
+  if (req.op === CtlOp.APPEND_HANDOFF) encodeHandoff(req.handoff, b, f.handoff);
+  return b;
+}
+
+/** The control program's answer: 0 or a negative errno, and the handoffs the entry now holds. */
+export function decodeCtlResult(b: Buffer): { result: number; nHandoffs: number } {
+  const f = L.baton_ctl.fields;
+  return { result: b.readInt32LE(f.result), nHandoffs: b.readUInt32LE(f.n_handoffs) };
 }
 
 function encodeTrack(t: Track, b: Buffer, at: number): void {

@@ -4,8 +4,8 @@
  * files, map names and counter layout behind a small typed surface.
  */
 import { join, resolve } from 'node:path';
-import { BpfObject, type BpfMap, XdpLink } from '../bpf/index.js';
-import { ABI_VERSION, type Action, REASONS, type ReasonName } from './abi.js';
+import { BpfError, BpfObject, type BpfMap, type BpfProgram, runSyscallProgram, XdpLink } from '../bpf/index.js';
+import { ABI_VERSION, type Action, type CtlRequest, decodeCtlResult, encodeCtl, REASONS, type ReasonName } from './abi.js';
 
 export const DEFAULT_OBJECT = resolve(import.meta.dirname, '../../build/bpf/xdp_baton.o');
 export const DEFAULT_FLOWS_CAPACITY = 65536;
@@ -28,6 +28,7 @@ export interface CounterRow {
 export class Datapath {
   readonly flows: BpfMap;
   readonly counters: BpfMap;
+  private readonly ctlProgram: BpfProgram;
   private readonly links: XdpLink[] = [];
 
   private constructor(
@@ -36,6 +37,20 @@ export class Datapath {
   ) {
     this.flows = object.map('baton_flows');
     this.counters = object.map('baton_counters');
+    this.ctlProgram = object.program('baton_ctl');
+  }
+
+  /**
+   * Changes one connection-table entry in place (state, or a handoff
+   * appended), keeping its per-direction track exact; see struct baton_ctl.
+   * Returns the handoffs the entry holds afterwards. Throws BpfError ENOENT
+   * when the key is not in the table, E2BIG when its handoff list is full.
+   */
+  control(req: CtlRequest): number {
+    const { ctx } = runSyscallProgram(this.ctlProgram, encodeCtl(req));
+    const { result, nHandoffs } = decodeCtlResult(ctx);
+    if (result < 0) throw new BpfError('flow_control', -result, `of ${req.key.src}:${req.key.sport} -> ${req.key.dst}:${req.key.dport}`);
+    return nHandoffs;
   }
 
   static async load(options: DatapathOptions = {}): Promise<Datapath> {

@@ -14,9 +14,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BpfObject } from '../../control/bpf/index.js';
+import { BpfError, BpfObject, runSyscallProgram } from '../../control/bpf/index.js';
 import {
+  type CtlRequest,
+  CtlOp,
+  decodeCtlResult,
   decodeFlow,
+  encodeCtl,
   encodeFlow,
   encodeFlowKey,
   type Flow,
@@ -956,6 +960,90 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         reason: 'not_ip',
       },
     ]);
+  });
+
+  // ================================================================ hold + control program
+  describe('a held client entry and the control program (a later handoff)', () => {
+    const key = { src: CLIENT, dst: VIP, sport: 40300, dport: 80 };
+    const out1 = { src: LB, dst: BE1, sport: 50300, dport: 8080 };
+    const out2 = { src: LB, dst: BE2, sport: 50301, dport: 8080 };
+    const be1Key = { src: BE1, dst: LB, sport: 8080, dport: 50300 };
+    const fullKey = { src: CLIENT, dst: VIP, sport: 40301, dport: 80 };
+    const h0 = { seqStart: 1000, ackFloor: 5000, x: xlate(out1, { seqDelta: 100_000, ackDelta: 200_000 }) };
+    const h1 = { seqStart: 1100, ackFloor: 8000, x: xlate(out2, { seqDelta: 300_000, ackDelta: 400_000 }) };
+    const dp = datapath(() => [
+      [key, { connId: 30n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [h0] }],
+      [be1Key, { connId: 30n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: VIP, dst: CLIENT, sport: 80, dport: 40300 }) }] }],
+      [fullKey, { connId: 31n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: Array.from({ length: 8 }, (_, i) => ({ ...h0, seqStart: 1000 + i })) }],
+    ]);
+    const ctl = (req: CtlRequest): number => {
+      const { result, nHandoffs } = decodeCtlResult(runSyscallProgram(dp.obj().program('baton_ctl'), encodeCtl(req)).ctx);
+      if (result < 0) throw new BpfError('flow_control', -result);
+      return nHandoffs;
+    };
+    const p100 = Buffer.alloc(100, 0x41);
+    const run = (f: Fixture) => runFixture(dp.obj(), ns, f);
+
+    test('control on a key that is not in the table: ENOENT, nothing created', () => {
+      const k = { ...key, sport: 40399 };
+      assert.throws(() => ctl({ op: CtlOp.SET_STATE, key: k, state: FlowState.HOLD }), (e: unknown) => e instanceof BpfError && e.code === 'ENOENT');
+      assert.equal(dp.obj().map('baton_flows').lookup(encodeFlowKey(k)), undefined);
+    });
+    test('before the hold: the request goes to back end 1 and is tracked', () => {
+      run({ name: 'req', input: inp({ ...key, seq: 1000, ack: 5000, flags: 'PA', payload: p100 }), output: fwd({ ...out1, seq: 101_000, ack: 205_000, flags: 'PA', payload: p100 }), verdict: 'REDIRECT', reason: 'redirect' });
+      assert.equal(dp.flow(key).track.seqEnd, 1100);
+    });
+    test('SET_STATE HOLD changes the state in place: the track survives', () => {
+      assert.equal(ctl({ op: CtlOp.SET_STATE, key, state: FlowState.HOLD }), 1);
+      const f = dp.flow(key);
+      assert.equal(f.state, FlowState.HOLD);
+      assert.equal(f.track.seqEnd, 1100);
+      assert.equal(f.track.packets, 1n);
+    });
+    fixtures(dp, [
+      { name: 'held: client data dropped untouched (held)', input: inp({ ...key, seq: 1100, ack: 6000, flags: 'PA', payload: p100 }), verdict: 'DROP', reason: 'held' },
+      { name: 'held: client FIN dropped untouched (held)', input: inp({ ...key, seq: 1100, ack: 6000, flags: 'FA' }), verdict: 'DROP', reason: 'held' },
+      {
+        name: 'held: client pure ACK still reaches back end 1, translated',
+        input: inp({ ...key, seq: 1100, ack: 6000, flags: 'A' }),
+        output: fwd({ ...out1, seq: 101_100, ack: 206_000, flags: 'A' }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      },
+    ]);
+    test('held data is not tracked: seq_end stays at the boundary', () => {
+      assert.equal(dp.flow(key).track.seqEnd, 1100);
+    });
+    test('APPEND_HANDOFF adds back end 2 and forwards again, track kept', () => {
+      assert.equal(ctl({ op: CtlOp.APPEND_HANDOFF, key, state: FlowState.FORWARD, handoff: h1 }), 2);
+      const f = dp.flow(key);
+      assert.equal(f.state, FlowState.FORWARD);
+      assert.deepEqual(f.handoffs[1], h1);
+      assert.equal(f.track.seqEnd, 1100);
+    });
+    fixtures(dp, [
+      {
+        name: 'after the append: the next request goes to back end 2, ack raised to its floor',
+        input: inp({ ...key, seq: 1100, ack: 6000, flags: 'PA', payload: p100 }),
+        output: fwd({ ...out2, seq: 301_100, ack: 408_000, flags: 'PA', payload: p100 }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      },
+      {
+        name: 'after the append: a retransmission of the old request still goes to back end 1',
+        input: inp({ ...key, seq: 1000, ack: 6000, flags: 'PA', payload: p100 }),
+        output: fwd({ ...out1, seq: 101_000, ack: 206_000, flags: 'PA', payload: p100 }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      },
+    ]);
+    test('APPEND_HANDOFF on a full list: E2BIG, entry unchanged', () => {
+      assert.throws(() => ctl({ op: CtlOp.APPEND_HANDOFF, key: fullKey, state: FlowState.FORWARD, handoff: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'E2BIG');
+      assert.equal(dp.flow(fullKey).handoffs.length, 8);
+    });
+    test('APPEND_HANDOFF on a back-end entry: EINVAL', () => {
+      assert.throws(() => ctl({ op: CtlOp.APPEND_HANDOFF, key: be1Key, state: FlowState.FORWARD, handoff: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'EINVAL');
+    });
   });
 
   // ================================================================ malformed

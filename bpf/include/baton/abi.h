@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define BATON_ABI_VERSION 1
+#define BATON_ABI_VERSION 2
 
 /* Handoffs one client connection can hold (source document 000, claim 2). */
 #define BATON_MAX_HANDOFFS 8
@@ -89,6 +89,12 @@ enum baton_flow_state {
 	 * still reach the LB's sockets, so their send queues can drain. */
 	BATON_STATE_BLOCK = 1,
 	BATON_STATE_FORWARD = 2, /* rewrite and forward */
+	/* A spliced client connection at a request boundary, about to get its
+	 * next handoff: client segments carrying data (or SYN/FIN) are dropped
+	 * (the client retransmits them once the new handoff is in place), pure
+	 * ACKs are forwarded as in FORWARD, so the current back end's stream
+	 * keeps being acknowledged. Only CLIENT entries are ever held. */
+	BATON_STATE_HOLD = 3,
 };
 
 enum baton_flow_kind {
@@ -127,7 +133,8 @@ struct baton_flow {
 	X(BATON_R_DROP_NO_HANDOFF,    "dropped",   "no_handoff")        \
 	X(BATON_R_DROP_FIB,           "dropped",   "fib_blackhole")     \
 	X(BATON_R_DROP_REWRITE,       "dropped",   "rewrite_failed")    \
-	X(BATON_R_PASS_BLOCKED_ACK,   "passed",    "blocked_ack")
+	X(BATON_R_PASS_BLOCKED_ACK,   "passed",    "blocked_ack")       \
+	X(BATON_R_DROP_HELD,          "dropped",   "held")
 
 #define BATON_REASON_ENUM(r, a, n) r,
 enum baton_reason { BATON_REASONS(BATON_REASON_ENUM) BATON_R_MAX };
@@ -139,6 +146,24 @@ struct baton_counter {
 	__u64 bytes;
 };
 
+
+/* Argument of the control program (bpf/xdp_baton.c, SEC("syscall"), run
+ * with BPF_PROG_TEST_RUN): changes a connection-table entry in place.
+ * A map update from userspace replaces the whole value, and a packet being
+ * processed on another CPU at that moment updates the old copy's track,
+ * which is then lost; the control program writes only the fields it
+ * changes, so the per-direction tracks stay exact across state changes. */
+struct baton_ctl {
+	struct baton_flow_key key;
+	__u32 op;       /* BATON_CTL_* */
+	__u32 state;    /* new enum baton_flow_state (both ops) */
+	__s32 result;   /* out: 0, or -ENOENT / -E2BIG / -EINVAL */
+	__u32 n_handoffs; /* out: handoffs held after the call */
+	struct baton_handoff handoff; /* BATON_CTL_APPEND_HANDOFF: the new last entry */
+};
+
+#define BATON_CTL_SET_STATE      1 /* state := ctl.state */
+#define BATON_CTL_APPEND_HANDOFF 2 /* handoff[n++] := ctl.handoff, then state := ctl.state */
 
 /* TCP state that no socket option exposes, read by the iterator program
  * bpf/iter_tcp_probe.c (SEC("iter/tcp")). Userspace inserts one zeroed value

@@ -21,4 +21,18 @@ export interface SocketOps {
   enterRepair(fd: number): void;
   /** Writes all of `data` on a socket in normal mode. */
   send(fd: number, data: Buffer): void;
+  /** Closes a socket normally (FIN, or RST if unread data is left). */
+  close(fd: number): void;
+  /**
+   * The network namespace a socket lives in, as a handle for connect(),
+   * finish() and reset() (undefined: the calling thread's own). Handles are
+   * cached per namespace and live as long as the SocketOps.
+   */
+  netnsOf(fd: number): number | undefined;
+  /** Opens a connection (established when this resolves); `mss` is advertised to the peer. */
+  connect(remote: Endpoint, family: Family, opts: { mss?: number; timeoutMs: number; netns?: number }): Promise<number>;
+  /** Recreates a connection from `state` and closes it cleanly: the peer gets a FIN. */
+  finish(state: TcpState, netns?: number): void;
+  /** Recreates a connection with these sequence numbers and resets it: the peer gets a RST. */
+  reset(s: Pick<TcpState, 'family' | 'local' | 'remote' | 'sndNxt' | 'rcvNxt'>, netns?: number): void;
 }

@@ -1,5 +1,7 @@
 /**
- * Splice orchestration, in the order design.md §3 fixes:
+ * Splice orchestration.
+ *
+ * A first splice, in the order design.md §3 fixes:
  *   1. block both flows in the datapath: data segments are dropped (peers
  *      retransmit them later), pure ACKs still reach the LB's sockets;
  *   2. wait (bounded) until both sockets' sent bytes are acknowledged and
@@ -11,20 +13,37 @@
  *   7. client bytes the LB already holds (the request the front end read, plus
  *      anything unread on the client socket) are sent to the back end by the
  *      back-end socket itself: repair off, write, and once the datapath has
- *      seen the back end acknowledge them, repair on again.
- * The back-end-side socket is held open, still in repair mode (silent): while
- * it exists the kernel will not hand its 4-tuple (LB address and ephemeral
- * port toward that back end) to a new connection, whose packets the datapath
- * would otherwise take for the spliced flow's. It is released when the entry
- * is reclaimed.
+ *      seen the back end acknowledge them, repair on again and release.
+ * Without such bytes the back-end socket is held open in repair mode (silent):
+ * while it exists the kernel will not hand its 4-tuple to a new connection,
+ * whose packets the datapath would otherwise take for the spliced flow's.
+ *
+ * A later handoff (source document 000, claims 3-4) moves a spliced client
+ * connection to another back end at a request boundary:
+ *   1. open a connection to the new back end (advertising the client's MSS)
+ *      and capture it;
+ *   2. wait until the connection is at a boundary, read from the datapath's
+ *      tracks: the current back end has acknowledged every client byte and
+ *      the client every back-end byte;
+ *   3. HOLD the client entry (client data dropped, ACKs still forwarded) and
+ *      check the boundary again, so no request can slip to the old back end;
+ *   4. insert the new back end's entry, append the handoff and forward again,
+ *      in place (the control program), so the tracks stay exact;
+ *   5. retire the old back end's leg: its entry goes, and a socket recreated
+ *      from its state closes it with a FIN. Its answer reaches that socket,
+ *      never the client.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfError } from '../bpf/index.js';
 import type { Datapath } from '../datapath/datapath.js';
-import { decodeTrack, encodeFlow, encodeFlowKey, type FlowKey, FlowKind, FlowState, TRACK_F_SEEN } from '../datapath/abi.js';
-import { key, planSplice, SpliceRefused, type SplicePlan } from '../datapath/splice-plan.js';
+import {
+  CtlOp, decodeFlow, decodeFlowKey, decodeTrack, encodeFlow, encodeFlowKey, type FlowKey, FlowKind, FlowState, type Handoff,
+  MAX_HANDOFFS, type Track, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, type Xlate,
+} from '../datapath/abi.js';
+import { key, planSplice, refusalReason, relay, SpliceRefused, TS_MARGIN } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
-import { seqBefore, type TcpState, u32 } from '../tcp/state.js';
+import type { Family } from '../net/addr.js';
+import { type Endpoint, seqBefore, type TcpState, u32 } from '../tcp/state.js';
 import type { SocketOps } from './socket-ops.js';
 
 export interface SpliceOptions {
@@ -34,31 +53,101 @@ export interface SpliceOptions {
   prefix?: Buffer;
 }
 
+export interface HandoffOptions {
+  /** How long to wait for the new back end and for a request boundary (ms). */
+  quiesceTimeoutMs?: number;
+}
+
+/** One back end a client connection was handed to. */
+export interface HandoffRecord {
+  index: number;
+  backend: Endpoint;
+  /** The LB's end of the leg to this back end. */
+  local: Endpoint;
+  /** Key of the back end -> LB entry. */
+  backendKey: FlowKey;
+  /** The client entry's handoff (client -> back end translation and range). */
+  toBackend: Handoff;
+  /** The back-end entry's translation (back end -> client). */
+  toClient: Xlate;
+  /** Leg 2 as captured; absent for connections recovered after a restart. */
+  leg?: TcpState;
+  /** The LB's socket of this leg, held in repair mode (see the module comment). */
+  heldFd?: number;
+  /** A later handoff replaced it; its leg was closed. */
+  retired: boolean;
+  createdAt: number;
+}
+
 export interface SpliceRecord {
   id: bigint;
+  family: Family;
+  client: Endpoint;
+  vip: Endpoint;
+  /** Key of the client -> VIP entry. */
   clientKey: FlowKey;
-  backendKeys: FlowKey[];
-  plan: SplicePlan;
-  legs: { client: TcpState; backend: TcpState };
-  /** Back-end-side sockets held in repair mode (see the module comment). */
-  heldFds: number[];
+  handoffs: HandoffRecord[];
+  /** Leg 1 as captured; absent for connections recovered after a restart. */
+  clientLeg?: TcpState;
+  /** performance.now() when leg 1 was captured: the base of clock estimates. */
+  capturedAt: number;
+  /** Network namespace of the LB's sockets (SocketOps handle); undefined: ours. */
+  netns?: number;
+  /** Date.now() of the splice (or of the recovery). */
   createdAt: number;
-  /** Timings of the phases, for the handoff-duration histogram. */
+  /** Rebuilt from the pinned table after a restart: legs unknown. */
+  recovered: boolean;
+  /** Phases of the first splice, for the handoff-duration histogram. */
   timings: { quiesceMs: number; totalMs: number };
 }
 
+export type ConnectionState = 'blocked' | 'forwarding' | 'held' | 'closing' | 'closed';
+
+export interface TrafficView {
+  packets: bigint;
+  bytes: bigint;
+  fin: boolean;
+  rst: boolean;
+  /** bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last packet; 0n when none. */
+  lastSeenNs: bigint;
+}
+
+export interface ConnectionStatus {
+  state: ConnectionState;
+  toBackend: TrafficView;
+  toClient: TrafficView;
+}
+
 const DEFAULT_QUIESCE_MS = 500;
+const DEFAULT_HANDOFF_QUIESCE_MS = 2000;
 /** How long leg 2 may take to acknowledge the pending bytes before it goes silent anyway. */
 const PENDING_ACK_TIMEOUT_MS = 1000;
+/**
+ * After the client entry is held, how long before the boundary is checked
+ * again: a packet that read the entry as FORWARD just before the change is
+ * processed and tracked within microseconds; this leaves a wide margin.
+ */
+const HOLD_SETTLE_MS = 2;
+/**
+ * TSvals the recreated socket of a retired leg sends start this far ahead of
+ * what the old back end last saw (estimated): PAWS only rejects values that
+ * go backwards, and the estimate can lag when the client was idle before the
+ * splice. 2^24 ms is 4.6 hours; a jump forward is harmless.
+ */
+const RETIRE_TS_LEAD = 1 << 24;
 
 export class Splicer {
   private nextId = 1n;
   readonly records = new Map<bigint, SpliceRecord>();
+  /** Per connection, the tail of its queue of handoffs and aborts (one at a time). */
+  private readonly queues = new Map<bigint, Promise<unknown>>();
 
   constructor(
     private readonly dp: Datapath,
     private readonly ops: SocketOps,
   ) {}
+
+  // ---------------------------------------------------------------- first splice
 
   /** Joins the front end's client socket and back-end socket (fds in this process). */
   async splice(clientFd: number, backendFd: number, opts: SpliceOptions = {}): Promise<SpliceRecord> {
@@ -70,9 +159,9 @@ export class Splicer {
     const backendKey = key(e2, 'in');
 
     // 1. Block.
-    this.insertBlock(id, clientKey, FlowKind.CLIENT);
+    this.insertEntry(clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
     try {
-      this.insertBlock(id, backendKey, FlowKind.BACKEND);
+      this.insertEntry(backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, handoffs: [] });
     } catch (e) {
       this.dp.flows.delete(encodeFlowKey(clientKey));
       throw e;
@@ -87,6 +176,7 @@ export class Splicer {
       // 3. Capture.
       const [leg1, leg2] = (await this.ops.capture([clientFd, backendFd])) as [TcpState, TcpState];
       captured = true;
+      const capturedAt = performance.now();
       const pending = Buffer.concat([opts.prefix ?? Buffer.alloc(0), leg1.recvQueue]);
       // 4. Refuse or plan.
       const plan = planSplice(id, leg1, leg2, pending.length);
@@ -94,18 +184,37 @@ export class Splicer {
       this.dp.flows.update(encodeFlowKey(plan.backendKey), encodeFlow(plan.backend), 'EXIST');
       this.dp.flows.update(encodeFlowKey(plan.clientKey), encodeFlow(plan.client), 'EXIST');
       forwarding = true;
+      const netns = this.ops.netnsOf(clientFd);
       // 6. Release the client side.
       this.ops.releaseSilently(clientFd);
       // 7. Pending client bytes go out on leg 2.
       if (pending.length > 0) await this.sendPending(backendFd, backendKey, pending, u32(leg1.rcvNxt));
+      const now = Date.now();
       const rec: SpliceRecord = {
         id,
+        family: e1.family,
+        client: e1.remote,
+        vip: e1.local,
         clientKey,
-        backendKeys: [backendKey],
-        plan,
-        legs: { client: leg1, backend: leg2 },
-        heldFds: pending.length > 0 ? [] : [backendFd], // sendPending released it
-        createdAt: Date.now(),
+        handoffs: [
+          {
+            index: 0,
+            backend: e2.remote,
+            local: e2.local,
+            backendKey,
+            toBackend: plan.client.handoffs[0] as Handoff,
+            toClient: (plan.backend.handoffs[0] as Handoff).x,
+            leg: leg2,
+            ...(pending.length > 0 ? {} : { heldFd: backendFd }), // sendPending released it
+            retired: false,
+            createdAt: now,
+          },
+        ],
+        clientLeg: leg1,
+        capturedAt,
+        ...(netns === undefined ? {} : { netns }),
+        createdAt: now,
+        recovered: false,
         timings: { quiesceMs: tq - t0, totalMs: performance.now() - t0 },
       };
       this.records.set(id, rec);
@@ -143,11 +252,9 @@ export class Splicer {
     this.ops.leaveRepair(fd);
     this.ops.send(fd, pending);
     const deadline = performance.now() + PENDING_ACK_TIMEOUT_MS;
-    const key = encodeFlowKey(backendKey);
     while (performance.now() < deadline) {
-      const v = this.dp.flows.lookup(key);
-      if (!v) break;
-      const t = decodeTrack(v);
+      const t = this.track(backendKey);
+      if (!t) break;
       // The BACKEND entry tracks acks in client space: the request's end is leg-1 rcvNxt.
       if (t.flags & TRACK_F_SEEN && !seqBefore(t.ackMax, clientRcvNxt)) break;
       await sleep(1);
@@ -158,21 +265,320 @@ export class Splicer {
     this.ops.releaseSilently(fd);
   }
 
+  // ---------------------------------------------------------------- later handoff
+
+  /** Moves a spliced connection to another back end at its next request boundary. */
+  handoff(id: bigint, backend: Endpoint, opts: HandoffOptions = {}): Promise<SpliceRecord> {
+    const rec = this.get(id);
+    return this.serialized(id, () => this.doHandoff(rec, backend, opts.quiesceTimeoutMs ?? DEFAULT_HANDOFF_QUIESCE_MS));
+  }
+
+  private async doHandoff(rec: SpliceRecord, backend: Endpoint, timeoutMs: number): Promise<SpliceRecord> {
+    const leg1 = rec.clientLeg;
+    if (!leg1) {
+      throw new BatonError('SPLICE_REFUSED', `connection ${rec.id} was recovered after a restart; its client leg's options are not known, so it cannot be handed to another back end (it keeps flowing to ${this.current(rec).backend.ip})`, 'state_unknown');
+    }
+    if (rec.handoffs.length >= MAX_HANDOFFS) {
+      throw new BatonError('HANDOFFS_EXHAUSTED', `connection ${rec.id} already holds ${MAX_HANDOFFS} handoffs; a new client connection is needed to move it again`, 'handoffs_exhausted');
+    }
+    const deadline = performance.now() + timeoutMs;
+    const prev = this.current(rec);
+
+    // 1. The new leg, advertising the client's MSS so the back end never
+    //    sends a segment the client would not accept.
+    let fd: number;
+    try {
+      fd = await this.ops.connect(backend, rec.family, { mss: leg1.mssClamp, timeoutMs, ...(rec.netns === undefined ? {} : { netns: rec.netns }) });
+    } catch (e) {
+      throw new BatonError('BACKEND_UNREACHABLE', `could not connect to ${backend.ip}:${backend.port}: ${(e as Error).message}`, 'connect_failed', { cause: e });
+    }
+    let leg2: TcpState;
+    try {
+      [leg2] = (await this.ops.capture([fd])) as [TcpState];
+    } catch (e) {
+      this.ops.close(fd);
+      throw e;
+    }
+    const newKey = key(leg2, 'in');
+    let held = false;
+    let inserted = false;
+    try {
+      // 2-3. A boundary, confirmed under HOLD.
+      const b = await this.holdAtBoundary(rec, prev, deadline);
+      held = true;
+      // 4. Plan, insert, append.
+      const elapsed = performance.now() - rec.capturedAt;
+      const from: TcpState = {
+        ...leg1,
+        rcvNxt: b.clientEnd,
+        sndNxt: b.backendEnd,
+        sndUna: b.backendEnd,
+        // The client's clock, estimated: at least its TSval at capture plus
+        // the time since (PAWS at the new back end only needs a lower bound).
+        tsRecent: u32((leg1.tsRecent ?? 0) + ticks(leg1, elapsed)),
+        // Leg 1's socket clock now, plus a margin per handoff: the client
+        // must never see TSvals go backwards across back ends.
+        tsNow: u32(leg1.tsNow + ticks(leg1, elapsed) + TS_MARGIN * rec.handoffs.length),
+        sendQueue: Buffer.alloc(0),
+        recvQueue: Buffer.alloc(0),
+      };
+      const refused = refusalReason(from, leg2);
+      if (refused) throw refused;
+      const toBackend: Handoff = { seqStart: b.clientEnd, ackFloor: b.backendEnd, x: relay(from, leg2) };
+      const toClient = relay(leg2, from);
+      this.insertEntry(newKey, { connId: rec.id, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: toClient }] });
+      inserted = true;
+      this.dp.control({ op: CtlOp.APPEND_HANDOFF, key: rec.clientKey, state: FlowState.FORWARD, handoff: toBackend });
+      held = false;
+      rec.handoffs.push({ index: rec.handoffs.length, backend, local: leg2.local, backendKey: newKey, toBackend, toClient, leg: leg2, heldFd: fd, retired: false, createdAt: Date.now() });
+      // 5. Retire the previous back end.
+      this.retire(rec, prev, b);
+      return rec;
+    } catch (e) {
+      if (held) this.dp.control({ op: CtlOp.SET_STATE, key: rec.clientKey, state: FlowState.FORWARD });
+      if (inserted) this.dp.flows.delete(encodeFlowKey(newKey));
+      try {
+        this.ops.leaveRepair(fd);
+      } finally {
+        this.ops.close(fd); // an unused connection: a normal close
+      }
+      if (e instanceof SpliceRefused) throw new BatonError('SPLICE_REFUSED', e.message, e.reason, { cause: e });
+      throw e;
+    }
+  }
+
+  /**
+   * Waits for a request boundary and holds the client entry there. Returns
+   * the boundary in client sequence space: clientEnd (the client's next
+   * byte, where the new handoff starts) and backendEnd (the next byte the
+   * client expects, where the new back end's stream starts).
+   */
+  private async holdAtBoundary(rec: SpliceRecord, cur: HandoffRecord, deadline: number): Promise<{ clientEnd: number; backendEnd: number }> {
+    for (;;) {
+      const b = this.boundary(rec, cur);
+      if (b) {
+        this.dp.control({ op: CtlOp.SET_STATE, key: rec.clientKey, state: FlowState.HOLD });
+        await sleep(HOLD_SETTLE_MS);
+        const again = this.boundary(rec, cur);
+        if (again && again.clientEnd === b.clientEnd && again.backendEnd === b.backendEnd) return b;
+        // A request slipped through before the hold: let it be served.
+        this.dp.control({ op: CtlOp.SET_STATE, key: rec.clientKey, state: FlowState.FORWARD });
+      }
+      if (performance.now() >= deadline) {
+        throw new BatonError('NOT_QUIESCENT', `connection ${rec.id} reached no request boundary (every byte acknowledged both ways) within the timeout; retry when the current request is answered, or raise quiesceTimeoutMs`, 'busy');
+      }
+      await sleep(1);
+    }
+  }
+
+  /** The boundary if the connection is at one now. */
+  private boundary(rec: SpliceRecord, cur: HandoffRecord): { clientEnd: number; backendEnd: number } | undefined {
+    const c = this.track(rec.clientKey);
+    const b = this.track(cur.backendKey);
+    if (!c || !b || !(c.flags & TRACK_F_SEEN) || !(b.flags & TRACK_F_SEEN)) return undefined;
+    if ((c.flags | b.flags) & (TRACK_F_FIN | TRACK_F_RST)) return undefined;
+    // Every client byte acknowledged by the back end, every back-end byte by the client.
+    if (b.ackMax !== c.seqEnd || c.ackMax !== b.seqEnd) return undefined;
+    return { clientEnd: c.seqEnd, backendEnd: b.seqEnd };
+  }
+
+  /**
+   * Closes the leg to a back end that a later handoff replaced: its entry
+   * goes first (so nothing of it reaches the client any more), then a socket
+   * recreated at the boundary sends it a FIN; the kernel completes the close.
+   */
+  private retire(rec: SpliceRecord, h: HandoffRecord, b: { clientEnd: number; backendEnd: number }): void {
+    h.retired = true;
+    if (h.heldFd !== undefined) {
+      this.ops.releaseSilently(h.heldFd); // frees the tuple for the recreated socket
+      delete h.heldFd;
+    }
+    this.dp.flows.delete(encodeFlowKey(h.backendKey));
+    if (!h.leg) return;
+    const elapsed = performance.now() - rec.capturedAt;
+    const at = u32(b.clientEnd + h.toBackend.x.seqDelta); // the back end's rcv_nxt, in its space
+    const rcv = u32(b.backendEnd - h.toClient.seqDelta); // its snd_nxt
+    const tsNow = u32(h.leg.tsNow + ticks(h.leg, elapsed) + RETIRE_TS_LEAD);
+    this.ops.finish(
+      {
+        ...h.leg,
+        sndNxt: at,
+        sndUna: at,
+        rcvNxt: rcv,
+        tsNow: (tsNow & ~1) | (h.leg.tsNow & 1), // bit 0 is the usec-clock flag
+        sendQueue: Buffer.alloc(0),
+        recvQueue: Buffer.alloc(0),
+        window: { ...h.leg.window, sndWl1: rcv, rcvWup: rcv },
+      },
+      rec.netns,
+    );
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** What the datapath saw of a connection, or undefined when unknown. */
+  status(id: bigint): ConnectionStatus | undefined {
+    const rec = this.records.get(id);
+    if (!rec) return undefined;
+    const raw = this.dp.flows.lookup(encodeFlowKey(rec.clientKey));
+    const clientFlow = raw ? decodeFlow(raw, rec.family) : undefined;
+    const c = clientFlow?.track;
+    const active = rec.handoffs.filter((h) => !h.retired);
+    const backs = active.map((h) => this.track(h.backendKey)).filter((t): t is Track => t !== undefined);
+    const toBackend = view(c ? [c] : []);
+    const toClient = view(backs);
+    let state: ConnectionState;
+    if (toBackend.rst || toClient.rst) state = 'closed';
+    else if (c && toBackend.fin && toClient.fin) {
+      const cur = active.at(-1);
+      const b = cur && this.track(cur.backendKey);
+      // Both FINs acknowledged: each side's ack is past the other's FIN.
+      state = b && !seqBefore(b.ackMax, u32(c.finSeq + 1)) && !seqBefore(c.ackMax, u32(b.finSeq + 1)) ? 'closed' : 'closing';
+    } else if (toBackend.fin || toClient.fin) state = 'closing';
+    else if (clientFlow?.state === FlowState.BLOCK) state = 'blocked';
+    else if (clientFlow?.state === FlowState.HOLD) state = 'held';
+    else state = 'forwarding';
+    return { state, toBackend, toClient };
+  }
+
   /** Removes a connection's entries and releases what baton holds of it. */
   remove(id: bigint): boolean {
     const rec = this.records.get(id);
     if (!rec) return false;
     this.dp.flows.delete(encodeFlowKey(rec.clientKey));
-    for (const k of rec.backendKeys) this.dp.flows.delete(encodeFlowKey(k));
-    for (const fd of rec.heldFds) {
-      try {
-        this.ops.releaseSilently(fd);
-      } catch {
-        /* already closed */
+    for (const h of rec.handoffs) {
+      if (!h.retired) this.dp.flows.delete(encodeFlowKey(h.backendKey));
+      if (h.heldFd !== undefined) {
+        try {
+          this.ops.releaseSilently(h.heldFd);
+        } catch {
+          /* already closed */
+        }
+        delete h.heldFd;
       }
     }
     this.records.delete(id);
     return true;
+  }
+
+  /**
+   * Aborts a connection: its entries go and both ends get a RST, at the
+   * sequence numbers the datapath last saw (see resetConnection for why an
+   * inexact number still ends in an exact RST).
+   */
+  abort(id: bigint): Promise<boolean> {
+    const rec = this.records.get(id);
+    if (!rec) return Promise.resolve(false);
+    return this.serialized(id, async () => {
+      const cur = this.current(rec);
+      const c = this.track(rec.clientKey);
+      const b = this.track(cur.backendKey);
+      this.remove(id);
+      const seen = (t: Track | undefined): t is Track => t !== undefined && (t.flags & TRACK_F_SEEN) !== 0;
+      // Toward the client, from the VIP: our seq is what the client acked, our ack what it sent.
+      const toClientSeq = seen(c) ? c.ackMax : cur.toBackend.ackFloor;
+      const clientSent = seen(c) ? c.seqEnd : cur.toBackend.seqStart;
+      // Toward the back end, in its space.
+      const toBackendSeq = seen(b) ? u32(b.ackMax - cur.toClient.ackDelta) : u32(cur.toBackend.seqStart + cur.toBackend.x.seqDelta);
+      const backendSent = seen(b) ? u32(b.seqEnd - cur.toClient.seqDelta) : u32(cur.toBackend.ackFloor + cur.toBackend.x.ackDelta);
+      const errors: unknown[] = [];
+      for (const s of [
+        { family: rec.family, local: rec.vip, remote: rec.client, sndNxt: toClientSeq, rcvNxt: clientSent },
+        { family: rec.family, local: cur.local, remote: cur.backend, sndNxt: toBackendSeq, rcvNxt: backendSent },
+      ]) {
+        try {
+          this.ops.reset(s, rec.netns);
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      if (errors.length) throw new BatonError('DATAPATH', `connection ${id} was removed, but a RST could not be sent: ${(errors[0] as Error).message}`, 'reset_failed', { cause: errors[0] });
+      return true;
+    });
+  }
+
+  /**
+   * Rebuilds the records of the connections in a pinned table (after a
+   * restart or an upgrade): addresses, handoffs and translations come from
+   * the entries; the legs' captured state is gone, so such connections keep
+   * flowing and can be listed, aborted and reclaimed, but not handed off again.
+   * Returns how many connections were adopted.
+   */
+  adopt(): number {
+    const clients = new Map<bigint, { k: FlowKey & { family: Family }; handoffs: Handoff[] }>();
+    const backends = new Map<bigint, Array<{ k: FlowKey; x: Xlate }>>();
+    for (const [kb, vb] of this.dp.flows.entries()) {
+      const k = decodeFlowKey(kb);
+      const f = decodeFlow(vb, k.family);
+      if (f.kind === FlowKind.CLIENT) clients.set(f.connId, { k, handoffs: f.handoffs });
+      else if (f.handoffs[0]) backends.set(f.connId, [...(backends.get(f.connId) ?? []), { k, x: f.handoffs[0].x }]);
+      if (f.connId >= this.nextId) this.nextId = f.connId + 1n;
+    }
+    let n = 0;
+    const now = Date.now();
+    for (const [id, c] of clients) {
+      if (this.records.has(id)) continue;
+      const legs = backends.get(id) ?? [];
+      const handoffs: HandoffRecord[] = c.handoffs.map((h, index) => {
+        const out = h.x.out; // LB -> back end
+        const back = legs.find((l) => l.k.src === out.dst && l.k.sport === out.dport && l.k.dst === out.src && l.k.dport === out.sport);
+        return {
+          index,
+          backend: { ip: out.dst, port: out.dport },
+          local: { ip: out.src, port: out.sport },
+          backendKey: { src: out.dst, dst: out.src, sport: out.dport, dport: out.sport },
+          toBackend: h,
+          toClient: back?.x ?? { ...h.x, out: { src: c.k.dst, dst: c.k.src, sport: c.k.dport, dport: c.k.sport } },
+          retired: back === undefined && index < c.handoffs.length - 1,
+          createdAt: now,
+        };
+      });
+      if (handoffs.length === 0) continue; // a block entry of a splice the crash interrupted: the sweeper reclaims it
+      this.records.set(id, {
+        id,
+        family: c.k.family,
+        client: { ip: c.k.src, port: c.k.sport },
+        vip: { ip: c.k.dst, port: c.k.dport },
+        clientKey: { src: c.k.src, dst: c.k.dst, sport: c.k.sport, dport: c.k.dport },
+        handoffs,
+        capturedAt: performance.now(),
+        createdAt: now,
+        recovered: true,
+        timings: { quiesceMs: 0, totalMs: 0 },
+      });
+      n++;
+    }
+    return n;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private get(id: bigint): SpliceRecord {
+    const rec = this.records.get(id);
+    if (!rec) throw new BatonError('NOT_FOUND', `no spliced connection with id ${id}; list them with GET /v1/splices`, 'unknown_id');
+    return rec;
+  }
+
+  /** The back end the client's new bytes go to. */
+  private current(rec: SpliceRecord): HandoffRecord {
+    return rec.handoffs.at(-1) as HandoffRecord;
+  }
+
+  /** Runs `fn` after the connection's earlier handoffs and aborts. */
+  private serialized<T>(id: bigint, fn: () => Promise<T>): Promise<T> {
+    const prev = this.queues.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.queues.set(id, tail);
+    void tail.then(() => {
+      if (this.queues.get(id) === tail) this.queues.delete(id);
+    });
+    return run;
+  }
+
+  private track(k: FlowKey): Track | undefined {
+    const v = this.dp.flows.lookup(encodeFlowKey(k));
+    return v ? decodeTrack(v) : undefined;
   }
 
   private socketEndpoints(fd: number, which: string) {
@@ -183,12 +589,12 @@ export class Splicer {
     }
   }
 
-  private insertBlock(connId: bigint, key: FlowKey, kind: (typeof FlowKind)[keyof typeof FlowKind]): void {
+  private insertEntry(k: FlowKey, flow: Parameters<typeof encodeFlow>[0]): void {
     try {
-      this.dp.flows.update(encodeFlowKey(key), encodeFlow({ connId, state: FlowState.BLOCK, kind, handoffs: [] }), 'NOEXIST');
+      this.dp.flows.update(encodeFlowKey(k), encodeFlow(flow), 'NOEXIST');
     } catch (e) {
       if (e instanceof BpfError && e.code === 'EEXIST') {
-        throw new BatonError('ALREADY_SPLICED', `${key.src}:${key.sport} -> ${key.dst}:${key.dport} is already in the connection table`, 'duplicate');
+        throw new BatonError('ALREADY_SPLICED', `${k.src}:${k.sport} -> ${k.dst}:${k.dport} is already in the connection table`, 'duplicate');
       }
       if (e instanceof BpfError && e.code === 'E2BIG') {
         throw new BatonError('TABLE_FULL', `the connection table is full (${this.dp.flows.maxEntries} entries); raise flowsCapacity or wait for connections to end`, 'table_full');
@@ -214,4 +620,21 @@ export class Splicer {
       await sleep(c.unacked || b.unacked ? 1 : 0);
     }
   }
+}
+
+/** TSval ticks of a socket's clock in `ms` milliseconds. */
+function ticks(s: TcpState, ms: number): number {
+  return Math.floor(s.usecTs ? ms * 1000 : ms);
+}
+
+function view(tracks: Track[]): TrafficView {
+  const v: TrafficView = { packets: 0n, bytes: 0n, fin: false, rst: false, lastSeenNs: 0n };
+  for (const t of tracks) {
+    v.packets += t.packets;
+    v.bytes += t.bytes;
+    v.fin ||= (t.flags & TRACK_F_FIN) !== 0;
+    v.rst ||= (t.flags & TRACK_F_RST) !== 0;
+    if (t.lastNs > v.lastSeenNs) v.lastSeenNs = t.lastNs;
+  }
+  return v;
 }

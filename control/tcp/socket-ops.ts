@@ -1,10 +1,15 @@
 /** The splicer's socket operations, implemented with TCP_REPAIR (control/tcp). */
+import { fstatSync } from 'node:fs';
 import type { SocketOps } from '../splice/socket-ops.js';
+import { withNetnsFd } from '../net/netns.js';
+import { connectTcp, resetConnection } from './connect.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';
-import { captureSockets, leaveRepair, releaseSilently, writeUnsent } from './repair.js';
-import { ioctlInt, localAddress, remoteAddress, setInt } from './socket.js';
+import { captureSockets, leaveRepair, releaseSilently, restoreTcp, writeUnsent } from './repair.js';
+import { closeFd, ioctlInt, localAddress, remoteAddress, setInt, socketNetnsFd } from './socket.js';
 
 export function createSocketOps(): SocketOps {
+  /** One fd per foreign namespace seen, keyed by its inode. */
+  const namespaces = new Map<string, number>();
   return {
     endpoints(fd) {
       const local = localAddress(fd);
@@ -21,5 +26,27 @@ export function createSocketOps(): SocketOps {
     },
     releaseSilently,
     send: writeUnsent,
+    close: closeFd,
+    netnsOf(fd) {
+      const ns = socketNetnsFd(fd);
+      if (ns === undefined) return undefined;
+      const st = fstatSync(ns);
+      const key = `${st.dev}:${st.ino}`;
+      const known = namespaces.get(key);
+      if (known !== undefined) {
+        closeFd(ns);
+        return known;
+      }
+      namespaces.set(key, ns);
+      return ns;
+    },
+    connect: (remote, family, opts) =>
+      connectTcp(remote, family, { timeoutMs: opts.timeoutMs, ...(opts.mss ? { mss: opts.mss } : {}), ...(opts.netns === undefined ? {} : { netnsFd: opts.netns }) }),
+    finish(state, netns) {
+      const run = () => closeFd(restoreTcp(state));
+      if (netns === undefined) run();
+      else withNetnsFd(netns, run);
+    },
+    reset: resetConnection,
   };
 }

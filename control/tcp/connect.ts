@@ -1,0 +1,102 @@
+/**
+ * Connections baton opens or ends itself, outside any application: the new
+ * back-end leg of a later handoff (opened without blocking the event loop),
+ * and the resets of an abort.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errno, errnoValue, libcSock } from '../bpf/ffi.js';
+import type { Family } from '../net/addr.js';
+import { withNetnsFd } from '../net/netns.js';
+import { SocketError } from './errors.js';
+import {
+  AF_INET, AF_INET6, IPPROTO_TCP, SO_ERROR, SO_LINGER, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SOL_TCP,
+  TCP_ESTABLISHED, TCP_INFO, TCP_INFO_LAYOUT, TCP_MAXSEG,
+} from './kernel.js';
+import { restoreTcp } from './repair.js';
+import { check, closeFd, encodeSockaddr, fmt, getInt, getOpt, setInt, setOpt } from './socket.js';
+import type { Endpoint, TcpState } from './state.js';
+
+const EINPROGRESS = errnoValue('EINPROGRESS');
+
+export interface ConnectOptions {
+  /** TCP_MAXSEG before connecting: the MSS advertised to the peer (the largest segment it may send us). */
+  mss?: number;
+  timeoutMs: number;
+  /** Network namespace to open the socket in (default: the calling thread's). */
+  netnsFd?: number;
+}
+
+/**
+ * Opens a TCP connection to `remote` and resolves with the fd (non-blocking)
+ * once it is established. The socket is created in `netnsFd` synchronously
+ * (setns moves only this thread, briefly); the handshake is awaited by
+ * polling its state, so the event loop keeps running.
+ */
+export async function connectTcp(remote: Endpoint, family: Family, opts: ConnectOptions): Promise<number> {
+  const open = (): number => {
+    const fd = check(libcSock.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP), 'socket', `(IPv${family} TCP)`);
+    try {
+      if (opts.mss) setInt(fd, SOL_TCP, TCP_MAXSEG, opts.mss, 'connect');
+      const a = encodeSockaddr(remote, family);
+      if (libcSock.connect(fd, a, a.length) < 0 && errno() !== EINPROGRESS) throw new SocketError('connect', errno(), `to ${fmt(remote)}`);
+      return fd;
+    } catch (e) {
+      libcSock.close(fd);
+      throw e;
+    }
+  };
+  const fd = opts.netnsFd === undefined ? open() : withNetnsFd(opts.netnsFd, open);
+  const deadline = performance.now() + opts.timeoutMs;
+  try {
+    for (let spins = 0; ; spins++) {
+      const err = getInt(fd, SOL_SOCKET, SO_ERROR, 'connect');
+      if (err) throw new SocketError('connect', err, `to ${fmt(remote)}`);
+      if (getOpt(fd, SOL_TCP, TCP_INFO, TCP_INFO_LAYOUT.size, 'connect')[0] === TCP_ESTABLISHED) return fd;
+      if (performance.now() >= deadline) throw new SocketError('connect', errnoValue('ETIMEDOUT'), `to ${fmt(remote)}`, `no answer within ${opts.timeoutMs} ms`);
+      // A handshake inside one host or a LAN takes well under a millisecond.
+      if (spins < 50) await new Promise<void>((r) => setImmediate(r));
+      else await sleep(1);
+    }
+  } catch (e) {
+    libcSock.close(fd);
+    throw e;
+  }
+}
+
+/**
+ * Resets a connection whose socket baton no longer has: a socket with the
+ * given sequence numbers is recreated with TCP_REPAIR and closed with a zero
+ * linger, so the kernel sends a RST at `sndNxt`. If that is not exactly the
+ * peer's rcv_nxt the peer answers with a challenge ACK, which (the entries
+ * being gone and the socket closed) reaches the stack with no socket and
+ * draws a second RST carrying the exact number.
+ */
+export function resetConnection(s: Pick<TcpState, 'family' | 'local' | 'remote' | 'sndNxt' | 'rcvNxt'>, netnsFd?: number): void {
+  const state: TcpState = {
+    ...s,
+    sndUna: s.sndNxt,
+    mssClamp: 536,
+    advMss: 536,
+    sndWscale: 0,
+    rcvWscale: 0,
+    timestamps: false,
+    sackPermitted: false,
+    tsNow: 0,
+    sendQueue: Buffer.alloc(0),
+    recvQueue: Buffer.alloc(0),
+    window: { sndWl1: s.rcvNxt, sndWnd: 65535, maxWindow: 65535, rcvWnd: 65535, rcvWup: s.rcvNxt },
+  };
+  const run = (): void => {
+    const fd = restoreTcp(state);
+    const linger = Buffer.alloc(8);
+    linger.writeInt32LE(1, 0); // l_onoff
+    linger.writeInt32LE(0, 4); // l_linger: 0 -> RST on close
+    try {
+      setOpt(fd, SOL_SOCKET, SO_LINGER, linger, 'reset');
+    } finally {
+      closeFd(fd);
+    }
+  };
+  if (netnsFd === undefined) run();
+  else withNetnsFd(netnsFd, run);
+}

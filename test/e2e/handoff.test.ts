@@ -1,0 +1,169 @@
+/**
+ * Later handoffs end to end (issue 3 (e), source document 000 claims 3-4):
+ * one keep-alive client connection is spliced to back end 1, then at a
+ * request boundary handed to back end 2 (and back to back end 1 on a fresh
+ * leg). Every answer must come from the back end it was sent to, byte-exact;
+ * the retired legs end with a FIN exchange, no RST anywhere, and the client
+ * never sees its connection close. Then an abort resets both ends.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import readline from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Datapath } from '../../control/datapath/datapath.js';
+import { withNetns } from '../../control/net/netns.js';
+import { Splicer, type SpliceRecord } from '../../control/splice/splicer.js';
+import { takeSocket } from '../../control/tcp/pidfd.js';
+import { createSocketOps } from '../../control/tcp/socket-ops.js';
+import { ROOT, skipUnlessBpf } from '../lib/env.js';
+import { type FrontendDriver, startFrontend } from '../lib/frontend-driver.js';
+import { type NginxBackend, startNginx } from '../lib/nginx.js';
+import { createTestbed, starTopology, type Testbed, VIP4 } from '../lib/testbed.js';
+
+const FILE = 256 * 1024;
+
+interface Answer {
+  status?: number;
+  length?: number;
+  sha256?: string;
+  body?: string;
+  event?: string;
+  code?: string;
+}
+
+/** The keep-alive client program in the client namespace. */
+class Client {
+  readonly events: Answer[] = [];
+  private waiters: Array<(a: Answer) => void> = [];
+  private constructor(readonly proc: ChildProcess) {}
+
+  static async start(tb: Testbed): Promise<Client> {
+    const proc = tb.spawn('client', process.execPath, ['--import', 'tsx', resolve(ROOT, 'test/e2e/programs/keepalive-client.ts'), VIP4, '80'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    const c = new Client(proc);
+    let ready: () => void = () => {};
+    const readyP = new Promise<void>((r) => (ready = r));
+    readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
+      if (line === 'READY') return ready();
+      const a = JSON.parse(line) as Answer;
+      if (a.event) c.events.push(a);
+      const w = c.waiters.shift();
+      if (w) w(a);
+    });
+    await Promise.race([readyP, sleep(10_000).then(() => Promise.reject(new Error('client did not connect within 10 s')))]);
+    return c;
+  }
+
+  get(path: string): Promise<Answer> {
+    const p = new Promise<Answer>((r, rej) => {
+      const t = setTimeout(() => rej(new Error(`no answer to GET ${path} within 10 s`)), 10_000);
+      this.waiters.push((a) => {
+        clearTimeout(t);
+        r(a);
+      });
+    });
+    this.proc.stdin!.write(`GET ${path}\n`);
+    return p;
+  }
+}
+
+describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
+  let tb: Testbed;
+  let dp: Datapath;
+  let splicer: Splicer;
+  const nginx: Record<string, NginxBackend> = {};
+  let fe: FrontendDriver;
+  let client: Client;
+  let rec: SpliceRecord;
+  const rsts: string[] = [];
+  const fins: Record<string, string[]> = { backend1: [], backend2: [] };
+
+  before(async () => {
+    tb = await createTestbed(starTopology({ backends: 2, vip: true }), { passXdp: (node) => node !== 'lb' });
+    dp = await Datapath.load({ flowsCapacity: 1024 });
+    const lb = tb.node('lb');
+    withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
+    for (const b of ['backend1', 'backend2']) nginx[b] = await startNginx(tb, b, 8080, { 'who.txt': b, 'file.bin': FILE });
+    for (const node of ['client', 'backend1', 'backend2']) {
+      const cap = tb.spawn(node, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 5 != 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      readline.createInterface({ input: cap.stdout! }).on('line', (l) => {
+        if (/Flags \[[^\]]*R/.test(l)) rsts.push(`${node}: ${l}`);
+        else if (/Flags \[[^\]]*F/.test(l) && fins[node]) fins[node]!.push(l);
+      });
+    }
+    await sleep(300); // tcpdump attached
+    splicer = new Splicer(dp, createSocketOps());
+    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, [`${tb.node('backend1').v4}:8080`]);
+    client = await Client.start(tb);
+  });
+
+  after(async () => {
+    client?.proc.kill();
+    fe?.stop();
+    for (const n of Object.values(nginx)) await n.stop();
+    dp?.close();
+    await tb?.destroy();
+  });
+
+  async function expectServedBy(backend: string, n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const who = await client.get(`/who.txt?${backend}-${i}`);
+      assert.equal(who.status, 200);
+      assert.equal(who.body, backend, `request ${i} answered by ${who.body}, expected ${backend}`);
+      const f = await client.get('/file.bin');
+      assert.equal(f.length, FILE);
+      assert.equal(f.sha256, nginx[backend]!.sha256['/file.bin'], `file from ${backend} byte-exact`);
+    }
+  }
+
+  test('the connection is spliced to back end 1 and serves its requests', async () => {
+    await expectServedBy('backend1', 3);
+    assert.equal(fe.splices.length, 1, fe.failures.join('; '));
+    rec = fe.splices[0]!;
+    assert.equal(rec.handoffs[0]?.backend.ip, tb.node('backend1').v4);
+    assert.equal(splicer.status(rec.id)?.state, 'forwarding');
+  });
+
+  test('(e) handed to back end 2 at a request boundary: its requests are served there, byte-exact', async () => {
+    await splicer.handoff(rec.id, { ip: tb.node('backend2').v4, port: 8080 });
+    assert.equal(rec.handoffs.length, 2);
+    assert.equal(rec.handoffs[0]?.retired, true);
+    await expectServedBy('backend2', 3);
+  });
+
+  test('(e) back end 1\'s leg was closed cleanly (FIN both ways, no socket left), the client saw nothing', async () => {
+    await sleep(300);
+    assert.ok(fins.backend1!.length >= 2, `FIN exchange seen at back end 1: ${fins.backend1!.join(' | ')}`);
+    const left = await tb.exec('backend1', 'ss', ['-tanH', 'state', 'established', '( sport = :8080 )']);
+    assert.equal(left.stdout.trim(), '', 'no established connection left on back end 1');
+    assert.deepEqual(client.events, [], 'the client connection stayed open');
+  });
+
+  test('a third handoff back to back end 1 (a new leg) works the same way', async () => {
+    await splicer.handoff(rec.id, { ip: tb.node('backend1').v4, port: 8080 });
+    await expectServedBy('backend1', 2);
+    await sleep(300);
+    assert.ok(fins.backend2!.length >= 2, 'back end 2\'s leg closed with FINs');
+    assert.deepEqual(rsts, [], 'no RST seen by the client or either back end');
+    const c = dp.readCounters();
+    assert.equal(c.find((r) => r.reason === 'no_handoff')?.packets, 0n);
+  });
+
+  test('a handoff to a back end that does not answer fails cleanly and the connection keeps working', async () => {
+    await assert.rejects(splicer.handoff(rec.id, { ip: tb.node('backend2').v4, port: 9 }, { quiesceTimeoutMs: 500 }), (e: Error & { code?: string }) => e.code === 'BACKEND_UNREACHABLE');
+    assert.equal(rec.handoffs.length, 3);
+    assert.equal(splicer.status(rec.id)?.state, 'forwarding');
+    await expectServedBy('backend1', 1);
+  });
+
+  test('abort resets both ends and removes the entries', async () => {
+    assert.equal(await splicer.abort(rec.id), true);
+    for (let i = 0; i < 50 && client.events.length === 0; i++) await sleep(20);
+    assert.deepEqual(client.events, [{ event: 'error', code: 'ECONNRESET' }]);
+    assert.equal(splicer.records.has(rec.id), false);
+    assert.equal([...dp.flows.keys()].length, 0, 'no entry left in the table');
+    const left = await tb.exec('backend1', 'ss', ['-tanH', 'state', 'established', '( sport = :8080 )']);
+    assert.equal(left.stdout.trim(), '', 'back end 1 dropped its connection');
+  });
+});

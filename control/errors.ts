@@ -15,6 +15,21 @@ export const ERRORS = {
   // Client side (SDK, CLI): the daemon could not be asked, or answered something that is not the contract.
   API_UNREACHABLE: { status: 503, title: 'The baton daemon is not answering' },
   BAD_RESPONSE: { status: 502, title: 'The baton daemon answered something unexpected' },
+  // The service layer (control/service, control/api, control/daemon).
+  BAD_REQUEST: { status: 400, title: 'The request does not match the API schema' },
+  UNAUTHORIZED: { status: 401, title: 'A valid bearer token is required' },
+  SOCKET_ACCESS_DENIED: { status: 403, title: 'baton may not take descriptors from this process' },
+  ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
+  SOCKET_NOT_FOUND: { status: 404, title: 'No such process or socket descriptor' },
+  SOCKET_AMBIGUOUS: { status: 409, title: 'More than one socket of the process matches the addresses' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be JSON' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  INTERNAL: { status: 500, title: 'baton failed unexpectedly' },
+  BACKEND_UNREACHABLE: { status: 502, title: 'The new back end could not be reached' },
+  NOT_READY: { status: 503, title: 'The datapath is not loaded and attached' },
+  SHUTTING_DOWN: { status: 503, title: 'The daemon is shutting down' },
+  CONFIG_INVALID: { status: 400, title: 'The daemon configuration is invalid' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

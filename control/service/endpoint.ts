@@ -1,0 +1,53 @@
+/**
+ * The API's address strings: "ip:port", "[ipv6]:port". Parsed into the
+ * socket layer's Endpoint with the address in canonical form (RFC 5952 for
+ * IPv6, IPv4-mapped IPv6 as plain IPv4, as decodeSockaddr reports sockets),
+ * so addresses compare as strings.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { bytesToIp, type Family, ipv6Bytes } from '../net/addr.js';
+import { BatonError } from '../errors.js';
+import { fmt } from '../tcp/socket.js';
+import type { Endpoint } from '../tcp/state.js';
+
+export { fmt as formatEndpoint };
+
+const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** Canonical text of an IP address, or undefined when it is not one. */
+export function canonicalIp(ip: string): { ip: string; family: Family } | undefined {
+  if (isIPv4(ip)) return { ip, family: 4 };
+  if (!isIPv6(ip) || ip.includes('%')) return undefined; // zone ids name local links, not peers
+  const b = ipv6Bytes(ip);
+  if (b.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return { ip: bytesToIp(b.subarray(12), 4), family: 4 };
+  return { ip: bytesToIp(b, 6), family: 6 };
+}
+
+/**
+ * "198.18.1.2:80" or "[2001:db8::1]:80" -> Endpoint. Throws BAD_REQUEST
+ * naming the field, so a caller sees which of its addresses is wrong.
+ */
+export function parseEndpoint(text: string, field: string): Endpoint & { family: Family } {
+  const bad = (why: string) =>
+    new BatonError('BAD_REQUEST', `${field}: ${JSON.stringify(text)} is not an address: ${why}; write "ip:port", e.g. "198.18.1.2:80" or "[2001:db8::1]:80"`, 'bad_address');
+  let host: string;
+  let portText: string;
+  if (text.startsWith('[')) {
+    const end = text.indexOf(']:');
+    if (end < 0) throw bad('an IPv6 address goes in brackets followed by ":port"');
+    host = text.slice(1, end);
+    portText = text.slice(end + 2);
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) throw bad('the port is missing');
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (host.includes(':')) throw bad('an IPv6 address goes in brackets');
+  }
+  if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) > 65535) throw bad('the port must be 0..65535');
+  const ip = canonicalIp(host);
+  if (!ip) throw bad(`${JSON.stringify(host)} is not an IPv4 or IPv6 address`);
+  return { ip: ip.ip, family: ip.family, port: Number(portText) };
+}
+
+export const sameEndpoint = (a: Endpoint, b: Endpoint): boolean => a.port === b.port && a.ip === b.ip;

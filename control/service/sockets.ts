@@ -1,0 +1,151 @@
+/**
+ * Finding a front end's sockets and bringing them into this process.
+ *
+ *   by descriptor: {pid, fd} -> pidfd_getfd (control/tcp/pidfd.ts);
+ *   by address:    every descriptor of the pid is taken in turn and its
+ *                  getsockname/getpeername compared with the addresses given;
+ *                  what does not match is closed at once.
+ *
+ * A taken descriptor is a duplicate: closing it never closes the front end's
+ * socket. Each one remembers the socket's inode, so it can be closed later
+ * only if the number still names that socket (the splicer may have closed
+ * it, and a concurrent request may have been given the same number since).
+ */
+import { fstatSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { libcSock } from '../bpf/ffi.js';
+import { BatonError } from '../errors.js';
+import { SocketError } from '../tcp/errors.js';
+import { IPPROTO_TCP, SO_PROTOCOL, SOL_SOCKET, SOL_TCP, SYS_pidfd_getfd, SYS_pidfd_open, TCP_ESTABLISHED, TCP_INFO, TCP_STATES } from '../tcp/kernel.js';
+import { takeSocket } from '../tcp/pidfd.js';
+import { check, fmt, getInt, getOpt, localAddress, remoteAddress } from '../tcp/socket.js';
+import type { Endpoint } from '../tcp/state.js';
+import { sameEndpoint } from './endpoint.js';
+import { toBatonError } from './errors.js';
+
+export interface TakenSocket {
+  readonly fd: number;
+  /** Inode and device of the socket: what `fd` must still name to be closed by us. */
+  readonly ino: number;
+  readonly dev: number;
+}
+
+function identify(fd: number): TakenSocket {
+  const st = fstatSync(fd);
+  return { fd, ino: st.ino, dev: st.dev };
+}
+
+/** Closes our duplicate if the number still names the same socket. */
+export function release(s: TakenSocket): void {
+  try {
+    const st = fstatSync(s.fd);
+    if (st.ino !== s.ino || st.dev !== s.dev) return;
+  } catch {
+    return; // already closed
+  }
+  libcSock.close(s.fd);
+}
+
+/** A socket baton can splice: TCP, established. Throws SOCKET_UNUSABLE otherwise. */
+export function assertEstablishedTcp(fd: number, which: string): void {
+  const proto = getInt(fd, SOL_SOCKET, SO_PROTOCOL, 'so_protocol');
+  if (proto !== IPPROTO_TCP) {
+    throw new BatonError('SOCKET_UNUSABLE', `the ${which} socket is not a TCP socket (protocol ${proto}); baton splices TCP connections only`, 'not_tcp');
+  }
+  // tcpi_state is the first byte; the kernel copies min(len, sizeof tcp_info).
+  const state = getOpt(fd, SOL_TCP, TCP_INFO, 8, 'tcp_info')[0] ?? 0;
+  if (state !== TCP_ESTABLISHED) {
+    throw new BatonError('SOCKET_UNUSABLE', `the ${which} socket is ${TCP_STATES[state] ?? state}, not ESTABLISHED; splice a connected socket before either side closes it`, 'not_established');
+  }
+}
+
+/** {pid, fd} -> our descriptor for it, checked to be an established TCP socket. */
+export function takeByDescriptor(pid: number, fd: number, which: string): TakenSocket {
+  let mine: number;
+  try {
+    mine = takeSocket(pid, fd);
+  } catch (e) {
+    const be = toBatonError(e);
+    throw new BatonError(be.code, `the ${which} socket (fd ${fd} of pid ${pid}): ${be.message}`, be.reason, { cause: e });
+  }
+  const taken = identify(mine);
+  try {
+    assertEstablishedTcp(mine, which);
+  } catch (e) {
+    release(taken);
+    throw toBatonError(e);
+  }
+  return taken;
+}
+
+export interface AddressQuery {
+  client: Endpoint;
+  vip: Endpoint;
+  backend: Endpoint;
+  /** The LB side of the back-end connection, when several go to the same back end. */
+  local?: Endpoint;
+}
+
+/**
+ * The pid's client socket (local = vip, remote = client) and back-end socket
+ * (remote = backend, and local = `local` when given), as our descriptors.
+ */
+export async function takeByAddress(pid: number, q: AddressQuery): Promise<{ client: TakenSocket; backend: TakenSocket }> {
+  let names: string[];
+  try {
+    names = await readdir(`/proc/${pid}/fd`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw new BatonError('SOCKET_ACCESS_DENIED', `cannot list the descriptors of pid ${pid}: run baton as root`, 'ptrace_denied');
+    throw new BatonError('SOCKET_NOT_FOUND', `no process with pid ${pid} exists (it may have exited)`, 'no_process');
+  }
+  let pidfd: number;
+  try {
+    pidfd = check(libcSock.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0), 'pidfd_open', `of pid ${pid}`);
+  } catch (e) {
+    throw toBatonError(e);
+  }
+  const clients = new Map<number, TakenSocket>();
+  const backends = new Map<number, TakenSocket>();
+  try {
+    for (const name of names) {
+      const theirs = Number(name);
+      if (!Number.isInteger(theirs)) continue;
+      const mine = libcSock.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', theirs, 'unsigned int', 0);
+      if (mine < 0) continue; // closed meanwhile, or not ours to take
+      let keep: Map<number, TakenSocket> | undefined;
+      try {
+        const local = localAddress(mine);
+        const remote = remoteAddress(mine);
+        if (sameEndpoint(local, q.vip) && sameEndpoint(remote, q.client)) keep = clients;
+        else if (sameEndpoint(remote, q.backend) && (!q.local || sameEndpoint(local, q.local))) keep = backends;
+      } catch (e) {
+        if (!(e instanceof SocketError || e instanceof TypeError)) throw e; // not a socket, not connected, not IP
+      }
+      if (!keep) {
+        libcSock.close(mine);
+        continue;
+      }
+      const taken = identify(mine);
+      if (keep.has(taken.ino)) libcSock.close(mine); // the same socket under two numbers
+      else keep.set(taken.ino, taken);
+    }
+    const client = only(clients, 'client', `local ${fmt(q.vip)}, remote ${fmt(q.client)}`, pid);
+    const backend = only(backends, 'back-end', `remote ${fmt(q.backend)}${q.local ? `, local ${fmt(q.local)}` : ''}`, pid, 'name the LB side of the connection with "local"');
+    assertEstablishedTcp(client.fd, 'client');
+    assertEstablishedTcp(backend.fd, 'back-end');
+    return { client, backend };
+  } catch (e) {
+    for (const s of [...clients.values(), ...backends.values()]) release(s);
+    throw toBatonError(e);
+  } finally {
+    libcSock.close(pidfd);
+  }
+}
+
+function only(found: Map<number, TakenSocket>, which: string, wanted: string, pid: number, disambiguate = 'check the addresses'): TakenSocket {
+  const [first, second] = found.values();
+  if (!first) throw new BatonError('SOCKET_NOT_FOUND', `pid ${pid} has no ${which} socket with ${wanted}`, `no_${which.replace('-', '')}_socket`);
+  if (second) throw new BatonError('SOCKET_AMBIGUOUS', `pid ${pid} has ${found.size} ${which} sockets with ${wanted}; ${disambiguate}, or name the sockets by {pid, fd}`, 'ambiguous');
+  return first;
+}

@@ -1,0 +1,306 @@
+/**
+ * The splice service: what the REST routes call. It turns a request (sockets
+ * named by {pid, fd} or by addresses) into a splicer operation, answers with
+ * the JSON view of docs/api.md, and translates every failure into a
+ * catalogue error (control/errors.ts).
+ *
+ * Descriptors it takes from a front end are duplicates; it closes its own on
+ * every path, success or failure, keeping only those the splicer holds
+ * (record.heldFds). Each handoff is timed from the moment the request was
+ * received to the moment the sockets are released, for the metrics.
+ *
+ * The hot path (POST /v1/splices by descriptor) does two pidfd_getfd, a few
+ * getsockopt/fstat calls and the splice itself: no map scans, no file reads.
+ */
+import { BatonError, type ErrorCode } from '../errors.js';
+import { formatEndpoint, parseEndpoint } from './endpoint.js';
+import { toBatonError } from './errors.js';
+import { release, takeByAddress, takeByDescriptor, type TakenSocket } from './sockets.js';
+import type { SpliceRecord, SpliceState, SplicerPort } from './splicer-port.js';
+import { type SpliceJson, spliceView } from './view.js';
+
+/** Client bytes a splice request may carry (docs/api.md: prefix ≤ 64 KiB). */
+export const MAX_PREFIX_BYTES = 64 * 1024;
+/** Items of one batch request. */
+export const MAX_BATCH_ITEMS = 256;
+/** Longest quiesce wait a request may ask for (ms). */
+export const MAX_QUIESCE_TIMEOUT_MS = 60_000;
+export const DEFAULT_LIST_LIMIT = 100;
+export const MAX_LIST_LIMIT = 1000;
+export const SPLICE_STATES: readonly SpliceState[] = ['blocked', 'forwarding', 'held', 'closing', 'closed'];
+
+export interface SocketRef {
+  pid: number;
+  fd: number;
+}
+
+interface SpliceCommon {
+  /** Base64 of the client bytes the front end has read and not forwarded. */
+  prefix?: string;
+  quiesceTimeoutMs?: number;
+}
+
+export interface SpliceByDescriptor extends SpliceCommon {
+  client: SocketRef;
+  backend: SocketRef;
+}
+
+export interface SpliceByAddress extends SpliceCommon {
+  pid: number;
+  client: string;
+  vip: string;
+  backend: string;
+  /** The LB side of the back-end connection, needed when several go to the same back end. */
+  local?: string;
+}
+
+export type SpliceRequest = SpliceByDescriptor | SpliceByAddress;
+
+export interface HandoffRequest {
+  backend: string;
+  quiesceTimeoutMs?: number;
+}
+
+export interface ListQuery {
+  limit?: number;
+  cursor?: string;
+  state?: SpliceState;
+  backend?: string;
+}
+
+export type HandoffMode = 'splice' | 'handoff';
+export type HandoffOutcome = 'ok' | ErrorCode;
+
+/** Told about every splice and handoff (the metrics implement it). */
+export interface HandoffObserver {
+  handoff(mode: HandoffMode, outcome: HandoffOutcome, seconds: number): void;
+}
+
+export type BatchResult = { ok: true; splice: SpliceJson } | { ok: false; error: BatonError };
+
+export interface SpliceServiceOptions {
+  splicer: SplicerPort;
+  observer?: HandoffObserver;
+  /** Why the datapath is not ready (not loaded, not attached), or undefined when it is. */
+  notReadyReason?: () => string | undefined;
+  /** Connection-table capacity, for the metrics. */
+  tableCapacity?: number;
+}
+
+const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => typeof r.client === 'object';
+
+/** A u64 connection id from its decimal text; NOT_FOUND for anything that cannot be one. */
+export function parseId(text: string): bigint {
+  if (!/^[0-9]{1,20}$/.test(text)) throw new BatonError('BAD_REQUEST', `id must be a decimal connection id, got ${JSON.stringify(text)}`, 'bad_id');
+  return BigInt(text);
+}
+
+function decodePrefix(text: string | undefined): Buffer | undefined {
+  if (text === undefined || text === '') return undefined;
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
+    throw new BatonError('BAD_REQUEST', 'prefix must be standard base64 (RFC 4648, padded)', 'bad_prefix');
+  }
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length > MAX_PREFIX_BYTES) {
+    throw new BatonError('BAD_REQUEST', `prefix holds ${bytes.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`, 'prefix_too_large');
+  }
+  return bytes;
+}
+
+export class SpliceService {
+  readonly splicer: SplicerPort;
+  readonly tableCapacity: number | undefined;
+  private readonly observer: HandoffObserver | undefined;
+  private readonly notReady: () => string | undefined;
+  private inFlight = 0;
+  private closing = false;
+  private idle: (() => void) | undefined;
+
+  constructor(opts: SpliceServiceOptions) {
+    this.splicer = opts.splicer;
+    this.observer = opts.observer;
+    this.tableCapacity = opts.tableCapacity;
+    this.notReady = opts.notReadyReason ?? (() => undefined);
+  }
+
+  /** Why the service cannot splice right now, or undefined when it can. */
+  notReadyReason(): string | undefined {
+    return this.closing ? 'the daemon is shutting down' : this.notReady();
+  }
+
+  /**
+   * Joins a front end's client and back-end sockets. `receivedAt` is
+   * performance.now() when the request arrived (the handoff clock starts there).
+   */
+  async splice(req: SpliceRequest, receivedAt = performance.now()): Promise<SpliceJson> {
+    return this.timed('splice', receivedAt, async () => {
+      const prefix = decodePrefix(req.prefix);
+      const { client, backend } = await this.take(req);
+      let rec: SpliceRecord | undefined;
+      try {
+        if (client.ino === backend.ino && client.dev === backend.dev) {
+          throw new BatonError('BAD_REQUEST', 'client and backend name the same socket', 'same_socket');
+        }
+        rec = await this.splicer.splice(client.fd, backend.fd, {
+          ...(prefix ? { prefix } : {}),
+          ...(req.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: req.quiesceTimeoutMs } : {}),
+        });
+      } finally {
+        // Ours to close unless the splicer keeps it (it may have closed it already).
+        const kept = rec?.handoffs[0]?.heldFd;
+        for (const s of [client, backend]) if (s.fd !== kept) release(s);
+      }
+      return this.view(rec);
+    });
+  }
+
+  /** Every item independently, concurrently; results in item order. */
+  async spliceBatch(items: SpliceRequest[], receivedAt = performance.now()): Promise<BatchResult[]> {
+    return Promise.all(
+      items.map((item) =>
+        this.splice(item, receivedAt).then(
+          (splice): BatchResult => ({ ok: true, splice }),
+          (e: unknown): BatchResult => ({ ok: false, error: toBatonError(e) }),
+        ),
+      ),
+    );
+  }
+
+  /** Moves the connection's next client bytes to another back end. */
+  async handoff(idText: string, req: HandoffRequest, receivedAt = performance.now()): Promise<SpliceJson> {
+    return this.timed('handoff', receivedAt, async () => {
+      const id = parseId(idText);
+      const backend = parseEndpoint(req.backend, 'backend');
+      const rec = this.record(id);
+      if (backend.family !== rec.family) {
+        throw new BatonError('SPLICE_REFUSED', `connection ${id} is IPv${rec.family}; the new back end ${req.backend} must be IPv${rec.family} too`, 'family_mismatch');
+      }
+      const next = await this.splicer.handoff(id, { ip: backend.ip, port: backend.port }, req.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: req.quiesceTimeoutMs } : {});
+      return this.view(next);
+    });
+  }
+
+  get(idText: string): SpliceJson {
+    return this.view(this.record(parseId(idText)));
+  }
+
+  /** Resets both ends and removes the connection. */
+  async abort(idText: string): Promise<void> {
+    const id = parseId(idText);
+    let found: boolean;
+    try {
+      found = await this.splicer.abort(id);
+    } catch (e) {
+      throw toBatonError(e);
+    }
+    if (!found) throw notFound(id);
+  }
+
+  /** Connections ordered by id, after `cursor`, filtered; `next` is the cursor of the following page. */
+  list(q: ListQuery = {}): { items: SpliceJson[]; next: string | null } {
+    const limit = q.limit ?? DEFAULT_LIST_LIMIT;
+    const after = q.cursor === undefined ? -1n : parseId(q.cursor);
+    const backend = q.backend === undefined ? undefined : formatEndpoint(parseEndpoint(q.backend, 'backend'));
+    let ids: bigint[] = [];
+    let sorted = true;
+    let prev = -1n;
+    for (const id of this.splicer.records.keys()) {
+      if (id <= after) continue;
+      if (id < prev) sorted = false;
+      prev = id;
+      ids.push(id);
+    }
+    // Ids are handed out in increasing order; only adopted records can break it.
+    if (!sorted) ids = ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const items: SpliceJson[] = [];
+    const now = process.hrtime.bigint();
+    let i = 0;
+    for (; i < ids.length && items.length < limit; i++) {
+      const rec = this.splicer.records.get(ids[i] as bigint);
+      if (!rec) continue;
+      const v = spliceView(rec, this.splicer.status(rec.id), now);
+      if (q.state && v.state !== q.state) continue;
+      if (backend && v.handoffs.at(-1)?.backend !== backend) continue;
+      items.push(v);
+    }
+    const more = i < ids.length && items.length === limit;
+    return { items, next: more ? (items.at(-1)?.id ?? null) : null };
+  }
+
+  /** Connections by state, for the metrics (one status read per connection). */
+  countByState(): Record<SpliceState, number> {
+    const counts = Object.fromEntries(SPLICE_STATES.map((s) => [s, 0])) as Record<SpliceState, number>;
+    for (const id of this.splicer.records.keys()) counts[this.splicer.status(id)?.state ?? 'closed']++;
+    return counts;
+  }
+
+  /** Datapath entries of the known connections: one per client side, one per live back-end leg. */
+  tableEntries(): number {
+    let n = 0;
+    for (const rec of this.splicer.records.values()) {
+      n++;
+      for (const h of rec.handoffs) if (!h.retired) n++;
+    }
+    return n;
+  }
+
+  /** Refuses new work from now on; resolves when the operations under way have finished. */
+  async drain(): Promise<void> {
+    this.closing = true;
+    if (this.inFlight === 0) return;
+    await new Promise<void>((resolve) => (this.idle = resolve));
+  }
+
+  private record(id: bigint): SpliceRecord {
+    const rec = this.splicer.records.get(id);
+    if (!rec) throw notFound(id);
+    return rec;
+  }
+
+  private view(rec: SpliceRecord): SpliceJson {
+    return spliceView(rec, this.splicer.status(rec.id), process.hrtime.bigint());
+  }
+
+  private async take(req: SpliceRequest): Promise<{ client: TakenSocket; backend: TakenSocket }> {
+    if (isByDescriptor(req)) {
+      const client = takeByDescriptor(req.client.pid, req.client.fd, 'client');
+      try {
+        return { client, backend: takeByDescriptor(req.backend.pid, req.backend.fd, 'back-end') };
+      } catch (e) {
+        release(client);
+        throw e;
+      }
+    }
+    const q = {
+      client: parseEndpoint(req.client, 'client'),
+      vip: parseEndpoint(req.vip, 'vip'),
+      backend: parseEndpoint(req.backend, 'backend'),
+      ...(req.local !== undefined ? { local: parseEndpoint(req.local, 'local') } : {}),
+    };
+    return takeByAddress(req.pid, q);
+  }
+
+  private async timed<T>(mode: HandoffMode, receivedAt: number, op: () => Promise<T>): Promise<T> {
+    if (this.closing) {
+      const e = new BatonError('SHUTTING_DOWN', 'the daemon is shutting down; retry against its successor', 'shutting_down');
+      this.observer?.handoff(mode, e.code, 0);
+      throw e;
+    }
+    this.inFlight++;
+    try {
+      const out = await op();
+      this.observer?.handoff(mode, 'ok', (performance.now() - receivedAt) / 1000);
+      return out;
+    } catch (e) {
+      const be = toBatonError(e);
+      this.observer?.handoff(mode, be.code, (performance.now() - receivedAt) / 1000);
+      throw be;
+    } finally {
+      if (--this.inFlight === 0 && this.idle) this.idle();
+    }
+  }
+}
+
+function notFound(id: bigint): BatonError {
+  return new BatonError('NOT_FOUND', `no spliced connection has id ${id}; list them with GET /v1/splices`, 'unknown_id');
+}

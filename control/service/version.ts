@@ -1,0 +1,51 @@
+/**
+ * What GET /v1/version reports: baton's version, the datapath ABI, the
+ * kernel and the libbpf the binding loaded. Read once (at startup), never on
+ * a request.
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { release } from 'node:os';
+import { resolve } from 'node:path';
+import { ABI_VERSION } from '../datapath/abi.js';
+
+export interface VersionInfo {
+  version: string;
+  abi: number;
+  kernel: string;
+  libbpf: string;
+}
+
+/** libbpf.so.1 is a symlink to libbpf.so.<major>.<minor>.<patch>. */
+function libbpfVersion(): string {
+  for (const dir of ['/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu']) {
+    try {
+      const m = /libbpf\.so\.(\d+\.\d+\.\d+)$/.exec(realpathSync(`${dir}/libbpf.so.1`));
+      if (m?.[1]) return m[1];
+    } catch {
+      /* not in this directory */
+    }
+  }
+  return 'unknown';
+}
+
+/** From the source tree (control/service) or the build (dist/control/service). */
+function packageVersion(): string {
+  for (const up of ['../..', '../../..']) {
+    try {
+      const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, up, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'baton' && pkg.version) return pkg.version;
+    } catch {
+      /* not here */
+    }
+  }
+  return 'unknown';
+}
+
+let cached: VersionInfo | undefined;
+
+export function versionInfo(): VersionInfo {
+  if (!cached) {
+    cached = { version: packageVersion(), abi: ABI_VERSION, kernel: release(), libbpf: libbpfVersion() };
+  }
+  return cached;
+}

@@ -502,17 +502,28 @@ export class Splicer {
    * restart or an upgrade): addresses, handoffs and translations come from
    * the entries; the legs' captured state is gone, so such connections keep
    * flowing and can be listed, aborted and reclaimed, but not handed off again.
+   * Entries of a splice that a crash interrupted (still blocked, or without
+   * their client entry) are deleted: their peers retransmit into the stack,
+   * which answers with a RST, as it would have without baton. Call it once,
+   * before any splice. `netns` is the network namespace of the LB's sockets
+   * (an fd; default: this process's), where aborts recreate them.
    * Returns how many connections were adopted.
    */
-  adopt(): number {
+  adopt(opts: { netns?: number } = {}): number {
     const clients = new Map<bigint, { k: FlowKey & { family: Family }; handoffs: Handoff[] }>();
     const backends = new Map<bigint, Array<{ k: FlowKey; x: Xlate }>>();
+    const unfinished: Array<{ kb: Buffer; connId: bigint }> = [];
     for (const [kb, vb] of this.dp.flows.entries()) {
       const k = decodeFlowKey(kb);
       const f = decodeFlow(vb, k.family);
-      if (f.kind === FlowKind.CLIENT) clients.set(f.connId, { k, handoffs: f.handoffs });
-      else if (f.handoffs[0]) backends.set(f.connId, [...(backends.get(f.connId) ?? []), { k, x: f.handoffs[0].x }]);
+      if (f.state === FlowState.BLOCK || !f.handoffs[0]) unfinished.push({ kb, connId: f.connId });
+      else if (f.kind === FlowKind.CLIENT) clients.set(f.connId, { k, handoffs: f.handoffs });
+      else backends.set(f.connId, [...(backends.get(f.connId) ?? []), { k, x: f.handoffs[0].x }]);
       if (f.connId >= this.nextId) this.nextId = f.connId + 1n;
+    }
+    for (const u of unfinished) this.dp.flows.delete(u.kb);
+    for (const [connId, legs] of backends) {
+      if (!clients.has(connId)) for (const l of legs) this.dp.flows.delete(encodeFlowKey(l.k));
     }
     let n = 0;
     const now = Date.now();
@@ -533,7 +544,6 @@ export class Splicer {
           createdAt: now,
         };
       });
-      if (handoffs.length === 0) continue; // a block entry of a splice the crash interrupted: the sweeper reclaims it
       this.records.set(id, {
         id,
         family: c.k.family,
@@ -542,6 +552,7 @@ export class Splicer {
         clientKey: { src: c.k.src, dst: c.k.dst, sport: c.k.sport, dport: c.k.dport },
         handoffs,
         capturedAt: performance.now(),
+        ...(opts.netns === undefined ? {} : { netns: opts.netns }),
         createdAt: now,
         recovered: true,
         timings: { quiesceMs: 0, totalMs: 0 },

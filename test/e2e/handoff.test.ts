@@ -7,8 +7,6 @@
  * never sees its connection close. Then an abort resets both ends.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,56 +15,13 @@ import { withNetns } from '../../control/net/netns.js';
 import { Splicer, type SpliceRecord } from '../../control/splice/splicer.js';
 import { takeSocket } from '../../control/tcp/pidfd.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
-import { ROOT, skipUnlessBpf } from '../lib/env.js';
+import { skipUnlessBpf } from '../lib/env.js';
+import { KeepAliveClient as Client } from '../lib/keepalive-client.js';
 import { type FrontendDriver, startFrontend } from '../lib/frontend-driver.js';
 import { type NginxBackend, startNginx } from '../lib/nginx.js';
 import { createTestbed, starTopology, type Testbed, VIP4 } from '../lib/testbed.js';
 
 const FILE = 256 * 1024;
-
-interface Answer {
-  status?: number;
-  length?: number;
-  sha256?: string;
-  body?: string;
-  event?: string;
-  code?: string;
-}
-
-/** The keep-alive client program in the client namespace. */
-class Client {
-  readonly events: Answer[] = [];
-  private waiters: Array<(a: Answer) => void> = [];
-  private constructor(readonly proc: ChildProcess) {}
-
-  static async start(tb: Testbed): Promise<Client> {
-    const proc = tb.spawn('client', process.execPath, ['--import', 'tsx', resolve(ROOT, 'test/e2e/programs/keepalive-client.ts'), VIP4, '80'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-    const c = new Client(proc);
-    let ready: () => void = () => {};
-    const readyP = new Promise<void>((r) => (ready = r));
-    readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
-      if (line === 'READY') return ready();
-      const a = JSON.parse(line) as Answer;
-      if (a.event) c.events.push(a);
-      const w = c.waiters.shift();
-      if (w) w(a);
-    });
-    await Promise.race([readyP, sleep(10_000).then(() => Promise.reject(new Error('client did not connect within 10 s')))]);
-    return c;
-  }
-
-  get(path: string): Promise<Answer> {
-    const p = new Promise<Answer>((r, rej) => {
-      const t = setTimeout(() => rej(new Error(`no answer to GET ${path} within 10 s`)), 10_000);
-      this.waiters.push((a) => {
-        clearTimeout(t);
-        r(a);
-      });
-    });
-    this.proc.stdin!.write(`GET ${path}\n`);
-    return p;
-  }
-}
 
 describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
   let tb: Testbed;
@@ -95,7 +50,7 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
     await sleep(300); // tcpdump attached
     splicer = new Splicer(dp, createSocketOps());
     fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, [`${tb.node('backend1').v4}:8080`]);
-    client = await Client.start(tb);
+    client = await Client.start(tb, VIP4);
   });
 
   after(async () => {

@@ -5,6 +5,7 @@
  *
  *   keepalive-client.ts <ip> <port>
  *   stdin:  GET <path>          one request; the answer is one stdout line
+ *           QUIT | RESET        close with a FIN | abort with a RST
  *   stdout: READY | {"status":200,"length":N,"sha256":"..","body":"<first 64 bytes>"}
  *           | {"event":"end"} (the server closed) | {"event":"error","code":".."}
  */
@@ -43,4 +44,5 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
   const [verb, path] = line.split(' ');
   if (verb === 'GET' && path) sock.write(`GET ${path} HTTP/1.1\r\nHost: baton.test\r\n\r\n`);
   if (verb === 'QUIT') sock.end();
+  if (verb === 'RESET') sock.resetAndDestroy();
 });

@@ -1,0 +1,117 @@
+/**
+ * Lifecycle of spliced connections end to end: the sweeper reclaims the
+ * entries of connections that ended with FINs (after the grace period), with
+ * a RST, or went idle; a new Splicer adopts the connections of a table it
+ * finds (a restart) and drops what a crash left half-made.
+ */
+import assert from 'node:assert/strict';
+import { closeSync, openSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
+import { Datapath } from '../../control/datapath/datapath.js';
+import { withNetns } from '../../control/net/netns.js';
+import { Splicer } from '../../control/splice/splicer.js';
+import { startSweeper, type Sweeper } from '../../control/splice/sweeper.js';
+import { takeSocket } from '../../control/tcp/pidfd.js';
+import { createSocketOps } from '../../control/tcp/socket-ops.js';
+import { skipUnlessBpf } from '../lib/env.js';
+import { type FrontendDriver, startFrontend } from '../lib/frontend-driver.js';
+import { KeepAliveClient } from '../lib/keepalive-client.js';
+import { type NginxBackend, startNginx } from '../lib/nginx.js';
+import { createTestbed, starTopology, type Testbed, VIP4 } from '../lib/testbed.js';
+
+describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, () => {
+  let tb: Testbed;
+  let dp: Datapath;
+  let splicer: Splicer;
+  let nginx: NginxBackend;
+  let fe: FrontendDriver;
+  const clients: KeepAliveClient[] = [];
+
+  before(async () => {
+    tb = await createTestbed(starTopology({ backends: 1, vip: true }), { passXdp: (node) => node !== 'lb' });
+    dp = await Datapath.load({ flowsCapacity: 1024 });
+    const lb = tb.node('lb');
+    withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
+    nginx = await startNginx(tb, 'backend1', 8080, { 'small.txt': 'hello' });
+    splicer = new Splicer(dp, createSocketOps());
+    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, [`${tb.node('backend1').v4}:8080`]);
+  });
+
+  after(async () => {
+    for (const c of clients) c.proc.kill();
+    fe?.stop();
+    await nginx?.stop();
+    dp?.close();
+    await tb?.destroy();
+  });
+
+  /** A keep-alive client whose connection is spliced (first request answered). */
+  async function splicedClient(): Promise<{ c: KeepAliveClient; id: bigint }> {
+    const n = fe.splices.length;
+    const c = await KeepAliveClient.start(tb, VIP4);
+    clients.push(c);
+    assert.equal((await c.get('/small.txt')).body, 'hello');
+    assert.equal(fe.splices.length, n + 1, fe.failures.join('; '));
+    return { c, id: fe.splices[n]!.id };
+  }
+
+  const manual = (opts: Parameters<typeof startSweeper>[1]): Sweeper => {
+    const s = startSweeper(splicer, { intervalMs: 3_600_000, ...opts });
+    s.stop(); // driven by hand
+    return s;
+  };
+
+  test('both FINs acknowledged: closed, reclaimed only after the grace period', async () => {
+    const { c, id } = await splicedClient();
+    c.send('QUIT');
+    for (let i = 0; i < 100 && splicer.status(id)?.state !== 'closed'; i++) await sleep(10);
+    assert.equal(splicer.status(id)?.state, 'closed');
+    assert.deepEqual(manual({ graceMs: 60_000 }).sweepOnce().reclaimed, [], 'kept during the grace period');
+    const s = manual({ graceMs: 50 });
+    s.sweepOnce(); // first seen closed now
+    await sleep(80);
+    assert.deepEqual(s.sweepOnce().reclaimed, [{ id, reason: 'closed' }]);
+    assert.equal(splicer.records.has(id), false);
+  });
+
+  test('a RST in either direction: reclaimed at the next sweep', async () => {
+    const { c, id } = await splicedClient();
+    c.send('RESET');
+    for (let i = 0; i < 100 && !splicer.status(id)?.toBackend.rst; i++) await sleep(10);
+    assert.deepEqual(manual({}).sweepOnce().reclaimed, [{ id, reason: 'reset' }]);
+  });
+
+  test('idle longer than idleMs: reclaimed; busy connections are not', async () => {
+    const { id } = await splicedClient();
+    assert.deepEqual(manual({ idleMs: 60_000 }).sweepOnce().reclaimed, []);
+    await sleep(250);
+    assert.deepEqual(manual({ idleMs: 200 }).sweepOnce().reclaimed, [{ id, reason: 'idle' }]);
+    assert.equal([...dp.flows.keys()].length, 0, 'no entry left');
+  });
+
+  test('a restarted splicer adopts live connections and drops half-made entries', async () => {
+    const { c, id } = await splicedClient();
+    // What a crash between "block" and "forward" would leave.
+    const stale = { src: '198.18.1.2', dst: VIP4, sport: 1, dport: 80 };
+    dp.flows.update(encodeFlowKey(stale), encodeFlow({ connId: 999n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] }), 'NOEXIST');
+    // The daemon runs in the LB namespace; this test process does not.
+    const again = new Splicer(dp, createSocketOps());
+    const lbNs = openSync(`/run/netns/${tb.node('lb').ns}`, 'r');
+    after(() => closeSync(lbNs));
+    assert.equal(again.adopt({ netns: lbNs }), 1);
+    const rec = again.records.get(id);
+    assert.ok(rec?.recovered);
+    assert.equal(rec.client.ip, tb.node('client').v4);
+    assert.deepEqual(rec.handoffs.map((h) => h.backend), [{ ip: tb.node('backend1').v4, port: 8080 }]);
+    assert.equal(dp.flows.lookup(encodeFlowKey(stale)), undefined, 'half-made entry deleted');
+    assert.equal(again.status(id)?.state, 'forwarding');
+    // The connection keeps working, and the adopted record can be aborted.
+    assert.equal((await c.get('/small.txt')).body, 'hello');
+    await assert.rejects(again.handoff(id, { ip: tb.node('backend1').v4, port: 8080 }), (e: Error & { code?: string }) => e.code === 'SPLICE_REFUSED');
+    assert.equal(await again.abort(id), true);
+    for (let i = 0; i < 50 && c.events.length === 0; i++) await sleep(20);
+    assert.deepEqual(c.events, [{ event: 'error', code: 'ECONNRESET' }]);
+  });
+});

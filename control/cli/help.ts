@@ -1,0 +1,131 @@
+/**
+ * --help texts. Each says what the command does, what it talks to (the
+ * kernel, the daemon's API, its metrics listener) and shows examples, so a
+ * first-time user can go from nothing to a spliced connection.
+ */
+import { DEFAULT_API_URL, DEFAULT_METRICS_URL, ENV_API, ENV_METRICS_URL, ENV_TOKEN } from '../sdk/endpoint.js';
+
+const GLOBAL_OPTIONS = `Options for every command that talks to the daemon:
+  --api <url|path>     where the daemon's API listens: http://host:port or a unix socket path
+                       (env ${ENV_API}; default ${DEFAULT_API_URL})
+  --token <token>      bearer token, when the daemon was started with one (env ${ENV_TOKEN})
+  --json               print one JSON document instead of text (errors: the problem document)
+  -h, --help           this help, or a command's: baton <command> --help`;
+
+export const MAIN_HELP = `baton: move live TCP connections between hosts without the client noticing.
+
+Usage: baton <command> [options]
+
+Run the load balancer (talks to the kernel: loads XDP, pins maps under bpffs):
+  lb                   start the daemon on the LB host: datapath on --iface, REST API, metrics
+  down                 tear down what \`baton lb\` pinned (spliced connections stop flowing)
+  doctor               check this host for what baton needs (kernel, bpffs, offloads, rp_filter, ...)
+
+Inspect and steer (talk to the daemon's REST API, ${DEFAULT_API_URL} by default):
+  status               is the daemon up and ready, its version, splices by state
+  splices ls           list spliced connections (--state, --backend, --limit, --all)
+  splices show <id>    one connection: addresses, handoffs, per-direction traffic
+  splices rm <id>      abort a connection (both ends get a RST)
+  handoff <id> <ip:port>   move a connection's next request to another back end
+
+Observe (talks to the metrics listener, ${DEFAULT_METRICS_URL} by default):
+  metrics              summary of the daemon's Prometheus metrics (--raw for the exposition)
+
+${GLOBAL_OPTIONS}
+
+Examples:
+  baton doctor --iface eth0                         # before the first start
+  baton lb --iface eth0 --iface eth1                # start the daemon (see baton lb --help)
+  baton status
+  baton splices ls --state forwarding --json | jq '.items[].client'
+  baton handoff 17 10.0.2.7:8080
+  BATON_API=/run/baton/api.sock baton splices show 17
+
+Exit codes: 0 ok, 1 the daemon or a check said no, 2 wrong usage, 3 daemon not reachable.`;
+
+export const COMMAND_HELP: Record<string, string> = {
+  status: `Usage: baton status [--api <url|path>] [--token <t>] [--json]
+
+Asks the daemon (GET /healthz, /readyz, /v1/version, /v1/splices) whether it
+runs, whether its datapath is loaded and attached, which version it is, and
+how many connections it holds in each state.
+
+${GLOBAL_OPTIONS}
+
+Examples:
+  baton status
+  baton status --api /run/baton/api.sock --json`,
+
+  splices: `Usage: baton splices ls [--state <s>] [--backend <ip:port>] [--limit <n>] [--cursor <id>] [--all]
+       baton splices show <id>
+       baton splices rm <id>
+
+Spliced connections, from the daemon's REST API:
+  ls     GET /v1/splices: one page (--limit, default the daemon's 100) from --cursor,
+         or every page with --all; filter by --state (blocked, forwarding, closing,
+         closed) and by --backend (the current back end, "ip:port")
+  show   GET /v1/splices/<id>: client, VIP, every handoff (back end, seq/ts deltas,
+         window scales) and packets/bytes per direction as the datapath counted them
+  rm     DELETE /v1/splices/<id>: abort; both ends get a RST, the entries are removed
+
+${GLOBAL_OPTIONS}
+
+Examples:
+  baton splices ls
+  baton splices ls --state forwarding --backend 198.18.2.2:8080 --all
+  baton splices show 17 --json
+  baton splices rm 17`,
+
+  handoff: `Usage: baton handoff <id> <backend ip:port> [--quiesce-timeout-ms <ms>]
+
+Moves spliced connection <id> to another back end (POST /v1/splices/<id>/handoffs).
+baton opens a connection to the new back end itself and, at the next request
+boundary (every response byte acknowledged, no request bytes in flight), sends
+the client's next bytes there; the old back end's leg is closed with a FIN the
+client never sees. At most 8 handoffs per connection (HANDOFFS_EXHAUSTED).
+
+${GLOBAL_OPTIONS}
+
+Examples:
+  baton handoff 17 198.18.3.2:8080
+  baton handoff 17 '[2001:db8:3::2]:8080' --quiesce-timeout-ms 2000`,
+
+  metrics: `Usage: baton metrics [--metrics-url <url>] [--raw] [--json]
+
+Scrapes the daemon's Prometheus listener (env ${ENV_METRICS_URL}; default
+${DEFAULT_METRICS_URL}) and prints a summary: every baton_* metric
+summed over its labels with a break-down by label, and p50/p99 of each
+*_seconds histogram. --raw prints the exposition text unchanged; --json prints
+the parsed families.
+
+Examples:
+  baton metrics
+  baton metrics --raw | grep baton_datapath
+  baton metrics --metrics-url http://127.0.0.1:9300/metrics --json`,
+
+  doctor: `Usage: baton doctor [--iface <dev>]... [--pin-dir <dir>] [--netns <name>] [--json]
+
+Checks this host (or network namespace) for what baton needs and for the
+setup mistakes that break splicing, each ok / warn / fail with what to do:
+kernel version and BTF, bpffs at the pin directory, root / CAP_NET_ADMIN /
+CAP_BPF, libbpf, the built BPF objects, each --iface (exists, XDP mode
+attached, TX checksum offload, GRO/LRO, rp_filter), ip_forward, conntrack
+(mid-stream packets of moved flows are INVALID unless tcp_be_liberal/loose),
+TCP_REPAIR on a real socket, tcp_timestamps/sack.
+Talks to: the kernel only (sysfs, procfs, ip, ethtool); the daemon need not run.
+
+Options:
+  --iface <dev>        an interface the daemon will attach to (repeatable)
+  --pin-dir <dir>      where the daemon pins maps and links (default /sys/fs/bpf/baton)
+  --netns <name>       run the checks inside network namespace <name> (ip netns)
+  --json               print the checks as JSON
+
+Exit code 1 when any check fails (warnings do not).
+
+Examples:
+  baton doctor --iface eth0 --iface eth1
+  baton doctor --netns lb1 --iface to-client --json`,
+
+  lb: `Usage: baton lb --iface <dev> [...]: runs the daemon; see \`baton lb --help\` once control/daemon is built.`,
+  down: `Usage: baton down [...]: tears down what \`baton lb\` pinned; see \`baton down --help\`.`,
+};

@@ -1,0 +1,177 @@
+/**
+ * The `baton` command line: finds the command, parses its options
+ * (node:util parseArgs, strict), runs it, and turns every error into a
+ * message that says what to do (or, with --json, the problem document)
+ * and an exit code (usage.ts EXIT).
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createClient } from '../sdk/client.js';
+import { BatonApiError } from '../sdk/errors.js';
+import { handoffCommand, splicesLs, splicesRm, splicesShow, statusCommand } from './api-commands.js';
+import { doctorCommand } from './doctor-command.js';
+import { COMMAND_HELP, MAIN_HELP } from './help.js';
+import { type Io, printJson, processIo } from './io.js';
+import { metricsCommand } from './metrics-command.js';
+import { EXIT, UsageError } from './usage.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const GLOBAL: Options = {
+  api: { type: 'string' },
+  token: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const COMMAND_OPTIONS: Record<string, Options> = {
+  status: {},
+  splices: { state: { type: 'string' }, backend: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' }, all: { type: 'boolean' } },
+  handoff: { 'quiesce-timeout-ms': { type: 'string' } },
+  metrics: { 'metrics-url': { type: 'string' }, raw: { type: 'boolean' } },
+  doctor: { iface: { type: 'string', multiple: true }, 'pin-dir': { type: 'string' }, netns: { type: 'string' } },
+};
+
+/** Commands run by the daemon module (it parses its own flags). */
+const DAEMON_COMMANDS = new Set(['lb', 'down']);
+
+/** Global options that take a value, so `baton --api X status` finds "status" as the command. */
+const VALUE_OPTIONS = new Set(['--api', '--token']);
+
+function findCommand(argv: string[]): { command: string | undefined; index: number } {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return { command: argv[i + 1], index: i + 1 };
+    if (VALUE_OPTIONS.has(a)) {
+      i++;
+      continue;
+    }
+    if (!a.startsWith('-')) return { command: a, index: i };
+  }
+  return { command: undefined, index: -1 };
+}
+
+export interface MainDeps {
+  /** how commands write; default: process stdout/stderr */
+  io?: (json: boolean) => Io;
+  /** the daemon entry points (default: lazily imported from control/daemon) */
+  loadDaemon?: () => Promise<DaemonModule>;
+}
+
+export interface DaemonModule {
+  runDaemon?: (argv: string[], env: NodeJS.ProcessEnv) => Promise<number>;
+  runDown?: (argv: string[], env: NodeJS.ProcessEnv) => Promise<number>;
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, deps: MainDeps = {}): Promise<number> {
+  const { command, index } = findCommand(argv);
+  const jsonWanted = argv.includes('--json');
+  const io = (deps.io ?? ((j) => processIo(j, env)))(jsonWanted);
+  try {
+    if (command && DAEMON_COMMANDS.has(command)) return await runDaemonCommand(command, [...argv.slice(0, index), ...argv.slice(index + 1)], env, deps);
+    if (command === 'help') {
+      const topic = argv[index + 1];
+      io.out(topic && COMMAND_HELP[topic] ? COMMAND_HELP[topic] : MAIN_HELP);
+      return EXIT.OK;
+    }
+    if (command === undefined) {
+      if (argv.includes('--help') || argv.includes('-h')) {
+        io.out(MAIN_HELP);
+        return EXIT.OK;
+      }
+      throw new UsageError('no command given');
+    }
+    const own = COMMAND_OPTIONS[command];
+    if (!own) throw new UsageError(`unknown command ${JSON.stringify(command)}; the commands are: lb, down, status, splices, handoff, metrics, doctor`);
+    const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
+    let values: Record<string, string | boolean | string[] | undefined>;
+    let positionals: string[];
+    try {
+      ({ values, positionals } = parseArgs({ args: rest, options: { ...GLOBAL, ...own }, allowPositionals: true, strict: true }) as {
+        values: Record<string, string | boolean | string[] | undefined>;
+        positionals: string[];
+      });
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''), command);
+    }
+    if (values.help) {
+      io.out(COMMAND_HELP[command] ?? MAIN_HELP);
+      return EXIT.OK;
+    }
+    if (command === 'doctor') {
+      if (positionals.length) throw new UsageError(`doctor takes no arguments (got ${positionals.join(' ')}); interfaces go in --iface`, command);
+      return await doctorCommand(io, values as { iface?: string[]; 'pin-dir'?: string; netns?: string });
+    }
+    if (command === 'metrics') {
+      if (positionals.length) throw new UsageError(`metrics takes no arguments (got ${positionals.join(' ')})`, command);
+      return await metricsCommand(io, values as { 'metrics-url'?: string; raw?: boolean });
+    }
+    let api;
+    try {
+      api = createClient({ ...(values.api ? { url: values.api as string } : {}), ...(values.token ? { token: values.token as string } : {}), env });
+    } catch (e) {
+      throw new UsageError(`--api: ${(e as Error).message}`, command);
+    }
+    try {
+      switch (command) {
+        case 'status':
+          if (positionals.length) throw new UsageError(`status takes no arguments (got ${positionals.join(' ')})`, command);
+          return await statusCommand(io, api);
+        case 'splices': {
+          const [sub, id, ...extra] = positionals;
+          if (extra.length) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`, command);
+          if (sub === 'ls' || sub === 'list') {
+            if (id) throw new UsageError(`splices ls takes no id (did you mean: baton splices show ${id}?)`, command);
+            return await splicesLs(io, api, values);
+          }
+          if (sub === 'show' || sub === 'rm') {
+            if (!id) throw new UsageError(`splices ${sub} needs a connection id (baton splices ls lists them)`, command);
+            if (!/^[0-9]{1,20}$/.test(id)) throw new UsageError(`connection ids are decimal numbers; got ${JSON.stringify(id)}`, command);
+            return sub === 'show' ? await splicesShow(io, api, id) : await splicesRm(io, api, id);
+          }
+          throw new UsageError(sub ? `unknown splices subcommand ${JSON.stringify(sub)}; use ls, show <id> or rm <id>` : 'splices needs a subcommand: ls, show <id> or rm <id>', command);
+        }
+        case 'handoff': {
+          const [id, backend, ...extra] = positionals;
+          if (!id || !backend || extra.length) throw new UsageError('handoff needs exactly two arguments: <id> <backend ip:port>, e.g. baton handoff 17 198.18.3.2:8080', command);
+          if (!/^[0-9]{1,20}$/.test(id)) throw new UsageError(`connection ids are decimal numbers; got ${JSON.stringify(id)}`, command);
+          return await handoffCommand(io, api, id, backend, values['quiesce-timeout-ms'] as string | undefined);
+        }
+      }
+    } finally {
+      api.close();
+    }
+    throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  } catch (e) {
+    return report(io, e);
+  }
+}
+
+async function runDaemonCommand(command: string, argv: string[], env: NodeJS.ProcessEnv, deps: MainDeps): Promise<number> {
+  let mod: DaemonModule;
+  try {
+    // Lazy: the daemon pulls in fastify, prom-client and the libbpf binding, which the other commands do not need.
+    mod = deps.loadDaemon ? await deps.loadDaemon() : ((await import('../daemon/index.js' as string)) as DaemonModule);
+  } catch (e) {
+    throw new Error(`the daemon could not be loaded (${(e as Error).message.split('\n')[0]}); is this a complete build? (make; or node --import tsx control/cli.ts from the source tree)`);
+  }
+  const run = command === 'lb' ? mod.runDaemon : mod.runDown;
+  if (!run) throw new Error(`this build's daemon module has no entry point for \`baton ${command}\``);
+  return run(argv, env);
+}
+
+function report(io: Io, e: unknown): number {
+  if (e instanceof UsageError) {
+    if (io.json) printJson(io, { error: 'usage', message: e.message });
+    io.err(`baton: ${e.message}\nRun \`baton ${e.command ? `${e.command} ` : ''}--help\` for usage.`);
+    return EXIT.USAGE;
+  }
+  if (e instanceof BatonApiError) {
+    if (io.json) printJson(io, e.toJSON());
+    else io.err(`baton: ${e.title}${e.detail ? `\n  ${e.detail}` : ''}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''}${e.status ? `, HTTP ${e.status}` : ''})`);
+    return e.code === 'API_UNREACHABLE' ? EXIT.UNREACHABLE : EXIT.FAILED;
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  if (io.json) printJson(io, { error: 'failed', message: msg });
+  io.err(`baton: ${msg}`);
+  return EXIT.FAILED;
+}

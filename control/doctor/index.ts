@@ -1,0 +1,48 @@
+/**
+ * `baton doctor`: runs every check in this process's network namespace, or
+ * re-runs itself inside another (`--netns`) through `ip netns exec`, which
+ * is how the daemon would be started there too (and, like it, sees a fresh
+ * /sys without bpffs unless one is mounted).
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import {
+  type Check, checkBpffs, checkBtf, checkConntrack, checkForwarding, checkInterface, checkKernel, checkLibbpf, checkObjects,
+  checkPrivileges, checkTcpOptions, checkTcpRepair,
+} from './checks.js';
+
+export type { Check, CheckStatus } from './checks.js';
+
+/** Where `baton lb` pins maps and links unless told otherwise. */
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/baton';
+
+export interface DoctorOptions {
+  ifaces?: string[];
+  pinDir?: string;
+}
+
+export async function runDoctor(opts: DoctorOptions = {}): Promise<Check[]> {
+  const checks: Check[] = [checkKernel(), checkBtf(), checkBpffs(opts.pinDir ?? DEFAULT_PIN_DIR), checkPrivileges(), await checkLibbpf(), await checkObjects()];
+  for (const dev of opts.ifaces ?? []) checks.push(...checkInterface(dev));
+  checks.push(checkForwarding(), checkConntrack(), await checkTcpRepair(), checkTcpOptions());
+  return checks;
+}
+
+/**
+ * Runs `argv` (a `baton doctor ... --json` command line for this same
+ * entry point) inside network namespace `netns` and returns its checks.
+ */
+export function runDoctorInNetns(netns: string, doctorArgv: string[]): Check[] {
+  // The CLI entry beside this module: control/cli.ts under tsx, dist/control/cli.js when built.
+  const fromSource = import.meta.url.endsWith('.ts');
+  const entry = fileURLToPath(new URL(fromSource ? '../cli.ts' : '../cli.js', import.meta.url));
+  const node = [process.execPath, ...(fromSource ? ['--import', 'tsx'] : []), entry];
+  const r = spawnSync('ip', ['netns', 'exec', netns, ...node, ...doctorArgv], { encoding: 'utf8', timeout: 60_000, cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+  if (r.error) throw new Error(`ip netns exec ${netns} failed: ${r.error.message} (is iproute2 installed?)`);
+  try {
+    return (JSON.parse(r.stdout) as { checks: Check[] }).checks;
+  } catch {
+    const why = r.stderr.trim() || r.stdout.trim() || `exit code ${r.status}`;
+    throw new Error(`could not run the checks in network namespace ${JSON.stringify(netns)}: ${why}${/No such file|Cannot open network namespace/.test(why) ? ' (ip netns list shows the names)' : ''}`);
+  }
+}

@@ -5,7 +5,8 @@ import type { Splice, SpliceState } from '../sdk/types.js';
 import { humanBytes, humanDuration, type Io, printJson, table } from './io.js';
 import { EXIT, UsageError } from './usage.js';
 
-const STATES: readonly SpliceState[] = ['blocked', 'forwarding', 'closing', 'closed'];
+/** Display order of states (the daemon validates --state itself). */
+const STATES: readonly SpliceState[] = ['blocked', 'forwarding', 'held', 'closing', 'closed'];
 
 export async function statusCommand(io: Io, api: BatonClient): Promise<number> {
   const health = await api.health(); // unreachable -> API_UNREACHABLE, rendered by main
@@ -45,7 +46,6 @@ export interface ListFlags {
 }
 
 export async function splicesLs(io: Io, api: BatonClient, f: ListFlags): Promise<number> {
-  if (f.state !== undefined && !STATES.includes(f.state as SpliceState)) throw new UsageError(`--state must be one of ${STATES.join(', ')}; got ${JSON.stringify(f.state)}`, 'splices');
   const limit = f.limit === undefined ? undefined : Number(f.limit);
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new UsageError(`--limit must be a positive integer; got ${JSON.stringify(f.limit)}`, 'splices');
   if (f.all && f.cursor) throw new UsageError('--all reads every page from the start; drop --cursor', 'splices');

@@ -62,8 +62,8 @@ Examples:
 
 Spliced connections, from the daemon's REST API:
   ls     GET /v1/splices: one page (--limit, default the daemon's 100) from --cursor,
-         or every page with --all; filter by --state (blocked, forwarding, closing,
-         closed) and by --backend (the current back end, "ip:port")
+         or every page with --all; filter by --state (blocked, forwarding, held,
+         closing, closed) and by --backend (the current back end, "ip:port")
   show   GET /v1/splices/<id>: client, VIP, every handoff (back end, seq/ts deltas,
          window scales) and packets/bytes per direction as the datapath counted them
   rm     DELETE /v1/splices/<id>: abort; both ends get a RST, the entries are removed

@@ -39,7 +39,7 @@ export class BatonApiError extends Error {
       title: this.title,
       status: this.status,
       code: this.code,
-      ...(this.detail ? { detail: this.detail } : {}),
+      detail: this.detail,
       ...(this.reason ? { reason: this.reason } : {}),
       ...(this.instance ? { instance: this.instance } : {}),
     };

@@ -158,6 +158,11 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
     }
   }
 
+  /** Connections and table occupancy come from this service from now on (it is built after the metrics it reports to). */
+  watch(service: SpliceService): void {
+    this.sources.service = service;
+  }
+
   handoff(mode: HandoffMode, outcome: HandoffOutcome, seconds: number): void {
     this.handoffs.inc({ mode, outcome: outcome.toLowerCase() });
     if (outcome === 'ok') this.handoffSeconds.observe({ mode }, seconds);

@@ -1,0 +1,141 @@
+/**
+ * `baton lb`: loads the datapath (maps pinned and reused under the pin
+ * directory), attaches it to the configured interfaces (pinned links,
+ * reused and switched atomically on restart), rebuilds the records of the
+ * connections already in the table (splicer.adopt), and serves the REST API
+ * and the metrics. It never detaches on exit: spliced connections keep
+ * flowing while the daemon restarts or is upgraded. `baton down`
+ * (teardown()) is the one way to remove everything.
+ *
+ * Shutdown (SIGTERM/SIGINT, through close-with-grace): refuse new splices,
+ * let those under way finish, close the listeners, release (not detach) the
+ * links and free this process's handles.
+ */
+import { rmSync } from 'node:fs';
+import closeWithGrace from 'close-with-grace';
+import type { FastifyInstance } from 'fastify';
+import { buildApi } from '../api/app.js';
+import { Datapath } from '../datapath/datapath.js';
+import { BatonMetrics } from '../metrics/metrics.js';
+import { type MetricsServer, serveMetrics } from '../metrics/server.js';
+import { SpliceService } from '../service/splice-service.js';
+import { Splicer } from '../splice/splicer.js';
+import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
+import { createSocketOps } from '../tcp/socket-ops.js';
+import { checkRunnable, type DaemonConfig, loadConfig } from './config.js';
+import { type Attachment, attachOrReuse, preparePinDir, type TeardownResult, teardownPins } from './pins.js';
+
+export interface RunOptions {
+  /** Install SIGTERM/SIGINT handlers that shut down and exit (the CLI); tests call close() instead. */
+  handleSignals?: boolean;
+  /** How long a graceful shutdown may take before the process exits anyway (ms). */
+  graceMs?: number;
+}
+
+export interface RunningDaemon {
+  config: DaemonConfig;
+  /** "host:port" or the unix socket path the API listens on. */
+  apiAddress: string;
+  /** "host:port" of the metrics listener, when enabled. */
+  metricsAddress: string | undefined;
+  attachments: Attachment[];
+  /** Connections rebuilt from the pinned table at start. */
+  adopted: number;
+  service: SpliceService;
+  /** Graceful stop; the datapath stays loaded and attached. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_GRACE_MS = 10_000;
+
+/** Starts the daemon from `baton lb` arguments and the environment. */
+export async function runDaemon(argv: readonly string[], env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<RunningDaemon> {
+  const config = loadConfig(argv, env);
+  checkRunnable(config);
+  return startDaemon(config, opts);
+}
+
+export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): Promise<RunningDaemon> {
+  preparePinDir(config.pinDir);
+  const dp = await Datapath.load({ flowsCapacity: config.tableCapacity, pinDir: config.pinDir, ...(config.objectPath ? { objectPath: config.objectPath } : {}) });
+  const attachments: Attachment[] = [];
+  let app: FastifyInstance | undefined;
+  let metricsServer: MetricsServer | undefined;
+  const releaseDatapath = () => {
+    for (const a of attachments.splice(0)) a.link.release(); // the pin keeps the attachment
+    dp.close({ keepPinned: true });
+  };
+  try {
+    for (const ifname of config.interfaces) attachments.push(attachOrReuse(dp, ifname, config.pinDir));
+    // Loading the timestamp probe takes tens of ms: do it now, not in the first splice.
+    await sharedTsProbe();
+    const splicer = new Splicer(dp, createSocketOps());
+    const adopted = splicer.adopt();
+
+    let attached = true;
+    const metrics = new BatonMetrics({ counters: () => dp.readCounters(), tableCapacity: config.tableCapacity });
+    const service = new SpliceService({
+      splicer,
+      observer: metrics,
+      tableCapacity: config.tableCapacity,
+      notReadyReason: () => (attached ? undefined : 'the datapath is detached'),
+    });
+    metrics.watch(service);
+
+    app = await buildApi({
+      service,
+      ...(config.token ? { token: config.token } : {}),
+      ...(config.rateLimit > 0 ? { rateLimit: { max: config.rateLimit, timeWindowMs: 1000 } } : {}),
+      logger: { level: config.logLevel },
+      observer: metrics,
+    });
+    let apiAddress: string;
+    if ('path' in config.api) {
+      rmSync(config.api.path, { force: true }); // a stale socket of a killed daemon
+      await app.listen({ path: config.api.path });
+      apiAddress = config.api.path;
+    } else {
+      apiAddress = await app.listen({ host: config.api.host, port: config.api.port });
+      apiAddress = apiAddress.replace(/^http:\/\//, '');
+    }
+    if (config.metrics) metricsServer = await serveMetrics(metrics, config.metrics);
+
+    app.log.info(
+      { interfaces: attachments.map((a) => ({ name: a.ifname, ifindex: a.ifindex, reused: a.reused })), pinDir: config.pinDir, adopted, api: apiAddress, metrics: metricsServer?.address },
+      `baton lb ready: ${attachments.length} interface(s), ${adopted} connection(s) recovered`,
+    );
+
+    const running = app;
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        await service.drain(); // new splices get SHUTTING_DOWN; those under way finish
+        await running.close();
+        await metricsServer?.close();
+        attached = false;
+        releaseDatapath();
+        await closeSharedTsProbe();
+        if ('path' in config.api) rmSync(config.api.path, { force: true });
+      })());
+
+    if (opts.handleSignals) {
+      closeWithGrace({ delay: opts.graceMs ?? DEFAULT_GRACE_MS, logger: { error: (m: unknown) => running.log.error(m) } }, async ({ signal, err }) => {
+        if (err) running.log.error({ err }, 'fatal error, shutting down');
+        else running.log.info(`${signal ?? 'exit'}: shutting down (the datapath stays attached)`);
+        await close();
+      });
+    }
+
+    return { config, apiAddress, metricsAddress: metricsServer?.address, attachments, adopted, service, close };
+  } catch (e) {
+    await app?.close().catch(() => {});
+    await metricsServer?.close().catch(() => {});
+    releaseDatapath();
+    throw e;
+  }
+}
+
+/** `baton down`: detaches the pinned XDP links and removes the pinned maps under the pin directory. */
+export function teardown(config: Pick<DaemonConfig, 'pinDir'>): TeardownResult {
+  return teardownPins(config.pinDir);
+}

@@ -1,0 +1,134 @@
+/**
+ * The dispatcher's configuration: where it listens, the back-end pools, and
+ * the routes (Host header and path prefix) that pick a pool. Given as a JSON
+ * file or inline JSON; validated here with messages that name the field.
+ *
+ *   {
+ *     "listen": "198.19.0.1:80",
+ *     "pools": { "static": { "backends": ["198.18.2.2:8080"] },
+ *                "api":    { "backends": ["198.18.3.2:8080", "198.18.4.2:8080"], "idle": 4 } },
+ *     "routes": [ { "host": "static.example", "pool": "static" },
+ *                 { "pathPrefix": "/api/", "pool": "api" },
+ *                 { "pool": "static" } ],
+ *     "api": { "socketPath": "/run/baton/api.sock" }
+ *   }
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface PoolConfig {
+  backends: string[];
+  /** idle pre-connected connections kept per back end (default 2) */
+  idle?: number;
+}
+
+export interface RouteConfig {
+  /** exact host ("a.example") or suffix wildcard ("*.example"), case-insensitive, port ignored */
+  host?: string;
+  /** the request path starts with this */
+  pathPrefix?: string;
+  pool: string;
+}
+
+export interface DispatcherConfig {
+  /** "ip:port" or several */
+  listen: string | string[];
+  pools: Record<string, PoolConfig>;
+  /** first match wins; a route with neither host nor pathPrefix matches everything */
+  routes: RouteConfig[];
+  /** baton's API (default: BATON_API / BATON_TOKEN, else http://127.0.0.1:7300) */
+  api?: { url?: string; socketPath?: string; token?: string };
+  /** false: never ask baton, relay every connection in userspace (a baseline) */
+  splice?: boolean;
+  /** how long a client may take to send its first request head (ms, default 10,000) */
+  headerTimeoutMs?: number;
+  /** largest first request head accepted (bytes, default 16 KiB; baton takes at most 64 KiB of prefix) */
+  maxHeaderBytes?: number;
+  /** passed to baton per splice (ms) */
+  quiesceTimeoutMs?: number;
+}
+
+export const DEFAULT_IDLE_PER_BACKEND = 2;
+export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** "198.18.2.2:8080" / "[2001:db8::1]:80" -> { host, port }. */
+export function parseHostPort(text: unknown, field: string): HostPort {
+  if (typeof text !== 'string') throw new ConfigError(`${field}: expected "ip:port", got ${JSON.stringify(text)}`);
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:]+):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m || !isIP(m[1]!) || port < 1 || port > 65535) {
+    throw new ConfigError(`${field}: ${JSON.stringify(text)} is not "ip:port" (e.g. "198.18.2.2:8080" or "[2001:db8::2]:8080")`);
+  }
+  return { host: m[1]!, port };
+}
+
+export function formatHostPort(a: HostPort): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+
+function positiveInt(v: unknown, field: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`${field}: expected a non-negative integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Checks a parsed config; returns it typed, or throws ConfigError naming the field. */
+export function validateConfig(raw: unknown): DispatcherConfig {
+  if (!isObject(raw)) throw new ConfigError('the configuration must be a JSON object');
+  const known = new Set(['listen', 'pools', 'routes', 'api', 'splice', 'headerTimeoutMs', 'maxHeaderBytes', 'quiesceTimeoutMs']);
+  for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`unknown field ${JSON.stringify(k)} (known: ${[...known].join(', ')})`);
+  const listen = Array.isArray(raw.listen) ? raw.listen : [raw.listen];
+  if (listen.length === 0) throw new ConfigError('listen: at least one "ip:port"');
+  listen.forEach((l, i) => parseHostPort(l, `listen[${i}]`));
+  if (!isObject(raw.pools) || Object.keys(raw.pools).length === 0) throw new ConfigError('pools: expected an object of named pools, e.g. {"web": {"backends": ["198.18.2.2:8080"]}}');
+  for (const [name, p] of Object.entries(raw.pools)) {
+    if (!isObject(p) || !Array.isArray(p.backends) || p.backends.length === 0) throw new ConfigError(`pools.${name}: expected {"backends": ["ip:port", ...]}`);
+    p.backends.forEach((b, i) => parseHostPort(b, `pools.${name}.backends[${i}]`));
+    positiveInt(p.idle, `pools.${name}.idle`);
+  }
+  if (!Array.isArray(raw.routes) || raw.routes.length === 0) throw new ConfigError('routes: expected a list, e.g. [{"pathPrefix": "/api/", "pool": "api"}, {"pool": "web"}]');
+  raw.routes.forEach((r, i) => {
+    if (!isObject(r) || typeof r.pool !== 'string') throw new ConfigError(`routes[${i}]: expected {"pool": "<name>", "host"?: ..., "pathPrefix"?: ...}`);
+    if (!(r.pool in (raw.pools as object))) throw new ConfigError(`routes[${i}].pool: no pool named ${JSON.stringify(r.pool)} (pools: ${Object.keys(raw.pools as object).join(', ')})`);
+    if (r.host !== undefined && typeof r.host !== 'string') throw new ConfigError(`routes[${i}].host: expected a string`);
+    if (r.pathPrefix !== undefined && (typeof r.pathPrefix !== 'string' || !r.pathPrefix.startsWith('/'))) throw new ConfigError(`routes[${i}].pathPrefix: expected a path starting with "/"`);
+  });
+  if (raw.api !== undefined && !isObject(raw.api)) throw new ConfigError('api: expected {"url": ...} or {"socketPath": ...}');
+  if (raw.splice !== undefined && typeof raw.splice !== 'boolean') throw new ConfigError('splice: expected true or false');
+  positiveInt(raw.headerTimeoutMs, 'headerTimeoutMs');
+  positiveInt(raw.quiesceTimeoutMs, 'quiesceTimeoutMs');
+  const mh = positiveInt(raw.maxHeaderBytes, 'maxHeaderBytes');
+  if (mh !== undefined && (mh < 64 || mh > 64 * 1024)) throw new ConfigError('maxHeaderBytes: 64..65536 (baton takes at most 64 KiB of client bytes)');
+  return raw as unknown as DispatcherConfig;
+}
+
+/** A path to a JSON file, or the JSON itself (starts with "{"). */
+export function loadConfig(arg: string): DispatcherConfig {
+  let text = arg;
+  if (!arg.trimStart().startsWith('{')) {
+    try {
+      text = readFileSync(arg, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`cannot read ${arg}: ${(e as Error).message}`);
+    }
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`not valid JSON: ${(e as Error).message}`);
+  }
+  return validateConfig(raw);
+}

@@ -1,0 +1,178 @@
+/**
+ * A content-aware HTTP dispatcher on baton: it accepts a client connection,
+ * reads the first request head, picks a back-end pool by Host and path,
+ * takes a pre-connected back-end connection from it and asks baton to splice
+ * the two (control/sdk splice()). From then on the connection's bytes never
+ * enter this process: the XDP datapath carries them. When baton refuses, the
+ * dispatcher relays the connection in userspace instead, losing nothing.
+ *
+ * Every decision is reported as an event (main.ts prints them as JSON
+ * lines), so a demo or a test can see which back end served which client.
+ * Routing is per connection: later requests on a keep-alive connection go
+ * to the back end its first request picked.
+ */
+import net from 'node:net';
+import { createClient, type BatonClient } from '../sdk/client.js';
+import { BatonApiError } from '../sdk/errors.js';
+import { splice } from '../sdk/splice.js';
+import {
+  DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_IDLE_PER_BACKEND, DEFAULT_MAX_HEADER_BYTES, type DispatcherConfig, formatHostPort, parseHostPort,
+} from './config.js';
+import { BackendPool, type Taken } from './pool.js';
+import { HeadError, readRequestHead, type RequestHead } from './request-head.js';
+import { pickRoute } from './router.js';
+
+export type DispatchEvent =
+  | { event: 'ready'; listen: string[]; pools: Record<string, Record<string, number>> }
+  | { event: 'spliced'; conn: number; client: string; host: string; path: string; pool: string; backend: string; pooled: boolean; id: string; ms: number }
+  | { event: 'relayed'; conn: number; client: string; host: string; path: string; pool: string; backend: string; code: string; reason?: string; detail: string }
+  | { event: 'rejected'; conn: number; client: string; status: number; why: string }
+  | { event: 'closed'; conn: number; client: string; relayedBytes: { toBackend: number; toClient: number } };
+
+export interface DispatcherStats {
+  accepted: number;
+  spliced: number;
+  relayed: number;
+  rejected: number;
+  /** connections served per back end ("ip:port"), spliced or relayed */
+  byBackend: Record<string, number>;
+}
+
+export interface Dispatcher {
+  listen(): Promise<string[]>;
+  close(): Promise<void>;
+  stats(): DispatcherStats;
+  /** resolves when every pool has its idle connections (false on timeout) */
+  warm(timeoutMs?: number): Promise<boolean>;
+}
+
+export interface DispatcherDeps {
+  onEvent?: (e: DispatchEvent) => void;
+  /** API client (default: from config.api, then BATON_API / BATON_TOKEN) */
+  client?: BatonClient;
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway' };
+
+export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {}): Dispatcher {
+  const emit = deps.onEvent ?? (() => {});
+  const api = deps.client ?? createClient({ ...cfg.api });
+  const pools = new Map(Object.entries(cfg.pools).map(([name, p]) => [name, new BackendPool(name, p, p.idle ?? DEFAULT_IDLE_PER_BACKEND)]));
+  const listens = (Array.isArray(cfg.listen) ? cfg.listen : [cfg.listen]).map((l, i) => parseHostPort(l, `listen[${i}]`));
+  const maxHeader = cfg.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  const headerTimeout = cfg.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+  const stats: DispatcherStats = { accepted: 0, spliced: 0, relayed: 0, rejected: 0, byBackend: {} };
+  const servers: net.Server[] = [];
+  const open = new Set<net.Socket>();
+  let seq = 0;
+
+  async function handle(client: net.Socket): Promise<void> {
+    const conn = ++seq;
+    stats.accepted++;
+    const peer = formatHostPort({ host: client.remoteAddress ?? '?', port: client.remotePort ?? 0 });
+    client.on('error', () => {});
+    let head: RequestHead;
+    try {
+      head = await readRequestHead(client, maxHeader, headerTimeout);
+    } catch (e) {
+      return reject(conn, peer, client, e instanceof HeadError ? e.status : 400, (e as Error).message);
+    }
+    const route = pickRoute(cfg.routes, head.host, head.path);
+    if (!route) return reject(conn, peer, client, 404, `no route for host ${JSON.stringify(head.host)} path ${JSON.stringify(head.path)}`);
+    const pool = pools.get(route.pool)!;
+    let up: Taken;
+    try {
+      up = await pool.take();
+    } catch (e) {
+      return reject(conn, peer, client, 502, (e as Error).message);
+    }
+    const where = { conn, client: peer, host: head.host, path: head.path, pool: pool.name, backend: up.backend };
+    if (cfg.splice !== false) {
+      const t0 = performance.now();
+      try {
+        const s = await splice(client, up.socket, {
+          prefix: head.bytes,
+          client: api,
+          ...(cfg.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: cfg.quiesceTimeoutMs } : {}),
+        });
+        stats.spliced++;
+        stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;
+        emit({ event: 'spliced', ...where, pooled: up.pooled, id: s.id, ms: +(performance.now() - t0).toFixed(3) });
+        return;
+      } catch (e) {
+        const err = e instanceof BatonApiError ? e : undefined;
+        if (!err && !(e instanceof TypeError)) throw e;
+        emit({ event: 'relayed', ...where, code: err?.code ?? 'SDK', ...(err?.reason ? { reason: err.reason } : {}), detail: err?.detail || (e as Error).message });
+      }
+    } else {
+      emit({ event: 'relayed', ...where, code: 'SPLICE_DISABLED', detail: 'splice: false in the configuration' });
+    }
+    stats.relayed++;
+    stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;
+    relay(conn, peer, client, up.socket, head.bytes);
+  }
+
+  function reject(conn: number, peer: string, client: net.Socket, status: number, why: string): void {
+    stats.rejected++;
+    emit({ event: 'rejected', conn, client: peer, status, why });
+    const body = `${why}\n`;
+    client.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+
+  /** Userspace fallback: the request bytes read so far, then both directions piped until either side ends. */
+  function relay(conn: number, peer: string, client: net.Socket, up: net.Socket, prefix: Buffer): void {
+    const counts = { toBackend: prefix.length, toClient: 0 };
+    open.add(client).add(up);
+    up.on('error', () => client.destroy());
+    client.on('error', () => up.destroy());
+    client.on('data', (d: Buffer) => (counts.toBackend += d.length));
+    up.on('data', (d: Buffer) => (counts.toClient += d.length));
+    let closed = 0;
+    const onClose = () => {
+      open.delete(client);
+      open.delete(up);
+      if (++closed === 2) emit({ event: 'closed', conn, client: peer, relayedBytes: counts });
+    };
+    client.once('close', onClose);
+    up.once('close', onClose);
+    up.write(prefix);
+    client.pipe(up);
+    up.pipe(client);
+    client.resume();
+    up.resume();
+  }
+
+  return {
+    async listen() {
+      const bound: string[] = [];
+      for (const l of listens) {
+        const server = net.createServer({ noDelay: true }, (c) => {
+          handle(c).catch((e: unknown) => {
+            emit({ event: 'rejected', conn: -1, client: '?', status: 500, why: `dispatcher bug: ${(e as Error).message}` });
+            c.destroy();
+          });
+        });
+        await new Promise<void>((resolve, rej) => {
+          server.once('error', rej);
+          server.listen(l.port, l.host, () => resolve());
+        });
+        servers.push(server);
+        const a = server.address() as net.AddressInfo;
+        bound.push(formatHostPort({ host: a.address, port: a.port }));
+      }
+      emit({ event: 'ready', listen: bound, pools: Object.fromEntries([...pools].map(([n, p]) => [n, p.idleCounts()])) });
+      return bound;
+    },
+    async close() {
+      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+      for (const p of pools.values()) p.close();
+      for (const s of open) s.destroy();
+      if (!deps.client) api.close();
+    },
+    stats: () => structuredClone(stats),
+    async warm(timeoutMs = 5000) {
+      const r = await Promise.all([...pools.values()].map((p) => p.warm(timeoutMs)));
+      return r.every(Boolean);
+    },
+  };
+}

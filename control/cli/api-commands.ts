@@ -32,7 +32,7 @@ export async function statusCommand(io: Io, api: BatonClient): Promise<number> {
       const parts = STATES.filter((s) => byState[s]).map((s) => `${s} ${byState[s]}`);
       io.out(`splices   ${splices.length}${parts.length ? ` (${parts.join(', ')})` : ''}`);
     }
-    if (!ready.ready) io.out('\nThe datapath is not loaded and attached: check the daemon\'s log, and `baton doctor --iface <dev>`.');
+    if (!ready.ready) io.out('\nThe datapath is not loaded and attached: check the daemon\'s log, and `baton doctor --interface <dev>`.');
   }
   return ready.ready ? EXIT.OK : EXIT.FAILED;
 }

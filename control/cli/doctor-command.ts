@@ -4,18 +4,39 @@ import { type Io, printJson } from './io.js';
 import { EXIT } from './usage.js';
 
 export interface DoctorFlags {
+  interface?: string[];
+  /** alias of --interface */
   iface?: string[];
   'pin-dir'?: string;
+  config?: string;
   netns?: string;
+}
+
+/**
+ * The interfaces and pin directory `baton lb` would use: the same flags,
+ * BATON_* variables and config file, through the daemon's own loader. On a
+ * host where that module cannot load (no libbpf), the flags alone; the
+ * libbpf check then says why.
+ */
+async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces: string[]; pinDir: string }> {
+  const ifaces = [...(f.interface ?? []), ...(f.iface ?? [])];
+  const argv = [...ifaces.flatMap((i) => ['--interface', i]), ...(f['pin-dir'] ? ['--pin-dir', f['pin-dir']] : []), ...(f.config ? ['--config', f.config] : [])];
+  let loadConfig: typeof import('../daemon/config.js').loadConfig;
+  try {
+    ({ loadConfig } = await import('../daemon/config.js'));
+  } catch {
+    return { ifaces, pinDir: f['pin-dir'] ?? DEFAULT_PIN_DIR };
+  }
+  const cfg = loadConfig(argv, env); // CONFIG_INVALID is the user's to fix: reported by main
+  return { ifaces: cfg.interfaces, pinDir: cfg.pinDir };
 }
 
 const MARK: Record<Check['status'], string> = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' };
 
 export async function doctorCommand(io: Io, f: DoctorFlags): Promise<number> {
-  const ifaces = f.iface ?? [];
-  const pinDir = f['pin-dir'] ?? DEFAULT_PIN_DIR;
+  const { ifaces, pinDir } = await targets(f, io.env);
   const checks = f.netns
-    ? runDoctorInNetns(f.netns, ['doctor', '--json', '--pin-dir', pinDir, ...ifaces.flatMap((i) => ['--iface', i])])
+    ? runDoctorInNetns(f.netns, ['doctor', '--json', '--pin-dir', pinDir, ...ifaces.flatMap((i) => ['--interface', i])])
     : await runDoctor({ ifaces, pinDir });
   const count = (s: Check['status']) => checks.filter((c) => c.status === s).length;
   const summary = { ok: count('ok'), warn: count('warn'), fail: count('fail'), skip: count('skip') };
@@ -28,11 +49,11 @@ export async function doctorCommand(io: Io, f: DoctorFlags): Promise<number> {
       io.out(`${MARK[c.status]}  ${c.id.padEnd(width)}  ${c.detail}`);
       if (c.fix && c.status !== 'ok') io.out(`${' '.repeat(width + 8)}-> ${c.fix}`);
     }
-    if (ifaces.length === 0) io.out('\n(no --iface given: interface checks skipped; pass the interfaces `baton lb` will attach to)');
+    if (ifaces.length === 0) io.out('\n(no interface configured: interface checks skipped; pass the ones `baton lb` will attach to with --interface)');
     io.out(
       summary.fail
         ? `\n${summary.fail} failed, ${summary.warn} warnings: fix the failures before starting \`baton lb\``
-        : `\nno failures${summary.warn ? ` (${summary.warn} warnings)` : ''}: ready for \`baton lb${ifaces.map((i) => ` --iface ${i}`).join('')}\``,
+        : `\nno failures${summary.warn ? ` (${summary.warn} warnings)` : ''}: ready for \`baton lb${ifaces.map((i) => ` --interface ${i}`).join('')}\``,
     );
   }
   return summary.fail ? EXIT.FAILED : EXIT.OK;

@@ -17,7 +17,7 @@ export const MAIN_HELP = `baton: move live TCP connections between hosts without
 Usage: baton <command> [options]
 
 Run the load balancer (talks to the kernel: loads XDP, pins maps under bpffs):
-  lb                   start the daemon on the LB host: datapath on --iface, REST API, metrics
+  lb                   start the daemon on the LB host: datapath on --interface, REST API, metrics
   down                 tear down what \`baton lb\` pinned (spliced connections stop flowing)
   doctor               check this host for what baton needs (kernel, bpffs, offloads, rp_filter, ...)
 
@@ -34,8 +34,8 @@ Observe (talks to the metrics listener, ${DEFAULT_METRICS_URL} by default):
 ${GLOBAL_OPTIONS}
 
 Examples:
-  baton doctor --iface eth0                         # before the first start
-  baton lb --iface eth0 --iface eth1                # start the daemon (see baton lb --help)
+  baton doctor --interface eth0                         # before the first start
+  baton lb --interface eth0 --interface eth1                # start the daemon (see baton lb --help)
   baton status
   baton splices ls --state forwarding --json | jq '.items[].client'
   baton handoff 17 10.0.2.7:8080
@@ -103,29 +103,29 @@ Examples:
   baton metrics --raw | grep baton_datapath
   baton metrics --metrics-url http://127.0.0.1:9300/metrics --json`,
 
-  doctor: `Usage: baton doctor [--iface <dev>]... [--pin-dir <dir>] [--netns <name>] [--json]
+  doctor: `Usage: baton doctor [-i|--interface <dev>]... [--pin-dir <dir>] [--config <file>] [--netns <name>] [--json]
 
 Checks this host (or network namespace) for what baton needs and for the
 setup mistakes that break splicing, each ok / warn / fail with what to do:
 kernel version and BTF, bpffs at the pin directory, root / CAP_NET_ADMIN /
-CAP_BPF, libbpf, the built BPF objects, each --iface (exists, XDP mode
+CAP_BPF, libbpf, the built BPF objects, each --interface (exists, XDP mode
 attached, TX checksum offload, GRO/LRO, rp_filter), ip_forward, conntrack
 (mid-stream packets of moved flows are INVALID unless tcp_be_liberal/loose),
 TCP_REPAIR on a real socket, tcp_timestamps/sack.
 Talks to: the kernel only (sysfs, procfs, ip, ethtool); the daemon need not run.
 
 Options:
-  --iface <dev>        an interface the daemon will attach to (repeatable)
+  -i, --interface <dev>  an interface the daemon will attach to (repeatable)
   --pin-dir <dir>      where the daemon pins maps and links (default /sys/fs/bpf/baton)
+  --config <file>      read both from baton lb's config file instead
+The same BATON_INTERFACES / BATON_PIN_DIR / BATON_CONFIG as baton lb apply.
   --netns <name>       run the checks inside network namespace <name> (ip netns)
   --json               print the checks as JSON
 
 Exit code 1 when any check fails (warnings do not).
 
 Examples:
-  baton doctor --iface eth0 --iface eth1
-  baton doctor --netns lb1 --iface to-client --json`,
+  baton doctor --interface eth0 --interface eth1
+  baton doctor --netns lb1 --interface to-client --json`,
 
-  lb: `Usage: baton lb --iface <dev> [...]: runs the daemon; see \`baton lb --help\` once control/daemon is built.`,
-  down: `Usage: baton down [...]: tears down what \`baton lb\` pinned; see \`baton down --help\`.`,
 };

@@ -6,9 +6,11 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createClient } from '../sdk/client.js';
+import { BatonError } from '../errors.js';
 import { BatonApiError } from '../sdk/errors.js';
 import { handoffCommand, splicesLs, splicesRm, splicesShow, statusCommand } from './api-commands.js';
-import { doctorCommand } from './doctor-command.js';
+import { lbCommand, downCommand } from './daemon-commands.js';
+import { doctorCommand, type DoctorFlags } from './doctor-command.js';
 import { COMMAND_HELP, MAIN_HELP } from './help.js';
 import { type Io, printJson, processIo } from './io.js';
 import { metricsCommand } from './metrics-command.js';
@@ -28,7 +30,13 @@ const COMMAND_OPTIONS: Record<string, Options> = {
   splices: { state: { type: 'string' }, backend: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' }, all: { type: 'boolean' } },
   handoff: { 'quiesce-timeout-ms': { type: 'string' } },
   metrics: { 'metrics-url': { type: 'string' }, raw: { type: 'boolean' } },
-  doctor: { iface: { type: 'string', multiple: true }, 'pin-dir': { type: 'string' }, netns: { type: 'string' } },
+  doctor: {
+    interface: { type: 'string', short: 'i', multiple: true },
+    iface: { type: 'string', multiple: true },
+    'pin-dir': { type: 'string' },
+    config: { type: 'string', short: 'c' },
+    netns: { type: 'string' },
+  },
 };
 
 /** Commands run by the daemon module (it parses its own flags). */
@@ -53,13 +61,6 @@ function findCommand(argv: string[]): { command: string | undefined; index: numb
 export interface MainDeps {
   /** how commands write; default: process stdout/stderr */
   io?: (json: boolean) => Io;
-  /** the daemon entry points (default: lazily imported from control/daemon) */
-  loadDaemon?: () => Promise<DaemonModule>;
-}
-
-export interface DaemonModule {
-  runDaemon?: (argv: string[], env: NodeJS.ProcessEnv) => Promise<number>;
-  runDown?: (argv: string[], env: NodeJS.ProcessEnv) => Promise<number>;
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, deps: MainDeps = {}): Promise<number> {
@@ -67,7 +68,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   const jsonWanted = argv.includes('--json');
   const io = (deps.io ?? ((j) => processIo(j, env)))(jsonWanted);
   try {
-    if (command && DAEMON_COMMANDS.has(command)) return await runDaemonCommand(command, [...argv.slice(0, index), ...argv.slice(index + 1)], env, deps);
+    if (command && DAEMON_COMMANDS.has(command)) {
+      const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
+      return command === 'lb' ? await lbCommand(io, rest) : await downCommand(io, rest);
+    }
     if (command === 'help') {
       const topic = argv[index + 1];
       io.out(topic && COMMAND_HELP[topic] ? COMMAND_HELP[topic] : MAIN_HELP);
@@ -98,8 +102,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       return EXIT.OK;
     }
     if (command === 'doctor') {
-      if (positionals.length) throw new UsageError(`doctor takes no arguments (got ${positionals.join(' ')}); interfaces go in --iface`, command);
-      return await doctorCommand(io, values as { iface?: string[]; 'pin-dir'?: string; netns?: string });
+      if (positionals.length) throw new UsageError(`doctor takes no arguments (got ${positionals.join(' ')}); interfaces go in --interface`, command);
+      return await doctorCommand(io, values as DoctorFlags);
     }
     if (command === 'metrics') {
       if (positionals.length) throw new UsageError(`metrics takes no arguments (got ${positionals.join(' ')})`, command);
@@ -146,19 +150,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   }
 }
 
-async function runDaemonCommand(command: string, argv: string[], env: NodeJS.ProcessEnv, deps: MainDeps): Promise<number> {
-  let mod: DaemonModule;
-  try {
-    // Lazy: the daemon pulls in fastify, prom-client and the libbpf binding, which the other commands do not need.
-    mod = deps.loadDaemon ? await deps.loadDaemon() : ((await import('../daemon/index.js' as string)) as DaemonModule);
-  } catch (e) {
-    throw new Error(`the daemon could not be loaded (${(e as Error).message.split('\n')[0]}); is this a complete build? (make; or node --import tsx control/cli.ts from the source tree)`);
-  }
-  const run = command === 'lb' ? mod.runDaemon : mod.runDown;
-  if (!run) throw new Error(`this build's daemon module has no entry point for \`baton ${command}\``);
-  return run(argv, env);
-}
-
 function report(io: Io, e: unknown): number {
   if (e instanceof UsageError) {
     if (io.json) printJson(io, { error: 'usage', message: e.message });
@@ -167,8 +158,14 @@ function report(io: Io, e: unknown): number {
   }
   if (e instanceof BatonApiError) {
     if (io.json) printJson(io, e.toJSON());
-    else io.err(`baton: ${e.title}${e.detail ? `\n  ${e.detail}` : ''}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''}${e.status ? `, HTTP ${e.status}` : ''})`);
+    else io.err(`baton: ${e.title}${e.detail ? `\n  ${e.detail}` : ''}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''}${e.code !== 'API_UNREACHABLE' ? `, HTTP ${e.status}` : ''})`);
     return e.code === 'API_UNREACHABLE' ? EXIT.UNREACHABLE : EXIT.FAILED;
+  }
+  if (e instanceof BatonError) {
+    // From the daemon's modules (lb, down): configuration and datapath errors.
+    if (io.json) printJson(io, { code: e.code, status: e.status, detail: e.message, ...(e.reason ? { reason: e.reason } : {}) });
+    else io.err(`baton: ${e.message}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''})`);
+    return e.code === 'CONFIG_INVALID' ? EXIT.USAGE : EXIT.FAILED;
   }
   const msg = e instanceof Error ? e.message : String(e);
   if (io.json) printJson(io, { error: 'failed', message: msg });

@@ -104,7 +104,7 @@ export function checkInterface(dev: string): Check[] {
   const l = link(dev);
   if (!l) {
     const names = command('ip', ['-o', 'link', 'show'])?.split('\n').map((x) => x.split(': ')[1]?.split('@')[0]).filter(Boolean) ?? [];
-    return [bad('iface', 'fail', `no interface ${dev} in this network namespace (there are: ${names.join(', ') || 'none'})`, 'pass the interfaces the LB receives client and back-end traffic on (--iface), or --netns for another namespace', dev)];
+    return [bad('iface', 'fail', `no interface ${dev} in this network namespace (there are: ${names.join(', ') || 'none'})`, 'pass the interfaces the LB receives client and back-end traffic on (--interface), or --netns for another namespace', dev)];
   }
   const veth = l.linkinfo?.info_kind === 'veth';
   const out: Check[] = [ok('iface', `${dev}: ifindex ${l.ifindex}, ${l.operstate ?? 'state unknown'}${veth ? ', veth' : ''}`, dev)];
@@ -132,7 +132,7 @@ const XDP_MODES: Record<number, string> = { 1: 'native (driver)', 2: 'generic (s
 function checkXdp(dev: string, l: NonNullable<ReturnType<typeof link>>, veth: boolean): Check {
   const x = l.xdp;
   const vethNote = veth ? '; its veth peer must run an XDP program too, or redirected frames are dropped' : '';
-  if (!x) return bad('xdp', 'warn', `${dev}: no XDP program attached`, `\`baton lb --iface ${dev}\` attaches baton_xdp${vethNote}`, dev);
+  if (!x) return bad('xdp', 'warn', `${dev}: no XDP program attached`, `\`baton lb --interface ${dev}\` attaches baton_xdp${vethNote}`, dev);
   const progs = (x.attached ?? [{ mode: x.mode, prog: x.prog }]).map((a) => `${a.prog?.name ?? '?'} ${XDP_MODES[a.mode] ?? `mode ${a.mode}`}`);
   const baton = (x.attached ?? [{ mode: x.mode, prog: x.prog }]).find((a) => a.prog?.name === 'baton_xdp');
   if (!baton) return bad('xdp', 'warn', `${dev}: another XDP program is attached (${progs.join(', ')})`, `detach it (ip link set dev ${dev} xdp off) or baton lb cannot attach baton_xdp`, dev);

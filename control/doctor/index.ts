@@ -13,7 +13,11 @@ import {
 
 export type { Check, CheckStatus } from './checks.js';
 
-/** Where `baton lb` pins maps and links unless told otherwise. */
+/**
+ * Where `baton lb` pins maps and links unless told otherwise. The source of
+ * truth is control/daemon/config.ts (OPTIONS.pinDir); this copy serves only
+ * hosts where that module cannot load, and a unit test keeps the two equal.
+ */
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/baton';
 
 export interface DoctorOptions {

@@ -162,7 +162,7 @@ function unreachable(endpoint: Endpoint, cause: Error & { code?: string }): Bato
   const why = cause.code ?? cause.message;
   const notRunning = cause.code === 'ECONNREFUSED' || cause.code === 'ENOENT';
   const detail = notRunning
-    ? `nothing listens on ${where} (${why}): is the daemon running? Start it with \`baton lb --iface <dev>\`, or point --api / ${ENV_API} at where it listens`
+    ? `nothing listens on ${where} (${why}): is the daemon running? Start it with \`baton lb --interface <dev>\`, or point --api / ${ENV_API} at where it listens`
     : `could not talk to ${where}: ${cause.message}${cause.code === 'EACCES' ? ' (permission denied on the socket: run as root or as the socket\'s owner)' : ''}`;
   return new BatonApiError({ code: 'API_UNREACHABLE', ...ERRORS.API_UNREACHABLE, detail }, { cause });
 }

@@ -13,6 +13,8 @@ export const DEFAULT_METRICS_URL = 'http://127.0.0.1:9300/metrics';
 export const ENV_API = 'BATON_API';
 export const ENV_TOKEN = 'BATON_TOKEN';
 export const ENV_METRICS_URL = 'BATON_METRICS_URL';
+/** The daemon's own metrics listen setting (host:port or off); read when BATON_METRICS_URL is unset. */
+export const ENV_METRICS = 'BATON_METRICS';
 
 export type Endpoint = { url: string; socketPath?: undefined } | { socketPath: string; url?: undefined };
 

@@ -3,7 +3,7 @@
  * parse into samples, and estimate quantiles from histogram buckets the way
  * Prometheus's histogram_quantile() does (linear within a bucket).
  */
-import { DEFAULT_METRICS_URL, ENV_METRICS_URL } from './endpoint.js';
+import { DEFAULT_METRICS_URL, ENV_METRICS, ENV_METRICS_URL } from './endpoint.js';
 import { BatonApiError } from './errors.js';
 import { ERRORS } from '../errors.js';
 
@@ -20,8 +20,14 @@ export interface MetricFamily {
   samples: Sample[];
 }
 
+/** --metrics-url, else BATON_METRICS_URL, else the daemon's BATON_METRICS listen address, else the default. */
 export function metricsUrl(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return explicit ?? (env[ENV_METRICS_URL]?.trim() || DEFAULT_METRICS_URL);
+  if (explicit) return explicit;
+  const url = env[ENV_METRICS_URL]?.trim();
+  if (url) return url;
+  const listen = env[ENV_METRICS]?.trim();
+  if (listen && listen !== 'off') return `http://${listen}/metrics`;
+  return DEFAULT_METRICS_URL;
 }
 
 /** GET the exposition text. Throws BatonApiError API_UNREACHABLE with what to do. */
@@ -34,7 +40,7 @@ export async function fetchMetrics(url: string, timeoutMs = 10_000): Promise<str
     throw new BatonApiError({
       code: 'API_UNREACHABLE',
       ...ERRORS.API_UNREACHABLE,
-      detail: `could not scrape ${url} (${cause?.code ?? (e as Error).message}): is the daemon running? Start it with \`baton lb --iface <dev>\`, or pass --metrics-url / ${ENV_METRICS_URL}`,
+      detail: `could not scrape ${url} (${cause?.code ?? (e as Error).message}): is the daemon running? Start it with \`baton lb --interface <dev>\`, or pass --metrics-url / ${ENV_METRICS_URL}`,
     }, { cause: e });
   }
   const text = await res.text();

@@ -1,0 +1,42 @@
+/**
+ * `baton lb` and `baton down` run control/daemon in this process. Imported
+ * lazily: the daemon pulls in fastify, prom-client and the libbpf binding,
+ * which the other commands (and hosts that only query the API) do not need.
+ */
+import { type Io, printJson } from './io.js';
+import { EXIT } from './usage.js';
+
+export async function lbCommand(io: Io, argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    const { configHelp } = await import('../daemon/config.js');
+    io.out(`${configHelp()}\n\nExamples:\n  baton lb --interface eth0 --interface eth1\n  baton lb -i eth0 --api unix:/run/baton/api.sock --token "$(cat /etc/baton/token)"\n  BATON_CONFIG=/etc/baton/lb.json baton lb\n\nBefore the first start: baton doctor --interface eth0. Stop with SIGTERM (the datapath stays attached and\nspliced connections keep flowing; a restart adopts them); remove everything with baton down.`);
+    return EXIT.OK;
+  }
+  const { runDaemon } = await import('../daemon/daemon.js');
+  // It serves until SIGTERM/SIGINT (closeWithGrace exits the process); returning leaves the listeners running.
+  await runDaemon(argv, io.env, { handleSignals: true });
+  return EXIT.OK;
+}
+
+export async function downCommand(io: Io, argv: string[]): Promise<number> {
+  const { loadConfig, configHelp } = await import('../daemon/config.js');
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.out(`Usage: baton down [--pin-dir <dir>] [--config <file>] [--json]
+
+Detaches every XDP link \`baton lb\` pinned under the pin directory and removes its
+pinned maps: every spliced connection stops being forwarded (their clients see
+resets or time out). Stop the daemon first (SIGTERM). Talks to: the kernel (bpffs).
+Takes the same settings as baton lb (only the pin directory matters):
+
+${configHelp().split('\n').filter((l) => /pin-dir|BATON_PIN_DIR|bpffs directory|--config|BATON_CONFIG|JSON object/.test(l)).join('\n')}`);
+    return EXIT.OK;
+  }
+  const { teardown } = await import('../daemon/daemon.js');
+  const args = argv.filter((a) => a !== '--json');
+  const cfg = loadConfig(args, io.env);
+  const r = teardown(cfg);
+  if (io.json) printJson(io, { pinDir: cfg.pinDir, ...r });
+  else if (r.detached.length === 0 && r.unpinned.length === 0) io.out(`nothing pinned under ${cfg.pinDir}: baton is not attached here`);
+  else io.out(`baton removed from ${cfg.pinDir}: XDP detached from ifindex ${r.detached.join(', ') || '(none)'}; ${r.unpinned.length} pinned map(s) removed`);
+  return EXIT.OK;
+}

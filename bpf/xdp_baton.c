@@ -13,9 +13,6 @@
 #include "lib/tcp_rewrite.h"
 #include "lib/fwd.h"
 
-#ifndef WRITE_ONCE
-#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
-#endif
 
 static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
 				       __u32 *reason)
@@ -23,6 +20,7 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 	const struct baton_handoff *h;
 	__u32 bytes = ctx_len(ctx);
 	__u32 ack = p->ack;
+	__u64 now;
 	int k, rc;
 
 	if (f->state == BATON_STATE_HOLD) {
@@ -41,6 +39,10 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 		return CTX_DROP;
 	}
 
+	/* One clock read per packet, for the track and the next-hop cache;
+	 * the coarse clock (jiffies) is enough for both and cheaper. */
+	now = bpf_ktime_get_coarse_ns();
+
 	if (f->kind == BATON_KIND_CLIENT) {
 		k = select_handoff(f, p);
 		if (k < 0 || k >= BATON_MAX_HANDOFFS) {
@@ -49,11 +51,12 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 		}
 		h = &f->handoff[k];
 		ack = clamp_ack(h, p->ack);
-		track_segment(&f->track, p->seq, p->ack, p, bytes);
+		track_segment(&f->track, p->seq, p->ack, p, bytes, now);
 	} else {
+		k = 0;
 		h = &f->handoff[0];
 		/* Tracked in client sequence space, i.e. after translation. */
-		track_segment(&f->track, p->seq + h->x.seq_delta, p->ack + h->x.ack_delta, p, bytes);
+		track_segment(&f->track, p->seq + h->x.seq_delta, p->ack + h->x.ack_delta, p, bytes, now);
 	}
 
 	rc = rewrite_segment(ctx, p, &h->x, ack);
@@ -61,7 +64,7 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 		*reason = rc;
 		return CTX_DROP;
 	}
-	return forward_frame(ctx, &h->x, p, reason);
+	return forward_frame(ctx, f, k, &h->x, p, now, reason);
 }
 
 SEC("xdp")

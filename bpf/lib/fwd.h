@@ -13,6 +13,10 @@
 #include "ctx.h"
 #include "parse.h"
 
+#ifndef WRITE_ONCE
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+#endif
+
 #ifndef AF_INET
 #define AF_INET 2
 #endif
@@ -20,13 +24,13 @@
 #define AF_INET6 10
 #endif
 
-/* Returns the verdict and sets *reason. */
-static __always_inline int forward_frame(ctx_t *ctx, const struct baton_xlate *x,
-					 const struct baton_pkt *p, __u32 *reason)
+/* Fills *nh from a FIB lookup for the rewritten tuple. Returns 0, or a
+ * verdict with *reason set when the packet cannot be forwarded from here. */
+static __always_inline int lookup_nexthop(ctx_t *ctx, const struct baton_xlate *x,
+					  const struct baton_pkt *p, struct baton_nexthop *nh,
+					  __u32 *reason)
 {
 	struct bpf_fib_lookup fib = {};
-	struct ethhdr *eth;
-	void *end;
 	int rc;
 
 	fib.ifindex = ctx_ingress_ifindex(ctx);
@@ -57,21 +61,46 @@ static __always_inline int forward_frame(ctx_t *ctx, const struct baton_xlate *x
 		*reason = BATON_R_FWD_STACK;
 		return CTX_PASS;
 	}
+	nh->ifindex = fib.ifindex;
+	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+	return 0;
+}
+
+/* Forwards a rewritten frame per the entry's next-hop cache, refreshing it
+ * from the FIB when it is empty, stale or for another handoff. Returns the
+ * verdict and sets *reason. */
+static __always_inline int forward_frame(ctx_t *ctx, struct baton_flow *f, __u32 k,
+					 const struct baton_xlate *x, const struct baton_pkt *p,
+					 __u64 now, __u32 *reason)
+{
+	struct baton_nexthop *nh = &f->nexthop;
+	struct ethhdr *eth;
+	int rc;
+
+	if (nh->expires_ns <= now || nh->handoff != k) {
+		/* Readers on other CPUs skip the cache while it is rewritten. */
+		WRITE_ONCE(nh->expires_ns, 0);
+		rc = lookup_nexthop(ctx, x, p, nh, reason);
+		if (rc)
+			return rc;
+		nh->handoff = k;
+		WRITE_ONCE(nh->expires_ns, now + BATON_NEXTHOP_TTL_NS);
+	}
 
 	eth = ctx_data(ctx);
-	end = ctx_data_end(ctx);
-	if ((void *)(eth + 1) > end) {
+	if ((void *)(eth + 1) > ctx_data_end(ctx)) {
 		*reason = BATON_R_DROP_REWRITE;
 		return CTX_DROP;
 	}
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-	if (fib.ifindex == ctx_ingress_ifindex(ctx)) {
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+	if (nh->ifindex == ctx_ingress_ifindex(ctx)) {
 		*reason = BATON_R_FWD_TX;
 		return CTX_TX;
 	}
 	*reason = BATON_R_FWD_REDIRECT;
-	return bpf_redirect(fib.ifindex, 0);
+	return bpf_redirect(nh->ifindex, 0);
 }
 
 #endif /* BATON_LIB_FWD_H */

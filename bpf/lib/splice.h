@@ -47,13 +47,13 @@ static __always_inline __u32 clamp_ack(const struct baton_handoff *h, __u32 ack)
  * an update; flows are steered to one CPU by RSS and userspace only uses
  * these values as hints confirmed over several reads. */
 static __always_inline void track_segment(struct baton_track *t, __u32 seq, __u32 ack,
-					  const struct baton_pkt *p, __u32 bytes)
+					  const struct baton_pkt *p, __u32 bytes, __u64 now)
 {
 	__u32 end = seq + p->payload_len + ((p->tcp_flags & TCPF_FIN) ? 1 : 0);
 
 	t->packets++;
 	t->bytes += bytes;
-	t->last_ns = bpf_ktime_get_ns();
+	t->last_ns = now;
 	if (!(t->flags & BATON_TRACK_F_SEEN)) {
 		t->seq_end = end;
 		t->ack_max = ack;

@@ -158,10 +158,10 @@ static __always_inline int rewrite_tcp_options(__u8 *buf, __u32 hlen, const stru
 	return w.err;
 }
 
-/* Rewrites TCP header and IP addresses of *p per *x. Returns 0 or a
+/* General path: any valid option layout, XDP and TC. Returns 0 or a
  * baton_reason to drop with. */
-static __always_inline int rewrite_segment(ctx_t *ctx, const struct baton_pkt *p,
-					   const struct baton_xlate *x, __u32 ack_in)
+static __always_inline int rewrite_segment_general(ctx_t *ctx, const struct baton_pkt *p,
+						   const struct baton_xlate *x, __u32 ack_in)
 {
 	__u8 oldh[TCP_BUF_SIZE] = {}, newh[TCP_BUF_SIZE];
 	__u32 hlen = p->tcp_hlen;
@@ -218,6 +218,155 @@ static __always_inline int rewrite_segment(ctx_t *ctx, const struct baton_pkt *p
 		__builtin_memcpy(&ip6->daddr, x->daddr, 16);
 	}
 	return 0;
+}
+
+#ifndef BATON_CTX_TC
+/* ---- Fast path: in place, for the option layouts Linux sends on an
+ * established connection (tcp_options_write): none; NOP NOP TS; NOP NOP TS
+ * NOP NOP SACK(1-3); NOP NOP SACK(1-4). Every changed field is rewritten
+ * where it lies and its change summed for the checksums, with no helper
+ * call: this is most of the per-packet cost of the general path below.
+ * XDP only: under TC a direct write would leave skb->csum stale. */
+
+#define OPT_NOP_NOP_TS bpf_htonl(0x0101080a)
+#define OPT_NOP_NOP_SACK_MASK bpf_htonl(0xffffff00)
+#define OPT_NOP_NOP_SACK bpf_htonl(0x01010500)
+
+/* Adds delta to the big-endian 32-bit field at q (any alignment: x86 and
+ * arm64 load unaligned packet words, and the verifier allows it there). */
+static __always_inline void pkt_add_be32(void *q, __u32 delta, __u64 *acc)
+{
+	__u32 old = *(__u32 *)q;
+	__u32 new = bpf_htonl(bpf_ntohl(old) + delta);
+
+	*(__u32 *)q = new;
+	csum_acc32(acc, old, new);
+}
+
+/* Returns 0 when done, 1 when the layout is not one of the above (nothing
+ * was changed; take the general path), or a drop reason. */
+static __always_inline int rewrite_in_place(ctx_t *ctx, const struct baton_pkt *p,
+					    const struct baton_xlate *x, __u32 ack_in)
+{
+	void *data = ctx_data(ctx);
+	void *end = ctx_data_end(ctx);
+	struct tcphdr *th = data + (p->l4_off & 0x7f); /* at most 14 + 60 */
+	__u32 hlen = p->tcp_hlen, sack_at = 0, nsack = 0, addr_acc32;
+	__u64 acc = 0, addr_acc = 0;
+	int ts = 0;
+	__u32 v;
+
+	if ((void *)th + 24 > end)
+		return 1;
+	/* Layout first, before anything is written. */
+	if (hlen > 20) {
+		v = *(__u32 *)(th + 1);
+		if (v == OPT_NOP_NOP_TS) {
+			if (hlen < 32)
+				return 1;
+			ts = 1;
+			if (hlen > 32)
+				sack_at = 32;
+		} else {
+			sack_at = 20;
+		}
+		if (sack_at) {
+			__u8 *sk = (void *)th + sack_at;
+			__u32 len;
+
+			if ((void *)sk + 4 > end)
+				return 1;
+			v = *(__u32 *)sk;
+			if ((v & OPT_NOP_NOP_SACK_MASK) != OPT_NOP_NOP_SACK)
+				return 1;
+			len = sk[3];
+			if (len != hlen - sack_at - 2 || len < 10 || ((len - 2) & 7))
+				return 1;
+			nsack = (len - 2) >> 3;
+			if (nsack > 4)
+				return 1;
+		}
+	}
+
+	csum_acc16(&acc, th->source, x->sport);
+	th->source = x->sport;
+	csum_acc16(&acc, th->dest, x->dport);
+	th->dest = x->dport;
+	v = bpf_htonl(p->seq + x->seq_delta);
+	csum_acc32(&acc, th->seq, v);
+	th->seq = v;
+	if (p->tcp_flags & TCPF_ACK) {
+		v = bpf_htonl(ack_in + x->ack_delta);
+		csum_acc32(&acc, th->ack_seq, v);
+		th->ack_seq = v;
+	}
+	v = bpf_htons(rescale_window(bpf_ntohs(th->window), x->wscale_in, x->wscale_out));
+	csum_acc16(&acc, th->window, v);
+	th->window = v;
+
+	if (ts && (x->flags & BATON_XLATE_F_TS)) {
+		if ((void *)th + 32 > end)
+			return BATON_R_DROP_REWRITE;
+		pkt_add_be32((void *)th + 24, x->tsval_delta, &acc);
+		/* TSecr 0 echoes nothing: left alone (see opt_walk_step). */
+		if (*(__u32 *)((void *)th + 28))
+			pkt_add_be32((void *)th + 28, x->tsecr_delta, &acc);
+	}
+#pragma unroll
+	for (__u32 b = 0; b < 8; b++) {
+		__u8 *e = (void *)th + sack_at + 4 + b * 4;
+
+		if (b >= nsack * 2)
+			break;
+		if ((void *)e + 4 > end)
+			return BATON_R_DROP_REWRITE;
+		pkt_add_be32(e, x->ack_delta, &acc);
+	}
+
+	/* Addresses: one change serves the TCP pseudo-header and the IPv4 header. */
+	if (p->key.family == BATON_AF_INET) {
+		struct iphdr *iph = data + sizeof(struct ethhdr);
+
+		if ((void *)(iph + 1) > end)
+			return BATON_R_DROP_REWRITE;
+		csum_acc32(&addr_acc, iph->saddr, x->saddr[0]);
+		csum_acc32(&addr_acc, iph->daddr, x->daddr[0]);
+		iph->saddr = x->saddr[0];
+		iph->daddr = x->daddr[0];
+		addr_acc32 = csum_fold64_32(addr_acc);
+		iph->check = csum_apply_acc(iph->check, addr_acc32);
+	} else {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+
+		if ((void *)(ip6 + 1) > end)
+			return BATON_R_DROP_REWRITE;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			csum_acc32(&addr_acc, ip6->saddr.in6_u.u6_addr32[i], x->saddr[i]);
+			csum_acc32(&addr_acc, ip6->daddr.in6_u.u6_addr32[i], x->daddr[i]);
+			ip6->saddr.in6_u.u6_addr32[i] = x->saddr[i];
+			ip6->daddr.in6_u.u6_addr32[i] = x->daddr[i];
+		}
+		addr_acc32 = csum_fold64_32(addr_acc);
+	}
+	/* th is still valid: nothing above changed the packet's size. */
+	th->check = csum_apply_acc(th->check, acc + addr_acc32);
+	return 0;
+}
+#endif /* !BATON_CTX_TC */
+
+/* Rewrites TCP header and IP addresses of *p per *x. Returns 0 or a
+ * baton_reason to drop with. */
+static __always_inline int rewrite_segment(ctx_t *ctx, const struct baton_pkt *p,
+					   const struct baton_xlate *x, __u32 ack_in)
+{
+#ifndef BATON_CTX_TC
+	int fast = rewrite_in_place(ctx, p, x, ack_in);
+
+	if (fast != 1)
+		return fast;
+#endif
+	return rewrite_segment_general(ctx, p, x, ack_in);
 }
 
 #endif /* BATON_LIB_TCP_REWRITE_H */

@@ -23,7 +23,8 @@ export const LAYOUTS = {
   },
   baton_handoff: { size: 64, fields: { seq_start: 0, ack_floor: 4, x: 8 } },
   baton_track: { size: 40, fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 } },
-  baton_flow: { size: 568, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, track: 16, handoff: 56 } },
+  baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, handoff: 12, smac: 16, dmac: 22 } },
+  baton_flow: { size: 600, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, track: 16, nexthop: 56, handoff: 88 } },
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   baton_ctl: { size: 120, fields: { key: 0, op: 40, state: 44, result: 48, n_handoffs: 52, handoff: 56 } },
   baton_tcp_probe: {

@@ -336,6 +336,19 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
+      {
+        name: 'a layout Linux never sends (TS unpadded, then SACK): the general path translates it the same',
+        input: inp({ ...c2b, seq: 10_028, ack: 500_038, opts: [{ kind: 'timestamp', tsval: 1_070, tsecr: 50_020 }, NOP, NOP, { kind: 'sack', blocks: [[500_100, 500_200]] }] }),
+        output: fwd({
+          ...c2bOut,
+          seq: 70_028,
+          ack: 900_038,
+          win: 32_000,
+          opts: [{ kind: 'timestamp', tsval: 1_070 + C_TSVAL, tsecr: 50_020 + C_TSECR }, NOP, NOP, { kind: 'sack', blocks: [[900_100, 900_200]] }],
+        }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      },
       // ---- timestamps: TSval and TSecr wrap across 2^32 (both back end -> client deltas are negative)
       {
         name: 'back-end TSval and TSecr below their (negative) deltas wrap below zero',

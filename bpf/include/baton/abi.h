@@ -71,7 +71,7 @@ struct baton_handoff {
 struct baton_track {
 	__u64 packets;
 	__u64 bytes;
-	__u64 last_ns;  /* bpf_ktime_get_ns() of the last packet */
+	__u64 last_ns;  /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC, jiffy steps) of the last packet */
 	__u32 seq_end;  /* highest seq + len (+1 for FIN) seen */
 	__u32 ack_max;  /* highest ack seen */
 	__u32 fin_seq;  /* seq of the FIN when BATON_TRACK_F_FIN */
@@ -102,6 +102,23 @@ enum baton_flow_kind {
 	BATON_KIND_BACKEND = 2, /* back end -> LB leg: reverse-mapped to client */
 };
 
+/* The forwarding decision for an entry's current handoff, cached in the
+ * entry by the datapath itself (userspace writes it zeroed): a FIB lookup on
+ * every packet costs more than the whole rewrite, and the next hop of a
+ * connection rarely changes. Looked up again after BATON_NEXTHOP_TTL_NS, and
+ * whenever the client's bytes move to another handoff. */
+struct baton_nexthop {
+	__u64 expires_ns; /* bpf_ktime_get_coarse_ns() bound; 0: empty */
+	__u32 ifindex;    /* egress interface */
+	__u8 handoff;     /* index of the handoff it was looked up for */
+	__u8 pad[3];
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 pad2[4];
+};
+
+#define BATON_NEXTHOP_TTL_NS 500000000ULL /* 500 ms */
+
 /* Value of the connection table. A spliced connection has one CLIENT entry
  * (keyed by client -> VIP) and one BACKEND entry per handoff (keyed by back
  * end -> LB), which reverse-maps to the client (claims 5-7). */
@@ -112,6 +129,7 @@ struct baton_flow {
 	__u8 n_handoffs; /* CLIENT: used entries of handoff[]; BACKEND: 1 */
 	__u8 pad[5];
 	struct baton_track track;
+	struct baton_nexthop nexthop;
 	struct baton_handoff handoff[BATON_MAX_HANDOFFS];
 };
 

@@ -88,6 +88,7 @@ const Handoff = Type.Object({
   wscaleIn: Type.Integer(),
   wscaleOut: Type.Integer(),
   timestamps: Type.Boolean(),
+  retired: Type.Boolean({ description: 'a later handoff replaced this back end; its leg was closed' }),
 });
 
 export const Splice = Type.Object(

@@ -118,7 +118,9 @@ function hold(socket: net.Socket, which: string): Held {
   // Node restarts kernel reads from _read() whenever its buffer runs low; an
   // own no-op shadows the prototype's until giveBack() deletes it.
   (socket as unknown as { _read: () => void })._read = () => {};
-  socket.pause();
+  // Only a flowing stream needs pausing; pausing one that never flowed would
+  // leave it "explicitly paused", so a later 'data' listener would not start it.
+  if (held.wasFlowing) socket.pause();
   return held;
 }
 
@@ -144,7 +146,7 @@ function drainReadBuffer(socket: net.Socket): Buffer {
     for (let chunk: unknown; (chunk = socket.read()) !== null; ) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
     return Buffer.concat(chunks);
   } finally {
-    // Paused (flowing === false), so re-adding does not resume the stream.
+    // Not flowing (paused by hold(), or never started), so re-adding does not start the stream.
     for (const l of listeners) socket.on('data', l);
   }
 }

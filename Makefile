@@ -54,6 +54,20 @@ demo: setup
 	@$(MAKE) --no-print-directory all
 	node --import tsx scripts/demo.ts
 
+# Benchmarks (docs/benchmarks.md): `make bench` runs the full suite (at most
+# 10 minutes on 2 cores; results in bench/results/<date>/), `make bench-quick`
+# or `make bench BENCH=quick` a smoke run (at most 2 minutes; build/bench/).
+# bench/setup adds HAProxy, which only the benchmarks need.
+BENCH ?= full
+bench: setup
+	@bench/setup
+	@$(MAKE) --no-print-directory bpf
+	node --import tsx bench/run.ts $(if $(filter quick,$(BENCH)),--quick)
+
+.PHONY: bench-quick
+bench-quick:
+	@$(MAKE) --no-print-directory bench BENCH=quick
+
 clean:
 	rm -rf $(BUILD) dist
 

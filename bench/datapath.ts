@@ -1,18 +1,60 @@
 /**
  * Datapath microbenchmark (a benchmark, not a test): ns per packet through
  * BPF_PROG_TEST_RUN for each path, with 1k, 100k and 1M spliced connections
- * in the table. Run: node --import tsx bench/datapath.ts [--quick]
+ * in the table, and the kernel memory the connection table takes.
+ * Part of `make bench`; alone: node --import tsx bench/datapath.ts [--quick]
  */
-import { Datapath } from '../control/datapath/datapath.js';
-import { encodeFlow, encodeFlowKey, type Flow, FlowKind, FlowState } from '../control/datapath/abi.js';
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { testRun, xdpActionName } from '../control/bpf/index.js';
+import { encodeFlow, encodeFlowKey, type Flow, FlowKind, FlowState } from '../control/datapath/abi.js';
+import { Datapath } from '../control/datapath/datapath.js';
 import { withNetns } from '../control/net/netns.js';
 import { FixtureNetns } from '../test/lib/fixture.js';
 import { buildPacket } from '../test/lib/packet.js';
+import { type Profile, profileFromArgs } from './profile.js';
 
-const quick = process.argv.includes('--quick');
-const SIZES = quick ? [1_000, 100_000] : [1_000, 100_000, 1_000_000];
-const REPEAT = quick ? 200_000 : 1_000_000;
+export const DATAPATH_PATHS = ['unknown flow (passed)', 'rewrite, no options', 'rewrite + timestamps + SACK(3)', 'blocked (dropped)'] as const;
+export type DatapathPath = (typeof DATAPATH_PATHS)[number];
+/** Axis labels for charts. */
+export const DATAPATH_PATH_SHORT: Record<DatapathPath, string> = {
+  'unknown flow (passed)': 'unknown flow',
+  'rewrite, no options': 'rewrite',
+  'rewrite + timestamps + SACK(3)': 'rewrite + TS + SACK',
+  'blocked (dropped)': 'blocked',
+};
+
+export interface DatapathRow {
+  connections: number;
+  path: DatapathPath;
+  verdict: string;
+  /** counter reasons that moved during the run: proves which path ran */
+  reasons: string;
+  nsPerPacket: number;
+}
+
+export interface TableMemory {
+  /** table capacity the memory was read at (the largest size benchmarked) */
+  capacity: number;
+  entriesFilled: number;
+  keyBytes: number;
+  valueBytes: number;
+  /** the kernel's own accounting of the map (fdinfo `memlock`), bytes */
+  mapBytes: number;
+  bytesPerEntry: number;
+  /** a spliced connection holds a client entry and one back-end entry per handoff */
+  bytesPerConnection: number;
+  /** growth of the kernel's vmalloc + slab + per-CPU memory (/proc/meminfo) over load and fill: a cross-check from outside the map's own accounting */
+  kernelGrowthBytes: number;
+  /** for comparison: slab object sizes a userspace proxy pays per connection (two TCP sockets) */
+  proxySocketBytes: { tcpSock: number; sockInode: number; perConnection: number } | null;
+}
+
+export interface DatapathResults {
+  repeat: number;
+  rows: DatapathRow[];
+  memory: TableMemory;
+}
 
 const xlate = (i: number) => ({
   out: { src: '198.18.2.1', dst: '198.18.3.10', sport: 10000 + (i % 50000), dport: 8080 },
@@ -21,7 +63,7 @@ const xlate = (i: number) => ({
 const flow = (i: number, state: number = FlowState.FORWARD): Flow => ({ connId: BigInt(i), state: state as Flow['state'], kind: FlowKind.CLIENT, handoffs: [{ seqStart: 0, ackFloor: 0, x: xlate(i) }] });
 const key = (i: number): { src: string; dst: string; sport: number; dport: number } => ({ src: `198.18.${100 + ((i >> 16) & 0x3f)}.${(i >> 8) & 0xff}`, dst: '198.19.0.1', sport: 1024 + (i & 0xff) * 200 + ((i >> 14) & 0x3), dport: 80 });
 
-function packets() {
+function packets(): Record<DatapathPath, Buffer> {
   const base = { ip: { version: 4 as const, src: '198.18.100.0', dst: '198.19.0.1' }, payload: Buffer.alloc(100, 1) };
   const k0 = key(0);
   const tcp = { sport: k0.sport, dport: 80, seq: 5000, ack: 7000, flags: 'PA', window: 512 };
@@ -32,18 +74,26 @@ function packets() {
       ...base,
       tcp: { ...tcp, options: [{ kind: 'nop' }, { kind: 'nop' }, { kind: 'timestamp', tsval: 123456, tsecr: 654321 }, { kind: 'nop' }, { kind: 'nop' }, { kind: 'sack', blocks: [[7100, 7200], [7300, 7400], [7500, 7600]] }] },
     }),
+    'blocked (dropped)': buildPacket({ ip: { version: 4, src: BLOCKED_KEY.src, dst: BLOCKED_KEY.dst }, tcp: { sport: 1, dport: 80, seq: 1, ack: 1, flags: 'PA' }, payload: Buffer.alloc(100) }),
   };
 }
+const BLOCKED_KEY = { src: '198.18.251.1', dst: '198.19.0.1', sport: 1, dport: 80 };
 
-async function main(): Promise<void> {
+/** Entries besides the benchmarked connections: the blocked flow and the rewrite mirror. */
+const EXTRA_ENTRIES = 2;
+/** Capacity above the largest size: room for the extra entries with margin. */
+const TABLE_SLACK = 16;
+
+export async function runDatapathBench(profile: Pick<Profile, 'datapathSizes' | 'datapathRepeat'>, log: (line: string) => void = () => {}): Promise<DatapathResults> {
+  const sizes = profile.datapathSizes;
+  const repeat = profile.datapathRepeat;
   const ns = await FixtureNetns.create();
-  const max = Math.max(...SIZES);
-  const dp = await Datapath.load({ flowsCapacity: max + 16 });
+  const max = Math.max(...sizes);
+  const kernelBefore = kernelAllocated();
+  const dp = await Datapath.load({ flowsCapacity: max + TABLE_SLACK });
   try {
     const pk = packets();
-    const blockedKey = { src: '198.18.251.1', dst: '198.19.0.1', sport: 1, dport: 80 };
-    dp.flows.update(encodeFlowKey(blockedKey), encodeFlow(flow(0, FlowState.BLOCK)));
-    const blockedPkt = buildPacket({ ip: { version: 4, src: blockedKey.src, dst: blockedKey.dst }, tcp: { sport: 1, dport: 80, seq: 1, ack: 1, flags: 'PA' }, payload: Buffer.alloc(100) });
+    dp.flows.update(encodeFlowKey(BLOCKED_KEY), encodeFlow(flow(0, FlowState.BLOCK)));
     // BPF_PROG_TEST_RUN repeats the program on the same buffer, so a
     // rewritten packet is what the next repetition sees. A mirror entry keyed
     // by the rewritten tuple translates it back: every repetition is a real
@@ -55,27 +105,80 @@ async function main(): Promise<void> {
       connId: 0n, state: FlowState.FORWARD, kind: FlowKind.CLIENT,
       handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x0, out: k0, seqDelta: -x0.seqDelta >>> 0, ackDelta: -x0.ackDelta >>> 0, tsvalDelta: -x0.tsvalDelta >>> 0, tsecrDelta: -x0.tsecrDelta >>> 0, wscaleIn: x0.wscaleOut, wscaleOut: x0.wscaleIn } }],
     }));
+    const rows: DatapathRow[] = [];
     let filled = 0;
-    console.log(`baton datapath: ns/packet via BPF_PROG_TEST_RUN, ${REPEAT} runs each, kernel ${process.platform} ${(await import('node:os')).release()}`);
-    console.log(`${'connections'.padStart(12)}  ${'path'.padEnd(34)} ${'verdict'.padEnd(9)} ns/packet`);
-    for (const n of SIZES) {
+    for (const n of sizes) {
       const t0 = performance.now();
       for (; filled < n; filled++) dp.flows.update(encodeFlowKey(key(filled)), encodeFlow(flow(filled)), 'NOEXIST');
-      const fillMs = performance.now() - t0;
-      const cases: Array<[string, Buffer]> = [...Object.entries(pk), ['blocked (dropped)', blockedPkt]];
-      for (const [name, p] of cases) {
+      log(`  table filled to ${n} connections in ${(performance.now() - t0).toFixed(0)} ms`);
+      for (const path of DATAPATH_PATHS) {
         const before = dp.readCounters();
-        const r = withNetns(ns.name, () => testRun(dp.object.program('baton_xdp'), { packet: p, repeat: REPEAT }));
+        const r = withNetns(ns.name, () => testRun(dp.object.program('baton_xdp'), { packet: pk[path], repeat }));
         const after = dp.readCounters();
-        const why = after.filter((a, i) => a.packets !== before[i]!.packets).map((a) => `${a.action}/${a.reason}`).join(',');
-        console.log(`${String(n).padStart(12)}  ${name.padEnd(34)} ${xdpActionName(r.retval).padEnd(9)} ${String(r.durationNs).padStart(9)}  ${why}`);
+        const reasons = after.filter((a, i) => a.packets !== before[i]!.packets).map((a) => `${a.action}/${a.reason}`).join(',');
+        const row: DatapathRow = { connections: n, path, verdict: xdpActionName(r.retval), reasons, nsPerPacket: r.durationNs };
+        rows.push(row);
+        log(`  ${String(n).padStart(9)}  ${path.padEnd(32)} ${row.verdict.padEnd(9)} ${String(row.nsPerPacket).padStart(5)} ns  ${reasons}`);
       }
-      console.log(`${''.padStart(12)}  (table filled to ${n} in ${fillMs.toFixed(0)} ms)`);
     }
+    const mapBytes = mapMemlock(dp.flows.fd);
+    const memory: TableMemory = {
+      capacity: dp.flows.maxEntries,
+      entriesFilled: filled + EXTRA_ENTRIES,
+      keyBytes: dp.flows.keySize,
+      valueBytes: dp.flows.valueSize,
+      mapBytes,
+      bytesPerEntry: mapBytes / dp.flows.maxEntries,
+      bytesPerConnection: (2 * mapBytes) / dp.flows.maxEntries,
+      kernelGrowthBytes: kernelAllocated() - kernelBefore,
+      proxySocketBytes: proxySocketBytes(),
+    };
+    return { repeat, rows, memory };
   } finally {
     dp.close();
     await ns.destroy();
   }
 }
 
-void main();
+/** The kernel's accounting of a BPF map's memory (fdinfo `memlock`, the map's mem_usage on kernels since 6.4). */
+function mapMemlock(fd: number): number {
+  const m = /^memlock:\s+(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  if (!m) throw new Error(`no memlock line in /proc/self/fdinfo/${fd}`);
+  return Number(m[1]);
+}
+
+/**
+ * Kernel memory that a BPF map's allocation lands in: vmalloc (large
+ * preallocated element areas), slab, per-CPU. Other tenants move these far
+ * less than MemAvailable, so the growth around one load is readable.
+ */
+function kernelAllocated(): number {
+  const meminfo = readFileSync('/proc/meminfo', 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1] ?? Number.NaN);
+  return (kb('VmallocUsed') + kb('Slab') + kb('Percpu')) * 1024;
+}
+
+/** Slab object sizes of a TCP socket and its inode: what each of a proxy's two sockets per connection costs before any buffer. */
+function proxySocketBytes(): TableMemory['proxySocketBytes'] {
+  let text: string;
+  try {
+    text = readFileSync('/proc/slabinfo', 'utf8');
+  } catch {
+    return null;
+  }
+  const objsize = (name: string) => Number(new RegExp(`^${name}\\s+\\d+\\s+\\d+\\s+(\\d+)`, 'm').exec(text)?.[1] ?? Number.NaN);
+  const tcpSock = objsize('TCP');
+  const sockInode = objsize('sock_inode_cache');
+  if (!Number.isFinite(tcpSock) || !Number.isFinite(sockInode)) return null;
+  return { tcpSock, sockInode, perConnection: 2 * (tcpSock + sockInode) };
+}
+
+async function main(): Promise<void> {
+  const profile = profileFromArgs(process.argv.slice(2));
+  console.log(`baton datapath: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs each`);
+  const r = await runDatapathBench(profile, (l) => console.log(l));
+  const m = r.memory;
+  console.log(`connection table: ${m.mapBytes} bytes for ${m.capacity} entries (preallocated) = ${m.bytesPerEntry.toFixed(0)} B/entry, ${m.bytesPerConnection.toFixed(0)} B per spliced connection; kernel vmalloc+slab+percpu grew ${m.kernelGrowthBytes} bytes`);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();

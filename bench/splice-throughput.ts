@@ -1,59 +1,57 @@
 /**
- * Keep-alive 1 KiB requests/s over spliced connections against plain routing
- * through the same LB namespace, in one run (a benchmark, not a test).
+ * One slice of the suite, for a quick look while working on the datapath:
+ * keep-alive 1 KiB requests/s over spliced connections against plain routing
+ * through the same LB namespace, in one run. `make bench` runs the whole
+ * matrix; this uses the same testbed, variants and wrk runner.
  * Run: node --import tsx bench/splice-throughput.ts [--duration S] [--connections N]
  */
 import { Datapath } from '../control/datapath/datapath.js';
 import { withNetns } from '../control/net/netns.js';
-import { Splicer } from '../control/splice/splicer.js';
-import { createSocketOps } from '../control/tcp/socket-ops.js';
-import { takeSocket } from '../control/tcp/pidfd.js';
-import { startFrontend } from '../test/lib/frontend-driver.js';
 import { startNginx } from '../test/lib/nginx.js';
-import { createTestbed, starTopology, VIP4 } from '../test/lib/testbed.js';
+import { createTestbed, starTopology } from '../test/lib/testbed.js';
+import { runWrk } from './load/wrk.js';
+import { BACKEND_PORT, BATON_FLOWS_CAPACITY, BODIES, PROFILES } from './profile.js';
+import { median } from './throughput.js';
+import { startBaton } from './variants/baton.js';
+import { plainRouting } from './variants/plain.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
-const DURATION = arg('duration', 5);
-const CONNS = arg('connections', 8);
-
-function parseWrk(out: string): { rps: number; p50: string; p99: string } {
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
-  const p50 = /\s50%\s+(\S+)/.exec(out)?.[1] ?? '?';
-  const p99 = /\s99%\s+(\S+)/.exec(out)?.[1] ?? '?';
-  return { rps, p50, p99 };
-}
+const SECONDS = arg('duration', 5);
+const CONNECTIONS = arg('connections', PROFILES.full.wrkConnections);
+const PATH = '/k1.bin';
 
 async function main(): Promise<void> {
   const tb = await createTestbed(starTopology({ backends: 1, vip: true }), { passXdp: (n) => n !== 'lb' });
-  const dp = await Datapath.load({ flowsCapacity: 65536 });
+  const dp = await Datapath.load({ flowsCapacity: BATON_FLOWS_CAPACITY });
   try {
     const lb = tb.node('lb');
     withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
-    const nginx = await startNginx(tb, 'backend1', 8080, { 'k1.bin': 1024 });
-    const fe = await startFrontend(tb, new Splicer(dp, createSocketOps()), takeSocket, { ip: VIP4, port: 80 }, [`${tb.node('backend1').v4}:8080`]);
-    const wrk = async (url: string) =>
-      parseWrk((await tb.exec('client', 'wrk', ['-t', '1', '-c', String(CONNS), '-d', `${DURATION}s`, '--latency', url], { timeoutMs: (DURATION + 30) * 1000 })).stdout);
-    const plain = await wrk(nginx.url('/k1.bin'));
-    const spliced = await wrk(`http://${VIP4}/k1.bin`);
-    console.log(`keep-alive 1 KiB GET, wrk -t1 -c${CONNS} -d${DURATION}s, same testbed and LB namespace`);
-    console.log(`${'variant'.padEnd(34)} ${'req/s'.padStart(10)} ${'p50'.padStart(9)} ${'p99'.padStart(9)}  ratio`);
-    console.log(`${'plain routing through lb'.padEnd(34)} ${plain.rps.toFixed(0).padStart(10)} ${plain.p50.padStart(9)} ${plain.p99.padStart(9)}  1.00x`);
-    console.log(`${'baton splice (XDP)'.padEnd(34)} ${spliced.rps.toFixed(0).padStart(10)} ${spliced.p50.padStart(9)} ${spliced.p99.padStart(9)}  ${(spliced.rps / plain.rps).toFixed(2)}x`);
-    console.log(`splices: ${fe.splices.length}, refused: ${fe.failures.length}, handoff p50 ${median(fe.splices.map((s) => s.timings.totalMs)).toFixed(2)} ms`);
-    fe.stop();
+    const nginx = await startNginx(tb, 'backend1', BACKEND_PORT, { [PATH.slice(1)]: BODIES[PATH] });
+    const baton = await startBaton(tb, dp);
+    const plain = plainRouting(tb);
+    const first = baton.splices.length;
+    console.log(`keep-alive 1 KiB GET, wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, same testbed and LB namespace`);
+    console.log(`${'variant'.padEnd(20)} ${'req/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}  ratio`);
+    let floor = Number.NaN;
+    for (const v of [plain, baton]) {
+      const r = await runWrk(tb, v.url(PATH), { seconds: SECONDS, connections: CONNECTIONS, newConnectionPerRequest: false });
+      await v.afterRun?.();
+      const rps = r.requests / (r.durationUs / 1e6);
+      if (v === plain) floor = rps;
+      console.log(`${v.title.padEnd(20)} ${rps.toFixed(0).padStart(10)} ${(r.p50Us / 1000).toFixed(2).padStart(9)} ${(r.p99Us / 1000).toFixed(2).padStart(9)}  ${(rps / floor).toFixed(2)}x`);
+    }
+    const made = baton.splices.slice(first);
+    console.log(`splices: ${made.length}, refused: ${baton.failures.length}, handoff p50 ${median(made.map((s) => s.timings.totalMs)).toFixed(2)} ms`);
+    for (const [why, n] of Object.entries(baton.refusals())) console.log(`  refused ${n}x: ${why}`);
+    await baton.stop();
     await nginx.stop();
   } finally {
     dp.close();
     await tb.destroy();
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s[Math.floor(s.length / 2)] as number) : NaN;
 }
 
 void main();

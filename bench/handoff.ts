@@ -1,0 +1,76 @@
+/**
+ * Control-plane microbenchmark: how long one splice (handoff) takes and how
+ * many the control plane completes per second, sequentially (one client
+ * connection at a time) and with N client connections opening at once.
+ * The load is wrk with `Connection: close` on a 1 KiB response, so every
+ * request is a new connection and so a new splice; the durations are the
+ * Splicer's own (block -> quiesce -> capture -> forward -> release).
+ */
+import type { Testbed } from '../test/lib/testbed.js';
+import { percentile } from './load/result.js';
+import { runWrk } from './load/wrk.js';
+import type { Profile } from './profile.js';
+import type { BatonVariant } from './variants/baton.js';
+
+/** Upper edges of the histogram buckets, milliseconds (the last bucket is everything above). */
+export const HANDOFF_BUCKETS_MS = [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512] as const;
+
+export interface HandoffRun {
+  concurrency: number;
+  handoffs: number;
+  refused: number;
+  seconds: number;
+  handoffsPerS: number;
+  /** splice duration percentiles, milliseconds */
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** median time spent waiting for both sockets to be quiet (part of the total) */
+  quiesceP50Ms: number;
+  /** count per bucket: le = upper edge in ms, null for the overflow bucket */
+  histogram: Array<{ le: number | null; count: number }>;
+}
+
+export async function runHandoffBench(tb: Testbed, baton: BatonVariant, profile: Profile, log: (line: string) => void): Promise<HandoffRun[]> {
+  const out: HandoffRun[] = [];
+  for (const concurrency of profile.handoffConcurrency) {
+    const first = baton.splices.length;
+    const refusedBefore = baton.failures.length;
+    const r = await runWrk(tb, baton.url('/k1.bin'), { seconds: profile.handoffSeconds, connections: concurrency, newConnectionPerRequest: true });
+    await baton.afterRun?.();
+    const recs = baton.splices.slice(first);
+    const total = recs.map((s) => s.timings.totalMs).sort((a, b) => a - b);
+    const quiesce = recs.map((s) => s.timings.quiesceMs).sort((a, b) => a - b);
+    const seconds = r.durationUs / 1e6;
+    const run: HandoffRun = {
+      concurrency,
+      handoffs: recs.length,
+      refused: baton.failures.length - refusedBefore,
+      seconds,
+      handoffsPerS: recs.length / seconds,
+      p50Ms: percentile(total, 50),
+      p90Ms: percentile(total, 90),
+      p99Ms: percentile(total, 99),
+      maxMs: total.at(-1) ?? Number.NaN,
+      quiesceP50Ms: percentile(quiesce, 50),
+      histogram: histogram(total),
+    };
+    out.push(run);
+    log(
+      `  ${concurrency === 1 ? 'sequential' : `${concurrency} concurrent`}`.padEnd(16) +
+        `${run.handoffs} handoffs in ${seconds.toFixed(1)} s = ${run.handoffsPerS.toFixed(0)}/s  p50 ${run.p50Ms.toFixed(2)} ms  p99 ${run.p99Ms.toFixed(2)} ms  ` +
+        `max ${run.maxMs.toFixed(2)} ms  (quiesce p50 ${run.quiesceP50Ms.toFixed(2)} ms)${run.refused ? `  refused ${run.refused}` : ''}`,
+    );
+  }
+  return out;
+}
+
+function histogram(sortedMs: readonly number[]): HandoffRun['histogram'] {
+  const counts = new Array<number>(HANDOFF_BUCKETS_MS.length + 1).fill(0);
+  for (const ms of sortedMs) {
+    const i = HANDOFF_BUCKETS_MS.findIndex((le) => ms <= le);
+    counts[i < 0 ? HANDOFF_BUCKETS_MS.length : i]! += 1;
+  }
+  return counts.map((count, i) => ({ le: HANDOFF_BUCKETS_MS[i] ?? null, count }));
+}

@@ -1,0 +1,187 @@
+/**
+ * results.md from results.json: the machine, the figures, the ratios against
+ * plain routing and against HAProxy, the targets, the datapath and
+ * control-plane microbenchmarks. Pure function of the results, so a report
+ * can be rendered again (`bench/render.ts`) without rerunning anything.
+ */
+import { HANDOFF_BUCKETS_MS } from './handoff.js';
+import { cell, ratio, type Results } from './results.js';
+import { VARIANT_ORDER, type VariantId } from './variants/variant.js';
+
+export const CHART_FILES = {
+  throughput: 'throughput.svg',
+  latency: 'latency.svg',
+  cpu: 'cpu.svg',
+  datapath: 'datapath.svg',
+  handoff: 'handoff.svg',
+} as const;
+
+/** The reference every "vs HAProxy" ratio is taken against: the L7 proxy baton's front end replaces. */
+export const HAPROXY_REF: VariantId = 'haproxy-http';
+
+/** Targets from the benchmark issue, reported (never asserted). */
+export const TARGETS = {
+  keepaliveVsPlain: 1.0,
+  keepaliveVsHaproxy: 1.6,
+  close64kVsHaproxy: 1.0,
+  rewriteNsPerPacket: 100,
+} as const;
+
+const num = (x: number, digits = 0): string =>
+  Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '–';
+const ms = (us: number): string => (Number.isFinite(us) ? (us / 1000 >= 100 ? num(us / 1000, 0) : (us / 1000).toPrecision(3)) : '–');
+const x = (r: number): string => (Number.isFinite(r) ? `${r.toFixed(2)}x` : '–');
+const row = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+const align = (n: number, first = '---'): string => row([first, ...new Array<string>(n).fill('---:')]);
+
+function variantsOf(r: Results): Array<{ id: VariantId; title: string }> {
+  return VARIANT_ORDER.flatMap((id) => r.variants.filter((v) => v.id === id));
+}
+
+export function machineLines(r: Results): string[] {
+  const m = r.machine;
+  const v = m.versions;
+  return [
+    `- machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB (${m.virtualization}); kernel ${m.kernel}`,
+    `- versions: node ${v.node}, haproxy ${v.haproxy}, nginx ${v.nginx}, clang ${v.clang}, libbpf ${v.libbpf}, wrk ${v.wrk}, curl ${v.curl}; baton ${m.baton.commit}${m.baton.dirty ? ' (uncommitted changes)' : ''}`,
+    `- run: ${r.mode} mode, ${r.startedAt}, ${num(r.durationS)} s; ${r.profile.rounds} round(s) of ${r.profile.wrkSeconds} s per wrk run, wrk -t1 -c${r.profile.wrkConnections}; ` +
+      `background load before the run: ${num(r.idleUtilisation * 100, 1)}% of all cores`,
+  ];
+}
+
+export function ratioTable(r: Results, ref: VariantId): string[] {
+  const vs = variantsOf(r).filter((v) => v.id !== ref);
+  const lines = [row(['workload', ...vs.map((v) => v.title)]), align(vs.length)];
+  for (const w of r.workloads) lines.push(row([w.title, ...vs.map((v) => x(ratio(r, w.id, v.id, ref)))]));
+  return lines;
+}
+
+export function resultsTable(r: Results): string[] {
+  const lines = [
+    row(['workload', 'variant', 'req/s', 'MB/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'CPU µs/MB', 'errors']),
+    align(8),
+  ];
+  for (const w of r.workloads) {
+    for (const v of variantsOf(r)) {
+      const s = cell(r, w.id, v.id)?.summary;
+      if (!s) continue;
+      lines.push(row([w.title, v.title, num(s.requestsPerS), num(s.mbPerS, 1), ms(s.p50Us), ms(s.p99Us), num(s.cpuUsPerRequest, s.cpuUsPerRequest < 100 ? 1 : 0), num(s.cpuUsPerMB), num(s.errors)]));
+    }
+  }
+  return lines;
+}
+
+export function datapathTable(r: Results): string[] {
+  const d = r.datapath;
+  const paths = [...new Set(d.rows.map((x) => x.path))];
+  const sizes = [...new Set(d.rows.map((x) => x.connections))];
+  const lines = [row(['connections in table', ...paths]), align(paths.length)];
+  for (const n of sizes) lines.push(row([num(n), ...paths.map((p) => num(d.rows.find((x) => x.connections === n && x.path === p)?.nsPerPacket ?? Number.NaN))]));
+  return lines;
+}
+
+export function memoryLines(r: Results): string[] {
+  const m = r.datapath.memory;
+  const proxy = m.proxySocketBytes;
+  return [
+    `- connection table (BPF hash, preallocated): ${num(m.mapBytes / 2 ** 20, 1)} MiB for ${num(m.capacity)} entries = ${num(m.bytesPerEntry)} B per entry ` +
+      `(key ${m.keyBytes} B, value ${m.valueBytes} B), so ${num(m.bytesPerConnection)} B of kernel memory per spliced connection (client entry + back-end entry), ` +
+      `reserved at load for the whole capacity (cross-check: the kernel's vmalloc + slab + per-CPU memory grew by ${num(m.kernelGrowthBytes / 2 ** 20, 1)} MiB over load and fill)`,
+    proxy
+      ? `- for comparison, a userspace proxy holds two TCP sockets per connection: 2 × (${proxy.tcpSock} B tcp_sock + ${proxy.sockInode} B socket inode) = ${num(proxy.perConnection)} B of slab before any buffered data`
+      : '- (slab sizes of TCP sockets unavailable: /proc/slabinfo not readable)',
+  ];
+}
+
+export function handoffTable(r: Results): string[] {
+  const lines = [
+    row(['client connections at once', 'handoffs', 'handoffs/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'quiesce p50 ms', 'refused']),
+    align(8),
+  ];
+  for (const h of r.handoff) {
+    lines.push(row([h.concurrency === 1 ? '1 (sequential)' : String(h.concurrency), num(h.handoffs), num(h.handoffsPerS), num(h.p50Ms, 2), num(h.p90Ms, 2), num(h.p99Ms, 2), num(h.maxMs, 2), num(h.quiesceP50Ms, 2), num(h.refused)]));
+  }
+  return lines;
+}
+
+export function targetLines(r: Results): string[] {
+  const rewrite = r.datapath.rows.filter((x) => x.path.startsWith('rewrite'));
+  const worst = Math.max(...rewrite.map((x) => x.nsPerPacket));
+  const plainRewrite = r.datapath.rows.filter((x) => x.path === 'rewrite, no options').map((x) => x.nsPerPacket);
+  const spread = Math.max(...plainRewrite) / Math.min(...plainRewrite);
+  const check = (ok: boolean) => (ok ? 'met' : '**not met**');
+  const ka = ratio(r, 'keepalive-1k', 'baton', 'plain');
+  const kh = ratio(r, 'keepalive-1k', 'baton', HAPROXY_REF);
+  const ch = ratio(r, 'close-64k', 'baton', HAPROXY_REF);
+  return [
+    row(['target', 'goal', 'measured', '']),
+    row(['---', '---:', '---:', '---']),
+    row(['keep-alive 1 KiB, baton vs plain routing', `≥ ${TARGETS.keepaliveVsPlain.toFixed(1)}x`, x(ka), check(ka >= TARGETS.keepaliveVsPlain)]),
+    row(['keep-alive 1 KiB, baton vs HAProxy', `≥ ${TARGETS.keepaliveVsHaproxy.toFixed(1)}x`, x(kh), check(kh >= TARGETS.keepaliveVsHaproxy)]),
+    row(['new connection per request, 64 KiB, baton vs HAProxy', `≥ ${TARGETS.close64kVsHaproxy.toFixed(1)}x`, x(ch), check(ch >= TARGETS.close64kVsHaproxy)]),
+    row(['rewrite path, worst case over table sizes', `≤ ${TARGETS.rewriteNsPerPacket} ns`, `${num(worst)} ns`, check(worst <= TARGETS.rewriteNsPerPacket)]),
+    row(['rewrite path flat across table sizes (max/min)', '≈ 1.0', `${spread.toFixed(2)}`, check(spread <= 1.2)]),
+  ];
+}
+
+export function renderReport(r: Results): string {
+  const p = r.profile;
+  const stats = Object.entries(r.batonStats).map(([k, v]) => `${k} ${num(v)}`).join(', ');
+  return [
+    `# baton benchmark results, ${r.date}${r.mode === 'quick' ? ' (quick mode: a smoke run, not figures)' : ''}`,
+    '',
+    'Produced by `make bench` (bench/run.ts); methodology in docs/benchmarks.md. All variants ran in one testbed, in one run, interleaved.',
+    '',
+    ...machineLines(r),
+    '',
+    '## Throughput relative to plain routing',
+    '',
+    'Requests per second of each variant divided by plain routing through the same LB namespace (the floor: no userspace in the path).',
+    '',
+    ...ratioTable(r, 'plain'),
+    '',
+    `![requests/s relative to plain routing](${CHART_FILES.throughput})`,
+    '',
+    '## Throughput relative to HAProxy (mode http)',
+    '',
+    ...ratioTable(r, HAPROXY_REF),
+    '',
+    '## Targets (reported, not asserted)',
+    '',
+    ...targetLines(r),
+    '',
+    '## All figures',
+    '',
+    `Latency is per request (wrk) or per whole download (curl); with ${p.rounds} round(s), p50/p99 are the median over rounds of each round's percentile. ` +
+      'CPU is whole-machine busy time (client, LB, back end, kernel) over the run divided by completed requests or by 10^6 response bytes. MB = 10^6 bytes.',
+    '',
+    ...resultsTable(r),
+    '',
+    `baton variant at the end of the run: ${stats}.`,
+    ...Object.entries(r.batonRefusals ?? {}).map(([m, n]) => `- refused ${num(n)}x: ${m}`),
+    '',
+    `![p99 latency](${CHART_FILES.latency})`,
+    '',
+    `![CPU per request](${CHART_FILES.cpu})`,
+    '',
+    '## Datapath: ns per packet (BPF_PROG_TEST_RUN)',
+    '',
+    `${num(r.datapath.repeat)} repetitions per cell, 100-byte TCP payload, IPv4; the kernel's own average per run.`,
+    '',
+    ...datapathTable(r),
+    '',
+    ...memoryLines(r),
+    '',
+    `![datapath ns per packet](${CHART_FILES.datapath})`,
+    '',
+    '## Control plane: handoffs',
+    '',
+    `wrk with \`Connection: close\` on a 1 KiB response against the baton front end for ${p.handoffSeconds} s per row: every request is a new client connection and one splice. ` +
+      `Durations are the Splicer's, from the block entries to the release (histogram buckets ${HANDOFF_BUCKETS_MS.join(', ')} ms).`,
+    '',
+    ...handoffTable(r),
+    '',
+    `![handoff latency histogram](${CHART_FILES.handoff})`,
+    '',
+  ].join('\n');
+}

@@ -61,6 +61,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     // Our own validator compiler reports errors; fastify's ajv is not used.
     ajv: { customOptions: { strict: false } },
     return503OnClosing: true,
+    // Errors fastify meets before routing (a URL that does not decode, a bad
+    // content-type header) skip the error handler; they get problems too.
+    frameworkErrors: (err, req, reply) => {
+      void sendProblem(reply, toProblem(err, pathOf(req.url)).problem);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('receivedAt', 0);

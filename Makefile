@@ -30,7 +30,7 @@ $(BUILD)/vmlinux.h: $(VMLINUX_BTF)
 	$(BPFTOOL) btf dump file $< format c > $@.tmp
 	@mv $@.tmp $@
 
-$(BUILD)/bpf/iter_tcp_probe.o: $(BUILD)/vmlinux.h
+$(BUILD)/bpf/tcp_probe.o: $(BUILD)/vmlinux.h
 
 ts: node_modules/.package-lock.json
 	npx tsc -p tsconfig.json

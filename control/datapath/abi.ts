@@ -31,6 +31,7 @@ export const LAYOUTS = {
     size: 40,
     fields: { ts_recent: 0, ts_recent_stamp: 4, rcv_tsval: 8, rcv_tsecr: 12, tsoffset: 16, snd_una: 20, snd_nxt: 24, rcv_nxt: 28, write_seq: 32, flags: 36 },
   },
+  baton_sk_query: { size: 80, fields: { key: 0, result: 40 } },
 } as const satisfies Record<string, Layout>;
 
 const L = LAYOUTS;
@@ -281,7 +282,7 @@ export const PROBE_F_TSTAMP_OK = 0x02;
 export const PROBE_F_USEC_TS = 0x04;
 export const PROBE_F_REPAIR = 0x08;
 
-/** What bpf/iter_tcp_probe.c reports for one socket (struct baton_tcp_probe). */
+/** What bpf/tcp_probe.c reports for one socket (struct baton_tcp_probe). */
 export interface TcpProbe {
   found: boolean;
   timestamps: boolean;

@@ -97,8 +97,12 @@ export interface SpliceRecord {
   createdAt: number;
   /** Rebuilt from the pinned table after a restart: legs unknown. */
   recovered: boolean;
-  /** Phases of the first splice, for the handoff-duration histogram. */
-  timings: { quiesceMs: number; totalMs: number };
+  /**
+   * Phases of the first splice (ms): waiting for quiet sockets, capturing
+   * them, installing the entries; total is request to sockets released (the
+   * wait for the back end to acknowledge pending bytes runs after it).
+   */
+  timings: { quiesceMs: number; captureMs: number; installMs: number; totalMs: number };
 }
 
 export type ConnectionState = 'blocked' | 'forwarding' | 'held' | 'closing' | 'closed';
@@ -177,6 +181,7 @@ export class Splicer {
       const [leg1, leg2] = (await this.ops.capture([clientFd, backendFd])) as [TcpState, TcpState];
       captured = true;
       const capturedAt = performance.now();
+      const tc = capturedAt;
       const pending = Buffer.concat([opts.prefix ?? Buffer.alloc(0), leg1.recvQueue]);
       // 4. Refuse or plan.
       const plan = planSplice(id, leg1, leg2, pending.length);
@@ -187,8 +192,13 @@ export class Splicer {
       const netns = this.ops.netnsOf(clientFd);
       // 6. Release the client side.
       this.ops.releaseSilently(clientFd);
+      const ti = performance.now();
       // 7. Pending client bytes go out on leg 2.
-      if (pending.length > 0) await this.sendPending(backendFd, backendKey, pending, u32(leg1.rcvNxt));
+      if (pending.length > 0) {
+        this.ops.leaveRepair(backendFd);
+        this.ops.send(backendFd, pending);
+        this.inBackground(this.silenceAfterAck(backendFd, backendKey, u32(leg1.rcvNxt)));
+      }
       const now = Date.now();
       const rec: SpliceRecord = {
         id,
@@ -215,7 +225,7 @@ export class Splicer {
         ...(netns === undefined ? {} : { netns }),
         createdAt: now,
         recovered: false,
-        timings: { quiesceMs: tq - t0, totalMs: performance.now() - t0 },
+        timings: { quiesceMs: tq - t0, captureMs: tc - tq, installMs: ti - tc, totalMs: performance.now() - t0 },
       };
       this.records.set(id, rec);
       return rec;
@@ -243,14 +253,14 @@ export class Splicer {
   }
 
   /**
-   * The back-end socket sends the client bytes the LB holds, then goes
-   * silent again once the back end has acknowledged them. Its later
-   * retransmissions would be harmless duplicates; the back end's ACKs reach
-   * the client through the datapath (as duplicate ACKs in its own space).
+   * The back-end socket has sent the client bytes the LB held; it goes
+   * silent again once the back end has acknowledged them (or after a
+   * bound). Its retransmissions until then are harmless duplicates; the back
+   * end's ACKs reach the client through the datapath (as duplicate ACKs in
+   * its own space). Runs after splice() has answered: the front end may
+   * close its descriptors, ours keeps the socket.
    */
-  private async sendPending(fd: number, backendKey: FlowKey, pending: Buffer, clientRcvNxt: number): Promise<void> {
-    this.ops.leaveRepair(fd);
-    this.ops.send(fd, pending);
+  private async silenceAfterAck(fd: number, backendKey: FlowKey, clientRcvNxt: number): Promise<void> {
     const deadline = performance.now() + PENDING_ACK_TIMEOUT_MS;
     while (performance.now() < deadline) {
       const t = this.track(backendKey);
@@ -555,7 +565,7 @@ export class Splicer {
         ...(opts.netns === undefined ? {} : { netns: opts.netns }),
         createdAt: now,
         recovered: true,
-        timings: { quiesceMs: 0, totalMs: 0 },
+        timings: { quiesceMs: 0, captureMs: 0, installMs: 0, totalMs: 0 },
       });
       n++;
     }
@@ -563,6 +573,19 @@ export class Splicer {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  private readonly background = new Set<Promise<void>>();
+
+  /** Work that finishes a splice after it has answered; failures only cost the held socket. */
+  private inBackground(p: Promise<void>): void {
+    const tracked = p.catch(() => undefined).finally(() => this.background.delete(tracked));
+    this.background.add(tracked);
+  }
+
+  /** Resolves when every splice's background work is done (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.background.size) await Promise.all([...this.background]);
+  }
 
   private get(id: bigint): SpliceRecord {
     const rec = this.records.get(id);

@@ -1,31 +1,29 @@
 /**
  * Reading what no socket option exposes, above all ts_recent (the peer's
  * latest TSval, which PAWS compares incoming segments against and which a
- * splice needs to translate timestamps). bpf/iter_tcp_probe.c is a TCP
- * socket iterator: we put the 4-tuples we want in its query map, run it once
- * (one pass over the namespace's TCP sockets, however many we ask about), and
- * read the values back.
+ * splice needs to translate timestamps). bpf/tcp_probe.c looks one socket up
+ * by its 4-tuple and reports its state; it runs through BPF_PROG_TEST_RUN on
+ * a query frame (struct baton_sk_query), a few microseconds per socket.
  *
- * Network namespaces: the iterator walks the namespace of the thread that
- * creates the iterator fd, not the one that loaded the program. Sockets of
- * another namespace are probed by passing that namespace's fd (`netnsFd`);
- * captureSockets() finds it from each socket itself (ioctl SIOCGSKNS).
+ * Network namespaces: the lookup happens in the namespace of the thread that
+ * runs the test. Sockets of another namespace are probed by passing that
+ * namespace's fd (`netnsFd`); captureSockets() finds it from each socket
+ * itself (ioctl SIOCGSKNS).
  */
 import { resolve } from 'node:path';
-import { BpfObject, type BpfMap } from '../bpf/index.js';
-import { IterLink } from '../bpf/iter.js';
+import { BpfObject, type BpfProgram, testRun } from '../bpf/index.js';
 import { decodeTcpProbe, encodeFlowKey, LAYOUTS, type TcpProbe } from '../datapath/abi.js';
+import { withNetnsFd } from '../net/netns.js';
 import type { Endpoint, TcpState } from './state.js';
 
-export const DEFAULT_PROBE_OBJECT = resolve(import.meta.dirname, '../../build/bpf/iter_tcp_probe.o');
-export const DEFAULT_PROBE_CAPACITY = 4096;
-const MAP = 'baton_tcp_query';
+export const DEFAULT_PROBE_OBJECT = resolve(import.meta.dirname, '../../build/bpf/tcp_probe.o');
 const PROG = 'baton_tcp_probe';
+/** Ethernet header the test run needs in front of the query (type IPv4; otherwise unused). */
+const ETH = Buffer.from('000000000000000000000000' + '0800', 'hex');
+const Q = LAYOUTS.baton_sk_query;
 
 export interface TsProbeOptions {
   objectPath?: string;
-  /** Sockets one iteration can answer; larger requests run in several passes. */
-  capacity?: number;
 }
 
 export interface ProbeRunOptions {
@@ -53,19 +51,15 @@ export class TsProbe {
 
   private constructor(
     private readonly object: BpfObject,
-    private readonly query: BpfMap,
-    private readonly link: IterLink,
-    readonly capacity: number,
+    private readonly program: BpfProgram,
   ) {}
 
-  /** Loads the probe program (through the verifier) and attaches its iterator link. */
+  /** Loads the probe program (through the verifier). */
   static async load(opts: TsProbeOptions = {}): Promise<TsProbe> {
-    const capacity = opts.capacity ?? DEFAULT_PROBE_CAPACITY;
-    const obj = BpfObject.open(opts.objectPath ?? DEFAULT_PROBE_OBJECT, { maps: { [MAP]: { maxEntries: capacity } } });
+    const obj = BpfObject.open(opts.objectPath ?? DEFAULT_PROBE_OBJECT);
     try {
       await obj.load();
-      const link = IterLink.attach(obj.program(PROG));
-      return new TsProbe(obj, obj.map(MAP), link, capacity);
+      return new TsProbe(obj, obj.program(PROG));
     } catch (e) {
       obj.close();
       throw e;
@@ -79,32 +73,17 @@ export class TsProbe {
    */
   read(tuples: readonly ProbeTuple[], opts: ProbeRunOptions = {}): Array<TcpProbe | undefined> {
     if (this.closed) throw new Error('TsProbe is closed');
-    const out: Array<TcpProbe | undefined> = [];
-    for (let at = 0; at < tuples.length; at += this.capacity) {
-      out.push(...this.pass(tuples.slice(at, at + this.capacity), opts));
-    }
-    return out;
+    const run = () => tuples.map((t) => this.one(t));
+    return opts.netnsFd === undefined ? run() : withNetnsFd(opts.netnsFd, run);
   }
 
-  private pass(tuples: readonly ProbeTuple[], opts: ProbeRunOptions): Array<TcpProbe | undefined> {
-    const keys = tuples.map((t) => encodeFlowKey({ src: t.local.ip, dst: t.remote.ip, sport: t.local.port, dport: t.remote.port }));
-    const zero = Buffer.alloc(LAYOUTS.baton_tcp_probe.size);
-    const inserted: Buffer[] = [];
-    try {
-      for (const k of keys) {
-        this.query.update(k, zero, 'ANY');
-        inserted.push(k);
-      }
-      this.link.run(opts.netnsFd === undefined ? {} : { netnsFd: opts.netnsFd });
-      return keys.map((k) => {
-        const v = this.query.lookup(k);
-        if (!v) return undefined;
-        const p = decodeTcpProbe(v);
-        return p.found ? p : undefined;
-      });
-    } finally {
-      for (const k of inserted) this.query.delete(k);
-    }
+  private one(t: ProbeTuple): TcpProbe | undefined {
+    const frame = Buffer.alloc(ETH.length + Q.size);
+    ETH.copy(frame);
+    encodeFlowKey({ src: t.local.ip, dst: t.remote.ip, sport: t.local.port, dport: t.remote.port }).copy(frame, ETH.length + Q.fields.key);
+    const out = testRun(this.program, { packet: frame }).packet;
+    const p = decodeTcpProbe(out.subarray(ETH.length + Q.fields.result));
+    return p.found ? p : undefined;
   }
 
   /**
@@ -135,7 +114,6 @@ export class TsProbe {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.link.destroy();
     this.object.close();
   }
 }

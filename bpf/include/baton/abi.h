@@ -183,14 +183,8 @@ struct baton_ctl {
 #define BATON_CTL_SET_STATE      1 /* state := ctl.state */
 #define BATON_CTL_APPEND_HANDOFF 2 /* handoff[n++] := ctl.handoff, then state := ctl.state */
 
-/* TCP state that no socket option exposes, read by the iterator program
- * bpf/iter_tcp_probe.c (SEC("iter/tcp")). Userspace inserts one zeroed value
- * per socket it wants, keyed by struct baton_flow_key in the socket's
- * local -> remote orientation (saddr/sport = local, daddr/dport = remote,
- * proto IPPROTO_TCP; an AF_INET6 socket with IPv4-mapped addresses is keyed
- * as IPv4, the way its packets look on the wire), runs the iterator, and reads
- * the values back. The iterator walks the TCP sockets of the network
- * namespace of the thread that created the iterator fd. */
+/* TCP state that no socket option exposes, read by bpf/tcp_probe.c for one
+ * socket at a time (see struct baton_sk_query). */
 struct baton_tcp_probe {
 	__u32 ts_recent;       /* rx_opt.ts_recent: peer's latest TSval (PAWS) */
 	__u32 ts_recent_stamp; /* rx_opt.ts_recent_stamp: when stored, seconds (ktime_get_seconds) */
@@ -208,5 +202,15 @@ struct baton_tcp_probe {
 #define BATON_PROBE_F_TSTAMP_OK 0x02 /* timestamps negotiated (rx_opt.tstamp_ok) */
 #define BATON_PROBE_F_USEC_TS   0x04 /* TSval ticks in microseconds (tcp_usec_ts) */
 #define BATON_PROBE_F_REPAIR    0x08 /* socket is in TCP_REPAIR mode */
+
+/* The query frame of bpf/tcp_probe.c, after a 14-byte Ethernet header: the
+ * socket's tuple in its own local -> remote orientation (saddr/sport = local,
+ * daddr/dport = remote; an AF_INET6 socket with IPv4-mapped addresses is
+ * named as IPv4, the way its packets look on the wire), and the answer,
+ * which the program writes (flags 0: no full TCP socket with that tuple). */
+struct baton_sk_query {
+	struct baton_flow_key key;
+	struct baton_tcp_probe result;
+};
 
 #endif /* BATON_ABI_H */

@@ -56,8 +56,6 @@ export const bpf = {
   program_fd: fn<[ProgramHandle], number>(libbpf, 'int bpf_program__fd(bpf_program *prog)'),
   program_type: fn<[ProgramHandle], number>(libbpf, 'int bpf_program__type(bpf_program *prog)'),
   attach_xdp: fn<[ProgramHandle, number], LinkHandle | null>(libbpf, 'bpf_link *bpf_program__attach_xdp(bpf_program *prog, int ifindex)'),
-  attach_iter: fn<[ProgramHandle, Buf], LinkHandle | null>(libbpf, 'bpf_link *bpf_program__attach_iter(bpf_program *prog, const void *opts)'),
-  iter_create: fn<[number], number>(libbpf, 'int bpf_iter_create(int link_fd)'),
   link_pin: fn<[LinkHandle, string], number>(libbpf, 'int bpf_link__pin(bpf_link *link, const char *path)'),
   link_unpin: fn<[LinkHandle], number>(libbpf, 'int bpf_link__unpin(bpf_link *link)'),
   link_open: fn<[string], LinkHandle | null>(libbpf, 'bpf_link *bpf_link__open(const char *path)'),

@@ -6,7 +6,8 @@
 import { DEFAULT_API_URL, DEFAULT_METRICS_URL, ENV_API, ENV_METRICS_URL, ENV_TOKEN } from '../sdk/endpoint.js';
 
 const GLOBAL_OPTIONS = `Options for every command that talks to the daemon:
-  --api <url|path>     where the daemon's API listens: http://host:port or a unix socket path
+  --api <url|path>     where the daemon's API listens: http://host:port, host:port, or a unix
+                       socket (unix:/run/baton/api.sock or just the path)
                        (env ${ENV_API}; default ${DEFAULT_API_URL})
   --token <token>      bearer token, when the daemon was started with one (env ${ENV_TOKEN})
   --json               print one JSON document instead of text (errors: the problem document)

@@ -150,6 +150,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   }
 }
 
+/** What to do about an API error, said in CLI terms (the daemon's detail speaks HTTP). */
+const CLI_HINTS: Record<string, string> = {
+  UNAUTHORIZED: 'give the daemon\'s token with --token <token> or BATON_TOKEN',
+  NOT_FOUND: 'baton splices ls lists the connections baton holds',
+  RATE_LIMITED: 'the daemon limits API requests per client (baton lb --rate-limit); retry in a moment',
+  NOT_READY: 'the datapath is not attached: see the daemon\'s log and baton doctor',
+};
+
 function report(io: Io, e: unknown): number {
   if (e instanceof UsageError) {
     if (io.json) printJson(io, { error: 'usage', message: e.message });
@@ -157,8 +165,9 @@ function report(io: Io, e: unknown): number {
     return EXIT.USAGE;
   }
   if (e instanceof BatonApiError) {
+    const hint = CLI_HINTS[e.code];
     if (io.json) printJson(io, e.toJSON());
-    else io.err(`baton: ${e.title}${e.detail ? `\n  ${e.detail}` : ''}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''}${e.code !== 'API_UNREACHABLE' ? `, HTTP ${e.status}` : ''})`);
+    else io.err(`baton: ${e.title}${e.detail ? `\n  ${e.detail}` : ''}${hint ? `\n  ${hint}` : ''}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''}${e.code !== 'API_UNREACHABLE' ? `, HTTP ${e.status}` : ''})`);
     return e.code === 'API_UNREACHABLE' ? EXIT.UNREACHABLE : EXIT.FAILED;
   }
   if (e instanceof BatonError) {

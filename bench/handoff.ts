@@ -4,7 +4,8 @@
  * connection at a time) and with N client connections opening at once.
  * The load is wrk with `Connection: close` on a 1 KiB response, so every
  * request is a new connection and so a new splice; the durations are the
- * Splicer's own (block -> quiesce -> capture -> forward -> release).
+ * control plane's own (block -> quiesce -> capture -> forward -> release)
+ * and, when the front end reports it, the front end's (API call included).
  */
 import type { Testbed } from '../test/lib/testbed.js';
 import { percentile } from './load/result.js';
@@ -26,8 +27,11 @@ export interface HandoffRun {
   p90Ms: number;
   p99Ms: number;
   maxMs: number;
-  /** median time spent waiting for both sockets to be quiet (part of the total) */
+  /** median time spent waiting for both sockets to be quiet (part of the total; NaN when the control plane does not report it) */
   quiesceP50Ms: number;
+  /** as the front end saw it, API round trip included (NaN when the front end does not report it) */
+  frontEndP50Ms: number;
+  frontEndP99Ms: number;
   /** count per bucket: le = upper edge in ms, null for the overflow bucket */
   histogram: Array<{ le: number | null; count: number }>;
 }
@@ -35,18 +39,20 @@ export interface HandoffRun {
 export async function runHandoffBench(tb: Testbed, baton: BatonVariant, profile: Profile, log: (line: string) => void): Promise<HandoffRun[]> {
   const out: HandoffRun[] = [];
   for (const concurrency of profile.handoffConcurrency) {
-    const first = baton.splices.length;
-    const refusedBefore = baton.failures.length;
+    const first = baton.handoffs().length;
+    const refusedBefore = baton.refusedCount();
     const r = await runWrk(tb, baton.url('/k1.bin'), { seconds: profile.handoffSeconds, connections: concurrency, newConnectionPerRequest: true });
     await baton.afterRun?.();
-    const recs = baton.splices.slice(first);
-    const total = recs.map((s) => s.timings.totalMs).sort((a, b) => a - b);
-    const quiesce = recs.map((s) => s.timings.quiesceMs).sort((a, b) => a - b);
+    const recs = baton.handoffs().slice(first);
+    const sorted = (xs: Array<number | undefined>) => xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+    const total = sorted(recs.map((s) => s.totalMs));
+    const quiesce = sorted(recs.map((s) => s.quiesceMs));
+    const frontEnd = sorted(recs.map((s) => s.frontEndMs));
     const seconds = r.durationUs / 1e6;
     const run: HandoffRun = {
       concurrency,
       handoffs: recs.length,
-      refused: baton.failures.length - refusedBefore,
+      refused: baton.refusedCount() - refusedBefore,
       seconds,
       handoffsPerS: recs.length / seconds,
       p50Ms: percentile(total, 50),
@@ -54,13 +60,18 @@ export async function runHandoffBench(tb: Testbed, baton: BatonVariant, profile:
       p99Ms: percentile(total, 99),
       maxMs: total.at(-1) ?? Number.NaN,
       quiesceP50Ms: percentile(quiesce, 50),
+      frontEndP50Ms: percentile(frontEnd, 50),
+      frontEndP99Ms: percentile(frontEnd, 99),
       histogram: histogram(total),
     };
     out.push(run);
     log(
       `  ${concurrency === 1 ? 'sequential' : `${concurrency} concurrent`}`.padEnd(16) +
         `${run.handoffs} handoffs in ${seconds.toFixed(1)} s = ${run.handoffsPerS.toFixed(0)}/s  p50 ${run.p50Ms.toFixed(2)} ms  p99 ${run.p99Ms.toFixed(2)} ms  ` +
-        `max ${run.maxMs.toFixed(2)} ms  (quiesce p50 ${run.quiesceP50Ms.toFixed(2)} ms)${run.refused ? `  refused ${run.refused}` : ''}`,
+        `max ${run.maxMs.toFixed(2)} ms` +
+        (Number.isFinite(run.quiesceP50Ms) ? `  quiesce p50 ${run.quiesceP50Ms.toFixed(2)} ms` : '') +
+        (Number.isFinite(run.frontEndP50Ms) ? `  front end p50 ${run.frontEndP50Ms.toFixed(2)} ms p99 ${run.frontEndP99Ms.toFixed(2)} ms` : '') +
+        (run.refused ? `  refused ${run.refused}` : ''),
     );
   }
   return out;

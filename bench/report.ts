@@ -44,7 +44,7 @@ export function machineLines(r: Results): string[] {
   return [
     `- machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB (${m.virtualization}); kernel ${m.kernel}`,
     `- versions: node ${v.node}, haproxy ${v.haproxy}, nginx ${v.nginx}, clang ${v.clang}, libbpf ${v.libbpf}, wrk ${v.wrk}, curl ${v.curl}; baton ${m.baton.commit}${m.baton.dirty ? ' (uncommitted changes)' : ''}`,
-    `- run: ${r.mode} mode, ${r.startedAt}, ${num(r.durationS)} s; ${r.profile.rounds} round(s) of ${r.profile.wrkSeconds} s per wrk run, wrk -t1 -c${r.profile.wrkConnections}; ` +
+    `- run: ${r.mode} mode, ${r.startedAt}, ${num(r.durationS)} s; baton front end: ${r.batonFrontEnd === 'dispatcher' ? 'baton lb daemon + dispatcher' : 'e2e front end with an in-process Splicer'}; ${r.profile.rounds} round(s) of ${r.profile.wrkSeconds} s per wrk run, wrk -t1 -c${r.profile.wrkConnections}; ` +
       `background load before the run: ${num(r.idleUtilisation * 100, 1)}% of all cores`,
   ];
 }
@@ -95,11 +95,17 @@ export function memoryLines(r: Results): string[] {
 
 export function handoffTable(r: Results): string[] {
   const lines = [
-    row(['client connections at once', 'handoffs', 'handoffs/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'quiesce p50 ms', 'refused']),
-    align(8),
+    row(['client connections at once', 'handoffs', 'handoffs/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'quiesce p50 ms', 'front end p50 ms', 'front end p99 ms', 'refused']),
+    align(10),
   ];
   for (const h of r.handoff) {
-    lines.push(row([h.concurrency === 1 ? '1 (sequential)' : String(h.concurrency), num(h.handoffs), num(h.handoffsPerS), num(h.p50Ms, 2), num(h.p90Ms, 2), num(h.p99Ms, 2), num(h.maxMs, 2), num(h.quiesceP50Ms, 2), num(h.refused)]));
+    lines.push(
+      row([
+        h.concurrency === 1 ? '1 (sequential)' : String(h.concurrency),
+        num(h.handoffs), num(h.handoffsPerS), num(h.p50Ms, 2), num(h.p90Ms, 2), num(h.p99Ms, 2), num(h.maxMs, 2),
+        num(h.quiesceP50Ms ?? Number.NaN, 2), num(h.frontEndP50Ms ?? Number.NaN, 2), num(h.frontEndP99Ms ?? Number.NaN, 2), num(h.refused),
+      ]),
+    );
   }
   return lines;
 }
@@ -159,6 +165,9 @@ export function renderReport(r: Results): string {
     '',
     `baton variant at the end of the run: ${stats}.`,
     ...Object.entries(r.batonRefusals ?? {}).map(([m, n]) => `- refused ${num(n)}x: ${m}`),
+    ...(Object.keys(r.batonRefusals ?? {}).some((m) => /CLOSE_WAIT|EBADF/.test(m))
+      ? ['', 'Refusals on CLOSE_WAIT (or a descriptor already gone) are connections the load generator closed when its run ended, while their splice was still queued; the front end relays (here: closes) those.']
+      : []),
     '',
     `![p99 latency](${CHART_FILES.latency})`,
     '',
@@ -176,8 +185,9 @@ export function renderReport(r: Results): string {
     '',
     '## Control plane: handoffs',
     '',
-    `wrk with \`Connection: close\` on a 1 KiB response against the baton front end for ${p.handoffSeconds} s per row: every request is a new client connection and one splice. ` +
-      `Durations are the Splicer's, from the block entries to the release (histogram buckets ${HANDOFF_BUCKETS_MS.join(', ')} ms).`,
+    `wrk with \`Connection: close\` on a 1 KiB response against the baton front end (${r.batonFrontEnd === 'dispatcher' ? 'baton lb daemon + dispatcher' : 'e2e front end, in-process Splicer'}) for ${p.handoffSeconds} s per row: ` +
+      'every request is a new client connection and one splice. Durations are the control plane\'s own, from the block entries to the release; ' +
+      `"front end" is the same splice as the front end saw it, API call included (histogram buckets ${HANDOFF_BUCKETS_MS.join(', ')} ms, of the control plane's durations).`,
     '',
     ...handoffTable(r),
     '',

@@ -20,6 +20,8 @@ export interface Results {
   /** busy share of all cores while the suite sat idle before the loads: other tenants' load */
   idleUtilisation: number;
   testbed: string;
+  /** the baton variant's front end: daemon + dispatcher, or the e2e front end with an in-process Splicer */
+  batonFrontEnd: 'dispatcher' | 'e2e';
   variants: Array<{ id: VariantId; title: string; describe: string }>;
   workloads: Array<{ id: WorkloadId; title: string; short: string }>;
   throughput: ThroughputCell[];

@@ -10,7 +10,9 @@
  *   4. the datapath microbenchmark (its own namespace);
  *   5. results.json, results.md and the SVG charts.
  *
- *   node --import tsx bench/run.ts [--quick] [--out DIR]
+ *   node --import tsx bench/run.ts [--quick] [--out DIR] [--baton dispatcher|e2e]
+ * --baton picks the baton variant's front end: the daemon + dispatcher users
+ * run (default), or the e2e tests' front end with an in-process Splicer.
  * Full runs write bench/results/<YYYY-MM-DD>/; quick runs write
  * build/bench/<YYYY-MM-DD>-quick/ (smoke runs, not for committing).
  */
@@ -18,8 +20,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bpfUnavailableReason } from '../control/bpf/probe.js';
-import { Datapath } from '../control/datapath/datapath.js';
-import { withNetns } from '../control/net/netns.js';
 import { BPF_DIR, ROOT } from '../test/lib/env.js';
 import { type NginxBackend, startNginx } from '../test/lib/nginx.js';
 import { canRunPrivileged, createTestbed, starTopology, type Testbed } from '../test/lib/testbed.js';
@@ -27,11 +27,12 @@ import { cpuSince, sampleCpu } from './cpu.js';
 import { runDatapathBench } from './datapath.js';
 import { runHandoffBench } from './handoff.js';
 import { machineInfo } from './machine.js';
-import { BACKEND_PORT, BATON_FLOWS_CAPACITY, BODIES, type Profile, profileFromArgs, WORKLOADS } from './profile.js';
+import { BACKEND_PORT, BODIES, type Profile, profileFromArgs, WORKLOADS } from './profile.js';
 import { writeRendered } from './render.js';
 import { isoDate, RESULTS_SCHEMA, type Results } from './results.js';
 import { runThroughput } from './throughput.js';
-import { startBaton } from './variants/baton.js';
+import { type BatonVariant, startBaton } from './variants/baton.js';
+import { startBatonDaemon } from './variants/baton-daemon.js';
 import { startHaproxy } from './variants/haproxy.js';
 import { startNginxProxy } from './variants/nginx.js';
 import { plainRouting } from './variants/plain.js';
@@ -69,23 +70,25 @@ async function verifyVariant(tb: Testbed, v: Variant, sha256: Record<string, str
 
 type LoadFigures = Pick<Results, 'variants' | 'throughput' | 'batonStats' | 'batonRefusals' | 'handoff'>;
 
+/** Which baton front end the baton variant runs (see bench/variants/baton*.ts). */
+export type BatonFrontEnd = 'dispatcher' | 'e2e';
+
+function startBatonVariant(tb: Testbed, frontEnd: BatonFrontEnd): Promise<BatonVariant> {
+  return frontEnd === 'dispatcher' ? startBatonDaemon(tb) : startBaton(tb);
+}
+
 /** Steps 1-3: the testbed, the variants, the loads; everything torn down before it returns. */
-async function runLoads(profile: Profile): Promise<LoadFigures> {
+async function runLoads(profile: Profile, frontEnd: BatonFrontEnd): Promise<LoadFigures> {
   const tb = await createTestbed(starTopology({ backends: 1, vip: true, name: 'bench' }), { passXdp: (node) => node !== 'lb' });
   const variants: Variant[] = [];
-  let dp: Datapath | undefined;
   let backend: NginxBackend | undefined;
   try {
-    dp = await Datapath.load({ flowsCapacity: BATON_FLOWS_CAPACITY });
-    const lb = tb.node('lb');
-    const d = dp;
-    withNetns(lb.ns, () => lb.ifaces.forEach((i) => d.attach(i.ifindex)));
-    log(`testbed ${tb.prefix}: client ${tb.node('client').v4} <-> lb (baton XDP on ${lb.ifaces.map((i) => i.name).join(', ')}) <-> backend1 ${tb.node('backend1').v4}`);
     const files = Object.fromEntries(Object.entries(BODIES).map(([path, size]) => [path.slice(1), size]));
     backend = await startNginx(tb, 'backend1', BACKEND_PORT, files);
-    variants.push(plainRouting(tb), await startHaproxy(tb, 'http'), await startHaproxy(tb, 'tcp'), await startNginxProxy(tb));
-    const baton = await startBaton(tb, dp);
-    variants.push(baton);
+    // baton first: it attaches the XDP program every variant then runs over.
+    const baton = await startBatonVariant(tb, frontEnd);
+    variants.push(plainRouting(tb), await startHaproxy(tb, 'http'), await startHaproxy(tb, 'tcp'), await startNginxProxy(tb), baton);
+    log(`testbed ${tb.prefix}: client ${tb.node('client').v4} <-> lb (baton XDP on ${tb.node('lb').ifaces.map((i) => i.name).join(', ')}) <-> backend1 ${tb.node('backend1').v4}`);
     for (const v of variants) {
       await verifyVariant(tb, v, backend.sha256);
       await v.afterRun?.();
@@ -105,12 +108,11 @@ async function runLoads(profile: Profile): Promise<LoadFigures> {
   } finally {
     for (const v of variants.reverse()) await v.stop().catch(() => {});
     await backend?.stop().catch(() => {});
-    dp?.close();
     await tb.destroy();
   }
 }
 
-async function runSuite(profile: Profile, startedAt: Date): Promise<Results> {
+async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Date): Promise<Results> {
   const machine = machineInfo();
   log(`machine: ${machine.cpu}, ${machine.cores} cores, kernel ${machine.kernel}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   const idleStart = sampleCpu();
@@ -118,7 +120,7 @@ async function runSuite(profile: Profile, startedAt: Date): Promise<Results> {
   const idle = cpuSince(idleStart);
   log(`background load before the run: ${(idle.utilisation * 100).toFixed(1)}% of all cores${idle.utilisation > 0.1 ? ' (the machine is busy: figures will be noisy)' : ''}`);
 
-  const loads = await runLoads(profile);
+  const loads = await runLoads(profile, frontEnd);
   log(`datapath: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs per cell`);
   const datapath = await runDatapathBench(profile, log);
   return {
@@ -131,6 +133,7 @@ async function runSuite(profile: Profile, startedAt: Date): Promise<Results> {
     machine,
     idleUtilisation: idle.utilisation,
     testbed: TESTBED_DESCRIPTION,
+    batonFrontEnd: frontEnd,
     workloads: WORKLOADS.map((w) => ({ id: w.id, title: w.title, short: w.short })),
     ...loads,
     datapath,
@@ -144,6 +147,11 @@ async function main(): Promise<number> {
     process.stderr.write(`baton bench cannot run here: ${missing}\n`);
     return 2;
   }
+  const frontEnd = (argValue('--baton') ?? 'dispatcher') as BatonFrontEnd;
+  if (frontEnd !== 'dispatcher' && frontEnd !== 'e2e') {
+    process.stderr.write(`--baton: "dispatcher" (baton lb daemon + dispatcher, default) or "e2e" (the e2e front end with an in-process Splicer), got ${JSON.stringify(frontEnd)}\n`);
+    return 2;
+  }
   const startedAt = new Date();
   const outDir = resolve(argValue('--out') ?? (profile.mode === 'full' ? join(ROOT, 'bench/results', isoDate(startedAt)) : join(ROOT, 'build/bench', `${isoDate(startedAt)}-quick`)));
   // Every load is bounded on its own; this bounds the whole (exit handlers tear the testbed down).
@@ -151,8 +159,8 @@ async function main(): Promise<number> {
     process.stderr.write(`baton bench: over its ${profile.budgetSeconds} s budget, stopping\n`);
     process.exit(1);
   }, profile.budgetSeconds * 1000).unref();
-  log(`baton bench, ${profile.mode} mode (budget ${profile.budgetSeconds} s), results to ${relative(process.cwd(), outDir) || '.'}`);
-  const results = await runSuite(profile, startedAt);
+  log(`baton bench, ${profile.mode} mode (budget ${profile.budgetSeconds} s), baton front end: ${frontEnd}, results to ${relative(process.cwd(), outDir) || '.'}`);
+  const results = await runSuite(profile, frontEnd, startedAt);
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   const files = await writeRendered(results, outDir);

@@ -1,38 +1,51 @@
 /**
- * baton splice: a front end on the VIP in the LB namespace reads each new
- * connection's first request, connects to the back end, and baton joins the
- * two (TCP_REPAIR capture, forwarding entries in the XDP program's table);
- * from then on the XDP program rewrites every segment and no userspace
- * process touches the connection.
- *
- * The front end is test/e2e/programs/frontend.ts driven by an in-process
- * Splicer (test/lib/frontend-driver.ts), as the e2e tests run it.
+ * baton splice with the e2e tests' pieces: a front end on the VIP in the LB
+ * namespace (test/e2e/programs/frontend.ts) reads each new connection's
+ * first request, connects to the back end, and an in-process Splicer
+ * (test/lib/frontend-driver.ts) joins the two (TCP_REPAIR capture,
+ * forwarding entries in the XDP program's table); from then on the XDP
+ * program rewrites every segment and no process touches the connection.
+ * The datapath is loaded here and attached to the LB's interfaces, where it
+ * stays for every variant. (baton-daemon.ts is the same with the daemon and
+ * the dispatcher users run.)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Datapath } from '../../control/datapath/datapath.js';
+import { Datapath } from '../../control/datapath/datapath.js';
+import { withNetns } from '../../control/net/netns.js';
 import { takeSocket } from '../../control/tcp/pidfd.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
-import { Splicer, type SpliceRecord } from '../../control/splice/splicer.js';
-import { startFrontend } from '../../test/lib/frontend-driver.js';
+import { Splicer } from '../../control/splice/splicer.js';
+import { type FrontendDriver, startFrontend } from '../../test/lib/frontend-driver.js';
 import { VIP4, type Testbed } from '../../test/lib/testbed.js';
-import { BACKEND_PORT } from '../profile.js';
+import { BACKEND_PORT, BATON_FLOWS_CAPACITY } from '../profile.js';
 import { type Variant, VARIANT_PORTS, waitForHttp } from './variant.js';
 
 /**
  * After a load ends, how long the closing handshakes (FIN, last ACK) of its
  * connections may take through the datapath before their entries go.
  */
-const CLOSE_GRACE_MS = 300;
+export const CLOSE_GRACE_MS = 300;
+
+/** One handoff's durations, milliseconds. */
+export interface HandoffSample {
+  /** the control plane's own (block -> release) */
+  totalMs: number;
+  /** the part spent waiting for both sockets to be quiet, when known */
+  quiesceMs?: number;
+  /** as the front end saw it (API round trip included), when it reports it */
+  frontEndMs?: number;
+}
 
 export interface BatonVariant extends Variant {
-  /** every splice made so far, in completion order (timings for the handoff histogram) */
-  readonly splices: readonly SpliceRecord[];
-  readonly failures: readonly string[];
+  /** every handoff completed so far, in completion order (complete after afterRun) */
+  handoffs(): readonly HandoffSample[];
+  /** splices refused so far (the front end relayed those connections itself) */
+  refusedCount(): number;
   /** refusal messages with their numbers masked, counted: what went wrong, not which connection */
   refusals(): Record<string, number>;
 }
 
-function groupMessages(messages: readonly string[]): Record<string, number> {
+export function groupMessages(messages: readonly string[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const m of messages) {
     const k = m.replace(/\d+/g, 'N');
@@ -41,13 +54,24 @@ function groupMessages(messages: readonly string[]): Record<string, number> {
   return out;
 }
 
-export async function startBaton(tb: Testbed, dp: Datapath): Promise<BatonVariant> {
+export async function startBaton(tb: Testbed): Promise<BatonVariant> {
   const port = VARIANT_PORTS.baton;
+  const dp = await Datapath.load({ flowsCapacity: BATON_FLOWS_CAPACITY });
+  const lb = tb.node('lb');
   const splicer = new Splicer(dp, createSocketOps());
-  const fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port }, [`${tb.node('backend1').v4}:${BACKEND_PORT}`]);
+  let fe: FrontendDriver | undefined;
   const url = (path: string) => `http://${VIP4}:${port}${path}`;
-  // The first splice loads the timestamp probe; keep that out of the figures.
-  await waitForHttp(tb, url('/k1.bin'), 'baton front end');
+  try {
+    withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
+    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port }, [`${tb.node('backend1').v4}:${BACKEND_PORT}`]);
+    // The first splice loads the timestamp probe; keep that out of the figures.
+    await waitForHttp(tb, url('/k1.bin'), 'baton front end', fe.proc);
+  } catch (e) {
+    fe?.stop();
+    dp.close();
+    throw e;
+  }
+  const driver = fe;
   /**
    * Entries of finished connections go after every run. Left in place, an
    * entry keyed by (back end -> LB address, ephemeral port) would catch the
@@ -59,20 +83,21 @@ export async function startBaton(tb: Testbed, dp: Datapath): Promise<BatonVarian
   return {
     id: 'baton',
     title: 'baton splice',
-    describe: `front end on ${VIP4}:${port} (Node, one process) reads the first request, baton splices it to the back end; XDP forwards the rest`,
+    describe: `e2e front end on ${VIP4}:${port} with an in-process Splicer, XDP on ${lb.ifaces.map((i) => i.name).join(', ')}; each new connection is spliced after its first request`,
     url,
-    splices: fe.splices,
-    failures: fe.failures,
+    handoffs: () => driver.splices.map((s) => ({ totalMs: s.timings.totalMs, quiesceMs: s.timings.quiesceMs })),
+    refusedCount: () => driver.failures.length,
     async afterRun() {
       await sleep(CLOSE_GRACE_MS);
       releaseAll();
     },
-    stats: () => ({ splices: fe.splices.length, refused: fe.failures.length, fallbacks: fe.fallbacks.length }),
-    refusals: () => groupMessages(fe.failures),
+    stats: () => ({ splices: driver.splices.length, refused: driver.failures.length, fallbacks: driver.fallbacks.length }),
+    refusals: () => groupMessages(driver.failures),
     async stop() {
-      fe.stop();
+      driver.stop();
       await sleep(CLOSE_GRACE_MS);
       releaseAll();
+      dp.close();
     },
   };
 }

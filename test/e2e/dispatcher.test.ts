@@ -171,6 +171,24 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
     }
   });
 
+  test('30 connections in a row, each spliced: time per splice as the front end sees it (SDK call to sockets released)', async (t) => {
+    const before = spliced().length;
+    for (let i = 0; i < 30; i++) {
+      const r = await curl([`http://${VIP4}/two.txt?c${i}`]);
+      assert.equal(r.stdout.trim(), 'two from backend2');
+    }
+    for (let i = 0; spliced().length < before + 30 && i < 100; i++) await sleep(10);
+    const ms = spliced().slice(before).map((e) => e.ms).sort((a, b) => a - b);
+    assert.equal(ms.length, 30, 'every connection spliced');
+    const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))]!;
+    t.diagnostic(`splice via SDK + daemon (front end's view): p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${ms.at(-1)} ms over ${ms.length}`);
+    const ids = new Set(spliced().slice(before).map((e) => e.id));
+    const ls = JSON.parse((await baton(['splices', 'ls', '--all', '--json', '--api', lb.api])).stdout) as { items: { id: string; durationUs: number | null }[] };
+    const us = ls.items.filter((x) => ids.has(x.id) && x.durationUs !== null).map((x) => x.durationUs!).sort((a, b) => a - b);
+    if (us.length) t.diagnostic(`the daemon's durationUs for the ${us.length} still listed: p50 ${us[Math.floor(us.length / 2)]} µs, max ${us.at(-1)} µs`);
+    assert.ok(q(0.5) < 1000, `p50 ${q(0.5)} ms`);
+  });
+
   test('the dispatcher holds no client socket; the CLI lists the splices and their metrics', async () => {
     const ss = await tb.exec('lb', 'ss', ['-tanH', 'state', 'established', '( sport = :80 )']);
     assert.equal(ss.stdout.trim(), '', `client sockets left on the LB: ${ss.stdout}`);

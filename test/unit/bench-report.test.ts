@@ -1,0 +1,123 @@
+/**
+ * The benchmark suite's arithmetic and rendering (no privileges, no loads):
+ * summaries over rounds, ratios, the report's tables, the README block and
+ * the charts, from a small synthetic results object.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { renderSvg, chartSpecs } from '../../bench/charts.js';
+import { cpuSince, type CpuSample } from '../../bench/cpu.js';
+import { percentile, type LoadResult } from '../../bench/load/result.js';
+import { PROFILES, WORKLOADS } from '../../bench/profile.js';
+import { BEGIN, END, readmeBlock, replaceBlock } from '../../bench/readme.js';
+import { renderReport } from '../../bench/report.js';
+import { ratio, RESULTS_SCHEMA, type Results } from '../../bench/results.js';
+import { median, summarize } from '../../bench/throughput.js';
+import { VARIANT_ORDER } from '../../bench/variants/variant.js';
+
+const cpu = (busyUs: number) => ({ busyUs, wallUs: 1e6, utilisation: 0.5 });
+const load = (requests: number, bytes: number, seconds: number, p50Us: number, p99Us: number, busyUs: number): LoadResult => ({
+  requests, bytes, durationUs: seconds * 1e6, p50Us, p99Us, errors: 0, errorDetail: {}, cpu: cpu(busyUs),
+});
+
+/** Every variant serves `base * factor` requests/s on every workload. */
+function syntheticResults(): Results {
+  const factor: Record<string, number> = { plain: 1, 'haproxy-http': 0.5, 'haproxy-tcp': 0.8, nginx: 0.6, baton: 1.2 };
+  return {
+    schema: RESULTS_SCHEMA,
+    mode: 'quick',
+    date: '2026-01-02',
+    startedAt: '2026-01-02T03:04:05.000Z',
+    durationS: 42,
+    profile: PROFILES.quick,
+    machine: { cpu: 'test cpu', cores: 2, memoryGiB: 4, kernel: '6.0.0', virtualization: 'none', versions: { node: 'v20', haproxy: '2.6', nginx: '1.22', clang: '14', wrk: '4.1', curl: '7.88', libbpf: '1.1' }, baton: { commit: 'abc', dirty: false } },
+    idleUtilisation: 0.01,
+    testbed: 'synthetic',
+    batonFrontEnd: 'dispatcher',
+    variants: VARIANT_ORDER.map((id) => ({ id, title: `T-${id}`, describe: id })),
+    workloads: WORKLOADS.map((w) => ({ id: w.id, title: w.title, short: w.short })),
+    throughput: WORKLOADS.flatMap((w) =>
+      VARIANT_ORDER.map((id) => {
+        const rounds = [load(1000 * factor[id]!, 1e6 * factor[id]!, 1, 300, 900, 2e5)];
+        return { workload: w.id, variant: id, rounds, summary: summarize(rounds) };
+      }),
+    ),
+    batonStats: { splices: 10, refused: 1 },
+    batonRefusals: { 'SOCKET_UNUSABLE (not_established): the client socket is CLOSE_WAIT': 1 },
+    handoff: [
+      { concurrency: 1, handoffs: 10, refused: 0, seconds: 1, handoffsPerS: 10, p50Ms: 1, p90Ms: 2, p99Ms: 3, maxMs: 4, quiesceP50Ms: Number.NaN, frontEndP50Ms: 2, frontEndP99Ms: 5, histogram: [{ le: 1, count: 6 }, { le: null, count: 4 }] },
+    ],
+    datapath: {
+      repeat: 1000,
+      rows: [1000, 100_000].flatMap((n) =>
+        (['unknown flow (passed)', 'rewrite, no options', 'rewrite + timestamps + SACK(3)', 'blocked (dropped)'] as const).map((path, i) => ({ connections: n, path, verdict: 'PASS', reasons: 'x', nsPerPacket: 60 + 40 * i })),
+      ),
+      memory: { capacity: 1000, entriesFilled: 1000, keyBytes: 40, valueBytes: 568, mapBytes: 700_000, bytesPerEntry: 700, bytesPerConnection: 1400, kernelGrowthBytes: 720_000, proxySocketBytes: { tcpSock: 2368, sockInode: 832, perConnection: 6400 } },
+    },
+  };
+}
+
+describe('bench arithmetic', () => {
+  it('percentile is nearest-rank and median averages the middle pair', () => {
+    const xs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    assert.equal(percentile(xs, 50), 5);
+    assert.equal(percentile(xs, 99), 10);
+    assert.equal(percentile([], 50), Number.NaN);
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+  });
+
+  it('summarize sums rounds before dividing (a long round weighs more than a short one)', () => {
+    const s = summarize([load(1000, 2e6, 1, 100, 500, 1e5), load(3000, 6e6, 2, 300, 700, 3e5)]);
+    assert.equal(s.requestsPerS, 4000 / 3);
+    assert.equal(s.mbPerS, 8 / 3);
+    assert.equal(s.cpuUsPerRequest, 4e5 / 4000);
+    assert.equal(s.cpuUsPerMB, 4e5 / 8);
+    assert.equal(s.p50Us, 200);
+    assert.equal(s.p99Us, 600);
+  });
+
+  it('CPU deltas: busy jiffies at 100 Hz become microseconds', () => {
+    const a: CpuSample = { busy: 100, idle: 100, atMs: 0 };
+    const b: CpuSample = { busy: 150, idle: 150, atMs: 1000 };
+    const d = cpuSince(a, b);
+    assert.equal(d.busyUs, 500_000);
+    assert.equal(d.wallUs, 1_000_000);
+    assert.equal(d.utilisation, 0.5);
+  });
+});
+
+describe('bench report', () => {
+  const r = syntheticResults();
+
+  it('ratios are against plain routing and HAProxy http', () => {
+    assert.ok(Math.abs(ratio(r, 'keepalive-1k', 'baton', 'plain') - 1.2) < 1e-9);
+    assert.ok(Math.abs(ratio(r, 'close-64k', 'baton', 'haproxy-http') - 2.4) < 1e-9);
+  });
+
+  it('results.md has the machine, both ratio tables and the targets', () => {
+    const md = renderReport(r);
+    assert.match(md, /test cpu, 2 cores/);
+    assert.match(md, /haproxy 2\.6, nginx 1\.22/);
+    assert.match(md, /\| keep-alive, 1 KiB responses \| 0\.50x \| 0\.80x \| 0\.60x \| 1\.20x \|/);
+    assert.match(md, /\| keep-alive 1 KiB, baton vs HAProxy \| ≥ 1\.6x \| 2\.40x \| met \|/);
+    assert.match(md, /rewrite path, worst case over table sizes \| ≤ 100 ns \| 140 ns \| \*\*not met\*\*/);
+    assert.match(md, /load generator closed/);
+  });
+
+  it('the README block replaces only what lies between the markers', () => {
+    const readme = `# x\n\n## Benchmarks\nintro\n\n${BEGIN}\nold\n${END}\n\nafter\n`;
+    const out = replaceBlock(readme, readmeBlock(r, 'bench/results/2026-01-02'));
+    assert.ok(out.startsWith('# x\n\n## Benchmarks\nintro\n\n<!-- bench:begin'));
+    assert.ok(out.endsWith(`${END}\n\nafter\n`));
+    assert.doesNotMatch(out, /\nold\n/);
+    assert.match(out, /\(bench\/results\/2026-01-02\/throughput\.svg\)/);
+    assert.throws(() => replaceBlock('# no markers', 'x'), /bench:begin/);
+  });
+
+  it('charts render to SVG headless', async () => {
+    const svg = await renderSvg(chartSpecs(r).throughput);
+    assert.match(svg, /^<svg [^>]*width="\d+"/);
+    assert.match(svg, /T-baton/);
+  });
+});

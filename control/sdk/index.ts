@@ -10,3 +10,4 @@ export { DEFAULT_API_URL, DEFAULT_METRICS_URL, ENV_API, ENV_METRICS_URL, ENV_TOK
 export { BatonApiError } from './errors.js';
 export { handoff, splice, type SpliceOptions } from './splice.js';
 export type * from './types.js';
+export { fetchMetrics, histogramQuantile, metricsUrl, parseExposition, sumSamples, type MetricFamily, type Sample } from './metrics.js';

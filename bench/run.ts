@@ -16,6 +16,7 @@
  * Full runs write bench/results/<YYYY-MM-DD>/; quick runs write
  * build/bench/<YYYY-MM-DD>-quick/ (smoke runs, not for committing).
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -49,12 +50,11 @@ function argValue(name: string): string | undefined {
   return i > 0 ? process.argv[i + 1] : undefined;
 }
 
-async function missingPrerequisite(): Promise<string | undefined> {
+function missingPrerequisite(): string | undefined {
   const priv = canRunPrivileged();
   if (!priv.ok) return priv.reason;
   const bpf = bpfUnavailableReason(BPF_DIR);
   if (bpf) return bpf;
-  const { spawnSync } = await import('node:child_process');
   const missing = REQUIRED_COMMANDS.filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
   if (missing.length) return `missing commands: ${missing.join(', ')} (run bench/setup as root, or make bench, which does)`;
   return undefined;
@@ -70,8 +70,7 @@ async function verifyVariant(tb: Testbed, v: Variant, sha256: Record<string, str
 
 type LoadFigures = Pick<Results, 'variants' | 'throughput' | 'batonStats' | 'batonRefusals' | 'handoff'>;
 
-/** Which baton front end the baton variant runs (see bench/variants/baton*.ts). */
-export type BatonFrontEnd = 'dispatcher' | 'e2e';
+type BatonFrontEnd = Results['batonFrontEnd'];
 
 function startBatonVariant(tb: Testbed, frontEnd: BatonFrontEnd): Promise<BatonVariant> {
   return frontEnd === 'dispatcher' ? startBatonDaemon(tb) : startBaton(tb);
@@ -142,7 +141,7 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
 
 async function main(): Promise<number> {
   const profile = profileFromArgs(process.argv.slice(2));
-  const missing = await missingPrerequisite();
+  const missing = missingPrerequisite();
   if (missing) {
     process.stderr.write(`baton bench cannot run here: ${missing}\n`);
     return 2;

@@ -100,12 +100,20 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         emit({ event: 'spliced', ...where, pooled: up.pooled, id: s.id, ms: +(performance.now() - t0).toFixed(3) });
         return;
       } catch (e) {
+        // splice() gives both sockets back untouched on every error, so relaying is always safe.
         const err = e instanceof BatonApiError ? e : undefined;
-        if (!err && !(e instanceof TypeError)) throw e;
-        emit({ event: 'relayed', ...where, code: err?.code ?? 'SDK', ...(err?.reason ? { reason: err.reason } : {}), detail: err?.detail || (e as Error).message });
+        emit({ event: 'relayed', ...where, code: err?.code ?? 'SDK_ERROR', ...(err?.reason ? { reason: err.reason } : {}), detail: err?.detail || (e as Error).message });
       }
     } else {
       emit({ event: 'relayed', ...where, code: 'SPLICE_DISABLED', detail: 'splice: false in the configuration' });
+    }
+    if (up.socket.destroyed || !up.socket.writable) {
+      // The back end closed the connection meanwhile (e.g. the reason baton refused): a fresh one.
+      try {
+        up = await pool.take();
+      } catch (e) {
+        return reject(conn, peer, client, 502, (e as Error).message);
+      }
     }
     stats.relayed++;
     stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;

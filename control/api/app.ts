@@ -106,6 +106,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     await app.register(rateLimit, {
       max,
       timeWindow: timeWindowMs,
+      // Requests over a unix socket have no client IP (req.ip undefined), which the default key crashes on: they share one bucket.
+      keyGenerator: (req) => req.ip ?? 'unix-socket',
       allowList: (req) => OPEN_ROUTES.has(req.routeOptions.url ?? ''),
       errorResponseBuilder: (_req, ctx) =>
         new BatonError('RATE_LIMITED', `more than ${ctx.max} requests in ${ctx.after}; retry after ${Math.ceil(ctx.ttl / 1000)} s or send many splices in one POST /v1/splices:batch`, 'rate_limited'),

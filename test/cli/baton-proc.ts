@@ -52,9 +52,7 @@ export interface DaemonProc {
 export async function startDaemon(tb: Testbed, node: string, interfaces: string[], extra: string[] = []): Promise<DaemonProc> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-lb-'));
   const socketPath = join(dir, 'api.sock');
-  // --rate-limit 0: @fastify/rate-limit's default key is the client IP, which a unix-socket request
-  // lacks (request.ip undefined: every request fails with a 500); remove once control/api keys on something else.
-  const args = ['lb', ...interfaces.flatMap((i) => ['--interface', i]), '--api', `unix:${socketPath}`, '--log-level', 'warn', '--rate-limit', '0', ...extra];
+  const args = ['lb', ...interfaces.flatMap((i) => ['--interface', i]), '--api', `unix:${socketPath}`, '--log-level', 'warn', ...extra];
   const proc = tb.spawn(node, NODE_CLI[0]!, [...NODE_CLI.slice(1), ...args], { bpffs: true, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   proc.stdout?.on('data', (d: Buffer) => log.push(d.toString()));

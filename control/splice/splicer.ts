@@ -13,10 +13,10 @@
  *   7. client bytes the LB already holds (the request the front end read, plus
  *      anything unread on the client socket) are sent to the back end by the
  *      back-end socket itself: repair off, write, and once the datapath has
- *      seen the back end acknowledge them, repair on again and release.
- * Without such bytes the back-end socket is held open in repair mode (silent):
- * while it exists the kernel will not hand its 4-tuple to a new connection,
- * whose packets the datapath would otherwise take for the spliced flow's.
+ *      seen the back end acknowledge them, repair on again.
+ * Then the back-end socket is held open in repair mode (silent): while it
+ * exists the kernel will not hand its 4-tuple to a new connection, whose
+ * packets the datapath would otherwise take for the spliced flow's.
  *
  * A later handoff (source document 000, claims 3-4) moves a spliced client
  * connection to another back end at a request boundary:
@@ -44,6 +44,7 @@ import { key, planSplice, refusalReason, relay, SpliceRefused, TS_MARGIN } from 
 import { BatonError } from '../errors.js';
 import type { Family } from '../net/addr.js';
 import { type Endpoint, seqBefore, type TcpState, u32 } from '../tcp/state.js';
+import { minimalState } from '../tcp/connect.js';
 import type { SocketOps } from './socket-ops.js';
 
 export interface SpliceOptions {
@@ -193,41 +194,42 @@ export class Splicer {
       // 6. Release the client side.
       this.ops.releaseSilently(clientFd);
       const ti = performance.now();
-      // 7. Pending client bytes go out on leg 2.
-      if (pending.length > 0) {
-        this.ops.leaveRepair(backendFd);
-        this.ops.send(backendFd, pending);
-        this.inBackground(this.silenceAfterAck(backendFd, backendKey, u32(leg1.rcvNxt)));
-      }
       const now = Date.now();
+      const first: HandoffRecord = {
+        index: 0,
+        backend: e2.remote,
+        local: e2.local,
+        backendKey,
+        toBackend: plan.client.handoffs[0] as Handoff,
+        toClient: (plan.backend.handoffs[0] as Handoff).x,
+        leg: leg2,
+        retired: false,
+        createdAt: now,
+      };
       const rec: SpliceRecord = {
         id,
         family: e1.family,
         client: e1.remote,
         vip: e1.local,
         clientKey,
-        handoffs: [
-          {
-            index: 0,
-            backend: e2.remote,
-            local: e2.local,
-            backendKey,
-            toBackend: plan.client.handoffs[0] as Handoff,
-            toClient: (plan.backend.handoffs[0] as Handoff).x,
-            leg: leg2,
-            ...(pending.length > 0 ? {} : { heldFd: backendFd }), // sendPending released it
-            retired: false,
-            createdAt: now,
-          },
-        ],
+        handoffs: [first],
         clientLeg: leg1,
         capturedAt,
         ...(netns === undefined ? {} : { netns }),
         createdAt: now,
         recovered: false,
-        timings: { quiesceMs: tq - t0, captureMs: tc - tq, installMs: ti - tc, totalMs: performance.now() - t0 },
+        timings: { quiesceMs: tq - t0, captureMs: tc - tq, installMs: ti - tc, totalMs: 0 },
       };
+      // 7. Pending client bytes go out on leg 2; the socket is held (silent) once they are acknowledged.
+      if (pending.length > 0) {
+        this.ops.leaveRepair(backendFd);
+        this.ops.send(backendFd, pending);
+      } else {
+        first.heldFd = backendFd;
+      }
+      rec.timings.totalMs = performance.now() - t0;
       this.records.set(id, rec);
+      if (pending.length > 0) this.inBackground(this.holdAfterAck(rec, first, backendFd, pending.length, u32(leg1.rcvNxt)));
       return rec;
     } catch (e) {
       if (forwarding) {
@@ -253,26 +255,33 @@ export class Splicer {
   }
 
   /**
-   * The back-end socket has sent the client bytes the LB held; it goes
-   * silent again once the back end has acknowledged them (or after a
-   * bound). Its retransmissions until then are harmless duplicates; the back
-   * end's ACKs reach the client through the datapath (as duplicate ACKs in
-   * its own space). Runs after splice() has answered: the front end may
-   * close its descriptors, ours keeps the socket.
+   * The back-end socket has sent the client bytes the LB held; once the back
+   * end has acknowledged them (or after a bound) a silent socket takes its
+   * place and is held, owning the 4-tuple, so the kernel cannot
+   * give the tuple to a new connection toward the same back end, whose
+   * packets the datapath would take for this one's. Its retransmissions
+   * until then are harmless duplicates; the back end's ACKs reach the client
+   * through the datapath (as duplicate ACKs in its own space). Runs after
+   * splice() has answered: the front end may close its descriptors, ours
+   * keeps the socket.
    */
-  private async silenceAfterAck(fd: number, backendKey: FlowKey, clientRcvNxt: number): Promise<void> {
+  private async holdAfterAck(rec: SpliceRecord, h: HandoffRecord, fd: number, pending: number, clientRcvNxt: number): Promise<void> {
     const deadline = performance.now() + PENDING_ACK_TIMEOUT_MS;
     while (performance.now() < deadline) {
-      const t = this.track(backendKey);
+      const t = this.track(h.backendKey);
       if (!t) break;
       // The BACKEND entry tracks acks in client space: the request's end is leg-1 rcvNxt.
       if (t.flags & TRACK_F_SEEN && !seqBefore(t.ackMax, clientRcvNxt)) break;
       await sleep(1);
     }
-    // Repair on, then close: silent. (Held open, the socket would keep
-    // retransmitting bytes whose ACK the datapath sends to the client.)
+    // The socket still counts the pending bytes as unacknowledged (their ACK
+    // went to the client) and would retransmit them for minutes. It makes way
+    // for a placeholder with the same tuple, nothing queued, never sending.
     this.ops.enterRepair(fd);
     this.ops.releaseSilently(fd);
+    if (this.records.get(rec.id) !== rec || h.retired || !h.leg) return; // removed or retired meanwhile
+    const at = u32(h.leg.sndNxt + pending);
+    h.heldFd = this.ops.placeholder({ ...h.leg, sndNxt: at, sndUna: at, sendQueue: Buffer.alloc(0), recvQueue: Buffer.alloc(0) }, rec.netns);
   }
 
   // ---------------------------------------------------------------- later handoff
@@ -567,6 +576,15 @@ export class Splicer {
         recovered: true,
         timings: { quiesceMs: 0, captureMs: 0, installMs: 0, totalMs: 0 },
       });
+      // The previous process's placeholders died with it: hold the tuples again.
+      for (const h of handoffs) {
+        if (h.retired) continue;
+        try {
+          h.heldFd = this.ops.placeholder(minimalState({ family: c.k.family, local: h.local, remote: h.backend, sndNxt: 0, rcvNxt: 0 }), opts.netns);
+        } catch {
+          /* still held by someone (the old process is alive?): nothing to reserve */
+        }
+      }
       n++;
     }
     return n;

@@ -64,15 +64,11 @@ export async function connectTcp(remote: Endpoint, family: Family, opts: Connect
 }
 
 /**
- * Resets a connection whose socket baton no longer has: a socket with the
- * given sequence numbers is recreated with TCP_REPAIR and closed with a zero
- * linger, so the kernel sends a RST at `sndNxt`. If that is not exactly the
- * peer's rcv_nxt the peer answers with a challenge ACK, which (the entries
- * being gone and the socket closed) reaches the stack with no socket and
- * draws a second RST carrying the exact number.
+ * A state with just a tuple and sequence numbers (no options, empty
+ * queues), for sockets that only need to exist: a reset, a placeholder.
  */
-export function resetConnection(s: Pick<TcpState, 'family' | 'local' | 'remote' | 'sndNxt' | 'rcvNxt'>, netnsFd?: number): void {
-  const state: TcpState = {
+export function minimalState(s: Pick<TcpState, 'family' | 'local' | 'remote' | 'sndNxt' | 'rcvNxt'>): TcpState {
+  return {
     ...s,
     sndUna: s.sndNxt,
     mssClamp: 536,
@@ -86,6 +82,18 @@ export function resetConnection(s: Pick<TcpState, 'family' | 'local' | 'remote' 
     recvQueue: Buffer.alloc(0),
     window: { sndWl1: s.rcvNxt, sndWnd: 65535, maxWindow: 65535, rcvWnd: 65535, rcvWup: s.rcvNxt },
   };
+}
+
+/**
+ * Resets a connection whose socket baton no longer has: a socket with the
+ * given sequence numbers is recreated with TCP_REPAIR and closed with a zero
+ * linger, so the kernel sends a RST at `sndNxt`. If that is not exactly the
+ * peer's rcv_nxt the peer answers with a challenge ACK, which (the entries
+ * being gone and the socket closed) reaches the stack with no socket and
+ * draws a second RST carrying the exact number.
+ */
+export function resetConnection(s: Pick<TcpState, 'family' | 'local' | 'remote' | 'sndNxt' | 'rcvNxt'>, netnsFd?: number): void {
+  const state = minimalState(s);
   const run = (): void => {
     const fd = restoreTcp(state);
     const linger = Buffer.alloc(8);

@@ -312,6 +312,12 @@ export function leaveRepair(fd: number): void {
 export interface RestoreOptions {
   /** Called with the fd before repair mode and bind (e.g. to set socket options; not SO_REUSEADDR/SO_REUSEPORT-sensitive ones). */
   beforeConnect?: (fd: number) => void;
+  /**
+   * Leave the socket in repair mode: it sends nothing, ever (no window
+   * probe, no unsent data), and only holds its 4-tuple. Unsent bytes in the
+   * state are refused.
+   */
+  stayInRepair?: boolean;
 }
 
 /**
@@ -377,6 +383,10 @@ export function restoreTcp(state: TcpState, opts: RestoreOptions = {}): number {
     w.writeUInt32LE(u32(state.window.rcvWup), wf.rcv_wup);
     setOpt(fd, SOL_TCP, TCP_REPAIR_WINDOW, w, 'restore_window');
 
+    if (opts.stayInRepair) {
+      if (unsentPart.length) throw new SocketError('restore', E('EINVAL'), `of ${fmt(state.local)} -> ${fmt(state.remote)}`, 'a socket kept in repair mode cannot send its unsent bytes');
+      return fd;
+    }
     setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_OFF, 'repair');
     repairOn = false;
 

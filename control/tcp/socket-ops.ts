@@ -42,6 +42,10 @@ export function createSocketOps(): SocketOps {
     },
     connect: (remote, family, opts) =>
       connectTcp(remote, family, { timeoutMs: opts.timeoutMs, ...(opts.mss ? { mss: opts.mss } : {}), ...(opts.netns === undefined ? {} : { netnsFd: opts.netns }) }),
+    placeholder(state, netns) {
+      const run = () => restoreTcp(state, { stayInRepair: true });
+      return netns === undefined ? run() : withNetnsFd(netns, run);
+    },
     finish(state, netns) {
       const run = () => closeFd(restoreTcp(state));
       if (netns === undefined) run();

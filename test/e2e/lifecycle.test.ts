@@ -14,6 +14,7 @@ import { withNetns } from '../../control/net/netns.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { startSweeper, type Sweeper } from '../../control/splice/sweeper.js';
 import { takeSocket } from '../../control/tcp/pidfd.js';
+import { releaseSilently } from '../../control/tcp/repair.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import { type FrontendDriver, startFrontend } from '../lib/frontend-driver.js';
@@ -91,11 +92,32 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     assert.equal([...dp.flows.keys()].length, 0, 'no entry left');
   });
 
+  test('a spliced connection keeps its back-end tuple: a new connection from the LB cannot take it', async () => {
+    // One ephemeral port: the front end's back-end connection takes it, and
+    // after the splice baton's silent placeholder must still own it.
+    await tb.exec('lb', 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=40000 40000']);
+    try {
+      const { id } = await splicedClient();
+      await sleep(100); // the placeholder replaces the socket once the request is acknowledged
+      const held = splicer.records.get(id)?.handoffs[0];
+      assert.equal(held?.local.port, 40000);
+      assert.ok(held?.heldFd !== undefined, 'placeholder held');
+      const r = await tb.exec('lb', 'curl', ['-sS', '--max-time', '2', `http://${tb.node('backend1').v4}:8080/small.txt`], { check: false });
+      assert.notEqual(r.code, 0, 'the only port is taken: the new connection must fail, not reuse the spliced tuple');
+      assert.match(r.stderr, /[Cc]ould not (connect|bind)|[Cc]annot assign|[Ff]ailed to connect/);
+      assert.equal(splicer.remove(id), true);
+    } finally {
+      await tb.exec('lb', 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=32768 60999']);
+    }
+  });
+
   test('a restarted splicer adopts live connections and drops half-made entries', async () => {
     const { c, id } = await splicedClient();
     // What a crash between "block" and "forward" would leave.
     const stale = { src: '198.18.1.2', dst: VIP4, sport: 1, dport: 80 };
     dp.flows.update(encodeFlowKey(stale), encodeFlow({ connId: 999n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] }), 'NOEXIST');
+    // A restart: the old process's sockets die with it (closed in repair mode: silently).
+    for (const r of splicer.records.values()) for (const h of r.handoffs) if (h.heldFd !== undefined) releaseSilently(h.heldFd);
     // The daemon runs in the LB namespace; this test process does not.
     const again = new Splicer(dp, createSocketOps());
     const lbNs = openSync(`/run/netns/${tb.node('lb').ns}`, 'r');
@@ -107,6 +129,7 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     assert.deepEqual(rec.handoffs.map((h) => h.backend), [{ ip: tb.node('backend1').v4, port: 8080 }]);
     assert.equal(dp.flows.lookup(encodeFlowKey(stale)), undefined, 'half-made entry deleted');
     assert.equal(again.status(id)?.state, 'forwarding');
+    assert.ok(rec.handoffs[0]?.heldFd !== undefined, 'the back-end tuple is reserved again');
     // The connection keeps working, and the adopted record can be aborted.
     assert.equal((await c.get('/small.txt')).body, 'hello');
     await assert.rejects(again.handoff(id, { ip: tb.node('backend1').v4, port: 8080 }), (e: Error & { code?: string }) => e.code === 'SPLICE_REFUSED');

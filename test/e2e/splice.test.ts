@@ -102,9 +102,17 @@ describe('splice end to end', { skip: skipUnlessBpf }, () => {
   });
 
   test('(d) no RST on the wire and no socket left on the front end', async () => {
-    const r = await tb.exec('lb', 'ss', ['-tanH', `( sport = :80 or dport = :8080 )`]);
-    const left = r.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('LISTEN'));
-    assert.deepEqual(left, [], `sockets left on the LB: ${left.join(' | ')}`);
+    // The front end holds nothing but its listener; toward the client the LB
+    // has no socket at all. baton itself (this process) holds one silent
+    // socket per connection toward the back end, reserving its 4-tuple.
+    const r = await tb.exec('lb', 'ss', ['-tanpH', `( sport = :80 or dport = :8080 )`]);
+    const lines = r.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('LISTEN'));
+    assert.ok(lines.length >= 1, `baton holds the back-end sockets (4-tuple reservation): ${r.stdout}`);
+    const frontEnd = lines.filter((l) => l.includes(`pid=${fe.proc.pid},`));
+    assert.deepEqual(frontEnd, [], `sockets the front end still holds: ${frontEnd.join(' | ')}`);
+    const towardClients = lines.filter((l) => /:80\s/.test(l.split(/\s+/)[3] ?? ''));
+    assert.deepEqual(towardClients, [], `sockets toward clients: ${towardClients.join(' | ')}`);
+    assert.ok(lines.every((l) => l.includes(`pid=${process.pid},`)), `every other socket is baton's own: ${lines.join(' | ')}`);
     assert.deepEqual(rsts, [], 'no RST seen by client or back end');
   });
 });

@@ -198,4 +198,20 @@ describe('baton CLI against the real daemon', { skip: skipUnlessBpf }, () => {
     const raw = await batonIn(tb, 'lb', ['metrics', '--raw']);
     assert.match(raw.stdout, /^# TYPE baton_/m);
   });
+  test('down: after the daemon stops (datapath left attached), detaches and unpins everything; a second down finds nothing', async () => {
+    await lb.stop();
+    const attached = await tb.exec('lb', 'ip', ['-j', 'link', 'show', 'dev', 'to-client']);
+    assert.match(attached.stdout, /"name":"baton_xdp"/, 'SIGTERM leaves the XDP program attached');
+    const r = await batonIn(tb, 'lb', ['down', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { pinDir: string; detached: number[]; unpinned: string[] };
+    assert.equal(j.pinDir, '/sys/fs/bpf/baton');
+    assert.equal(j.detached.length, tb.node('lb').ifaces.length);
+    assert.ok(j.unpinned.length > 0);
+    const detached = await tb.exec('lb', 'ip', ['-j', 'link', 'show', 'dev', 'to-client']);
+    assert.doesNotMatch(detached.stdout, /baton_xdp/);
+    const again = await batonIn(tb, 'lb', ['down']);
+    assert.equal(again.stdout.trim(), 'nothing pinned under /sys/fs/bpf/baton: baton is not attached here');
+  });
+
 });

@@ -85,4 +85,10 @@ describe('baton doctor', { skip: skipUnlessBpf }, () => {
     assert.equal(rep.summary.fail, 0, JSON.stringify(rep.checks.filter((c) => c.status === 'fail')));
     assert.equal(r.code, 0);
   });
+
+  test('--netns with a namespace that does not exist says so', async () => {
+    const r = await baton(['doctor', '--netns', 'bt-no-such-ns']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /could not run the checks in network namespace "bt-no-such-ns": .*ip netns list shows the names/s);
+  });
 });

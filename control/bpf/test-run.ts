@@ -24,45 +24,53 @@ export interface TestRunResult {
 }
 
 const MAX_FRAME = 4096;
+const MAX_CTX = 4096;
+
+/**
+ * Native scratch memory for the runs, allocated once: the opts struct embeds
+ * pointers, so packet and context must live outside the JS heap, and
+ * allocating, viewing and freeing it on every run cost more than the run
+ * itself. Runs are synchronous, so one set serves every call.
+ */
+let scratch: { dataIn: bigint; dataOut: bigint; ctx: bigint; inView: Buffer; outView: Buffer; ctxView: Buffer } | undefined;
+function buffers() {
+  if (!scratch) {
+    const dataIn = nativeMemory.alloc(MAX_FRAME);
+    const dataOut = nativeMemory.alloc(MAX_FRAME);
+    const ctx = nativeMemory.alloc(MAX_CTX);
+    scratch = { dataIn, dataOut, ctx, inView: nativeMemory.view(dataIn, MAX_FRAME), outView: nativeMemory.view(dataOut, MAX_FRAME), ctxView: nativeMemory.view(ctx, MAX_CTX) };
+  }
+  return scratch;
+}
 
 export function testRun(prog: BpfProgram, input: TestRunInput): TestRunResult {
   const { packet } = input;
   if (packet.length < 14 || packet.length > MAX_FRAME - 256) {
     throw new BpfArgumentError('test_run', `packet must be 14..${MAX_FRAME - 256} bytes, got ${packet.length}`);
   }
-  // Stable native memory: the opts struct embeds these pointers.
-  const dataIn = nativeMemory.alloc(packet.length);
-  const dataOut = nativeMemory.alloc(MAX_FRAME);
-  const ctxIn = input.ingressIfindex ? nativeMemory.alloc(XDP_MD.size) : 0n;
-  try {
-    nativeMemory.view(dataIn, packet.length).set(packet);
-    const opts = newOpts(TEST_RUN_OPTS);
-    opts.writeBigUInt64LE(dataIn, off(TEST_RUN_OPTS, 'data_in'));
-    opts.writeUInt32LE(packet.length, off(TEST_RUN_OPTS, 'data_size_in'));
-    opts.writeBigUInt64LE(dataOut, off(TEST_RUN_OPTS, 'data_out'));
-    opts.writeUInt32LE(MAX_FRAME, off(TEST_RUN_OPTS, 'data_size_out'));
-    opts.writeInt32LE(input.repeat ?? 1, off(TEST_RUN_OPTS, 'repeat'));
-    if (ctxIn) {
-      const md = Buffer.alloc(XDP_MD.size);
-      md.writeUInt32LE(packet.length, off(XDP_MD, 'data_end'));
-      md.writeUInt32LE(input.ingressIfindex ?? 0, off(XDP_MD, 'ingress_ifindex'));
-      nativeMemory.view(ctxIn, XDP_MD.size).set(md);
-      opts.writeBigUInt64LE(ctxIn, off(TEST_RUN_OPTS, 'ctx_in'));
-      opts.writeUInt32LE(XDP_MD.size, off(TEST_RUN_OPTS, 'ctx_size_in'));
-    }
-    const rc = bpf.prog_test_run_opts(prog.fd, opts);
-    if (rc < 0) throw new BpfError('test_run', -rc, `of ${prog.name}`);
-    const outLen = opts.readUInt32LE(off(TEST_RUN_OPTS, 'data_size_out'));
-    return {
-      retval: opts.readUInt32LE(off(TEST_RUN_OPTS, 'retval')),
-      packet: Buffer.from(nativeMemory.view(dataOut, outLen)),
-      durationNs: opts.readUInt32LE(off(TEST_RUN_OPTS, 'duration')),
-    };
-  } finally {
-    nativeMemory.free(dataIn);
-    nativeMemory.free(dataOut);
-    if (ctxIn) nativeMemory.free(ctxIn);
+  const m = buffers();
+  packet.copy(m.inView);
+  const opts = newOpts(TEST_RUN_OPTS);
+  opts.writeBigUInt64LE(m.dataIn, off(TEST_RUN_OPTS, 'data_in'));
+  opts.writeUInt32LE(packet.length, off(TEST_RUN_OPTS, 'data_size_in'));
+  opts.writeBigUInt64LE(m.dataOut, off(TEST_RUN_OPTS, 'data_out'));
+  opts.writeUInt32LE(MAX_FRAME, off(TEST_RUN_OPTS, 'data_size_out'));
+  opts.writeInt32LE(input.repeat ?? 1, off(TEST_RUN_OPTS, 'repeat'));
+  if (input.ingressIfindex) {
+    m.ctxView.fill(0, 0, XDP_MD.size);
+    m.ctxView.writeUInt32LE(packet.length, off(XDP_MD, 'data_end'));
+    m.ctxView.writeUInt32LE(input.ingressIfindex, off(XDP_MD, 'ingress_ifindex'));
+    opts.writeBigUInt64LE(m.ctx, off(TEST_RUN_OPTS, 'ctx_in'));
+    opts.writeUInt32LE(XDP_MD.size, off(TEST_RUN_OPTS, 'ctx_size_in'));
   }
+  const rc = bpf.prog_test_run_opts(prog.fd, opts);
+  if (rc < 0) throw new BpfError('test_run', -rc, `of ${prog.name}`);
+  const outLen = Math.min(opts.readUInt32LE(off(TEST_RUN_OPTS, 'data_size_out')), MAX_FRAME);
+  return {
+    retval: opts.readUInt32LE(off(TEST_RUN_OPTS, 'retval')),
+    packet: Buffer.from(m.outView.subarray(0, outLen)),
+    durationNs: opts.readUInt32LE(off(TEST_RUN_OPTS, 'duration')),
+  };
 }
 
 /**
@@ -71,19 +79,15 @@ export function testRun(prog: BpfProgram, input: TestRunInput): TestRunResult {
  * kernel copies the context back). Such programs change maps in place.
  */
 export function runSyscallProgram(prog: BpfProgram, ctx: Buffer): { retval: number; ctx: Buffer } {
-  if (ctx.length === 0 || ctx.length > 0xffff) throw new BpfArgumentError('test_run', `context must be 1..65535 bytes, got ${ctx.length}`);
-  const ctxMem = nativeMemory.alloc(ctx.length);
-  try {
-    nativeMemory.view(ctxMem, ctx.length).set(ctx);
-    const opts = newOpts(TEST_RUN_OPTS);
-    opts.writeBigUInt64LE(ctxMem, off(TEST_RUN_OPTS, 'ctx_in'));
-    opts.writeUInt32LE(ctx.length, off(TEST_RUN_OPTS, 'ctx_size_in'));
-    const rc = bpf.prog_test_run_opts(prog.fd, opts);
-    if (rc < 0) throw new BpfError('test_run', -rc, `of ${prog.name}`);
-    return { retval: opts.readUInt32LE(off(TEST_RUN_OPTS, 'retval')), ctx: Buffer.from(nativeMemory.view(ctxMem, ctx.length)) };
-  } finally {
-    nativeMemory.free(ctxMem);
-  }
+  if (ctx.length === 0 || ctx.length > MAX_CTX) throw new BpfArgumentError('test_run', `context must be 1..${MAX_CTX} bytes, got ${ctx.length}`);
+  const m = buffers();
+  ctx.copy(m.ctxView);
+  const opts = newOpts(TEST_RUN_OPTS);
+  opts.writeBigUInt64LE(m.ctx, off(TEST_RUN_OPTS, 'ctx_in'));
+  opts.writeUInt32LE(ctx.length, off(TEST_RUN_OPTS, 'ctx_size_in'));
+  const rc = bpf.prog_test_run_opts(prog.fd, opts);
+  if (rc < 0) throw new BpfError('test_run', -rc, `of ${prog.name}`);
+  return { retval: opts.readUInt32LE(off(TEST_RUN_OPTS, 'retval')), ctx: Buffer.from(m.ctxView.subarray(0, ctx.length)) };
 }
 
 /** XDP verdicts by name. */

@@ -90,9 +90,16 @@ export function getOpt(fd: number, level: number, opt: number, size: number, op:
   return b.subarray(0, len.readUInt32LE());
 }
 
+// Scratch buffers for the integer calls, which run many times per capture:
+// calls are synchronous and their results copied out before returning.
+const intBuf = Buffer.alloc(4);
+const lenBuf = Buffer.alloc(4);
+
 export function getInt(fd: number, level: number, opt: number, op: string): number {
-  const b = getOpt(fd, level, opt, 4, op);
-  return b.length >= 4 ? b.readInt32LE(0) : 0;
+  intBuf.writeInt32LE(0);
+  lenBuf.writeUInt32LE(4);
+  check(libcSock.getsockopt(fd, level, opt, intBuf, lenBuf), op, `of fd ${fd}`);
+  return lenBuf.readUInt32LE() >= 4 ? intBuf.readInt32LE(0) : 0;
 }
 
 export function getU32(fd: number, level: number, opt: number, op: string): number {
@@ -104,16 +111,14 @@ export function setOpt(fd: number, level: number, opt: number, value: Buffer, op
 }
 
 export function setInt(fd: number, level: number, opt: number, value: number, op: string, explanation?: string): void {
-  const b = Buffer.alloc(4);
-  if (value < 0) b.writeInt32LE(value);
-  else b.writeUInt32LE(value >>> 0);
-  setOpt(fd, level, opt, b, op, explanation);
+  if (value < 0) intBuf.writeInt32LE(value);
+  else intBuf.writeUInt32LE(value >>> 0);
+  check(libcSock.setsockopt(fd, level, opt, intBuf, 4), op, `of fd ${fd}`, explanation);
 }
 
 export function ioctlInt(fd: number, req: number, op: string): number {
-  const b = Buffer.alloc(4);
-  check(libcSock.ioctl(fd, req, 'void *', b), op, `of fd ${fd}`);
-  return b.readInt32LE(0);
+  check(libcSock.ioctl(fd, req, 'void *', intBuf), op, `of fd ${fd}`);
+  return intBuf.readInt32LE(0);
 }
 
 // ---------------------------------------------------------------- lifecycle

@@ -18,7 +18,7 @@ import type { TrafficView } from '../service/splicer-port.js';
 /** Handoff latency buckets (seconds): 50 µs up to 5 s; the target is a p50 under 200 µs. */
 export const HANDOFF_BUCKETS = [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
 /** How long one pass over the connections serves scrape-time families (one scrape reads it three times). */
-const SCAN_REUSE_MS = 250;
+const SCAN_REUSE_MS = 100;
 export const HANDOFF_MODES: readonly HandoffMode[] = ['splice', 'handoff'];
 
 export interface MetricsSources {
@@ -51,6 +51,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
    */
   private readonly gone = zero();
   private lastSeen = new Map<bigint, Totals>();
+  private scan: { at: number; states: Record<string, number>; traffic: Totals } | undefined;
 
   constructor(private readonly sources: MetricsSources = {}, opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -79,12 +80,12 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
     });
 
     // One pass over the connections serves the three families below: the
-    // scan is reused for SCAN_REUSE_MS, i.e. within one scrape.
-    let scan: { at: number; states: Record<string, number>; traffic: Totals } | undefined;
+    // scan is reused within one scrape (metrics() starts a fresh one; a
+    // direct registry.metrics() reuses it for SCAN_REUSE_MS at most).
     const scanned = () => {
       const now = performance.now();
-      if (!scan || now - scan.at > SCAN_REUSE_MS) scan = { at: now, ...this.scanConnections() };
-      return scan;
+      if (!this.scan || now - this.scan.at > SCAN_REUSE_MS) this.scan = { at: now, ...this.scanConnections() };
+      return this.scan;
     };
     new Gauge({
       name: 'baton_connections',
@@ -174,6 +175,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
 
   /** The exposition text (what GET /metrics answers). */
   metrics(): Promise<string> {
+    this.scan = undefined;
     return this.registry.metrics();
   }
 

@@ -83,7 +83,7 @@ export function fakeRecord(id: bigint, opts: { client?: string; backend?: string
     capturedAt: performance.now(),
     createdAt: Date.UTC(2026, 0, 2, 3, 4, 5),
     recovered: opts.recovered ?? false,
-    timings: { quiesceMs: 0.1, totalMs: 0.25 },
+    timings: { quiesceMs: 0.1, captureMs: 0.05, installMs: 0.05, totalMs: 0.25 },
   };
 }
 

@@ -29,7 +29,7 @@ function checkAnswer(r: LightMyRequestResponse, what: string): void {
   assert.equal(p.status, r.statusCode, what);
   assert.equal(ERRORS[p.code].status, r.statusCode, `${what}: ${p.code} is a ${ERRORS[p.code].status}`);
   assert.equal(typeof p.detail, 'string', what);
-  assert.ok(p.type.startsWith('https://baton.dev/problems/'), what);
+  assert.ok(p.type.startsWith('https://baton.dev/problems/'), `${what}: type ${p.type}`);
 }
 
 /** Valid bodies of each form, to be broken one field at a time. */

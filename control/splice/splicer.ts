@@ -384,10 +384,19 @@ export class Splicer {
         this.dp.control({ op: CtlOp.SET_STATE, key: rec.clientKey, state: FlowState.FORWARD });
       }
       if (performance.now() >= deadline) {
-        throw new BatonError('NOT_QUIESCENT', `connection ${rec.id} reached no request boundary (every byte acknowledged both ways) within the timeout; retry when the current request is answered, or raise quiesceTimeoutMs`, 'busy');
+        throw new BatonError('NOT_QUIESCENT', `connection ${rec.id} reached no request boundary (every byte acknowledged both ways) within the timeout (${this.describeBoundary(rec, cur)}); retry when the current request is answered, or raise quiesceTimeoutMs`, 'busy');
       }
       await sleep(1);
     }
+  }
+
+  /** Where the two directions stand, for an error message. */
+  private describeBoundary(rec: SpliceRecord, cur: HandoffRecord): string {
+    const c = this.track(rec.clientKey);
+    const b = this.track(cur.backendKey);
+    if (!c || !b || !(c.flags & TRACK_F_SEEN) || !(b.flags & TRACK_F_SEEN)) return 'no segment seen yet in one direction';
+    const fin = (c.flags | b.flags) & TRACK_F_FIN ? '; a FIN was seen' : '';
+    return `client sent up to ${c.seqEnd}, back end acknowledged ${b.ackMax}; back end sent up to ${b.seqEnd}, client acknowledged ${c.ackMax}${fin}`;
   }
 
   /** The boundary if the connection is at one now. */

@@ -15,7 +15,8 @@ import { DEFAULT_API_URL, DEFAULT_METRICS_URL } from '../../control/sdk/endpoint
 import { skipUnlessBpf } from '../lib/env.js';
 import { createTestbed, starTopology, type Testbed } from '../lib/testbed.js';
 import { spliceBody } from '../sdk/stand-in-api.js';
-import { baton, batonIn, type DaemonProc, startDaemon } from './baton-proc.js';
+import { baton, batonIn } from './baton-proc.js';
+import { type DaemonProc, startDaemon } from '../lib/baton.js';
 
 describe('baton CLI without a daemon', () => {
   test('--help lists every command, what it talks to, and examples', async () => {

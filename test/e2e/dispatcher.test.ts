@@ -21,7 +21,8 @@ import type { DispatchEvent } from '../../control/dispatcher/dispatcher.js';
 import { HeadError, parseHead } from '../../control/dispatcher/request-head.js';
 import { pickRoute } from '../../control/dispatcher/router.js';
 import type { Check } from '../../control/doctor/index.js';
-import { batonIn, baton, type DaemonProc, startDaemon } from '../cli/baton-proc.js';
+import { batonIn, baton } from '../cli/baton-proc.js';
+import { type DaemonProc, type DispatcherProc, startDaemon, startDispatcher } from '../lib/baton.js';
 import { ROOT, skipUnlessBpf } from '../lib/env.js';
 import { startNginx, type NginxBackend } from '../lib/nginx.js';
 import { createTestbed, starTopology, VIP4, type Testbed } from '../lib/testbed.js';
@@ -60,38 +61,6 @@ describe('dispatcher pieces', () => {
     for (const [cfg, msg] of bad) assert.throws(() => validateConfig(cfg), (e: unknown) => e instanceof ConfigError && msg.test(e.message));
   });
 });
-
-interface DispatcherProc {
-  proc: ChildProcess;
-  events: DispatchEvent[];
-  stop(): Promise<void>;
-}
-
-async function startDispatcher(tb: Testbed, cfg: DispatcherConfig): Promise<DispatcherProc> {
-  const proc = tb.spawn('lb', process.execPath, ['--import', 'tsx', resolve(ROOT, 'control/dispatcher/main.ts'), '--config', JSON.stringify(cfg)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const events: DispatchEvent[] = [];
-  const errs: string[] = [];
-  proc.stderr?.on('data', (d: Buffer) => errs.push(d.toString()));
-  readline.createInterface({ input: proc.stdout! }).on('line', (l) => events.push(JSON.parse(l) as DispatchEvent));
-  for (let i = 0; !events.some((e) => e.event === 'ready'); i++) {
-    if (i > 200 || proc.exitCode !== null) throw new Error(`dispatcher did not start: ${errs.join('')}`);
-    await sleep(50);
-  }
-  return {
-    proc,
-    events,
-    async stop() {
-      if (proc.exitCode === null) {
-        const gone = new Promise((r) => proc.once('exit', r));
-        process.kill(-proc.pid!, 'SIGTERM');
-        await Promise.race([gone, sleep(5000)]);
-      }
-    },
-  };
-}
 
 const BIG = 16 * 1024 * 1024;
 

@@ -21,6 +21,8 @@ export interface Answer {
 
 export class KeepAliveClient {
   readonly events: Answer[] = [];
+  /** The client's own port (its connection's 4-tuple toward the VIP). */
+  localPort = 0;
   private waiters: Array<(a: Answer) => void> = [];
   private constructor(readonly proc: ChildProcess) {}
 
@@ -30,7 +32,10 @@ export class KeepAliveClient {
     let ready: () => void = () => {};
     const readyP = new Promise<void>((r) => (ready = r));
     readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
-      if (line === 'READY') return ready();
+      if (line.startsWith('READY ')) {
+        c.localPort = Number(line.slice(6));
+        return ready();
+      }
       const a = JSON.parse(line) as Answer;
       if (a.event) c.events.push(a);
       const w = c.waiters.shift();

@@ -6,7 +6,7 @@
  *   keepalive-client.ts <ip> <port>
  *   stdin:  GET <path>          one request; the answer is one stdout line
  *           QUIT | RESET        close with a FIN | abort with a RST
- *   stdout: READY | {"status":200,"length":N,"sha256":"..","body":"<first 64 bytes>"}
+ *   stdout: READY <local port> | {"status":200,"length":N,"sha256":"..","body":"<first 64 bytes>"}
  *           | {"event":"end"} (the server closed) | {"event":"error","code":".."}
  */
 import { createHash } from 'node:crypto';
@@ -14,7 +14,7 @@ import net from 'node:net';
 import readline from 'node:readline';
 
 const [ip, port] = process.argv.slice(2);
-const sock = net.connect({ host: ip, port: Number(port) }, () => process.stdout.write('READY\n'));
+const sock = net.connect({ host: ip, port: Number(port) }, () => process.stdout.write(`READY ${sock.localPort}\n`));
 const say = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 sock.on('end', () => say({ event: 'end' }));
 sock.on('error', (e: NodeJS.ErrnoException) => say({ event: 'error', code: e.code }));

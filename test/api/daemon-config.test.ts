@@ -1,0 +1,90 @@
+/** `baton lb` configuration: defaults, precedence (file < env < flags), and errors that say what to do. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { checkRunnable, configHelp, loadConfig, OPTIONS, parseDuration, parseListen } from '../../control/daemon/config.js';
+import { DEFAULT_FLOWS_CAPACITY } from '../../control/datapath/datapath.js';
+import { BatonError } from '../../control/errors.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'baton-config-'));
+const file = (name: string, content: unknown) => {
+  const p = join(dir, name);
+  writeFileSync(p, typeof content === 'string' ? content : JSON.stringify(content));
+  return p;
+};
+
+function rejects(fn: () => unknown, re: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof BatonError, `a BatonError, got ${String(e)}`);
+    assert.equal(e.code, 'CONFIG_INVALID');
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+describe('daemon configuration', () => {
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('defaults: loopback API and metrics, bpffs pin dir, the datapath\'s table capacity', () => {
+    const c = loadConfig([], {});
+    assert.deepEqual(c.api, { host: '127.0.0.1', port: 7300 });
+    assert.deepEqual(c.metrics, { host: '127.0.0.1', port: 9300 });
+    assert.equal(c.pinDir, '/sys/fs/bpf/baton');
+    assert.equal(c.tableCapacity, DEFAULT_FLOWS_CAPACITY);
+    assert.equal(c.token, undefined);
+    assert.deepEqual(c.interfaces, []);
+    assert.equal(c.idleTimeoutMs, 300_000);
+  });
+
+  test('precedence: file < environment < flags', () => {
+    const cfg = file('p.json', { interfaces: ['eth0'], tableCapacity: 100, api: '127.0.0.1:8000', idleTimeoutMs: '1m', token: 'file-token-0123456789' });
+    const c = loadConfig(['--config', cfg, '--table-capacity', '300', '-i', 'eth2', '-i', 'eth3'], { BATON_TABLE_CAPACITY: '200', BATON_API: 'unix:/run/baton.sock', BATON_INTERFACES: 'eth1' });
+    assert.equal(c.tableCapacity, 300, 'flag over env over file');
+    assert.deepEqual(c.api, { path: '/run/baton.sock' }, 'env over file');
+    assert.deepEqual(c.interfaces, ['eth2', 'eth3'], 'repeated flag');
+    assert.equal(c.idleTimeoutMs, 60_000, 'from the file');
+    assert.equal(c.token, 'file-token-0123456789');
+    assert.deepEqual(loadConfig([], { BATON_CONFIG: cfg, BATON_INTERFACES: 'a,b , c' }).interfaces, ['a', 'b', 'c']);
+  });
+
+  test('values: durations, listen addresses, metrics off, IPv6', () => {
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('30s'), 30_000);
+    assert.equal(parseDuration('1.5h'), 5_400_000);
+    assert.equal(parseDuration('0'), 0);
+    assert.deepEqual(parseListen('[::1]:7300'), { host: '::1', port: 7300 });
+    assert.deepEqual(parseListen('/run/b.sock'), { path: '/run/b.sock' });
+    assert.equal(loadConfig(['--metrics', 'off'], {}).metrics, false);
+    assert.equal(loadConfig(['--rate-limit', '0'], {}).rateLimit, 0);
+  });
+
+  test('errors name the source, the value and what is accepted', () => {
+    rejects(() => loadConfig(['--table-capacity', 'lots'], {}), /--table-capacity: "lots": expected an integer 1\.\./);
+    rejects(() => loadConfig([], { BATON_TABLE_CAPACITY: '0' }), /BATON_TABLE_CAPACITY: "0"/);
+    rejects(() => loadConfig(['--api', 'localhost'], {}), /--api.*host:port.*unix/);
+    rejects(() => loadConfig(['--idle-timeout', '5 minutes'], {}), /--idle-timeout.*duration/);
+    rejects(() => loadConfig(['--token', 'short'], {}), /--token.*16 characters/);
+    rejects(() => loadConfig(['--log-level', 'loud'], {}), /one of fatal, error/);
+    rejects(() => loadConfig(['--pin-dir', 'relative/dir'], {}), /absolute path/);
+    rejects(() => loadConfig(['-i', 'bad name!'], {}), /not an interface name/);
+    rejects(() => loadConfig(['--bogus'], {}), /bogus.*baton lb --help/);
+    rejects(() => loadConfig(['--config', join(dir, 'missing.json')], {}), /missing\.json: no such file/);
+    rejects(() => loadConfig(['--config', file('bad.json', '{nope')], {}), /bad\.json/);
+    rejects(() => loadConfig(['--config', file('arr.json', [1])], {}), /JSON object of settings/);
+    rejects(() => loadConfig(['--config', file('unknown.json', { interfacez: ['x'] })], {}), /unknown setting "interfacez"; known: interfaces/);
+    rejects(() => loadConfig(['--config', file('type.json', { interfaces: 'eth0' })], {}), /"interfaces": expected an array/);
+    rejects(() => loadConfig(['--config', file('obj.json', { tableCapacity: { n: 1 } })], {}), /"tableCapacity": expected a string or a number/);
+    rejects(() => checkRunnable(loadConfig([], {})), /no interface to attach to.*--interface/);
+  });
+
+  test('--help is generated from the option table: every flag, env variable and default', () => {
+    const help = configHelp();
+    for (const o of Object.values(OPTIONS)) {
+      assert.ok(help.includes(`--${o.flag}`), `--${o.flag} in help`);
+      assert.ok(help.includes(o.env), `${o.env} in help`);
+    }
+    assert.match(help, /default: 127\.0\.0\.1:7300/);
+  });
+});

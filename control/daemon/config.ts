@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
 import { parseEndpoint } from '../service/endpoint.js';
+import { SWEEPER_DEFAULTS } from '../splice/sweeper.js';
 
 export type Listen = { host: string; port: number } | { path: string };
 
@@ -138,9 +139,9 @@ export const OPTIONS: { [K in Key]: Option<K> } = {
     help: 'connection-table entries (two per spliced connection, one more per later handoff)',
   },
   idleTimeoutMs: {
-    key: 'idleTimeoutMs', flag: 'idle-timeout', env: 'BATON_IDLE_TIMEOUT', default: 300_000,
+    key: 'idleTimeoutMs', flag: 'idle-timeout', env: 'BATON_IDLE_TIMEOUT', default: SWEEPER_DEFAULTS.idleMs,
     parse: parseDuration,
-    help: 'reclaim a connection after this long without a segment (e.g. 5m; 0 never)',
+    help: 'reclaim a connection after this long without a segment either way (e.g. 30m; 0: never)',
   },
   rateLimit: {
     key: 'rateLimit', flag: 'rate-limit', env: 'BATON_RATE_LIMIT', default: 50_000,

@@ -20,6 +20,7 @@ import { BatonMetrics } from '../metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
 import { SpliceService } from '../service/splice-service.js';
 import { Splicer } from '../splice/splicer.js';
+import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
 import { checkRunnable, type DaemonConfig, loadConfig } from './config.js';
@@ -47,6 +48,8 @@ export interface RunningDaemon {
 }
 
 export const DEFAULT_GRACE_MS = 10_000;
+/** idleTimeoutMs 0 means never: an idle limit no connection reaches (10^12 ms, ~31 years). */
+const NEVER_MS = 1e12;
 
 /** Starts the daemon from `baton lb` arguments and the environment. */
 export async function runDaemon(argv: readonly string[], env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<RunningDaemon> {
@@ -61,7 +64,9 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
   const attachments: Attachment[] = [];
   let app: FastifyInstance | undefined;
   let metricsServer: MetricsServer | undefined;
+  let sweeper: Sweeper | undefined;
   const releaseDatapath = () => {
+    sweeper?.stop();
     for (const a of attachments.splice(0)) a.link.release(); // the pin keeps the attachment
     dp.close({ keepPinned: true });
   };
@@ -81,6 +86,8 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       notReadyReason: () => (attached ? undefined : 'the datapath is detached'),
     });
     metrics.watch(service);
+    sweeper = startSweeper(splicer, { idleMs: config.idleTimeoutMs || NEVER_MS });
+    sweeper.onReclaim = (_id, reason) => metrics.reclaimed(reason);
 
     app = await buildApi({
       service,
@@ -110,6 +117,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     const close = () =>
       (closing ??= (async () => {
         await service.drain(); // new splices get SHUTTING_DOWN; those under way finish
+        await splicer.settled(); // and the work they left in the background (pending bytes acknowledged)
         await running.close();
         await metricsServer?.close();
         attached = false;

@@ -14,6 +14,7 @@ import type { CounterRow } from '../datapath/datapath.js';
 import type { HandoffMode, HandoffObserver, HandoffOutcome, SpliceService } from '../service/splice-service.js';
 import { SPLICE_STATES } from '../service/splice-service.js';
 import type { TrafficView } from '../service/splicer-port.js';
+import type { ReclaimReason } from '../splice/sweeper.js';
 
 /** Handoff latency buckets (seconds): 50 µs up to 5 s; the target is a p50 under 200 µs. */
 export const HANDOFF_BUCKETS = [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
@@ -44,6 +45,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
   private readonly handoffs: Counter<'mode' | 'outcome'>;
   private readonly handoffSeconds: Histogram<'mode'>;
   private readonly apiRequests: Counter<'method' | 'route' | 'status'>;
+  private readonly reclaims: Counter<'reason'>;
   /**
    * Traffic of connections that are gone, and each live connection's totals at
    * the last scrape: the per-direction counters are the sum of both, so they
@@ -153,6 +155,13 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
       labelNames: ['method', 'route', 'status'] as const,
       registers,
     });
+    this.reclaims = new Counter({
+      name: 'baton_reclaimed_connections_total',
+      help: 'Connections whose entries the sweeper removed, by reason: closed (both FINs acknowledged), reset, idle',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    for (const reason of ['closed', 'reset', 'idle'] as const) this.reclaims.inc({ reason }, 0);
     for (const mode of HANDOFF_MODES) {
       this.handoffs.inc({ mode, outcome: 'ok' }, 0);
       this.handoffSeconds.zero({ mode });
@@ -167,6 +176,10 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
   handoff(mode: HandoffMode, outcome: HandoffOutcome, seconds: number): void {
     this.handoffs.inc({ mode, outcome: outcome.toLowerCase() });
     if (outcome === 'ok') this.handoffSeconds.observe({ mode }, seconds);
+  }
+
+  reclaimed(reason: ReclaimReason): void {
+    this.reclaims.inc({ reason });
   }
 
   request(method: string, route: string, status: number, _seconds: number): void {

@@ -4,9 +4,9 @@
  * the JSON view of docs/api.md, and translates every failure into a
  * catalogue error (control/errors.ts).
  *
- * Descriptors it takes from a front end are duplicates; it closes its own on
- * every path, success or failure, keeping only those the splicer holds
- * (record.heldFds). Each handoff is timed from the moment the request was
+ * Descriptors it takes from a front end are duplicates of the front end's.
+ * A successful splice takes them over (the splicer closes or holds each);
+ * on any failure the service closes its own. Each handoff is timed from the moment the request was
  * received to the moment the sockets are released, for the metrics.
  *
  * The hot path (POST /v1/splices by descriptor) does two pidfd_getfd, a few
@@ -146,9 +146,11 @@ export class SpliceService {
           ...(req.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: req.quiesceTimeoutMs } : {}),
         });
       } finally {
-        // Ours to close unless the splicer keeps it (it may have closed it already).
-        const kept = rec?.handoffs[0]?.heldFd;
-        for (const s of [client, backend]) if (s.fd !== kept) release(s);
+        // A splice takes both descriptors over (it closes or holds them, some
+        // after it answers); a failed one leaves them to us, though it may
+        // have closed one already: release() closes only what still names
+        // the same socket.
+        if (!rec) for (const s of [client, backend]) release(s);
       }
       return this.view(rec);
     });

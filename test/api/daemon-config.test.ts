@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test';
 import { checkRunnable, configHelp, loadConfig, OPTIONS, parseDuration, parseListen } from '../../control/daemon/config.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../../control/datapath/datapath.js';
 import { BatonError } from '../../control/errors.js';
+import { SWEEPER_DEFAULTS } from '../../control/splice/sweeper.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-config-'));
 const file = (name: string, content: unknown) => {
@@ -35,7 +36,7 @@ describe('daemon configuration', () => {
     assert.equal(c.tableCapacity, DEFAULT_FLOWS_CAPACITY);
     assert.equal(c.token, undefined);
     assert.deepEqual(c.interfaces, []);
-    assert.equal(c.idleTimeoutMs, 300_000);
+    assert.equal(c.idleTimeoutMs, SWEEPER_DEFAULTS.idleMs);
   });
 
   test('precedence: file < environment < flags', () => {

@@ -4,7 +4,7 @@
  * splicer where a real splice would need a testbed, and problem checks.
  */
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { closeSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import type { FlowKey, Handoff, Xlate } from '../../control/datapath/abi.js';
@@ -108,9 +108,13 @@ export class StubSplicer implements SplicerPort {
     return rec;
   }
 
-  splice(clientFd: number, backendFd: number): Promise<SpliceRecord> {
+  /** Like the splicer, a successful splice takes both descriptors over (here: closes them). */
+  async splice(clientFd: number, backendFd: number): Promise<SpliceRecord> {
     this.calls.push(`splice ${clientFd} ${backendFd}`);
-    return this.spliceImpl(clientFd, backendFd);
+    const rec = await this.spliceImpl(clientFd, backendFd);
+    closeSync(clientFd);
+    closeSync(backendFd);
+    return rec;
   }
 
   handoff(id: bigint, backend: { ip: string; port: number }): Promise<SpliceRecord> {

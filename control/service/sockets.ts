@@ -1,7 +1,8 @@
 /**
  * Finding a front end's sockets and bringing them into this process.
  *
- *   by descriptor: {pid, fd} -> pidfd_getfd (control/tcp/pidfd.ts);
+ *   by descriptor: {pid, fd} -> pidfd_getfd, with the front end's pidfd kept
+ *                  between requests;
  *   by address:    every descriptor of the pid is taken in turn and its
  *                  getsockname/getpeername compared with the addresses given;
  *                  what does not match is closed at once.
@@ -13,12 +14,11 @@
  */
 import { fstatSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { libcSock } from '../bpf/ffi.js';
+import { errno, errnoValue, libcSock } from '../bpf/ffi.js';
 import { BatonError } from '../errors.js';
 import { SocketError } from '../tcp/errors.js';
-import { IPPROTO_TCP, SO_PROTOCOL, SOL_SOCKET, SOL_TCP, SYS_pidfd_getfd, SYS_pidfd_open, TCP_ESTABLISHED, TCP_INFO, TCP_STATES } from '../tcp/kernel.js';
-import { takeSocket } from '../tcp/pidfd.js';
-import { check, fmt, getInt, getOpt, localAddress, remoteAddress } from '../tcp/socket.js';
+import { SOL_TCP, SYS_pidfd_getfd, SYS_pidfd_open, TCP_ESTABLISHED, TCP_INFO, TCP_STATES } from '../tcp/kernel.js';
+import { fmt, localAddress, remoteAddress } from '../tcp/socket.js';
 import type { Endpoint } from '../tcp/state.js';
 import { sameEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
@@ -46,16 +46,75 @@ export function release(s: TakenSocket): void {
   libcSock.close(s.fd);
 }
 
-/** A socket baton can splice: TCP, established. Throws SOCKET_UNUSABLE otherwise. */
+const ENOTSOCK = errnoValue('ENOTSOCK');
+/** What getsockopt(SOL_TCP) answers on a socket that is not TCP (UDP, unix). */
+const NOT_TCP = new Set([errnoValue('EOPNOTSUPP'), errnoValue('ENOPROTOOPT')]);
+const tcpInfoHead = Buffer.alloc(8);
+const tcpInfoLen = Buffer.alloc(4);
+
+/**
+ * A socket baton can splice: TCP, established. One getsockopt(TCP_INFO)
+ * answers all three questions (a socket? TCP? which state?). Throws
+ * SOCKET_UNUSABLE otherwise.
+ */
 export function assertEstablishedTcp(fd: number, which: string): void {
-  const proto = getInt(fd, SOL_SOCKET, SO_PROTOCOL, 'so_protocol');
-  if (proto !== IPPROTO_TCP) {
-    throw new BatonError('SOCKET_UNUSABLE', `the ${which} socket is not a TCP socket (protocol ${proto}); baton splices TCP connections only`, 'not_tcp');
+  tcpInfoLen.writeUInt32LE(tcpInfoHead.length);
+  if (libcSock.getsockopt(fd, SOL_TCP, TCP_INFO, tcpInfoHead, tcpInfoLen) < 0) {
+    const e = errno();
+    if (e === ENOTSOCK) throw new BatonError('SOCKET_UNUSABLE', `the ${which} descriptor is not a socket`, 'not_a_socket');
+    if (NOT_TCP.has(e)) throw new BatonError('SOCKET_UNUSABLE', `the ${which} socket is not a TCP socket; baton splices TCP connections only`, 'not_tcp');
+    throw toBatonError(new SocketError('tcp_info', e, `of the ${which} socket`));
   }
   // tcpi_state is the first byte; the kernel copies min(len, sizeof tcp_info).
-  const state = getOpt(fd, SOL_TCP, TCP_INFO, 8, 'tcp_info')[0] ?? 0;
+  const state = tcpInfoHead[0] ?? 0;
   if (state !== TCP_ESTABLISHED) {
     throw new BatonError('SOCKET_UNUSABLE', `the ${which} socket is ${TCP_STATES[state] ?? state}, not ESTABLISHED; splice a connected socket before either side closes it`, 'not_established');
+  }
+}
+
+/**
+ * pidfds of recent front ends. A front end names its sockets by its pid
+ * request after request: keeping its pidfd saves a pidfd_open and a close
+ * per socket. A pidfd names one process, never a later one with a reused
+ * pid: when its process is gone, pidfd_getfd fails with ESRCH and the entry
+ * is opened again for whatever process has the pid now.
+ */
+const PIDFD_CACHE_SIZE = 64;
+const pidfds = new Map<number, number>();
+const ESRCH = errnoValue('ESRCH');
+
+function pidfdOf(pid: number): number {
+  const cached = pidfds.get(pid);
+  if (cached !== undefined) return cached;
+  const fd = libcSock.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0);
+  if (fd < 0) throw new SocketError('pidfd_open', errno(), `of pid ${pid}`);
+  if (pidfds.size >= PIDFD_CACHE_SIZE) {
+    const [oldPid, oldFd] = pidfds.entries().next().value as [number, number];
+    pidfds.delete(oldPid);
+    libcSock.close(oldFd);
+  }
+  pidfds.set(pid, fd);
+  return fd;
+}
+
+function forgetPidfd(pid: number): void {
+  const fd = pidfds.get(pid);
+  if (fd === undefined) return;
+  pidfds.delete(pid);
+  libcSock.close(fd);
+}
+
+/** Our duplicate of descriptor `fd` of process `pid` (pidfd_getfd). */
+function getfd(pid: number, fd: number): number {
+  for (let attempt = 0; ; attempt++) {
+    const mine = libcSock.syscall(SYS_pidfd_getfd, 'int', pidfdOf(pid), 'int', fd, 'unsigned int', 0);
+    if (mine >= 0) return mine;
+    const e = errno();
+    if (e === ESRCH) {
+      forgetPidfd(pid); // that process is gone; the pid may name a new one
+      if (attempt === 0) continue;
+    }
+    throw new SocketError('pidfd_getfd', e, `of fd ${fd} of pid ${pid}`);
   }
 }
 
@@ -63,7 +122,7 @@ export function assertEstablishedTcp(fd: number, which: string): void {
 export function takeByDescriptor(pid: number, fd: number, which: string): TakenSocket {
   let mine: number;
   try {
-    mine = takeSocket(pid, fd);
+    mine = getfd(pid, fd);
   } catch (e) {
     const be = toBatonError(e);
     throw new BatonError(be.code, `the ${which} socket (fd ${fd} of pid ${pid}): ${be.message}`, be.reason, { cause: e });
@@ -101,7 +160,7 @@ export async function takeByAddress(pid: number, q: AddressQuery): Promise<{ cli
   }
   let pidfd: number;
   try {
-    pidfd = check(libcSock.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0), 'pidfd_open', `of pid ${pid}`);
+    pidfd = pidfdOf(pid);
   } catch (e) {
     throw toBatonError(e);
   }
@@ -138,8 +197,6 @@ export async function takeByAddress(pid: number, q: AddressQuery): Promise<{ cli
   } catch (e) {
     for (const s of [...clients.values(), ...backends.values()]) release(s);
     throw toBatonError(e);
-  } finally {
-    libcSock.close(pidfd);
   }
 }
 

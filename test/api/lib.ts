@@ -4,7 +4,7 @@
  * splicer where a real splice would need a testbed, and problem checks.
  */
 import assert from 'node:assert/strict';
-import { closeSync, readdirSync } from 'node:fs';
+import { closeSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import type { FlowKey, Handoff, Xlate } from '../../control/datapath/abi.js';
@@ -18,8 +18,18 @@ export const fdOf = (s: net.Socket | net.Server): number => {
   return fd;
 };
 
-/** Descriptors open in this process (to prove none leak). */
-export const openFds = (): number => readdirSync('/proc/self/fd').length;
+/**
+ * Descriptors open in this process (to prove none leak), not counting
+ * pidfds: the service keeps the pidfds of the front ends it serves.
+ */
+export const openFds = (): number =>
+  readdirSync('/proc/self/fd').filter((n) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${n}`) !== 'anon_inode:[pidfd]';
+    } catch {
+      return false; // the directory's own descriptor, gone already
+    }
+  }).length;
 
 export interface TcpPair {
   server: net.Server;

@@ -11,7 +11,7 @@
  * let those under way finish, close the listeners, release (not detach) the
  * links and free this process's handles.
  */
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/app.js';
@@ -24,7 +24,7 @@ import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
 import { checkRunnable, type DaemonConfig, loadConfig } from './config.js';
-import { type Attachment, attachOrReuse, preparePinDir, type TeardownResult, teardownPins } from './pins.js';
+import { type Attachment, attachOrReuse, linkPinPath, preparePinDir, type TeardownResult, teardownPins } from './pins.js';
 
 export interface RunOptions {
   /** Install SIGTERM/SIGINT handlers that shut down and exit (the CLI); tests call close() instead. */
@@ -83,7 +83,12 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       splicer,
       observer: metrics,
       tableCapacity: config.tableCapacity,
-      notReadyReason: () => (attached ? undefined : 'the datapath is detached'),
+      notReadyReason: () => {
+        if (!attached) return 'the datapath is detached';
+        // `baton down` (or a hand-removed pin) while we run: the links are gone.
+        const gone = attachments.filter((a) => !existsSync(linkPinPath(config.pinDir, a.ifindex)));
+        return gone.length ? `XDP link pins missing for ${gone.map((a) => a.ifname).join(', ')} (was baton down run?); restart baton lb to attach again` : undefined;
+      },
     });
     metrics.watch(service);
     sweeper = startSweeper(splicer, { idleMs: config.idleTimeoutMs || NEVER_MS });

@@ -138,15 +138,23 @@ describe('daemon killed and restarted during a spliced download', { skip: skipUn
     assert.ok(known >= 1, `the adopted connection is counted (${known})`);
   });
 
-  test('SIGTERM keeps the datapath attached; baton down detaches and unpins everything', async () => {
+  test('SIGTERM keeps the datapath attached; baton down detaches and unpins everything, and a running daemon says so', async () => {
     assert.ok(lb, 'a daemon runs');
     await lb.stop('SIGTERM');
-    lb = undefined;
     assert.equal((await xdpProgs()).length, ifaces().length, 'still attached after a graceful stop');
+    lb = await startLb(); // reuses the links again
     const down = await tb.exec('lb', NODE_CLI[0]!, [...NODE_CLI.slice(1), 'down', '--json'], { bpffs: true, env: { ...process.env } });
     const r = JSON.parse(down.stdout) as { detached: number[]; unpinned: string[] };
     assert.deepEqual(r.detached.sort(), tb.node('lb').ifaces.map((i) => i.ifindex).sort());
     assert.ok(r.unpinned.some((n) => n.startsWith('baton_flows_v')), r.unpinned.join(','));
     assert.deepEqual(await xdpProgs(), [], 'no XDP program left');
+    const api = createClient({ socketPath: lb.socketPath, timeoutMs: 5000 });
+    try {
+      const ready = await api.ready();
+      assert.equal(ready.ready, false, 'the daemon no longer claims to be ready');
+      assert.match(ready.detail ?? '', /baton down/);
+    } finally {
+      api.close();
+    }
   });
 });

@@ -6,6 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
@@ -110,6 +113,26 @@ describe('REST API routes', () => {
       assertProblem(await app.inject({ method: 'POST', url: '/v1/splices', headers: { ...AUTH, 'content-type': 'application/xml' }, payload: '<a/>' }), 415, 'UNSUPPORTED_MEDIA_TYPE');
       const big = { client: { pid: 1, fd: 1 }, backend: { pid: 1, fd: 2 }, prefix: 'A'.repeat(200_000) };
       assertProblem(await inject('POST', '/v1/splices', big), 413, 'PAYLOAD_TOO_LARGE');
+    });
+
+    test('over a unix socket (no client IP) the rate limit works too', async () => {
+      const limited = await buildApi({ service, rateLimit: { max: 2, timeWindowMs: 60_000 } });
+      const path = join(tmpdir(), `baton-api-${process.pid}.sock`);
+      await limited.listen({ path });
+      const get = () =>
+        new Promise<number>((resolve, reject) => {
+          const r = http.request({ socketPath: path, path: '/v1/splices' }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          r.on('error', reject);
+          r.end();
+        });
+      try {
+        assert.deepEqual([await get(), await get(), await get()], [200, 200, 429]);
+      } finally {
+        await limited.close();
+      }
     });
 
     test('rate limit: 429 RATE_LIMITED past the limit; /healthz is never limited', async () => {

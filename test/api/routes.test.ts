@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
 import { BatonError } from '../../control/errors.js';
-import { MAX_BATCH_ITEMS, SpliceService } from '../../control/service/splice-service.js';
+import { BATCH_CONCURRENCY, MAX_BATCH_ITEMS, SpliceService } from '../../control/service/splice-service.js';
 import { assertProblem, fakeRecord, fdOf, openFds, StubSplicer, tcpPair, type TcpPair } from './lib.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -400,6 +401,37 @@ describe('REST API routes', () => {
         assert.equal(results[1].error.instance, '/v1/splices:batch/items/1');
         assert.equal(results[2].error.code, 'SOCKET_NOT_FOUND');
         assert.equal(results[3].splice.id, '41');
+      } finally {
+        await pair.close();
+        await other.close();
+      }
+    });
+
+    test(`items run ${BATCH_CONCURRENCY} at a time: the others go on while one waits, results stay in item order`, async () => {
+      const pair = await tcpPair();
+      const other = await tcpPair();
+      try {
+        let n = 100n;
+        let inFlight = 0;
+        let most = 0;
+        const order: bigint[] = [];
+        stub.spliceImpl = async () => {
+          const id = n++;
+          most = Math.max(most, ++inFlight);
+          // The first item is slow (sockets slow to go quiet); the rest are not held up behind it.
+          await sleep(id === 100n ? 100 : 1);
+          inFlight--;
+          order.push(id);
+          return stub.add(fakeRecord(id));
+        };
+        const good = { client: { pid: process.pid, fd: fdOf(pair.accepted) }, backend: { pid: process.pid, fd: fdOf(other.connected) } };
+        const items = new Array(3 * BATCH_CONCURRENCY).fill(good);
+        const r = await inject('POST', '/v1/splices:batch', { items });
+        assert.equal(r.statusCode, 200, r.body);
+        const { results } = r.json();
+        assert.deepEqual(results.map((x: { splice: { id: string } }) => x.splice.id), items.map((_, i) => String(100 + i)));
+        assert.equal(most, BATCH_CONCURRENCY, 'concurrent, and bounded');
+        assert.equal(order.at(-1), 100n, 'the slow first item finished last');
       } finally {
         await pair.close();
         await other.close();

@@ -29,6 +29,14 @@ export interface Profile {
   handoffSeconds: number;
   /** Concurrent splices for the control-plane runs (1 = sequential). */
   handoffConcurrency: number[];
+  /** The handoff API microbenchmark (bench/handoff-api.ts): connection pairs spliced per phase. */
+  handoffApiPairs: number;
+  /** Calls in flight in its concurrent single-splice phase. */
+  handoffApiInFlight: number;
+  /** Items per POST /v1/splices:batch call, one phase each. */
+  handoffApiBatchSizes: number[];
+  /** Spliced connections per phase that get a second request through the datapath. */
+  handoffApiVerifySample: number;
 }
 
 export const PROFILES: Record<Mode, Profile> = {
@@ -44,6 +52,10 @@ export const PROFILES: Record<Mode, Profile> = {
     datapathRepeat: 1_000_000,
     handoffSeconds: 5,
     handoffConcurrency: [1, 8, 32],
+    handoffApiPairs: 2000,
+    handoffApiInFlight: 8,
+    handoffApiBatchSizes: [32, 128],
+    handoffApiVerifySample: 200,
   },
   quick: {
     mode: 'quick',
@@ -57,6 +69,10 @@ export const PROFILES: Record<Mode, Profile> = {
     datapathRepeat: 100_000,
     handoffSeconds: 1,
     handoffConcurrency: [1, 8],
+    handoffApiPairs: 200,
+    handoffApiInFlight: 8,
+    handoffApiBatchSizes: [32, 128],
+    handoffApiVerifySample: 50,
   },
 };
 

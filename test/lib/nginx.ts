@@ -14,8 +14,14 @@ export interface NginxBackend {
   stop(): Promise<void>;
 }
 
+export interface NginxOptions {
+  /** Connections the worker may hold at once (default 1024); benchmarks that keep thousands open raise it. */
+  workerConnections?: number;
+}
+
 /** Files: name -> size in bytes (random content) or a string. */
-export async function startNginx(tb: Testbed, node: string, port: number, files: Record<string, number | string>): Promise<NginxBackend> {
+export async function startNginx(tb: Testbed, node: string, port: number, files: Record<string, number | string>, opts: NginxOptions = {}): Promise<NginxBackend> {
+  const workerConnections = opts.workerConnections ?? 1024;
   const dir = mkdtempSync(join(tmpdir(), `baton-nginx-${node}-`));
   chmodSync(dir, 0o755); // nginx workers run unprivileged and must read the content
   const www = join(dir, 'www');
@@ -29,11 +35,11 @@ export async function startNginx(tb: Testbed, node: string, port: number, files:
   const ip = tb.node(node).v4;
   writeFileSync(
     join(dir, 'nginx.conf'),
-    `worker_processes 1;
+    `worker_processes 1;${opts.workerConnections ? `\nworker_rlimit_nofile ${2 * workerConnections + 64};` : ''}
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 daemon off;
-events { worker_connections 1024; }
+events { worker_connections ${workerConnections}; }
 http {
   access_log off;
   sendfile on;

@@ -5,6 +5,7 @@
  * can be rendered again (`bench/render.ts`) without rerunning anything.
  */
 import { HANDOFF_BUCKETS_MS } from './handoff.js';
+import { targetVerdicts } from './handoff-api-results.js';
 import { cell, ratio, type Results } from './results.js';
 import { VARIANT_ORDER, type VariantId } from './variants/variant.js';
 
@@ -110,6 +111,47 @@ export function handoffTable(r: Results): string[] {
   return lines;
 }
 
+/** The API alone on pre-made pairs: one row per phase (single, concurrent, batches). */
+export function handoffApiTable(r: Results): string[] {
+  const a = r.handoffApi;
+  if (!a) return [];
+  const lines = [
+    row(['phase', 'items per call', 'calls in flight', 'calls', 'spliced', 'refused', 'handoffs/s', 'call p50 µs', 'call p99 µs', 'per splice p50 µs', 'per splice p99 µs', 'daemon p50 µs', 'daemon p99 µs', 'first answers', 'second requests']),
+    align(14),
+  ];
+  for (const p of a.phases) {
+    lines.push(
+      row([
+        p.title, num(p.itemsPerCall), num(p.inFlight), num(p.calls), `${num(p.handoffs)}/${num(p.requested)}`, num(p.refused), num(p.handoffsPerS),
+        num(p.callP50Us), num(p.callP99Us), num(p.itemP50Us), num(p.itemP99Us), num(p.daemonP50Us), num(p.daemonP99Us),
+        `${num(p.firstAnswered.ok)}/${num(p.firstAnswered.of)}`, `${num(p.secondAnswered.ok)}/${num(p.secondAnswered.of)}`,
+      ]),
+    );
+  }
+  return lines;
+}
+
+/** What the handoff API table's figures are, and why any splice was refused or any check failed. */
+export function handoffApiNotes(r: Results): string[] {
+  const a = r.handoffApi;
+  if (!a) return [];
+  return [
+    `${num(a.pairs)} fresh pairs per phase (a client connection to the VIP whose first request the front end has read, and a connection to the back end), ` +
+      "made before the phase starts; the phase is only the API calls, from the benchmark process over the daemon's unix socket (control/sdk client). " +
+      `"call" is one HTTP call as the caller saw it; "per splice" divides each call's time by its items; "daemon" is each splice's own \`durationUs\` ` +
+      `(block entries to sockets released; in a batch, items overlap, ${a.batchConcurrency} at a time); handoffs/s is successful splices over the phase's wall time. ` +
+      `The HTTP round trip alone (GET /healthz, same client): p50 ${num(a.floor.p50Us)} µs, p99 ${num(a.floor.p99Us)} µs. ` +
+      '"first answers": spliced connections whose first request (delivered by the splice) was answered 200; "second requests": a sample that sent another request through the datapath alone.',
+    ...a.phases.flatMap((p) => Object.entries(p.refusals).map(([why, n]) => `- ${p.title}: refused ${num(n)}x ${why}`)),
+    ...a.phases.flatMap((p) => p.checkFailures.map((f) => `- ${p.title}: check failed, ${f}`)),
+  ];
+}
+
+function handoffApiTargetRows(r: Results, check: (ok: boolean) => string): string[] {
+  if (!r.handoffApi) return [];
+  return targetVerdicts(r.handoffApi).map((v) => row([v.what, v.goal, v.unit === 'µs' ? `${num(v.measured)} µs` : num(v.measured), check(v.met)]));
+}
+
 export function targetLines(r: Results): string[] {
   const rewrite = r.datapath.rows.filter((x) => x.path.startsWith('rewrite'));
   const worst = Math.max(...rewrite.map((x) => x.nsPerPacket));
@@ -127,6 +169,7 @@ export function targetLines(r: Results): string[] {
     row(['new connection per request, 64 KiB, baton vs HAProxy', `≥ ${TARGETS.close64kVsHaproxy.toFixed(1)}x`, x(ch), check(ch >= TARGETS.close64kVsHaproxy)]),
     row(['rewrite path, worst case over table sizes', `≤ ${TARGETS.rewriteNsPerPacket} ns`, `${num(worst)} ns`, check(worst <= TARGETS.rewriteNsPerPacket)]),
     row(['rewrite path flat across table sizes (max/min)', '≈ 1.0', `${spread.toFixed(2)}`, check(spread <= 1.2)]),
+    ...handoffApiTargetRows(r, check),
   ];
 }
 
@@ -193,5 +236,6 @@ export function renderReport(r: Results): string {
     '',
     `![handoff latency histogram](${CHART_FILES.handoff})`,
     '',
+    ...(r.handoffApi ? ['## Control plane: handoff API, single vs batched', '', ...handoffApiNotes(r), '', ...handoffApiTable(r), ''] : []),
   ].join('\n');
 }

@@ -7,8 +7,9 @@
  *      right bytes: plain routing, HAProxy http, HAProxy tcp+splice, nginx
  *      proxy_pass, baton splice;
  *   3. the load matrix (throughput.ts), then the handoff microbenchmark;
- *   4. the datapath microbenchmark (its own namespace);
- *   5. results.json, results.md and the SVG charts.
+ *   4. the handoff API microbenchmark (handoff-api.ts, its own testbed and daemon);
+ *   5. the datapath microbenchmark (its own namespace);
+ *   6. results.json, results.md and the SVG charts.
  *
  *   node --import tsx bench/run.ts [--quick] [--out DIR] [--baton dispatcher|e2e]
  * --baton picks the baton variant's front end: the daemon + dispatcher users
@@ -27,6 +28,7 @@ import { canRunPrivileged, createTestbed, starTopology, type Testbed } from '../
 import { cpuSince, sampleCpu } from './cpu.js';
 import { runDatapathBench } from './datapath.js';
 import { runHandoffBench } from './handoff.js';
+import { runHandoffApiBench } from './handoff-api.js';
 import { machineInfo } from './machine.js';
 import { BACKEND_PORT, BODIES, type Profile, profileFromArgs, WORKLOADS } from './profile.js';
 import { writeRendered } from './render.js';
@@ -120,6 +122,8 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
   log(`background load before the run: ${(idle.utilisation * 100).toFixed(1)}% of all cores${idle.utilisation > 0.1 ? ' (the machine is busy: figures will be noisy)' : ''}`);
 
   const loads = await runLoads(profile, frontEnd);
+  log(`control plane: the handoff API alone, ${profile.handoffApiPairs} pairs per phase (single, ${profile.handoffApiInFlight} in flight, batches of ${profile.handoffApiBatchSizes.join(' and ')})`);
+  const handoffApi = await runHandoffApiBench(profile, log);
   log(`datapath: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs per cell`);
   const datapath = await runDatapathBench(profile, log);
   return {
@@ -135,6 +139,7 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
     batonFrontEnd: frontEnd,
     workloads: WORKLOADS.map((w) => ({ id: w.id, title: w.title, short: w.short })),
     ...loads,
+    handoffApi,
     datapath,
   };
 }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { renderSvg, chartSpecs } from '../../bench/charts.js';
 import { cpuSince, type CpuSample } from '../../bench/cpu.js';
+import { HANDOFF_API_TARGETS, summarizePhase } from '../../bench/handoff-api-results.js';
 import { percentile, type LoadResult } from '../../bench/load/result.js';
 import { PROFILES, WORKLOADS } from '../../bench/profile.js';
 import { BEGIN, END, readmeBlock, replaceBlock } from '../../bench/readme.js';
@@ -47,6 +48,24 @@ function syntheticResults(): Results {
     handoff: [
       { concurrency: 1, handoffs: 10, refused: 0, seconds: 1, handoffsPerS: 10, p50Ms: 1, p90Ms: 2, p99Ms: 3, maxMs: 4, quiesceP50Ms: Number.NaN, frontEndP50Ms: 2, frontEndP99Ms: 5, histogram: [{ le: 1, count: 6 }, { le: null, count: 4 }] },
     ],
+    handoffApi: {
+      pairs: 4,
+      targets: HANDOFF_API_TARGETS,
+      batchConcurrency: 8,
+      floor: { p50Us: 90, p99Us: 300 },
+      phases: [
+        {
+          ...summarizePhase({ kind: 'single', title: 'single', itemsPerCall: 1, inFlight: 1 }, [{ us: 400, items: 1 }, { us: 600, items: 1 }],
+            [{ ok: true, durationUs: 150 }, { ok: false, why: 'NOT_QUIESCENT (busy)' }], 0.001),
+          firstAnswered: { ok: 1, of: 1 }, secondAnswered: { ok: 1, of: 1 }, checkFailures: [],
+        },
+        {
+          ...summarizePhase({ kind: 'batch', title: 'batch of 2', itemsPerCall: 2, inFlight: 1 }, [{ us: 500, items: 2 }],
+            [{ ok: true, durationUs: 180 }, { ok: true, durationUs: 220 }], 0.0002),
+          firstAnswered: { ok: 2, of: 2 }, secondAnswered: { ok: 1, of: 2 }, checkFailures: ['client port 40000: no answer to the second request'],
+        },
+      ],
+    },
     datapath: {
       repeat: 1000,
       rows: [1000, 100_000].flatMap((n) =>
@@ -77,6 +96,27 @@ describe('bench arithmetic', () => {
     assert.equal(s.p99Us, 600);
   });
 
+  it('a handoff API phase: rate over wall time, per-splice time is the call\'s share, refusals by reason', () => {
+    const p = summarizePhase(
+      { kind: 'batch', title: 'batch of 4', itemsPerCall: 4, inFlight: 1 },
+      [{ us: 800, items: 4 }, { us: 100, items: 1 }],
+      [{ ok: true, durationUs: 300 }, { ok: true, durationUs: 100 }, { ok: true, durationUs: null }, { ok: false, why: 'SPLICE_REFUSED (unacked_data)' }, { ok: false, why: 'SPLICE_REFUSED (unacked_data)' }],
+      0.5,
+    );
+    assert.equal(p.calls, 2);
+    assert.equal(p.requested, 5);
+    assert.equal(p.handoffs, 3);
+    assert.equal(p.refused, 2);
+    assert.deepEqual(p.refusals, { 'SPLICE_REFUSED (unacked_data)': 2 });
+    assert.equal(p.handoffsPerS, 6);
+    assert.equal(p.callP50Us, 100);
+    assert.equal(p.callP99Us, 800);
+    assert.equal(p.itemP50Us, 200); // four items at 200 µs each, one at 100
+    assert.equal(p.itemP99Us, 200);
+    assert.equal(p.daemonP50Us, 100); // a null durationUs (recovered) is no sample
+    assert.equal(p.daemonP99Us, 300);
+  });
+
   it('CPU deltas: busy jiffies at 100 Hz become microseconds', () => {
     const a: CpuSample = { busy: 100, idle: 100, atMs: 0 };
     const b: CpuSample = { busy: 150, idle: 150, atMs: 1000 };
@@ -103,6 +143,21 @@ describe('bench report', () => {
     assert.match(md, /\| keep-alive 1 KiB, baton vs HAProxy \| ≥ 1\.6x \| 2\.40x \| met \|/);
     assert.match(md, /rewrite path, worst case over table sizes \| ≤ 100 ns \| 140 ns \| \*\*not met\*\*/);
     assert.match(md, /load generator closed/);
+  });
+
+  it('results.md has the handoff API table, its refusals and failed checks, and its targets', () => {
+    const md = renderReport(r);
+    assert.match(md, /## Control plane: handoff API, single vs batched/);
+    assert.match(md, /\| single \| 1 \| 1 \| 2 \| 1\/2 \| 1 \| 1,000 \| 400 \| 600 \| 400 \| 600 \| 150 \| 150 \| 1\/1 \| 1\/1 \|/);
+    assert.match(md, /\| batch of 2 \| 2 \| 1 \| 1 \| 2\/2 \| 0 \| 10,000 \| 500 \| 500 \| 250 \| 250 \| 180 \| 220 \| 2\/2 \| 1\/2 \|/);
+    assert.match(md, /- single: refused 1x NOT_QUIESCENT \(busy\)/);
+    assert.match(md, /- batch of 2: check failed, client port 40000/);
+    assert.match(md, /HTTP round trip alone \(GET \/healthz, same client\): p50 90 µs/);
+    assert.match(md, /one POST at a time, in the daemon \(block to release\) \| ≤ 200 µs \| 150 µs \| met \|/);
+    assert.match(md, /best phase \(batch of 2\) \| ≤ 200 µs \| 250 µs \| \*\*not met\*\* \|/);
+    assert.match(md, /handoffs per second, best phase \(batch of 2\) \| ≥ 10,000 \| 10,000 \| met \|/);
+    const older = renderReport({ ...r, handoffApi: undefined });
+    assert.doesNotMatch(older, /handoff API/);
   });
 
   it('the README block replaces only what lies between the markers', () => {

@@ -4,7 +4,7 @@
  * libuv's worker threads stay where they are, so only synchronous work (a
  * BPF_PROG_TEST_RUN, a socket created and used synchronously) belongs inside.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
 import { libcSock, errno } from '../bpf/ffi.js';
 import { BpfError } from '../bpf/errors.js';
 
@@ -20,14 +20,29 @@ export function withNetns<T>(name: string, fn: () => T): T {
   }
 }
 
+/**
+ * Identity ("dev:ino") of the calling thread's network namespace. Cached:
+ * only withNetnsFd moves the thread, and it forgets the cache both ways.
+ */
+let threadNetns: string | undefined;
+export function threadNetnsId(): string {
+  if (threadNetns === undefined) {
+    const st = statSync('/proc/thread-self/ns/net');
+    threadNetns = `${st.dev}:${st.ino}`;
+  }
+  return threadNetns;
+}
+
 /** Runs `fn` with this thread in the network namespace `nsFd`, then moves it back. */
 export function withNetnsFd<T>(nsFd: number, fn: () => T, what = `netns fd ${nsFd}`): T {
   const home = openSync('/proc/thread-self/ns/net', 'r');
   try {
     if (libcSock.setns(nsFd, CLONE_NEWNET) !== 0) throw new BpfError('setns', errno(), `into ${what}`);
+    threadNetns = undefined;
     try {
       return fn();
     } finally {
+      threadNetns = undefined;
       if (libcSock.setns(home, CLONE_NEWNET) !== 0) {
         // Staying in the wrong namespace would silently misdirect everything after.
         throw new BpfError('setns', errno(), 'back to the original netns');

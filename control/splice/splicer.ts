@@ -168,7 +168,7 @@ export class Splicer {
     try {
       this.insertEntry(backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, handoffs: [] });
     } catch (e) {
-      this.dp.flows.delete(encodeFlowKey(clientKey));
+      this.dp.flows.delete(this.kb(clientKey));
       throw e;
     }
 
@@ -187,8 +187,8 @@ export class Splicer {
       // 4. Refuse or plan.
       const plan = planSplice(id, leg1, leg2, pending.length);
       // 5. Forward, one update per direction (each atomic for readers).
-      this.dp.flows.update(encodeFlowKey(plan.backendKey), encodeFlow(plan.backend), 'EXIST');
-      this.dp.flows.update(encodeFlowKey(plan.clientKey), encodeFlow(plan.client), 'EXIST');
+      this.dp.flows.update(this.kb(plan.backendKey), encodeFlow(plan.backend), 'EXIST');
+      this.dp.flows.update(this.kb(plan.clientKey), encodeFlow(plan.client), 'EXIST');
       forwarding = true;
       const netns = this.ops.netnsOf(clientFd);
       // 6. Release the client side.
@@ -238,8 +238,8 @@ export class Splicer {
         throw e;
       }
       // Nothing half-made: entries gone, sockets back to normal operation.
-      this.dp.flows.delete(encodeFlowKey(clientKey));
-      this.dp.flows.delete(encodeFlowKey(backendKey));
+      this.dp.flows.delete(this.kb(clientKey));
+      this.dp.flows.delete(this.kb(backendKey));
       if (captured) {
         for (const fd of [clientFd, backendFd]) {
           try {
@@ -355,7 +355,7 @@ export class Splicer {
       return rec;
     } catch (e) {
       if (held) this.dp.control({ op: CtlOp.SET_STATE, key: rec.clientKey, state: FlowState.FORWARD });
-      if (inserted) this.dp.flows.delete(encodeFlowKey(newKey));
+      if (inserted) this.dp.flows.delete(this.kb(newKey));
       try {
         this.ops.leaveRepair(fd);
       } finally {
@@ -421,7 +421,7 @@ export class Splicer {
       this.ops.releaseSilently(h.heldFd); // frees the tuple for the recreated socket
       delete h.heldFd;
     }
-    this.dp.flows.delete(encodeFlowKey(h.backendKey));
+    this.dp.flows.delete(this.kb(h.backendKey));
     if (!h.leg) return;
     const elapsed = performance.now() - rec.capturedAt;
     const at = u32(b.clientEnd + h.toBackend.x.seqDelta); // the back end's rcv_nxt, in its space
@@ -448,7 +448,7 @@ export class Splicer {
   status(id: bigint): ConnectionStatus | undefined {
     const rec = this.records.get(id);
     if (!rec) return undefined;
-    const raw = this.dp.flows.lookup(encodeFlowKey(rec.clientKey));
+    const raw = this.dp.flows.lookup(this.kb(rec.clientKey));
     const clientFlow = raw ? decodeFlow(raw, rec.family) : undefined;
     const c = clientFlow?.track;
     const active = rec.handoffs.filter((h) => !h.retired);
@@ -473,9 +473,9 @@ export class Splicer {
   remove(id: bigint): boolean {
     const rec = this.records.get(id);
     if (!rec) return false;
-    this.dp.flows.delete(encodeFlowKey(rec.clientKey));
+    this.dp.flows.delete(this.kb(rec.clientKey));
     for (const h of rec.handoffs) {
-      if (!h.retired) this.dp.flows.delete(encodeFlowKey(h.backendKey));
+      if (!h.retired) this.dp.flows.delete(this.kb(h.backendKey));
       if (h.heldFd !== undefined) {
         try {
           this.ops.releaseSilently(h.heldFd);
@@ -551,7 +551,7 @@ export class Splicer {
     }
     for (const u of unfinished) this.dp.flows.delete(u.kb);
     for (const [connId, legs] of backends) {
-      if (!clients.has(connId)) for (const l of legs) this.dp.flows.delete(encodeFlowKey(l.k));
+      if (!clients.has(connId)) for (const l of legs) this.dp.flows.delete(this.kb(l.k));
     }
     let n = 0;
     const now = Date.now();
@@ -637,8 +637,16 @@ export class Splicer {
     return run;
   }
 
+  /** Encoded table keys, once per key object (records keep theirs; polls look them up often). */
+  private readonly keyBufs = new WeakMap<FlowKey, Buffer>();
+  private kb(k: FlowKey): Buffer {
+    let b = this.keyBufs.get(k);
+    if (!b) this.keyBufs.set(k, (b = encodeFlowKey(k)));
+    return b;
+  }
+
   private track(k: FlowKey): Track | undefined {
-    const v = this.dp.flows.lookup(encodeFlowKey(k));
+    const v = this.dp.flows.lookup(this.kb(k));
     return v ? decodeTrack(v) : undefined;
   }
 
@@ -652,7 +660,7 @@ export class Splicer {
 
   private insertEntry(k: FlowKey, flow: Parameters<typeof encodeFlow>[0]): void {
     try {
-      this.dp.flows.update(encodeFlowKey(k), encodeFlow(flow), 'NOEXIST');
+      this.dp.flows.update(this.kb(k), encodeFlow(flow), 'NOEXIST');
     } catch (e) {
       if (e instanceof BpfError && e.code === 'EEXIST') {
         throw new BatonError('ALREADY_SPLICED', `${k.src}:${k.sport} -> ${k.dst}:${k.dport} is already in the connection table`, 'duplicate');

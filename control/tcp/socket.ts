@@ -4,9 +4,10 @@
  * addresses are encoded and decoded here, and nothing else in control/tcp/
  * handles raw sockaddr bytes or errno.
  */
-import { fstatSync, statSync } from 'node:fs';
+import { fstatSync } from 'node:fs';
 import { errno, errnoValue, libcSock } from '../bpf/ffi.js';
 import { type Family, ipv4Bytes, ipv6Bytes, bytesToIp, familyOf } from '../net/addr.js';
+import { threadNetnsId } from '../net/netns.js';
 import { SocketError } from './errors.js';
 import {
   AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, SOCK_CLOEXEC, SOCK_STREAM, SIOCGSKNS,
@@ -195,8 +196,7 @@ export function socketNetnsFd(fd: number): number | undefined {
   const ns = libcSock.ioctl(fd, SIOCGSKNS, 'void *', Buffer.alloc(8));
   if (ns < 0) return undefined;
   const theirs = fstatSync(ns);
-  const ours = statSync('/proc/thread-self/ns/net');
-  if (theirs.ino === ours.ino && theirs.dev === ours.dev) {
+  if (`${theirs.dev}:${theirs.ino}` === threadNetnsId()) {
     libcSock.close(ns);
     return undefined;
   }

@@ -2,21 +2,16 @@
  * A splice record as the API shows it (docs/api.md, "Splice"). Pure: the
  * record, its datapath status and the current monotonic time in, JSON out.
  */
+import type { Xlate } from '../datapath/abi.js';
 import { formatEndpoint } from './endpoint.js';
 import type { SpliceRecord, SpliceState, SpliceStatus, TrafficView } from './splicer-port.js';
 
-export interface HandoffJson {
+/** One handoff: where it goes, from which client byte, and its translation (the datapath's, minus the tuple). */
+export interface HandoffJson extends Omit<Xlate, 'out'> {
   index: number;
   backend: string;
   local: string;
   seqStart: number;
-  seqDelta: number;
-  ackDelta: number;
-  tsvalDelta: number;
-  tsecrDelta: number;
-  wscaleIn: number;
-  wscaleOut: number;
-  timestamps: boolean;
   /** A later handoff replaced this back end; its leg was closed. */
   retired: boolean;
 }

@@ -10,24 +10,23 @@ import assert from 'node:assert/strict';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Datapath } from '../../control/datapath/datapath.js';
-import { withNetns } from '../../control/net/netns.js';
-import { Splicer, type SpliceRecord } from '../../control/splice/splicer.js';
-import { takeSocket } from '../../control/tcp/pidfd.js';
-import { createSocketOps } from '../../control/tcp/socket-ops.js';
+import type { Datapath } from '../../control/datapath/datapath.js';
+import type { Splicer, SpliceRecord } from '../../control/splice/splicer.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import { KeepAliveClient as Client } from '../lib/keepalive-client.js';
-import { type FrontendDriver, startFrontend } from '../lib/frontend-driver.js';
-import { type NginxBackend, startNginx } from '../lib/nginx.js';
-import { createTestbed, starTopology, type Testbed, VIP4 } from '../lib/testbed.js';
+import type { FrontendDriver } from '../lib/frontend-driver.js';
+import type { NginxBackend } from '../lib/nginx.js';
+import { type SpliceBed, startSpliceBed } from '../lib/splice-bed.js';
+import { type Testbed, VIP4 } from '../lib/testbed.js';
 
 const FILE = 256 * 1024;
 
 describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
+  let bed: SpliceBed;
   let tb: Testbed;
   let dp: Datapath;
   let splicer: Splicer;
-  const nginx: Record<string, NginxBackend> = {};
+  let nginx: Record<string, NginxBackend>;
   let fe: FrontendDriver;
   let client: Client;
   let rec: SpliceRecord;
@@ -35,11 +34,8 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
   const fins: Record<string, string[]> = { backend1: [], backend2: [] };
 
   before(async () => {
-    tb = await createTestbed(starTopology({ backends: 2, vip: true }), { passXdp: (node) => node !== 'lb' });
-    dp = await Datapath.load({ flowsCapacity: 1024 });
-    const lb = tb.node('lb');
-    withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
-    for (const b of ['backend1', 'backend2']) nginx[b] = await startNginx(tb, b, 8080, { 'who.txt': b, 'file.bin': FILE });
+    bed = await startSpliceBed({ backends: 2, files: (b) => ({ 'who.txt': b, 'file.bin': FILE }) });
+    ({ tb, dp, splicer, fe, nginx } = bed);
     for (const node of ['client', 'backend1', 'backend2']) {
       const cap = tb.spawn(node, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 5 != 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
       readline.createInterface({ input: cap.stdout! }).on('line', (l) => {
@@ -48,17 +44,12 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
       });
     }
     await sleep(300); // tcpdump attached
-    splicer = new Splicer(dp, createSocketOps());
-    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, [`${tb.node('backend1').v4}:8080`]);
     client = await Client.start(tb, VIP4);
   });
 
   after(async () => {
     client?.proc.kill();
-    fe?.stop();
-    for (const n of Object.values(nginx)) await n.stop();
-    dp?.close();
-    await tb?.destroy();
+    await bed?.destroy();
   });
 
   async function expectServedBy(backend: string, n: number): Promise<void> {

@@ -9,43 +9,33 @@ import { closeSync, openSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
-import { Datapath } from '../../control/datapath/datapath.js';
-import { withNetns } from '../../control/net/netns.js';
+import type { Datapath } from '../../control/datapath/datapath.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { startSweeper, type Sweeper } from '../../control/splice/sweeper.js';
-import { takeSocket } from '../../control/tcp/pidfd.js';
 import { releaseSilently } from '../../control/tcp/repair.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
 import { skipUnlessBpf } from '../lib/env.js';
-import { type FrontendDriver, startFrontend } from '../lib/frontend-driver.js';
+import type { FrontendDriver } from '../lib/frontend-driver.js';
 import { KeepAliveClient } from '../lib/keepalive-client.js';
-import { type NginxBackend, startNginx } from '../lib/nginx.js';
-import { createTestbed, starTopology, type Testbed, VIP4 } from '../lib/testbed.js';
+import { type SpliceBed, startSpliceBed } from '../lib/splice-bed.js';
+import { type Testbed, VIP4 } from '../lib/testbed.js';
 
 describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, () => {
+  let bed: SpliceBed;
   let tb: Testbed;
   let dp: Datapath;
   let splicer: Splicer;
-  let nginx: NginxBackend;
   let fe: FrontendDriver;
   const clients: KeepAliveClient[] = [];
 
   before(async () => {
-    tb = await createTestbed(starTopology({ backends: 1, vip: true }), { passXdp: (node) => node !== 'lb' });
-    dp = await Datapath.load({ flowsCapacity: 1024 });
-    const lb = tb.node('lb');
-    withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
-    nginx = await startNginx(tb, 'backend1', 8080, { 'small.txt': 'hello' });
-    splicer = new Splicer(dp, createSocketOps());
-    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, [`${tb.node('backend1').v4}:8080`]);
+    bed = await startSpliceBed({ backends: 1, files: { 'small.txt': 'hello' } });
+    ({ tb, dp, splicer, fe } = bed);
   });
 
   after(async () => {
     for (const c of clients) c.proc.kill();
-    fe?.stop();
-    await nginx?.stop();
-    dp?.close();
-    await tb?.destroy();
+    await bed?.destroy();
   });
 
   /** A keep-alive client whose connection is spliced (first request answered). */

@@ -9,19 +9,17 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Datapath } from '../../control/datapath/datapath.js';
-import { withNetns } from '../../control/net/netns.js';
-import { Splicer } from '../../control/splice/splicer.js';
-import { createSocketOps } from '../../control/tcp/socket-ops.js';
-import { takeSocket } from '../../control/tcp/pidfd.js';
+import type { Datapath } from '../../control/datapath/datapath.js';
 import { skipUnlessBpf } from '../lib/env.js';
-import { startFrontend, type FrontendDriver } from '../lib/frontend-driver.js';
-import { startNginx, type NginxBackend } from '../lib/nginx.js';
-import { createTestbed, starTopology, VIP4, type Testbed } from '../lib/testbed.js';
+import type { FrontendDriver } from '../lib/frontend-driver.js';
+import type { NginxBackend } from '../lib/nginx.js';
+import { type SpliceBed, startSpliceBed } from '../lib/splice-bed.js';
+import { VIP4, type Testbed } from '../lib/testbed.js';
 
 const BIG = 64 * 1024 * 1024;
 
 describe('splice end to end', { skip: skipUnlessBpf }, () => {
+  let bed: SpliceBed;
   let tb: Testbed;
   let dp: Datapath;
   let nginx: NginxBackend;
@@ -29,25 +27,18 @@ describe('splice end to end', { skip: skipUnlessBpf }, () => {
   const rsts: string[] = [];
 
   before(async () => {
-    tb = await createTestbed(starTopology({ backends: 1, vip: true }), { passXdp: (node) => node !== 'lb' });
-    dp = await Datapath.load({ flowsCapacity: 4096 });
-    const lb = tb.node('lb');
-    withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
-    nginx = await startNginx(tb, 'backend1', 8080, { 'big.bin': BIG, 'small.txt': 'x'.repeat(1024) });
+    bed = await startSpliceBed({ backends: 1, files: { 'big.bin': BIG, 'small.txt': 'x'.repeat(1024) } });
+    ({ tb, dp, fe } = bed);
+    nginx = bed.nginx.backend1!;
     // Every RST seen by the client or the back end, for (d).
     for (const node of ['client', 'backend1']) {
       const cap = tb.spawn(node, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 4 != 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
       cap.stdout?.on('data', (d: Buffer) => rsts.push(...d.toString().trim().split('\n').map((l) => `${node}: ${l}`)));
     }
-    const splicer = new Splicer(dp, createSocketOps());
-    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, [`${tb.node('backend1').v4}:8080`]);
   });
 
   after(async () => {
-    fe?.stop();
-    await nginx?.stop();
-    dp?.close();
-    await tb?.destroy();
+    await bed?.destroy();
   });
 
   test('(a) a 64 MiB download through a spliced connection matches its SHA-256', async () => {

@@ -1,0 +1,63 @@
+/**
+ * The in-process splice testbed of the end-to-end tests: a star topology
+ * with a VIP, baton's datapath attached on the LB's interfaces, nginx on each
+ * back end, and the test front end (test/e2e/programs/frontend.ts) whose
+ * splice requests a Splicer in this process answers.
+ */
+import { Datapath } from '../../control/datapath/datapath.js';
+import { withNetns } from '../../control/net/netns.js';
+import { Splicer } from '../../control/splice/splicer.js';
+import { takeSocket } from '../../control/tcp/pidfd.js';
+import { createSocketOps } from '../../control/tcp/socket-ops.js';
+import { type FrontendDriver, startFrontend } from './frontend-driver.js';
+import { type NginxBackend, startNginx } from './nginx.js';
+import { createTestbed, starTopology, type Testbed, VIP4 } from './testbed.js';
+
+export interface SpliceBedOptions {
+  backends: number;
+  /** Files each back end's nginx serves (name -> size or content), or a function of the node name. */
+  files: Record<string, number | string> | ((node: string) => Record<string, number | string>);
+  /** Back ends the front end splices to, in turn (default: backend1). */
+  frontendBackends?: string[];
+  flowsCapacity?: number;
+}
+
+export interface SpliceBed {
+  tb: Testbed;
+  dp: Datapath;
+  splicer: Splicer;
+  fe: FrontendDriver;
+  nginx: Record<string, NginxBackend>;
+  destroy(): Promise<void>;
+}
+
+export const BACKEND_PORT = 8080;
+
+export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed> {
+  const tb = await createTestbed(starTopology({ backends: opts.backends, vip: true }), { passXdp: (node) => node !== 'lb' });
+  const nginx: Record<string, NginxBackend> = {};
+  let dp: Datapath | undefined;
+  let fe: FrontendDriver | undefined;
+  const destroy = async () => {
+    fe?.stop();
+    for (const n of Object.values(nginx)) await n.stop();
+    dp?.close();
+    await tb.destroy();
+  };
+  try {
+    const d = (dp = await Datapath.load({ flowsCapacity: opts.flowsCapacity ?? 1024 }));
+    const lb = tb.node('lb');
+    withNetns(lb.ns, () => lb.ifaces.forEach((i) => d.attach(i.ifindex)));
+    for (let k = 1; k <= opts.backends; k++) {
+      const node = `backend${k}`;
+      nginx[node] = await startNginx(tb, node, BACKEND_PORT, typeof opts.files === 'function' ? opts.files(node) : opts.files);
+    }
+    const splicer = new Splicer(d, createSocketOps());
+    const targets = (opts.frontendBackends ?? ['backend1']).map((n) => `${tb.node(n).v4}:${BACKEND_PORT}`);
+    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, targets);
+    return { tb, dp: d, splicer, fe, nginx, destroy };
+  } catch (e) {
+    await destroy();
+    throw e;
+  }
+}

@@ -48,6 +48,12 @@ export interface CaptureOptions {
   probe?: TsProbe;
   /** Reads of the queues before giving up on a socket that keeps changing (default 5). */
   attempts?: number;
+  /**
+   * The caller checks the state against the kernel's sequence numbers
+   * afterwards (the timestamp probe does): one read of the queues instead of
+   * two that must agree.
+   */
+  verifiedLater?: boolean;
 }
 
 interface TcpInfo {
@@ -73,27 +79,40 @@ function tcpInfo(fd: number, op: string): TcpInfo {
   };
 }
 
-/** Refuses anything but an established TCP socket, with a message that says what it is instead. */
-function checkCapturable(fd: number): void {
+/**
+ * Refuses anything but an established TCP socket, with a message that says
+ * what it is instead. One TCP_INFO call answers for a good socket; the
+ * socket's domain, type and protocol are only asked to explain a refusal.
+ */
+function checkCapturable(fd: number): TcpInfo {
   const op = 'capture';
-  const domain = getInt(fd, SOL_SOCKET, SO_DOMAIN, op);
-  if (domain !== AF_INET && domain !== AF_INET6) {
-    throw new SocketError(op, E('EAFNOSUPPORT'), `of fd ${fd}`, `fd ${fd} is not an IPv4/IPv6 socket (address family ${domain}); only TCP connections can be captured`);
+  let info: TcpInfo | undefined;
+  try {
+    info = tcpInfo(fd, op);
+  } catch {
+    /* not TCP (or not a socket): explained below */
   }
-  const type = getInt(fd, SOL_SOCKET, SO_TYPE, op);
-  const proto = getInt(fd, SOL_SOCKET, SO_PROTOCOL, op);
-  if (type !== SOCK_STREAM || proto !== IPPROTO_TCP) {
-    const what = proto === 17 ? 'a UDP socket' : `a socket of type ${type}, protocol ${proto}`;
-    throw new SocketError(op, E('EPROTOTYPE'), `of fd ${fd}`, `fd ${fd} is ${what}, not TCP; only TCP connections can be captured`);
+  if (!info) {
+    const domain = getInt(fd, SOL_SOCKET, SO_DOMAIN, op);
+    if (domain !== AF_INET && domain !== AF_INET6) {
+      throw new SocketError(op, E('EAFNOSUPPORT'), `of fd ${fd}`, `fd ${fd} is not an IPv4/IPv6 socket (address family ${domain}); only TCP connections can be captured`);
+    }
+    const type = getInt(fd, SOL_SOCKET, SO_TYPE, op);
+    const proto = getInt(fd, SOL_SOCKET, SO_PROTOCOL, op);
+    if (type !== SOCK_STREAM || proto !== IPPROTO_TCP) {
+      const what = proto === 17 ? 'a UDP socket' : `a socket of type ${type}, protocol ${proto}`;
+      throw new SocketError(op, E('EPROTOTYPE'), `of fd ${fd}`, `fd ${fd} is ${what}, not TCP; only TCP connections can be captured`);
+    }
+    info = tcpInfo(fd, op); // a TCP socket: now the real error, if any
   }
-  const { state } = tcpInfo(fd, op);
-  if (state !== TCP_ESTABLISHED) {
-    const name = TCP_STATES[state] ?? `state ${state}`;
-    const why = state === TCP_LISTEN
+  if (info.state !== TCP_ESTABLISHED) {
+    const name = TCP_STATES[info.state] ?? `state ${info.state}`;
+    const why = info.state === TCP_LISTEN
       ? `fd ${fd} is a listening socket; only established connections can be captured (capture the accepted socket instead)`
       : `fd ${fd} is in state ${name}; only ESTABLISHED connections can be captured`;
     throw new SocketError(op, E('ENOTCONN'), `of fd ${fd}`, why);
   }
+  return info;
 }
 
 interface Seqs {
@@ -119,8 +138,12 @@ function readSeqs(fd: number): Seqs {
 const sameSeqs = (a: Seqs, b: Seqs): boolean =>
   a.outq === b.outq && a.notsent === b.notsent && a.inq === b.inq && a.rcvNxt === b.rcvNxt && a.writeSeq === b.writeSeq;
 
-/** Sequence numbers and both queues' bytes, read until two reads agree. */
-function snapshotQueues(fd: number, attempts: number): { seqs: Seqs; sendQueue: Buffer; recvQueue: Buffer } {
+/**
+ * Sequence numbers and both queues' bytes, read until two reads agree. With
+ * `verifiedLater` (the timestamp probe will compare the kernel's sequence
+ * numbers with the state, and reject a socket that moved) one read suffices.
+ */
+function snapshotQueues(fd: number, attempts: number, verifiedLater: boolean): { seqs: Seqs; sendQueue: Buffer; recvQueue: Buffer } {
   const op = 'capture';
   let last = '';
   for (let i = 0; i < attempts; i++) {
@@ -130,7 +153,7 @@ function snapshotQueues(fd: number, attempts: number): { seqs: Seqs; sendQueue: 
     const recvQueue = peek(fd, a.inq + 1, op);
     setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, op);
     const sendQueue = peek(fd, a.outq + 1, op);
-    const b = readSeqs(fd);
+    const b = verifiedLater ? a : readSeqs(fd);
     setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, op);
     if (sameSeqs(a, b) && recvQueue.length === a.inq && sendQueue.length === a.outq) {
       return { seqs: a, sendQueue: Buffer.from(sendQueue), recvQueue: Buffer.from(recvQueue) };
@@ -151,11 +174,11 @@ function snapshotQueues(fd: number, attempts: number): { seqs: Seqs; sendQueue: 
  * captures and one probe for all.
  */
 export function captureTcp(fd: number, opts: CaptureOptions = {}): TcpState {
-  checkCapturable(fd);
+  const info = checkCapturable(fd);
   const wasRepair = getInt(fd, SOL_TCP, TCP_REPAIR, 'capture') === 1;
   if (!wasRepair) setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'repair');
   try {
-    const state = readState(fd, opts.attempts ?? 5);
+    const state = readState(fd, info, opts.attempts ?? 5, opts.verifiedLater === true || opts.probe !== undefined);
     if (opts.probe) probeInSocketNetns(opts.probe, [state], fd);
     return state;
   } catch (e) {
@@ -164,13 +187,16 @@ export function captureTcp(fd: number, opts: CaptureOptions = {}): TcpState {
   }
 }
 
-function readState(fd: number, attempts: number): TcpState {
+/**
+ * The state of a socket in repair mode. `info` is its TCP_INFO from before
+ * repair mode: options, window scales and MSS are fixed for the life of a
+ * connection, and the state cannot leave ESTABLISHED without a segment,
+ * which a captured flow does not get (the datapath blocks it, and a
+ * verified capture is compared with the kernel's numbers afterwards).
+ */
+function readState(fd: number, info: TcpInfo, attempts: number, verifiedLater: boolean): TcpState {
   const op = 'capture';
-  const { seqs, sendQueue, recvQueue } = snapshotQueues(fd, attempts);
-  const info = tcpInfo(fd, op);
-  if (info.state !== TCP_ESTABLISHED) {
-    throw new SocketError(op, E('ENOTCONN'), `of fd ${fd}`, `the connection left ESTABLISHED (now ${TCP_STATES[info.state] ?? info.state}) while being captured`);
-  }
+  const { seqs, sendQueue, recvQueue } = snapshotQueues(fd, attempts, verifiedLater);
   const mssClamp = getInt(fd, SOL_TCP, TCP_MAXSEG, op); // in repair mode: rx_opt.mss_clamp
   const tsNow = getU32(fd, SOL_TCP, TCP_TIMESTAMP, op);
   const w = getOpt(fd, SOL_TCP, TCP_REPAIR_WINDOW, TCP_REPAIR_WINDOW_LAYOUT.size, op);
@@ -241,7 +267,7 @@ export async function captureSockets(fds: readonly number[], opts: CaptureSocket
   try {
     for (const fd of fds) {
       const was = repairFlag(fd);
-      states.push(captureTcp(fd, opts.attempts === undefined ? {} : { attempts: opts.attempts }));
+      states.push(captureTcp(fd, { ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }), verifiedLater: probe !== undefined }));
       if (was === 0) turnedOn.push(fd);
     }
     if (probe) {

@@ -77,16 +77,16 @@ int baton_xdp(struct xdp_md *ctx)
 	int verdict;
 
 	if (parse_tcp_packet(ctx, &p, &reason)) {
-		count_reason(reason, len);
+		count_reason(reason, BATON_DIR_NONE, len);
 		return CTX_PASS;
 	}
 	f = bpf_map_lookup_elem(&baton_flows, &p.key);
 	if (!f) {
-		count_reason(BATON_R_PASS_NO_FLOW, len);
+		count_reason(BATON_R_PASS_NO_FLOW, BATON_DIR_NONE, len);
 		return CTX_PASS;
 	}
 	verdict = handle_flow(ctx, &p, f, &reason);
-	count_reason(reason, len);
+	count_reason(reason, f->kind == BATON_KIND_CLIENT ? BATON_DIR_TO_BACKEND : BATON_DIR_TO_CLIENT, len);
 	return verdict;
 }
 

@@ -121,8 +121,8 @@ async function main(): Promise<number> {
     }
     const packets = fam('baton_datapath_packets_total');
     if (packets) {
-      say('datapath packets by action/reason (from /metrics, summed over CPUs):');
-      for (const s of packets.samples.filter((x) => x.value > 0)) say(`  ${(s.labels.action ?? '').padEnd(10)} ${(s.labels.reason ?? '').padEnd(16)} ${String(s.value).padStart(8)}`);
+      say('datapath packets by direction/action/reason (from /metrics, summed over CPUs):');
+      for (const s of packets.samples.filter((x) => x.value > 0)) say(`  ${(s.labels.direction ?? '').padEnd(11)} ${(s.labels.action ?? '').padEnd(10)} ${(s.labels.reason ?? '').padEnd(16)} ${String(s.value).padStart(8)}`);
     }
     const left = await tb.exec('lb', 'ss', ['-tanpH', 'state', 'established', `( sport = :80 )`]);
     say(`client-side sockets left on the lb: ${left.stdout.trim().split('\n').filter(Boolean).length}`);

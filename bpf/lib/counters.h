@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Per-CPU verdict counters, indexed by enum baton_reason; userspace sums
- * the CPUs at scrape time. */
+/* Per-CPU verdict counters, one slot per (reason, direction); userspace
+ * sums the CPUs at scrape time. */
 #ifndef BATON_LIB_COUNTERS_H
 #define BATON_LIB_COUNTERS_H
 
 #include "maps.h"
 
-static __always_inline void count_reason(__u32 reason, __u32 bytes)
+static __always_inline void count_reason(__u32 reason, __u32 dir, __u32 bytes)
 {
-	struct baton_counter *c = bpf_map_lookup_elem(&baton_counters, &reason);
+	__u32 slot = reason * BATON_DIR_MAX + dir;
+	struct baton_counter *c = bpf_map_lookup_elem(&baton_counters, &slot);
 
 	if (c) {
 		c->packets++;

@@ -23,7 +23,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, BATON_R_MAX);
+	__uint(max_entries, BATON_R_MAX * BATON_DIR_MAX);
 	__type(key, __u32);
 	__type(value, struct baton_counter);
 } baton_counters SEC(".maps");

@@ -78,7 +78,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     const adopted = splicer.adopt();
 
     let attached = true;
-    const metrics = new BatonMetrics({ counters: () => dp.readCounters(), tableCapacity: config.tableCapacity });
+    const metrics = new BatonMetrics({ counters: () => dp.readCountersByDirection(), tableCapacity: config.tableCapacity });
     const service = new SpliceService({
       splicer,
       observer: metrics,

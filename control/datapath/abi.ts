@@ -63,6 +63,10 @@ export const REASONS = [
   ['passed', 'blocked_ack'],
   ['dropped', 'held'],
 ] as const;
+/** enum baton_direction, in order: the direction label of a counter slot (slot = reason * DIRECTIONS.length + direction). */
+export const DIRECTIONS = ['none', 'to_backend', 'to_client'] as const;
+export type Direction = (typeof DIRECTIONS)[number];
+
 export type Action = (typeof REASONS)[number][0];
 export type ReasonName = (typeof REASONS)[number][1];
 

@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BpfError, BpfObject, type BpfMap, type BpfProgram, runSyscallProgram, XdpLink } from '../bpf/index.js';
-import { ABI_VERSION, type Action, type CtlRequest, decodeCtlResult, encodeCtl, REASONS, type ReasonName } from './abi.js';
+import { ABI_VERSION, type Action, type CtlRequest, decodeCtlResult, DIRECTIONS, type Direction, encodeCtl, REASONS, type ReasonName } from './abi.js';
 
 export const DEFAULT_OBJECT = resolve(import.meta.dirname, '../../build/bpf/xdp_baton.o');
 export const DEFAULT_FLOWS_CAPACITY = 65536;
@@ -91,6 +91,11 @@ export class Datapath {
     return readCounters(this.counters);
   }
 
+  /** Per reason and direction, summed over CPUs (the metrics' labels). */
+  readCountersByDirection(): Array<CounterRow & { direction: Direction }> {
+    return readCountersByDirection(this.counters);
+  }
+
   /** Detaches what this process attached (unless pinned and `keepPinned`) and frees the object. */
   close(opts: { keepPinned?: boolean } = {}): void {
     for (const l of this.links.splice(0)) {
@@ -119,13 +124,24 @@ export function allowStackForwarding(): void {
   if (readFileSync(path, 'utf8').trim() !== '1') writeFileSync(path, '1');
 }
 
-/** Per-reason totals of a baton_counters map (enum baton_reason order), summed over CPUs. */
+/** Per-reason totals of a baton_counters map (enum baton_reason order), summed over CPUs and directions. */
 export function readCounters(counters: BpfMap): CounterRow[] {
+  const byDir = readCountersByDirection(counters);
   return REASONS.map(([action, reason], i) => {
-    const k = Buffer.alloc(4);
-    k.writeUInt32LE(i);
-    const v = counters.lookup(k);
-    const [packets = 0n, bytes = 0n] = v ? counters.sumU64(v) : [];
-    return { action, reason, packets, bytes };
+    const rows = byDir.slice(i * DIRECTIONS.length, (i + 1) * DIRECTIONS.length);
+    return { action, reason, packets: rows.reduce((a, r) => a + r.packets, 0n), bytes: rows.reduce((a, r) => a + r.bytes, 0n) };
   });
+}
+
+/** Every counter slot: per reason and direction (which way the packet went), summed over CPUs. */
+export function readCountersByDirection(counters: BpfMap): Array<CounterRow & { direction: Direction }> {
+  const k = Buffer.alloc(4);
+  return REASONS.flatMap(([action, reason], i) =>
+    DIRECTIONS.map((direction, d) => {
+      k.writeUInt32LE(i * DIRECTIONS.length + d);
+      const v = counters.lookup(k);
+      const [packets = 0n, bytes = 0n] = v ? counters.sumU64(v) : [];
+      return { action, reason, direction, packets, bytes };
+    }),
+  );
 }

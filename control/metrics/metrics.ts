@@ -10,6 +10,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApiObserver } from '../api/app.js';
+import type { Direction as CounterDirection } from '../datapath/abi.js';
 import type { CounterRow } from '../datapath/datapath.js';
 import type { HandoffMode, HandoffObserver, HandoffOutcome, SpliceService } from '../service/splice-service.js';
 import { SPLICE_STATES } from '../service/splice-service.js';
@@ -23,8 +24,8 @@ const SCAN_REUSE_MS = 100;
 export const HANDOFF_MODES: readonly HandoffMode[] = ['splice', 'handoff'];
 
 export interface MetricsSources {
-  /** Per-reason datapath totals (Datapath.readCounters). */
-  counters?: () => CounterRow[];
+  /** Datapath totals per reason and direction (Datapath.readCountersByDirection). */
+  counters?: () => Array<CounterRow & { direction: CounterDirection }>;
   /** Known connections and table occupancy. */
   service?: SpliceService;
   /** Connection-table capacity (entries). */
@@ -62,22 +63,22 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
     const rows = () => sources.counters?.() ?? [];
     new Counter({
       name: 'baton_datapath_packets_total',
-      help: 'Packets the XDP program handled, by verdict (action) and reason, summed over CPUs',
-      labelNames: ['action', 'reason'] as const,
+      help: 'Packets the XDP program handled, by direction (to_backend, to_client, or none: no connection matched), verdict (action) and reason, summed over CPUs',
+      labelNames: ['direction', 'action', 'reason'] as const,
       registers,
       collect() {
         this.reset();
-        for (const r of rows()) this.inc({ action: r.action, reason: r.reason }, Number(r.packets));
+        for (const r of rows()) this.inc({ direction: r.direction, action: r.action, reason: r.reason }, Number(r.packets));
       },
     });
     new Counter({
       name: 'baton_datapath_bytes_total',
-      help: 'Bytes of the packets the XDP program handled, by verdict (action) and reason, summed over CPUs',
-      labelNames: ['action', 'reason'] as const,
+      help: 'Bytes of the packets the XDP program handled, by direction, verdict (action) and reason, summed over CPUs',
+      labelNames: ['direction', 'action', 'reason'] as const,
       registers,
       collect() {
         this.reset();
-        for (const r of rows()) this.inc({ action: r.action, reason: r.reason }, Number(r.bytes));
+        for (const r of rows()) this.inc({ direction: r.direction, action: r.action, reason: r.reason }, Number(r.bytes));
       },
     });
 

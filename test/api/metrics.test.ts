@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
 import { testRun } from '../../control/bpf/index.js';
+import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { BatonMetrics, HANDOFF_BUCKETS } from '../../control/metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../../control/metrics/server.js';
@@ -62,7 +63,7 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
   before(async () => {
     dp = await Datapath.load({ flowsCapacity: 64 });
     stub = new StubSplicer();
-    metrics = new BatonMetrics({ counters: () => dp.readCounters(), tableCapacity: 64 });
+    metrics = new BatonMetrics({ counters: () => dp.readCountersByDirection(), tableCapacity: 64 });
     service = new SpliceService({ splicer: stub, observer: metrics, tableCapacity: 64 });
     metrics.watch(service);
     app = await buildApi({ service, observer: metrics });
@@ -75,8 +76,8 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
   });
 
   test('datapath packets and bytes by action and reason move with traffic through the XDP program', async () => {
-    const key = 'baton_datapath_packets_total{action="passed",reason="no_flow"}';
-    const bkey = 'baton_datapath_bytes_total{action="passed",reason="no_flow"}';
+    const key = 'baton_datapath_packets_total{direction="none",action="passed",reason="no_flow"}';
+    const bkey = 'baton_datapath_bytes_total{direction="none",action="passed",reason="no_flow"}';
     const s0 = (await scrape()).samples;
     const pkt = buildPacket({ ip: { version: 4, src: '198.18.1.1', dst: '198.19.0.1' }, tcp: { sport: 40000, dport: 80, flags: 'A', seq: 1, ack: 1 }, payload: 'x'.repeat(100) });
     const prog = dp.object.program('baton_xdp');
@@ -85,7 +86,30 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
     assert.equal(value(s1, key) - value(s0, key), 7);
     assert.equal(value(s1, bkey) - value(s0, bkey), 7 * pkt.length);
     // Every reason of the ABI is exported, zero or not.
-    assert.ok(value(s1, 'baton_datapath_packets_total{action="dropped",reason="blocked"}') >= 0);
+    assert.ok(value(s1, 'baton_datapath_packets_total{direction="none",action="dropped",reason="blocked"}') >= 0);
+  });
+
+  test('packets of a spliced connection are counted by direction: client entries to_backend, back-end entries to_client', async () => {
+    const toward = (samples: Map<string, number>, direction: string) =>
+      [...samples].filter(([k]) => k.startsWith(`baton_datapath_packets_total{direction="${direction}",`)).reduce((a, [, v]) => a + v, 0);
+    const x = { seqDelta: 0, ackDelta: 0, tsvalDelta: 0, tsecrDelta: 0, wscaleIn: 0, wscaleOut: 0, timestamps: false };
+    const client = { src: '198.18.1.7', dst: '198.19.0.1', sport: 40007, dport: 80 };
+    const back = { src: '198.18.2.7', dst: '198.18.2.1', sport: 8080, dport: 50007 };
+    dp.flows.update(encodeFlowKey(client), encodeFlow({ connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: back.dst, dst: back.src, sport: back.dport, dport: back.sport } } }] }));
+    dp.flows.update(encodeFlowKey(back), encodeFlow({ connId: 77n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: client.dst, dst: client.src, sport: client.dport, dport: client.sport } } }] }));
+    try {
+      const s0 = (await scrape()).samples;
+      const prog = dp.object.program('baton_xdp');
+      const seg = (t: typeof client) => buildPacket({ ip: { version: 4, src: t.src, dst: t.dst }, tcp: { sport: t.sport, dport: t.dport, flags: 'A', seq: 1, ack: 1 }, payload: 'y' });
+      for (let i = 0; i < 3; i++) testRun(prog, { packet: seg(client) });
+      for (let i = 0; i < 5; i++) testRun(prog, { packet: seg(back) });
+      const s1 = (await scrape()).samples;
+      assert.equal(toward(s1, 'to_backend') - toward(s0, 'to_backend'), 3, 'client -> back end packets');
+      assert.equal(toward(s1, 'to_client') - toward(s0, 'to_client'), 5, 'back end -> client packets');
+    } finally {
+      dp.flows.delete(encodeFlowKey(client));
+      dp.flows.delete(encodeFlowKey(back));
+    }
   });
 
   test('handoffs by mode and outcome; the duration histogram counts successes', async () => {

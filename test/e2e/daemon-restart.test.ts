@@ -133,7 +133,8 @@ describe('daemon killed and restarted during a spliced download', { skip: skipUn
 
     // Metrics of the new daemon: the pinned counters carried over, the adopted connection is counted.
     const m = await scrape();
-    assert.ok(sample(m, 'baton_datapath_packets_total{action="forwarded",reason="redirect"}') + sample(m, 'baton_datapath_packets_total{action="forwarded",reason="tx"}') > 10_000, 'forwarded packets counted across the restart');
+    const forwarded = ['to_backend', 'to_client'].reduce((a, d) => a + sample(m, `baton_datapath_packets_total{direction="${d}",action="forwarded",reason="redirect"}`) + sample(m, `baton_datapath_packets_total{direction="${d}",action="forwarded",reason="tx"}`), 0);
+    assert.ok(forwarded > 10_000, `forwarded packets counted across the restart (${forwarded})`);
     const known = ['blocked', 'forwarding', 'held', 'closing', 'closed'].reduce((a, st) => a + sample(m, `baton_connections{state="${st}"}`), 0);
     assert.ok(known >= 1, `the adopted connection is counted (${known})`);
   });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { ABI_VERSION, LAYOUTS, MAX_HANDOFFS, REASONS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, XLATE_F_TS, FlowKind, FlowState, CtlOp, PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR } from '../../control/datapath/abi.js';
+import { ABI_VERSION, LAYOUTS, MAX_HANDOFFS, REASONS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, XLATE_F_TS, FlowKind, FlowState, CtlOp, DIRECTIONS, PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR } from '../../control/datapath/abi.js';
 import { LIBBPF_STRUCTS } from '../../control/bpf/libbpf-structs.js';
 import { TCP_INFO_LAYOUT, TCP_STRUCTS } from '../../control/tcp/kernel.js';
 
@@ -28,6 +28,7 @@ interface Printed {
   structs: Record<string, { size: number; fields: Record<string, number> }>;
   consts: Record<string, number>;
   reasons: Array<[string, string]>;
+  directions: string[];
 }
 
 function cProgram(): string {
@@ -49,6 +50,7 @@ function cProgram(): string {
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <baton/abi.h>
+#define DIRECTION_JSON(d, n) printf("%s\\"%s\\"", d ? "," : "", n);
 #define REASON_JSON(r, a, n) printf("%s[\\"%s\\",\\"%s\\"]", r ? "," : "", a, n);
 int main(void) {
   printf("{\\"structs\\":{");
@@ -57,6 +59,9 @@ int main(void) {
     BATON_ABI_VERSION, BATON_MAX_HANDOFFS, BATON_XLATE_F_TS, BATON_TRACK_F_FIN, BATON_TRACK_F_RST, BATON_TRACK_F_SEEN,
     BATON_STATE_BLOCK, BATON_STATE_FORWARD, BATON_STATE_HOLD, BATON_CTL_SET_STATE, BATON_CTL_APPEND_HANDOFF, BATON_KIND_CLIENT, BATON_KIND_BACKEND, BATON_R_MAX,
     BATON_PROBE_F_FOUND, BATON_PROBE_F_TSTAMP_OK, BATON_PROBE_F_USEC_TS, BATON_PROBE_F_REPAIR);
+  printf("\\"directions\\":[");
+  BATON_DIRECTIONS(DIRECTION_JSON)
+  printf("],");
   printf("\\"reasons\\":[");
   BATON_REASONS(REASON_JSON)
   printf("]}\\n");
@@ -97,6 +102,7 @@ test('constants and the reason table match the C header', { skip: !haveCc && 'no
     PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR,
   });
   assert.deepEqual(printed.reasons, REASONS.map(([a, r]) => [a, r]));
+  assert.deepEqual(printed.directions, [...DIRECTIONS]);
 });
 
 test('kernel socket structs used by control/tcp match the installed uapi headers', { skip: !haveCc && 'no C compiler (cc)' }, () => {

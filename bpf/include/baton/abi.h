@@ -158,7 +158,20 @@ struct baton_flow {
 enum baton_reason { BATON_REASONS(BATON_REASON_ENUM) BATON_R_MAX };
 #undef BATON_REASON_ENUM
 
-/* Per-CPU counter slot, one per reason. */
+/* Which way a counted packet went: toward a back end (a CLIENT entry
+ * matched), toward a client (a BACKEND entry matched), or neither (no entry,
+ * or not parsed far enough to look one up). The values of the two
+ * directions are those of the entry kinds that imply them. */
+#define BATON_DIRECTIONS(X)                     \
+	X(BATON_DIR_NONE,       "none")         \
+	X(BATON_DIR_TO_BACKEND, "to_backend")   \
+	X(BATON_DIR_TO_CLIENT,  "to_client")
+
+#define BATON_DIRECTION_ENUM(d, n) d,
+enum baton_direction { BATON_DIRECTIONS(BATON_DIRECTION_ENUM) BATON_DIR_MAX };
+#undef BATON_DIRECTION_ENUM
+
+/* Per-CPU counter slot, one per (reason, direction): slot = reason * BATON_DIR_MAX + direction. */
 struct baton_counter {
 	__u64 packets;
 	__u64 bytes;

@@ -6,7 +6,7 @@
  */
 import { addrToKeyBytes, bytesToIp, type Family, familyOf } from '../net/addr.js';
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 export const MAX_HANDOFFS = 8;
 export const IPPROTO_TCP = 6;
 

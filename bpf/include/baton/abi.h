@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define BATON_ABI_VERSION 2
+#define BATON_ABI_VERSION 3
 
 /* Handoffs one client connection can hold (source document 000, claim 2). */
 #define BATON_MAX_HANDOFFS 8

@@ -53,6 +53,7 @@ http {
   default_type application/octet-stream;
   server {
     listen ${ip}:${port} reuseport;
+    listen [${tb.node(node).v6}]:${port} reuseport;
     root ${www};
     add_header X-Backend ${node};
   }

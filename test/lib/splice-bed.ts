@@ -11,7 +11,7 @@ import { takeSocket } from '../../control/tcp/pidfd.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
 import { type FrontendDriver, startFrontend } from './frontend-driver.js';
 import { type NginxBackend, startNginx } from './nginx.js';
-import { createTestbed, starTopology, type Testbed, VIP4 } from './testbed.js';
+import { createTestbed, starTopology, type Testbed, VIP4, VIP6 } from './testbed.js';
 
 export interface SpliceBedOptions {
   backends: number;
@@ -20,6 +20,8 @@ export interface SpliceBedOptions {
   /** Back ends the front end splices to, in turn (default: backend1). */
   frontendBackends?: string[];
   flowsCapacity?: number;
+  /** IP version of the VIP and of the back-end connections (default 4). */
+  family?: 4 | 6;
 }
 
 export interface SpliceBed {
@@ -53,8 +55,9 @@ export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed>
       nginx[node] = await startNginx(tb, node, BACKEND_PORT, typeof opts.files === 'function' ? opts.files(node) : opts.files);
     }
     const splicer = new Splicer(d, createSocketOps());
-    const targets = (opts.frontendBackends ?? ['backend1']).map((n) => `${tb.node(n).v4}:${BACKEND_PORT}`);
-    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port: 80 }, targets);
+    const v6 = opts.family === 6;
+    const targets = (opts.frontendBackends ?? ['backend1']).map((n) => (v6 ? `[${tb.node(n).v6}]:${BACKEND_PORT}` : `${tb.node(n).v4}:${BACKEND_PORT}`));
+    fe = await startFrontend(tb, splicer, takeSocket, { ip: v6 ? VIP6 : VIP4, port: 80 }, targets);
     return { tb, dp: d, splicer, fe, nginx, destroy };
   } catch (e) {
     await destroy();

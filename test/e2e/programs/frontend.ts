@@ -20,7 +20,7 @@ if (!listenIp || !listenPort || !backendsArg) {
 }
 const backends = backendsArg.split(',').map((b) => {
   const i = b.lastIndexOf(':');
-  return { host: b.slice(0, i), port: Number(b.slice(i + 1)) };
+  return { host: b.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(b.slice(i + 1)) };
 });
 
 type Handle = { _handle?: { fd?: number } };

@@ -43,8 +43,13 @@ export interface DispatcherConfig {
   routes: RouteConfig[];
   /** baton's API (default: BATON_API / BATON_TOKEN, else http://127.0.0.1:7300) */
   api?: { url?: string; socketPath?: string; token?: string };
-  /** false: never ask baton, relay every connection in userspace (a baseline) */
-  splice?: boolean;
+  /**
+   * When to ask baton to splice: true (default) every connection; "keep-alive"
+   * only connections whose first request asks to stay open (a one-shot
+   * request is relayed in userspace: a splice costs about a millisecond and
+   * only pays off over many requests or many bytes); false never (a baseline).
+   */
+  splice?: boolean | 'keep-alive';
   /** how long a client may take to send its first request head (ms, default 10,000) */
   headerTimeoutMs?: number;
   /** largest first request head accepted (bytes, default 16 KiB; baton takes at most 64 KiB of prefix) */
@@ -106,7 +111,7 @@ export function validateConfig(raw: unknown): DispatcherConfig {
     if (r.pathPrefix !== undefined && (typeof r.pathPrefix !== 'string' || !r.pathPrefix.startsWith('/'))) throw new ConfigError(`routes[${i}].pathPrefix: expected a path starting with "/"`);
   });
   if (raw.api !== undefined && !isObject(raw.api)) throw new ConfigError('api: expected {"url": ...} or {"socketPath": ...}');
-  if (raw.splice !== undefined && typeof raw.splice !== 'boolean') throw new ConfigError('splice: expected true or false');
+  if (raw.splice !== undefined && typeof raw.splice !== 'boolean' && raw.splice !== 'keep-alive') throw new ConfigError('splice: expected true, false or "keep-alive"');
   positiveInt(raw.headerTimeoutMs, 'headerTimeoutMs');
   positiveInt(raw.quiesceTimeoutMs, 'quiesceTimeoutMs');
   const mh = positiveInt(raw.maxHeaderBytes, 'maxHeaderBytes');

@@ -87,7 +87,9 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       return reject(conn, peer, client, 502, (e as Error).message);
     }
     const where = { conn, client: peer, host: head.host, path: head.path, pool: pool.name, backend: up.backend };
-    if (cfg.splice !== false) {
+    if (cfg.splice === 'keep-alive' && !head.keepAlive) {
+      emit({ event: 'relayed', ...where, code: 'ONE_SHOT_REQUEST', detail: 'the client asked to close after this request (splice: "keep-alive" in the configuration)' });
+    } else if (cfg.splice !== false) {
       const t0 = performance.now();
       try {
         const s = await splice(client, up.socket, {

@@ -14,6 +14,11 @@ export interface RequestHead {
   path: string;
   /** Host header (or absolute-form authority), lower-case, without port; '' when absent */
   host: string;
+  /**
+   * The client intends more requests on this connection: HTTP/1.1 unless it
+   * sent `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+   */
+  keepAlive: boolean;
 }
 
 export class HeadError extends Error {
@@ -66,7 +71,7 @@ export function readRequestHead(socket: net.Socket, maxBytes: number, timeoutMs:
 
 export function parseHead(bytes: Buffer, end: number): RequestHead {
   const lines = bytes.subarray(0, end).toString('latin1').split('\r\n');
-  const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(lines[0] ?? '');
+  const m = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0] ?? '');
   if (!m) throw new HeadError(400, `not an HTTP/1.x request line: ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
   let target = m[2]!;
   let host = '';
@@ -85,7 +90,16 @@ export function parseHead(bytes: Buffer, end: number): RequestHead {
     }
   }
   const q = target.search(/[?#]/);
-  return { bytes, method: m[1]!, path: q < 0 ? target : target.slice(0, q), host: stripPort(host.toLowerCase()) };
+  return { bytes, method: m[1]!, path: q < 0 ? target : target.slice(0, q), host: stripPort(host.toLowerCase()), keepAlive: keepAlive(m[3] === '1', lines.slice(1)) };
+}
+
+/** RFC 9112 §9.3: persistent by default in HTTP/1.1; the Connection header's tokens decide otherwise. */
+function keepAlive(http11: boolean, headerLines: string[]): boolean {
+  const tokens = headerLines
+    .filter((l) => l.slice(0, l.indexOf(':')).trim().toLowerCase() === 'connection')
+    .flatMap((l) => l.slice(l.indexOf(':') + 1).split(',').map((t) => t.trim().toLowerCase()));
+  if (tokens.includes('close')) return false;
+  return http11 || tokens.includes('keep-alive');
 }
 
 function stripPort(h: string): string {

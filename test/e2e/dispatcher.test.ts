@@ -38,6 +38,19 @@ describe('dispatcher pieces', () => {
     assert.throws(() => parseHead(bad, bad.indexOf('\r\n\r\n')), HeadError);
   });
 
+  test('request head: keep-alive per RFC 9112 (HTTP/1.1 unless Connection: close; HTTP/1.0 only with keep-alive)', () => {
+    const ka = (text: string) => {
+      const b = Buffer.from(text);
+      return parseHead(b, b.indexOf('\r\n\r\n')).keepAlive;
+    };
+    assert.equal(ka('GET / HTTP/1.1\r\nHost: a\r\n\r\n'), true);
+    assert.equal(ka('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'), false);
+    assert.equal(ka('GET / HTTP/1.1\r\nconnection: Upgrade, Close\r\n\r\n'), false);
+    assert.equal(ka('GET / HTTP/1.0\r\n\r\n'), false);
+    assert.equal(ka('GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n'), true);
+    assert.equal(ka('GET / HTTP/1.1\r\nX-Connection: close\r\n\r\n'), true);
+  });
+
   test('routes: first match of Host (exact or *.suffix) and path prefix', () => {
     const routes = [{ host: '*.api.example', pool: 'api' }, { host: 'two.example', pool: 'two' }, { pathPrefix: '/one', pool: 'one' }, { pool: 'both' }];
     assert.equal(pickRoute(routes, 'x.api.example', '/one.txt')?.pool, 'api');
@@ -51,11 +64,13 @@ describe('dispatcher pieces', () => {
   test('configuration errors name the field', () => {
     const ok: DispatcherConfig = { listen: '198.19.0.1:80', pools: { a: { backends: ['198.18.2.2:8080'] } }, routes: [{ pool: 'a' }] };
     assert.doesNotThrow(() => validateConfig(ok));
+    assert.doesNotThrow(() => validateConfig({ ...ok, splice: 'keep-alive' }));
     const bad: [unknown, RegExp][] = [
       [{ ...ok, routes: [{ pool: 'b' }] }, /routes\[0\]\.pool: no pool named "b"/],
       [{ ...ok, pools: { a: { backends: ['nope'] } } }, /pools\.a\.backends\[0\]: "nope" is not "ip:port"/],
       [{ ...ok, listen: '198.19.0.1' }, /listen\[0\]/],
       [{ ...ok, colour: 'red' }, /unknown field "colour"/],
+      [{ ...ok, splice: 'sometimes' }, /splice: expected true, false or "keep-alive"/],
       [{ ...ok, routes: [{ pathPrefix: 'x', pool: 'a' }] }, /pathPrefix: expected a path starting with "\/"/],
     ];
     for (const [cfg, msg] of bad) assert.throws(() => validateConfig(cfg), (e: unknown) => e instanceof ConfigError && msg.test(e.message));
@@ -187,6 +202,27 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
     for (const c of checks) {
       assert.equal(c.status, 'ok', c.detail);
       assert.match(c.detail, /baton_xdp attached, native/);
+    }
+  });
+
+  test('splice: "keep-alive" relays one-shot requests (Connection: close) and splices connections that stay open', async () => {
+    const fe2 = await startDispatcher(tb, {
+      listen: `${VIP4}:8082`,
+      api: { socketPath: lb.socketPath },
+      pools: { one: { backends: [b1] } },
+      routes: [{ pool: 'one' }],
+      splice: 'keep-alive',
+    });
+    try {
+      const oneShot = await curl(['-H', 'Connection: close', `http://${VIP4}:8082/one.txt`]);
+      assert.equal(oneShot.stdout.trim(), 'one from backend1');
+      const kept = await curl([`http://${VIP4}:8082/one.txt`, `http://${VIP4}:8082/two.txt`]);
+      assert.equal(kept.stdout.trim(), 'one from backend1\ntwo from backend1');
+      for (let i = 0; i < 100 && !fe2.events.some((e) => e.event === 'spliced'); i++) await sleep(10);
+      const kinds = fe2.events.filter((e) => e.event === 'relayed' || e.event === 'spliced').map((e) => (e.event === 'relayed' ? `relayed:${e.code}` : 'spliced'));
+      assert.deepEqual(kinds, ['relayed:ONE_SHOT_REQUEST', 'spliced']);
+    } finally {
+      await fe2.stop();
     }
   });
 

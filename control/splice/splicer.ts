@@ -520,16 +520,22 @@ export class Splicer {
       const b = this.track(cur.backendKey);
       this.remove(id);
       const seen = (t: Track | undefined): t is Track => t !== undefined && (t.flags & TRACK_F_SEEN) !== 0;
-      // Toward the client, from the VIP: our seq is what the client acked, our ack what it sent.
-      const toClientSeq = seen(c) ? c.ackMax : cur.toBackend.ackFloor;
+      // Each RST carries the end of what the other side sent: the receiver's
+      // rcv_nxt once everything arrived, else a number inside its window
+      // (which draws the challenge ACK described above). The peer's last ACK
+      // would be no good: bytes it received since put that number below its
+      // window, where a RST is dropped without an answer (RFC 5961).
+      // Toward the client, from the VIP (client sequence space).
+      const backendSent = seen(b) ? b.seqEnd : cur.toBackend.ackFloor;
       const clientSent = seen(c) ? c.seqEnd : cur.toBackend.seqStart;
+      const toClientSeq = backendSent;
       // Toward the back end, in its space.
-      const toBackendSeq = seen(b) ? u32(b.ackMax - cur.toClient.ackDelta) : u32(cur.toBackend.seqStart + cur.toBackend.x.seqDelta);
-      const backendSent = seen(b) ? u32(b.seqEnd - cur.toClient.seqDelta) : u32(cur.toBackend.ackFloor + cur.toBackend.x.ackDelta);
+      const toBackendSeq = u32(clientSent + cur.toBackend.x.seqDelta);
+      const backendSentThere = u32(backendSent - cur.toClient.seqDelta);
       const errors: unknown[] = [];
       for (const s of [
         { family: rec.family, local: rec.vip, remote: rec.client, sndNxt: toClientSeq, rcvNxt: clientSent },
-        { family: rec.family, local: cur.local, remote: cur.backend, sndNxt: toBackendSeq, rcvNxt: backendSent },
+        { family: rec.family, local: cur.local, remote: cur.backend, sndNxt: toBackendSeq, rcvNxt: backendSentThere },
       ]) {
         try {
           this.ops.reset(s, rec.netns);

@@ -15,10 +15,9 @@
 
 
 static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
-				       __u32 *reason)
+				       __u32 bytes, __u32 *reason)
 {
 	const struct baton_handoff *h;
-	__u32 bytes = ctx_len(ctx);
 	__u32 ack = p->ack;
 	__u64 now;
 	int k, rc;
@@ -85,7 +84,7 @@ int baton_xdp(struct xdp_md *ctx)
 		count_reason(BATON_R_PASS_NO_FLOW, BATON_DIR_NONE, len);
 		return CTX_PASS;
 	}
-	verdict = handle_flow(ctx, &p, f, &reason);
+	verdict = handle_flow(ctx, &p, f, len, &reason);
 	count_reason(reason, f->kind == BATON_KIND_CLIENT ? BATON_DIR_TO_BACKEND : BATON_DIR_TO_CLIENT, len);
 	return verdict;
 }

@@ -41,25 +41,16 @@ export function possibleCpus(): number {
   return cpuCount;
 }
 
+/** A map carries its MapInfo fields (name, fd, type, sizes) as its own (declaration merging). */
+export interface BpfMap extends MapInfo {}
 export class BpfMap {
-  readonly name: string;
-  readonly fd: number;
-  readonly type: number;
-  readonly keySize: number;
-  readonly valueSize: number;
-  readonly maxEntries: number;
   /** Bytes of one value as the syscall moves it (all CPUs for per-CPU maps). */
   readonly valueBytes: number;
   readonly perCpu: boolean;
   private readonly slot: number;
 
   constructor(info: MapInfo) {
-    this.name = info.name;
-    this.fd = info.fd;
-    this.type = info.type;
-    this.keySize = info.keySize;
-    this.valueSize = info.valueSize;
-    this.maxEntries = info.maxEntries;
+    Object.assign(this, info);
     this.perCpu = PERCPU_TYPES.has(info.type);
     // The kernel rounds each CPU's slot up to 8 bytes.
     this.slot = Math.ceil(info.valueSize / 8) * 8;

@@ -48,8 +48,6 @@ export interface RunningDaemon {
 }
 
 export const DEFAULT_GRACE_MS = 10_000;
-/** idleTimeoutMs 0 means never: an idle limit no connection reaches (10^12 ms, ~31 years). */
-const NEVER_MS = 1e12;
 
 /** Starts the daemon from `baton lb` arguments and the environment. */
 export async function runDaemon(argv: readonly string[], env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<RunningDaemon> {
@@ -91,7 +89,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       },
     });
     metrics.watch(service);
-    sweeper = startSweeper(splicer, { idleMs: config.idleTimeoutMs || NEVER_MS });
+    sweeper = startSweeper(splicer, { idleMs: config.idleTimeoutMs });
     sweeper.onReclaim = (_id, reason) => metrics.reclaimed(reason);
 
     app = await buildApi({

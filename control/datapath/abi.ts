@@ -258,6 +258,9 @@ export function decodeTrack(b: Buffer, at = L.baton_flow.fields.track): Track {
   };
 }
 
+/** Just the state byte of a flow value (no decoding of its handoffs). */
+export const decodeFlowState = (b: Buffer): Flow['state'] => b.readUInt8(L.baton_flow.fields.state) as Flow['state'];
+
 export function decodeFlow(b: Buffer, family: Family): Flow & { track: Track } {
   const f = L.baton_flow.fields;
   const n = Math.min(b.readUInt8(f.n_handoffs), MAX_HANDOFFS);
@@ -272,7 +275,7 @@ export function decodeFlow(b: Buffer, family: Family): Flow & { track: Track } {
   }
   return {
     connId: b.readBigUInt64LE(f.conn_id),
-    state: b.readUInt8(f.state) as Flow['state'],
+    state: decodeFlowState(b),
     kind: b.readUInt8(f.kind) as Flow['kind'],
     handoffs,
     track: decodeTrack(b),

@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { formatAddress, splitAddress } from '../net/addr.js';
 
 export interface HostPort {
   host: string;
@@ -69,17 +70,15 @@ export class ConfigError extends Error {
 /** "198.18.2.2:8080" / "[2001:db8::1]:80" -> { host, port }. */
 export function parseHostPort(text: unknown, field: string): HostPort {
   if (typeof text !== 'string') throw new ConfigError(`${field}: expected "ip:port", got ${JSON.stringify(text)}`);
-  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:]+):(\d{1,5})$/.exec(text);
-  const port = Number(m?.[2]);
-  if (!m || !isIP(m[1]!) || port < 1 || port > 65535) {
+  const parts = splitAddress(text);
+  const port = 'error' in parts || !/^\d{1,5}$/.test(parts.port) ? 0 : Number(parts.port);
+  if ('error' in parts || !isIP(parts.host) || port < 1 || port > 65535) {
     throw new ConfigError(`${field}: ${JSON.stringify(text)} is not "ip:port" (e.g. "198.18.2.2:8080" or "[2001:db8::2]:8080")`);
   }
-  return { host: m[1]!, port };
+  return { host: parts.host, port };
 }
 
-export function formatHostPort(a: HostPort): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
+export const formatHostPort = (a: HostPort): string => formatAddress(a.host, a.port);
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 

@@ -58,3 +58,26 @@ export function bytesToIp(bytes: Uint8Array, family: Family): string {
   if (best < 0) return hex.join(':');
   return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
+
+/** "ip:port" as baton writes it everywhere: IPv6 in brackets. */
+export function formatAddress(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/**
+ * Splits "198.18.1.2:80" / "[2001:db8::1]:80" into host and port text, or
+ * says what is wrong with it. Callers check the host and port themselves
+ * and raise their own kind of error (API problem, config error).
+ */
+export function splitAddress(text: string): { host: string; port: string } | { error: string } {
+  if (text.startsWith('[')) {
+    const end = text.indexOf(']:');
+    if (end < 0) return { error: 'an IPv6 address goes in brackets followed by ":port"' };
+    return { host: text.slice(1, end), port: text.slice(end + 2) };
+  }
+  const colon = text.lastIndexOf(':');
+  if (colon < 0) return { error: 'the port is missing' };
+  const host = text.slice(0, colon);
+  if (host.includes(':')) return { error: 'an IPv6 address goes in brackets' };
+  return { host, port: text.slice(colon + 1) };
+}

@@ -5,12 +5,12 @@
  * so addresses compare as strings.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { bytesToIp, type Family, ipv6Bytes } from '../net/addr.js';
+import { bytesToIp, type Family, formatAddress, ipv6Bytes, splitAddress } from '../net/addr.js';
 import { BatonError } from '../errors.js';
-import { fmt } from '../tcp/socket.js';
 import type { Endpoint } from '../tcp/state.js';
 
-export { fmt as formatEndpoint };
+/** "ip:port" of an endpoint, IPv6 in brackets. */
+export const formatEndpoint = (ep: Endpoint): string => formatAddress(ep.ip, ep.port);
 
 const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
@@ -30,20 +30,9 @@ export function canonicalIp(ip: string): { ip: string; family: Family } | undefi
 export function parseEndpoint(text: string, field: string): Endpoint & { family: Family } {
   const bad = (why: string) =>
     new BatonError('BAD_REQUEST', `${field}: ${JSON.stringify(text)} is not an address: ${why}; write "ip:port", e.g. "198.18.1.2:80" or "[2001:db8::1]:80"`, 'bad_address');
-  let host: string;
-  let portText: string;
-  if (text.startsWith('[')) {
-    const end = text.indexOf(']:');
-    if (end < 0) throw bad('an IPv6 address goes in brackets followed by ":port"');
-    host = text.slice(1, end);
-    portText = text.slice(end + 2);
-  } else {
-    const colon = text.lastIndexOf(':');
-    if (colon < 0) throw bad('the port is missing');
-    host = text.slice(0, colon);
-    portText = text.slice(colon + 1);
-    if (host.includes(':')) throw bad('an IPv6 address goes in brackets');
-  }
+  const parts = splitAddress(text);
+  if ('error' in parts) throw bad(parts.error);
+  const { host, port: portText } = parts;
   if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) > 65535) throw bad('the port must be 0..65535');
   const ip = canonicalIp(host);
   if (!ip) throw bad(`${JSON.stringify(host)} is not an IPv4 or IPv6 address`);

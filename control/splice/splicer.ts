@@ -37,7 +37,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfError } from '../bpf/index.js';
 import type { Datapath } from '../datapath/datapath.js';
 import {
-  CtlOp, decodeFlow, decodeFlowKey, decodeTrack, encodeFlow, encodeFlowKey, type FlowKey, FlowKind, FlowState, type Handoff,
+  CtlOp, decodeFlow, decodeFlowKey, decodeFlowState, decodeTrack, encodeFlow, encodeFlowKey, type FlowKey, FlowKind, FlowState, type Handoff,
   MAX_HANDOFFS, type Track, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, type Xlate,
 } from '../datapath/abi.js';
 import { key, planSplice, refusalReason, relay, SpliceRefused, TS_MARGIN } from '../datapath/splice-plan.js';
@@ -466,8 +466,9 @@ export class Splicer {
     const rec = this.records.get(id);
     if (!rec) return undefined;
     const raw = this.dp.flows.lookup(this.kb(rec.clientKey));
-    const clientFlow = raw ? decodeFlow(raw, rec.family) : undefined;
-    const c = clientFlow?.track;
+    // The state byte and the track: a status needs nothing else of the entry.
+    const flowState = raw ? decodeFlowState(raw) : undefined;
+    const c = raw ? decodeTrack(raw) : undefined;
     const active = rec.handoffs.filter((h) => !h.retired);
     const backs = active.map((h) => this.track(h.backendKey)).filter((t): t is Track => t !== undefined);
     const toBackend = view(c ? [c] : []);
@@ -480,8 +481,8 @@ export class Splicer {
       // Both FINs acknowledged: each side's ack is past the other's FIN.
       state = b && !seqBefore(b.ackMax, u32(c.finSeq + 1)) && !seqBefore(c.ackMax, u32(b.finSeq + 1)) ? 'closed' : 'closing';
     } else if (toBackend.fin || toClient.fin) state = 'closing';
-    else if (clientFlow?.state === FlowState.BLOCK) state = 'blocked';
-    else if (clientFlow?.state === FlowState.HOLD) state = 'held';
+    else if (flowState === FlowState.BLOCK) state = 'blocked';
+    else if (flowState === FlowState.HOLD) state = 'held';
     else state = 'forwarding';
     return { state, toBackend, toClient };
   }

@@ -11,7 +11,7 @@
 import type { Splicer } from './splicer.js';
 
 export interface SweeperOptions {
-  /** A connection with no packet for this long is reclaimed (ms). */
+  /** A connection with no packet for this long is reclaimed (ms); 0: never. */
   idleMs: number;
   /** Time between both FINs acknowledged and the reclaim (ms). */
   graceMs: number;
@@ -59,7 +59,7 @@ export function startSweeper(splicer: Splicer, options: Partial<SweeperOptions> 
           const last = st.toBackend.lastSeenNs > st.toClient.lastSeenNs ? st.toBackend.lastSeenNs : st.toClient.lastSeenNs;
           // Never seen a packet: count from the splice itself.
           const since = last > 0n ? last : t - ms(Date.now() - rec.createdAt);
-          if (t - since >= ms(opts.idleMs)) reason = 'idle';
+          if (opts.idleMs > 0 && t - since >= ms(opts.idleMs)) reason = 'idle';
         }
         if (!reason) continue;
         splicer.remove(id);

@@ -36,7 +36,7 @@ import {
 } from './kernel.js';
 import {
   bindTo, closeFd, connectTo, disconnect, fmt, getInt, getOpt, getU32, ioctlInt, localAddress, openTcpSocket, peek,
-  remoteAddress, sendSome, setInt, setOpt, socketNetnsFd,
+  remoteAddress, sendSome, setInt, setOpt, socketNetns,
 } from './socket.js';
 import { type TcpState, u32 } from './state.js';
 import { type FillResult, sharedTsProbe, type TsProbe } from './ts-probe.js';
@@ -174,13 +174,18 @@ function snapshotQueues(fd: number, attempts: number, verifiedLater: boolean): {
  * captures and one probe for all.
  */
 export function captureTcp(fd: number, opts: CaptureOptions = {}): TcpState {
+  return captureOne(fd, opts).state;
+}
+
+/** captureTcp, also saying whether this call turned repair mode on (captureSockets undoes that on failure). */
+function captureOne(fd: number, opts: CaptureOptions): { state: TcpState; turnedOn: boolean } {
   const info = checkCapturable(fd);
   const wasRepair = getInt(fd, SOL_TCP, TCP_REPAIR, 'capture') === 1;
   if (!wasRepair) setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'repair');
   try {
     const state = readState(fd, info, opts.attempts ?? 5, opts.verifiedLater === true || opts.probe !== undefined);
     if (opts.probe) probeInSocketNetns(opts.probe, [state], fd);
-    return state;
+    return { state, turnedOn: !wasRepair };
   } catch (e) {
     if (!wasRepair) libcSock.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
     throw e;
@@ -235,12 +240,12 @@ function readState(fd: number, info: TcpInfo, attempts: number, verifiedLater: b
 }
 
 function probeInSocketNetns(probe: TsProbe, states: TcpState[], fd: number): void {
-  const ns = socketNetnsFd(fd);
+  const ns = socketNetns(fd);
   let r: FillResult;
   try {
-    r = probe.fill(states, ns === undefined ? {} : { netnsFd: ns });
+    r = probe.fill(states, ns === undefined ? {} : { netnsFd: ns.fd });
   } finally {
-    if (ns !== undefined) libcSock.close(ns);
+    if (ns !== undefined) libcSock.close(ns.fd);
   }
   if (r.stale > 0) {
     throw new SocketError('capture', E('EAGAIN'), `of ${states.length === 1 ? `fd ${fd}` : `${states.length} sockets`}`,
@@ -255,10 +260,10 @@ export interface CaptureSocketsOptions {
 }
 
 /**
- * Captures several sockets and fills tsRecent for all of them with one probe
- * iteration per network namespace. All or nothing: if one capture fails,
- * the sockets this call put in repair mode leave it again, and the error is
- * thrown. The probe is loaded before any socket is touched.
+ * Captures several sockets and fills tsRecent for all of them, setting the
+ * thread into each network namespace once. All or nothing: if one capture
+ * fails, the sockets this call put in repair mode leave it again, and the
+ * error is thrown. The probe is loaded before any socket is touched.
  */
 export async function captureSockets(fds: readonly number[], opts: CaptureSocketsOptions = {}): Promise<TcpState[]> {
   const probe = opts.probe === false ? undefined : (opts.probe ?? (await sharedTsProbe()));
@@ -266,15 +271,16 @@ export async function captureSockets(fds: readonly number[], opts: CaptureSocket
   const turnedOn: number[] = [];
   try {
     for (const fd of fds) {
-      const was = repairFlag(fd);
-      states.push(captureTcp(fd, { ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }), verifiedLater: probe !== undefined }));
-      if (was === 0) turnedOn.push(fd);
+      const c = captureOne(fd, { ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }), verifiedLater: probe !== undefined });
+      states.push(c.state);
+      if (c.turnedOn) turnedOn.push(fd);
     }
     if (probe) {
-      // Group by namespace: one iteration each.
       const groups = new Map<string, { fd: number; states: TcpState[] }>();
       fds.forEach((fd, i) => {
-        const key = netnsKey(fd);
+        const ns = socketNetns(fd);
+        if (ns) libcSock.close(ns.fd);
+        const key = ns?.id ?? 'self';
         const g = groups.get(key) ?? { fd, states: [] };
         g.states.push(states[i] as TcpState);
         groups.set(key, g);
@@ -285,25 +291,6 @@ export async function captureSockets(fds: readonly number[], opts: CaptureSocket
   } catch (e) {
     for (const fd of turnedOn) libcSock.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
     throw e;
-  }
-}
-
-function repairFlag(fd: number): number | undefined {
-  try {
-    return getInt(fd, SOL_TCP, TCP_REPAIR, 'capture');
-  } catch {
-    return undefined; // captureTcp reports it properly
-  }
-}
-
-function netnsKey(fd: number): string {
-  const ns = socketNetnsFd(fd);
-  if (ns === undefined) return 'self';
-  try {
-    const st = fstatSync(ns);
-    return `${st.dev}:${st.ino}`;
-  } finally {
-    libcSock.close(ns);
   }
 }
 

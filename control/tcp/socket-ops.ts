@@ -1,11 +1,10 @@
 /** The splicer's socket operations, implemented with TCP_REPAIR (control/tcp). */
-import { fstatSync } from 'node:fs';
 import type { SocketOps } from '../splice/socket-ops.js';
 import { withNetnsFd } from '../net/netns.js';
 import { connectTcp, resetConnection } from './connect.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';
 import { captureSockets, leaveRepair, releaseSilently, restoreTcp, writeUnsent } from './repair.js';
-import { closeFd, ioctlInt, localAddress, remoteAddress, setInt, socketNetnsFd } from './socket.js';
+import { closeFd, ioctlInt, localAddress, remoteAddress, setInt, socketNetns } from './socket.js';
 
 export function createSocketOps(): SocketOps {
   /** One fd per foreign namespace seen, keyed by its inode. */
@@ -28,17 +27,15 @@ export function createSocketOps(): SocketOps {
     send: writeUnsent,
     close: closeFd,
     netnsOf(fd) {
-      const ns = socketNetnsFd(fd);
+      const ns = socketNetns(fd);
       if (ns === undefined) return undefined;
-      const st = fstatSync(ns);
-      const key = `${st.dev}:${st.ino}`;
-      const known = namespaces.get(key);
+      const known = namespaces.get(ns.id);
       if (known !== undefined) {
-        closeFd(ns);
+        closeFd(ns.fd);
         return known;
       }
-      namespaces.set(key, ns);
-      return ns;
+      namespaces.set(ns.id, ns.fd);
+      return ns.fd;
     },
     connect: (remote, family, opts) =>
       connectTcp(remote, family, { timeoutMs: opts.timeoutMs, ...(opts.mss ? { mss: opts.mss } : {}), ...(opts.netns === undefined ? {} : { netnsFd: opts.netns }) }),

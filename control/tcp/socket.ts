@@ -6,7 +6,7 @@
  */
 import { fstatSync } from 'node:fs';
 import { errno, errnoValue, libcSock } from '../bpf/ffi.js';
-import { type Family, ipv4Bytes, ipv6Bytes, bytesToIp, familyOf } from '../net/addr.js';
+import { type Family, formatAddress, ipv4Bytes, ipv6Bytes, bytesToIp, familyOf } from '../net/addr.js';
 import { threadNetnsId } from '../net/netns.js';
 import { SocketError } from './errors.js';
 import {
@@ -185,20 +185,22 @@ export function sendSome(fd: number, data: Buffer, op: string): { sent: number; 
   throw new SocketError(op, e, `on fd ${fd}`);
 }
 
-export const fmt = (ep: Endpoint): string => (ep.ip.includes(':') ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`);
+export const fmt = (ep: Endpoint): string => formatAddress(ep.ip, ep.port);
 
 /**
- * The network namespace of a socket, as a new fd (ioctl SIOCGSKNS), or
- * undefined when it is the calling thread's own namespace (or the kernel
- * will not say: then the socket is assumed to be ours).
+ * The network namespace of a socket: a new fd for it (ioctl SIOCGSKNS) and
+ * its identity ("dev:ino"), or undefined when it is the calling thread's
+ * own namespace (or the kernel will not say: then the socket is assumed to
+ * be ours). The caller owns the fd.
  */
-export function socketNetnsFd(fd: number): number | undefined {
+export function socketNetns(fd: number): { fd: number; id: string } | undefined {
   const ns = libcSock.ioctl(fd, SIOCGSKNS, 'void *', Buffer.alloc(8));
   if (ns < 0) return undefined;
-  const theirs = fstatSync(ns);
-  if (`${theirs.dev}:${theirs.ino}` === threadNetnsId()) {
+  const st = fstatSync(ns);
+  const id = `${st.dev}:${st.ino}`;
+  if (id === threadNetnsId()) {
     libcSock.close(ns);
     return undefined;
   }
-  return ns;
+  return { fd: ns, id };
 }

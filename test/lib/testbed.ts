@@ -43,6 +43,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { ipv4Bytes, ipv6Bytes } from '../../control/net/addr.js';
 
 // ---------------------------------------------------------------------------
 // Topology description
@@ -286,17 +287,8 @@ function runSync(argv: readonly string[]): string | null {
 // Address arithmetic (just enough for validation and route prefixes)
 // ---------------------------------------------------------------------------
 
-function v4ToBig(a: string): bigint {
-  return a.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
-}
-
-function v6ToBig(a: string): bigint {
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
+const v4ToBig = (a: string): bigint => BigInt(`0x${ipv4Bytes(a).toString('hex')}`);
+const v6ToBig = (a: string): bigint => BigInt(`0x${ipv6Bytes(a).toString('hex')}`);
 
 function bigToV4(n: bigint): string {
   return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.');

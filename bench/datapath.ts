@@ -93,7 +93,7 @@ export async function runDatapathBench(profile: Pick<Profile, 'datapathSizes' | 
   const dp = await Datapath.load({ flowsCapacity: max + TABLE_SLACK });
   try {
     const pk = packets();
-    dp.flows.update(encodeFlowKey(BLOCKED_KEY), encodeFlow(flow(0, FlowState.BLOCK)));
+    dp.table.insert(BLOCKED_KEY, flow(0, FlowState.BLOCK));
     // BPF_PROG_TEST_RUN repeats the program on the same buffer, so a
     // rewritten packet is what the next repetition sees. A mirror entry keyed
     // by the rewritten tuple translates it back: every repetition is a real
@@ -101,15 +101,15 @@ export async function runDatapathBench(profile: Pick<Profile, 'datapathSizes' | 
     const x0 = xlate(0);
     const mirrorKey = { src: x0.out.src, dst: x0.out.dst, sport: x0.out.sport, dport: x0.out.dport };
     const k0 = key(0);
-    dp.flows.update(encodeFlowKey(mirrorKey), encodeFlow({
+    dp.table.insert(mirrorKey, {
       connId: 0n, state: FlowState.FORWARD, kind: FlowKind.CLIENT,
       handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x0, out: k0, seqDelta: -x0.seqDelta >>> 0, ackDelta: -x0.ackDelta >>> 0, tsvalDelta: -x0.tsvalDelta >>> 0, tsecrDelta: -x0.tsecrDelta >>> 0, wscaleIn: x0.wscaleOut, wscaleOut: x0.wscaleIn } }],
-    }));
+    });
     const rows: DatapathRow[] = [];
     let filled = 0;
     for (const n of sizes) {
       const t0 = performance.now();
-      for (; filled < n; filled++) dp.flows.update(encodeFlowKey(key(filled)), encodeFlow(flow(filled)), 'NOEXIST');
+      for (; filled < n; filled++) dp.table.insert(key(filled), flow(filled));
       log(`  table filled to ${n} connections in ${(performance.now() - t0).toFixed(0)} ms`);
       for (const path of DATAPATH_PATHS) {
         const before = dp.readCounters();
@@ -121,15 +121,17 @@ export async function runDatapathBench(profile: Pick<Profile, 'datapathSizes' | 
         log(`  ${String(n).padStart(9)}  ${path.padEnd(32)} ${row.verdict.padEnd(9)} ${String(row.nsPerPacket).padStart(5)} ns  ${reasons}`);
       }
     }
-    const mapBytes = mapMemlock(dp.flows.fd);
+    const { fd, keyBytes, valueBytes } = dp.table.layout;
+    const capacity = dp.table.capacity;
+    const mapBytes = mapMemlock(fd);
     const memory: TableMemory = {
-      capacity: dp.flows.maxEntries,
+      capacity,
       entriesFilled: filled + EXTRA_ENTRIES,
-      keyBytes: dp.flows.keySize,
-      valueBytes: dp.flows.valueSize,
+      keyBytes,
+      valueBytes,
       mapBytes,
-      bytesPerEntry: mapBytes / dp.flows.maxEntries,
-      bytesPerConnection: (2 * mapBytes) / dp.flows.maxEntries,
+      bytesPerEntry: mapBytes / capacity,
+      bytesPerConnection: (2 * mapBytes) / capacity,
       kernelGrowthBytes: kernelAllocated() - kernelBefore,
       proxySocketBytes: proxySocketBytes(),
     };

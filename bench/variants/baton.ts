@@ -77,8 +77,8 @@ export async function startBaton(tb: Testbed): Promise<BatonVariant> {
    * entry keyed by (back end -> LB address, ephemeral port) would catch the
    * next connection any LB process opens from that port to the back end.
    */
-  const releaseAll = () => {
-    for (const id of [...splicer.records.keys()]) splicer.remove(id);
+  const releaseAll = async () => {
+    await Promise.all([...splicer.records.keys()].map((id) => splicer.reclaim(id)));
   };
   return {
     id: 'baton',
@@ -89,14 +89,14 @@ export async function startBaton(tb: Testbed): Promise<BatonVariant> {
     refusedCount: () => driver.failures.length,
     async afterRun() {
       await sleep(CLOSE_GRACE_MS);
-      releaseAll();
+      await releaseAll();
     },
     stats: () => ({ splices: driver.splices.length, refused: driver.failures.length, fallbacks: driver.fallbacks.length }),
     refusals: () => groupMessages(driver.failures),
     async stop() {
       driver.stop();
       await sleep(CLOSE_GRACE_MS);
-      releaseAll();
+      await releaseAll();
       dp.close();
     },
   };

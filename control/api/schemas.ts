@@ -7,8 +7,9 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { ERRORS } from '../errors.js';
 import {
-  DEFAULT_LIST_LIMIT, MAX_BATCH_ITEMS, MAX_LIST_LIMIT, MAX_PREFIX_BYTES, MAX_QUIESCE_TIMEOUT_MS, SPLICE_STATES,
+  DEFAULT_LIST_LIMIT, MAX_BATCH_ITEMS, MAX_LIST_LIMIT, MAX_PREFIX_BYTES, MAX_QUIESCE_TIMEOUT_MS,
 } from '../service/splice-service.js';
+import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 
 /** Linux pids fit in 22 bits (PID_MAX_LIMIT); fds in an int. */
 const Pid = Type.Integer({ minimum: 1, maximum: 4_194_304, description: 'process id of the front end' });
@@ -21,7 +22,7 @@ const Prefix = Type.String({
 });
 const QuiesceTimeoutMs = Type.Integer({ minimum: 0, maximum: MAX_QUIESCE_TIMEOUT_MS, description: 'how long to wait for a quiet moment before answering NOT_QUIESCENT' });
 const Id = Type.String({ pattern: '^[0-9]{1,20}$', description: 'connection id (decimal u64)' });
-const State = Type.Union(SPLICE_STATES.map((s) => Type.Literal(s)));
+const State = Type.Union(CONNECTION_STATES.map((s) => Type.Literal(s)));
 
 export const SocketRef = Type.Object({ pid: Pid, fd: Fd }, { additionalProperties: false });
 

@@ -1,12 +1,13 @@
 /** The commands that talk to the daemon's REST API: status, splices ls|show|rm, handoff. */
 import type { BatonClient } from '../sdk/client.js';
 import { describeEndpoint } from '../sdk/endpoint.js';
+import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import type { Splice, SpliceState } from '../sdk/types.js';
 import { humanBytes, humanDuration, type Io, printJson, table } from './io.js';
 import { EXIT, UsageError } from './usage.js';
 
 /** Display order of states (the daemon validates --state itself). */
-const STATES: readonly SpliceState[] = ['blocked', 'forwarding', 'held', 'closing', 'closed'];
+const STATES: readonly SpliceState[] = CONNECTION_STATES;
 
 export async function statusCommand(io: Io, api: BatonClient): Promise<number> {
   const health = await api.health(); // unreachable -> API_UNREACHABLE, rendered by main

@@ -73,7 +73,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     // Loading the timestamp probe takes tens of ms: do it now, not in the first splice.
     await sharedTsProbe();
     const splicer = new Splicer(dp, createSocketOps());
-    const adopted = splicer.adopt();
+    const adopted = await splicer.adopt();
 
     let attached = true;
     const metrics = new BatonMetrics({ counters: () => dp.readCountersByDirection(), tableCapacity: config.tableCapacity });

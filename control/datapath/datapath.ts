@@ -5,8 +5,9 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BpfError, BpfObject, type BpfMap, type BpfProgram, runSyscallProgram, XdpLink } from '../bpf/index.js';
-import { ABI_VERSION, type Action, type CtlRequest, decodeCtlResult, DIRECTIONS, type Direction, encodeCtl, REASONS, type ReasonName } from './abi.js';
+import { BpfObject, type BpfMap, XdpLink } from '../bpf/index.js';
+import { ABI_VERSION, type Action, DIRECTIONS, type Direction, REASONS, type ReasonName } from './abi.js';
+import { FlowTable } from './flow-table.js';
 
 export const DEFAULT_OBJECT = resolve(import.meta.dirname, '../../build/bpf/xdp_baton.o');
 export const DEFAULT_FLOWS_CAPACITY = 65536;
@@ -27,31 +28,17 @@ export interface CounterRow {
 }
 
 export class Datapath {
-  readonly flows: BpfMap;
+  /** The connection table: the only way to its entries. */
+  readonly table: FlowTable;
   readonly counters: BpfMap;
-  private readonly ctlProgram: BpfProgram;
   private readonly links: XdpLink[] = [];
 
   private constructor(
     readonly object: BpfObject,
     readonly options: Required<Omit<DatapathOptions, 'pinDir'>> & { pinDir?: string },
   ) {
-    this.flows = object.map('baton_flows');
+    this.table = new FlowTable(object.map('baton_flows'), object.program('baton_ctl'));
     this.counters = object.map('baton_counters');
-    this.ctlProgram = object.program('baton_ctl');
-  }
-
-  /**
-   * Changes one connection-table entry in place (state, or a handoff
-   * appended), keeping its per-direction track exact; see struct baton_ctl.
-   * Returns the handoffs the entry holds afterwards. Throws BpfError ENOENT
-   * when the key is not in the table, E2BIG when its handoff list is full.
-   */
-  control(req: CtlRequest): number {
-    const { ctx } = runSyscallProgram(this.ctlProgram, encodeCtl(req));
-    const { result, nHandoffs } = decodeCtlResult(ctx);
-    if (result < 0) throw new BpfError('flow_control', -result, `of ${req.key.src}:${req.key.sport} -> ${req.key.dst}:${req.key.dport}`);
-    return nHandoffs;
   }
 
   static async load(options: DatapathOptions = {}): Promise<Datapath> {

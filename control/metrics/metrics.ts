@@ -13,7 +13,7 @@ import type { ApiObserver } from '../api/app.js';
 import type { Direction as CounterDirection } from '../datapath/abi.js';
 import type { CounterRow } from '../datapath/datapath.js';
 import type { HandoffMode, HandoffObserver, HandoffOutcome, SpliceService } from '../service/splice-service.js';
-import { SPLICE_STATES } from '../service/splice-service.js';
+import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import type { TrafficView } from '../service/splicer-port.js';
 import type { ReclaimReason } from '../splice/sweeper.js';
 
@@ -198,7 +198,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
   }
 
   private scanConnections(): { states: Record<string, number>; traffic: Totals } {
-    const states: Record<string, number> = Object.fromEntries(SPLICE_STATES.map((s) => [s, 0]));
+    const states: Record<string, number> = Object.fromEntries(CONNECTION_STATES.map((s) => [s, 0]));
     const service = this.sources.service;
     const live = zero();
     const seen = new Map<bigint, Totals>();

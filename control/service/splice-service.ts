@@ -12,11 +12,12 @@
  * The hot path (POST /v1/splices by descriptor) does two pidfd_getfd, a few
  * getsockopt/fstat calls and the splice itself: no map scans, no file reads.
  */
+import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import { BatonError, type ErrorCode } from '../errors.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
 import { release, takeByAddress, takeByDescriptor, type TakenSocket } from './sockets.js';
-import type { SpliceRecord, SpliceState, SplicerPort } from './splicer-port.js';
+import type { SpliceRecord, ConnectionState, SplicerPort } from './splicer-port.js';
 import { type SpliceJson, spliceView } from './view.js';
 
 /** Client bytes a splice request may carry (docs/api.md: prefix ≤ 64 KiB). */
@@ -35,7 +36,6 @@ export const BATCH_CONCURRENCY = 8;
 export const MAX_QUIESCE_TIMEOUT_MS = 60_000;
 export const DEFAULT_LIST_LIMIT = 100;
 export const MAX_LIST_LIMIT = 1000;
-export const SPLICE_STATES: readonly SpliceState[] = ['blocked', 'forwarding', 'held', 'closing', 'closed'];
 
 export interface SocketRef {
   pid: number;
@@ -72,7 +72,7 @@ export interface HandoffRequest {
 export interface ListQuery {
   limit?: number;
   cursor?: string;
-  state?: SpliceState;
+  state?: ConnectionState;
   backend?: string;
 }
 
@@ -246,8 +246,8 @@ export class SpliceService {
   }
 
   /** Connections by state, for the metrics (one status read per connection). */
-  countByState(): Record<SpliceState, number> {
-    const counts = Object.fromEntries(SPLICE_STATES.map((s) => [s, 0])) as Record<SpliceState, number>;
+  countByState(): Record<ConnectionState, number> {
+    const counts = Object.fromEntries(CONNECTION_STATES.map((s) => [s, 0])) as Record<ConnectionState, number>;
     for (const id of this.splicer.records.keys()) counts[this.splicer.status(id)?.state ?? 'closed']++;
     return counts;
   }

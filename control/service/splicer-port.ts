@@ -5,6 +5,6 @@
  */
 import type { Splicer } from '../splice/splicer.js';
 
-export type { ConnectionState as SpliceState, ConnectionStatus as SpliceStatus, SpliceRecord, TrafficView } from '../splice/splicer.js';
+export type { ConnectionState, ConnectionStatus, SpliceRecord, TrafficView } from '../splice/splicer.js';
 
 export type SplicerPort = Pick<Splicer, 'records' | 'splice' | 'handoff' | 'abort' | 'status'>;

@@ -4,7 +4,7 @@
  */
 import type { Xlate } from '../datapath/abi.js';
 import { formatEndpoint } from './endpoint.js';
-import type { SpliceRecord, SpliceState, SpliceStatus, TrafficView } from './splicer-port.js';
+import type { SpliceRecord, ConnectionState, ConnectionStatus, TrafficView } from './splicer-port.js';
 
 /** One handoff: where it goes, from which client byte, and its translation (the datapath's, minus the tuple). */
 export interface HandoffJson extends Omit<Xlate, 'out'> {
@@ -27,7 +27,7 @@ export interface TrafficJson {
 
 export interface SpliceJson {
   id: string;
-  state: SpliceState;
+  state: ConnectionState;
   family: 4 | 6;
   client: string;
   vip: string;
@@ -54,7 +54,7 @@ function traffic(t: TrafficView, nowNs: bigint): TrafficJson {
  * `nowNs` is CLOCK_MONOTONIC (process.hrtime.bigint()), the clock of
  * bpf_ktime_get_ns() that stamps lastSeenNs.
  */
-export function spliceView(rec: SpliceRecord, status: SpliceStatus | undefined, nowNs: bigint): SpliceJson {
+export function spliceView(rec: SpliceRecord, status: ConnectionStatus | undefined, nowNs: bigint): SpliceJson {
   const totalMs = rec.recovered ? undefined : rec.timings.totalMs;
   return {
     id: rec.id.toString(),

@@ -6,7 +6,8 @@
  *     retransmissions (the peers' own TIME_WAIT handles the rest);
  *   - a RST seen in either direction (already forwarded to the other end);
  *   - no packet for `idleMs` (a peer vanished without a FIN or RST).
- * Reclaiming deletes the entries and releases the sockets baton holds.
+ * Reclaiming deletes the entries and releases the sockets baton holds; it
+ * runs on the connection's queue, so it never cuts into a handoff.
  */
 import type { Splicer } from './splicer.js';
 
@@ -30,7 +31,7 @@ export interface SweepResult {
 }
 
 export interface Sweeper {
-  sweepOnce(): SweepResult;
+  sweepOnce(): Promise<SweepResult>;
   stop(): void;
   /** Called for every reclaimed connection (metrics). */
   onReclaim?: (id: bigint, reason: ReclaimReason) => void;
@@ -43,9 +44,10 @@ export function startSweeper(splicer: Splicer, options: Partial<SweeperOptions> 
   /** When each connection was first seen closed. */
   const closedSince = new Map<bigint, bigint>();
   const sweeper: Sweeper = {
-    sweepOnce() {
+    async sweepOnce() {
       const t = now();
       const reclaimed: SweepResult['reclaimed'] = [];
+      const decided: SweepResult['reclaimed'] = [];
       for (const [id, rec] of splicer.records) {
         const st = splicer.status(id);
         if (!st) continue;
@@ -62,11 +64,17 @@ export function startSweeper(splicer: Splicer, options: Partial<SweeperOptions> 
           if (opts.idleMs > 0 && t - since >= ms(opts.idleMs)) reason = 'idle';
         }
         if (!reason) continue;
-        splicer.remove(id);
-        closedSince.delete(id);
-        reclaimed.push({ id, reason });
-        sweeper.onReclaim?.(id, reason);
+        decided.push({ id, reason });
       }
+      // Decided on one snapshot, reclaimed after whatever operation each connection is running.
+      await Promise.all(
+        decided.map(async ({ id, reason }) => {
+          if (!(await splicer.reclaim(id))) return;
+          closedSince.delete(id);
+          reclaimed.push({ id, reason });
+          sweeper.onReclaim?.(id, reason);
+        }),
+      );
       for (const id of closedSince.keys()) if (!splicer.records.has(id)) closedSince.delete(id);
       return { reclaimed };
     },
@@ -74,12 +82,18 @@ export function startSweeper(splicer: Splicer, options: Partial<SweeperOptions> 
       clearInterval(timer);
     },
   };
+  let sweeping = false;
   const timer = setInterval(() => {
-    try {
-      sweeper.sweepOnce();
-    } catch {
-      /* a map error now is retried at the next sweep */
-    }
+    if (sweeping) return; // a reclaim still waits on a long operation
+    sweeping = true;
+    sweeper
+      .sweepOnce()
+      .catch(() => {
+        /* a map error now is retried at the next sweep */
+      })
+      .finally(() => {
+        sweeping = false;
+      });
   }, opts.intervalMs);
   timer.unref();
   return sweeper;

@@ -9,7 +9,7 @@ import net from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import type { FlowKey, Handoff, Xlate } from '../../control/datapath/abi.js';
 import { ERRORS, type ErrorCode } from '../../control/errors.js';
-import type { SpliceRecord, SplicerPort, SpliceStatus } from '../../control/service/splicer-port.js';
+import type { SpliceRecord, SplicerPort, ConnectionStatus } from '../../control/service/splicer-port.js';
 
 type Handle = { _handle?: { fd?: number } };
 export const fdOf = (s: net.Socket | net.Server): number => {
@@ -105,14 +105,14 @@ export const traffic = (packets: number, lastSeenNs = 0n) => ({ packets: BigInt(
  */
 export class StubSplicer implements SplicerPort {
   readonly records = new Map<bigint, SpliceRecord>();
-  readonly states = new Map<bigint, SpliceStatus>();
+  readonly states = new Map<bigint, ConnectionStatus>();
   readonly calls: string[] = [];
   spliceImpl: (clientFd: number, backendFd: number) => Promise<SpliceRecord> = async () => {
     throw new Error('StubSplicer.splice not set');
   };
   handoffImpl: (id: bigint) => Promise<SpliceRecord> = async (id) => this.records.get(id) as SpliceRecord;
 
-  add(rec: SpliceRecord, state: SpliceStatus['state'] = 'forwarding'): SpliceRecord {
+  add(rec: SpliceRecord, state: ConnectionStatus['state'] = 'forwarding'): SpliceRecord {
     this.records.set(rec.id, rec);
     this.states.set(rec.id, { state, toBackend: traffic(10, process.hrtime.bigint() - 5_000_000n), toClient: traffic(12) });
     return rec;
@@ -137,7 +137,7 @@ export class StubSplicer implements SplicerPort {
     return this.records.delete(id);
   }
 
-  status(id: bigint): SpliceStatus | undefined {
+  status(id: bigint): ConnectionStatus | undefined {
     return this.states.get(id);
   }
 }

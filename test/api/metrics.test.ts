@@ -95,8 +95,8 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
     const x = { seqDelta: 0, ackDelta: 0, tsvalDelta: 0, tsecrDelta: 0, wscaleIn: 0, wscaleOut: 0, timestamps: false };
     const client = { src: '198.18.1.7', dst: '198.19.0.1', sport: 40007, dport: 80 };
     const back = { src: '198.18.2.7', dst: '198.18.2.1', sport: 8080, dport: 50007 };
-    dp.flows.update(encodeFlowKey(client), encodeFlow({ connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: back.dst, dst: back.src, sport: back.dport, dport: back.sport } } }] }));
-    dp.flows.update(encodeFlowKey(back), encodeFlow({ connId: 77n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: client.dst, dst: client.src, sport: client.dport, dport: client.sport } } }] }));
+    dp.table.insert(client, { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: back.dst, dst: back.src, sport: back.dport, dport: back.sport } } }] });
+    dp.table.insert(back, { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: client.dst, dst: client.src, sport: client.dport, dport: client.sport } } }] });
     try {
       const s0 = (await scrape()).samples;
       const prog = dp.object.program('baton_xdp');
@@ -107,8 +107,8 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
       assert.equal(toward(s1, 'to_backend') - toward(s0, 'to_backend'), 3, 'client -> back end packets');
       assert.equal(toward(s1, 'to_client') - toward(s0, 'to_client'), 5, 'back end -> client packets');
     } finally {
-      dp.flows.delete(encodeFlowKey(client));
-      dp.flows.delete(encodeFlowKey(back));
+      dp.table.remove(client);
+      dp.table.remove(back);
     }
   });
 

@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
 import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
 import { Datapath } from '../../control/datapath/datapath.js';
+import { formatKey } from '../../control/datapath/flow-table.js';
 import { SpliceService } from '../../control/service/splice-service.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
@@ -38,7 +39,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   let app: FastifyInstance;
   let a: TcpPair; // its accepted end plays the front end's client socket
   let b: TcpPair; // its connected end plays the front end's back-end socket
-  const tableKeys = () => [...dp.flows.keys()].map((k) => k.toString('hex')).sort();
+  const tableKeys = () => [...dp.table.entries()].map((e) => formatKey(e.key)).sort();
 
   before(async () => {
     dp = await Datapath.load({ flowsCapacity: 2 });
@@ -56,7 +57,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
     await closeSharedTsProbe();
   });
   afterEach(async () => {
-    for (const k of dp.flows.keys()) dp.flows.delete(k);
+    dp.table.clear();
     await a.close();
     await b.close();
   });
@@ -69,8 +70,8 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   });
 
   test('table full: 507 TABLE_FULL, the table untouched, the sockets still work', async () => {
-    const filler = (i: number) => encodeFlowKey({ src: '198.18.9.9', dst: '198.19.0.1', sport: 1000 + i, dport: 80 });
-    for (let i = 0; i < 2; i++) dp.flows.update(filler(i), encodeFlow({ connId: 900n + BigInt(i), state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] }), 'NOEXIST');
+    const filler = (i: number) => ({ src: '198.18.9.9', dst: '198.19.0.1', sport: 1000 + i, dport: 80 });
+    for (let i = 0; i < 2; i++) dp.table.insert(filler(i), { connId: 900n + BigInt(i), state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
     const before = tableKeys();
     const fds = openFds();
     assertProblem(await post(byFd(a.accepted, b.connected)), 507, 'TABLE_FULL', 'table_full');
@@ -81,7 +82,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   });
 
   test('already in the table: 409 ALREADY_SPLICED', async () => {
-    dp.flows.update(encodeFlowKey(clientKeyOf(a)), encodeFlow({ connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [] }), 'NOEXIST');
+    dp.table.insert(clientKeyOf(a), { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [] });
     const before = tableKeys();
     assertProblem(await post(byFd(a.accepted, b.connected)), 409, 'ALREADY_SPLICED', 'duplicate');
     assert.deepEqual(tableKeys(), before);
@@ -134,7 +135,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   });
 
   test('by address: the sockets are found, then the table answers (507 with a full table)', async () => {
-    for (let i = 0; i < 2; i++) dp.flows.update(encodeFlowKey({ src: '198.18.9.9', dst: '198.19.0.1', sport: 2000 + i, dport: 80 }), encodeFlow({ connId: 1n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] }), 'NOEXIST');
+    for (let i = 0; i < 2; i++) dp.table.insert({ src: '198.18.9.9', dst: '198.19.0.1', sport: 2000 + i, dport: 80 }, { connId: 1n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
     const fds = openFds();
     const r = await post({
       pid: process.pid,

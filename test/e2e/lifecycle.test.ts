@@ -59,11 +59,11 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     c.send('QUIT');
     for (let i = 0; i < 100 && splicer.status(id)?.state !== 'closed'; i++) await sleep(10);
     assert.equal(splicer.status(id)?.state, 'closed');
-    assert.deepEqual(manual({ graceMs: 60_000 }).sweepOnce().reclaimed, [], 'kept during the grace period');
+    assert.deepEqual((await manual({ graceMs: 60_000 }).sweepOnce()).reclaimed, [], 'kept during the grace period');
     const s = manual({ graceMs: 50 });
-    s.sweepOnce(); // first seen closed now
+    await s.sweepOnce(); // first seen closed now
     await sleep(80);
-    assert.deepEqual(s.sweepOnce().reclaimed, [{ id, reason: 'closed' }]);
+    assert.deepEqual((await s.sweepOnce()).reclaimed, [{ id, reason: 'closed' }]);
     assert.equal(splicer.records.has(id), false);
   });
 
@@ -71,15 +71,15 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     const { c, id } = await splicedClient();
     c.send('RESET');
     for (let i = 0; i < 100 && !splicer.status(id)?.toBackend.rst; i++) await sleep(10);
-    assert.deepEqual(manual({}).sweepOnce().reclaimed, [{ id, reason: 'reset' }]);
+    assert.deepEqual((await manual({}).sweepOnce()).reclaimed, [{ id, reason: 'reset' }]);
   });
 
   test('idle longer than idleMs: reclaimed; busy connections are not', async () => {
     const { id } = await splicedClient();
-    assert.deepEqual(manual({ idleMs: 60_000 }).sweepOnce().reclaimed, []);
+    assert.deepEqual((await manual({ idleMs: 60_000 }).sweepOnce()).reclaimed, []);
     await sleep(250);
-    assert.deepEqual(manual({ idleMs: 200 }).sweepOnce().reclaimed, [{ id, reason: 'idle' }]);
-    assert.equal([...dp.flows.keys()].length, 0, 'no entry left');
+    assert.deepEqual((await manual({ idleMs: 200 }).sweepOnce()).reclaimed, [{ id, reason: 'idle' }]);
+    assert.equal(dp.table.size(), 0, 'no entry left');
   });
 
   test('a spliced connection keeps its back-end tuple: a new connection from the LB cannot take it', async () => {
@@ -95,7 +95,7 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
       const r = await tb.exec('lb', 'curl', ['-sS', '--max-time', '2', `http://${tb.node('backend1').v4}:8080/small.txt`], { check: false });
       assert.notEqual(r.code, 0, 'the only port is taken: the new connection must fail, not reuse the spliced tuple');
       assert.match(r.stderr, /[Cc]ould not (connect|bind)|[Cc]annot assign|[Ff]ailed to connect/);
-      assert.equal(splicer.remove(id), true);
+      assert.equal(await splicer.reclaim(id), true);
     } finally {
       await tb.exec('lb', 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=32768 60999']);
     }
@@ -105,19 +105,19 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     const { c, id } = await splicedClient();
     // What a crash between "block" and "forward" would leave.
     const stale = { src: '198.18.1.2', dst: VIP4, sport: 1, dport: 80 };
-    dp.flows.update(encodeFlowKey(stale), encodeFlow({ connId: 999n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] }), 'NOEXIST');
+    dp.table.insert(stale, { connId: 999n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
     // A restart: the old process's sockets die with it (closed in repair mode: silently).
     for (const r of splicer.records.values()) for (const h of r.handoffs) if (h.heldFd !== undefined) releaseSilently(h.heldFd);
     // The daemon runs in the LB namespace; this test process does not.
     const again = new Splicer(dp, createSocketOps());
     const lbNs = openSync(`/run/netns/${tb.node('lb').ns}`, 'r');
     after(() => closeSync(lbNs));
-    assert.equal(again.adopt({ netns: lbNs }), 1);
+    assert.equal(await again.adopt({ netns: lbNs }), 1);
     const rec = again.records.get(id);
     assert.ok(rec?.recovered);
     assert.equal(rec.client.ip, tb.node('client').v4);
     assert.deepEqual(rec.handoffs.map((h) => h.backend), [{ ip: tb.node('backend1').v4, port: 8080 }]);
-    assert.equal(dp.flows.lookup(encodeFlowKey(stale)), undefined, 'half-made entry deleted');
+    assert.equal(dp.table.track(stale), undefined, 'half-made entry deleted');
     assert.equal(again.status(id)?.state, 'forwarding');
     assert.ok(rec.handoffs[0]?.heldFd !== undefined, 'the back-end tuple is reserved again');
     // The connection keeps working, and the adopted record can be aborted.

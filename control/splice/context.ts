@@ -1,0 +1,32 @@
+/**
+ * What every splice operation works on: the connection table, the socket
+ * layer, the records and the per-connection queue. The Splicer owns one;
+ * the operation modules (first-splice, handoff, teardown, recovery) take it.
+ */
+import type { FlowTable } from '../datapath/flow-table.js';
+import { SpliceRefused } from '../datapath/splice-plan.js';
+import { BatonError } from '../errors.js';
+import type { ConnectionQueue } from './connection-queue.js';
+import type { SpliceRecord } from './records.js';
+import type { SocketOps } from './socket-ops.js';
+
+export interface SpliceContext {
+  readonly table: FlowTable;
+  readonly ops: SocketOps;
+  readonly records: Map<bigint, SpliceRecord>;
+  readonly queue: ConnectionQueue;
+}
+
+/** A planning refusal as the catalogue error the API answers with; anything else unchanged. */
+export function asBatonError(e: unknown): unknown {
+  return e instanceof SpliceRefused ? new BatonError('SPLICE_REFUSED', e.message, e.reason, { cause: e }) : e;
+}
+
+/** The record, unless it was removed (aborted, reclaimed) meanwhile. */
+export function stillThere(ctx: SpliceContext, rec: SpliceRecord): boolean {
+  return ctx.records.get(rec.id) === rec;
+}
+
+export function notFound(id: bigint): BatonError {
+  return new BatonError('NOT_FOUND', `no spliced connection with id ${id}; list them with GET /v1/splices`, 'unknown_id');
+}

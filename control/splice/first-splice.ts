@@ -1,0 +1,235 @@
+/**
+ * A first splice, in the order design.md §4 fixes:
+ *   1. block both flows in the datapath: data segments are dropped (peers
+ *      retransmit them later), pure ACKs still reach the LB's sockets;
+ *   2. wait (bounded) until both sockets' sent bytes are acknowledged and
+ *      the back-end socket holds no unread response bytes;
+ *   3. capture both sockets with TCP_REPAIR;
+ *   4. refuse what cannot be translated (rolling everything back);
+ *   5. replace the block entries by forwarding entries, one per direction;
+ *   6. release the client-side socket silently (closed in repair mode);
+ *   7. client bytes the LB already holds (the request the front end read, plus
+ *      anything unread on the client socket) are sent to the back end by the
+ *      back-end socket itself: repair off, write; the background step below
+ *      then waits for the back end to acknowledge them.
+ * Then the back-end socket (or a placeholder with its tuple) is held in
+ * repair mode (silent): while it exists the kernel will not hand its 4-tuple
+ * to a new connection, whose packets the datapath would take for this one's.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FlowKind, FlowState, type Handoff } from '../datapath/abi.js';
+import { pendingAcked, placeholderState } from '../datapath/handoff-plan.js';
+import { key, planSplice } from '../datapath/splice-plan.js';
+import { BatonError } from '../errors.js';
+import type { TcpState } from '../tcp/state.js';
+import { asBatonError, type SpliceContext, stillThere } from './context.js';
+import { DEFAULT_QUIESCE_MS, type HandoffRecord, type SpliceOptions, type SpliceRecord } from './records.js';
+import { abortConnection } from './teardown.js';
+
+/**
+ * How long leg 2 may take to acknowledge the pending bytes before it goes
+ * silent anyway. Until then the socket retransmits them on its own timer;
+ * released early, a lost request would be lost for good. Runs in the
+ * background, so a long bound costs no latency.
+ */
+export const PENDING_ACK_TIMEOUT_MS = 30_000;
+
+/** What the background step needs once the splice has answered. */
+export interface PendingBytes {
+  leg: HandoffRecord;
+  fd: number;
+  bytes: number;
+  /** Leg 1's rcv_nxt at capture: the end of the pending bytes in client space. */
+  clientRcvNxt: number;
+}
+
+/**
+ * Steps 1-7 for connection `id` (a task on its queue). Returns the record
+ * and, when client bytes were sent on leg 2, what the background step must
+ * finish (holdAfterAck).
+ */
+export async function firstSplice(
+  ctx: SpliceContext,
+  id: bigint,
+  clientFd: number,
+  backendFd: number,
+  opts: SpliceOptions,
+): Promise<{ rec: SpliceRecord; pending?: PendingBytes }> {
+  const t0 = performance.now();
+  const e1 = socketEndpoints(ctx, clientFd, 'client');
+  const e2 = socketEndpoints(ctx, backendFd, 'back-end');
+  const clientKey = key(e1, 'in');
+  const backendKey = key(e2, 'in');
+
+  // 1. Block.
+  ctx.table.insert(clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
+  try {
+    ctx.table.insert(backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, handoffs: [] });
+  } catch (e) {
+    ctx.table.remove(clientKey);
+    throw e;
+  }
+
+  let captured = false;
+  let clientReleased = false;
+  let rec: SpliceRecord | undefined;
+  try {
+    // 2. Quiesce.
+    await waitQuiescent(ctx, clientFd, backendFd, opts.quiesceTimeoutMs ?? DEFAULT_QUIESCE_MS);
+    const tq = performance.now();
+    // 3. Capture.
+    const [leg1, leg2] = (await ctx.ops.capture([clientFd, backendFd])) as [TcpState, TcpState];
+    captured = true;
+    const capturedAt = performance.now();
+    const pending = Buffer.concat([opts.prefix ?? Buffer.alloc(0), leg1.recvQueue]);
+    // 4. Refuse or plan.
+    const plan = planSplice(id, leg1, leg2, pending.length);
+    const netns = ctx.ops.netnsOf(clientFd);
+    const now = Date.now();
+    const first: HandoffRecord = {
+      index: 0,
+      backend: e2.remote,
+      local: e2.local,
+      backendKey,
+      toBackend: plan.client.handoffs[0] as Handoff,
+      toClient: (plan.backend.handoffs[0] as Handoff).x,
+      leg: leg2,
+      retired: false,
+      createdAt: now,
+    };
+    const made: SpliceRecord = {
+      id,
+      family: e1.family,
+      client: e1.remote,
+      vip: e1.local,
+      clientKey,
+      handoffs: [first],
+      clientLeg: leg1,
+      capturedAt,
+      ...(netns === undefined ? {} : { netns }),
+      createdAt: now,
+      recovered: false,
+      timings: { quiesceMs: tq - t0, captureMs: capturedAt - tq, installMs: 0, totalMs: 0 },
+    };
+    // 5. Forward, one update per direction (each atomic for readers). From
+    // here on the record owns the entries, whatever fails next.
+    ctx.table.replace(plan.backendKey, plan.backend);
+    ctx.table.replace(plan.clientKey, plan.client);
+    rec = made;
+    ctx.records.set(id, rec);
+    // 6. Release the client side.
+    ctx.ops.releaseSilently(clientFd);
+    clientReleased = true;
+    rec.timings.installMs = performance.now() - capturedAt;
+    // 7. Pending client bytes go out on leg 2; the socket is held once they are acknowledged.
+    if (pending.length > 0) {
+      ctx.ops.leaveRepair(backendFd);
+      ctx.ops.send(backendFd, pending);
+    } else {
+      first.heldFd = backendFd;
+    }
+    rec.timings.totalMs = performance.now() - t0;
+    if (pending.length === 0) return { rec };
+    return { rec, pending: { leg: first, fd: backendFd, bytes: pending.length, clientRcvNxt: leg1.rcvNxt } };
+  } catch (e) {
+    if (rec) {
+      // The client side may already be released: the connection is
+      // forwarding but cannot be completed. Reset both ends (honest) rather
+      // than leave entries and a client waiting on a request that never
+      // arrives; the record goes with them.
+      // Our sockets go silently first: the RSTs are sent by sockets
+      // recreated on the same tuples.
+      for (const fd of clientReleased ? [backendFd] : [clientFd, backendFd]) {
+        try {
+          ctx.ops.enterRepair(fd);
+          ctx.ops.releaseSilently(fd);
+        } catch {
+          /* already in repair mode or gone */
+        }
+      }
+      try {
+        abortConnection(ctx, rec);
+      } catch {
+        /* the entries are gone; a RST that failed leaves the peers to their own timeouts */
+      }
+      throw new BatonError(
+        'DATAPATH',
+        `connection ${id} was forwarding when its splice failed (${(e as Error).message}); both ends were reset`,
+        'splice_incomplete',
+        { cause: e },
+      );
+    }
+    // Nothing half-made: entries gone, sockets back to normal operation.
+    ctx.table.remove(clientKey);
+    ctx.table.remove(backendKey);
+    if (captured) {
+      for (const fd of [clientFd, backendFd]) {
+        try {
+          ctx.ops.leaveRepair(fd);
+        } catch {
+          /* the socket may be gone; nothing else to undo */
+        }
+      }
+    }
+    throw asBatonError(e);
+  }
+}
+
+/**
+ * The background step after a splice that sent pending client bytes on
+ * leg 2 (a task on the connection's queue, after the splice answered): once
+ * the back end has acknowledged them (or after PENDING_ACK_TIMEOUT_MS, or
+ * at once when a later abort or reclaim preempts it) the socket goes silent
+ * and a placeholder with the same tuple, nothing queued, takes its place.
+ * Its retransmissions until then are harmless duplicates; the back end's
+ * ACKs reach the client through the datapath.
+ */
+export async function holdAfterAck(ctx: SpliceContext, rec: SpliceRecord, p: PendingBytes, signal: AbortSignal): Promise<void> {
+  const started = performance.now();
+  const deadline = started + PENDING_ACK_TIMEOUT_MS;
+  while (performance.now() < deadline && !signal.aborted) {
+    const t = ctx.table.track(p.leg.backendKey);
+    if (!t || pendingAcked(t, p.clientRcvNxt)) break;
+    // Usually one round trip; then back off toward the retransmission timer's pace.
+    await sleep(Math.min(50, 1 + Math.floor((performance.now() - started) / 20)));
+  }
+  // The socket still counts the pending bytes as unacknowledged (their ACK
+  // went to the client) and would retransmit them for minutes.
+  ctx.ops.enterRepair(p.fd);
+  ctx.ops.releaseSilently(p.fd);
+  if (signal.aborted || !stillThere(ctx, rec) || p.leg.retired || !p.leg.leg) return;
+  p.leg.heldFd = ctx.ops.placeholder(placeholderState(p.leg.leg, p.bytes), rec.netns);
+}
+
+function socketEndpoints(ctx: SpliceContext, fd: number, which: string) {
+  try {
+    return ctx.ops.endpoints(fd);
+  } catch (e) {
+    throw new BatonError(
+      'SOCKET_UNUSABLE',
+      `the ${which} socket (fd ${fd}) is not an established TCP socket: ${(e as Error).message}`,
+      'not_established',
+      { cause: e },
+    );
+  }
+}
+
+/** Both sockets' sent bytes acknowledged; nothing unread on the back-end socket. */
+async function waitQuiescent(ctx: SpliceContext, clientFd: number, backendFd: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const c = ctx.ops.queued(clientFd);
+    const b = ctx.ops.queued(backendFd);
+    if (c.unacked === 0 && b.unacked === 0 && b.unread === 0) return;
+    if (performance.now() >= deadline) {
+      throw new BatonError(
+        'NOT_QUIESCENT',
+        `sockets did not become quiet within ${timeoutMs} ms (client socket: ${c.unacked} bytes unacknowledged; ` +
+          `back-end socket: ${b.unacked} unacknowledged, ${b.unread} unread); read the whole response and let the ` +
+          'client acknowledge it before splicing',
+        'busy',
+      );
+    }
+    await sleep(c.unacked || b.unacked ? 1 : 0);
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * What the control plane remembers of each spliced connection. The
+ * datapath's entries are the truth about packets; a record adds what the
+ * entries cannot hold: the captured legs (for later handoffs), the sockets
+ * baton holds, timings, and who asked for the splice.
+ */
+import type { FlowKey, Handoff, Xlate } from '../datapath/abi.js';
+import type { Family } from '../net/addr.js';
+import type { Endpoint, TcpState } from '../tcp/state.js';
+
+export interface SpliceOptions {
+  /** How long to wait for both sockets to be quiet before giving up (ms). */
+  quiesceTimeoutMs?: number;
+  /** Client bytes the front end has read but not forwarded (typically the request). */
+  prefix?: Buffer;
+}
+
+export interface HandoffOptions {
+  /** How long to wait for the new back end and for a request boundary (ms). */
+  quiesceTimeoutMs?: number;
+}
+
+export const DEFAULT_QUIESCE_MS = 500;
+export const DEFAULT_HANDOFF_QUIESCE_MS = 2000;
+
+/** One back end a client connection was joined to: the first splice's, then one per later handoff. */
+export interface HandoffRecord {
+  index: number;
+  backend: Endpoint;
+  /** The LB's end of the leg to this back end. */
+  local: Endpoint;
+  /** Key of the back end -> LB entry. */
+  backendKey: FlowKey;
+  /** The client entry's leg (client -> back end translation and range). */
+  toBackend: Handoff;
+  /** The back-end entry's translation (back end -> client). */
+  toClient: Xlate;
+  /** The leg's socket as captured; absent for connections recovered after a restart. */
+  leg?: TcpState;
+  /** The LB's socket of this leg, held in repair mode so the kernel never gives its tuple to a new connection. */
+  heldFd?: number;
+  /** A later handoff replaced it; its leg was closed. */
+  retired: boolean;
+  createdAt: number;
+}
+
+export interface SpliceRecord {
+  id: bigint;
+  family: Family;
+  client: Endpoint;
+  vip: Endpoint;
+  /** Key of the client -> VIP entry. */
+  clientKey: FlowKey;
+  handoffs: HandoffRecord[];
+  /** Leg 1 as captured; absent for connections recovered after a restart. */
+  clientLeg?: TcpState;
+  /** performance.now() when leg 1 was captured: the base of clock estimates. */
+  capturedAt: number;
+  /** Network namespace of the LB's sockets (SocketOps handle); undefined: ours. */
+  netns?: number;
+  /** Date.now() of the splice (or of the recovery). */
+  createdAt: number;
+  /** Rebuilt from the pinned table after a restart: legs unknown. */
+  recovered: boolean;
+  /**
+   * Phases of the first splice (ms): waiting for quiet sockets, capturing
+   * them, installing the entries; total is request to sockets released (the
+   * wait for the back end to acknowledge pending bytes runs after it).
+   */
+  timings: { quiesceMs: number; captureMs: number; installMs: number; totalMs: number };
+}
+
+/** The leg the client's new bytes go to. */
+export function currentLeg(rec: SpliceRecord): HandoffRecord {
+  return rec.handoffs.at(-1) as HandoffRecord;
+}
+
+/** Legs not replaced by a later handoff (their entries are in the table). */
+export function liveLegs(rec: SpliceRecord): HandoffRecord[] {
+  return rec.handoffs.filter((h) => !h.retired);
+}

@@ -37,7 +37,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfError } from '../bpf/index.js';
 import type { Datapath } from '../datapath/datapath.js';
 import {
-  CtlOp, decodeFlow, decodeFlowKey, decodeFlowState, decodeTrack, encodeFlow, encodeFlowKey, type FlowKey, FlowKind, FlowState, type Handoff,
+  CtlOp, decodeFlow, decodeFlowConnId, decodeFlowKey, decodeFlowState, decodeTrack, encodeFlow, encodeFlowKey, type FlowKey, FlowKind, FlowState, type Handoff,
   MAX_HANDOFFS, type Track, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, type Xlate,
 } from '../datapath/abi.js';
 import { key, planSplice, refusalReason, relay, SpliceRefused, TS_MARGIN } from '../datapath/splice-plan.js';
@@ -46,6 +46,7 @@ import type { Family } from '../net/addr.js';
 import { type Endpoint, seqBefore, type TcpState, u32 } from '../tcp/state.js';
 import { minimalState } from '../tcp/connect.js';
 import type { SocketOps } from './socket-ops.js';
+import type { ReclaimReason } from './sweeper.js';
 
 export interface SpliceOptions {
   /** How long to wait for both sockets to be quiet before giving up (ms). */
@@ -683,17 +684,44 @@ export class Splicer {
   }
 
   private insertEntry(k: FlowKey, flow: Parameters<typeof encodeFlow>[0]): void {
-    try {
-      this.dp.flows.update(this.kb(k), encodeFlow(flow), 'NOEXIST');
-    } catch (e) {
-      if (e instanceof BpfError && e.code === 'EEXIST') {
-        throw new BatonError('ALREADY_SPLICED', `${k.src}:${k.sport} -> ${k.dst}:${k.dport} is already in the connection table`, 'duplicate');
+    for (let retried = false; ; retried = true) {
+      try {
+        this.dp.flows.update(this.kb(k), encodeFlow(flow), 'NOEXIST');
+        return;
+      } catch (e) {
+        if (e instanceof BpfError && e.code === 'EEXIST') {
+          // A client reusing the ip:port of a connection that is over: the
+          // datapath handed its SYN to the front end (bpf/lib/syn.h), whose
+          // splice now meets the old connection's entry. Reclaimed now, not
+          // after the sweeper's grace period; a live owner keeps its tuple.
+          if (!retried && this.reclaimFinished(k)) continue;
+          throw new BatonError('ALREADY_SPLICED', `${k.src}:${k.sport} -> ${k.dst}:${k.dport} is already in the connection table, held by a connection that is not over; list them with GET /v1/splices`, 'duplicate');
+        }
+        if (e instanceof BpfError && e.code === 'E2BIG') {
+          throw new BatonError('TABLE_FULL', `the connection table is full (${this.dp.flows.maxEntries} entries); raise flowsCapacity or wait for connections to end`, 'table_full');
+        }
+        throw e;
       }
-      if (e instanceof BpfError && e.code === 'E2BIG') {
-        throw new BatonError('TABLE_FULL', `the connection table is full (${this.dp.flows.maxEntries} entries); raise flowsCapacity or wait for connections to end`, 'table_full');
-      }
-      throw e;
     }
+  }
+
+  /** Told of every connection the splicer reclaims itself (the sweeper forwards it to its own onReclaim). */
+  onReclaim?: (id: bigint, reason: ReclaimReason) => void;
+
+  /**
+   * Removes the connection that owns the entry at `k` if it is over (status
+   * 'closed': both FINs acknowledged, or a RST; the datapath's rule for
+   * letting a new SYN through). Returns whether the key is free now.
+   */
+  private reclaimFinished(k: FlowKey): boolean {
+    const v = this.dp.flows.lookup(this.kb(k));
+    if (!v) return true;
+    const id = decodeFlowConnId(v);
+    const st = this.status(id);
+    if (st?.state !== 'closed') return false;
+    this.remove(id);
+    this.onReclaim?.(id, st.toBackend.rst || st.toClient.rst ? 'reset' : 'closed');
+    return true;
   }
 
   /** Both sockets' sent bytes acknowledged; nothing unread on the back-end socket. */

@@ -12,6 +12,7 @@
 #include "lib/splice.h"
 #include "lib/tcp_rewrite.h"
 #include "lib/fwd.h"
+#include "lib/syn.h"
 
 
 static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
@@ -22,6 +23,11 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 	__u64 now;
 	int k, rc;
 
+	/* A SYN opening a new connection on this tuple, or a tuple a new
+	 * connection already took: never translated (lib/syn.h). */
+	rc = syn_verdict(ctx, p, f, reason);
+	if (rc >= 0)
+		return rc;
 	if (f->state == BATON_STATE_HOLD) {
 		/* Between two handoffs: no client byte may reach the back end
 		 * that is being retired; pure ACKs (and an abort) go on. */

@@ -30,6 +30,8 @@ export const ERRORS = {
   NOT_READY: { status: 503, title: 'The datapath is not loaded and attached' },
   SHUTTING_DOWN: { status: 503, title: 'The daemon is shutting down' },
   CONFIG_INVALID: { status: 400, title: 'The daemon configuration is invalid' },
+  // control/daemon/host-settings.ts: the sysctls baton sets on attach and restores on baton down.
+  HOST_SETTINGS: { status: 500, title: 'A host setting (sysctl) baton changes could not be read, set, recorded or restored' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

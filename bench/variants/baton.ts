@@ -10,6 +10,7 @@
  * the dispatcher users run.)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { applyHostSettingsUnrecorded } from '../../control/daemon/host-settings.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { withNetns } from '../../control/net/netns.js';
 import { takeSocket } from '../../control/tcp/pidfd.js';
@@ -62,7 +63,10 @@ export async function startBaton(tb: Testbed): Promise<BatonVariant> {
   let fe: FrontendDriver | undefined;
   const url = (path: string) => `http://${VIP4}:${port}${path}`;
   try {
-    withNetns(lb.ns, () => lb.ifaces.forEach((i) => dp.attach(i.ifindex)));
+    withNetns(lb.ns, () => {
+      lb.ifaces.forEach((i) => dp.attach(i.ifindex));
+      applyHostSettingsUnrecorded(lb.ifaces.map((i) => i.name)); // the namespace goes with the testbed
+    });
     fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port }, [`${tb.node('backend1').v4}:${BACKEND_PORT}`]);
     // The first splice loads the timestamp probe; keep that out of the figures.
     await waitForHttp(tb, url('/k1.bin'), 'baton front end', fe.proc);

@@ -31,6 +31,11 @@ static __always_inline int ctx_store_bytes(ctx_t *ctx, __u32 off, const void *fr
 {
 	return bpf_skb_store_bytes(ctx, off, from, len, BPF_F_RECOMPUTE_CSUM);
 }
+/* Cuts `by` bytes off the end of the packet. */
+static __always_inline int ctx_shrink(ctx_t *ctx, __u32 by)
+{
+	return bpf_skb_change_tail(ctx, ctx->len - by, 0);
+}
 #else
 typedef struct xdp_md ctx_t;
 #define CTX_PASS XDP_PASS
@@ -49,6 +54,10 @@ static __always_inline int ctx_load_bytes(ctx_t *ctx, __u32 off, void *to, __u32
 static __always_inline int ctx_store_bytes(ctx_t *ctx, __u32 off, const void *from, __u32 len)
 {
 	return bpf_xdp_store_bytes(ctx, off, (void *)from, len);
+}
+static __always_inline int ctx_shrink(ctx_t *ctx, __u32 by)
+{
+	return bpf_xdp_adjust_tail(ctx, -(int)by);
 }
 #endif
 

@@ -3,6 +3,7 @@
  * lazily: the daemon pulls in fastify, prom-client and the libbpf binding,
  * which the other commands (and hosts that only query the API) do not need.
  */
+import type { RestoreAction } from '../daemon/host-settings.js';
 import { type Io, printJson } from './io.js';
 import { EXIT } from './usage.js';
 
@@ -18,6 +19,15 @@ export async function lbCommand(io: Io, argv: string[]): Promise<number> {
   return EXIT.OK;
 }
 
+/** How `baton down` reports each host setting it had changed (host-settings.ts RestoreAction). */
+const RESTORE_TEXT: Record<RestoreAction, (old: string, set: string, current: string | undefined) => string> = {
+  restore: (old, set) => `restored to ${old} (baton had set ${set})`,
+  unchanged: (old) => `already back at ${old}`,
+  kept: (old, set, current) => `left at ${current}: changed since baton set ${set} (it was ${old})`,
+  gone: () => 'interface gone: nothing to restore',
+  replaced: () => 'interface recreated since: its value is not baton\'s, left as it is',
+};
+
 export async function downCommand(io: Io, argv: string[]): Promise<number> {
   const { loadConfig, configHelp } = await import('../daemon/config.js');
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -25,18 +35,24 @@ export async function downCommand(io: Io, argv: string[]): Promise<number> {
 
 Detaches every XDP link \`baton lb\` pinned under the pin directory and removes its
 pinned maps: every spliced connection stops being forwarded (their clients see
-resets or time out). Stop the daemon first (SIGTERM). Talks to: the kernel (bpffs).
-Takes the same settings as baton lb (only the pin directory matters):
+resets or time out). Then restores the host settings (sysctls) baton lb changed,
+from the record in the state directory; a value changed since is left alone.
+Stop the daemon first (SIGTERM). Talks to: the kernel (bpffs, procfs).
+Takes the same settings as baton lb (only the pin and state directories matter):
 
-${configHelp().split('\n').filter((l) => /pin-dir|BATON_PIN_DIR|bpffs directory|--config|BATON_CONFIG|JSON object/.test(l)).join('\n')}`);
+${configHelp().split('\n').filter((l) => /pin-dir|BATON_PIN_DIR|bpffs directory|state-dir|BATON_STATE_DIR|records the host settings|--config|BATON_CONFIG|JSON object/.test(l)).join('\n')}`);
     return EXIT.OK;
   }
   const { teardown } = await import('../daemon/daemon.js');
   const args = argv.filter((a) => a !== '--json');
   const cfg = loadConfig(args, io.env);
   const r = teardown(cfg);
-  if (io.json) printJson(io, { pinDir: cfg.pinDir, ...r });
-  else if (r.detached.length === 0 && r.unpinned.length === 0) io.out(`nothing pinned under ${cfg.pinDir}: baton is not attached here`);
+  if (io.json) {
+    printJson(io, { pinDir: cfg.pinDir, detached: r.detached, unpinned: r.unpinned, sysctls: r.sysctls.map((s) => ({ name: s.entry.name, action: s.action, current: s.current ?? null, old: s.entry.old, set: s.entry.set })) });
+    return EXIT.OK;
+  }
+  if (r.detached.length === 0 && r.unpinned.length === 0) io.out(`nothing pinned under ${cfg.pinDir}: baton is not attached here`);
   else io.out(`baton removed from ${cfg.pinDir}: XDP detached from ifindex ${r.detached.join(', ') || '(none)'}; ${r.unpinned.length} pinned map(s) removed`);
+  for (const s of r.sysctls) io.out(`  ${s.entry.name}: ${RESTORE_TEXT[s.action](s.entry.old, s.entry.set, s.current)}`);
   return EXIT.OK;
 }

@@ -8,6 +8,7 @@ export interface DoctorFlags {
   /** alias of --interface */
   iface?: string[];
   'pin-dir'?: string;
+  'state-dir'?: string;
   config?: string;
   netns?: string;
 }
@@ -18,9 +19,14 @@ export interface DoctorFlags {
  * host where that module cannot load (no libbpf), the flags alone; the
  * libbpf check then says why.
  */
-async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces: string[]; pinDir: string }> {
+async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces: string[]; pinDir: string; stateDir?: string }> {
   const ifaces = [...(f.interface ?? []), ...(f.iface ?? [])];
-  const argv = [...ifaces.flatMap((i) => ['--interface', i]), ...(f['pin-dir'] ? ['--pin-dir', f['pin-dir']] : []), ...(f.config ? ['--config', f.config] : [])];
+  const argv = [
+    ...ifaces.flatMap((i) => ['--interface', i]),
+    ...(f['pin-dir'] ? ['--pin-dir', f['pin-dir']] : []),
+    ...(f['state-dir'] ? ['--state-dir', f['state-dir']] : []),
+    ...(f.config ? ['--config', f.config] : []),
+  ];
   let loadConfig: typeof import('../daemon/config.js').loadConfig;
   try {
     ({ loadConfig } = await import('../daemon/config.js'));
@@ -28,16 +34,16 @@ async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces
     return { ifaces, pinDir: f['pin-dir'] ?? DEFAULT_PIN_DIR };
   }
   const cfg = loadConfig(argv, env); // CONFIG_INVALID is the user's to fix: reported by main
-  return { ifaces: cfg.interfaces, pinDir: cfg.pinDir };
+  return { ifaces: cfg.interfaces, pinDir: cfg.pinDir, stateDir: cfg.stateDir };
 }
 
 const MARK: Record<Check['status'], string> = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' };
 
 export async function doctorCommand(io: Io, f: DoctorFlags): Promise<number> {
-  const { ifaces, pinDir } = await targets(f, io.env);
+  const { ifaces, pinDir, stateDir } = await targets(f, io.env);
   const checks = f.netns
-    ? runDoctorInNetns(f.netns, ['doctor', '--json', '--pin-dir', pinDir, ...ifaces.flatMap((i) => ['--interface', i])])
-    : await runDoctor({ ifaces, pinDir });
+    ? runDoctorInNetns(f.netns, ['doctor', '--json', '--pin-dir', pinDir, ...(stateDir ? ['--state-dir', stateDir] : []), ...ifaces.flatMap((i) => ['--interface', i])])
+    : await runDoctor({ ifaces, pinDir, ...(stateDir ? { stateDir } : {}) });
   const count = (s: Check['status']) => checks.filter((c) => c.status === s).length;
   const summary = { ok: count('ok'), warn: count('warn'), fail: count('fail'), skip: count('skip') };
   if (io.json) {

@@ -34,6 +34,7 @@ const COMMAND_OPTIONS: Record<string, Options> = {
     interface: { type: 'string', short: 'i', multiple: true },
     iface: { type: 'string', multiple: true },
     'pin-dir': { type: 'string' },
+    'state-dir': { type: 'string' },
     config: { type: 'string', short: 'c' },
     netns: { type: 'string' },
   },

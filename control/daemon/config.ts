@@ -19,6 +19,8 @@ export interface DaemonConfig {
   interfaces: string[];
   /** bpffs directory for pinned maps and links. */
   pinDir: string;
+  /** Directory for state that must outlive the daemon but not a reboot: the record of host settings baton changed. */
+  stateDir: string;
   api: Listen;
   /** Metrics listener; false disables it. */
   metrics: { host: string; port: number } | false;
@@ -110,6 +112,11 @@ export const OPTIONS: { [K in Key]: Option<K> } = {
     key: 'pinDir', flag: 'pin-dir', env: 'BATON_PIN_DIR', default: '/sys/fs/bpf/baton',
     parse: (t) => (t.startsWith('/') ? t.replace(/\/+$/, '') || '/' : fail('expected an absolute path on a bpffs')),
     help: 'bpffs directory where maps and links are pinned (and reused on restart)',
+  },
+  stateDir: {
+    key: 'stateDir', flag: 'state-dir', env: 'BATON_STATE_DIR', default: '/run/baton',
+    parse: (t) => (t.startsWith('/') ? t.replace(/\/+$/, '') || '/' : fail('expected an absolute path (a tmpfs such as /run: the state is per boot)')),
+    help: 'directory where baton records the host settings (sysctls) it changed, so that baton down restores them',
   },
   api: {
     key: 'api', flag: 'api', env: 'BATON_API', default: { host: '127.0.0.1', port: 7300 },

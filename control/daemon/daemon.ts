@@ -1,7 +1,9 @@
 /**
  * `baton lb`: loads the datapath (maps pinned and reused under the pin
  * directory), attaches it to the configured interfaces (pinned links,
- * reused and switched atomically on restart), rebuilds the records of the
+ * reused and switched atomically on restart), sets the sysctls the datapath
+ * needs on those interfaces (host-settings.ts: logged, old values recorded
+ * for baton down), rebuilds the records of the
  * connections already in the table (splicer.adopt), and serves the REST API
  * and the metrics. It never detaches on exit: spliced connections keep
  * flowing while the daemon restarts or is upgraded. `baton down`
@@ -24,6 +26,7 @@ import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
 import { checkRunnable, type DaemonConfig, loadConfig } from './config.js';
+import { applyHostSettings, type HostLog, type RestoreStep, restoreHostSettings } from './host-settings.js';
 import { type Attachment, attachOrReuse, linkPinPath, preparePinDir, type TeardownResult, teardownPins } from './pins.js';
 
 export interface RunOptions {
@@ -99,6 +102,9 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       logger: { level: config.logLevel },
       observer: metrics,
     });
+    // Before the API listens, so before any splice can need them; an earlier
+    // daemon's record is reused, so a restart keeps the operator's old values.
+    applyHostSettings(config.interfaces, { stateDir: config.stateDir, pinDir: config.pinDir, log: app.log });
     let apiAddress: string;
     if ('path' in config.api) {
       rmSync(config.api.path, { force: true }); // a stale socket of a killed daemon
@@ -146,7 +152,13 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
   }
 }
 
-/** `baton down`: detaches the pinned XDP links and removes the pinned maps under the pin directory. */
-export function teardown(config: Pick<DaemonConfig, 'pinDir'>): TeardownResult {
-  return teardownPins(config.pinDir);
+/**
+ * `baton down`: detaches the pinned XDP links and removes the pinned maps
+ * under the pin directory, then restores the host settings baton changed
+ * (after the detach: the datapath needs them while it forwards).
+ */
+export function teardown(config: Pick<DaemonConfig, 'pinDir' | 'stateDir'>, log?: HostLog): TeardownResult & { sysctls: RestoreStep[] } {
+  const pins = teardownPins(config.pinDir);
+  const { steps } = restoreHostSettings({ stateDir: config.stateDir, pinDir: config.pinDir, ...(log ? { log } : {}) });
+  return { ...pins, sysctls: steps };
 }

@@ -6,7 +6,7 @@
  */
 import { addrToKeyBytes, bytesToIp, type Family, familyOf } from '../net/addr.js';
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 export const MAX_HANDOFFS = 8;
 export const IPPROTO_TCP = 6;
 
@@ -24,7 +24,7 @@ export const LAYOUTS = {
   baton_handoff: { size: 64, fields: { seq_start: 0, ack_floor: 4, x: 8 } },
   baton_track: { size: 40, fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 } },
   baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, handoff: 12, smac: 16, dmac: 22 } },
-  baton_flow: { size: 600, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, track: 16, nexthop: 56, handoff: 88 } },
+  baton_flow: { size: 600, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, challenge_ms: 12, track: 16, nexthop: 56, handoff: 88 } },
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   baton_ctl: { size: 120, fields: { key: 0, op: 40, state: 44, result: 48, n_handoffs: 52, handoff: 56 } },
   baton_tcp_probe: {
@@ -36,7 +36,8 @@ export const LAYOUTS = {
 
 const L = LAYOUTS;
 
-export const FlowState = { BLOCK: 1, FORWARD: 2, HOLD: 3 } as const;
+/** SUPERSEDED is written by the datapath only: a SYN found the connection finished and a new one took the tuple. */
+export const FlowState = { BLOCK: 1, FORWARD: 2, HOLD: 3, SUPERSEDED: 4 } as const;
 export const CtlOp = { SET_STATE: 1, APPEND_HANDOFF: 2 } as const;
 export const FlowKind = { CLIENT: 1, BACKEND: 2 } as const;
 export const XLATE_F_TS = 0x01;
@@ -62,6 +63,10 @@ export const REASONS = [
   ['dropped', 'rewrite_failed'],
   ['passed', 'blocked_ack'],
   ['dropped', 'held'],
+  ['passed', 'syn_on_finished'],
+  ['passed', 'superseded'],
+  ['answered', 'syn_challenge_ack'],
+  ['dropped', 'syn_on_live'],
 ] as const;
 /** enum baton_direction, in order: the direction label of a counter slot (slot = reason * DIRECTIONS.length + direction). */
 export const DIRECTIONS = ['none', 'to_backend', 'to_client'] as const;
@@ -257,6 +262,9 @@ export function decodeTrack(b: Buffer, at = L.baton_flow.fields.track): Track {
     flags: b.readUInt32LE(at + f.flags),
   };
 }
+
+/** Just the connection id of a flow value. */
+export const decodeFlowConnId = (b: Buffer): bigint => b.readBigUInt64LE(L.baton_flow.fields.conn_id);
 
 /** Just the state byte of a flow value (no decoding of its handoffs). */
 export const decodeFlowState = (b: Buffer): Flow['state'] => b.readUInt8(L.baton_flow.fields.state) as Flow['state'];

@@ -3,7 +3,6 @@
  * This is what the daemon, the demo and the tests hold; it hides object
  * files, map names and counter layout behind a small typed surface.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BpfObject, type BpfMap, XdpLink } from '../bpf/index.js';
 import { ABI_VERSION, type Action, DIRECTIONS, type Direction, REASONS, type ReasonName } from './abi.js';
@@ -62,11 +61,11 @@ export class Datapath {
 
   /**
    * Attaches the XDP program to an interface (native mode), in the calling
-   * thread's network namespace. Also lets that namespace's stack forward the
-   * frames the datapath hands it (see allowStackForwarding).
+   * thread's network namespace. It changes no host setting: the sysctls the
+   * datapath needs on that interface (control/daemon/host-settings.ts) are
+   * the caller's to apply, and to restore.
    */
   attach(ifindex: number): XdpLink {
-    allowStackForwarding();
     const link = XdpLink.attach(this.object.program('baton_xdp'), ifindex);
     this.links.push(link);
     if (this.options.pinDir) link.pin(join(this.options.pinDir, `link_xdp_${ifindex}`));
@@ -95,20 +94,6 @@ export class Datapath {
     }
     this.object.close();
   }
-}
-
-/**
- * When a next hop's neighbour entry is missing (expired, flushed, never
- * resolved), the datapath cannot fill in the MACs and passes the rewritten
- * frame to the stack (forwarded/via_stack), whose forwarding path resolves
- * the neighbour and sends it. That frame's source is one of the LB's own
- * addresses (the LB's leg-2 address, or the VIP), which IPv4 drops as a
- * martian unless accept_local is on ("all" OR the interface's own setting).
- * IPv6 forwards such frames as they are.
- */
-export function allowStackForwarding(): void {
-  const path = '/proc/sys/net/ipv4/conf/all/accept_local';
-  if (readFileSync(path, 'utf8').trim() !== '1') writeFileSync(path, '1');
 }
 
 /** Per-reason totals of a baton_counters map (enum baton_reason order), summed over CPUs and directions. */

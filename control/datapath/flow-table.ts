@@ -16,6 +16,7 @@ import {
   CtlOp,
   decodeCtlResult,
   decodeFlow,
+  decodeFlowConnId,
   decodeFlowKey,
   decodeFlowState,
   decodeTrack,
@@ -64,9 +65,12 @@ export class FlowTable {
       this.map.update(this.kb(k), encodeFlow(entry), 'NOEXIST');
     } catch (e) {
       if (e instanceof BpfError && e.code === 'EEXIST') {
-        throw new BatonError('ALREADY_SPLICED', `${formatKey(k)} is already in the connection table`, 'duplicate', {
-          cause: e,
-        });
+        throw new BatonError(
+          'ALREADY_SPLICED',
+          `${formatKey(k)} is already in the connection table, held by a connection that is not over; list them with GET /v1/splices`,
+          'duplicate',
+          { cause: e },
+        );
       }
       if (e instanceof BpfError && e.code === 'E2BIG') throw tableFull(this.capacity, e);
       throw e;
@@ -85,6 +89,12 @@ export class FlowTable {
       if (e instanceof BpfError && e.code === 'ENOENT') throw gone(k, e);
       throw e;
     }
+  }
+
+  /** The connection id of the entry at `k`, or undefined when absent. */
+  ownerOf(k: FlowKey): bigint | undefined {
+    const v = this.map.lookup(this.kb(k));
+    return v ? decodeFlowConnId(v) : undefined;
   }
 
   /** Deletes an entry; false when it was not there. */

@@ -151,6 +151,41 @@ function checkRpFilter(dev: string): Check {
   return ok('rp_filter', `${dev}: rp_filter ${eff === 2 ? 'loose' : 'off'} (all=${all}, ${dev}=${own})`, dev);
 }
 
+/**
+ * The sysctls baton lb sets on the interfaces it attaches to (values now,
+ * with conf.all, which the kernel ORs in), and, when baton recorded changes
+ * here, the values baton down will restore.
+ */
+export async function checkHostSettings(ifaces: readonly string[], pinDir: string, stateDir: string | undefined): Promise<Check[]> {
+  let hs: typeof import('../daemon/host-settings.js');
+  try {
+    if (stateDir === undefined) throw new Error('the daemon configuration did not load');
+    hs = await import('../daemon/host-settings.js');
+  } catch (e) {
+    return [bad('host_settings', 'skip', `cannot read baton's record of host settings (${(e as Error).message.split('\n')[0]})`, 'see the libbpf check')];
+  }
+  let view: ReturnType<typeof hs.describeHostSettings>;
+  try {
+    view = hs.describeHostSettings(ifaces, { pinDir, stateDir });
+  } catch (e) {
+    return [bad('host_settings', 'warn', (e as Error).message, 'fix or remove the record, then run baton down (or restore the sysctls by hand)')];
+  }
+  const recorded = new Map((view.recorded ?? []).map((e) => [e.name, e]));
+  const out: Check[] = view.current.map((c) => {
+    const r = recorded.get(c.name);
+    recorded.delete(c.name);
+    const now = `${c.name}=${c.value ?? 'missing'} (conf.all=${c.all ?? 'missing'})`;
+    if (r) return ok('host_settings', `${now}: set by baton lb; baton down restores ${r.old}`, c.ifname);
+    if (c.value === c.wanted) return ok('host_settings', `${now}: as baton lb needs it (not changed by baton: nothing to restore)`, c.ifname);
+    return ok('host_settings', `${now}: baton lb sets it to ${c.wanted} on start (and records ${c.value} for baton down)`, c.ifname);
+  });
+  for (const r of recorded.values()) {
+    out.push(ok('host_settings', `${r.name}=${hs.readSysctl(r.path) ?? 'missing'}: set to ${r.set} by baton lb; baton down restores ${r.old}`, r.ifname));
+  }
+  if (out.length === 0) out.push(ok('host_settings', `baton changed no host settings here (no record ${view.record})`));
+  return out;
+}
+
 export function checkForwarding(): Check {
   const v4 = sysctlInt('net.ipv4.ip_forward');
   const v6 = sysctlInt('net.ipv6.conf.all.forwarding');

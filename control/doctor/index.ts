@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
   type Check, checkBpffs, checkBtf, checkConntrack, checkForwarding, checkInterface, checkKernel, checkLibbpf, checkObjects,
-  checkPrivileges, checkTcpOptions, checkTcpRepair,
+  checkHostSettings, checkPrivileges, checkTcpOptions, checkTcpRepair,
 } from './checks.js';
 
 export type { Check, CheckStatus } from './checks.js';
@@ -23,11 +23,14 @@ export const DEFAULT_PIN_DIR = '/sys/fs/bpf/baton';
 export interface DoctorOptions {
   ifaces?: string[];
   pinDir?: string;
+  /** config.ts stateDir; undefined: the daemon's configuration could not load, the host-settings check is skipped */
+  stateDir?: string;
 }
 
 export async function runDoctor(opts: DoctorOptions = {}): Promise<Check[]> {
   const checks: Check[] = [checkKernel(), checkBtf(), checkBpffs(opts.pinDir ?? DEFAULT_PIN_DIR), checkPrivileges(), await checkLibbpf(), await checkObjects()];
   for (const dev of opts.ifaces ?? []) checks.push(...checkInterface(dev));
+  checks.push(...(await checkHostSettings(opts.ifaces ?? [], opts.pinDir ?? DEFAULT_PIN_DIR, opts.stateDir)));
   checks.push(checkForwarding(), checkConntrack(), await checkTcpRepair(), checkTcpOptions());
   return checks;
 }

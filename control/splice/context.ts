@@ -15,6 +15,12 @@ export interface SpliceContext {
   readonly ops: SocketOps;
   readonly records: Map<bigint, SpliceRecord>;
   readonly queue: ConnectionQueue;
+  /**
+   * Reclaims connection `id` if it is over (both FINs acknowledged, or a
+   * RST: the datapath's rule for letting a new SYN through); true when it
+   * was reclaimed.
+   */
+  readonly reclaimIfFinished: (id: bigint) => Promise<boolean>;
 }
 
 /** A planning refusal as the catalogue error the API answers with; anything else unchanged. */

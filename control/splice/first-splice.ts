@@ -17,7 +17,8 @@
  * to a new connection, whose packets the datapath would take for this one's.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FlowKind, FlowState, type Handoff } from '../datapath/abi.js';
+import { type FlowKey, FlowKind, FlowState, type Handoff } from '../datapath/abi.js';
+import type { FlowEntry } from '../datapath/flow-table.js';
 import { pendingAcked, placeholderState } from '../datapath/handoff-plan.js';
 import { key, planSplice } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
@@ -62,9 +63,9 @@ export async function firstSplice(
   const backendKey = key(e2, 'in');
 
   // 1. Block.
-  ctx.table.insert(clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
+  await insertNew(ctx, clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
   try {
-    ctx.table.insert(backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, handoffs: [] });
+    await insertNew(ctx, backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, handoffs: [] });
   } catch (e) {
     ctx.table.remove(clientKey);
     throw e;
@@ -199,6 +200,23 @@ export async function holdAfterAck(ctx: SpliceContext, rec: SpliceRecord, p: Pen
   ctx.ops.releaseSilently(p.fd);
   if (signal.aborted || !stillThere(ctx, rec) || p.leg.retired || !p.leg.leg) return;
   p.leg.heldFd = ctx.ops.placeholder(placeholderState(p.leg.leg, p.bytes), rec.netns);
+}
+
+/**
+ * Inserts a block entry. A client reusing the ip:port of a connection that
+ * is over meets that connection's entry: the datapath handed its SYN to the
+ * front end (bpf/lib/syn.h), whose splice comes here. The old connection is
+ * reclaimed now, not after the sweeper's grace period, and the insert tried
+ * once more; a live owner keeps its tuple (ALREADY_SPLICED).
+ */
+async function insertNew(ctx: SpliceContext, k: FlowKey, entry: FlowEntry): Promise<void> {
+  try {
+    ctx.table.insert(k, entry);
+  } catch (e) {
+    const owner = e instanceof BatonError && e.code === 'ALREADY_SPLICED' ? ctx.table.ownerOf(k) : undefined;
+    if (owner === undefined || !(await ctx.reclaimIfFinished(owner))) throw e;
+    ctx.table.insert(k, entry);
+  }
 }
 
 function socketEndpoints(ctx: SpliceContext, fd: number, which: string) {

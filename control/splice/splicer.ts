@@ -31,6 +31,7 @@ import {
 } from './records.js';
 import { holdTuplesAgain, recoverFromTable } from './recovery.js';
 import type { SocketOps } from './socket-ops.js';
+import type { ReclaimReason } from './sweeper.js';
 import { abortConnection, removeConnection } from './teardown.js';
 
 export type { ConnectionState, ConnectionStatus, TrafficView } from '../datapath/connection-plan.js';
@@ -47,7 +48,13 @@ export class Splicer {
 
   constructor(dp: Pick<Datapath, 'table'>, ops: SocketOps) {
     this.table = dp.table;
-    this.ctx = { table: dp.table, ops, records: this.records, queue: this.queue };
+    this.ctx = {
+      table: dp.table,
+      ops,
+      records: this.records,
+      queue: this.queue,
+      reclaimIfFinished: (id) => this.reclaimIfFinished(id),
+    };
   }
 
   /** Joins the front end's client socket and back-end socket (fds in this process). */
@@ -138,6 +145,16 @@ export class Splicer {
     if (!rec) return undefined;
     const tracks = liveLegs(rec).flatMap((h) => this.table.track(h.backendKey) ?? []);
     return connectionStatus(this.table.stateAndTrack(rec.clientKey), tracks, this.table.track(currentLeg(rec).backendKey));
+  }
+
+  /** Told of every connection the splicer reclaims itself (the sweeper forwards it to its own onReclaim). */
+  onReclaim?: (id: bigint, reason: ReclaimReason) => void;
+
+  private async reclaimIfFinished(id: bigint): Promise<boolean> {
+    const st = this.status(id);
+    if (st?.state !== 'closed' || !(await this.reclaim(id))) return false;
+    this.onReclaim?.(id, st.toBackend.rst || st.toClient.rst ? 'reset' : 'closed');
+    return true;
   }
 
   /** Resolves when every operation queued so far, background steps included, is done (tests, shutdown). */

@@ -82,6 +82,9 @@ export function startSweeper(splicer: Splicer, options: Partial<SweeperOptions> 
       clearInterval(timer);
     },
   };
+  // The splicer reclaims a finished connection itself when a new one needs
+  // its tuple (a reused client port): counted like the sweeper's own.
+  splicer.onReclaim = (id, reason) => sweeper.onReclaim?.(id, reason);
   let sweeping = false;
   const timer = setInterval(() => {
     if (sweeping) return; // a reclaim still waits on a long operation

@@ -26,6 +26,8 @@ export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
 export const SO_PROTOCOL = 38;
 export const SO_DOMAIN = 39;
+/** The socket's network namespace cookie (u64, Linux 5.14+): unique while the host runs. */
+export const SO_NETNS_COOKIE = 71;
 
 export const SOL_TCP = 6;
 export const TCP_MAXSEG = 2;
@@ -76,6 +78,7 @@ export const SIOCINQ = 0x541b; // bytes not yet read (rcv_nxt - copied_seq)
 export const SIOCOUTQ = 0x5411; // bytes not yet acknowledged (write_seq - snd_una)
 export const SIOCOUTQNSD = 0x894b; // bytes not yet sent (write_seq - snd_nxt)
 export const SIOCGSKNS = 0x894c; // a new fd for the socket's network namespace
+export const SIOCGIFINDEX = 0x8933; // struct ifreq: ifr_name (16 bytes) -> ifr_ifindex (int at 16), in the socket's netns
 
 export const CLONE_NEWNET = 0x40000000;
 

@@ -30,6 +30,7 @@ import {
   TRACK_F_FIN,
   TRACK_F_RST,
   TRACK_F_SEEN,
+  type Track,
   type Xlate,
 } from '../../control/datapath/abi.js';
 import { planSplice, TS_MARGIN } from '../../control/datapath/splice-plan.js';
@@ -1056,6 +1057,144 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     });
     test('APPEND_HANDOFF on a back-end entry: EINVAL', () => {
       assert.throws(() => ctl({ op: CtlOp.APPEND_HANDOFF, key: be1Key, state: FlowState.FORWARD, handoff: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'EINVAL');
+    });
+  });
+
+  // ================================================================ SYN on an entry's tuple
+  describe('a SYN on a connection-table entry (reused client ports, RFC 5961 §4)', () => {
+    /*
+     * Every connection here: client 198.18.0.10:<port> -> VIP:80, leg 2
+     * LB:<port+10000> <-> BE1:8080. Client -> back end: seq +100_000, ack
+     * +200_000; back end -> client: seq -200_000, ack -100_000. Tracks are
+     * installed as the datapath would have left them (client space).
+     */
+    const TO_BE = { seqDelta: 100_000, ackDelta: 200_000 };
+    const TO_C = { seqDelta: TWO32 - 200_000, ackDelta: TWO32 - 100_000 };
+    const V4 = { client: CLIENT, vip: VIP, lb: LB, be: BE1 };
+    const V6 = { client: CLIENT6, vip: VIP6, lb: LB6, be: BE6 };
+    type Addrs = typeof V4;
+    const ck = (port: number, a: Addrs = V4): FlowKey => ({ src: a.client, dst: a.vip, sport: port, dport: 80 });
+    const bk = (port: number, a: Addrs = V4): FlowKey => ({ src: a.be, dst: a.lb, sport: 8080, dport: port + 10_000 });
+    const track = (t: Partial<Track> & Pick<Track, 'flags'>): Track => ({ packets: 5n, bytes: 500n, lastNs: 1n, seqEnd: 0, ackMax: 0, finSeq: 0, ...t });
+    const SEEN = TRACK_F_SEEN;
+    function conn(id: bigint, port: number, c: Track | undefined, b: Track | undefined, backend = true, a: Addrs = V4): Array<[FlowKey, Flow]> {
+      const out: Array<[FlowKey, Flow]> = [
+        [ck(port, a), { connId: id, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [{ seqStart: 1000, ackFloor: 4000, x: xlate({ src: a.lb, dst: a.be, sport: port + 10_000, dport: 8080 }, TO_BE) }], ...(c ? { track: c } : {}) }],
+      ];
+      if (backend) {
+        out.push([bk(port, a), { connId: id, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: a.vip, dst: a.client, sport: 80, dport: port }, TO_C) }], ...(b ? { track: b } : {}) }]);
+      }
+      return out;
+    }
+    // 40400: closed cleanly: back end's FIN at 5000 (client space), acked 5001; client's FIN at 2000, acked 2001.
+    const FINISHED = 40400;
+    // 40401: reset by the back end, nothing else finished.
+    const RESET = 40401;
+    // 40402: live: client sent up to 3000, acknowledged 7000; back end sent up to 7000, acknowledged 3000.
+    const LIVE = 40402;
+    // 40403: live, spliced a moment ago: no segment seen yet either way.
+    const FRESH = 40403;
+    // 40404: client entry with a RST seen, its back-end entry already removed.
+    const RESET_ALONE = 40404;
+    // 40405: the client's FIN acknowledged, the back end's not yet (closing): still live.
+    const CLOSING = 40405;
+    // 40406: live like LIVE, for segments that are not a SYN alone. 40410: live, over IPv6.
+    const LIVE2 = 40406;
+    const LIVE6 = 40410;
+    const liveTracks = (): [Track, Track] => [track({ flags: SEEN, seqEnd: 3000, ackMax: 7000 }), track({ flags: SEEN, seqEnd: 7000, ackMax: 3000 })];
+    const dp = datapath(() => [
+      ...conn(60n, FINISHED, track({ flags: SEEN | TRACK_F_FIN, seqEnd: 2001, finSeq: 2000, ackMax: 5001 }), track({ flags: SEEN | TRACK_F_FIN, seqEnd: 5001, finSeq: 5000, ackMax: 2001 })),
+      ...conn(61n, RESET, track({ flags: SEEN, seqEnd: 3000, ackMax: 7000 }), track({ flags: SEEN | TRACK_F_RST, seqEnd: 7000, ackMax: 3000 })),
+      ...conn(62n, LIVE, ...liveTracks()),
+      ...conn(66n, LIVE2, ...liveTracks()),
+      ...conn(67n, LIVE6, ...liveTracks(), true, V6),
+      ...conn(63n, FRESH, undefined, undefined),
+      ...conn(64n, RESET_ALONE, track({ flags: SEEN | TRACK_F_RST, seqEnd: 3000, ackMax: 7000 }), undefined, false),
+      ...conn(65n, CLOSING, track({ flags: SEEN | TRACK_F_FIN, seqEnd: 2001, finSeq: 2000, ackMax: 5001 }), track({ flags: SEEN | TRACK_F_FIN, seqEnd: 5001, finSeq: 5000, ackMax: 2000 })),
+    ]);
+    const run = (f: Fixture) => runFixture(dp.obj(), ns, f);
+    const synOpts: TcpOption[] = [{ kind: 'mss', value: 1460 }, { kind: 'sackPermitted' }, { kind: 'timestamp', tsval: 77_000, tsecr: 0 }, NOP, { kind: 'wscale', shift: 7 }];
+    const syn = (port: number, seq = 900_000_000, a: Addrs = V4): PacketSpec => inp({ ...ck(port, a), seq, flags: 'S', win: 64_240, opts: synOpts });
+    /** The challenge ACK the program makes of a SYN: back to the sender, no options, fresh IP header. */
+    const challenge = (k: FlowKey, seq: number, ack: number): PacketSpec => ({
+      eth: { src: IN_ETH.dst, dst: IN_ETH.src },
+      ip: k.src.includes(':') ? { version: 6, src: k.dst, dst: k.src, hopLimit: 64 } : { version: 4, src: k.dst, dst: k.src, id: 0, df: true, ttl: 64 },
+      tcp: { sport: k.dport, dport: k.sport, seq, ack, flags: 'A', window: 0, options: [] },
+    });
+    const trackOf = (k: FlowKey) => dp.flow(k).track;
+
+    test('finished (both FINs acknowledged): the SYN goes to the stack untouched, the entry is superseded, tracks untouched', () => {
+      const before = trackOf(ck(FINISHED));
+      run({ name: 'SYN on a finished entry', input: syn(FINISHED), verdict: 'PASS', reason: 'syn_on_finished' });
+      assert.equal(dp.flow(ck(FINISHED)).state, FlowState.SUPERSEDED);
+      assert.deepEqual(trackOf(ck(FINISHED)), before);
+    });
+    test('superseded: the new connection\'s handshake ACK, request and FIN pass untouched and untracked', () => {
+      const before = trackOf(ck(FINISHED));
+      run({ name: 'handshake ACK', input: inp({ ...ck(FINISHED), seq: 900_000_001, ack: 33_000_001, opts: ts(77_010, 12_345) }), verdict: 'PASS', reason: 'superseded' });
+      run({ name: 'request', input: inp({ ...ck(FINISHED), seq: 900_000_001, ack: 33_000_001, flags: 'PA', opts: ts(77_011, 12_345), payload: REQ }), verdict: 'PASS', reason: 'superseded' });
+      run({ name: 'retransmitted SYN', input: syn(FINISHED), verdict: 'PASS', reason: 'superseded' });
+      assert.deepEqual(trackOf(ck(FINISHED)), before);
+    });
+    test('the finished connection\'s back-end entry is not superseded by the client\'s SYN (its tuple is not reused)', () => {
+      assert.equal(dp.flow(bk(FINISHED)).state, FlowState.FORWARD);
+    });
+    test('reset (a RST in either direction): the SYN goes to the stack untouched', () => {
+      run({ name: 'SYN after a RST', input: syn(RESET), verdict: 'PASS', reason: 'syn_on_finished' });
+      assert.equal(dp.flow(ck(RESET)).state, FlowState.SUPERSEDED);
+    });
+    test('reset, the other direction\'s entry already gone: the SYN goes to the stack untouched', () => {
+      run({ name: 'SYN after a RST, no back-end entry', input: syn(RESET_ALONE), verdict: 'PASS', reason: 'syn_on_finished' });
+    });
+    test('live: the SYN draws a challenge ACK (seq = client\'s last ACK - 1, ack = back end\'s last ACK), never a translated SYN', () => {
+      const before = trackOf(ck(LIVE));
+      // seq 7000 - 1 (the client acknowledged 7000), ack 3000 (the back end acknowledged 3000).
+      run({ name: 'SYN on a live entry', input: syn(LIVE), verdict: 'TX', reason: 'syn_challenge_ack', output: challenge(ck(LIVE), 6999, 3000) });
+      assert.equal(dp.flow(ck(LIVE)).state, FlowState.FORWARD);
+      assert.deepEqual(trackOf(ck(LIVE)), before);
+    });
+    test('live: a second SYN within 500 ms is dropped untouched (one challenge ACK per entry per 500 ms)', () => {
+      run({ name: 'second SYN on a live entry', input: syn(LIVE, 900_000_000), verdict: 'DROP', reason: 'syn_on_live' });
+    });
+    test('live, the peer RSTs with the challenge\'s ACK number: translated to the back end\'s rcv_nxt, and the next SYN passes', () => {
+      // RST seq 3000 -> 3000 + 100_000 toward the back end: exactly what it acknowledged.
+      run({
+        name: 'RST drawn by the challenge ACK',
+        input: inp({ ...ck(LIVE), seq: 3000, ack: 0, flags: 'R', win: 0 }),
+        output: fwd({ src: LB, dst: BE1, sport: LIVE + 10_000, dport: 8080, seq: 103_000, ack: 0, flags: 'R', win: 0 }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      });
+      run({ name: 'SYN retransmitted after the RST', input: syn(LIVE), verdict: 'PASS', reason: 'syn_on_finished' });
+    });
+    test('closing (one FIN not yet acknowledged) is live: challenge ACK', () => {
+      // seq 5001 - 1, ack 2000 (the back end has not acknowledged the client's FIN).
+      run({ name: 'SYN on a closing entry', input: syn(CLOSING), verdict: 'TX', reason: 'syn_challenge_ack', output: challenge(ck(CLOSING), 5000, 2000) });
+    });
+    test('live, nothing seen yet to number an answer with: dropped untouched', () => {
+      run({ name: 'SYN on a fresh entry', input: syn(FRESH), verdict: 'DROP', reason: 'syn_on_live' });
+    });
+    test('a SYN from the back end on a live back-end entry: challenge ACK toward it, in its own sequence space', () => {
+      // seq: its last ACK 3000 (client space) + 100_000 - 1; ack: the client's last ACK 7000 + 200_000.
+      const be = bk(CLOSING);
+      run({
+        name: 'back-end SYN on a live back-end entry',
+        input: inp({ ...be, seq: 5_555, flags: 'S', opts: [{ kind: 'mss', value: 1460 }] }),
+        verdict: 'TX',
+        reason: 'syn_challenge_ack',
+        // CLOSING's back end acknowledged 2000 -> 102_000, minus 1; the client acknowledged 5001 -> 205_001.
+        output: challenge(be, 101_999, 205_001),
+      });
+    });
+    test('live over IPv6: challenge ACK (checksum over the IPv6 pseudo-header)', () => {
+      run({ name: 'IPv6 SYN on a live entry', input: syn(LIVE6, 1, V6), verdict: 'TX', reason: 'syn_challenge_ack', output: challenge(ck(LIVE6, V6), 6999, 3000) });
+    });
+    test('SYN|ACK and ordinary segments of a live connection are translated as before', () => {
+      const out = { src: LB, dst: BE1, sport: LIVE2 + 10_000, dport: 8080 };
+      // seq 3000 + 100_000, ack 7000 + 200_000, window as it came (both scales 0).
+      run({ name: 'client SYN|ACK on a live entry', input: inp({ ...ck(LIVE2), seq: 3000, ack: 7000, flags: 'SA' }), output: fwd({ ...out, seq: 103_000, ack: 207_000, flags: 'SA' }), verdict: 'REDIRECT', reason: 'redirect' });
+      run({ name: 'client data on a live entry', input: inp({ ...ck(LIVE2), seq: 3000, ack: 7000, flags: 'PA', payload: REQ }), output: fwd({ ...out, seq: 103_000, ack: 207_000, flags: 'PA', payload: REQ }), verdict: 'REDIRECT', reason: 'redirect' });
+      assert.equal(dp.flow(ck(LIVE2)).state, FlowState.FORWARD);
     });
   });
 

@@ -4,6 +4,7 @@
  * back end, and the test front end (test/e2e/programs/frontend.ts) whose
  * splice requests a Splicer in this process answers.
  */
+import { applyHostSettingsUnrecorded } from '../../control/daemon/host-settings.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { withNetns } from '../../control/net/netns.js';
 import { Splicer } from '../../control/splice/splicer.js';
@@ -49,7 +50,11 @@ export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed>
   try {
     const d = (dp = await Datapath.load({ flowsCapacity: opts.flowsCapacity ?? 1024 }));
     const lb = tb.node('lb');
-    withNetns(lb.ns, () => lb.ifaces.forEach((i) => d.attach(i.ifindex)));
+    withNetns(lb.ns, () => {
+      lb.ifaces.forEach((i) => d.attach(i.ifindex));
+      // The namespace goes with the testbed: nothing to record or restore.
+      applyHostSettingsUnrecorded(lb.ifaces.map((i) => i.name));
+    });
     for (let k = 1; k <= opts.backends; k++) {
       const node = `backend${k}`;
       nginx[node] = await startNginx(tb, node, BACKEND_PORT, typeof opts.files === 'function' ? opts.files(node) : opts.files);

@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define BATON_ABI_VERSION 3
+#define BATON_ABI_VERSION 4
 
 /* Handoffs one client connection can hold (source document 000, claim 2). */
 #define BATON_MAX_HANDOFFS 8
@@ -95,6 +95,13 @@ enum baton_flow_state {
 	 * ACKs are forwarded as in FORWARD, so the current back end's stream
 	 * keeps being acknowledged. Only CLIENT entries are ever held. */
 	BATON_STATE_HOLD = 3,
+	/* Written by the datapath only (bpf/lib/syn.h): the connection was
+	 * finished (both FINs acknowledged, or a RST) when a SYN arrived on
+	 * this entry's tuple, so a new connection now owns the tuple. Every
+	 * segment goes to the stack untouched and untracked (the front end's
+	 * listener takes the new connection) until userspace reclaims the
+	 * entry; the splicer does so at once when it splices the new one. */
+	BATON_STATE_SUPERSEDED = 4,
 };
 
 enum baton_flow_kind {
@@ -127,7 +134,11 @@ struct baton_flow {
 	__u8 state;      /* enum baton_flow_state */
 	__u8 kind;       /* enum baton_flow_kind */
 	__u8 n_handoffs; /* CLIENT: used entries of handoff[]; BACKEND: 1 */
-	__u8 pad[5];
+	__u8 pad;
+	/* Datapath only: when this entry last answered a SYN with a challenge
+	 * ACK (bpf_ktime_get_coarse_ns() in ms, low 32 bits, bit 0 set; 0:
+	 * never), for the rate limit of bpf/lib/syn.h. */
+	__u32 challenge_ms;
 	struct baton_track track;
 	struct baton_nexthop nexthop;
 	struct baton_handoff handoff[BATON_MAX_HANDOFFS];
@@ -152,7 +163,11 @@ struct baton_flow {
 	X(BATON_R_DROP_FIB,           "dropped",   "fib_blackhole")     \
 	X(BATON_R_DROP_REWRITE,       "dropped",   "rewrite_failed")    \
 	X(BATON_R_PASS_BLOCKED_ACK,   "passed",    "blocked_ack")       \
-	X(BATON_R_DROP_HELD,          "dropped",   "held")
+	X(BATON_R_DROP_HELD,          "dropped",   "held")              \
+	X(BATON_R_PASS_SYN_FINISHED,  "passed",    "syn_on_finished")   \
+	X(BATON_R_PASS_SUPERSEDED,    "passed",    "superseded")        \
+	X(BATON_R_TX_CHALLENGE_ACK,   "answered",  "syn_challenge_ack") \
+	X(BATON_R_DROP_SYN_LIVE,      "dropped",   "syn_on_live")
 
 #define BATON_REASON_ENUM(r, a, n) r,
 enum baton_reason { BATON_REASONS(BATON_REASON_ENUM) BATON_R_MAX };

@@ -1,12 +1,12 @@
 /**
- * The one error type of the BPF binding. Every failing libbpf or syscall
- * wrapper throws a BpfError carrying the operation, the errno and its
- * symbolic code, with a message that says what to do about it.
+ * The error types of the BPF binding. Every failing libbpf or BPF syscall
+ * wrapper throws a BpfError: a SysError (operation, errno, symbolic code)
+ * whose message says what to do about it.
  */
-import { errnoName } from './ffi.js';
+import { type Hints, SysError } from '../sys/errno.js';
 
 /** Hints for the errors users actually hit, keyed by `${op}:${code}` or `code`. */
-const HINTS: Record<string, string> = {
+const HINTS: Hints = {
   EPERM: 'baton needs root (or CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN); run it with sudo',
   EACCES: 'the kernel refused access; run as root, and check that unprivileged BPF is not the only thing allowed',
   'open:ENOENT': 'the object file does not exist; run `make bpf` to build the datapath',
@@ -25,20 +25,10 @@ const HINTS: Record<string, string> = {
   EOPNOTSUPP: 'the kernel or this interface does not support the operation',
 };
 
-export class BpfError extends Error {
-  override readonly name = 'BpfError';
-  readonly op: string;
-  readonly errno: number;
-  readonly code: string;
-
+export class BpfError extends SysError {
+  override name = 'BpfError';
   constructor(op: string, errno: number, detail?: string) {
-    const code = errnoName(errno);
-    const hint = HINTS[`${op}:${code}`] ?? HINTS[code];
-    const what = detail ? `${op} ${detail}` : op;
-    super(`${what} failed: ${code} (errno ${errno})${hint ? `: ${hint}` : ''}`);
-    this.op = op;
-    this.errno = errno;
-    this.code = code;
+    super(op, errno, detail, { hints: HINTS });
   }
 }
 

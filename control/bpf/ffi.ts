@@ -1,36 +1,23 @@
 /**
- * The only module that touches koffi. It binds the libbpf (1.1+) and libc
- * functions baton uses, with their C signatures, and routes libbpf's log
- * into a logger. Everything else in control/ goes through the typed wrappers
- * in this directory.
+ * The libbpf (1.1+) binding: the functions baton uses, with their C
+ * signatures, and libbpf's log routed into a logger. Everything else in
+ * control/ goes through the typed wrappers in this directory; libc lives in
+ * control/sys/.
  */
-import { createRequire } from 'node:module';
+import { bind, koffi, type Library } from '../sys/koffi.js';
+import { libc } from '../sys/libc.js';
 import type { LinkHandle, MapHandle, ObjectHandle, ProgramHandle } from './handles.js';
 
-// koffi ships CommonJS; createRequire keeps this module ESM.
-const require = createRequire(import.meta.url);
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const koffi = require('koffi') as typeof import('koffi');
-
-export const KOFFI_VERSION: string = (koffi as unknown as { version: string }).version;
-
 const libbpf = koffi.load('libbpf.so.1');
-const libc = koffi.load('libc.so.6');
 
 koffi.opaque('bpf_object');
 koffi.opaque('bpf_map');
 koffi.opaque('bpf_program');
 koffi.opaque('bpf_link');
 
-type Ptr = bigint | null;
 type Buf = Buffer | null;
-type AsyncFn<A extends unknown[], R> = ((...a: A) => R) & {
-  async: (...a: [...A, (err: unknown, res: R) => void]) => void;
-};
 
-function fn<A extends unknown[], R>(lib: ReturnType<typeof koffi.load>, sig: string) {
-  return lib.func(sig) as unknown as AsyncFn<A, R>;
-}
+const fn = <A extends unknown[], R>(lib: Library, prototype: string) => bind<A, R>(lib, prototype);
 
 /** libbpf entry points, named as in libbpf.h. */
 export const bpf = {
@@ -81,66 +68,6 @@ export const bpf = {
   set_print: fn<[unknown], unknown>(libbpf, 'void *libbpf_set_print(void *fn)'),
 };
 
-// ---------------------------------------------------------------- libc
-/**
- * libc calls: sockets for TCP_REPAIR capture and restore (control/tcp/),
- * pidfd for taking other processes' descriptors, setns for namespaces, and
- * vsnprintf for libbpf's log. Each returns -1 and sets
- * errno on failure, as in C. Variadic ones (ioctl, syscall) take a koffi type
- * name before each extra argument: `ioctl(fd, req, 'void *', buf)`,
- * `syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0)`.
- */
-export const libcSock = {
-  socket: fn<[number, number, number], number>(libc, 'int socket(int domain, int type, int protocol)'),
-  bind: fn<[number, Buffer, number], number>(libc, 'int bind(int fd, const void *addr, uint32_t len)'),
-  connect: fn<[number, Buffer, number], number>(libc, 'int connect(int fd, const void *addr, uint32_t len)'),
-  listen: fn<[number, number], number>(libc, 'int listen(int fd, int backlog)'),
-  accept4: fn<[number, Buf, Buf, number], number>(libc, 'int accept4(int fd, void *addr, uint32_t *len, int flags)'),
-  getsockname: fn<[number, Buffer, Buffer], number>(libc, 'int getsockname(int fd, void *addr, uint32_t *len)'),
-  getpeername: fn<[number, Buffer, Buffer], number>(libc, 'int getpeername(int fd, void *addr, uint32_t *len)'),
-  setsockopt: fn<[number, number, number, Buffer, number], number>(libc, 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
-  getsockopt: fn<[number, number, number, Buffer, Buffer], number>(libc, 'int getsockopt(int fd, int level, int name, void *val, uint32_t *len)'),
-  recv: fn<[number, Buffer, number, number], number>(libc, 'long recv(int fd, void *buf, size_t n, int flags)'),
-  send: fn<[number, Buffer, number, number], number>(libc, 'long send(int fd, const void *buf, size_t n, int flags)'),
-  read: fn<[number, Buffer, number], number>(libc, 'long read(int fd, void *buf, size_t n)'),
-  close: fn<[number], number>(libc, 'int close(int fd)'),
-  ioctl: fn<[number, number, string, Buffer], number>(libc, 'int ioctl(int fd, unsigned long req, ...)'),
-  syscall: fn<[number, ...unknown[]], number>(libc, 'long syscall(long number, ...)'),
-  setns: fn<[number, number], number>(libc, 'int setns(int fd, int nstype)'),
-  vsnprintf: fn<[Buffer, number, bigint, bigint], number>(libc, 'int vsnprintf(char *buf, size_t n, void *fmt, void *ap)'),
-};
-
-export const errno = (): number => koffi.errno();
-
-/** Stable native memory, for structs that embed pointers. */
-export const nativeMemory = {
-  alloc(size: number): bigint {
-    return koffi.alloc('uint8_t', size) as unknown as bigint;
-  },
-  free(p: bigint): void {
-    koffi.free(p as never);
-  },
-  view(p: bigint, size: number): Buffer {
-    return Buffer.from(koffi.view(p as never, size) as ArrayBuffer);
-  },
-};
-
-const errnoNames = new Map<number, string>();
-for (const [name, value] of Object.entries(koffi.os.errno as Record<string, number>)) {
-  if (!errnoNames.has(value)) errnoNames.set(value, name);
-}
-errnoNames.set(524, 'ENOTSUPP'); // kernel-internal, leaks out of BPF syscalls
-
-export function errnoName(n: number): string {
-  return errnoNames.get(n) ?? `E${n}`;
-}
-
-export function errnoValue(name: string): number {
-  const v = (koffi.os.errno as Record<string, number>)[name];
-  if (v === undefined) throw new Error(`unknown errno name ${name}`);
-  return v;
-}
-
 export type LibbpfLogLevel = 'warn' | 'info' | 'debug';
 export type LibbpfLogSink = (level: LibbpfLogLevel, message: string) => void;
 
@@ -152,7 +79,7 @@ const printProto = koffi.proto('int baton_libbpf_print_fn(int level, void *fmt, 
 const formatBuf = Buffer.alloc(8192);
 // Registered once for the life of the process: libbpf keeps the pointer.
 const printCallback = koffi.register((level: number, fmt: bigint, ap: bigint): number => {
-  const n = libcSock.vsnprintf(formatBuf, formatBuf.length, fmt, ap);
+  const n = libc.vsnprintf(formatBuf, formatBuf.length, fmt, ap);
   const text = formatBuf.toString('utf8', 0, Math.max(0, Math.min(n, formatBuf.length - 1)));
   sink(LEVELS[level] ?? 'debug', text);
   return 0;

@@ -4,5 +4,5 @@ export { BpfObject, BpfProgram, openPinnedMap, type OpenOptions, type MapSetting
 export { BpfMap, MapType, UpdateFlag, possibleCpus, type UpdateMode } from './map.js';
 export { XdpLink, attachTc, type TcAttachment, type TcDirection } from './link.js';
 export { testRun, runSyscallProgram, XdpAction, xdpActionName, type XdpActionName, type TestRunInput, type TestRunResult } from './test-run.js';
-export { setLibbpfLogSink, errnoName, errnoValue, KOFFI_VERSION, type LibbpfLogSink } from './ffi.js';
+export { setLibbpfLogSink, type LibbpfLogSink } from './ffi.js';
 export type { ObjectHandle, MapHandle, ProgramHandle, LinkHandle } from './handles.js';

@@ -3,7 +3,8 @@
  * outlives the daemon; updatable in place, so an upgrade swaps the program
  * without a window where packets miss it) and TC clsact ingress/egress.
  */
-import { bpf, errno as errnoOf } from './ffi.js';
+import { errno as errnoOf } from '../sys/errno.js';
+import { bpf } from './ffi.js';
 import { BpfError } from './errors.js';
 import type { LinkHandle } from './handles.js';
 import { TC_HOOK, TC_OPTS, newOpts, off } from './libbpf-structs.js';

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { bpf } from './ffi.js';
 import { BpfArgumentError, BpfError } from './errors.js';
 import type { MapHandle, ObjectHandle, ProgramHandle } from './handles.js';
-import { errno } from './ffi.js';
+import { errno } from '../sys/errno.js';
 import { MAP_INFO, OBJECT_OPEN_OPTS, newOpts, off } from './libbpf-structs.js';
 import { BpfMap } from './map.js';
 

@@ -3,7 +3,8 @@
  * returns its verdict, the packet as the program left it, and the average
  * run time. The basis of the fixture tests and the per-packet benchmarks.
  */
-import { bpf, nativeMemory } from './ffi.js';
+import { nativeMemory } from '../sys/koffi.js';
+import { bpf } from './ffi.js';
 import { BpfArgumentError, BpfError } from './errors.js';
 import { TEST_RUN_OPTS, XDP_MD, newOpts, off } from './libbpf-structs.js';
 import type { BpfProgram } from './object.js';

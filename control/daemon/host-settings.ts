@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BatonError } from '../errors.js';
-import { libcSock } from '../bpf/ffi.js';
+import { libc } from '../sys/libc.js';
 import { SIOCGIFINDEX, SO_NETNS_COOKIE, SOL_SOCKET } from '../tcp/kernel.js';
 import { closeFd, getOpt, openTcpSocket } from '../tcp/socket.js';
 
@@ -315,7 +315,7 @@ function ifindexOf(ifname: string): number | undefined {
   ifr.write(ifname, 0);
   const fd = openTcpSocket(4);
   try {
-    return libcSock.ioctl(fd, SIOCGIFINDEX, 'void *', ifr) < 0 ? undefined : ifr.readInt32LE(16);
+    return libc.ioctl(fd, SIOCGIFINDEX, 'void *', ifr) < 0 ? undefined : ifr.readInt32LE(16);
   } finally {
     closeFd(fd);
   }

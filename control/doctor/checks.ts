@@ -212,9 +212,9 @@ export function checkConntrack(): Check {
 export async function checkTcpRepair(): Promise<Check> {
   let sock: typeof import('../tcp/socket.js');
   let kernel: typeof import('../tcp/kernel.js');
-  let ffi: typeof import('../bpf/ffi.js');
+  let libc: (typeof import('../sys/libc.js'))['libc'];
   try {
-    [sock, kernel, ffi] = await Promise.all([import('../tcp/socket.js'), import('../tcp/kernel.js'), import('../bpf/ffi.js')]);
+    [sock, kernel, { libc }] = await Promise.all([import('../tcp/socket.js'), import('../tcp/kernel.js'), import('../sys/libc.js')]);
   } catch (e) {
     return bad('tcp_repair', 'skip', `cannot try: the socket binding did not load (${(e as Error).message.split('\n')[0]})`, 'see the libbpf check');
   }
@@ -227,7 +227,7 @@ export async function checkTcpRepair(): Promise<Check> {
   } catch (e) {
     return bad('tcp_repair', 'fail', `TCP_REPAIR failed: ${(e as Error).message}`, 'run baton as root: TCP_REPAIR needs CAP_NET_ADMIN in the network namespace of the socket');
   } finally {
-    if (fd >= 0) ffi.libcSock.close(fd);
+    if (fd >= 0) libc.close(fd);
   }
 }
 

@@ -5,8 +5,8 @@
  * BPF_PROG_TEST_RUN, a socket created and used synchronously) belongs inside.
  */
 import { closeSync, openSync, statSync } from 'node:fs';
-import { libcSock, errno } from '../bpf/ffi.js';
-import { BpfError } from '../bpf/errors.js';
+import { errno, SysError } from '../sys/errno.js';
+import { libc } from '../sys/libc.js';
 
 const CLONE_NEWNET = 0x40000000;
 
@@ -37,15 +37,15 @@ export function threadNetnsId(): string {
 export function withNetnsFd<T>(nsFd: number, fn: () => T, what = `netns fd ${nsFd}`): T {
   const home = openSync('/proc/thread-self/ns/net', 'r');
   try {
-    if (libcSock.setns(nsFd, CLONE_NEWNET) !== 0) throw new BpfError('setns', errno(), `into ${what}`);
+    if (libc.setns(nsFd, CLONE_NEWNET) !== 0) throw new SysError('setns', errno(), `into ${what}`);
     threadNetns = undefined;
     try {
       return fn();
     } finally {
       threadNetns = undefined;
-      if (libcSock.setns(home, CLONE_NEWNET) !== 0) {
+      if (libc.setns(home, CLONE_NEWNET) !== 0) {
         // Staying in the wrong namespace would silently misdirect everything after.
-        throw new BpfError('setns', errno(), 'back to the original netns');
+        throw new SysError('setns', errno(), 'back to the original netns');
       }
     }
   } finally {

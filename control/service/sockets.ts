@@ -14,7 +14,8 @@
  */
 import { fstatSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { errno, errnoValue, libcSock } from '../bpf/ffi.js';
+import { errno, errnoValue } from '../sys/errno.js';
+import { libc } from '../sys/libc.js';
 import { BatonError } from '../errors.js';
 import { SocketError } from '../tcp/errors.js';
 import { SOL_TCP, SYS_pidfd_getfd, SYS_pidfd_open, TCP_ESTABLISHED, TCP_INFO, TCP_STATES } from '../tcp/kernel.js';
@@ -43,7 +44,7 @@ export function release(s: TakenSocket): void {
   } catch {
     return; // already closed
   }
-  libcSock.close(s.fd);
+  libc.close(s.fd);
 }
 
 const ENOTSOCK = errnoValue('ENOTSOCK');
@@ -59,7 +60,7 @@ const tcpInfoLen = Buffer.alloc(4);
  */
 export function assertEstablishedTcp(fd: number, which: string): void {
   tcpInfoLen.writeUInt32LE(tcpInfoHead.length);
-  if (libcSock.getsockopt(fd, SOL_TCP, TCP_INFO, tcpInfoHead, tcpInfoLen) < 0) {
+  if (libc.getsockopt(fd, SOL_TCP, TCP_INFO, tcpInfoHead, tcpInfoLen) < 0) {
     const e = errno();
     if (e === ENOTSOCK) throw new BatonError('SOCKET_UNUSABLE', `the ${which} descriptor is not a socket`, 'not_a_socket');
     if (NOT_TCP.has(e)) throw new BatonError('SOCKET_UNUSABLE', `the ${which} socket is not a TCP socket; baton splices TCP connections only`, 'not_tcp');
@@ -86,12 +87,12 @@ const ESRCH = errnoValue('ESRCH');
 function pidfdOf(pid: number): number {
   const cached = pidfds.get(pid);
   if (cached !== undefined) return cached;
-  const fd = libcSock.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0);
+  const fd = libc.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0);
   if (fd < 0) throw new SocketError('pidfd_open', errno(), `of pid ${pid}`);
   if (pidfds.size >= PIDFD_CACHE_SIZE) {
     const [oldPid, oldFd] = pidfds.entries().next().value as [number, number];
     pidfds.delete(oldPid);
-    libcSock.close(oldFd);
+    libc.close(oldFd);
   }
   pidfds.set(pid, fd);
   return fd;
@@ -101,13 +102,13 @@ function forgetPidfd(pid: number): void {
   const fd = pidfds.get(pid);
   if (fd === undefined) return;
   pidfds.delete(pid);
-  libcSock.close(fd);
+  libc.close(fd);
 }
 
 /** Our duplicate of descriptor `fd` of process `pid` (pidfd_getfd). */
 function getfd(pid: number, fd: number): number {
   for (let attempt = 0; ; attempt++) {
-    const mine = libcSock.syscall(SYS_pidfd_getfd, 'int', pidfdOf(pid), 'int', fd, 'unsigned int', 0);
+    const mine = libc.syscall(SYS_pidfd_getfd, 'int', pidfdOf(pid), 'int', fd, 'unsigned int', 0);
     if (mine >= 0) return mine;
     const e = errno();
     if (e === ESRCH) {
@@ -170,7 +171,7 @@ export async function takeByAddress(pid: number, q: AddressQuery): Promise<{ cli
     for (const name of names) {
       const theirs = Number(name);
       if (!Number.isInteger(theirs)) continue;
-      const mine = libcSock.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', theirs, 'unsigned int', 0);
+      const mine = libc.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', theirs, 'unsigned int', 0);
       if (mine < 0) continue; // closed meanwhile, or not ours to take
       let keep: Map<number, TakenSocket> | undefined;
       try {
@@ -182,11 +183,11 @@ export async function takeByAddress(pid: number, q: AddressQuery): Promise<{ cli
         if (!(e instanceof SocketError || e instanceof TypeError)) throw e; // not a socket, not connected, not IP
       }
       if (!keep) {
-        libcSock.close(mine);
+        libc.close(mine);
         continue;
       }
       const taken = identify(mine);
-      if (keep.has(taken.ino)) libcSock.close(mine); // the same socket under two numbers
+      if (keep.has(taken.ino)) libc.close(mine); // the same socket under two numbers
       else keep.set(taken.ino, taken);
     }
     const client = only(clients, 'client', `local ${fmt(q.vip)}, remote ${fmt(q.client)}`, pid);

@@ -4,7 +4,8 @@
  * and the resets of an abort.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errno, errnoValue, libcSock } from '../bpf/ffi.js';
+import { errno, errnoValue } from '../sys/errno.js';
+import { libc } from '../sys/libc.js';
 import type { Family } from '../net/addr.js';
 import { withNetnsFd } from '../net/netns.js';
 import { SocketError } from './errors.js';
@@ -34,14 +35,14 @@ export interface ConnectOptions {
  */
 export async function connectTcp(remote: Endpoint, family: Family, opts: ConnectOptions): Promise<number> {
   const open = (): number => {
-    const fd = check(libcSock.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP), 'socket', `(IPv${family} TCP)`);
+    const fd = check(libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP), 'socket', `(IPv${family} TCP)`);
     try {
       if (opts.mss) setInt(fd, SOL_TCP, TCP_MAXSEG, opts.mss, 'connect');
       const a = encodeSockaddr(remote, family);
-      if (libcSock.connect(fd, a, a.length) < 0 && errno() !== EINPROGRESS) throw new SocketError('connect', errno(), `to ${fmt(remote)}`);
+      if (libc.connect(fd, a, a.length) < 0 && errno() !== EINPROGRESS) throw new SocketError('connect', errno(), `to ${fmt(remote)}`);
       return fd;
     } catch (e) {
-      libcSock.close(fd);
+      libc.close(fd);
       throw e;
     }
   };
@@ -58,7 +59,7 @@ export async function connectTcp(remote: Endpoint, family: Family, opts: Connect
       else await sleep(1);
     }
   } catch (e) {
-    libcSock.close(fd);
+    libc.close(fd);
     throw e;
   }
 }

@@ -3,10 +3,10 @@
  * cannot be captured, with the operation, the errno, its symbolic code and a
  * message that says what to do about it (same shape as BpfError).
  */
-import { errnoName } from '../bpf/ffi.js';
+import { type Hints, SysError } from '../sys/errno.js';
 
 /** Hints for the errors users actually hit, keyed by `${op}:${code}` or `code`. */
-const HINTS: Record<string, string> = {
+const HINTS: Hints = {
   'repair:EPERM': 'TCP_REPAIR needs CAP_NET_ADMIN in the socket\'s network namespace (run baton as root)',
   'pidfd_open:ESRCH': 'no process with this pid exists (it may have exited)',
   'pidfd_open:EINVAL': 'not a valid pid',
@@ -24,24 +24,14 @@ const HINTS: Record<string, string> = {
   EPERM: 'baton needs root (CAP_NET_ADMIN) for TCP_REPAIR',
 };
 
-export class SocketError extends Error {
-  override readonly name = 'SocketError';
-  readonly op: string;
-  readonly errno: number;
-  readonly code: string;
-
+export class SocketError extends SysError {
+  override name = 'SocketError';
   /**
    * `detail` names the object (e.g. "of fd 7"); `explanation`, when given,
    * replaces the generic hint for conditions that are not plain syscall
    * failures (a listening socket, a queue that keeps changing).
    */
   constructor(op: string, errno: number, detail?: string, explanation?: string) {
-    const code = errnoName(errno);
-    const hint = explanation ?? HINTS[`${op}:${code}`] ?? HINTS[code];
-    const what = detail ? `${op} ${detail}` : op;
-    super(`${what} failed: ${code} (errno ${errno})${hint ? `: ${hint}` : ''}`);
-    this.op = op;
-    this.errno = errno;
-    this.code = code;
+    super(op, errno, detail, { hints: HINTS, ...(explanation === undefined ? {} : { explanation }) });
   }
 }

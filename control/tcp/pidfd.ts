@@ -8,7 +8,8 @@
  * Needs ptrace access to the target (PTRACE_MODE_ATTACH_REALCREDS): root, or
  * CAP_SYS_PTRACE, or the same user when Yama's ptrace_scope allows it.
  */
-import { errnoValue, libcSock } from '../bpf/ffi.js';
+import { errnoValue } from '../sys/errno.js';
+import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
 import { SO_TYPE, SOL_SOCKET, SYS_pidfd_getfd, SYS_pidfd_open } from './kernel.js';
 import { check, getInt } from './socket.js';
@@ -21,11 +22,11 @@ function checkArgs(pid: number, fd: number): void {
 /** A descriptor of this process duplicating `fd` of process `pid`. */
 export function takeFd(pid: number, fd: number): number {
   checkArgs(pid, fd);
-  const pidfd = check(libcSock.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0), 'pidfd_open', `of pid ${pid}`);
+  const pidfd = check(libc.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0), 'pidfd_open', `of pid ${pid}`);
   try {
-    return check(libcSock.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', fd, 'unsigned int', 0), 'pidfd_getfd', `of fd ${fd} of pid ${pid}`);
+    return check(libc.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', fd, 'unsigned int', 0), 'pidfd_getfd', `of fd ${fd} of pid ${pid}`);
   } finally {
-    libcSock.close(pidfd);
+    libc.close(pidfd);
   }
 }
 
@@ -39,7 +40,7 @@ export function takeSocket(pid: number, fd: number): number {
   try {
     getInt(mine, SOL_SOCKET, SO_TYPE, 'take_socket');
   } catch (e) {
-    libcSock.close(mine);
+    libc.close(mine);
     if (e instanceof SocketError && e.code === 'ENOTSOCK') {
       throw new SocketError('take_socket', errnoValue('ENOTSOCK'), `of fd ${fd} of pid ${pid}`, `fd ${fd} of pid ${pid} is not a socket`);
     }

@@ -24,7 +24,8 @@
  * the TCP options; sockets other than ESTABLISHED are refused.
  */
 import { fstatSync } from 'node:fs';
-import { errnoValue, libcSock } from '../bpf/ffi.js';
+import { errnoValue } from '../sys/errno.js';
+import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
 import {
   AF_INET, AF_INET6, IPPROTO_TCP, SIOCINQ, SIOCOUTQ, SIOCOUTQNSD, SO_DOMAIN, SO_PROTOCOL, SO_RCVBUF, SO_RCVBUFFORCE,
@@ -187,7 +188,7 @@ function captureOne(fd: number, opts: CaptureOptions): { state: TcpState; turned
     if (opts.probe) probeInSocketNetns(opts.probe, [state], fd);
     return { state, turnedOn: !wasRepair };
   } catch (e) {
-    if (!wasRepair) libcSock.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
+    if (!wasRepair) libc.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
     throw e;
   }
 }
@@ -245,7 +246,7 @@ function probeInSocketNetns(probe: TsProbe, states: TcpState[], fd: number): voi
   try {
     r = probe.fill(states, ns === undefined ? {} : { netnsFd: ns.fd });
   } finally {
-    if (ns !== undefined) libcSock.close(ns.fd);
+    if (ns !== undefined) libc.close(ns.fd);
   }
   if (r.stale > 0) {
     throw new SocketError('capture', E('EAGAIN'), `of ${states.length === 1 ? `fd ${fd}` : `${states.length} sockets`}`,
@@ -279,7 +280,7 @@ export async function captureSockets(fds: readonly number[], opts: CaptureSocket
       const groups = new Map<string, { fd: number; states: TcpState[] }>();
       fds.forEach((fd, i) => {
         const ns = socketNetns(fd);
-        if (ns) libcSock.close(ns.fd);
+        if (ns) libc.close(ns.fd);
         const key = ns?.id ?? 'self';
         const g = groups.get(key) ?? { fd, states: [] };
         g.states.push(states[i] as TcpState);
@@ -289,7 +290,7 @@ export async function captureSockets(fds: readonly number[], opts: CaptureSocket
     }
     return states;
   } catch (e) {
-    for (const fd of turnedOn) libcSock.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
+    for (const fd of turnedOn) libc.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
     throw e;
   }
 }
@@ -408,8 +409,8 @@ export function restoreTcp(state: TcpState, opts: RestoreOptions = {}): number {
     return fd;
   } catch (e) {
     // Close silently: back in repair mode if we had left it.
-    if (!repairOn) libcSock.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_ON), 4);
-    libcSock.close(fd);
+    if (!repairOn) libc.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_ON), 4);
+    libc.close(fd);
     throw e;
   }
 }

@@ -5,7 +5,8 @@
  * handles raw sockaddr bytes or errno.
  */
 import { fstatSync } from 'node:fs';
-import { errno, errnoValue, libcSock } from '../bpf/ffi.js';
+import { errno, errnoValue } from '../sys/errno.js';
+import { libc } from '../sys/libc.js';
 import { type Family, formatAddress, ipv4Bytes, ipv6Bytes, bytesToIp, familyOf } from '../net/addr.js';
 import { threadNetnsId } from '../net/netns.js';
 import { SocketError } from './errors.js';
@@ -70,7 +71,7 @@ export function decodeSockaddr(b: Buffer): SockAddr {
   throw new TypeError(`not an IP socket address (family ${fam})`);
 }
 
-function name(call: typeof libcSock.getsockname, op: string, fd: number): SockAddr {
+function name(call: typeof libc.getsockname, op: string, fd: number): SockAddr {
   const b = Buffer.alloc(128);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(b.length);
@@ -78,8 +79,8 @@ function name(call: typeof libcSock.getsockname, op: string, fd: number): SockAd
   return decodeSockaddr(b.subarray(0, len.readUInt32LE()));
 }
 
-export const localAddress = (fd: number): SockAddr => name(libcSock.getsockname, 'getsockname', fd);
-export const remoteAddress = (fd: number): SockAddr => name(libcSock.getpeername, 'getpeername', fd);
+export const localAddress = (fd: number): SockAddr => name(libc.getsockname, 'getsockname', fd);
+export const remoteAddress = (fd: number): SockAddr => name(libc.getpeername, 'getpeername', fd);
 
 // ---------------------------------------------------------------- options
 
@@ -87,7 +88,7 @@ export function getOpt(fd: number, level: number, opt: number, size: number, op:
   const b = Buffer.alloc(size);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(size);
-  check(libcSock.getsockopt(fd, level, opt, b, len), op, `of fd ${fd}`);
+  check(libc.getsockopt(fd, level, opt, b, len), op, `of fd ${fd}`);
   return b.subarray(0, len.readUInt32LE());
 }
 
@@ -99,7 +100,7 @@ const lenBuf = Buffer.alloc(4);
 export function getInt(fd: number, level: number, opt: number, op: string): number {
   intBuf.writeInt32LE(0);
   lenBuf.writeUInt32LE(4);
-  check(libcSock.getsockopt(fd, level, opt, intBuf, lenBuf), op, `of fd ${fd}`);
+  check(libc.getsockopt(fd, level, opt, intBuf, lenBuf), op, `of fd ${fd}`);
   return lenBuf.readUInt32LE() >= 4 ? intBuf.readInt32LE(0) : 0;
 }
 
@@ -108,54 +109,54 @@ export function getU32(fd: number, level: number, opt: number, op: string): numb
 }
 
 export function setOpt(fd: number, level: number, opt: number, value: Buffer, op: string, explanation?: string): void {
-  check(libcSock.setsockopt(fd, level, opt, value, value.length), op, `of fd ${fd}`, explanation);
+  check(libc.setsockopt(fd, level, opt, value, value.length), op, `of fd ${fd}`, explanation);
 }
 
 export function setInt(fd: number, level: number, opt: number, value: number, op: string, explanation?: string): void {
   if (value < 0) intBuf.writeInt32LE(value);
   else intBuf.writeUInt32LE(value >>> 0);
-  check(libcSock.setsockopt(fd, level, opt, intBuf, 4), op, `of fd ${fd}`, explanation);
+  check(libc.setsockopt(fd, level, opt, intBuf, 4), op, `of fd ${fd}`, explanation);
 }
 
 export function ioctlInt(fd: number, req: number, op: string): number {
-  check(libcSock.ioctl(fd, req, 'void *', intBuf), op, `of fd ${fd}`);
+  check(libc.ioctl(fd, req, 'void *', intBuf), op, `of fd ${fd}`);
   return intBuf.readInt32LE(0);
 }
 
 // ---------------------------------------------------------------- lifecycle
 
 export function openTcpSocket(family: Family): number {
-  return check(libcSock.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP), 'socket', `(IPv${family} TCP)`);
+  return check(libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP), 'socket', `(IPv${family} TCP)`);
 }
 
 export function bindTo(fd: number, ep: Endpoint, family: Family): void {
   const a = encodeSockaddr(ep, family);
-  check(libcSock.bind(fd, a, a.length), 'bind', `of fd ${fd} to ${fmt(ep)}`);
+  check(libc.bind(fd, a, a.length), 'bind', `of fd ${fd} to ${fmt(ep)}`);
 }
 
 export function connectTo(fd: number, ep: Endpoint, family: Family): void {
   const a = encodeSockaddr(ep, family);
-  check(libcSock.connect(fd, a, a.length), 'connect', `of fd ${fd} to ${fmt(ep)}`);
+  check(libc.connect(fd, a, a.length), 'connect', `of fd ${fd} to ${fmt(ep)}`);
 }
 
 /** connect(AF_UNSPEC): tcp_disconnect(), which in repair mode sends nothing. */
 export function disconnect(fd: number): void {
   const a = Buffer.alloc(IN6.size);
   a.writeUInt16LE(AF_UNSPEC, 0);
-  check(libcSock.connect(fd, a, a.length), 'disconnect', `of fd ${fd}`);
+  check(libc.connect(fd, a, a.length), 'disconnect', `of fd ${fd}`);
 }
 
 export function listenOn(fd: number, backlog = 16): void {
-  check(libcSock.listen(fd, backlog), 'listen', `on fd ${fd}`);
+  check(libc.listen(fd, backlog), 'listen', `on fd ${fd}`);
 }
 
 /** Blocking accept (a connection to loopback is queued by the time connect returns). */
 export function acceptFrom(fd: number): number {
-  return check(libcSock.accept4(fd, null, null, SOCK_CLOEXEC), 'accept', `on fd ${fd}`);
+  return check(libc.accept4(fd, null, null, SOCK_CLOEXEC), 'accept', `on fd ${fd}`);
 }
 
 export function closeFd(fd: number): void {
-  check(libcSock.close(fd), 'close', `of fd ${fd}`);
+  check(libc.close(fd), 'close', `of fd ${fd}`);
 }
 
 // ---------------------------------------------------------------- data
@@ -163,7 +164,7 @@ export function closeFd(fd: number): void {
 /** recv(MSG_PEEK | MSG_DONTWAIT) of up to `max` bytes; empty when nothing is there. */
 export function peek(fd: number, max: number, op: string): Buffer {
   const b = Buffer.alloc(Math.max(1, max));
-  const n = libcSock.recv(fd, b, b.length, MSG_PEEK | MSG_DONTWAIT);
+  const n = libc.recv(fd, b, b.length, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0) {
     const e = errno();
     if (e === EAGAIN) return Buffer.alloc(0);
@@ -178,7 +179,7 @@ export function peek(fd: number, max: number, op: string): Buffer {
  * throws on any other error.
  */
 export function sendSome(fd: number, data: Buffer, op: string): { sent: number; errno: number } {
-  const n = libcSock.send(fd, data, data.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+  const n = libc.send(fd, data, data.length, MSG_DONTWAIT | MSG_NOSIGNAL);
   if (n >= 0) return { sent: n, errno: 0 };
   const e = errno();
   if (e === EAGAIN || e === ENOMEM || e === EINTR) return { sent: 0, errno: e };
@@ -194,12 +195,12 @@ export const fmt = (ep: Endpoint): string => formatAddress(ep.ip, ep.port);
  * be ours). The caller owns the fd.
  */
 export function socketNetns(fd: number): { fd: number; id: string } | undefined {
-  const ns = libcSock.ioctl(fd, SIOCGSKNS, 'void *', Buffer.alloc(8));
+  const ns = libc.ioctl(fd, SIOCGSKNS, 'void *', Buffer.alloc(8));
   if (ns < 0) return undefined;
   const st = fstatSync(ns);
   const id = `${st.dev}:${st.ino}`;
   if (id === threadNetnsId()) {
-    libcSock.close(ns);
+    libc.close(ns);
     return undefined;
   }
   return { fd: ns, id };

@@ -13,7 +13,8 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { errno, libcSock } from '../../control/bpf/ffi.js';
+import { errno } from '../../control/sys/errno.js';
+import { libc } from '../../control/sys/libc.js';
 import type { Family } from '../../control/net/addr.js';
 import { withNetns } from '../../control/net/netns.js';
 import { SocketError } from '../../control/tcp/errors.js';
@@ -70,7 +71,7 @@ async function readExactly(fd: number, n: number, timeoutMs = 5000): Promise<Buf
   const deadline = Date.now() + timeoutMs;
   const buf = Buffer.alloc(256 << 10);
   while (got < n) {
-    const r = libcSock.recv(fd, buf, Math.min(buf.length, n - got), MSG_DONTWAIT);
+    const r = libc.recv(fd, buf, Math.min(buf.length, n - got), MSG_DONTWAIT);
     if (r > 0) {
       chunks.push(Buffer.from(buf.subarray(0, r)));
       got += r;
@@ -88,7 +89,7 @@ async function readExactly(fd: number, n: number, timeoutMs = 5000): Promise<Buf
 /** Nothing to read, no FIN, no RST, still ESTABLISHED. */
 function assertQuiet(fd: number, what: string): void {
   const b = Buffer.alloc(1);
-  const r = libcSock.recv(fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
+  const r = libc.recv(fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
   const e = errno();
   assert.ok(r < 0 && e === EAGAIN, `${what}: expected nothing to read, got ${r < 0 ? `errno ${e}` : r === 0 ? 'FIN' : 'data'}`);
   assert.equal(tcpState(fd), TCP_ESTABLISHED, `${what}: still ESTABLISHED`);
@@ -115,7 +116,7 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
   });
 
   after(async () => {
-    for (const fd of owned) libcSock.close(fd);
+    for (const fd of owned) libc.close(fd);
     owned.clear();
     await closeSharedTsProbe();
     try {
@@ -371,7 +372,7 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
   });
 
   test('errors name the problem: non-TCP, listening, not a socket, not in repair mode, tuple in use', async () => {
-    const udp = own(libcSock.socket(2 /* AF_INET */, 2 /* SOCK_DGRAM */, 0));
+    const udp = own(libc.socket(2 /* AF_INET */, 2 /* SOCK_DGRAM */, 0));
     assert.throws(() => captureTcp(udp), (e: unknown) => e instanceof SocketError && e.code === 'EPROTOTYPE' && /UDP socket, not TCP/.test(e.message));
 
     const { listener, client, peer } = openPair(4, NS);
@@ -400,7 +401,7 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
     assert.throws(() => takeSocket(pidMax + 1, 0), (e: unknown) => e instanceof SocketError && e.code === 'ESRCH' && /no process with this pid exists/.test(e.message));
     assert.throws(() => takeSocket(process.pid, 1_000_000), (e: unknown) => e instanceof SocketError && e.code === 'EBADF' && /no open file descriptor/.test(e.message));
     const dup = takeSocket(process.pid, client);
-    libcSock.close(dup); // closing a copy does not close the socket
+    libc.close(dup); // closing a copy does not close the socket
     sendAll(client, Buffer.from('still'));
     assert.equal((await readExactly(peer, 5)).toString(), 'still');
   });

@@ -47,20 +47,36 @@ describe('host settings around baton lb, a restart and baton down', { skip: skip
   const stateDir = mkdtempSync(join(tmpdir(), 'baton-state-'));
   const recordDir = join(stateDir, 'sysctls');
   const ifaces = () => tb.node('lb').ifaces.map((i) => i.name);
-  const startLb = () => startDaemon(tb, 'lb', ifaces(), ['--log-level', 'info', '--state-dir', stateDir, '--metrics', METRICS]);
-  const read = async (iface: string) => (await tb.exec('lb', 'cat', [`/proc/sys/net/ipv4/conf/${iface}/accept_local`])).stdout.trim();
-  const values = async () => Object.fromEntries(await Promise.all(['all', ...ifaces()].map(async (i) => [i, await read(i)] as const)));
+  const startLb = () =>
+    startDaemon(tb, 'lb', ifaces(), ['--log-level', 'info', '--state-dir', stateDir, '--metrics', METRICS]);
+  const read = async (iface: string) =>
+    (await tb.exec('lb', 'cat', [`/proc/sys/net/ipv4/conf/${iface}/accept_local`])).stdout.trim();
+  const values = async () =>
+    Object.fromEntries(await Promise.all(['all', ...ifaces()].map(async (i) => [i, await read(i)] as const)));
   const logLines = (d: DaemonProc): LogLine[] =>
-    d.log.join('').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
+    d.log
+      .join('')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as LogLine);
   const sysctlLogs = (d: DaemonProc) => logLines(d).filter((l) => l.sysctl !== undefined);
   const records = () => (existsSync(recordDir) ? readdirSync(recordDir) : []);
   const down = async () => {
     const r = await batonIn(tb, 'lb', ['down', '--json', '--state-dir', stateDir]);
     assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as { detached: number[]; sysctls: Array<{ name: string; action: string; current: string | null; old: string; set: string }> };
+    return JSON.parse(r.stdout) as {
+      detached: number[];
+      sysctls: Array<{ name: string; action: string; current: string | null; old: string; set: string }>;
+    };
   };
   const doctor = async () => {
-    const r = await batonIn(tb, 'lb', ['doctor', '--json', '--state-dir', stateDir, ...ifaces().flatMap((i) => ['-i', i])]);
+    const r = await batonIn(tb, 'lb', [
+      'doctor',
+      '--json',
+      '--state-dir',
+      stateDir,
+      ...ifaces().flatMap((i) => ['-i', i]),
+    ]);
     const checks = (JSON.parse(r.stdout) as { checks: Check[] }).checks;
     const of = (iface: string) => {
       const c = checks.find((x) => x.id === 'host_settings' && x.iface === iface);
@@ -73,7 +89,12 @@ describe('host settings around baton lb, a restart and baton down', { skip: skip
   before(async () => {
     tb = await createTestbed(starTopology({ backends: 1, vip: true }), { passXdp: (node) => node !== 'lb' });
     assert.deepEqual(ifaces().sort(), [BACKEND_SIDE, CLIENT_SIDE].sort());
-    await tb.exec('lb', 'sysctl', ['-qw', 'net.ipv4.conf.all.accept_local=0', `${sysctlName(CLIENT_SIDE)}=0`, `${sysctlName(BACKEND_SIDE)}=1`]);
+    await tb.exec('lb', 'sysctl', [
+      '-qw',
+      'net.ipv4.conf.all.accept_local=0',
+      `${sysctlName(CLIENT_SIDE)}=0`,
+      `${sysctlName(BACKEND_SIDE)}=1`,
+    ]);
     nginx = await startNginx(tb, 'backend1', 8080, { 'small.txt': 'hello' });
   });
 
@@ -100,12 +121,21 @@ describe('host settings around baton lb, a restart and baton down', { skip: skip
     assert.deepEqual(await values(), { all: '0', [CLIENT_SIDE]: '1', [BACKEND_SIDE]: '1' }, 'conf.all untouched');
     const logs = sysctlLogs(lb);
     assert.equal(logs.length, 1, JSON.stringify(logs));
-    assert.deepEqual({ level: logs[0]!.level, sysctl: logs[0]!.sysctl, old: logs[0]!.old, new: logs[0]!.new }, { level: 30, sysctl: sysctlName(CLIENT_SIDE), old: '0', new: '1' });
+    assert.deepEqual(
+      { level: logs[0]!.level, sysctl: logs[0]!.sysctl, old: logs[0]!.old, new: logs[0]!.new },
+      { level: 30, sysctl: sysctlName(CLIENT_SIDE), old: '0', new: '1' },
+    );
     assert.match(logs[0]!.msg, /accept_local changed 0 -> 1 \(baton down restores it\)/);
     assert.equal(records().length, 1, records().join(','));
-    const rec = JSON.parse(readFileSync(join(recordDir, records()[0]!), 'utf8')) as { pinDir: string; entries: Array<{ name: string; old: string; set: string }> };
+    const rec = JSON.parse(readFileSync(join(recordDir, records()[0]!), 'utf8')) as {
+      pinDir: string;
+      entries: Array<{ name: string; old: string; set: string }>;
+    };
     assert.equal(rec.pinDir, '/sys/fs/bpf/baton');
-    assert.deepEqual(rec.entries.map((e) => [e.name, e.old, e.set]), [[sysctlName(CLIENT_SIDE), '0', '1']]);
+    assert.deepEqual(
+      rec.entries.map((e) => [e.name, e.old, e.set]),
+      [[sysctlName(CLIENT_SIDE), '0', '1']],
+    );
     const d = await doctor();
     assert.match(d.client.detail, /accept_local=1 \(conf\.all=0\): set by baton lb; baton down restores 0/);
     assert.match(d.backend.detail, /not changed by baton: nothing to restore/);
@@ -113,7 +143,12 @@ describe('host settings around baton lb, a restart and baton down', { skip: skip
 
   test('with neighbours flushed, spliced traffic is forwarded via the stack: the per-interface setting is enough', async () => {
     assert.ok(lb);
-    fe = await startDispatcher(tb, { listen: `${VIP4}:80`, api: { socketPath: lb.socketPath }, pools: { b: { backends: [`${tb.node('backend1').v4}:8080`] } }, routes: [{ pool: 'b' }] });
+    fe = await startDispatcher(tb, {
+      listen: `${VIP4}:80`,
+      api: { socketPath: lb.socketPath },
+      pools: { b: { backends: [`${tb.node('backend1').v4}:8080`] } },
+      routes: [{ pool: 'b' }],
+    });
     client = await KeepAliveClient.start(tb, VIP4);
     assert.equal((await client.get('/small.txt')).body, 'hello');
     const spliced = () => fe!.events.filter((e) => e.event === 'spliced').length;
@@ -121,7 +156,10 @@ describe('host settings around baton lb, a restart and baton down', { skip: skip
     assert.equal(spliced(), 1, JSON.stringify(fe.events));
     const viaStack = async () => {
       const text = (await tb.exec('lb', 'curl', ['-sS', '--max-time', '5', `http://${METRICS}/metrics`])).stdout;
-      return text.split('\n').filter((l) => l.startsWith('baton_datapath_packets_total{') && l.includes('reason="via_stack"')).reduce((a, l) => a + Number(l.split(' ')[1]), 0);
+      return text
+        .split('\n')
+        .filter((l) => l.startsWith('baton_datapath_packets_total{') && l.includes('reason="via_stack"'))
+        .reduce((a, l) => a + Number(l.split(' ')[1]), 0);
     };
     const before = await viaStack();
     for (let round = 0; round < 3; round++) {
@@ -153,10 +191,16 @@ describe('host settings around baton lb, a restart and baton down', { skip: skip
     fe = undefined;
     await lb!.stop('SIGTERM');
     lb = undefined;
-    assert.deepEqual(await values(), { all: '0', [CLIENT_SIDE]: '1', [BACKEND_SIDE]: '1' }, 'a stopped daemon leaves them (the datapath stays attached)');
+    assert.deepEqual(
+      await values(),
+      { all: '0', [CLIENT_SIDE]: '1', [BACKEND_SIDE]: '1' },
+      'a stopped daemon leaves them (the datapath stays attached)',
+    );
     const r = await down();
     assert.equal(r.detached.length, 2);
-    assert.deepEqual(r.sysctls, [{ name: sysctlName(CLIENT_SIDE), action: 'restore', current: '1', old: '0', set: '1' }]);
+    assert.deepEqual(r.sysctls, [
+      { name: sysctlName(CLIENT_SIDE), action: 'restore', current: '1', old: '0', set: '1' },
+    ]);
     assert.deepEqual(await values(), BEFORE);
     assert.deepEqual(records(), []);
     const again = await down();

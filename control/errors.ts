@@ -12,6 +12,7 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, title: 'No such connection' },
   HANDOFFS_EXHAUSTED: { status: 409, title: 'The connection already holds the maximum number of handoffs' },
   DATAPATH: { status: 500, title: 'The datapath refused an operation' },
+  BPF_OBJECT_MISSING: { status: 500, title: 'A BPF object file baton loads was not found' },
   // Client side (SDK, CLI): the daemon could not be asked, or answered something that is not the contract.
   API_UNREACHABLE: { status: 503, title: 'The baton daemon is not answering' },
   BAD_RESPONSE: { status: 502, title: 'The baton daemon answered something unexpected' },

@@ -19,7 +19,9 @@ export interface DoctorFlags {
  * host where that module cannot load (no libbpf), the flags alone; the
  * libbpf check then says why.
  */
-async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces: string[]; pinDir: string; stateDir?: string }> {
+type Objects = NonNullable<import('../doctor/index.js').DoctorOptions['objects']>;
+
+async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces: string[]; pinDir: string; stateDir?: string; objects?: Objects }> {
   const ifaces = [...(f.interface ?? []), ...(f.iface ?? [])];
   const argv = [
     ...ifaces.flatMap((i) => ['--interface', i]),
@@ -34,16 +36,16 @@ async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces
     return { ifaces, pinDir: f['pin-dir'] ?? DEFAULT_PIN_DIR };
   }
   const cfg = loadConfig(argv, env); // CONFIG_INVALID is the user's to fix: reported by main
-  return { ifaces: cfg.interfaces, pinDir: cfg.pinDir, stateDir: cfg.stateDir };
+  return { ifaces: cfg.interfaces, pinDir: cfg.pinDir, stateDir: cfg.stateDir, objects: { objectPath: cfg.objectPath, probeObjectPath: cfg.probeObjectPath, bpfDir: cfg.bpfDir } };
 }
 
 const MARK: Record<Check['status'], string> = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' };
 
 export async function doctorCommand(io: Io, f: DoctorFlags): Promise<number> {
-  const { ifaces, pinDir, stateDir } = await targets(f, io.env);
+  const { ifaces, pinDir, stateDir, objects } = await targets(f, io.env);
   const checks = f.netns
     ? runDoctorInNetns(f.netns, ['doctor', '--json', '--pin-dir', pinDir, ...(stateDir ? ['--state-dir', stateDir] : []), ...ifaces.flatMap((i) => ['--interface', i])])
-    : await runDoctor({ ifaces, pinDir, ...(stateDir ? { stateDir } : {}) });
+    : await runDoctor({ ifaces, pinDir, ...(stateDir ? { stateDir } : {}), ...(objects ? { objects } : {}) });
   const count = (s: Check['status']) => checks.filter((c) => c.status === s).length;
   const summary = { ok: count('ok'), warn: count('warn'), fail: count('fail'), skip: count('skip') };
   if (io.json) {

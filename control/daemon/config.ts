@@ -33,8 +33,12 @@ export interface DaemonConfig {
   /** API requests per second per client; 0 disables the limit. */
   rateLimit: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  /** The datapath object file (build/bpf/xdp_baton.o by default). */
+  /** The datapath object file; undefined: xdp_baton.o in bpfDir (control/bpf/objects.ts). */
   objectPath: string | undefined;
+  /** The timestamp probe's object file; undefined: tcp_probe.o in bpfDir. */
+  probeObjectPath: string | undefined;
+  /** Directory of the BPF objects; undefined: build/bpf of baton's package. */
+  bpfDir: string | undefined;
 }
 
 type Key = keyof DaemonConfig;
@@ -163,7 +167,17 @@ export const OPTIONS: { [K in Key]: Option<K> } = {
   objectPath: {
     key: 'objectPath', flag: 'object', env: 'BATON_OBJECT', default: undefined,
     parse: (t) => (t.length > 0 ? t : fail('expected a path')),
-    help: 'datapath object file (default: build/bpf/xdp_baton.o)',
+    help: 'datapath object file (default: xdp_baton.o in the BPF object directory)',
+  },
+  probeObjectPath: {
+    key: 'probeObjectPath', flag: 'probe-object', env: 'BATON_PROBE_OBJECT', default: undefined,
+    parse: (t) => (t.length > 0 ? t : fail('expected a path')),
+    help: 'timestamp probe object file (default: tcp_probe.o in the BPF object directory)',
+  },
+  bpfDir: {
+    key: 'bpfDir', flag: 'bpf-dir', env: 'BATON_BPF_DIR', default: undefined,
+    parse: (t) => (t.length > 0 ? t : fail('expected a directory')),
+    help: "directory of baton's BPF objects (default: build/bpf of the baton package, found from the running module)",
   },
 };
 

@@ -61,7 +61,12 @@ export async function runDaemon(argv: readonly string[], env: NodeJS.ProcessEnv,
 
 export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): Promise<RunningDaemon> {
   preparePinDir(config.pinDir);
-  const dp = await Datapath.load({ flowsCapacity: config.tableCapacity, pinDir: config.pinDir, ...(config.objectPath ? { objectPath: config.objectPath } : {}) });
+  const dp = await Datapath.load({
+    flowsCapacity: config.tableCapacity,
+    pinDir: config.pinDir,
+    ...(config.objectPath ? { objectPath: config.objectPath } : {}),
+    ...(config.bpfDir ? { bpfDir: config.bpfDir } : {}),
+  });
   const attachments: Attachment[] = [];
   let app: FastifyInstance | undefined;
   let metricsServer: MetricsServer | undefined;
@@ -74,7 +79,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
   try {
     for (const ifname of config.interfaces) attachments.push(attachOrReuse(dp, ifname, config.pinDir));
     // Loading the timestamp probe takes tens of ms: do it now, not in the first splice.
-    await sharedTsProbe();
+    await sharedTsProbe({ objectPath: config.probeObjectPath, bpfDir: config.bpfDir });
     const splicer = new Splicer(dp, createSocketOps());
     const adopted = await splicer.adopt();
 

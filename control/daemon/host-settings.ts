@@ -19,7 +19,17 @@
  * functions; the rest reads and writes procfs and the record.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BatonError } from '../errors.js';
 import { libc } from '../sys/libc.js';
@@ -41,7 +51,12 @@ import { closeFd, getOpt, openTcpSocket } from '../tcp/socket.js';
  * and forwards these frames as they are: nothing to set there.
  */
 export const DATAPATH_SYSCTLS: ReadonlyArray<{ family: 'ipv4'; key: string; value: string; why: string }> = [
-  { family: 'ipv4', key: 'accept_local', value: '1', why: 'frames the datapath hands to the stack (next hop unresolved) have an LB source address' },
+  {
+    family: 'ipv4',
+    key: 'accept_local',
+    value: '1',
+    why: 'frames the datapath hands to the stack (next hop unresolved) have an LB source address',
+  },
 ];
 
 /** One sysctl baton wants set: its dotted name, its procfs path and the value. */
@@ -137,7 +152,11 @@ export function planApply(
   const writes: SysctlWrite[] = [];
   for (const { want, current, ifindex } of observed) {
     if (current === undefined || ifindex === undefined) {
-      throw new BatonError('HOST_SETTINGS', `${want.name} does not exist (${want.path}): is ${want.ifname} an interface of this network namespace with IPv4 enabled?`, 'sysctl_missing');
+      throw new BatonError(
+        'HOST_SETTINGS',
+        `${want.name} does not exist (${want.path}): is ${want.ifname} an interface of this network namespace with IPv4 enabled?`,
+        'sysctl_missing',
+      );
     }
     const had = entries.get(want.name);
     const same = had !== undefined && had.ifindex === ifindex;
@@ -148,12 +167,25 @@ export function planApply(
     }
     if (current === want.value) continue;
     if (!same) {
-      entries.set(want.name, { name: want.name, path: want.path, ifname: want.ifname, ifindex, old: current, set: want.value, since: ctx.now });
+      entries.set(want.name, {
+        name: want.name,
+        path: want.path,
+        ifname: want.ifname,
+        ifindex,
+        old: current,
+        set: want.value,
+        since: ctx.now,
+      });
       recordChanged = true;
     }
     writes.push({ name: want.name, path: want.path, from: current, to: want.value });
   }
-  const record: HostSettingsRecord = { version: RECORD_VERSION, netns: ctx.netns, pinDir: ctx.pinDir, entries: [...entries.values()] };
+  const record: HostSettingsRecord = {
+    version: RECORD_VERSION,
+    netns: ctx.netns,
+    pinDir: ctx.pinDir,
+    entries: [...entries.values()],
+  };
   return { record, recordChanged, writes };
 }
 
@@ -176,7 +208,10 @@ export interface RestoreStep {
 }
 
 /** What `baton down` does with each recorded entry, given the values and ifindexes now. */
-export function planRestore(record: HostSettingsRecord, now: (e: SysctlEntry) => { current: string | undefined; ifindex: number | undefined }): RestoreStep[] {
+export function planRestore(
+  record: HostSettingsRecord,
+  now: (e: SysctlEntry) => { current: string | undefined; ifindex: number | undefined },
+): RestoreStep[] {
   return record.entries.map((entry) => {
     const { current, ifindex } = now(entry);
     let action: RestoreAction;
@@ -192,7 +227,11 @@ export function planRestore(record: HostSettingsRecord, now: (e: SysctlEntry) =>
 /** A record read back from JSON, checked field by field (it is a file anyone with root can edit). */
 export function parseRecord(text: string, where: string): HostSettingsRecord {
   const bad = (why: string) =>
-    new BatonError('HOST_SETTINGS', `${where} is not a usable baton host-settings record (${why}): restore the sysctls it lists by hand (sysctl -w) and remove it`, 'bad_record');
+    new BatonError(
+      'HOST_SETTINGS',
+      `${where} is not a usable baton host-settings record (${why}): restore the sysctls it lists by hand (sysctl -w) and remove it`,
+      'bad_record',
+    );
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -201,14 +240,17 @@ export function parseRecord(text: string, where: string): HostSettingsRecord {
   }
   const o = v as Partial<HostSettingsRecord>;
   if (!o || typeof o !== 'object' || o.version !== RECORD_VERSION) throw bad(`expected version ${RECORD_VERSION}`);
-  if (typeof o.netns !== 'string' || typeof o.pinDir !== 'string' || !Array.isArray(o.entries)) throw bad('netns, pinDir or entries missing');
+  if (typeof o.netns !== 'string' || typeof o.pinDir !== 'string' || !Array.isArray(o.entries))
+    throw bad('netns, pinDir or entries missing');
   for (const e of o.entries as unknown[]) {
-    const x = e as Partial<SysctlEntry>;
-    const strings = [x?.name, x?.path, x?.ifname, x?.old, x?.set, x?.since];
-    if (!strings.every((s) => typeof s === 'string') || !Number.isInteger(x.ifindex)) throw bad(`entry ${JSON.stringify(e)}`);
+    const x = e as Partial<SysctlEntry> | null;
+    const { name, path, ifname, old, set, since, ifindex } = x ?? {};
+    if (![name, path, ifname, old, set, since].every((s) => typeof s === 'string') || !Number.isInteger(ifindex))
+      throw bad(`entry ${JSON.stringify(e)}`);
     // Only what baton itself would have recorded: a sysctl it sets, on a plain interface name.
-    const valid = !/[/\0]|^\.\.?$/.test(x.ifname!) && wantedSysctls([x.ifname!]).some((w) => w.name === x.name && w.path === x.path);
-    if (!valid) throw bad(`entry ${x.name} (${x.path}) is not a sysctl baton sets`);
+    const plain = typeof ifname === 'string' && !/[/\0]|^\.\.?$/.test(ifname);
+    if (!plain || !wantedSysctls([ifname]).some((w) => w.name === name && w.path === path))
+      throw bad(`entry ${name} (${path}) is not a sysctl baton sets`);
   }
   return o as HostSettingsRecord;
 }
@@ -248,7 +290,9 @@ export function readRecord(path: string): HostSettingsRecord | undefined {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new BatonError('HOST_SETTINGS', `cannot read ${path}: ${(e as Error).message}`, 'record_unreadable', { cause: e });
+    throw new BatonError('HOST_SETTINGS', `cannot read ${path}: ${(e as Error).message}`, 'record_unreadable', {
+      cause: e,
+    });
   }
   return parseRecord(text, path);
 }
@@ -268,7 +312,12 @@ function writeRecord(path: string, record: HostSettingsRecord): void {
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw new BatonError('HOST_SETTINGS', `cannot record the host settings baton changes in ${path}: ${(e as Error).message}; choose a writable --state-dir`, 'record_unwritable', { cause: e });
+    throw new BatonError(
+      'HOST_SETTINGS',
+      `cannot record the host settings baton changes in ${path}: ${(e as Error).message}; choose a writable --state-dir`,
+      'record_unwritable',
+      { cause: e },
+    );
   }
 }
 
@@ -299,7 +348,12 @@ function writeSysctl(name: string, path: string, value: string): void {
       closeSync(fd);
     }
   } catch (e) {
-    throw new BatonError('HOST_SETTINGS', `cannot set ${name}=${value} (${path}): ${(e as Error).message}; baton needs root (CAP_NET_ADMIN) in this network namespace`, 'sysctl_unwritable', { cause: e });
+    throw new BatonError(
+      'HOST_SETTINGS',
+      `cannot set ${name}=${value} (${path}): ${(e as Error).message}; baton needs root (CAP_NET_ADMIN) in this network namespace`,
+      'sysctl_unwritable',
+      { cause: e },
+    );
   }
 }
 
@@ -322,13 +376,20 @@ function ifindexOf(ifname: string): number | undefined {
 }
 
 function observe(ifnames: readonly string[]): ObservedSysctl[] {
-  return wantedSysctls(ifnames).map((want) => ({ want, current: readSysctl(want.path), ifindex: ifindexOf(want.ifname) }));
+  return wantedSysctls(ifnames).map((want) => ({
+    want,
+    current: readSysctl(want.path),
+    ifindex: ifindexOf(want.ifname),
+  }));
 }
 
 function writeAll(writes: readonly SysctlWrite[], log: HostLog | undefined, recorded: string | undefined): void {
   for (const w of writes) {
     writeSysctl(w.name, w.path, w.to);
-    log?.info({ sysctl: w.name, old: w.from, new: w.to, ...(recorded ? { record: recorded } : {}) }, `host setting ${w.name} changed ${w.from} -> ${w.to}${recorded ? ' (baton down restores it)' : ''}`);
+    log?.info(
+      { sysctl: w.name, old: w.from, new: w.to, ...(recorded ? { record: recorded } : {}) },
+      `host setting ${w.name} changed ${w.from} -> ${w.to}${recorded ? ' (baton down restores it)' : ''}`,
+    );
   }
 }
 
@@ -341,7 +402,11 @@ function writeAll(writes: readonly SysctlWrite[], log: HostLog | undefined, reco
 export function applyHostSettings(ifnames: readonly string[], opts: RecordOptions & { log?: HostLog }): SysctlWrite[] {
   const netns = netnsCookie();
   const path = recordPath(opts, netns);
-  const plan = planApply(readRecord(path), observe(ifnames), { netns, pinDir: opts.pinDir, now: new Date().toISOString() });
+  const plan = planApply(readRecord(path), observe(ifnames), {
+    netns,
+    pinDir: opts.pinDir,
+    now: new Date().toISOString(),
+  });
   if (plan.recordChanged) {
     if (plan.record.entries.length) writeRecord(path, plan.record);
     else removeRecord(path);
@@ -383,17 +448,27 @@ export function restoreHostSettings(opts: RecordOptions & { log?: HostLog }): Re
     if (s.action === 'restore') {
       try {
         writeSysctl(e.name, e.path, e.old);
-        opts.log?.info({ sysctl: e.name, old: e.set, new: e.old }, `host setting ${e.name} restored ${e.set} -> ${e.old}`);
+        opts.log?.info(
+          { sysctl: e.name, old: e.set, new: e.old },
+          `host setting ${e.name} restored ${e.set} -> ${e.old}`,
+        );
       } catch (err) {
         failed.push({ step: s, err: err as Error });
       }
     } else if (s.action === 'kept') {
-      opts.log?.warn({ sysctl: e.name, current: s.current, set: e.set, old: e.old }, `host setting ${e.name} left at ${s.current}: changed since baton set it to ${e.set} (it was ${e.old})`);
+      opts.log?.warn(
+        { sysctl: e.name, current: s.current, set: e.set, old: e.old },
+        `host setting ${e.name} left at ${s.current}: changed since baton set it to ${e.set} (it was ${e.old})`,
+      );
     }
   }
   if (failed.length) {
     writeRecord(path, { ...record, entries: failed.map((f) => f.step.entry) });
-    throw new BatonError('HOST_SETTINGS', `could not restore ${failed.map((f) => f.err.message).join('; ')}; the record ${path} keeps them: run baton down again once fixed`, 'restore_failed');
+    throw new BatonError(
+      'HOST_SETTINGS',
+      `could not restore ${failed.map((f) => f.err.message).join('; ')}; the record ${path} keeps them: run baton down again once fixed`,
+      'restore_failed',
+    );
   }
   removeRecord(path);
   return { record: path, steps };
@@ -410,6 +485,12 @@ export interface HostSettingsView {
 /** `baton doctor`: the values now, and what baton recorded and will restore. */
 export function describeHostSettings(ifnames: readonly string[], opts: RecordOptions): HostSettingsView {
   const path = recordPath(opts);
-  const current = wantedSysctls(ifnames).map((w) => ({ name: w.name, ifname: w.ifname, value: readSysctl(w.path), all: readSysctl(allSysctl(w).path), wanted: w.value }));
+  const current = wantedSysctls(ifnames).map((w) => ({
+    name: w.name,
+    ifname: w.ifname,
+    value: readSysctl(w.path),
+    all: readSysctl(allSysctl(w).path),
+    wanted: w.value,
+  }));
   return { current, record: path, recorded: readRecord(path)?.entries };
 }

@@ -3,16 +3,19 @@
  * This is what the daemon, the demo and the tests hold; it hides object
  * files, map names and counter layout behind a small typed surface.
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { BpfObject, type BpfMap, XdpLink } from '../bpf/index.js';
+import { resolveBpfObject } from '../bpf/objects.js';
 import { ABI_VERSION, type Action, DIRECTIONS, type Direction, REASONS, type ReasonName } from './abi.js';
 import { FlowTable } from './flow-table.js';
 
-export const DEFAULT_OBJECT = resolve(import.meta.dirname, '../../build/bpf/xdp_baton.o');
 export const DEFAULT_FLOWS_CAPACITY = 65536;
 
 export interface DatapathOptions {
+  /** The object file; default: resolveBpfObject('datapath', { dir: bpfDir }). */
   objectPath?: string;
+  /** Directory of the objects when objectPath is not given (control/bpf/objects.ts). */
+  bpfDir?: string;
   /** Connection-table entries (two or more per spliced connection). */
   flowsCapacity?: number;
   /** bpffs directory: maps are pinned (or reused) here, links pinned here. */
@@ -34,14 +37,14 @@ export class Datapath {
 
   private constructor(
     readonly object: BpfObject,
-    readonly options: Required<Omit<DatapathOptions, 'pinDir'>> & { pinDir?: string },
+    readonly options: Required<Omit<DatapathOptions, 'pinDir' | 'bpfDir'>> & { pinDir?: string },
   ) {
     this.table = new FlowTable(object.map('baton_flows'), object.program('baton_ctl'));
     this.counters = object.map('baton_counters');
   }
 
   static async load(options: DatapathOptions = {}): Promise<Datapath> {
-    const objectPath = options.objectPath ?? DEFAULT_OBJECT;
+    const objectPath = resolveBpfObject('datapath', { path: options.objectPath, dir: options.bpfDir });
     const flowsCapacity = options.flowsCapacity ?? DEFAULT_FLOWS_CAPACITY;
     const pin = (name: string) => (options.pinDir ? { pinPath: join(options.pinDir, `${name}_v${ABI_VERSION}`) } : {});
     const obj = BpfObject.open(objectPath, {

@@ -7,6 +7,7 @@
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { release } from 'node:os';
+import { BPF_OBJECTS, missingObjectHint, type ObjectLocation, objectCandidates } from '../bpf/objects.js';
 import { bpffsAt, command, effectiveCaps, ethtoolFeatures, kernelVersion, link, sysctl, sysctlInt } from './system.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
@@ -86,18 +87,18 @@ export async function checkLibbpf(): Promise<Check> {
   return ok('libbpf', `${version}${path ? ` (${path})` : ''}`);
 }
 
-/** The objects the daemon loads, from the modules that load them (lazily: they need libbpf). */
-export async function checkObjects(): Promise<Check> {
-  let paths: string[];
-  try {
-    const [{ DEFAULT_OBJECT }, { DEFAULT_PROBE_OBJECT }] = await Promise.all([import('../datapath/datapath.js'), import('../tcp/ts-probe.js')]);
-    paths = [DEFAULT_OBJECT, DEFAULT_PROBE_OBJECT];
-  } catch (e) {
-    return bad('objects', 'skip', `cannot tell: the datapath modules did not load (${(e as Error).message.split('\n')[0]})`, 'see the libbpf check');
+/** The objects the daemon loads, found as it finds them (control/bpf/objects.ts), with the same overrides. */
+export function checkObjects(where: Partial<Record<'datapath' | 'probe', ObjectLocation>> = {}): Check {
+  const found: string[] = [];
+  const missing: string[] = [];
+  for (const role of ['datapath', 'probe'] as const) {
+    const candidates = objectCandidates(role, where[role]);
+    const hit = candidates.find((p) => existsSync(p));
+    if (hit) found.push(hit);
+    else missing.push(`${BPF_OBJECTS[role]}.o (looked at ${candidates.join(', ') || 'nothing: no baton package root above the CLI'})`);
   }
-  const missing = paths.filter((p) => !existsSync(p));
-  if (missing.length === 0) return ok('objects', paths.join(', '));
-  return bad('objects', 'fail', `missing: ${missing.join(', ')}`, 'build them: make bpf (needs clang, llvm, libbpf-dev, bpftool: scripts/setup)');
+  if (missing.length === 0) return ok('objects', found.join(', '));
+  return bad('objects', 'fail', `missing: ${missing.join('; ')}`, `${missingObjectHint('datapath')}; make bpf needs clang, libbpf-dev, bpftool (scripts/setup)`);
 }
 
 export function checkInterface(dev: string): Check[] {

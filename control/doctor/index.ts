@@ -25,10 +25,12 @@ export interface DoctorOptions {
   pinDir?: string;
   /** config.ts stateDir; undefined: the daemon's configuration could not load, the host-settings check is skipped */
   stateDir?: string;
+  /** Object overrides from the daemon's configuration (--object, --probe-object, --bpf-dir). */
+  objects?: { objectPath?: string | undefined; probeObjectPath?: string | undefined; bpfDir?: string | undefined };
 }
 
 export async function runDoctor(opts: DoctorOptions = {}): Promise<Check[]> {
-  const checks: Check[] = [checkKernel(), checkBtf(), checkBpffs(opts.pinDir ?? DEFAULT_PIN_DIR), checkPrivileges(), await checkLibbpf(), await checkObjects()];
+  const checks: Check[] = [checkKernel(), checkBtf(), checkBpffs(opts.pinDir ?? DEFAULT_PIN_DIR), checkPrivileges(), await checkLibbpf(), checkObjects({ datapath: { path: opts.objects?.objectPath, dir: opts.objects?.bpfDir }, probe: { path: opts.objects?.probeObjectPath, dir: opts.objects?.bpfDir } })];
   for (const dev of opts.ifaces ?? []) checks.push(...checkInterface(dev));
   checks.push(...(await checkHostSettings(opts.ifaces ?? [], opts.pinDir ?? DEFAULT_PIN_DIR, opts.stateDir)));
   checks.push(checkForwarding(), checkConntrack(), await checkTcpRepair(), checkTcpOptions());

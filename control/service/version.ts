@@ -5,7 +5,8 @@
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { release } from 'node:os';
-import { resolve } from 'node:path';
+import { join } from 'node:path';
+import { findPackageRoot } from '../bpf/objects.js';
 import { ABI_VERSION } from '../datapath/abi.js';
 
 export interface VersionInfo {
@@ -28,17 +29,15 @@ function libbpfVersion(): string {
   return 'unknown';
 }
 
-/** From the source tree (control/service) or the build (dist/control/service). */
+/** From baton's package.json, wherever this module runs from (source, dist/, an installed package). */
 function packageVersion(): string {
-  for (const up of ['../..', '../../..']) {
-    try {
-      const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, up, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'baton' && pkg.version) return pkg.version;
-    } catch {
-      /* not here */
-    }
+  const root = findPackageRoot(import.meta.dirname);
+  if (root === undefined) return 'unknown';
+  try {
+    return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
   }
-  return 'unknown';
 }
 
 let cached: VersionInfo | undefined;

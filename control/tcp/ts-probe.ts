@@ -10,20 +10,22 @@
  * namespace's fd (`netnsFd`); captureSockets() finds it from each socket
  * itself (ioctl SIOCGSKNS).
  */
-import { resolve } from 'node:path';
 import { BpfObject, type BpfProgram, testRun } from '../bpf/index.js';
+import { resolveBpfObject } from '../bpf/objects.js';
 import { decodeTcpProbe, encodeFlowKey, LAYOUTS, type TcpProbe } from '../datapath/abi.js';
 import { withNetnsFd } from '../net/netns.js';
 import type { Endpoint, TcpState } from './state.js';
 
-export const DEFAULT_PROBE_OBJECT = resolve(import.meta.dirname, '../../build/bpf/tcp_probe.o');
 const PROG = 'baton_tcp_probe';
 /** Ethernet header the test run needs in front of the query (type IPv4; otherwise unused). */
 const ETH = Buffer.from('000000000000000000000000' + '0800', 'hex');
 const Q = LAYOUTS.baton_sk_query;
 
 export interface TsProbeOptions {
-  objectPath?: string;
+  /** The object file; default: resolveBpfObject('probe', { dir: bpfDir }). */
+  objectPath?: string | undefined;
+  /** Directory of the objects when objectPath is not given. */
+  bpfDir?: string | undefined;
 }
 
 export interface ProbeRunOptions {
@@ -56,7 +58,7 @@ export class TsProbe {
 
   /** Loads the probe program (through the verifier). */
   static async load(opts: TsProbeOptions = {}): Promise<TsProbe> {
-    const obj = BpfObject.open(opts.objectPath ?? DEFAULT_PROBE_OBJECT);
+    const obj = BpfObject.open(resolveBpfObject('probe', { path: opts.objectPath, dir: opts.bpfDir }));
     try {
       await obj.load();
       return new TsProbe(obj, obj.program(PROG));
@@ -120,9 +122,13 @@ export class TsProbe {
 
 let shared: Promise<TsProbe> | undefined;
 
-/** The process-wide probe, loaded on first use (the program is loaded once). */
-export function sharedTsProbe(): Promise<TsProbe> {
-  shared ??= TsProbe.load().catch((e: unknown) => {
+/**
+ * The process-wide probe, loaded on first use (the program is loaded once).
+ * The first caller's options choose the object (the daemon calls it at start
+ * with its configured --probe-object / --bpf-dir); later callers share it.
+ */
+export function sharedTsProbe(opts: TsProbeOptions = {}): Promise<TsProbe> {
+  shared ??= TsProbe.load(opts).catch((e: unknown) => {
     shared = undefined;
     throw e;
   });

@@ -23,10 +23,12 @@ import { takeSocket } from '../../control/tcp/pidfd.js';
 import { captureSockets, captureTcp, leaveRepair, releaseSilently, restoreTcp } from '../../control/tcp/repair.js';
 import { acceptFrom, bindTo, connectTo, EAGAIN, getInt, getOpt, getU32, listenOn, localAddress, openTcpSocket, sendSome } from '../../control/tcp/socket.js';
 import { u32, type TcpState } from '../../control/tcp/state.js';
-import { closeSharedTsProbe, DEFAULT_PROBE_OBJECT, sharedTsProbe } from '../../control/tcp/ts-probe.js';
+import { objectCandidates } from '../../control/bpf/objects.js';
+import { closeSharedTsProbe, sharedTsProbe } from '../../control/tcp/ts-probe.js';
 import { skipUnlessBpf } from '../lib/env.js';
 
-const skip = skipUnlessBpf || (!existsSync(DEFAULT_PROBE_OBJECT) && `probe not built (${DEFAULT_PROBE_OBJECT} missing): run make bpf`);
+const PROBE_OBJECT = objectCandidates('probe')[0] ?? 'build/bpf/tcp_probe.o';
+const skip = skipUnlessBpf || (!existsSync(PROBE_OBJECT) && `probe not built (${PROBE_OBJECT} missing): run make bpf`);
 const NS = `bt-tr-${randomBytes(3).toString('hex')}`;
 const HOST = { 4: '127.0.0.1', 6: '::1' } as const;
 

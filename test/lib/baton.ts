@@ -33,7 +33,9 @@ export interface DaemonProc {
 export async function startDaemon(tb: Testbed, node: string, interfaces: string[], extra: string[] = []): Promise<DaemonProc> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-lb-'));
   const socketPath = join(dir, 'api.sock');
-  const args = ['lb', ...interfaces.flatMap((i) => ['--interface', i]), '--api', `unix:${socketPath}`, '--log-level', 'warn', ...extra];
+  // The record of changed host settings goes with the run too (its namespace
+  // is deleted with the testbed); a test of baton down's restore passes its own --state-dir in extra.
+  const args = ['lb', ...interfaces.flatMap((i) => ['--interface', i]), '--api', `unix:${socketPath}`, '--state-dir', dir, '--log-level', 'warn', ...extra];
   const proc = tb.spawn(node, NODE_CLI[0]!, [...NODE_CLI.slice(1), ...args], { bpffs: true, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   proc.stdout?.on('data', (d: Buffer) => log.push(d.toString()));

@@ -6,7 +6,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  allSysctl, type HostSettingsRecord, type ObservedSysctl, parseRecord, planApply, planRestore, RECORD_VERSION, type SysctlEntry, wantedSysctls,
+  allSysctl,
+  type HostSettingsRecord,
+  type ObservedSysctl,
+  parseRecord,
+  planApply,
+  planRestore,
+  RECORD_VERSION,
+  type SysctlEntry,
+  wantedSysctls,
 } from '../../control/daemon/host-settings.js';
 import { BatonError } from '../../control/errors.js';
 
@@ -14,32 +22,54 @@ const ctx = { netns: '4242', pinDir: '/sys/fs/bpf/baton', now: '2026-12-02T07:00
 const A = 'net.ipv4.conf.eth0.accept_local';
 const B = 'net.ipv4.conf.eth1.accept_local';
 
-function observed(values: Record<string, [current: string | undefined, ifindex: number | undefined]>): ObservedSysctl[] {
+function observed(
+  values: Record<string, [current: string | undefined, ifindex: number | undefined]>,
+): ObservedSysctl[] {
   const wants = wantedSysctls(Object.keys(values));
   return wants.map((want) => ({ want, current: values[want.ifname]![0], ifindex: values[want.ifname]![1] }));
 }
 
 function entry(name: string, over: Partial<SysctlEntry> = {}): SysctlEntry {
   const ifname = name.split('.')[3]!;
-  return { name, path: `/proc/sys/net/ipv4/conf/${ifname}/accept_local`, ifname, ifindex: 2, old: '0', set: '1', since: '2026-12-01T00:00:00.000Z', ...over };
+  return {
+    name,
+    path: `/proc/sys/net/ipv4/conf/${ifname}/accept_local`,
+    ifname,
+    ifindex: 2,
+    old: '0',
+    set: '1',
+    since: '2026-12-01T00:00:00.000Z',
+    ...over,
+  };
 }
 
-const record = (...entries: SysctlEntry[]): HostSettingsRecord => ({ version: RECORD_VERSION, netns: ctx.netns, pinDir: ctx.pinDir, entries });
+const record = (...entries: SysctlEntry[]): HostSettingsRecord => ({
+  version: RECORD_VERSION,
+  netns: ctx.netns,
+  pinDir: ctx.pinDir,
+  entries,
+});
 
 describe('host settings: which sysctls', () => {
   test('accept_local on each attached interface, never conf.all', () => {
     const w = wantedSysctls(['eth0', 'eth1']);
-    assert.deepEqual(w.map((x) => [x.name, x.path, x.value]), [
-      [A, '/proc/sys/net/ipv4/conf/eth0/accept_local', '1'],
-      [B, '/proc/sys/net/ipv4/conf/eth1/accept_local', '1'],
-    ]);
+    assert.deepEqual(
+      w.map((x) => [x.name, x.path, x.value]),
+      [
+        [A, '/proc/sys/net/ipv4/conf/eth0/accept_local', '1'],
+        [B, '/proc/sys/net/ipv4/conf/eth1/accept_local', '1'],
+      ],
+    );
     assert.ok(w.every((x) => !x.path.includes('/all/')));
   });
 
   test('a dotted interface name stays one path segment (sysctl(8) would write it eth0/100)', () => {
     const [w] = wantedSysctls(['eth0.100']);
     assert.equal(w!.path, '/proc/sys/net/ipv4/conf/eth0.100/accept_local');
-    assert.deepEqual(allSysctl(w!), { name: 'net.ipv4.conf.all.accept_local', path: '/proc/sys/net/ipv4/conf/all/accept_local' });
+    assert.deepEqual(allSysctl(w!), {
+      name: 'net.ipv4.conf.all.accept_local',
+      path: '/proc/sys/net/ipv4/conf/all/accept_local',
+    });
   });
 });
 
@@ -70,7 +100,10 @@ describe('host settings: planApply', () => {
   test('first writer wins: a value reset to something else meanwhile is set again, the first old value kept', () => {
     const prior = record(entry(A, { old: '0', ifindex: 2 }));
     const p = planApply(prior, observed({ eth0: ['0', 2] }), ctx);
-    assert.deepEqual(p.writes.map((w) => [w.from, w.to]), [['0', '1']]);
+    assert.deepEqual(
+      p.writes.map((w) => [w.from, w.to]),
+      [['0', '1']],
+    );
     assert.equal(p.recordChanged, false);
     assert.equal(p.record.entries[0]!.old, '0');
     assert.equal(p.record.entries[0]!.since, prior.entries[0]!.since);
@@ -94,7 +127,11 @@ describe('host settings: planApply', () => {
   });
 
   test('a sysctl that does not exist is an error naming it', () => {
-    assert.throws(() => planApply(undefined, observed({ eth9: [undefined, undefined] }), ctx), (e: unknown) => e instanceof BatonError && e.code === 'HOST_SETTINGS' && e.message.includes('net.ipv4.conf.eth9.accept_local'));
+    assert.throws(
+      () => planApply(undefined, observed({ eth9: [undefined, undefined] }), ctx),
+      (e: unknown) =>
+        e instanceof BatonError && e.code === 'HOST_SETTINGS' && e.message.includes('net.ipv4.conf.eth9.accept_local'),
+    );
   });
 });
 
@@ -115,13 +152,16 @@ describe('host settings: planRestore', () => {
       e: { current: '1', ifindex: 60 }, // recreated: not baton's 1
     };
     const steps = planRestore(rec, (e) => now[e.ifname]!);
-    assert.deepEqual(steps.map((s) => [s.entry.ifname, s.action, s.current]), [
-      ['a', 'restore', '1'],
-      ['b', 'unchanged', '0'],
-      ['c', 'kept', '0'],
-      ['d', 'gone', undefined],
-      ['e', 'replaced', '1'],
-    ]);
+    assert.deepEqual(
+      steps.map((s) => [s.entry.ifname, s.action, s.current]),
+      [
+        ['a', 'restore', '1'],
+        ['b', 'unchanged', '0'],
+        ['c', 'kept', '0'],
+        ['d', 'gone', undefined],
+        ['e', 'replaced', '1'],
+      ],
+    );
   });
 });
 
@@ -141,7 +181,12 @@ describe('host settings: parseRecord', () => {
       JSON.stringify(record(entry(A, { path: '/proc/sys/net/../kernel/core_pattern' }))),
     ];
     for (const text of bad) {
-      assert.throws(() => parseRecord(text, '/run/baton/sysctls/x.json'), (e: unknown) => e instanceof BatonError && e.code === 'HOST_SETTINGS' && e.message.includes('/run/baton/sysctls/x.json'), text);
+      assert.throws(
+        () => parseRecord(text, '/run/baton/sysctls/x.json'),
+        (e: unknown) =>
+          e instanceof BatonError && e.code === 'HOST_SETTINGS' && e.message.includes('/run/baton/sysctls/x.json'),
+        text,
+      );
     }
   });
 });

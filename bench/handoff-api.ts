@@ -34,7 +34,7 @@ import { pathToFileURL } from 'node:url';
 import { createClient, type BatonClient } from '../control/sdk/client.js';
 import { BatonApiError } from '../control/sdk/errors.js';
 import type { SpliceByFd } from '../control/sdk/types.js';
-import { BATCH_CONCURRENCY } from '../control/service/splice-service.js';
+import { BATCH_CONCURRENCY } from '../control/service/limits.js';
 import { type DaemonProc, startDaemon } from '../test/lib/baton.js';
 import { ROOT } from '../test/lib/env.js';
 import { type NginxBackend, startNginx } from '../test/lib/nginx.js';

@@ -37,6 +37,12 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/** Where the problem types of RFC 9457 documents live: one URL per code. */
+export const PROBLEM_TYPE_BASE = 'https://baton.dev/problems/';
+
+/** The problem type URL of an error code (`TABLE_FULL` -> .../problems/table-full). */
+export const problemType = (code: string): string => `${PROBLEM_TYPE_BASE}${code.toLowerCase().replace(/_/g, '-')}`;
+
 export class BatonError extends Error {
   override readonly name = 'BatonError';
   readonly status: number;

@@ -5,14 +5,11 @@
  * code and wording a client sees.
  */
 import type { FastifyReply } from 'fastify';
-import { BatonError, ERRORS, type ErrorCode } from '../errors.js';
+import { BatonError, ERRORS, type ErrorCode, problemType } from '../errors.js';
 import { toBatonError } from '../service/errors.js';
 import type { Problem } from './schemas.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
-export const PROBLEM_TYPE_BASE = 'https://baton.dev/problems/';
-
-export const problemType = (code: ErrorCode): string => `${PROBLEM_TYPE_BASE}${code.toLowerCase().replace(/_/g, '-')}`;
 
 export function problemOf(e: BatonError, instance?: string, errors?: Problem['errors']): Problem {
   return {

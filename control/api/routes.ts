@@ -2,7 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { BatonError } from '../errors.js';
-import { MAX_BATCH_ITEMS, type SpliceService } from '../service/splice-service.js';
+import { MAX_BATCH_ITEMS, MAX_PREFIX_BASE64_CHARS } from '../service/limits.js';
+import type { SpliceService } from '../service/splice-service.js';
 import { problemOf } from './problem.js';
 import { compileChecker } from './validator.js';
 import { BatchBody, BatchResponse, HandoffBody, IdParams, ListQuery, ListResponse, ProblemResponses, Splice, SpliceBody } from './schemas.js';
@@ -10,7 +11,7 @@ import { BatchBody, BatchResponse, HandoffBody, IdParams, ListQuery, ListRespons
 const checkSpliceBody = compileChecker(SpliceBody);
 
 /** Largest body a batch may have: every item at its largest prefix, plus the JSON around it. */
-const BATCH_BODY_LIMIT = MAX_BATCH_ITEMS * (Math.ceil((64 * 1024) / 3) * 4 + 1024);
+const BATCH_BODY_LIMIT = MAX_BATCH_ITEMS * (MAX_PREFIX_BASE64_CHARS + 1024);
 
 export const spliceRoutes: FastifyPluginAsyncTypebox<{ service: SpliceService }> = async (app, { service }) => {
   const SpliceRef = { $ref: 'Splice#' } as unknown as typeof Splice;

@@ -7,8 +7,13 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { ERRORS } from '../errors.js';
 import {
-  DEFAULT_LIST_LIMIT, MAX_BATCH_ITEMS, MAX_LIST_LIMIT, MAX_PREFIX_BYTES, MAX_QUIESCE_TIMEOUT_MS,
-} from '../service/splice-service.js';
+  DEFAULT_LIST_LIMIT,
+  MAX_BATCH_ITEMS,
+  MAX_LIST_LIMIT,
+  MAX_PREFIX_BASE64_CHARS,
+  MAX_PREFIX_BYTES,
+  MAX_QUIESCE_TIMEOUT_MS,
+} from '../service/limits.js';
 import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 
 /** Linux pids fit in 22 bits (PID_MAX_LIMIT); fds in an int. */
@@ -16,7 +21,7 @@ const Pid = Type.Integer({ minimum: 1, maximum: 4_194_304, description: 'process
 const Fd = Type.Integer({ minimum: 0, maximum: 2_147_483_647, description: 'descriptor number in that process' });
 const Address = Type.String({ minLength: 3, maxLength: 64, description: '"ip:port", "[ipv6]:port" for IPv6', examples: ['198.18.1.2:40312'] });
 const Prefix = Type.String({
-  maxLength: Math.ceil(MAX_PREFIX_BYTES / 3) * 4,
+  maxLength: MAX_PREFIX_BASE64_CHARS,
   pattern: '^[A-Za-z0-9+/]*={0,2}$',
   description: `base64 of the client bytes the front end has read and not forwarded (at most ${MAX_PREFIX_BYTES} bytes); baton delivers them to the back end`,
 });

@@ -4,11 +4,9 @@
  * backward compatibility. test/unit/abi-layout.test.ts compiles a C program
  * against the installed libbpf.h and checks every size and offset here.
  */
-export interface StructLayout {
-  readonly name: string;
-  readonly size: number;
-  readonly fields: Readonly<Record<string, number>>;
-}
+import type { StructLayout } from '../sys/struct-layout.js';
+
+export type { StructLayout } from '../sys/struct-layout.js';
 
 export const TC_HOOK: StructLayout = {
   name: 'bpf_tc_hook',

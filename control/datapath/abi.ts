@@ -5,15 +5,13 @@
  * program prints sizeof/offsetof and the reason table).
  */
 import { addrToKeyBytes, bytesToIp, type Family, familyOf } from '../net/addr.js';
+import type { Layout } from '../sys/struct-layout.js';
+import { IPPROTO_TCP } from '../tcp/kernel.js';
+import { u32 } from '../tcp/state.js';
 
 export const ABI_VERSION = 4;
 export const MAX_HANDOFFS = 8;
-export const IPPROTO_TCP = 6;
-
-export interface Layout {
-  readonly size: number;
-  readonly fields: Readonly<Record<string, number>>;
-}
+export type { Layout } from '../sys/struct-layout.js';
 
 export const LAYOUTS = {
   baton_flow_key: { size: 40, fields: { saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36, proto: 37 } },
@@ -140,7 +138,6 @@ export interface Xlate {
   timestamps: boolean;
 }
 
-const u32 = (n: number): number => n >>> 0;
 
 function encodeXlate(x: Xlate, b: Buffer, at: number): void {
   const f = L.baton_xlate.fields;

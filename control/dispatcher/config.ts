@@ -16,6 +16,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { formatAddress, splitAddress } from '../net/addr.js';
+import { MAX_PREFIX_BYTES } from '../service/limits.js';
 
 export interface HostPort {
   host: string;
@@ -114,7 +115,9 @@ export function validateConfig(raw: unknown): DispatcherConfig {
   positiveInt(raw.headerTimeoutMs, 'headerTimeoutMs');
   positiveInt(raw.quiesceTimeoutMs, 'quiesceTimeoutMs');
   const mh = positiveInt(raw.maxHeaderBytes, 'maxHeaderBytes');
-  if (mh !== undefined && (mh < 64 || mh > 64 * 1024)) throw new ConfigError('maxHeaderBytes: 64..65536 (baton takes at most 64 KiB of client bytes)');
+  if (mh !== undefined && (mh < 64 || mh > MAX_PREFIX_BYTES)) {
+    throw new ConfigError(`maxHeaderBytes: 64..${MAX_PREFIX_BYTES} (a splice carries at most ${MAX_PREFIX_BYTES} client bytes)`);
+  }
   return raw as unknown as DispatcherConfig;
 }
 

@@ -37,8 +37,9 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
-type Direction = 'to_backend' | 'to_client';
-type Totals = Record<Direction, { packets: number; bytes: number }>;
+/** The directions a connection's traffic goes (the datapath's, without 'none'). */
+type TrafficDirection = Exclude<CounterDirection, 'none'>;
+type Totals = Record<TrafficDirection, { packets: number; bytes: number }>;
 const zero = (): Totals => ({ to_backend: { packets: 0, bytes: 0 }, to_client: { packets: 0, bytes: 0 } });
 
 export class BatonMetrics implements HandoffObserver, ApiObserver {

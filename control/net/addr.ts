@@ -3,6 +3,14 @@ import { isIPv4, isIPv6 } from 'node:net';
 
 export type Family = 4 | 6;
 
+/** The first 12 bytes of an IPv4-mapped IPv6 address (::ffff:a.b.c.d, RFC 4291 §2.5.5.2). */
+export const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** The IPv4 address inside 16 IPv4-mapped IPv6 bytes, or undefined when they are not mapped. */
+export function unmappedIpv4(b: Buffer): string | undefined {
+  return b.subarray(0, 12).equals(V4_MAPPED_PREFIX) ? bytesToIp(b.subarray(12, 16), 4) : undefined;
+}
+
 export function familyOf(ip: string): Family {
   if (isIPv4(ip)) return 4;
   if (isIPv6(ip)) return 6;

@@ -4,7 +4,7 @@
  * code (scripts and front ends match on it); `reason` refines refusals
  * (e.g. SPLICE_REFUSED / unacked_data).
  */
-import type { ErrorCode } from '../errors.js';
+import { type ErrorCode, problemType } from '../errors.js';
 import type { Problem } from './types.js';
 
 export class BatonApiError extends Error {
@@ -35,7 +35,7 @@ export class BatonApiError extends Error {
   /** The problem document this error stands for (what `--json` prints). */
   toJSON(): Problem {
     return {
-      type: `https://baton.dev/problems/${this.code.toLowerCase().replace(/_/g, '-')}`,
+      type: problemType(this.code),
       title: this.title,
       status: this.status,
       code: this.code,

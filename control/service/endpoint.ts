@@ -5,21 +5,20 @@
  * so addresses compare as strings.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { bytesToIp, type Family, formatAddress, ipv6Bytes, splitAddress } from '../net/addr.js';
+import { bytesToIp, type Family, formatAddress, ipv6Bytes, splitAddress, unmappedIpv4 } from '../net/addr.js';
 import { BatonError } from '../errors.js';
 import type { Endpoint } from '../tcp/state.js';
 
 /** "ip:port" of an endpoint, IPv6 in brackets. */
 export const formatEndpoint = (ep: Endpoint): string => formatAddress(ep.ip, ep.port);
 
-const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
-
 /** Canonical text of an IP address, or undefined when it is not one. */
 export function canonicalIp(ip: string): { ip: string; family: Family } | undefined {
   if (isIPv4(ip)) return { ip, family: 4 };
   if (!isIPv6(ip) || ip.includes('%')) return undefined; // zone ids name local links, not peers
   const b = ipv6Bytes(ip);
-  if (b.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return { ip: bytesToIp(b.subarray(12), 4), family: 4 };
+  const v4 = unmappedIpv4(b);
+  if (v4 !== undefined) return { ip: v4, family: 4 };
   return { ip: bytesToIp(b, 6), family: 6 };
 }
 

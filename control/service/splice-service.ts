@@ -19,23 +19,7 @@ import { toBatonError } from './errors.js';
 import { release, takeByAddress, takeByDescriptor, type TakenSocket } from './sockets.js';
 import type { SpliceRecord, ConnectionState, SplicerPort } from './splicer-port.js';
 import { type SpliceJson, spliceView } from './view.js';
-
-/** Client bytes a splice request may carry (docs/api.md: prefix ≤ 64 KiB). */
-export const MAX_PREFIX_BYTES = 64 * 1024;
-/** Items of one batch request. */
-export const MAX_BATCH_ITEMS = 256;
-/**
- * Items of one batch in progress at once. A splice is mostly synchronous
- * work on this one thread, so running more at once adds no throughput; it
- * only keeps every item's flows blocked (client data dropped) until nearly
- * the whole batch is done. A few at once still lets the others proceed while
- * one waits for its sockets to go quiet.
- */
-export const BATCH_CONCURRENCY = 8;
-/** Longest quiesce wait a request may ask for (ms). */
-export const MAX_QUIESCE_TIMEOUT_MS = 60_000;
-export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 1000;
+import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT, MAX_PREFIX_BYTES } from './limits.js';
 
 export interface SocketRef {
   pid: number;

@@ -5,7 +5,7 @@
  * installed uapi headers and checks every size and offset listed in
  * TCP_STRUCTS.
  */
-import type { StructLayout } from '../bpf/libbpf-structs.js';
+import type { StructLayout } from '../sys/struct-layout.js';
 
 export const AF_UNSPEC = 0;
 export const AF_INET = 2;

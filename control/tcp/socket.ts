@@ -7,7 +7,7 @@
 import { fstatSync } from 'node:fs';
 import { errno, errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
-import { type Family, formatAddress, ipv4Bytes, ipv6Bytes, bytesToIp, familyOf } from '../net/addr.js';
+import { type Family, formatAddress, ipv4Bytes, ipv6Bytes, bytesToIp, familyOf, unmappedIpv4 } from '../net/addr.js';
 import { threadNetnsId } from '../net/netns.js';
 import { SocketError } from './errors.js';
 import {
@@ -35,7 +35,6 @@ export interface SockAddr extends Endpoint {
   mapped: boolean;
 }
 
-const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
 /** struct sockaddr_in / sockaddr_in6 for an endpoint of the given family. */
 export function encodeSockaddr(ep: Endpoint, family: Family): Buffer {
@@ -65,7 +64,8 @@ export function decodeSockaddr(b: Buffer): SockAddr {
     const at = IN6.fields.sin6_addr;
     const addr = b.subarray(at, at + 16);
     const port = b.readUInt16BE(IN6.fields.sin6_port);
-    if (addr.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return { family: 4, mapped: true, ip: bytesToIp(addr.subarray(12), 4), port };
+    const v4 = unmappedIpv4(addr);
+    if (v4 !== undefined) return { family: 4, mapped: true, ip: v4, port };
     return { family: 6, mapped: false, ip: bytesToIp(addr, 6), port };
   }
   throw new TypeError(`not an IP socket address (family ${fam})`);

@@ -14,7 +14,8 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
 import { BatonError } from '../../control/errors.js';
-import { BATCH_CONCURRENCY, MAX_BATCH_ITEMS, SpliceService } from '../../control/service/splice-service.js';
+import { BATCH_CONCURRENCY, MAX_BATCH_ITEMS } from '../../control/service/limits.js';
+import { SpliceService } from '../../control/service/splice-service.js';
 import { assertProblem, fakeRecord, fdOf, openFds, StubSplicer, tcpPair, type TcpPair } from './lib.js';
 
 const TOKEN = 'test-token-0123456789abcdef';

@@ -19,7 +19,7 @@ export interface TrafficView {
   bytes: bigint;
   fin: boolean;
   rst: boolean;
-  /** bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last packet forwarded; 0n when none. */
+  /** bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC, jiffy steps) of the last packet forwarded; 0n when none. */
   lastSeenNs: bigint;
 }
 

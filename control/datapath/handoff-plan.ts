@@ -13,7 +13,7 @@
 import { seqBefore, type TcpState, u32 } from '../tcp/state.js';
 import { type Handoff, TRACK_F_FIN, TRACK_F_RST, type Track, type Xlate } from './abi.js';
 import { seen } from './connection-plan.js';
-import { refusalReason, relay, TS_MARGIN } from './splice-plan.js';
+import { refusalReason, translation, TS_MARGIN } from './splice-plan.js';
 
 /** A request boundary, in client sequence space. */
 export interface Boundary {
@@ -100,8 +100,8 @@ export function planHandoff(
   const refused = refusalReason(from, newLeg);
   if (refused) throw refused;
   return {
-    toBackend: { seqStart: b.clientEnd, ackFloor: b.backendEnd, x: relay(from, newLeg) },
-    toClient: relay(newLeg, from),
+    toBackend: { seqStart: b.clientEnd, ackFloor: b.backendEnd, x: translation(from, newLeg) },
+    toClient: translation(newLeg, from),
   };
 }
 

@@ -86,11 +86,11 @@ export const TS_MARGIN = 1000;
 /**
  * The translation of segments that socket `from` would have received from
  * its peer into segments socket `to` would have sent to its own peer: the
- * client -> back end direction is relay(leg1, leg2), the reverse
- * relay(leg2, leg1). TSvals move onto `to`'s clock (plus TS_MARGIN); echoed
+ * client -> back end direction is translation(leg1, leg2), the reverse
+ * translation(leg2, leg1). TSvals move onto `to`'s clock (plus TS_MARGIN); echoed
  * TSecrs move back by the reverse direction's TSval offset.
  */
-export function relay(from: TcpState, to: TcpState): Xlate {
+export function translation(from: TcpState, to: TcpState): Xlate {
   const ts = from.timestamps && to.timestamps;
   return {
     out: key(to, 'out'),
@@ -114,7 +114,7 @@ export function planSplice(connId: bigint, leg1: TcpState, leg2In: TcpState, pen
   const refused = refusalReason(leg1, leg2In);
   if (refused) throw refused;
   const leg2 = { ...leg2In, sndNxt: u32(leg2In.sndNxt + pendingBytes) };
-  const handoff: Handoff = { seqStart: u32(leg1.rcvNxt), ackFloor: u32(leg1.sndNxt), x: relay(leg1, leg2) };
+  const handoff: Handoff = { seqStart: u32(leg1.rcvNxt), ackFloor: u32(leg1.sndNxt), x: translation(leg1, leg2) };
   return {
     clientKey: key(leg1, 'in'),
     client: { connId, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [handoff] },
@@ -123,7 +123,7 @@ export function planSplice(connId: bigint, leg1: TcpState, leg2In: TcpState, pen
       connId,
       state: FlowState.FORWARD,
       kind: FlowKind.BACKEND,
-      handoffs: [{ seqStart: 0, ackFloor: 0, x: relay(leg2, leg1) }],
+      handoffs: [{ seqStart: 0, ackFloor: 0, x: translation(leg2, leg1) }],
     },
   };
 }

@@ -51,8 +51,9 @@ function traffic(t: TrafficView, nowNs: bigint): TrafficJson {
 }
 
 /**
- * `nowNs` is CLOCK_MONOTONIC (process.hrtime.bigint()), the clock of
- * bpf_ktime_get_ns() that stamps lastSeenNs.
+ * `nowNs` is CLOCK_MONOTONIC (process.hrtime.bigint()): the clock of
+ * bpf_ktime_get_coarse_ns(), which stamps lastSeenNs in jiffy steps (so a
+ * lastSeenMs below a few milliseconds is noise).
  */
 export function spliceView(rec: SpliceRecord, status: ConnectionStatus | undefined, nowNs: bigint): SpliceJson {
   const totalMs = rec.recovered ? undefined : rec.timings.totalMs;

@@ -8,7 +8,7 @@ import { SpliceRefused } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { ConnectionQueue } from './connection-queue.js';
 import type { SpliceRecord } from './records.js';
-import type { SocketOps } from './socket-ops.js';
+import type { SocketOps } from './socket-port.js';
 
 export interface SpliceContext {
   readonly table: FlowTable;

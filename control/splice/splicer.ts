@@ -30,7 +30,7 @@ import {
   type SpliceRecord,
 } from './records.js';
 import { holdTuplesAgain, recoverFromTable } from './recovery.js';
-import type { SocketOps } from './socket-ops.js';
+import type { SocketOps } from './socket-port.js';
 import type { ReclaimReason } from './sweeper.js';
 import { abortConnection, removeConnection } from './teardown.js';
 

@@ -18,7 +18,7 @@ export interface SweeperOptions {
   graceMs: number;
   /** Time between sweeps (ms). */
   intervalMs: number;
-  /** CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns() (tests substitute). */
+  /** CLOCK_MONOTONIC in ns, the clock of the datapath's bpf_ktime_get_coarse_ns() (tests substitute). */
   now?: () => bigint;
 }
 

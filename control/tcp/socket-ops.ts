@@ -1,5 +1,5 @@
 /** The splicer's socket operations, implemented with TCP_REPAIR (control/tcp). */
-import type { SocketOps } from '../splice/socket-ops.js';
+import type { SocketOps } from '../splice/socket-port.js';
 import { withNetnsFd } from '../net/netns.js';
 import { connectTcp, resetConnection } from './connect.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';

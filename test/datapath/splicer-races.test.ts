@@ -18,7 +18,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { testRun } from '../../control/bpf/index.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { withNetns } from '../../control/net/netns.js';
-import type { SocketOps } from '../../control/splice/socket-ops.js';
+import type { SocketOps } from '../../control/splice/socket-port.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import type { Endpoint, TcpState } from '../../control/tcp/state.js';
 import { skipUnlessBpf } from '../lib/env.js';

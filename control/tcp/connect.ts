@@ -13,7 +13,7 @@ import {
   AF_INET, AF_INET6, IPPROTO_TCP, SO_ERROR, SO_LINGER, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SOL_TCP,
   TCP_ESTABLISHED, TCP_INFO, TCP_INFO_LAYOUT, TCP_MAXSEG,
 } from './kernel.js';
-import { restoreTcp } from './repair.js';
+import { restoreTcp } from './restore.js';
 import { check, closeFd, encodeSockaddr, fmt, getInt, getOpt, setInt, setOpt } from './socket.js';
 import type { Endpoint, TcpState } from './state.js';
 

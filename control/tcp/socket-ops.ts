@@ -3,7 +3,8 @@ import type { SocketOps } from '../splice/socket-port.js';
 import { withNetnsFd } from '../net/netns.js';
 import { connectTcp, resetConnection } from './connect.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';
-import { captureSockets, leaveRepair, releaseSilently, restoreTcp, writeUnsent } from './repair.js';
+import { captureSockets, leaveRepair, releaseSilently } from './capture.js';
+import { restoreTcp, writeUnsent } from './restore.js';
 import { closeFd, ioctlInt, localAddress, remoteAddress, setInt, socketNetns } from './socket.js';
 
 export function createSocketOps(): SocketOps {

@@ -205,3 +205,10 @@ export function socketNetns(fd: number): { fd: number; id: string } | undefined 
   }
   return { fd: ns, id };
 }
+
+/** A C int as setsockopt takes it (native little-endian, 4 bytes). */
+export function int32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(v);
+  return b;
+}

@@ -12,7 +12,7 @@ import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/da
 import type { Datapath } from '../../control/datapath/datapath.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { startSweeper, type Sweeper } from '../../control/splice/sweeper.js';
-import { releaseSilently } from '../../control/tcp/repair.js';
+import { releaseSilently } from '../../control/tcp/capture.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import type { FrontendDriver } from '../lib/frontend-driver.js';

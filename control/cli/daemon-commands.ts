@@ -3,7 +3,7 @@
  * lazily: the daemon pulls in fastify, prom-client and the libbpf binding,
  * which the other commands (and hosts that only query the API) do not need.
  */
-import type { RestoreAction } from '../daemon/host-settings.js';
+import type { RestoreAction } from '../daemon/host-settings-plan.js';
 import { type Io, printJson } from './io.js';
 import { EXIT } from './usage.js';
 

@@ -26,7 +26,8 @@ import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
 import { checkRunnable, type DaemonConfig, loadConfig } from './config.js';
-import { applyHostSettings, type HostLog, type RestoreStep, restoreHostSettings } from './host-settings.js';
+import { applyHostSettings, type HostLog, restoreHostSettings } from './host-settings.js';
+import type { RestoreStep } from './host-settings-plan.js';
 import { type Attachment, attachOrReuse, linkPinPath, preparePinDir, type TeardownResult, teardownPins } from './pins.js';
 
 export interface RunOptions {

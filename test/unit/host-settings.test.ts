@@ -15,7 +15,7 @@ import {
   RECORD_VERSION,
   type SysctlEntry,
   wantedSysctls,
-} from '../../control/daemon/host-settings.js';
+} from '../../control/daemon/host-settings-plan.js';
 import { BatonError } from '../../control/errors.js';
 
 const ctx = { netns: '4242', pinDir: '/sys/fs/bpf/baton', now: '2026-12-02T07:00:00.000Z' };

@@ -53,6 +53,8 @@ export interface SpliceOptions {
   quiesceTimeoutMs?: number;
   /** Client bytes the front end has read but not forwarded (typically the request). */
   prefix?: Buffer;
+  /** uid of whoever asked for the splice (default 0, root). */
+  ownerUid?: number;
 }
 
 export interface HandoffOptions {
@@ -99,6 +101,12 @@ export interface SpliceRecord {
   createdAt: number;
   /** Rebuilt from the pinned table after a restart: legs unknown. */
   recovered: boolean;
+  /**
+   * uid that created the connection: only it (and root) may see and act on
+   * it (control/service/authorize.ts). Adopted records get 0 until the
+   * daemon restores the owners it saved (control/daemon/owners.ts).
+   */
+  ownerUid: number;
   /**
    * Phases of the first splice (ms): waiting for quiet sockets, capturing
    * them, installing the entries; total is request to sockets released (the
@@ -224,6 +232,7 @@ export class Splicer {
         ...(netns === undefined ? {} : { netns }),
         createdAt: now,
         recovered: false,
+        ownerUid: opts.ownerUid ?? 0,
         timings: { quiesceMs: tq - t0, captureMs: tc - tq, installMs: ti - tc, totalMs: 0 },
       };
       // 7. Pending client bytes go out on leg 2; the socket is held (silent) once they are acknowledged.
@@ -608,6 +617,7 @@ export class Splicer {
         ...(opts.netns === undefined ? {} : { netns: opts.netns }),
         createdAt: now,
         recovered: true,
+        ownerUid: 0,
         timings: { quiesceMs: 0, captureMs: 0, installMs: 0, totalMs: 0 },
       });
       // The previous process's placeholders died with it: hold the tuples again.

@@ -6,7 +6,7 @@
  */
 import { addrToKeyBytes, bytesToIp, type Family, familyOf } from '../net/addr.js';
 
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 export const MAX_HANDOFFS = 8;
 export const IPPROTO_TCP = 6;
 
@@ -67,6 +67,7 @@ export const REASONS = [
   ['passed', 'superseded'],
   ['answered', 'syn_challenge_ack'],
   ['dropped', 'syn_on_live'],
+  ['dropped', 'rst_out_of_window'],
 ] as const;
 /** enum baton_direction, in order: the direction label of a counter slot (slot = reason * DIRECTIONS.length + direction). */
 export const DIRECTIONS = ['none', 'to_backend', 'to_client'] as const;

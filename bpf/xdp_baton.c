@@ -19,9 +19,9 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 				       __u32 bytes, __u32 *reason)
 {
 	const struct baton_handoff *h;
-	__u32 ack = p->ack;
+	__u32 ack = p->ack, seq_c, ack_c;
 	__u64 now;
-	int k, rc;
+	int k, rc, rst, verdict;
 
 	/* A SYN opening a new connection on this tuple, or a tuple a new
 	 * connection already took: never translated (lib/syn.h). */
@@ -48,6 +48,8 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 	 * the coarse clock (jiffies) is enough for both and cheaper. */
 	now = bpf_ktime_get_coarse_ns();
 
+	/* seq and ack in client sequence space, for the RST rule and the
+	 * track: a BACKEND entry's are translated first. */
 	if (f->kind == BATON_KIND_CLIENT) {
 		k = select_handoff(f, p);
 		if (k < 0 || k >= BATON_MAX_HANDOFFS) {
@@ -56,20 +58,29 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 		}
 		h = &f->handoff[k];
 		ack = clamp_ack(h, p->ack);
-		track_segment(&f->track, p->seq, p->ack, p, bytes, now);
+		seq_c = p->seq;
+		ack_c = p->ack;
 	} else {
 		k = 0;
 		h = &f->handoff[0];
-		/* Tracked in client sequence space, i.e. after translation. */
-		track_segment(&f->track, p->seq + h->x.seq_delta, p->ack + h->x.ack_delta, p, bytes, now);
+		seq_c = p->seq + h->x.seq_delta;
+		ack_c = p->ack + h->x.ack_delta;
 	}
+	rst = rst_verdict(p, f, h, seq_c, reason);
+	if (rst < 0)
+		return CTX_DROP;
 
 	rc = rewrite_segment(ctx, p, &h->x, ack);
 	if (rc) {
 		*reason = rc;
 		return CTX_DROP;
 	}
-	return forward_frame(ctx, f, k, &h->x, p, now, reason);
+	verdict = forward_frame(ctx, f, k, &h->x, p, now, reason);
+	/* Tracked only once handed on (XDP_TX, redirect, or the stack to
+	 * forward it): what the receiver can have seen, nothing dropped. */
+	if (verdict != CTX_DROP)
+		track_segment(&f->track, seq_c, ack_c, p, bytes, now, rst);
+	return verdict;
 }
 
 SEC("xdp")

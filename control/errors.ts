@@ -20,6 +20,9 @@ export const ERRORS = {
   BAD_REQUEST: { status: 400, title: 'The request does not match the API schema' },
   UNAUTHORIZED: { status: 401, title: 'A valid bearer token is required' },
   SOCKET_ACCESS_DENIED: { status: 403, title: 'baton may not take descriptors from this process' },
+  // Authorization (control/service/authorize.ts): the caller's uid, not baton's, decides.
+  FORBIDDEN_PROCESS: { status: 403, title: 'You may not name the sockets of a process you could not ptrace' },
+  FORBIDDEN_CONNECTION: { status: 403, title: 'The connection belongs to another user' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
   SOCKET_NOT_FOUND: { status: 404, title: 'No such process or socket descriptor' },
   SOCKET_AMBIGUOUS: { status: 409, title: 'More than one socket of the process matches the addresses' },

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Splice semantics: which handoff a client segment belongs to, how the ack
- * is clamped for that back end, and what the datapath records per
- * direction for the userspace lifecycle (quiescence, FIN, RST, idle). */
+ * is clamped for that back end, which RST is believed, and what the
+ * datapath records per direction for the userspace lifecycle (quiescence,
+ * FIN, RST, idle) and for lib/syn.h's "is this connection finished". */
 #ifndef BATON_LIB_SPLICE_H
 #define BATON_LIB_SPLICE_H
 
 #include <baton/abi.h>
+#include "maps.h"
 #include "parse.h"
 
 static __always_inline int seq_before(__u32 a, __u32 b) { return (__s32)(a - b) < 0; }
@@ -43,17 +45,125 @@ static __always_inline __u32 clamp_ack(const struct baton_handoff *h, __u32 ack)
 	return seq_before(ack, h->ack_floor) ? h->ack_floor : ack;
 }
 
-/* Records one segment in client sequence space. Races between CPUs can lose
- * an update; flows are steered to one CPU by RSS and userspace only uses
- * these values as hints confirmed over several reads. */
+/* The handoff whose tuple this entry's segments are rewritten to now. */
+static __always_inline const struct baton_handoff *current_handoff(const struct baton_flow *f)
+{
+	__u32 n = f->n_handoffs;
+
+	if (n == 0 || n > BATON_MAX_HANDOFFS)
+		return 0;
+	return &f->handoff[(n - 1) & (BATON_MAX_HANDOFFS - 1)];
+}
+
+/* The entry of the other direction of the same connection: its key is the
+ * reverse of the tuple handoff h rewrites to (a CLIENT entry's handoff leads
+ * to that back end's BACKEND entry, a BACKEND entry's to the CLIENT entry).
+ * NULL when absent (a retired handoff, or a connection being removed). */
+static __always_inline struct baton_flow *peer_entry(const struct baton_pkt *p, const struct baton_handoff *h)
+{
+	struct baton_flow_key k = {};
+
+	__builtin_memcpy(k.saddr, h->x.daddr, sizeof(k.saddr));
+	__builtin_memcpy(k.daddr, h->x.saddr, sizeof(k.daddr));
+	k.sport = h->x.dport;
+	k.dport = h->x.sport;
+	k.family = p->key.family;
+	k.proto = p->key.proto;
+	return bpf_map_lookup_elem(&baton_flows, &k);
+}
+
+/* What a RST is to the datapath (rst_verdict). */
+enum rst_kind {
+	RST_NONE = 0,       /* not a RST */
+	RST_UNRECORDED = 1, /* forwarded; the receiver judges it; not recorded */
+	RST_EXACT = 2,      /* forwarded and recorded: the connection is over */
+};
+
+/* Which RST is believed. A RST recorded in a track ends the connection for
+ * the splicer (status 'closed', reclaimed at the next sweep) and for
+ * lib/syn.h (the next SYN on the tuple supersedes the entry), so a recorded
+ * RST must be one the receiver itself accepts: RFC 5961 §3, which Linux
+ * applies, resets only on seq == rcv_nxt, answers any other in-window RST
+ * with a challenge ACK and drops the rest. The entry knows the receiver's
+ * rcv_nxt as the receiver last said it: the other direction's highest ACK
+ * (before the receiver sent anything since the splice: where its stream of
+ * the sender's bytes began, i.e. this handoff's seq_start for a back end, the
+ * client's current handoff's ack_floor for the client). So, with seq in
+ * client sequence space:
+ *
+ *   - seq == that number: recorded and forwarded. Real RSTs arrive this way
+ *     or become it: an aborting stack sends seq = snd_nxt, which is the
+ *     receiver's rcv_nxt once everything arrived; with data in flight the
+ *     receiver's challenge ACK draws from the sender's stack (which has no
+ *     socket any more) a RST with seq = that ACK, exact; a stack that lost
+ *     the connection answers any segment with seq = its ACK; and the RST
+ *     that lib/syn.h's challenge ACK draws carries this very number.
+ *   - above it, but within the largest window the receiver can advertise
+ *     (65535 << its window scale; a sender never sends past what the
+ *     receiver acknowledged plus its window, so a real RST never lies
+ *     beyond): forwarded, not recorded. The receiver answers with a
+ *     challenge ACK (or accepts it, if its rcv_nxt moved on since its last
+ *     ACK and the RST matches it); the exact RST that follows is recorded.
+ *   - anywhere else: dropped (rst_out_of_window). The receiver would drop it
+ *     too; a back end is reachable only through this translation, so
+ *     nothing blind gets through to it.
+ *
+ * A blind attacker who knows the 4-tuple therefore has to hit one number in
+ * 2^32 to end a connection, as against the endpoint itself; one that misses
+ * only makes the receiver send a challenge ACK. The cost: a real RST whose
+ * receiver acknowledged less than it had received (a delayed ACK) ends the
+ * connection at the receiver but is not recorded; that connection ends for
+ * baton when it goes idle, or when a SYN's challenge ACK draws an exact RST.
+ * Without the other direction's entry there is nothing to judge by: the RST
+ * is forwarded, not recorded. Returns RST_NONE, RST_UNRECORDED or RST_EXACT,
+ * or -1 with *reason set when the segment is to be dropped. */
+static __always_inline int rst_verdict(const struct baton_pkt *p, const struct baton_flow *f,
+				       const struct baton_handoff *h, __u32 seq, __u32 *reason)
+{
+	const struct baton_flow *peer;
+	const struct baton_handoff *ph;
+	__u32 rcv_nxt, wnd;
+
+	if (!(p->tcp_flags & TCPF_RST))
+		return RST_NONE;
+	peer = peer_entry(p, h);
+	ph = peer ? current_handoff(peer) : 0;
+	if (!ph)
+		return RST_UNRECORDED;
+	if (peer->track.flags & BATON_TRACK_F_SEEN)
+		rcv_nxt = peer->track.ack_max;
+	else
+		rcv_nxt = f->kind == BATON_KIND_CLIENT ? h->seq_start : ph->ack_floor;
+	if (seq == rcv_nxt)
+		return RST_EXACT;
+	/* The receiver's segments arrive with its own window scale. */
+	wnd = (__u32)0xffff << (ph->x.wscale_in & 15);
+	if (seq - rcv_nxt <= wnd)
+		return RST_UNRECORDED;
+	*reason = BATON_R_DROP_RST_OUT_OF_WINDOW;
+	return -1;
+}
+
+/* Records one forwarded segment in client sequence space: called only once
+ * the segment has been handed on (XDP_TX, a redirect, or the stack to
+ * forward it), so a dropped one leaves the track as it was. A RST moves no
+ * sequence number (it occupies none, and only an exact one is trusted) and
+ * sets the RST flag only when rst_verdict() found it exact. Races between
+ * CPUs can lose an update; flows are steered to one CPU by RSS and userspace
+ * only uses these values as hints confirmed over several reads. */
 static __always_inline void track_segment(struct baton_track *t, __u32 seq, __u32 ack,
-					  const struct baton_pkt *p, __u32 bytes, __u64 now)
+					  const struct baton_pkt *p, __u32 bytes, __u64 now, int rst)
 {
 	__u32 end = seq + p->payload_len + ((p->tcp_flags & TCPF_FIN) ? 1 : 0);
 
 	t->packets++;
 	t->bytes += bytes;
 	t->last_ns = now;
+	if (rst) {
+		if (rst == RST_EXACT)
+			t->flags |= BATON_TRACK_F_RST;
+		return;
+	}
 	if (!(t->flags & BATON_TRACK_F_SEEN)) {
 		t->seq_end = end;
 		t->ack_max = ack;
@@ -68,8 +178,6 @@ static __always_inline void track_segment(struct baton_track *t, __u32 seq, __u3
 		t->flags |= BATON_TRACK_F_FIN;
 		t->fin_seq = seq + p->payload_len;
 	}
-	if (p->tcp_flags & TCPF_RST)
-		t->flags |= BATON_TRACK_F_RST;
 }
 
 #endif /* BATON_LIB_SPLICE_H */

@@ -48,32 +48,6 @@
 
 #define BATON_CHALLENGE_TTL 64
 
-/* The handoff whose tuple this entry's segments are rewritten to now. */
-static __always_inline const struct baton_handoff *current_handoff(const struct baton_flow *f)
-{
-	__u32 n = f->n_handoffs;
-
-	if (n == 0 || n > BATON_MAX_HANDOFFS)
-		return 0;
-	return &f->handoff[(n - 1) & (BATON_MAX_HANDOFFS - 1)];
-}
-
-/* The entry of the other direction of the same connection: its key is the
- * reverse of the tuple this entry rewrites to (a CLIENT entry's current
- * handoff leads to its BACKEND entry and back). NULL when absent. */
-static __always_inline struct baton_flow *peer_entry(const struct baton_pkt *p, const struct baton_handoff *h)
-{
-	struct baton_flow_key k = {};
-
-	__builtin_memcpy(k.saddr, h->x.daddr, sizeof(k.saddr));
-	__builtin_memcpy(k.daddr, h->x.saddr, sizeof(k.daddr));
-	k.sport = h->x.dport;
-	k.dport = h->x.sport;
-	k.family = p->key.family;
-	k.proto = p->key.proto;
-	return bpf_map_lookup_elem(&baton_flows, &k);
-}
-
 /* Both directions of a connection (tracks in one sequence space) say it is
  * over: a RST either way, or each side's FIN acknowledged by the other.
  * The same rule as the splicer's status 'closed'. */

@@ -2,20 +2,25 @@
  * The REST API of docs/api.md as a fastify 5 app: TypeBox schemas (validated
  * with the TypeBox compiler: bodies strictly, query strings and params with
  * type conversion), OpenAPI at /openapi.json, problem+json for every error,
- * bearer-token auth and rate limiting when configured. The app only
- * translates HTTP to SpliceService calls; it holds no state of its own.
+ * bearer-token auth and rate limiting when configured, and the caller of
+ * every route that acts on sockets or connections (control/api/callers.ts),
+ * which the service authorizes. The app only translates HTTP to
+ * SpliceService calls; it holds no state of its own.
  */
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { BatonError } from '../errors.js';
 import type { SpliceService } from '../service/splice-service.js';
 import { versionInfo } from '../service/version.js';
+import type { Transport } from '../sys/peercred.js';
 import { bearerChecker } from './auth.js';
+import { callerResolver } from './callers.js';
 import { problemOf, sendProblem, toProblem } from './problem.js';
 import { spliceRoutes } from './routes.js';
-import { Health, Problem, ProblemResponses, Splice, Version } from './schemas.js';
+import { Health, Problem, ProblemResponses, Ready, Splice, Version } from './schemas.js';
 import { validatorCompiler } from './validator.js';
 
 /** Told about every answered request (the metrics implement it). `route` is the route pattern, never the raw URL. */
@@ -31,12 +36,26 @@ export interface RateLimitOptions {
 
 export interface ApiOptions {
   service: SpliceService;
-  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  /**
+   * When set, every route but /healthz needs `Authorization: Bearer <token>`,
+   * and a TCP caller that has it acts as the operator (root-equivalent).
+   */
   token?: string;
+  /**
+   * No token, and TCP callers act as the operator anyway (labs only: anyone
+   * who reaches the port can take over any connection). /readyz says so.
+   */
+  insecureNoAuth?: boolean;
+  /** Where a connection's peer credentials come from (default: SO_PEERCRED); tests inject their own. */
+  transportOf?: (socket: Socket) => Transport;
   rateLimit?: RateLimitOptions;
   logger?: FastifyServerOptions['logger'];
   observer?: ApiObserver;
 }
+
+/** What /readyz and the start-up log say about --insecure-no-auth. */
+export const INSECURE_WARNING =
+  'the API serves TCP without authentication (--insecure-no-auth): anyone who can reach it acts as root and can take over any connection; set a token (BATON_TOKEN) or use the unix socket';
 
 /** Routes that need no token and are never rate limited (liveness probes must not fail). */
 const OPEN_ROUTES = new Set(['/healthz']);
@@ -129,18 +148,24 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   app.get('/healthz', { schema: { summary: 'The process is alive', response: { 200: Health } } }, async () => ({ status: 'ok' as const }));
 
-  app.get('/readyz', { schema: { summary: 'The datapath is loaded and attached', response: { 200: Health, ...ProblemResponses } } }, async () => {
+  const insecure = opts.token === undefined && opts.insecureNoAuth === true;
+  app.get('/readyz', { schema: { summary: 'The datapath is loaded and attached', response: { 200: Ready, ...ProblemResponses } } }, async () => {
     const why = opts.service.notReadyReason();
     if (why !== undefined) {
       throw new BatonError(why.includes('shutting down') ? 'SHUTTING_DOWN' : 'NOT_READY', `not ready: ${why}`, 'not_ready');
     }
-    return { status: 'ok' as const };
+    return insecure ? { status: 'ok' as const, insecureNoAuth: true as const, warnings: [INSECURE_WARNING] } : { status: 'ok' as const };
   });
 
   app.get('/v1/version', { schema: { summary: 'Versions of baton, its datapath ABI, the kernel and libbpf', response: { 200: Version, ...ProblemResponses } } }, async () => versionInfo());
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  await app.register(spliceRoutes, { service: opts.service });
+  const callerOf = callerResolver({
+    tcp: opts.token !== undefined ? 'token' : insecure ? 'insecure-no-auth' : 'refuse',
+    authorizer: opts.service.authorizer,
+    ...(opts.transportOf ? { transportOf: opts.transportOf } : {}),
+  });
+  await app.register(spliceRoutes, { service: opts.service, callerOf });
   return app;
 }

@@ -107,6 +107,7 @@ export const Splice = Type.Object(
     createdAt: Type.String({ format: 'date-time' }),
     durationUs: Type.Union([Type.Integer(), Type.Null()], { description: 'time the splice took (request received to sockets released); null for recovered connections' }),
     recovered: Type.Boolean({ description: 'rebuilt from the pinned table after a daemon restart' }),
+    ownerUid: Type.Integer({ minimum: 0, description: 'uid that created the connection: only it and privileged callers see and act on it (0: root or a token holder, and recovered connections whose owner was not saved)' }),
     handoffs: Type.Array(Handoff),
     traffic: Type.Object({ toBackend: Traffic, toClient: Traffic }),
   },
@@ -140,4 +141,9 @@ export const BatchResponse = Type.Object({ results: Type.Array(BatchResult) });
 export const ListResponse = Type.Object({ items: Type.Array(Type.Ref(Splice)), next: Type.Union([Type.String(), Type.Null()]) });
 
 export const Health = Type.Object({ status: Type.Literal('ok') });
+export const Ready = Type.Object({
+  status: Type.Literal('ok'),
+  insecureNoAuth: Type.Optional(Type.Literal(true, { description: 'the API listens on TCP without authentication (--insecure-no-auth): anyone who can reach it acts as root' })),
+  warnings: Type.Optional(Type.Array(Type.String())),
+});
 export const Version = Type.Object({ version: Type.String(), abi: Type.Integer(), kernel: Type.String(), libbpf: Type.String() });

@@ -3,13 +3,14 @@
  * kernel, the daemon's API, its metrics listener) and shows examples, so a
  * first-time user can go from nothing to a spliced connection.
  */
-import { DEFAULT_API_URL, DEFAULT_METRICS_URL, ENV_API, ENV_METRICS_URL, ENV_TOKEN } from '../sdk/endpoint.js';
+import { DEFAULT_API, DEFAULT_METRICS_URL, ENV_API, ENV_METRICS_URL, ENV_TOKEN } from '../sdk/endpoint.js';
 
 const GLOBAL_OPTIONS = `Options for every command that talks to the daemon:
-  --api <url|path>     where the daemon's API listens: http://host:port, host:port, or a unix
-                       socket (unix:/run/baton/api.sock or just the path)
-                       (env ${ENV_API}; default ${DEFAULT_API_URL})
-  --token <token>      bearer token, when the daemon was started with one (env ${ENV_TOKEN})
+  --api <url|path>     where the daemon's API listens: a unix socket (unix:/run/baton/api.sock
+                       or just the path), or http://host:port / host:port (needs --token)
+                       (env ${ENV_API}; default ${DEFAULT_API})
+  --token <token>      bearer token, when the daemon was started with one; on TCP it is always
+                       needed (env ${ENV_TOKEN})
   --json               print one JSON document instead of text (errors: the problem document)
   -h, --help           this help, or a command's: baton <command> --help`;
 
@@ -22,7 +23,7 @@ Run the load balancer (talks to the kernel: loads XDP, pins maps under bpffs):
   down                 tear down what \`baton lb\` pinned (spliced connections stop flowing)
   doctor               check this host for what baton needs (kernel, bpffs, offloads, rp_filter, ...)
 
-Inspect and steer (talk to the daemon's REST API, ${DEFAULT_API_URL} by default):
+Inspect and steer (talk to the daemon's REST API, ${DEFAULT_API} by default):
   status               is the daemon up and ready, its version, splices by state
   splices ls           list spliced connections (--state, --backend, --limit, --all)
   splices show <id>    one connection: addresses, handoffs, per-direction traffic

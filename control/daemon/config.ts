@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
+import { DEFAULT_API_SOCKET } from '../sdk/endpoint.js';
 import { parseEndpoint } from '../service/endpoint.js';
 import { SWEEPER_DEFAULTS } from '../splice/sweeper.js';
 
@@ -22,6 +23,10 @@ export interface DaemonConfig {
   /** Directory for state that must outlive the daemon but not a reboot: the record of host settings baton changed. */
   stateDir: string;
   api: Listen;
+  /** Group (name or gid) given the API's unix socket and its directory; undefined: root's. */
+  apiGroup: string | undefined;
+  /** Let a TCP API run without a token (every TCP caller acts as root): labs only. */
+  insecureNoAuth: boolean;
   /** Metrics listener; false disables it. */
   metrics: { host: string; port: number } | false;
   /** Bearer token for the API; undefined: no authentication. */
@@ -48,6 +53,8 @@ interface Option<K extends Key> {
   key: K;
   flag: string;
   short?: string;
+  /** A flag without a value (--flag means "true"); env and file take true/false. */
+  boolean?: true;
   env: string;
   /** Value text -> value; throws a plain Error saying what is expected. */
   parse: (text: string) => DaemonConfig[K];
@@ -96,6 +103,13 @@ function fail(msg: string): never {
   throw new Error(msg);
 }
 
+function bool(t: string): boolean {
+  const v = t.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  return fail('expected true or false');
+}
+
 const list = (t: string): string[] => t.split(',').map((s) => s.trim()).filter(Boolean);
 
 export const OPTIONS: { [K in Key]: Option<K> } = {
@@ -123,9 +137,20 @@ export const OPTIONS: { [K in Key]: Option<K> } = {
     help: 'directory where baton records the host settings (sysctls) it changed, so that baton down restores them',
   },
   api: {
-    key: 'api', flag: 'api', env: 'BATON_API', default: { host: '127.0.0.1', port: 7300 },
+    key: 'api', flag: 'api', env: 'BATON_API', default: { path: DEFAULT_API_SOCKET },
     parse: parseListen,
-    help: 'REST API listen address: host:port or unix:/path',
+    help: 'REST API listen address: unix:/path (callers known by their uid) or host:port (needs --token)',
+  },
+  apiGroup: {
+    key: 'apiGroup', flag: 'api-group', env: 'BATON_API_GROUP', default: undefined,
+    parse: (t) => (/^(?:[0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$/.test(t.trim()) ? t.trim() : fail('expected a group name or a numeric gid')),
+    help: 'group of the API unix socket (mode 0660) and of the directory it creates (0750): its members may call the API (unset: root only)',
+  },
+  insecureNoAuth: {
+    key: 'insecureNoAuth', flag: 'insecure-no-auth', boolean: true, env: 'BATON_INSECURE_NO_AUTH', default: false,
+    parse: bool,
+    parseJson: (v) => (typeof v === 'boolean' ? v : fail('expected true or false')),
+    help: 'serve a TCP --api without a token: every TCP caller acts as root (labs only; logged and shown in /readyz)',
   },
   metrics: {
     key: 'metrics', flag: 'metrics', env: 'BATON_METRICS', default: { host: '127.0.0.1', port: 9300 },
@@ -142,7 +167,7 @@ export const OPTIONS: { [K in Key]: Option<K> } = {
   token: {
     key: 'token', flag: 'token', env: 'BATON_TOKEN', default: undefined,
     parse: (t) => (t.length >= 16 ? t : fail('expected at least 16 characters (e.g. openssl rand -hex 32)')),
-    help: 'bearer token the API requires (every route but /healthz); unset: no authentication',
+    help: 'bearer token the API requires (every route but /healthz); needed for a TCP --api, whose token holders act as root',
   },
   tableCapacity: {
     key: 'tableCapacity', flag: 'table-capacity', env: 'BATON_TABLE_CAPACITY', default: DEFAULT_FLOWS_CAPACITY,
@@ -208,11 +233,13 @@ function fromText<K extends Key>(o: Option<K>, text: string, source: Source): Da
 
 /** The configuration from flags (argv after `baton lb`), environment and the config file. */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}): DaemonConfig {
-  const flagSpec: Record<string, { type: 'string'; short?: string; multiple?: boolean }> = { [CONFIG_FLAG]: { type: 'string', short: 'c' } };
-  for (const o of Object.values(OPTIONS)) flagSpec[o.flag] = { type: 'string', ...(o.short ? { short: o.short } : {}), ...(o.key === 'interfaces' ? { multiple: true } : {}) };
-  let flags: Record<string, string | string[] | undefined>;
+  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { [CONFIG_FLAG]: { type: 'string', short: 'c' } };
+  for (const o of Object.values(OPTIONS) as Option<Key>[]) {
+    flagSpec[o.flag] = { type: o.boolean ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}), ...(o.key === 'interfaces' ? { multiple: true } : {}) };
+  }
+  let flags: Record<string, string | boolean | string[] | undefined>;
   try {
-    flags = parseArgs({ args: [...argv], options: flagSpec, strict: true, allowPositionals: false }).values as Record<string, string | string[] | undefined>;
+    flags = parseArgs({ args: [...argv], options: flagSpec, strict: true, allowPositionals: false }).values as Record<string, string | boolean | string[] | undefined>;
   } catch (e) {
     throw new BatonError('CONFIG_INVALID', `${(e as Error).message}; see baton lb --help`, 'bad_flag');
   }
@@ -245,7 +272,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {})
   for (const o of Object.values(OPTIONS) as Option<Key>[]) {
     const v = flags[o.flag];
     if (v === undefined) continue;
-    const text = Array.isArray(v) ? v.join(',') : v;
+    const text = Array.isArray(v) ? v.join(',') : String(v);
     set(o.key, fromText(o, text, `--${o.flag}`));
   }
   return cfg;
@@ -256,13 +283,42 @@ export function checkRunnable(cfg: DaemonConfig): void {
   if (cfg.interfaces.length === 0) {
     throw new BatonError('CONFIG_INVALID', 'no interface to attach to: name the LB\'s interfaces with --interface eth0 (repeatable), BATON_INTERFACES=eth0,eth1 or "interfaces" in the config file', 'no_interfaces');
   }
+  checkApiAuth(cfg);
+}
+
+/**
+ * The API's listener and its authentication must fit: on a unix socket the
+ * kernel names every caller (SO_PEERCRED); on TCP only a token can, so a TCP
+ * listener without one is refused unless --insecure-no-auth says so.
+ */
+export function checkApiAuth(cfg: Pick<DaemonConfig, 'api' | 'token' | 'insecureNoAuth' | 'apiGroup'>): void {
+  if ('path' in cfg.api) {
+    if (cfg.insecureNoAuth) {
+      throw new BatonError('CONFIG_INVALID', '--insecure-no-auth applies to a TCP --api only; on the unix socket callers are known by their uid: drop it', 'insecure_on_unix');
+    }
+    return;
+  }
+  const where = `${cfg.api.host.includes(':') ? `[${cfg.api.host}]` : cfg.api.host}:${cfg.api.port}`;
+  if (cfg.apiGroup !== undefined) {
+    throw new BatonError('CONFIG_INVALID', `--api-group applies to a unix socket API, but --api is TCP (${where}): drop --api-group, or listen on unix:/run/baton/api.sock`, 'group_on_tcp');
+  }
+  if (cfg.token === undefined && !cfg.insecureNoAuth) {
+    throw new BatonError(
+      'CONFIG_INVALID',
+      `the API would listen on TCP ${where} without a token, and anyone who reaches it could take over every connection: set a token (BATON_TOKEN=$(openssl rand -hex 32), or --token), or listen on the unix socket (--api unix:${DEFAULT_API_SOCKET}, the default); for a lab only, --insecure-no-auth`,
+      'tcp_without_token',
+    );
+  }
+  if (cfg.token !== undefined && cfg.insecureNoAuth) {
+    throw new BatonError('CONFIG_INVALID', '--insecure-no-auth and a token contradict each other: drop --insecure-no-auth (the token authenticates TCP callers)', 'insecure_with_token');
+  }
 }
 
 /** `baton lb --help`: generated from the table, so it never disagrees with it. */
 export function configHelp(): string {
   const rows = (Object.values(OPTIONS) as Option<Key>[]).map((o) => {
     const def = o.default === undefined ? '' : ` (default: ${formatDefault(o.default)})`;
-    return `  ${o.short ? `-${o.short}, ` : '    '}--${o.flag} <value>\n        ${o.help}${def}\n        env ${o.env}, config file "${o.key}"`;
+    return `  ${o.short ? `-${o.short}, ` : '    '}--${o.flag}${o.boolean ? '' : ' <value>'}\n        ${o.help}${def}\n        env ${o.env}, config file "${o.key}"`;
   });
   return [
     'baton lb: load and attach the datapath, serve the REST API and the metrics',

@@ -16,7 +16,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
-import { buildApi } from '../api/app.js';
+import { buildApi, INSECURE_WARNING } from '../api/app.js';
 import { Datapath } from '../datapath/datapath.js';
 import { BatonMetrics } from '../metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
@@ -25,9 +25,11 @@ import { Splicer } from '../splice/splicer.js';
 import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
-import { checkRunnable, type DaemonConfig, loadConfig } from './config.js';
+import { listenOnSocket, prepareApiDir, resolveGroup } from './api-socket.js';
+import { checkApiAuth, checkRunnable, type DaemonConfig, loadConfig } from './config.js';
 import { applyHostSettings, type HostLog, restoreHostSettings } from './host-settings.js';
 import type { RestoreStep } from './host-settings-plan.js';
+import { mapIdOf, ownersToSave, readOwners, restoreOwners, saveOwners } from './owners.js';
 import { type Attachment, attachOrReuse, linkPinPath, preparePinDir, type TeardownResult, teardownPins } from './pins.js';
 
 export interface RunOptions {
@@ -61,6 +63,10 @@ export async function runDaemon(argv: readonly string[], env: NodeJS.ProcessEnv,
 }
 
 export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): Promise<RunningDaemon> {
+  checkApiAuth(config); // never a TCP listener without a token, however the config was made
+  // The socket's directory first, before anything else (the state dir) can create it with looser modes.
+  const apiGid = 'path' in config.api ? (config.apiGroup !== undefined ? resolveGroup(config.apiGroup) : (process.getgid?.() ?? 0)) : undefined;
+  if ('path' in config.api && apiGid !== undefined) prepareApiDir(config.api.path, apiGid);
   preparePinDir(config.pinDir);
   const dp = await Datapath.load({
     flowsCapacity: config.tableCapacity,
@@ -83,6 +89,9 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     await sharedTsProbe({ objectPath: config.probeObjectPath, bpfDir: config.bpfDir });
     const splicer = new Splicer(dp, createSocketOps());
     const adopted = await splicer.adopt();
+    // Adopted connections belong to root unless the previous daemon saved their owners.
+    const tableId = mapIdOf(dp.table.layout.fd);
+    const owned = restoreOwners(readOwners(config.stateDir, tableId), tableId, splicer.records);
 
     let attached = true;
     const metrics = new BatonMetrics({ counters: () => dp.readCountersByDirection(), tableCapacity: config.tableCapacity });
@@ -104,6 +113,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     app = await buildApi({
       service,
       ...(config.token ? { token: config.token } : {}),
+      ...(config.insecureNoAuth ? { insecureNoAuth: true } : {}),
       ...(config.rateLimit > 0 ? { rateLimit: { max: config.rateLimit, timeWindowMs: 1000 } } : {}),
       logger: { level: config.logLevel },
       observer: metrics,
@@ -113,17 +123,19 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     applyHostSettings(config.interfaces, { stateDir: config.stateDir, pinDir: config.pinDir, log: app.log });
     let apiAddress: string;
     if ('path' in config.api) {
-      rmSync(config.api.path, { force: true }); // a stale socket of a killed daemon
-      await app.listen({ path: config.api.path });
-      apiAddress = config.api.path;
+      const { path } = config.api;
+      const server = app;
+      await listenOnSocket(path, apiGid as number, () => server.listen({ path })); // 0660, group --api-group
+      apiAddress = path;
     } else {
       apiAddress = await app.listen({ host: config.api.host, port: config.api.port });
       apiAddress = apiAddress.replace(/^http:\/\//, '');
     }
     if (config.metrics) metricsServer = await serveMetrics(metrics, config.metrics);
+    if (config.insecureNoAuth) app.log.warn({ api: apiAddress, insecureNoAuth: true }, `INSECURE: ${INSECURE_WARNING}`);
 
     app.log.info(
-      { interfaces: attachments.map((a) => ({ name: a.ifname, ifindex: a.ifindex, reused: a.reused })), pinDir: config.pinDir, adopted, api: apiAddress, metrics: metricsServer?.address },
+      { interfaces: attachments.map((a) => ({ name: a.ifname, ifindex: a.ifindex, reused: a.reused })), pinDir: config.pinDir, adopted, ownersRestored: owned, api: apiAddress, metrics: metricsServer?.address },
       `baton lb ready: ${attachments.length} interface(s), ${adopted} connection(s) recovered`,
     );
 
@@ -135,6 +147,12 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         await splicer.settled(); // and the work they left in the background (pending bytes acknowledged)
         await running.close();
         await metricsServer?.close();
+        // No request runs any more: the owners are final. The next daemon gives them back to the connections it adopts.
+        try {
+          saveOwners(config.stateDir, ownersToSave(tableId, splicer.records.values()));
+        } catch (err) {
+          running.log.error({ err }, 'could not save the connections\' owners: after the restart they belong to root');
+        }
         attached = false;
         releaseDatapath();
         await closeSharedTsProbe();

@@ -9,7 +9,7 @@ import type { Layout } from '../sys/struct-layout.js';
 import { IPPROTO_TCP } from '../tcp/kernel.js';
 import { u32 } from '../tcp/state.js';
 
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 export const MAX_HANDOFFS = 8;
 export type { Layout } from '../sys/struct-layout.js';
 
@@ -65,6 +65,7 @@ export const REASONS = [
   ['passed', 'superseded'],
   ['answered', 'syn_challenge_ack'],
   ['dropped', 'syn_on_live'],
+  ['dropped', 'rst_out_of_window'],
 ] as const;
 /** enum baton_direction, in order: the direction label of a counter slot (slot = reason * DIRECTIONS.length + direction). */
 export const DIRECTIONS = ['none', 'to_backend', 'to_client'] as const;

@@ -43,7 +43,7 @@ export interface DispatcherConfig {
   pools: Record<string, PoolConfig>;
   /** first match wins; a route with neither host nor pathPrefix matches everything */
   routes: RouteConfig[];
-  /** baton's API (default: BATON_API / BATON_TOKEN, else http://127.0.0.1:7300) */
+  /** baton's API (default: BATON_API / BATON_TOKEN, else unix:/run/baton/api.sock) */
   api?: { url?: string; socketPath?: string; token?: string };
   /**
    * When to ask baton to splice: true (default) every connection; "keep-alive"

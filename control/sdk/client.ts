@@ -7,12 +7,12 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ERRORS } from '../errors.js';
-import { describeEndpoint, DEFAULT_API_URL, ENV_API, ENV_TOKEN, parseEndpoint, type Endpoint } from './endpoint.js';
+import { describeEndpoint, DEFAULT_API, ENV_API, ENV_TOKEN, parseEndpoint, type Endpoint } from './endpoint.js';
 import { BatonApiError, isProblem } from './errors.js';
 import type { BatchResult, ListQuery, Splice, SpliceList, SpliceRequest, Version } from './types.js';
 
 export interface ClientOptions {
-  /** http(s) URL of the API (default BATON_API, else http://127.0.0.1:7300) */
+  /** API address, a URL or unix socket path (default BATON_API, else unix:/run/baton/api.sock) */
   url?: string;
   /** unix socket of the API (instead of url) */
   socketPath?: string;
@@ -59,7 +59,7 @@ export function resolveEndpoint(opts: Pick<ClientOptions, 'url' | 'socketPath' |
   if (opts.socketPath) return { socketPath: opts.socketPath };
   if (opts.url) return parseEndpoint(opts.url);
   const fromEnv = (opts.env ?? process.env)[ENV_API];
-  return parseEndpoint(fromEnv && fromEnv.trim() ? fromEnv : DEFAULT_API_URL);
+  return parseEndpoint(fromEnv && fromEnv.trim() ? fromEnv : DEFAULT_API);
 }
 
 export function createClient(opts: ClientOptions = {}): BatonClient {
@@ -163,7 +163,7 @@ function unreachable(endpoint: Endpoint, cause: Error & { code?: string }): Bato
   const notRunning = cause.code === 'ECONNREFUSED' || cause.code === 'ENOENT';
   const detail = notRunning
     ? `nothing listens on ${where} (${why}): is the daemon running? Start it with \`baton lb --interface <dev>\`, or point --api / ${ENV_API} at where it listens`
-    : `could not talk to ${where}: ${cause.message}${cause.code === 'EACCES' ? ' (permission denied on the socket: run as root or as the socket\'s owner)' : ''}`;
+    : `could not talk to ${where}: ${cause.message}${cause.code === 'EACCES' ? ' (permission denied on the socket: run as root or as a member of the group the daemon gives it, baton lb --api-group)' : ''}`;
   return new BatonApiError({ code: 'API_UNREACHABLE', ...ERRORS.API_UNREACHABLE, detail }, { cause });
 }
 

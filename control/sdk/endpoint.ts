@@ -1,12 +1,14 @@
 /**
  * Where the daemon's API and metrics are, and how a user names them:
- * `--api http://127.0.0.1:7300`, `--api /run/baton/api.sock` (or
- * `unix:/run/baton/api.sock`), or the BATON_API / BATON_TOKEN /
- * BATON_METRICS_URL environment variables.
+ * `--api /run/baton/api.sock` (or `unix:/run/baton/api.sock`, the default),
+ * `--api http://127.0.0.1:7300` (a TCP listener, which needs the token), or
+ * the BATON_API / BATON_TOKEN / BATON_METRICS_URL environment variables.
  */
 
-/** The daemon's default API listener (docs/api.md). */
-export const DEFAULT_API_URL = 'http://127.0.0.1:7300';
+/** The daemon's default API listener, a unix socket (docs/api.md); the daemon's configuration takes it from here. */
+export const DEFAULT_API_SOCKET = '/run/baton/api.sock';
+/** The same as an API address for --api / BATON_API. */
+export const DEFAULT_API = `unix:${DEFAULT_API_SOCKET}`;
 /** The daemon's default metrics listener (docs/api.md). */
 export const DEFAULT_METRICS_URL = 'http://127.0.0.1:9300/metrics';
 
@@ -27,13 +29,13 @@ export function parseEndpoint(s: string): Endpoint {
     try {
       new URL(v);
     } catch {
-      throw new TypeError(`not a valid API URL: ${JSON.stringify(s)} (expected e.g. ${DEFAULT_API_URL} or /run/baton/api.sock)`);
+      throw new TypeError(`not a valid API URL: ${JSON.stringify(s)} (expected e.g. ${DEFAULT_API} or /run/baton/api.sock)`);
     }
     return { url: v.replace(/\/+$/, '') };
   }
   // "127.0.0.1:7300", "[::1]:7300", "localhost:7300": a bare address means http.
   if (/^(\[[^\]]+\]|[A-Za-z0-9.-]+):\d+$/.test(v)) return { url: `http://${v}` };
-  throw new TypeError(`not an API address: ${JSON.stringify(s)} (expected e.g. ${DEFAULT_API_URL}, 127.0.0.1:7300 or /run/baton/api.sock)`);
+  throw new TypeError(`not an API address: ${JSON.stringify(s)} (expected e.g. ${DEFAULT_API}, 127.0.0.1:7300 or /run/baton/api.sock)`);
 }
 
 /** How to show an endpoint in messages. */

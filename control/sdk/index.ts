@@ -6,7 +6,7 @@
  *   catch (e) { if (e instanceof BatonApiError) relayInUserspace(); else throw e; }
  */
 export { createClient, resolveEndpoint, type BatonClient, type ClientOptions, type HandoffOptions } from './client.js';
-export { DEFAULT_API_URL, DEFAULT_METRICS_URL, ENV_API, ENV_METRICS_URL, ENV_TOKEN, parseEndpoint, type Endpoint } from './endpoint.js';
+export { DEFAULT_API, DEFAULT_API_SOCKET, DEFAULT_METRICS_URL, ENV_API, ENV_METRICS_URL, ENV_TOKEN, parseEndpoint, type Endpoint } from './endpoint.js';
 export { BatonApiError } from './errors.js';
 export { handoff, splice, type SpliceOptions } from './splice.js';
 export type * from './types.js';

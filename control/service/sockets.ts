@@ -7,6 +7,12 @@
  *                  getsockname/getpeername compared with the addresses given;
  *                  what does not match is closed at once.
  *
+ * Callers that may not name every process pass a gate (the authorization
+ * rule of control/service/authorize.ts): it runs once the pidfd is open and
+ * before any descriptor is taken, and the pidfd is then checked to be alive,
+ * so what the gate read in /proc was about the process the pidfd names, not
+ * about a later one that reused its pid.
+ *
  * A taken descriptor is a duplicate: closing it never closes the front end's
  * socket. Each one remembers the socket's inode, so it can be closed later
  * only if the number still names that socket (the splicer may have closed
@@ -20,6 +26,7 @@ import { BatonError } from '../errors.js';
 import { SocketError } from '../tcp/errors.js';
 import { SOL_TCP, SYS_pidfd_getfd, SYS_pidfd_open, TCP_ESTABLISHED, TCP_INFO, TCP_STATES } from '../tcp/kernel.js';
 import { fmt, localAddress, remoteAddress } from '../tcp/socket.js';
+import { pidfdAlive } from '../sys/peercred.js';
 import type { Endpoint } from '../tcp/state.js';
 import { sameEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
@@ -105,14 +112,33 @@ function forgetPidfd(pid: number): void {
   libc.close(fd);
 }
 
-/** Our duplicate of descriptor `fd` of process `pid` (pidfd_getfd). */
-function getfd(pid: number, fd: number): number {
+/** Throws to refuse the descriptors of `pid` to this caller (control/service/authorize.ts). */
+export type ProcessGate = (pid: number) => void;
+
+/**
+ * The pidfd of `pid`, passed through `gate`: the gate reads /proc/<pid>
+ * after the pidfd is open, and the pidfd still naming a live process proves
+ * the pid was not reused in between. A cached pidfd of an exited process is
+ * replaced once.
+ */
+function gatedPidfd(pid: number, gate: ProcessGate): number {
   for (let attempt = 0; ; attempt++) {
-    const mine = libc.syscall(SYS_pidfd_getfd, 'int', pidfdOf(pid), 'int', fd, 'unsigned int', 0);
+    const pidfd = pidfdOf(pid);
+    gate(pid);
+    if (pidfdAlive(pidfd)) return pidfd;
+    forgetPidfd(pid);
+    if (attempt > 0) throw new SocketError('pidfd_open', ESRCH, `of pid ${pid}`);
+  }
+}
+
+/** Our duplicate of descriptor `fd` of process `pid` (pidfd_getfd). */
+function getfd(pid: number, fd: number, gate?: ProcessGate): number {
+  for (let attempt = 0; ; attempt++) {
+    const mine = libc.syscall(SYS_pidfd_getfd, 'int', gate ? gatedPidfd(pid, gate) : pidfdOf(pid), 'int', fd, 'unsigned int', 0);
     if (mine >= 0) return mine;
     const e = errno();
     if (e === ESRCH) {
-      forgetPidfd(pid); // that process is gone; the pid may name a new one
+      forgetPidfd(pid); // that process is gone; the pid may name a new one (which a gate checks again)
       if (attempt === 0) continue;
     }
     throw new SocketError('pidfd_getfd', e, `of fd ${fd} of pid ${pid}`);
@@ -120,10 +146,10 @@ function getfd(pid: number, fd: number): number {
 }
 
 /** {pid, fd} -> our descriptor for it, checked to be an established TCP socket. */
-export function takeByDescriptor(pid: number, fd: number, which: string): TakenSocket {
+export function takeByDescriptor(pid: number, fd: number, which: string, gate?: ProcessGate): TakenSocket {
   let mine: number;
   try {
-    mine = getfd(pid, fd);
+    mine = getfd(pid, fd, gate);
   } catch (e) {
     const be = toBatonError(e);
     throw new BatonError(be.code, `the ${which} socket (fd ${fd} of pid ${pid}): ${be.message}`, be.reason, { cause: e });
@@ -150,7 +176,15 @@ export interface AddressQuery {
  * The pid's client socket (local = vip, remote = client) and back-end socket
  * (remote = backend, and local = `local` when given), as our descriptors.
  */
-export async function takeByAddress(pid: number, q: AddressQuery): Promise<{ client: TakenSocket; backend: TakenSocket }> {
+export async function takeByAddress(pid: number, q: AddressQuery, gate?: ProcessGate): Promise<{ client: TakenSocket; backend: TakenSocket }> {
+  // The gate decides before the pid's descriptors are even listed.
+  if (gate) {
+    try {
+      gatedPidfd(pid, gate);
+    } catch (e) {
+      throw toBatonError(e);
+    }
+  }
   let names: string[];
   try {
     names = await readdir(`/proc/${pid}/fd`);
@@ -161,7 +195,7 @@ export async function takeByAddress(pid: number, q: AddressQuery): Promise<{ cli
   }
   let pidfd: number;
   try {
-    pidfd = pidfdOf(pid);
+    pidfd = gate ? gatedPidfd(pid, gate) : pidfdOf(pid);
   } catch (e) {
     throw toBatonError(e);
   }

@@ -9,15 +9,21 @@
  * on any failure the service closes its own. Each handoff is timed from the moment the request was
  * received to the moment the sockets are released, for the metrics.
  *
+ * Every operation is made for a Caller and authorized here, through
+ * control/service/authorize.ts: descriptors only of processes the caller
+ * could ptrace (checked before they are taken), connections only of the
+ * caller's own uid (each record keeps the uid that created it).
+ *
  * The hot path (POST /v1/splices by descriptor) does two pidfd_getfd, a few
  * getsockopt/fstat calls and the splice itself: no map scans, no file reads.
  */
 import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import { BatonError, type ErrorCode } from '../errors.js';
+import { Authorizer, type Caller, connectionDecision, isPrivileged, ownerUidOf, seesConnection } from './authorize.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
-import { release, takeByAddress, takeByDescriptor, type TakenSocket } from './sockets.js';
-import type { SpliceRecord, ConnectionState, SplicerPort } from './splicer-port.js';
+import { type ProcessGate, release, takeByAddress, takeByDescriptor, type TakenSocket } from './sockets.js';
+import type { ConnectionState, SpliceRecord, SplicerPort } from './splicer-port.js';
 import { type SpliceJson, spliceView } from './view.js';
 import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT, MAX_PREFIX_BYTES } from './limits.js';
 
@@ -77,6 +83,8 @@ export interface SpliceServiceOptions {
   notReadyReason?: () => string | undefined;
   /** Connection-table capacity, for the metrics. */
   tableCapacity?: number;
+  /** Reads callers' and targets' credentials (default: /proc). */
+  authorizer?: Authorizer;
 }
 
 const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => typeof r.client === 'object';
@@ -104,6 +112,7 @@ export class SpliceService {
   readonly tableCapacity: number | undefined;
   private readonly observer: HandoffObserver | undefined;
   private readonly notReady: () => string | undefined;
+  readonly authorizer: Authorizer;
   private inFlight = 0;
   private closing = false;
   private idle: (() => void) | undefined;
@@ -113,6 +122,7 @@ export class SpliceService {
     this.observer = opts.observer;
     this.tableCapacity = opts.tableCapacity;
     this.notReady = opts.notReadyReason ?? (() => undefined);
+    this.authorizer = opts.authorizer ?? new Authorizer();
   }
 
   /** Why the service cannot splice right now, or undefined when it can. */
@@ -124,10 +134,10 @@ export class SpliceService {
    * Joins a front end's client and back-end sockets. `receivedAt` is
    * performance.now() when the request arrived (the handoff clock starts there).
    */
-  async splice(req: SpliceRequest, receivedAt = performance.now()): Promise<SpliceJson> {
+  async splice(caller: Caller, req: SpliceRequest, receivedAt = performance.now()): Promise<SpliceJson> {
     return this.timed('splice', receivedAt, async () => {
       const prefix = decodePrefix(req.prefix);
-      const { client, backend } = await this.take(req);
+      const { client, backend } = await this.take(caller, req);
       let rec: SpliceRecord | undefined;
       try {
         if (client.ino === backend.ino && client.dev === backend.dev) {
@@ -136,6 +146,7 @@ export class SpliceService {
         rec = await this.splicer.splice(client.fd, backend.fd, {
           ...(prefix ? { prefix } : {}),
           ...(req.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: req.quiesceTimeoutMs } : {}),
+          ownerUid: ownerUidOf(caller),
         });
       } finally {
         // A splice takes both descriptors over (it closes or holds them, some
@@ -149,16 +160,16 @@ export class SpliceService {
   }
 
   /**
-   * Every item independently, at most BATCH_CONCURRENCY at a time; results
-   * in item order.
+   * Every item independently (each authorized on its own), at most
+   * BATCH_CONCURRENCY at a time; results in item order.
    */
-  async spliceBatch(items: SpliceRequest[], receivedAt = performance.now()): Promise<BatchResult[]> {
+  async spliceBatch(caller: Caller, items: SpliceRequest[], receivedAt = performance.now()): Promise<BatchResult[]> {
     const results = new Array<BatchResult>(items.length);
     let next = 0;
     const worker = async () => {
       while (next < items.length) {
         const at = next++;
-        results[at] = await this.splice(items[at] as SpliceRequest, receivedAt).then(
+        results[at] = await this.splice(caller, items[at] as SpliceRequest, receivedAt).then(
           (splice): BatchResult => ({ ok: true, splice }),
           (e: unknown): BatchResult => ({ ok: false, error: toBatonError(e) }),
         );
@@ -169,11 +180,11 @@ export class SpliceService {
   }
 
   /** Moves the connection's next client bytes to another back end. */
-  async handoff(idText: string, req: HandoffRequest, receivedAt = performance.now()): Promise<SpliceJson> {
+  async handoff(caller: Caller, idText: string, req: HandoffRequest, receivedAt = performance.now()): Promise<SpliceJson> {
     return this.timed('handoff', receivedAt, async () => {
       const id = parseId(idText);
       const backend = parseEndpoint(req.backend, 'backend');
-      const rec = this.record(id);
+      const rec = this.record(caller, id);
       if (backend.family !== rec.family) {
         throw new BatonError('SPLICE_REFUSED', `connection ${id} is IPv${rec.family}; the new back end ${req.backend} must be IPv${rec.family} too`, 'family_mismatch');
       }
@@ -182,13 +193,14 @@ export class SpliceService {
     });
   }
 
-  get(idText: string): SpliceJson {
-    return this.view(this.record(parseId(idText)));
+  get(caller: Caller, idText: string): SpliceJson {
+    return this.view(this.record(caller, parseId(idText)));
   }
 
   /** Resets both ends and removes the connection. */
-  async abort(idText: string): Promise<void> {
+  async abort(caller: Caller, idText: string): Promise<void> {
     const id = parseId(idText);
+    this.record(caller, id);
     let found: boolean;
     try {
       found = await this.splicer.abort(id);
@@ -198,8 +210,13 @@ export class SpliceService {
     if (!found) throw notFound(id);
   }
 
-  /** Connections ordered by id, after `cursor`, filtered; `next` is the cursor of the following page. */
-  list(q: ListQuery = {}): { items: SpliceJson[]; next: string | null } {
+  /**
+   * Connections ordered by id, after `cursor`, filtered; `next` is the
+   * cursor of the following page. A caller sees only its own uid's
+   * connections (privileged callers all).
+   */
+  list(caller: Caller, q: ListQuery = {}): { items: SpliceJson[]; next: string | null } {
+    const everyone = isPrivileged(caller);
     const limit = q.limit ?? DEFAULT_LIST_LIMIT;
     const after = q.cursor === undefined ? -1n : parseId(q.cursor);
     const backend = q.backend === undefined ? undefined : formatEndpoint(parseEndpoint(q.backend, 'backend'));
@@ -219,7 +236,7 @@ export class SpliceService {
     let i = 0;
     for (; i < ids.length && items.length < limit; i++) {
       const rec = this.splicer.records.get(ids[i] as bigint);
-      if (!rec) continue;
+      if (!rec || (!everyone && !seesConnection(caller, rec.ownerUid))) continue;
       const v = spliceView(rec, this.splicer.status(rec.id), now);
       if (q.state && v.state !== q.state) continue;
       if (backend && v.handoffs.at(-1)?.backend !== backend) continue;
@@ -253,9 +270,12 @@ export class SpliceService {
     await new Promise<void>((resolve) => (this.idle = resolve));
   }
 
-  private record(id: bigint): SpliceRecord {
+  /** The record of connection `id`, if it exists and `caller` may act on it. */
+  private record(caller: Caller, id: bigint): SpliceRecord {
     const rec = this.splicer.records.get(id);
     if (!rec) throw notFound(id);
+    const refusal = connectionDecision(caller, id, rec.ownerUid);
+    if (refusal) throw refusal;
     return rec;
   }
 
@@ -263,11 +283,13 @@ export class SpliceService {
     return spliceView(rec, this.splicer.status(rec.id), process.hrtime.bigint());
   }
 
-  private async take(req: SpliceRequest): Promise<{ client: TakenSocket; backend: TakenSocket }> {
+  private async take(caller: Caller, req: SpliceRequest): Promise<{ client: TakenSocket; backend: TakenSocket }> {
+    // Privileged callers skip the gate: no /proc read on their hot path.
+    const gate: ProcessGate | undefined = isPrivileged(caller) ? undefined : (pid) => this.authorizer.checkProcess(caller, pid);
     if (isByDescriptor(req)) {
-      const client = takeByDescriptor(req.client.pid, req.client.fd, 'client');
+      const client = takeByDescriptor(req.client.pid, req.client.fd, 'client', gate);
       try {
-        return { client, backend: takeByDescriptor(req.backend.pid, req.backend.fd, 'back-end') };
+        return { client, backend: takeByDescriptor(req.backend.pid, req.backend.fd, 'back-end', gate) };
       } catch (e) {
         release(client);
         throw e;
@@ -279,7 +301,7 @@ export class SpliceService {
       backend: parseEndpoint(req.backend, 'backend'),
       ...(req.local !== undefined ? { local: parseEndpoint(req.local, 'local') } : {}),
     };
-    return takeByAddress(req.pid, q);
+    return takeByAddress(req.pid, q, gate);
   }
 
   private async timed<T>(mode: HandoffMode, receivedAt: number, op: () => Promise<T>): Promise<T> {

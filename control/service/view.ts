@@ -34,6 +34,7 @@ export interface SpliceJson {
   createdAt: string;
   durationUs: number | null;
   recovered: boolean;
+  ownerUid: number;
   handoffs: HandoffJson[];
   traffic: { toBackend: TrafficJson; toClient: TrafficJson };
 }
@@ -66,6 +67,7 @@ export function spliceView(rec: SpliceRecord, status: ConnectionStatus | undefin
     createdAt: new Date(rec.createdAt).toISOString(),
     durationUs: totalMs === undefined ? null : Math.round(totalMs * 1000),
     recovered: rec.recovered,
+    ownerUid: rec.ownerUid,
     handoffs: rec.handoffs.map((h) => ({
       index: h.index,
       backend: formatEndpoint(h.backend),

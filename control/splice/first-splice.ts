@@ -110,6 +110,7 @@ export async function firstSplice(
       ...(netns === undefined ? {} : { netns }),
       createdAt: now,
       recovered: false,
+      ownerUid: opts.ownerUid ?? 0,
       timings: { quiesceMs: tq - t0, captureMs: capturedAt - tq, installMs: 0, totalMs: 0 },
     };
     // 5. Forward, one update per direction (each atomic for readers). From

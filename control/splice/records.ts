@@ -13,6 +13,8 @@ export interface SpliceOptions {
   quiesceTimeoutMs?: number;
   /** Client bytes the front end has read but not forwarded (typically the request). */
   prefix?: Buffer;
+  /** uid of whoever asked for the splice (default 0, root). */
+  ownerUid?: number;
 }
 
 export interface HandoffOptions {
@@ -62,6 +64,12 @@ export interface SpliceRecord {
   createdAt: number;
   /** Rebuilt from the pinned table after a restart: legs unknown. */
   recovered: boolean;
+  /**
+   * uid that created the connection: only it (and root) may see and act on
+   * it (control/service/authorize.ts). Adopted records get 0 until the
+   * daemon restores the owners it saved (control/daemon/owners.ts).
+   */
+  ownerUid: number;
   /**
    * Phases of the first splice (ms): waiting for quiet sockets, capturing
    * them, installing the entries; total is request to sockets released (the

@@ -68,6 +68,7 @@ export function recoverFromTable(ctx: SpliceContext, opts: { netns?: number } = 
       ...(opts.netns === undefined ? {} : { netns: opts.netns }),
       createdAt: now,
       recovered: true,
+      ownerUid: 0,
       timings: { quiesceMs: 0, captureMs: 0, installMs: 0, totalMs: 0 },
     });
   }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { checkRunnable, configHelp, loadConfig, OPTIONS, parseDuration, parseListen } from '../../control/daemon/config.js';
+import { checkApiAuth, checkRunnable, configHelp, loadConfig, OPTIONS, parseDuration, parseListen } from '../../control/daemon/config.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../../control/datapath/datapath.js';
 import { BatonError } from '../../control/errors.js';
 import { SWEEPER_DEFAULTS } from '../../control/splice/sweeper.js';
@@ -28,9 +28,11 @@ function rejects(fn: () => unknown, re: RegExp): void {
 describe('daemon configuration', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('defaults: loopback API and metrics, bpffs pin dir, the datapath\'s table capacity', () => {
+  test('defaults: API on the unix socket, loopback metrics, bpffs pin dir, the datapath\'s table capacity', () => {
     const c = loadConfig([], {});
-    assert.deepEqual(c.api, { host: '127.0.0.1', port: 7300 });
+    assert.deepEqual(c.api, { path: '/run/baton/api.sock' });
+    assert.equal(c.apiGroup, undefined);
+    assert.equal(c.insecureNoAuth, false);
     assert.deepEqual(c.metrics, { host: '127.0.0.1', port: 9300 });
     assert.equal(c.pinDir, '/sys/fs/bpf/baton');
     assert.equal(c.tableCapacity, DEFAULT_FLOWS_CAPACITY);
@@ -86,6 +88,31 @@ describe('daemon configuration', () => {
       assert.ok(help.includes(`--${o.flag}`), `--${o.flag} in help`);
       assert.ok(help.includes(o.env), `${o.env} in help`);
     }
-    assert.match(help, /default: 127\.0\.0\.1:7300/);
+    assert.match(help, /default: unix:\/run\/baton\/api\.sock/);
+    assert.match(help, /--insecure-no-auth\n/, 'a flag without a value');
+  });
+
+  test('a TCP API needs a token: refused at validation, with what to do', () => {
+    const tcp = (argv: string[], env: NodeJS.ProcessEnv = {}) => loadConfig(['-i', 'eth0', '--api', '127.0.0.1:7300', ...argv], env);
+    rejects(() => checkRunnable(tcp([])), /TCP 127\.0\.0\.1:7300 without a token.*BATON_TOKEN.*--token.*unix:\/run\/baton\/api\.sock.*--insecure-no-auth/);
+    rejects(() => checkRunnable(loadConfig(['-i', 'eth0', '--api', '[::1]:7300'], {})), /TCP \[::1\]:7300 without a token/);
+    assert.doesNotThrow(() => checkRunnable(tcp(['--token', 'a-token-of-16-chars'])));
+    assert.doesNotThrow(() => checkRunnable(tcp([], { BATON_TOKEN: 'a-token-of-16-chars' })));
+    assert.doesNotThrow(() => checkRunnable(tcp(['--insecure-no-auth'])), 'labs may, explicitly');
+    assert.equal(tcp([], { BATON_INSECURE_NO_AUTH: 'true' }).insecureNoAuth, true);
+    assert.equal(loadConfig(['--config', file('insecure.json', { insecureNoAuth: true })], {}).insecureNoAuth, true);
+    rejects(() => loadConfig([], { BATON_INSECURE_NO_AUTH: 'maybe' }), /BATON_INSECURE_NO_AUTH: "maybe": expected true or false/);
+    rejects(() => loadConfig(['--config', file('insecure-str.json', { insecureNoAuth: 'yes' })], {}), /"insecureNoAuth": expected true or false/);
+    rejects(() => checkRunnable(tcp(['--insecure-no-auth', '--token', 'a-token-of-16-chars'])), /contradict/);
+    rejects(() => checkRunnable(loadConfig(['-i', 'eth0', '--insecure-no-auth'], {})), /applies to a TCP --api only/);
+    rejects(() => checkRunnable(tcp(['--token', 'a-token-of-16-chars', '--api-group', 'baton'])), /--api-group applies to a unix socket API/);
+    assert.throws(() => checkApiAuth(tcp([])), (err: unknown) => err instanceof BatonError && err.reason === 'tcp_without_token', 'a stable reason');
+    assert.doesNotThrow(() => checkRunnable(loadConfig(['-i', 'eth0'], {})), 'the default unix socket needs no token');
+  });
+
+  test('--api-group: a group name or a numeric gid', () => {
+    assert.equal(loadConfig(['--api-group', 'baton'], {}).apiGroup, 'baton');
+    assert.equal(loadConfig([], { BATON_API_GROUP: '998' }).apiGroup, '998');
+    rejects(() => loadConfig(['--api-group', 'no such'], {}), /--api-group.*group name or a numeric gid/);
   });
 });

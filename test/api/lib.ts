@@ -9,7 +9,8 @@ import net from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import type { FlowKey, Handoff, Xlate } from '../../control/datapath/abi.js';
 import { ERRORS, type ErrorCode } from '../../control/errors.js';
-import type { SpliceRecord, SplicerPort, ConnectionStatus } from '../../control/service/splicer-port.js';
+import type { ConnectionStatus, SpliceRecord, SplicerPort } from '../../control/service/splicer-port.js';
+import type { SpliceOptions } from '../../control/splice/splicer.js';
 
 type Handle = { _handle?: { fd?: number } };
 export const fdOf = (s: net.Socket | net.Server): number => {
@@ -64,7 +65,7 @@ export async function tcpPair(host = '127.0.0.1', server?: net.Server): Promise<
 const ZERO_X: Xlate = { out: { src: '198.18.2.1', dst: '198.18.2.2', sport: 40000, dport: 80 }, seqDelta: 1, ackDelta: 2, tsvalDelta: 3, tsecrDelta: 4, wscaleIn: 7, wscaleOut: 7, timestamps: true };
 
 /** A record as the splicer makes one, for tests of listing and views. */
-export function fakeRecord(id: bigint, opts: { client?: string; backend?: string; recovered?: boolean; handoffs?: number } = {}): SpliceRecord {
+export function fakeRecord(id: bigint, opts: { client?: string; backend?: string; recovered?: boolean; handoffs?: number; ownerUid?: number } = {}): SpliceRecord {
   const clientIp = opts.client ?? '198.18.1.1';
   const backendIp = opts.backend ?? '198.18.2.2';
   const clientKey: FlowKey = { src: clientIp, dst: '198.19.0.1', sport: 40000 + Number(id % 20000n), dport: 80 };
@@ -93,6 +94,7 @@ export function fakeRecord(id: bigint, opts: { client?: string; backend?: string
     capturedAt: performance.now(),
     createdAt: Date.UTC(2026, 0, 2, 3, 4, 5),
     recovered: opts.recovered ?? false,
+    ownerUid: opts.ownerUid ?? 0,
     timings: { quiesceMs: 0.1, captureMs: 0.05, installMs: 0.05, totalMs: 0.25 },
   };
 }
@@ -107,7 +109,7 @@ export class StubSplicer implements SplicerPort {
   readonly records = new Map<bigint, SpliceRecord>();
   readonly states = new Map<bigint, ConnectionStatus>();
   readonly calls: string[] = [];
-  spliceImpl: (clientFd: number, backendFd: number) => Promise<SpliceRecord> = async () => {
+  spliceImpl: (clientFd: number, backendFd: number, opts: SpliceOptions) => Promise<SpliceRecord> = async () => {
     throw new Error('StubSplicer.splice not set');
   };
   handoffImpl: (id: bigint) => Promise<SpliceRecord> = async (id) => this.records.get(id) as SpliceRecord;
@@ -119,9 +121,9 @@ export class StubSplicer implements SplicerPort {
   }
 
   /** Like the splicer, a successful splice takes both descriptors over (here: closes them). */
-  async splice(clientFd: number, backendFd: number): Promise<SpliceRecord> {
+  async splice(clientFd: number, backendFd: number, opts: SpliceOptions = {}): Promise<SpliceRecord> {
     this.calls.push(`splice ${clientFd} ${backendFd}`);
-    const rec = await this.spliceImpl(clientFd, backendFd);
+    const rec = await this.spliceImpl(clientFd, backendFd, opts);
     closeSync(clientFd);
     closeSync(backendFd);
     return rec;

@@ -66,7 +66,7 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
     metrics = new BatonMetrics({ counters: () => dp.readCountersByDirection(), tableCapacity: 64 });
     service = new SpliceService({ splicer: stub, observer: metrics, tableCapacity: 64 });
     metrics.watch(service);
-    app = await buildApi({ service, observer: metrics });
+    app = await buildApi({ service, observer: metrics, insecureNoAuth: true }); // inject() is TCP-like: no token, so lab mode
     server = await serveMetrics(metrics, { host: '127.0.0.1', port: 0 });
   });
   after(async () => {

@@ -44,7 +44,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   before(async () => {
     dp = await Datapath.load({ flowsCapacity: 2 });
     const service = new SpliceService({ splicer: new Splicer(dp, createSocketOps()), tableCapacity: 2 });
-    app = await buildApi({ service });
+    app = await buildApi({ service, insecureNoAuth: true }); // inject() is TCP-like: no token, so lab mode
   });
   // Fresh connections for every test: a failed assertion must not leave the next test a socket in repair mode.
   beforeEach(async () => {

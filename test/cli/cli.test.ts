@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DEFAULT_PIN_DIR } from '../../control/doctor/index.js';
-import { DEFAULT_API_URL, DEFAULT_METRICS_URL } from '../../control/sdk/endpoint.js';
+import { DEFAULT_API, DEFAULT_API_SOCKET, DEFAULT_METRICS_URL, parseEndpoint } from '../../control/sdk/endpoint.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import { createTestbed, starTopology, type Testbed } from '../lib/testbed.js';
 import { spliceBody } from '../sdk/stand-in-api.js';
@@ -92,9 +92,9 @@ describe('baton CLI without a daemon', () => {
 
   test('defaults match the daemon configuration they mirror', async () => {
     const { OPTIONS } = await import('../../control/daemon/config.js');
-    const api = OPTIONS.api.default as { host: string; port: number };
     const metrics = OPTIONS.metrics.default as { host: string; port: number };
-    assert.equal(DEFAULT_API_URL, `http://${api.host}:${api.port}`);
+    assert.deepEqual(OPTIONS.api.default, { path: DEFAULT_API_SOCKET }, 'the daemon listens on the unix socket by default');
+    assert.deepEqual(parseEndpoint(DEFAULT_API), { socketPath: DEFAULT_API_SOCKET }, 'and the CLI talks to it by default');
     assert.equal(DEFAULT_METRICS_URL, `http://${metrics.host}:${metrics.port}/metrics`);
     assert.equal(DEFAULT_PIN_DIR, OPTIONS.pinDir.default);
   });

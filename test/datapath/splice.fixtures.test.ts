@@ -13,6 +13,7 @@
  * left as it came.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { BpfError, BpfObject, runSyscallProgram } from '../../control/bpf/index.js';
 import {
@@ -406,6 +407,14 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         name: 'back-end FIN is forwarded and translated',
         input: inp({ ...b2c, seq: 900_038, ack: 70_034, flags: 'FA', win: 2000, opts: ts(3_000_040, 200_090) }),
         output: fwd({ ...b2cOut, seq: 500_038, ack: 10_034, flags: 'FA', win: 31, opts: ts(3_000_040 + B_TSVAL, 200_090 + B_TSECR) }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      },
+      {
+        // The client's rcv_nxt is now past the back end's FIN: the RSTs below are exact (rst_verdict).
+        name: 'client ACK of the back end\'s FIN',
+        input: inp({ ...c2b, seq: 10_034, ack: 500_039 }),
+        output: fwd({ ...c2bOut, seq: 70_034, ack: 900_039, win: 32_000 }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -1195,6 +1204,229 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       run({ name: 'client SYN|ACK on a live entry', input: inp({ ...ck(LIVE2), seq: 3000, ack: 7000, flags: 'SA' }), output: fwd({ ...out, seq: 103_000, ack: 207_000, flags: 'SA' }), verdict: 'REDIRECT', reason: 'redirect' });
       run({ name: 'client data on a live entry', input: inp({ ...ck(LIVE2), seq: 3000, ack: 7000, flags: 'PA', payload: REQ }), output: fwd({ ...out, seq: 103_000, ack: 207_000, flags: 'PA', payload: REQ }), verdict: 'REDIRECT', reason: 'redirect' });
       assert.equal(dp.flow(ck(LIVE2)).state, FlowState.FORWARD);
+    });
+  });
+
+  // ================================================================ what the tracks record
+  describe('tracks record only what was forwarded, and a RST only when exact', () => {
+    /*
+     * Every connection here: client 198.18.0.10:<port> -> VIP:80, leg 2
+     * LB:<port+10000> <-> <back end>:8080, handoff seqStart 1000, ackFloor
+     * 4000. Client -> back end: seq +100_000, ack +200_000; back end ->
+     * client: seq -200_000, ack -100_000. Window scales 0, so the largest
+     * window either side can advertise (the RST window) is 65_535.
+     * Tracks are in client sequence space.
+     */
+    const TO_BE = { seqDelta: 100_000, ackDelta: 200_000 };
+    const TO_C = { seqDelta: TWO32 - 200_000, ackDelta: TWO32 - 100_000 };
+    const ck = (port: number): FlowKey => ({ src: CLIENT, dst: VIP, sport: port, dport: 80 });
+    const bk = (port: number, be = BE1): FlowKey => ({ src: be, dst: LB, sport: 8080, dport: port + 10_000 });
+    const toBe = (port: number, be = BE1) => ({ src: LB, dst: be, sport: port + 10_000, dport: 8080 });
+    const toC = (port: number, client = CLIENT) => ({ src: VIP, dst: client, sport: 80, dport: port });
+    const track = (t: Partial<Track>): Track => ({ packets: 5n, bytes: 500n, lastNs: 1n, seqEnd: 0, ackMax: 0, finSeq: 0, flags: 0, ...t });
+    /** Live: the client sent up to 3000 and acknowledged 7000; the back end sent up to 7000 and acknowledged 3000. */
+    const live = (): [Track, Track] => [track({ flags: TRACK_F_SEEN, seqEnd: 3000, ackMax: 7000 }), track({ flags: TRACK_F_SEEN, seqEnd: 7000, ackMax: 3000 })];
+    interface Conn {
+      tracks?: [Track | undefined, Track | undefined];
+      state?: Flow['state'];
+      be?: string;
+      client?: string;
+      backend?: boolean;
+      handoffs?: boolean;
+    }
+    function conn(id: bigint, port: number, o: Conn = {}): Array<[FlowKey, Flow]> {
+      const [c, b] = o.tracks ?? [undefined, undefined];
+      const state = o.state ?? FlowState.FORWARD;
+      const handoffs = o.handoffs === false ? [] : [{ seqStart: 1000, ackFloor: 4000, x: xlate(toBe(port, o.be), TO_BE) }];
+      const out: Array<[FlowKey, Flow]> = [[ck(port), { connId: id, state, kind: FlowKind.CLIENT, handoffs, ...(c ? { track: c } : {}) }]];
+      if (o.backend !== false) {
+        const x = xlate(toC(port, o.client), TO_C);
+        out.push([bk(port, o.be), { connId: id, state: state === FlowState.HOLD ? FlowState.FORWARD : state, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x }], ...(b ? { track: b } : {}) }]);
+      }
+      return out;
+    }
+    const TRACKED = 40500; // live, for drops, RSTs and forwarded segments both ways
+    const FRESH = 40501; // spliced a moment ago: no segment seen either way
+    const ALONE = 40502; // live client entry whose back-end entry is gone
+    const BLACKHOLE = 40503; // both directions translate to blackholed addresses
+    const VIA_STACK = 40504; // the back end's neighbour is not resolved
+    const HELD = 40505; // client entry in HOLD
+    const BLOCKED = 40506; // both entries in BLOCK
+    const NO_HANDOFF = 40507; // client entry with an empty handoff list
+    const BH_BE = '198.18.9.9';
+    const BH_CLIENT = '198.18.9.10';
+    const UNRESOLVED_BE = '198.18.9.20';
+    const dp = datapath(() => [
+      ...conn(70n, TRACKED, { tracks: live() }),
+      ...conn(71n, FRESH),
+      ...conn(72n, ALONE, { tracks: live(), backend: false }),
+      ...conn(73n, BLACKHOLE, { tracks: live(), be: BH_BE, client: BH_CLIENT }),
+      ...conn(74n, VIA_STACK, { tracks: live(), be: UNRESOLVED_BE }),
+      ...conn(75n, HELD, { tracks: live(), state: FlowState.HOLD }),
+      ...conn(76n, BLOCKED, { tracks: live(), state: FlowState.BLOCK }),
+      ...conn(77n, NO_HANDOFF, { tracks: live(), handoffs: false, backend: false }),
+      ...conn(78n, ALONE + 100, { tracks: live() }),
+    ]);
+    before(() => {
+      // Routes only this block uses, in the fixture namespace: the blackholed
+      // addresses, and one on-link address without a neighbour entry.
+      const ip = (...args: string[]) => execFileSync('ip', ['-n', ns.name, ...args]);
+      ip('route', 'add', 'blackhole', `${BH_BE}/32`);
+      ip('route', 'add', 'blackhole', `${BH_CLIENT}/32`);
+      ip('route', 'add', `${UNRESOLVED_BE}/32`, 'dev', FX.dev);
+    });
+    const run = (f: Fixture) => runFixture(dp.obj(), ns, f);
+    const trackOf = (k: FlowKey) => dp.flow(k).track;
+    /** Runs f and asserts that it left the entry's track exactly as it was. */
+    const unchanged = (k: FlowKey, f: Fixture) => {
+      const before = trackOf(k);
+      run(f);
+      assert.deepEqual(trackOf(k), before, `${f.name}: track unchanged`);
+    };
+    /** Runs f (one forwarded frame) and asserts the track moved by exactly `moved` (lastNs aside). */
+    const advanced = (k: FlowKey, f: Fixture, moved: Partial<Track>) => {
+      const before = trackOf(k);
+      const out = run(f);
+      const after = trackOf(k);
+      assert.deepEqual({ ...after, lastNs: 0n }, { ...before, packets: before.packets + 1n, bytes: before.bytes + BigInt(out.length), ...moved, lastNs: 0n }, `${f.name}: track`);
+      assert.ok(after.lastNs >= before.lastNs, `${f.name}: lastNs`);
+    };
+    const badSack: TcpOption[] = [NOP, NOP, { kind: 'raw', type: 5, data: Buffer.alloc(10, 1) }];
+    const c2b = (port: number, s: Omit<Seg, 'src' | 'dst' | 'sport' | 'dport'>) => inp({ ...ck(port), ...s });
+    const b2c = (port: number, s: Omit<Seg, 'src' | 'dst' | 'sport' | 'dport'>, be = BE1) => inp({ ...bk(port, be), ...s });
+
+    // ---- dropped: the track stays as it was
+    test('client data + FIN with malformed options: dropped (bad_tcp_options), track unchanged', () => {
+      unchanged(ck(TRACKED), { name: 'bad options c->b', input: c2b(TRACKED, { seq: 3000, ack: 7000, flags: 'FPA', opts: badSack, payload: REQ }), verdict: 'DROP', reason: 'bad_tcp_options' });
+    });
+    test('back-end data + FIN with malformed options: dropped (bad_tcp_options), track unchanged', () => {
+      unchanged(bk(TRACKED), { name: 'bad options b->c', input: b2c(TRACKED, { seq: 207_000, ack: 103_000, flags: 'FPA', opts: badSack, payload: RESP }), verdict: 'DROP', reason: 'bad_tcp_options' });
+    });
+    test('client data + FIN toward a blackholed back end: dropped (fib_blackhole), track unchanged', () => {
+      unchanged(ck(BLACKHOLE), {
+        name: 'blackhole c->b',
+        input: c2b(BLACKHOLE, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }),
+        // Rewritten before the FIB said no; the frame goes nowhere.
+        output: spec({ ...toBe(BLACKHOLE, BH_BE), seq: 103_000, ack: 207_000, flags: 'FPA', payload: REQ }, IN_ETH),
+        verdict: 'DROP',
+        reason: 'fib_blackhole',
+      });
+    });
+    test('back-end data + FIN toward a blackholed client: dropped (fib_blackhole), track unchanged', () => {
+      unchanged(bk(BLACKHOLE, BH_BE), {
+        name: 'blackhole b->c',
+        input: b2c(BLACKHOLE, { seq: 207_000, ack: 103_000, flags: 'FPA', payload: RESP }, BH_BE),
+        output: spec({ ...toC(BLACKHOLE, BH_CLIENT), seq: 7000, ack: 3000, flags: 'FPA', payload: RESP }, IN_ETH),
+        verdict: 'DROP',
+        reason: 'fib_blackhole',
+      });
+    });
+    test('held client data + FIN: dropped (held), track unchanged', () => {
+      unchanged(ck(HELD), { name: 'held data', input: c2b(HELD, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), verdict: 'DROP', reason: 'held' });
+    });
+    test('blocked data and FIN both ways, and a blocked pure ACK passed to the LB socket: tracks unchanged', () => {
+      unchanged(ck(BLOCKED), { name: 'blocked c->b', input: c2b(BLOCKED, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), verdict: 'DROP', reason: 'blocked' });
+      unchanged(bk(BLOCKED), { name: 'blocked b->c', input: b2c(BLOCKED, { seq: 207_000, ack: 103_000, flags: 'FPA', payload: RESP }), verdict: 'DROP', reason: 'blocked' });
+      // The LB's socket takes it, not the entry: the splice has not begun forwarding.
+      unchanged(ck(BLOCKED), { name: 'blocked pure ACK', input: c2b(BLOCKED, { seq: 3000, ack: 7000 }), verdict: 'PASS', reason: 'blocked_ack' });
+    });
+    test('a client entry without handoffs: dropped (no_handoff), track unchanged', () => {
+      unchanged(ck(NO_HANDOFF), { name: 'no handoff', input: c2b(NO_HANDOFF, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), verdict: 'DROP', reason: 'no_handoff' });
+    });
+
+    // ---- RSTs outside the receiver's window: dropped untouched, not recorded
+    test('client RST below the back end\'s last ACK (2999 < 3000): dropped (rst_out_of_window), not recorded', () => {
+      unchanged(ck(TRACKED), { name: 'client RST below', input: c2b(TRACKED, { seq: 2999, flags: 'R', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
+    });
+    test('client RST past the back end\'s largest window (3000 + 65_536): dropped (rst_out_of_window), not recorded', () => {
+      unchanged(ck(TRACKED), { name: 'client RST past', input: c2b(TRACKED, { seq: 68_536, flags: 'R', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
+    });
+    test('back-end RST below and past the client\'s window: dropped (rst_out_of_window), not recorded', () => {
+      // Client space 6999 and 7000 + 65_536, +200_000 in the back end's.
+      unchanged(bk(TRACKED), { name: 'back-end RST below', input: b2c(TRACKED, { seq: 206_999, flags: 'R', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
+      unchanged(bk(TRACKED), { name: 'back-end RST past', input: b2c(TRACKED, { seq: 272_536, ack: 103_000, flags: 'RA', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
+    });
+
+    // ---- RSTs inside the window but not exact: forwarded (the receiver answers with a challenge ACK), not recorded
+    test('client RST inside the back end\'s window, not at its rcv_nxt: forwarded, counted, no RST flag, no sequence number moved', () => {
+      advanced(ck(TRACKED), { name: 'client RST in window', input: c2b(TRACKED, { seq: 3100, flags: 'R', win: 0 }), output: fwd({ ...toBe(TRACKED), seq: 103_100, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+      // The window's last number (3000 + 65_535) is still inside.
+      advanced(ck(TRACKED), { name: 'client RST at the window edge', input: c2b(TRACKED, { seq: 68_535, flags: 'R', win: 0 }), output: fwd({ ...toBe(TRACKED), seq: 168_535, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+    });
+    test('back-end RST inside the client\'s window, not at its rcv_nxt: forwarded, not recorded', () => {
+      advanced(bk(TRACKED), { name: 'back-end RST in window', input: b2c(TRACKED, { seq: 207_001, ack: 103_000, flags: 'RA', win: 0 }), output: fwd({ ...toC(TRACKED), seq: 7001, ack: 3000, flags: 'RA', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+    });
+
+    // ---- forwarded: the track advances
+    test('forwarded client data + FIN advances the client track (seq_end 3029, FIN at 3028)', () => {
+      advanced(
+        ck(TRACKED),
+        { name: 'client request + FIN', input: c2b(TRACKED, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), output: fwd({ ...toBe(TRACKED), seq: 103_000, ack: 207_000, flags: 'FPA', payload: REQ }), verdict: 'REDIRECT', reason: 'redirect' },
+        { seqEnd: 3029, finSeq: 3028, flags: TRACK_F_SEEN | TRACK_F_FIN },
+      );
+    });
+    test('forwarded back-end data advances the back-end track (seq_end 7038, ack 3029)', () => {
+      advanced(
+        bk(TRACKED),
+        { name: 'back-end response', input: b2c(TRACKED, { seq: 207_000, ack: 103_029, flags: 'PA', payload: RESP }), output: fwd({ ...toC(TRACKED), seq: 7000, ack: 3029, flags: 'PA', payload: RESP }), verdict: 'REDIRECT', reason: 'redirect' },
+        { seqEnd: 7038, ackMax: 3029 },
+      );
+    });
+    test('a frame the stack forwards (neighbour unresolved, via_stack) is tracked', () => {
+      advanced(
+        ck(VIA_STACK),
+        {
+          name: 'via the stack',
+          input: c2b(VIA_STACK, { seq: 3000, ack: 7000, flags: 'PA', payload: REQ }),
+          output: spec({ ...toBe(VIA_STACK, UNRESOLVED_BE), seq: 103_000, ack: 207_000, flags: 'PA', payload: REQ }, IN_ETH),
+          verdict: 'PASS',
+          reason: 'via_stack',
+        },
+        { seqEnd: 3028 },
+      );
+    });
+    test('a held client\'s pure ACK is forwarded and tracked', () => {
+      advanced(ck(HELD), { name: 'held pure ACK', input: c2b(HELD, { seq: 3000, ack: 7010 }), output: fwd({ ...toBe(HELD), seq: 103_000, ack: 207_010 }), verdict: 'REDIRECT', reason: 'redirect' }, { ackMax: 7010 });
+    });
+
+    // ---- exact RSTs: forwarded and recorded
+    test('client RST at the back end\'s last ACK (3029): forwarded and recorded', () => {
+      advanced(ck(TRACKED), { name: 'client RST exact', input: c2b(TRACKED, { seq: 3029, flags: 'R', win: 0 }), output: fwd({ ...toBe(TRACKED), seq: 103_029, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {
+        flags: TRACK_F_SEEN | TRACK_F_FIN | TRACK_F_RST,
+      });
+    });
+    test('back-end RST at the client\'s last ACK: forwarded and recorded', () => {
+      // The client acknowledges the response (7038) first; the RST at 207_038 is then exact.
+      run({ name: 'client ACK', input: c2b(TRACKED, { seq: 3029, ack: 7038 }), output: fwd({ ...toBe(TRACKED), seq: 103_029, ack: 207_038 }), verdict: 'REDIRECT', reason: 'redirect' });
+      advanced(bk(TRACKED), { name: 'back-end RST exact', input: b2c(TRACKED, { seq: 207_038, flags: 'R', win: 0 }), output: fwd({ ...toC(TRACKED), seq: 7038, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {
+        flags: TRACK_F_SEEN | TRACK_F_RST,
+      });
+    });
+    test('right after a splice (nothing seen back yet), a RST is judged by where the receiver\'s stream began', () => {
+      // Client RST: the back end's stream of client bytes began at seqStart 1000.
+      advanced(ck(FRESH), { name: 'fresh client RST inexact', input: c2b(FRESH, { seq: 1500, flags: 'R', win: 0 }), output: fwd({ ...toBe(FRESH), seq: 101_500, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+      unchanged(ck(FRESH), { name: 'fresh client RST below', input: c2b(FRESH, { seq: 999, flags: 'R', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
+      advanced(ck(FRESH), { name: 'fresh client RST exact', input: c2b(FRESH, { seq: 1000, flags: 'R', win: 0 }), output: fwd({ ...toBe(FRESH), seq: 101_000, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {
+        flags: TRACK_F_RST,
+      });
+      // Back-end RST: the client's stream of back-end bytes began at ackFloor 4000 (client space; 204_000 in the back end's).
+      advanced(bk(FRESH), { name: 'fresh back-end RST inexact', input: b2c(FRESH, { seq: 204_001, flags: 'R', win: 0 }), output: fwd({ ...toC(FRESH), seq: 4001, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+      advanced(bk(FRESH), { name: 'fresh back-end RST exact', input: b2c(FRESH, { seq: 204_000, flags: 'R', win: 0 }), output: fwd({ ...toC(FRESH), seq: 4000, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {
+        flags: TRACK_F_RST,
+      });
+    });
+    test('without the other direction\'s entry nothing says where the receiver stands: forwarded, not recorded', () => {
+      advanced(ck(ALONE), { name: 'RST, no back-end entry', input: c2b(ALONE, { seq: 3000, flags: 'R', win: 0 }), output: fwd({ ...toBe(ALONE), seq: 103_000, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+    });
+    test('an unrecorded RST leaves a live connection live: a SYN on it draws a challenge ACK, not the stack', () => {
+      // TRACKED-like, but fresh: a blind in-window RST first, then the SYN of a reused port.
+      run({ name: 'blind RST in window', input: c2b(ALONE + 100, { seq: 3100, flags: 'R', win: 0 }), output: fwd({ ...toBe(ALONE + 100), seq: 103_100, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' });
+      run({ name: 'SYN after it', input: c2b(ALONE + 100, { seq: 900_000_000, flags: 'S', win: 64_240, opts: [{ kind: 'mss', value: 1460 }] }), verdict: 'TX', reason: 'syn_challenge_ack', output: {
+        eth: { src: IN_ETH.dst, dst: IN_ETH.src },
+        ip: { version: 4, src: VIP, dst: CLIENT, id: 0, df: true, ttl: 64 },
+        // seq: the client's last ACK 7000 - 1; ack: the back end's last ACK 3000.
+        tcp: { sport: 80, dport: ALONE + 100, seq: 6999, ack: 3000, flags: 'A', window: 0, options: [] },
+      } });
     });
   });
 

@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define BATON_ABI_VERSION 4
+#define BATON_ABI_VERSION 5
 
 /* Handoffs one client connection can hold (source document 000, claim 2). */
 #define BATON_MAX_HANDOFFS 8
@@ -66,14 +66,16 @@ struct baton_handoff {
 	struct baton_xlate x;
 };
 
-/* What the datapath saw of one direction, in client sequence space.
- * Userspace reads it to decide quiescence, FIN/RST and idleness. */
+/* What the datapath forwarded of one direction, in client sequence space:
+ * segments it dropped are not in it, and a RST only when its seq was the
+ * receiver's rcv_nxt (bpf/lib/splice.h, rst_verdict). Userspace reads it to
+ * decide quiescence, FIN/RST and idleness. */
 struct baton_track {
 	__u64 packets;
 	__u64 bytes;
-	__u64 last_ns;  /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC, jiffy steps) of the last packet */
-	__u32 seq_end;  /* highest seq + len (+1 for FIN) seen */
-	__u32 ack_max;  /* highest ack seen */
+	__u64 last_ns;  /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC, jiffy steps) of the last packet forwarded */
+	__u32 seq_end;  /* highest seq + len (+1 for FIN) forwarded */
+	__u32 ack_max;  /* highest ack forwarded */
 	__u32 fin_seq;  /* seq of the FIN when BATON_TRACK_F_FIN */
 	__u32 flags;    /* BATON_TRACK_F_* */
 };
@@ -167,7 +169,8 @@ struct baton_flow {
 	X(BATON_R_PASS_SYN_FINISHED,  "passed",    "syn_on_finished")   \
 	X(BATON_R_PASS_SUPERSEDED,    "passed",    "superseded")        \
 	X(BATON_R_TX_CHALLENGE_ACK,   "answered",  "syn_challenge_ack") \
-	X(BATON_R_DROP_SYN_LIVE,      "dropped",   "syn_on_live")
+	X(BATON_R_DROP_SYN_LIVE,      "dropped",   "syn_on_live")       \
+	X(BATON_R_DROP_RST_OUT_OF_WINDOW, "dropped", "rst_out_of_window")
 
 #define BATON_REASON_ENUM(r, a, n) r,
 enum baton_reason { BATON_REASONS(BATON_REASON_ENUM) BATON_R_MAX };

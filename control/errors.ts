@@ -36,6 +36,8 @@ export const ERRORS = {
   CONFIG_INVALID: { status: 400, title: 'The daemon configuration is invalid' },
   // control/daemon/host-settings.ts: the sysctls baton sets on attach and restores on baton down.
   HOST_SETTINGS: { status: 500, title: 'A host setting (sysctl) baton changes could not be read, set, recorded or restored' },
+  // control/tcp/blob: a connection-state blob that is truncated, corrupt, oversized or of an unknown version.
+  BLOB_INVALID: { status: 400, title: 'The connection-state blob is invalid; nothing was restored' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -9,23 +9,15 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 
-static __always_inline __u16 csum_fold32(__u32 sum)
+/* Folds a one's complement sum of any width (what csum_acc16/32 collect, or
+ * what bpf_csum_diff returns) to 16 bits, end-around carries included. */
+static __always_inline __u16 csum_fold(__u64 s)
 {
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)sum;
-}
-
-/* New checksum field value given the old one and the (unfolded) sum of
- * ~old_words + new_words, as bpf_csum_diff returns it. */
-static __always_inline __u16 csum_apply_diff(__u16 old_check, __u32 diff)
-{
-	__u32 sum = (__u16)~old_check;
-
-	sum += diff;
-	if (sum < diff)
-		sum++; /* end-around carry */
-	return ~csum_fold32(sum);
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
 }
 
 /* Accumulating changes word by word, for rewrites done in place in the
@@ -45,21 +37,11 @@ static __always_inline void csum_acc16(__u64 *acc, __u16 old, __u16 new)
 	*acc += new;
 }
 
-static __always_inline __u32 csum_fold64_32(__u64 s)
-{
-	s = (s & 0xffffffff) + (s >> 32);
-	s = (s & 0xffffffff) + (s >> 32);
-	return (__u32)s;
-}
-
-/* New checksum field value after the changes summed in acc. */
+/* New checksum field value after the changes summed in acc (anything
+ * csum_acc16/32 collected, plus any unfolded sum bpf_csum_diff returned). */
 static __always_inline __u16 csum_apply_acc(__u16 old_check, __u64 acc)
 {
-	__u32 sum = csum_fold64_32(acc + (__u16)~old_check);
-
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~(__u16)sum;
+	return ~csum_fold(acc + (__u16)~old_check);
 }
 
 #endif /* BATON_LIB_CSUM_H */

@@ -73,6 +73,10 @@ struct challenge_tcp {
 static __always_inline int build_challenge_ack(ctx_t *ctx, const struct baton_pkt *p, __u32 seq, __u32 ack)
 {
 	struct challenge_tcp t = {};
+	union {
+		struct iphdr v4;
+		struct ipv6hdr v6;
+	} ip = {};
 	struct ethhdr eth;
 	__u32 l3 = p->key.family == BATON_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	__u32 len = sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr), have = ctx_len(ctx);
@@ -97,46 +101,37 @@ static __always_inline int build_challenge_ack(ctx_t *ctx, const struct baton_pk
 	t.th.window = 0;
 
 	if (p->key.family == BATON_AF_INET) {
-		struct iphdr ip = {};
-
-		ip.version = 4;
-		ip.ihl = 5;
-		ip.tot_len = bpf_htons(sizeof(struct iphdr) + sizeof(struct tcphdr));
-		ip.frag_off = bpf_htons(0x4000); /* DF */
-		ip.ttl = BATON_CHALLENGE_TTL;
-		ip.protocol = IPPROTO_TCP;
-		ip.saddr = p->key.daddr[0];
-		ip.daddr = p->key.saddr[0];
-		ip.check = ~csum_fold32(bpf_csum_diff(0, 0, (__be32 *)&ip, sizeof(ip), 0));
-		t.ph[7] = ip.saddr;
-		t.ph[8] = ip.daddr;
+		ip.v4.version = 4;
+		ip.v4.ihl = 5;
+		ip.v4.tot_len = bpf_htons(sizeof(struct iphdr) + sizeof(struct tcphdr));
+		ip.v4.frag_off = bpf_htons(0x4000); /* DF */
+		ip.v4.ttl = BATON_CHALLENGE_TTL;
+		ip.v4.protocol = IPPROTO_TCP;
+		ip.v4.saddr = p->key.daddr[0];
+		ip.v4.daddr = p->key.saddr[0];
+		ip.v4.check = ~csum_fold(bpf_csum_diff(0, 0, (__be32 *)&ip.v4, sizeof(ip.v4), 0));
+		t.ph[7] = ip.v4.saddr;
+		t.ph[8] = ip.v4.daddr;
 		t.ph[9] = bpf_htonl((IPPROTO_TCP << 16) | sizeof(struct tcphdr));
 		sum = bpf_csum_diff(0, 0, &t.ph[7], 3 * 4 + sizeof(struct tcphdr), 0);
-		t.th.check = ~csum_fold32(sum);
-		if (have > len && ctx_shrink(ctx, have - len))
-			return -1;
-		if (ctx_store_bytes(ctx, sizeof(struct ethhdr), &ip, sizeof(ip)))
-			return -1;
 	} else {
-		struct ipv6hdr ip6 = {};
-
-		ip6.version = 6;
-		ip6.payload_len = bpf_htons(sizeof(struct tcphdr));
-		ip6.nexthdr = IPPROTO_TCP;
-		ip6.hop_limit = BATON_CHALLENGE_TTL;
-		__builtin_memcpy(&ip6.saddr, p->key.daddr, 16);
-		__builtin_memcpy(&ip6.daddr, p->key.saddr, 16);
+		ip.v6.version = 6;
+		ip.v6.payload_len = bpf_htons(sizeof(struct tcphdr));
+		ip.v6.nexthdr = IPPROTO_TCP;
+		ip.v6.hop_limit = BATON_CHALLENGE_TTL;
+		__builtin_memcpy(&ip.v6.saddr, p->key.daddr, 16);
+		__builtin_memcpy(&ip.v6.daddr, p->key.saddr, 16);
 		__builtin_memcpy(&t.ph[0], p->key.daddr, 16);
 		__builtin_memcpy(&t.ph[4], p->key.saddr, 16);
 		t.ph[8] = bpf_htonl(sizeof(struct tcphdr));
 		t.ph[9] = bpf_htonl(IPPROTO_TCP);
 		sum = bpf_csum_diff(0, 0, t.ph, sizeof(t), 0);
-		t.th.check = ~csum_fold32(sum);
-		if (have > len && ctx_shrink(ctx, have - len))
-			return -1;
-		if (ctx_store_bytes(ctx, sizeof(struct ethhdr), &ip6, sizeof(ip6)))
-			return -1;
 	}
+	t.th.check = ~csum_fold(sum);
+	if (have > len && ctx_shrink(ctx, have - len))
+		return -1;
+	if (ctx_store_bytes(ctx, sizeof(struct ethhdr), &ip, l3))
+		return -1;
 	if (ctx_store_bytes(ctx, 0, &eth, sizeof(eth)))
 		return -1;
 	if (ctx_store_bytes(ctx, sizeof(struct ethhdr) + l3, &t.th, sizeof(t.th)))

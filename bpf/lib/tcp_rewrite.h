@@ -4,9 +4,15 @@
  * TSval/TSecr, then the IP addresses; both checksums are updated
  * incrementally.
  *
- * The TCP header (20..60 bytes) is copied to the stack, rewritten there and
- * stored back: options are unaligned and variable, and a stack copy lets one
- * bpf_csum_diff over old vs new cover every changed word at once. */
+ * Two paths share one rewrite of the fixed header fields
+ * (rewrite_fixed_fields), one timestamp rule (xlate_tsecr) and one address
+ * rewrite (addr_csum_delta, rewrite_addrs); they differ in where the header
+ * is and how its options are found. The fast path (XDP, the option layouts
+ * Linux sends) writes the packet in place and sums every change word by
+ * word. The general path (any valid layout, XDP and TC) copies the header to
+ * the stack, walks the options there and stores it back: options are
+ * unaligned and variable, and one bpf_csum_diff over the old and new option
+ * bytes covers whatever alignment they have. */
 #ifndef BATON_LIB_TCP_REWRITE_H
 #define BATON_LIB_TCP_REWRITE_H
 
@@ -68,6 +74,89 @@ static __always_inline __u16 rescale_window(__u16 win, __u8 in, __u8 out)
 	return field > 0xffff ? 0xffff : (__u16)field;
 }
 
+/* TSecr as it leaves. TSecr 0 echoes nothing (RFC 7323 3.2: what a segment
+ * without ACK carries; Linux takes no RTT sample from it), so it stays 0:
+ * moving it would invent an echo, which lands as an RTT sample of arbitrary
+ * size. TSval always moves by tsval_delta. */
+static __always_inline __u32 xlate_tsecr(__u32 tsecr, const struct baton_xlate *x)
+{
+	return tsecr ? tsecr + x->tsecr_delta : 0;
+}
+
+/* The fixed header fields, for both paths: ports, seq, ack (when the ACK
+ * flag says it is one; a RST without ACK keeps its unused field as it came)
+ * and window, written into *th (the packet itself, or the general path's
+ * copy) with the change of each summed into *acc (csum.h). */
+static __always_inline void rewrite_fixed_fields(struct tcphdr *th, const struct baton_pkt *p,
+						 const struct baton_xlate *x, __u32 ack_in, __u64 *acc)
+{
+	__u32 v;
+
+	csum_acc16(acc, th->source, x->sport);
+	th->source = x->sport;
+	csum_acc16(acc, th->dest, x->dport);
+	th->dest = x->dport;
+	v = bpf_htonl(p->seq + x->seq_delta);
+	csum_acc32(acc, th->seq, v);
+	th->seq = v;
+	if (p->tcp_flags & TCPF_ACK) {
+		v = bpf_htonl(ack_in + x->ack_delta);
+		csum_acc32(acc, th->ack_seq, v);
+		th->ack_seq = v;
+	}
+	v = bpf_htons(rescale_window(bpf_ntohs(th->window), x->wscale_in, x->wscale_out));
+	csum_acc16(acc, th->window, v);
+	th->window = v;
+}
+
+/* The change the new addresses make to both checksums (the TCP
+ * pseudo-header, and the IPv4 header, cover the same address words), from
+ * the addresses as parsed. */
+static __always_inline __u64 addr_csum_delta(const struct baton_pkt *p, const struct baton_xlate *x)
+{
+	__u64 acc = 0;
+
+	csum_acc32(&acc, p->key.saddr[0], x->saddr[0]);
+	csum_acc32(&acc, p->key.daddr[0], x->daddr[0]);
+	if (p->key.family != BATON_AF_INET) {
+#pragma unroll
+		for (int i = 1; i < 4; i++) {
+			csum_acc32(&acc, p->key.saddr[i], x->saddr[i]);
+			csum_acc32(&acc, p->key.daddr[i], x->daddr[i]);
+		}
+	}
+	return acc;
+}
+
+/* Writes the new addresses into the IP header, and for IPv4 its checksum
+ * (delta from addr_csum_delta). Pointers are derived here: a store into the
+ * packet before may have invalidated the caller's. Returns 0 or a drop
+ * reason. */
+static __always_inline int rewrite_addrs(ctx_t *ctx, const struct baton_pkt *p, const struct baton_xlate *x,
+					 __u64 delta)
+{
+	void *data = ctx_data(ctx);
+	void *end = ctx_data_end(ctx);
+
+	if (p->key.family == BATON_AF_INET) {
+		struct iphdr *iph = data + sizeof(struct ethhdr);
+
+		if ((void *)(iph + 1) > end)
+			return BATON_R_DROP_REWRITE;
+		iph->saddr = x->saddr[0];
+		iph->daddr = x->daddr[0];
+		iph->check = csum_apply_acc(iph->check, delta);
+	} else {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+
+		if ((void *)(ip6 + 1) > end)
+			return BATON_R_DROP_REWRITE;
+		__builtin_memcpy(&ip6->saddr, x->saddr, 16);
+		__builtin_memcpy(&ip6->daddr, x->daddr, 16);
+	}
+	return 0;
+}
+
 /* Option walk state for bpf_loop. The walk runs as a bpf_loop callback so
  * the verifier checks one iteration instead of every path through 40
  * unrolled ones (an inline loop here exceeds the 1M-instruction budget). */
@@ -115,12 +204,7 @@ static long opt_walk_step(__u32 i, void *data)
 			goto bad;
 		if (w->x->flags & BATON_XLATE_F_TS) {
 			buf_add_be32(buf, off + 2, w->x->tsval_delta);
-			/* TSecr 0 echoes nothing (RFC 7323 3.2: what a segment
-			 * without ACK carries; Linux takes no RTT sample from
-			 * it). Moving it would invent an echo, which lands as
-			 * an RTT sample of arbitrary size. */
-			if (buf_get_be32(buf, off + 6))
-				buf_add_be32(buf, off + 6, w->x->tsecr_delta);
+			buf_put_be32(buf, off + 6, xlate_tsecr(buf_get_be32(buf, off + 6), w->x));
 		}
 	} else if (kind == TCPOPT_SACK) {
 		__u32 n = (len - 2) >> 3;
@@ -163,11 +247,13 @@ static __always_inline int rewrite_tcp_options(__u8 *buf, __u32 hlen, const stru
 static __always_inline int rewrite_segment_general(ctx_t *ctx, const struct baton_pkt *p,
 						   const struct baton_xlate *x, __u32 ack_in)
 {
-	__u8 oldh[TCP_BUF_SIZE] = {}, newh[TCP_BUF_SIZE];
-	__u32 hlen = p->tcp_hlen;
-	struct tcphdr *th;
-	__u32 addr_diff, diff, alen;
-	void *data, *end;
+	/* Aligned: rewrite_fixed_fields reads and writes the copy's 16- and
+	 * 32-bit fields directly, and the verifier wants aligned stack access. */
+	__u8 oldh[TCP_BUF_SIZE] __attribute__((aligned(8))) = {};
+	__u8 newh[TCP_BUF_SIZE] __attribute__((aligned(8)));
+	struct tcphdr *th = (struct tcphdr *)newh;
+	__u32 hlen = p->tcp_hlen, olen;
+	__u64 delta = addr_csum_delta(p, x), acc = delta;
 
 	if (hlen < sizeof(struct tcphdr) || hlen > TCP_HDR_MAX)
 		return BATON_R_DROP_REWRITE;
@@ -177,47 +263,18 @@ static __always_inline int rewrite_segment_general(ctx_t *ctx, const struct bato
 	 * may touch bytes past the header, which must be initialised. */
 	__builtin_memcpy(newh, oldh, TCP_BUF_SIZE);
 
-	th = (struct tcphdr *)newh;
-	th->source = x->sport;
-	th->dest = x->dport;
-	th->seq = bpf_htonl(p->seq + x->seq_delta);
-	if (p->tcp_flags & TCPF_ACK)
-		th->ack_seq = bpf_htonl(ack_in + x->ack_delta);
-	th->window = bpf_htons(rescale_window(bpf_ntohs(th->window), x->wscale_in, x->wscale_out));
-	if (hlen > sizeof(struct tcphdr) && rewrite_tcp_options(newh, hlen, x))
-		return BATON_R_DROP_BAD_OPTIONS;
-
-	/* One address diff serves both checksums: the TCP pseudo-header and
-	 * (IPv4) the IP header cover the same address words. */
-	alen = p->key.family == BATON_AF_INET ? 4 : 16;
-	addr_diff = bpf_csum_diff((__be32 *)p->key.saddr, alen, (__be32 *)x->saddr, alen, 0);
-	addr_diff = bpf_csum_diff((__be32 *)p->key.daddr, alen, (__be32 *)x->daddr, alen, addr_diff);
-	diff = bpf_csum_diff((__be32 *)oldh, hlen, (__be32 *)newh, hlen, addr_diff);
-	th->check = csum_apply_diff(((struct tcphdr *)oldh)->check, diff);
+	rewrite_fixed_fields(th, p, x, ack_in, &acc);
+	olen = hlen - sizeof(struct tcphdr);
+	if (olen) {
+		if (rewrite_tcp_options(newh, hlen, x))
+			return BATON_R_DROP_BAD_OPTIONS;
+		acc += bpf_csum_diff((__be32 *)(oldh + sizeof(struct tcphdr)), olen,
+				     (__be32 *)(newh + sizeof(struct tcphdr)), olen, 0);
+	}
+	th->check = csum_apply_acc(th->check, acc);
 	if (ctx_store_bytes(ctx, p->l4_off, newh, hlen))
 		return BATON_R_DROP_REWRITE;
-
-	/* Addresses. Pointers re-derived: the store above may have
-	 * invalidated earlier ones. */
-	data = ctx_data(ctx);
-	end = ctx_data_end(ctx);
-	if (p->key.family == BATON_AF_INET) {
-		struct iphdr *iph = data + sizeof(struct ethhdr);
-
-		if ((void *)(iph + 1) > end)
-			return BATON_R_DROP_REWRITE;
-		iph->saddr = x->saddr[0];
-		iph->daddr = x->daddr[0];
-		iph->check = csum_apply_diff(iph->check, addr_diff);
-	} else {
-		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
-
-		if ((void *)(ip6 + 1) > end)
-			return BATON_R_DROP_REWRITE;
-		__builtin_memcpy(&ip6->saddr, x->saddr, 16);
-		__builtin_memcpy(&ip6->daddr, x->daddr, 16);
-	}
-	return 0;
+	return rewrite_addrs(ctx, p, x, delta);
 }
 
 #ifndef BATON_CTX_TC
@@ -251,8 +308,8 @@ static __always_inline int rewrite_in_place(ctx_t *ctx, const struct baton_pkt *
 	void *data = ctx_data(ctx);
 	void *end = ctx_data_end(ctx);
 	struct tcphdr *th = data + (p->l4_off & 0x7f); /* at most 14 + 60 */
-	__u32 hlen = p->tcp_hlen, sack_at = 0, nsack = 0, addr_acc32;
-	__u64 acc = 0, addr_acc = 0;
+	__u32 hlen = p->tcp_hlen, sack_at = 0, nsack = 0;
+	__u64 acc = 0, delta;
 	int ts = 0;
 	__u32 v;
 
@@ -288,27 +345,12 @@ static __always_inline int rewrite_in_place(ctx_t *ctx, const struct baton_pkt *
 		}
 	}
 
-	csum_acc16(&acc, th->source, x->sport);
-	th->source = x->sport;
-	csum_acc16(&acc, th->dest, x->dport);
-	th->dest = x->dport;
-	v = bpf_htonl(p->seq + x->seq_delta);
-	csum_acc32(&acc, th->seq, v);
-	th->seq = v;
-	if (p->tcp_flags & TCPF_ACK) {
-		v = bpf_htonl(ack_in + x->ack_delta);
-		csum_acc32(&acc, th->ack_seq, v);
-		th->ack_seq = v;
-	}
-	v = bpf_htons(rescale_window(bpf_ntohs(th->window), x->wscale_in, x->wscale_out));
-	csum_acc16(&acc, th->window, v);
-	th->window = v;
-
+	rewrite_fixed_fields(th, p, x, ack_in, &acc);
 	if (ts && (x->flags & BATON_XLATE_F_TS)) {
 		if ((void *)th + 32 > end)
 			return BATON_R_DROP_REWRITE;
 		pkt_add_be32((void *)th + 24, x->tsval_delta, &acc);
-		/* TSecr 0 echoes nothing: left alone (see opt_walk_step). */
+		/* xlate_tsecr's rule; a TSecr of 0 is not even rewritten. */
 		if (*(__u32 *)((void *)th + 28))
 			pkt_add_be32((void *)th + 28, x->tsecr_delta, &acc);
 	}
@@ -323,35 +365,10 @@ static __always_inline int rewrite_in_place(ctx_t *ctx, const struct baton_pkt *
 		pkt_add_be32(e, x->ack_delta, &acc);
 	}
 
-	/* Addresses: one change serves the TCP pseudo-header and the IPv4 header. */
-	if (p->key.family == BATON_AF_INET) {
-		struct iphdr *iph = data + sizeof(struct ethhdr);
-
-		if ((void *)(iph + 1) > end)
-			return BATON_R_DROP_REWRITE;
-		csum_acc32(&addr_acc, iph->saddr, x->saddr[0]);
-		csum_acc32(&addr_acc, iph->daddr, x->daddr[0]);
-		iph->saddr = x->saddr[0];
-		iph->daddr = x->daddr[0];
-		addr_acc32 = csum_fold64_32(addr_acc);
-		iph->check = csum_apply_acc(iph->check, addr_acc32);
-	} else {
-		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
-
-		if ((void *)(ip6 + 1) > end)
-			return BATON_R_DROP_REWRITE;
-#pragma unroll
-		for (int i = 0; i < 4; i++) {
-			csum_acc32(&addr_acc, ip6->saddr.in6_u.u6_addr32[i], x->saddr[i]);
-			csum_acc32(&addr_acc, ip6->daddr.in6_u.u6_addr32[i], x->daddr[i]);
-			ip6->saddr.in6_u.u6_addr32[i] = x->saddr[i];
-			ip6->daddr.in6_u.u6_addr32[i] = x->daddr[i];
-		}
-		addr_acc32 = csum_fold64_32(addr_acc);
-	}
+	delta = addr_csum_delta(p, x);
 	/* th is still valid: nothing above changed the packet's size. */
-	th->check = csum_apply_acc(th->check, acc + addr_acc32);
-	return 0;
+	th->check = csum_apply_acc(th->check, acc + delta);
+	return rewrite_addrs(ctx, p, x, delta);
 }
 #endif /* !BATON_CTX_TC */
 

@@ -117,7 +117,6 @@ describe('authorization through the routes', () => {
     } finally {
       pretend.delete(process.pid);
       stub.records.delete(50n);
-      pair = await tcpPair(); // the splice took the sockets
     }
   });
 

@@ -30,9 +30,16 @@ export interface DaemonProc {
 }
 
 /** Starts `baton lb` in `node`, attached to `interfaces`; resolves once /healthz answers. */
-export async function startDaemon(tb: Testbed, node: string, interfaces: string[], extra: string[] = []): Promise<DaemonProc> {
+export async function startDaemon(
+  tb: Testbed,
+  node: string,
+  interfaces: string[],
+  extra: string[] = [],
+  opts: { socketPath?: string } = {},
+): Promise<DaemonProc> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-lb-'));
-  const socketPath = join(dir, 'api.sock');
+  // The temp dir is root's alone (0700); a test whose unprivileged callers need the socket names one elsewhere.
+  const socketPath = opts.socketPath ?? join(dir, 'api.sock');
   // The record of changed host settings goes with the run too (its namespace
   // is deleted with the testbed); a test of baton down's restore passes its own --state-dir in extra.
   const args = ['lb', ...interfaces.flatMap((i) => ['--interface', i]), '--api', `unix:${socketPath}`, '--state-dir', dir, '--log-level', 'warn', ...extra];
@@ -79,9 +86,28 @@ export interface DispatcherProc {
   stop(): Promise<void>;
 }
 
-/** Starts the dispatcher in the LB node; resolves once it reports ready. */
-export async function startDispatcher(tb: Testbed, cfg: DispatcherConfig): Promise<DispatcherProc> {
-  const proc = tb.spawn('lb', process.execPath, ['--import', 'tsx', resolve(ROOT, 'control/dispatcher/main.ts'), '--config', JSON.stringify(cfg)], {
+/** Runs a command as `uid` (same gid, no supplementary groups): argv for tb.spawn / tb.exec. */
+export const asUser = (uid: number, argv: string[]): [string, string[]] => [
+  'setpriv',
+  ['--reuid', String(uid), '--regid', String(uid), '--clear-groups', ...argv],
+];
+
+/** Starts the dispatcher in the LB node (as `opts.uid`, default root); resolves once it reports ready. */
+export async function startDispatcher(
+  tb: Testbed,
+  cfg: DispatcherConfig,
+  opts: { uid?: number } = {},
+): Promise<DispatcherProc> {
+  const argv = [
+    process.execPath,
+    '--import',
+    'tsx',
+    resolve(ROOT, 'control/dispatcher/main.ts'),
+    '--config',
+    JSON.stringify(cfg),
+  ];
+  const [cmd, args] = opts.uid === undefined ? [argv[0] as string, argv.slice(1)] : asUser(opts.uid, argv);
+  const proc = tb.spawn('lb', cmd, args, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

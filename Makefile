@@ -11,7 +11,7 @@ BPF_SRC    := $(wildcard bpf/*.c)
 BPF_OBJ    := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SRC))
 BPF_HDR    := $(shell find bpf/include bpf/lib -name '*.h' 2>/dev/null)
 # Every test file; `make test TESTS=test/unit/x.test.ts` runs a subset.
-TESTS      ?= $(shell find test/unit test/datapath test/e2e test/cli test/sdk test/api -name '*.test.ts' | sort)
+TESTS      ?= $(shell find test/unit test/datapath test/e2e test/cli test/sdk test/api test/store -name '*.test.ts' | sort)
 
 .PHONY: all bpf ts setup test demo bench clean distclean
 

@@ -207,6 +207,7 @@ export function storeError(t: RedisTarget, err: unknown, doing: string): BatonEr
   }
   if (
     e?.name === 'ClientOfflineError' ||
+    /client is offline|socket closed unexpectedly/i.test(msg) ||
     e?.name === 'SocketClosedUnexpectedlyError' ||
     code === 'ECONNRESET' ||
     code === 'EPIPE'
@@ -755,7 +756,8 @@ export class RedisStore implements Store {
           const r = arr(await this.cmd(['MGET', this.k.epoch as string, seqKey]), 'MGET');
           const now = r[0] === null ? '' : str(r[0], 'epoch');
           const seq = r[1] === null ? 0 : int(r[1], 'seq');
-          if ((epoch !== undefined && now !== epoch) || seq < after) return 'gap';
+          // An epoch of '' was read before anything was written: the first write sets it.
+          if ((epoch !== undefined && epoch !== '' && now !== epoch) || seq < after) return 'gap';
           epoch = now;
           checkEpoch = false;
         }

@@ -108,7 +108,7 @@ export type FeedHandler<S, C> = (event: FeedEvent<S, C>) => void | Promise<void>
 export interface FeedOptions {
   /** the seq the follower already holds (e.g. from an earlier run): changes after it, or a snapshot if they are gone */
   fromSeq?: number;
-  /** store trouble while following (the feed retries with backoff); default: ignored */
+  /** store trouble (STORE_UNAVAILABLE) or a handler that threw (INTERNAL, reason handler) while following; the feed retries with backoff */
   onError?: (err: BatonError) => void;
 }
 
@@ -295,6 +295,20 @@ export function runFeed<S, C extends { seq: number }>(
         { once: true },
       );
     });
+  // A handler that throws gets the same delivery again after backoff (at least once, in order);
+  // its error is reported as the handler's, not as store trouble.
+  const deliver = async (event: FeedEvent<S, C>) => {
+    try {
+      await handler(event);
+    } catch (err) {
+      throw new BatonError(
+        'INTERNAL',
+        `a store follower's handler failed (${String(err)}); the same delivery is retried`,
+        'handler',
+        { cause: err },
+      );
+    }
+  };
   const loop = async () => {
     let failures = 0;
     while (!ac.signal.aborted) {
@@ -302,7 +316,7 @@ export function runFeed<S, C extends { seq: number }>(
         if (cursor === undefined) {
           const snap = await source.snapshot();
           if (ac.signal.aborted) return;
-          await handler({ kind: 'snapshot', seq: snap.seq, state: snap.state });
+          await deliver({ kind: 'snapshot', seq: snap.seq, state: snap.state });
           cursor = snap.seq;
         } else {
           const got = await source.read(cursor, limit, ac.signal);
@@ -312,7 +326,7 @@ export function runFeed<S, C extends { seq: number }>(
             continue;
           }
           if (got.length > 0) {
-            await handler({ kind: 'changes', changes: got });
+            await deliver({ kind: 'changes', changes: got });
             cursor = got[got.length - 1]?.seq ?? cursor;
           }
         }

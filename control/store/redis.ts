@@ -37,10 +37,24 @@
  * and what to check. While disconnected, commands fail at once (no offline
  * queue: the caller decides what to retry) and the client reconnects with
  * backoff; feeds resume from their cursor.
- */
-import { readFileSync } from 'node:fs';
+ */ import { readFileSync } from 'node:fs';
 import { createClient, RESP_TYPES } from '@redis/client';
 import { BatonError } from '../errors.js';
+import {
+  arr,
+  bad,
+  buf,
+  decodeDirSnapshot,
+  decodePeerSnapshot,
+  dirChange,
+  int,
+  peerChange,
+  type Reply,
+  str,
+  streamEntry,
+} from './redis-replies.js';
+import { SCRIPTS, type ScriptName } from './redis-scripts.js';
+import { parseStoreUrl, type RedisTarget, storeError, where } from './redis-url.js';
 import {
   backoffMs,
   type ClaimResult,
@@ -66,334 +80,6 @@ import {
   type StoredRecord,
   type Subscription,
 } from './store.js';
-
-// ---------------------------------------------------------------------------
-// The URL: pure.
-
-export interface RedisTarget {
-  tls: boolean;
-  /** TCP host and port, or a unix socket path */
-  host?: string;
-  port?: number;
-  path?: string;
-  username?: string;
-  password?: string;
-  database: number;
-  /** rediss: a CA file (PEM) to trust instead of the system's, e.g. for a self-signed server */
-  caFile?: string;
-  /** rediss: the name the certificate must carry when it is not the host */
-  servername?: string;
-  prefix: string;
-  /** the URL with the password replaced by "***": what messages and logs show */
-  redacted: string;
-}
-
-const URL_FORMS =
-  'redis://[user:password@]host[:port][/db], rediss://... (TLS; ?ca=/path/ca.pem&servername=name), or unix:///path/redis.sock[?db=N]; any of them ?prefix=name:';
-
-function badUrl(url: string, why: string): BatonError {
-  return new BatonError(
-    'CONFIG_INVALID',
-    `--store ${redactUrl(url)}: ${why}; expected ${URL_FORMS}`,
-    'store_url_invalid',
-  );
-}
-
-/** The URL with any password replaced, for messages (also for URLs that do not parse). */
-export function redactUrl(url: string): string {
-  return url.replace(/^([a-z+]+:\/\/[^:/@]*:)[^@/]*@/i, '$1***@');
-}
-
-export function parseStoreUrl(url: string): RedisTarget {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw badUrl(url, 'not a URL');
-  }
-  const scheme = u.protocol.replace(/:$/, '');
-  if (scheme !== 'redis' && scheme !== 'rediss' && scheme !== 'unix') throw badUrl(url, `unknown scheme ${scheme}`);
-  const known = new Set(['prefix', 'db', 'ca', 'servername']);
-  for (const k of u.searchParams.keys()) if (!known.has(k)) throw badUrl(url, `unknown parameter ${k}`);
-  const decode = (s: string) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      throw badUrl(url, 'bad percent-encoding in the user or password');
-    }
-  };
-  const username = u.username ? decode(u.username) : undefined;
-  const password = u.password ? decode(u.password) : undefined;
-  const prefix = u.searchParams.get('prefix') ?? 'baton:';
-  if (!/^[\x21-\x7e]{1,64}$/.test(prefix)) throw badUrl(url, 'prefix must be 1-64 printable ASCII characters');
-  const dbText = scheme === 'unix' ? (u.searchParams.get('db') ?? '0') : u.pathname.replace(/^\//, '') || '0';
-  if (scheme !== 'unix' && u.searchParams.has('db')) throw badUrl(url, 'give the database as the path (/N), not ?db=');
-  if (!/^\d{1,2}$/.test(dbText)) throw badUrl(url, `database ${JSON.stringify(dbText)} is not a number 0-99`);
-  const tls = scheme === 'rediss';
-  if (!tls && (u.searchParams.has('ca') || u.searchParams.has('servername'))) {
-    throw badUrl(url, 'ca and servername apply to rediss:// only');
-  }
-  const target: RedisTarget = {
-    tls,
-    database: Number(dbText),
-    prefix,
-    redacted: redactUrl(url),
-    ...(username !== undefined && { username }),
-    ...(password !== undefined && { password }),
-  };
-  if (scheme === 'unix') {
-    if (!u.pathname.startsWith('/') || u.pathname === '/') throw badUrl(url, 'a unix socket needs an absolute path');
-    target.path = decode(u.pathname);
-  } else {
-    if (!u.hostname) throw badUrl(url, 'no host');
-    target.host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-    const port = u.port ? Number(u.port) : 6379;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw badUrl(url, `port ${u.port} is out of range`);
-    target.port = port;
-  }
-  const ca = u.searchParams.get('ca');
-  if (ca !== null) {
-    if (!ca.startsWith('/')) throw badUrl(url, 'ca must be an absolute path to a PEM file');
-    target.caFile = ca;
-  }
-  const sn = u.searchParams.get('servername');
-  if (sn !== null) target.servername = sn;
-  return target;
-}
-
-// ---------------------------------------------------------------------------
-// Errors: pure classification of what the client or server said.
-
-function where(t: RedisTarget): string {
-  return `the store ${t.redacted}`;
-}
-
-/** Turns a client or server error into a catalogue error saying what to do. */
-export function storeError(t: RedisTarget, err: unknown, doing: string): BatonError {
-  if (err instanceof BatonError) return err;
-  const e = err as { code?: string; message?: string; name?: string };
-  const msg = String(e?.message ?? err);
-  const code = e?.code ?? '';
-  const at = where(t);
-  const mk = (reason: string, text: string) =>
-    new BatonError('STORE_UNAVAILABLE', `${doing}: ${at} ${text}`, reason, { cause: err });
-  if (/^(WRONGPASS|NOAUTH)/.test(msg) || /invalid username-password/i.test(msg)) {
-    return mk(
-      'auth_failed',
-      `refused the credentials (${msg.split('\n')[0]}); check the user and password in --store against the server's ACL (ACL LIST), or add user:password@ if it requires one`,
-    );
-  }
-  if (/^NOPERM/.test(msg)) {
-    return mk(
-      'permission_denied',
-      `refused a command or key for this ACL user (${msg.split('\n')[0]}); grant it at least "~${t.prefix}* +@read +@write +@stream +@sortedset +@hash +@scripting +@connection +time" (ACL SETUSER)`,
-    );
-  }
-  if (code === 'ECONNREFUSED') {
-    return mk('connection_refused', 'refused the connection; is redis-server running and listening there?');
-  }
-  if (code === 'ENOENT' && t.path)
-    return mk('connection_refused', `has no socket at ${t.path}; is redis-server running?`);
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
-    return mk('connection_refused', 'names a host that does not resolve');
-  if (code.startsWith('ERR_TLS') || /certificate|self[- ]signed|SSL|TLS/i.test(`${code} ${msg}`)) {
-    return mk(
-      'tls',
-      `failed the TLS handshake (${code || msg}); trust the server's CA with ?ca=/path/ca.pem, set ?servername= when the certificate names another host, or use redis:// if the server has no TLS`,
-    );
-  }
-  if (e?.name === 'ConnectionTimeoutError' || e?.name === 'TimeoutError' || /timeout/i.test(msg)) {
-    return mk('timeout', 'did not answer in time; check the address, a firewall, or rediss:// vs redis://');
-  }
-  if (
-    e?.name === 'ClientOfflineError' ||
-    /client is offline|socket closed unexpectedly/i.test(msg) ||
-    e?.name === 'SocketClosedUnexpectedlyError' ||
-    code === 'ECONNRESET' ||
-    code === 'EPIPE'
-  ) {
-    return mk(
-      'disconnected',
-      'is not connected (baton reconnects with backoff); if it keeps failing, check redis-server, or whether it speaks TLS (rediss://)',
-    );
-  }
-  if (e?.name === 'ClientClosedError') return closedError('redis');
-  return mk('failed', `answered an error: ${msg}`);
-}
-
-// ---------------------------------------------------------------------------
-// Lua scripts. KEYS are declared so ACL key patterns and (one day) cluster
-// slots apply. Numbers come back as integers, values as bulk strings.
-
-const SCRIPTS = {
-  // KEYS dir, dir:seq, dir:log, epoch. ARGV owner, history, epoch candidate, ref1, value1, ...
-  publish: `
-redis.call('SET', KEYS[4], ARGV[3], 'NX')
-local seq = redis.call('INCR', KEYS[2])
-local x = {'XADD', KEYS[3], 'MAXLEN', '=', ARGV[2], seq .. '-0', 'op', 'publish', 'owner', ARGV[1]}
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. '\\n' .. ARGV[i + 1])
-  x[#x + 1] = ARGV[i]
-  x[#x + 1] = ARGV[i + 1]
-end
-redis.call(unpack(x))
-return seq`,
-  // KEYS dir, dir:seq, dir:log, epoch. ARGV owner, history, epoch candidate, ref1, ...
-  withdraw: `
-local x = {}
-local mine = ARGV[1] .. '\\n'
-for i = 4, #ARGV do
-  local v = redis.call('HGET', KEYS[1], ARGV[i])
-  if v and string.sub(v, 1, #mine) == mine then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    x[#x + 1] = ARGV[i]
-    x[#x + 1] = ''
-  end
-end
-if #x == 0 then return tonumber(redis.call('GET', KEYS[2]) or '0') end
-redis.call('SET', KEYS[4], ARGV[3], 'NX')
-local seq = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '=', ARGV[2], seq .. '-0', 'op', 'withdraw', 'owner', ARGV[1], unpack(x))
-return seq`,
-  // KEYS dir, dir:seq, epoch. -> {seq, epoch, {ref, owner\\nvalue, ...}}
-  dirSnapshot: `
-return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEYS[1])}`,
-  // KEYS peers, peers:info, peers:seq, peers:log, epoch. ARGV history -> number reaped
-  reap: `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, id in ipairs(gone) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  local seq = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[1], seq .. '-0', 'type', 'leave', 'id', id, 'reason', 'expired')
-end
-return #gone`,
-  // KEYS as reap. ARGV id, info, ttl, history, epoch candidate -> 1 joined, 0 refreshed
-  heartbeat: `
-redis.call('SET', KEYS[5], ARGV[5], 'NX')
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local info = redis.call('HGET', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if old and tonumber(old) > now and info == ARGV[2] then return 0 end
-local seq = redis.call('INCR', KEYS[3])
-redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[4], seq .. '-0', 'type', 'join', 'id', ARGV[1], 'info', ARGV[2])
-return 1`,
-  // KEYS as reap. ARGV id, history -> 1 removed, 0 not there
-  removePeer: `
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local seq = redis.call('INCR', KEYS[3])
-redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[2], seq .. '-0', 'type', 'leave', 'id', ARGV[1], 'reason', 'removed')
-return 1`,
-  // KEYS as reap. ARGV history -> {seq, epoch, now, {id, expiry, ...}, {info, ...}}; reaps first
-  peerSnapshot: `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, id in ipairs(gone) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  local seq = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[1], seq .. '-0', 'type', 'leave', 'id', id, 'reason', 'expired')
-end
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
-local infos = {}
-for i = 1, #live, 2 do infos[#infos + 1] = redis.call('HGET', KEYS[2], live[i]) or '' end
-return {tonumber(redis.call('GET', KEYS[3]) or '0'), redis.call('GET', KEYS[5]) or '', now, live, infos}`,
-  // KEYS rec. ARGV value, ifVersion ('' none) -> {1, version} | {0, v, o, n} | {0}
-  put: `
-local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
-if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= n then
-  if n == 0 then return {0} end
-  return {0, redis.call('HGET', KEYS[1], 'v'), redis.call('HGET', KEYS[1], 'o') or '', n}
-end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'n', n + 1)
-return {1, n + 1}`,
-  // KEYS rec. ARGV owner, from ('' nobody) -> {won, v, o, n} | {-1} (absent, from given)
-  claim: `
-local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
-local holder = redis.call('HGET', KEYS[1], 'o') or ''
-if holder == ARGV[1] then return {1, redis.call('HGET', KEYS[1], 'v'), holder, n} end
-if holder ~= ARGV[2] then
-  if n == 0 then return {-1} end
-  return {0, redis.call('HGET', KEYS[1], 'v'), holder, n}
-end
-local v = redis.call('HGET', KEYS[1], 'v') or ''
-redis.call('HSET', KEYS[1], 'v', v, 'o', ARGV[1], 'n', n + 1)
-return {1, v, ARGV[1], n + 1}`,
-  // KEYS rec. ARGV owner ('' any), ifVersion ('' any) -> 1 | 0
-  del: `
-local n = redis.call('HGET', KEYS[1], 'n')
-if not n then return 0 end
-if ARGV[1] ~= '' and (redis.call('HGET', KEYS[1], 'o') or '') ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= tonumber(n) then return 0 end
-return redis.call('DEL', KEYS[1])`,
-} as const;
-type ScriptName = keyof typeof SCRIPTS;
-
-// ---------------------------------------------------------------------------
-// Reply shapes (RESP2 with bulk strings as Buffers): checked, not assumed.
-
-type Reply = Buffer | number | null | Reply[];
-
-function bad(what: string, got: unknown): BatonError {
-  return new BatonError(
-    'STORE_UNAVAILABLE',
-    `the store answered ${what} with an unexpected shape (${JSON.stringify(got)?.slice(0, 120)}); is it Redis 7 or later?`,
-    'bad_reply',
-  );
-}
-function arr(x: unknown, what: string): Reply[] {
-  if (!Array.isArray(x)) throw bad(what, x);
-  return x as Reply[];
-}
-function buf(x: unknown, what: string): Buffer {
-  if (Buffer.isBuffer(x)) return x;
-  throw bad(what, x);
-}
-function int(x: unknown, what: string): number {
-  if (typeof x === 'number') return x;
-  if (Buffer.isBuffer(x) && /^-?\d+$/.test(x.toString())) return Number(x.toString());
-  throw bad(what, x);
-}
-function str(x: unknown, what: string): string {
-  return buf(x, what).toString('utf8');
-}
-
-/** One stream entry: [id, [field, value, ...]] -> seq and fields. */
-function streamEntry(x: unknown): { seq: number; fields: Buffer[] } {
-  const [id, fields] = arr(x, 'XREAD');
-  const m = /^(\d+)-0$/.exec(str(id, 'XREAD id'));
-  if (!m) throw bad('XREAD id', id);
-  return { seq: Number(m[1]), fields: arr(fields, 'XREAD fields').map((f) => buf(f, 'XREAD field')) };
-}
-
-function dirChange(seq: number, f: Buffer[]): DirectoryChange {
-  const op = f[1]?.toString();
-  if (f[0]?.toString() !== 'op' || (op !== 'publish' && op !== 'withdraw') || f[2]?.toString() !== 'owner') {
-    throw bad('a directory change', f.map(String));
-  }
-  const entries: { ref: string; value: Buffer }[] = [];
-  for (let i = 4; i + 1 < f.length; i += 2) entries.push({ ref: String(f[i]), value: f[i + 1] as Buffer });
-  return { seq, op, owner: String(f[3]), entries };
-}
-
-function peerChange(seq: number, f: Buffer[]): PeerChange {
-  const kv = new Map<string, Buffer>();
-  for (let i = 0; i + 1 < f.length; i += 2) kv.set(String(f[i]), f[i + 1] as Buffer);
-  const id = kv.get('id')?.toString();
-  const type = kv.get('type')?.toString();
-  if (!id) throw bad('a peer change', f.map(String));
-  if (type === 'join') return { seq, type, peer: { id, info: kv.get('info') ?? Buffer.alloc(0) } };
-  const reason = kv.get('reason')?.toString();
-  if (type === 'leave' && (reason === 'expired' || reason === 'removed')) return { seq, type, id, reason };
-  throw bad('a peer change', f.map(String));
-}
 
 // ---------------------------------------------------------------------------
 
@@ -614,23 +300,8 @@ export class RedisStore implements Store {
   }
 
   private async dirSnapshot(): Promise<{ seq: number; epoch: string; entries: DirectoryEntry[] }> {
-    const [seq, epoch, flat] = arr(
-      await this.run('dirSnapshot', [this.k.dir as string, this.k.dirSeq as string, this.k.epoch as string], []),
-      'snapshot',
-    );
-    const entries: DirectoryEntry[] = [];
-    const f = arr(flat, 'snapshot entries');
-    for (let i = 0; i + 1 < f.length; i += 2) {
-      const v = buf(f[i + 1], 'entry');
-      const nl = v.indexOf(0x0a);
-      if (nl < 1) throw bad('a directory entry', v.toString());
-      entries.push({
-        ref: str(f[i], 'ref'),
-        owner: v.subarray(0, nl).toString(),
-        value: Buffer.from(v.subarray(nl + 1)),
-      });
-    }
-    return { seq: int(seq, 'seq'), epoch: str(epoch, 'epoch'), entries };
+    const keys = [this.k.dir as string, this.k.dirSeq as string, this.k.epoch as string];
+    return decodeDirSnapshot(await this.run('dirSnapshot', keys, []));
   }
 
   async readDirectory(): Promise<{ seq: number; entries: DirectoryEntry[] }> {
@@ -669,22 +340,7 @@ export class RedisStore implements Store {
   }
 
   private async peerSnapshot(): Promise<{ seq: number; epoch: string; peers: LivePeer[] }> {
-    const [seq, epoch, now, live, infos] = arr(
-      await this.run('peerSnapshot', this.peerKeys(), [String(this.history)]),
-      'peer snapshot',
-    );
-    const l = arr(live, 'peers');
-    const inf = arr(infos, 'peer infos');
-    const t = int(now, 'now');
-    const peers: LivePeer[] = [];
-    for (let i = 0; i + 1 < l.length; i += 2) {
-      peers.push({
-        id: str(l[i], 'peer id'),
-        info: Buffer.from(buf(inf[i / 2], 'peer info')),
-        expiresInMs: Number(str(l[i + 1], 'expiry')) - t,
-      });
-    }
-    return { seq: int(seq, 'seq'), epoch: str(epoch, 'epoch'), peers };
+    return decodePeerSnapshot(await this.run('peerSnapshot', this.peerKeys(), [String(this.history)]));
   }
 
   async listPeers(): Promise<{ seq: number; peers: LivePeer[] }> {

@@ -11,7 +11,7 @@
  */
 import { BpfError, type BpfMap, type BpfProgram, runSyscallProgram } from '../bpf/index.js';
 import { BatonError } from '../errors.js';
-import type { Family } from '../net/addr.js';
+import { type Family, formatAddress } from '../net/addr.js';
 import {
   CtlOp,
   decodeCtlResult,
@@ -35,7 +35,8 @@ export type FlowStateValue = Flow['state'];
 /** What insert() and replace() take: an entry without its track (the datapath keeps that). */
 export type FlowEntry = Omit<Flow, 'track'>;
 
-export const formatKey = (k: FlowKey): string => `${k.src}:${k.sport} -> ${k.dst}:${k.dport}`;
+/** "ip:port -> ip:port" of a key, IPv6 in brackets (one formatter: control/net/addr). */
+export const formatKey = (k: FlowKey): string => `${formatAddress(k.src, k.sport)} -> ${formatAddress(k.dst, k.dport)}`;
 
 export class FlowTable {
   /** Encoded keys, once per key object: records keep theirs and polls look them up every millisecond. */

@@ -1,17 +1,34 @@
-
 import { errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
-import {SO_RCVBUF, SO_RCVBUFFORCE,
-  SO_REUSEADDR, SO_SNDBUF, SO_SNDBUFFORCE, SOL_SOCKET, SOL_TCP, TCP_NO_QUEUE, TCP_QUEUE_SEQ, TCP_RECV_QUEUE, TCP_REPAIR, TCP_REPAIR_OFF,
-  TCP_REPAIR_ON, TCP_REPAIR_OPT_LAYOUT, TCP_REPAIR_OPTIONS, TCP_REPAIR_QUEUE, TCP_REPAIR_WINDOW,
-  TCP_REPAIR_WINDOW_LAYOUT, TCP_SEND_QUEUE, TCP_TIMESTAMP, TCPOPT_MSS, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
-} from './kernel.js';
 import {
-  bindTo, int32, connectTo, fmt, getInt, openTcpSocket, sendSome, setInt, setOpt, 
-} from './socket.js';
-import { type TcpState, u32 } from './state.js';
-
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
+  SO_REUSEADDR,
+  SO_SNDBUF,
+  SO_SNDBUFFORCE,
+  SOL_SOCKET,
+  SOL_TCP,
+  TCP_NO_QUEUE,
+  TCP_QUEUE_SEQ,
+  TCP_RECV_QUEUE,
+  TCP_REPAIR,
+  TCP_REPAIR_OFF,
+  TCP_REPAIR_ON,
+  TCP_REPAIR_OPT_LAYOUT,
+  TCP_REPAIR_OPTIONS,
+  TCP_REPAIR_QUEUE,
+  TCP_REPAIR_WINDOW,
+  TCP_REPAIR_WINDOW_LAYOUT,
+  TCP_SEND_QUEUE,
+  TCP_TIMESTAMP,
+  TCPOPT_MSS,
+  TCPOPT_SACK_PERM,
+  TCPOPT_TIMESTAMP,
+  TCPOPT_WINDOW,
+} from './kernel.js';
+import { bindTo, connectTo, fmt, getInt, int32, openTcpSocket, sendSome, setInt, setOpt } from './socket.js';
+import { type TcpState, tcpStateInconsistency, u32 } from './state.js';
 
 const E = (name: string): number => errnoValue(name);
 
@@ -90,7 +107,13 @@ export function restoreTcp(state: TcpState, opts: RestoreOptions = {}): number {
     setOpt(fd, SOL_TCP, TCP_REPAIR_WINDOW, w, 'restore_window');
 
     if (opts.stayInRepair) {
-      if (unsentPart.length) throw new SocketError('restore', E('EINVAL'), `of ${fmt(state.local)} -> ${fmt(state.remote)}`, 'a socket kept in repair mode cannot send its unsent bytes');
+      if (unsentPart.length)
+        throw new SocketError(
+          'restore',
+          E('EINVAL'),
+          `of ${fmt(state.local)} -> ${fmt(state.remote)}`,
+          'a socket kept in repair mode cannot send its unsent bytes',
+        );
       return fd;
     }
     setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_OFF, 'repair');
@@ -108,14 +131,8 @@ export function restoreTcp(state: TcpState, opts: RestoreOptions = {}): number {
 }
 
 function validateState(s: TcpState): void {
-  const bad = (msg: string): never => {
-    throw new SocketError('restore', E('EINVAL'), `of ${fmt(s.local)} -> ${fmt(s.remote)}`, msg);
-  };
-  const sent = u32(s.sndNxt - s.sndUna);
-  if (sent > s.sendQueue.length) bad(`sndNxt - sndUna is ${sent} bytes but the send queue holds only ${s.sendQueue.length}`);
-  if (s.sndWscale > 14 || s.rcvWscale > 14 || s.sndWscale < 0 || s.rcvWscale < 0) bad(`window scale must be 0..14, got ${s.sndWscale}/${s.rcvWscale}`);
-  if (!Number.isInteger(s.mssClamp) || s.mssClamp < 1 || s.mssClamp > 0xffff) bad(`mssClamp must be 1..65535, got ${s.mssClamp}`);
-  if (s.window.maxWindow < s.window.sndWnd) bad(`window.maxWindow (${s.window.maxWindow}) is below window.sndWnd (${s.window.sndWnd})`);
+  const problem = tcpStateInconsistency(s);
+  if (problem) throw new SocketError('restore', E('EINVAL'), `of ${fmt(s.local)} -> ${fmt(s.remote)}`, problem);
 }
 
 function repairOptions(s: TcpState): Buffer {
@@ -169,7 +186,12 @@ function writeQueue(fd: number, queue: number, data: Buffer): void {
       chunk = Math.max(MIN_CHUNK, chunk >> 1);
       continue;
     }
-    throw new SocketError(op, r.errno || E('EIO'), `on fd ${fd}`, `the kernel took ${off} of ${data.length} bytes of the ${queue === TCP_RECV_QUEUE ? 'receive' : 'send'} queue`);
+    throw new SocketError(
+      op,
+      r.errno || E('EIO'),
+      `on fd ${fd}`,
+      `the kernel took ${off} of ${data.length} bytes of the ${queue === TCP_RECV_QUEUE ? 'receive' : 'send'} queue`,
+    );
   }
 }
 
@@ -179,8 +201,12 @@ export function writeUnsent(fd: number, data: Buffer): void {
   while (off < data.length) {
     const r = sendSome(fd, data.subarray(off), 'restore_unsent');
     if (r.sent === 0) {
-      throw new SocketError('restore_unsent', r.errno || E('EIO'), `on fd ${fd}`,
-        `the send buffer took ${off} of ${data.length} unsent bytes`);
+      throw new SocketError(
+        'restore_unsent',
+        r.errno || E('EIO'),
+        `on fd ${fd}`,
+        `the send buffer took ${off} of ${data.length} unsent bytes`,
+      );
     }
     off += r.sent;
   }

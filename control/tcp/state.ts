@@ -48,3 +48,27 @@ export interface TcpState {
 
 export const seqBefore = (a: number, b: number): boolean => ((a - b) | 0) < 0;
 export const u32 = (n: number): number => n >>> 0;
+
+/** Largest TCP window scale shift (RFC 7323 §2.3). */
+export const MAX_WSCALE = 14;
+
+/**
+ * Why a TcpState cannot be restored as it stands, or undefined: the
+ * consistency rules restoring (control/tcp/restore.ts) and the state blob
+ * (control/tcp/blob/check.ts) share. Sequence numbers wrap, so the bytes in
+ * flight are taken modulo 2^32.
+ */
+export function tcpStateInconsistency(s: TcpState): string | undefined {
+  const sent = u32(s.sndNxt - s.sndUna);
+  if (sent > s.sendQueue.length)
+    return `sndNxt - sndUna is ${sent} bytes but the send queue holds only ${s.sendQueue.length}`;
+  if (s.sndWscale > MAX_WSCALE || s.rcvWscale > MAX_WSCALE || s.sndWscale < 0 || s.rcvWscale < 0) {
+    return `window scale must be 0..${MAX_WSCALE}, got ${s.sndWscale}/${s.rcvWscale}`;
+  }
+  if (!Number.isInteger(s.mssClamp) || s.mssClamp < 1 || s.mssClamp > 0xffff)
+    return `mssClamp must be 1..65535, got ${s.mssClamp}`;
+  if (s.window.maxWindow < s.window.sndWnd) {
+    return `window.maxWindow (${s.window.maxWindow}) is below window.sndWnd (${s.window.sndWnd})`;
+  }
+  return undefined;
+}

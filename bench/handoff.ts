@@ -7,7 +7,7 @@
  * control plane's own (block -> quiesce -> capture -> forward -> release)
  * and, when the front end reports it, the front end's (API call included).
  */
-import type { Testbed } from '../test/lib/testbed.js';
+import type { Testbed } from '../lab/testbed/index.js';
 import { percentile } from './load/result.js';
 import { runWrk } from './load/wrk.js';
 import type { Profile } from './profile.js';

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, release, totalmem } from 'node:os';
-import { ROOT } from '../test/lib/env.js';
+import { ROOT } from '../lab/paths.js';
 
 export interface MachineInfo {
   cpu: string;

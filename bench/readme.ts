@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ROOT } from '../test/lib/env.js';
+import { ROOT } from '../lab/paths.js';
 import { readResults } from './render.js';
 import { CHART_FILES, datapathTable, HAPROXY_REF, handoffApiTable, handoffTable, machineLines, memoryLines, ratioTable, targetLines } from './report.js';
 import type { Results } from './results.js';

@@ -6,8 +6,8 @@
  * Run: node --import tsx bench/splice-throughput.ts [--duration S] [--connections N] [--e2e]
  * (--e2e: the e2e front end with an in-process Splicer instead of the daemon + dispatcher)
  */
-import { startNginx } from '../test/lib/nginx.js';
-import { createTestbed, starTopology } from '../test/lib/testbed.js';
+import { startNginx } from '../lab/launch/nginx.js';
+import { createTestbed, starTopology } from '../lab/testbed/index.js';
 import { runWrk } from './load/wrk.js';
 import { BACKEND_PORT, BODIES, PROFILES } from './profile.js';
 import { median } from './throughput.js';

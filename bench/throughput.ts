@@ -4,7 +4,7 @@
  * rotated per round, so slow drift of a shared machine (another tenant's
  * burst, thermal state) spreads over all variants instead of landing on one.
  */
-import type { Testbed } from '../test/lib/testbed.js';
+import type { Testbed } from '../lab/testbed/index.js';
 import { runDownloads } from './load/curl.js';
 import type { LoadResult } from './load/result.js';
 import { runWrk } from './load/wrk.js';

@@ -17,12 +17,13 @@
 import { bpfUnavailableReason } from '../control/bpf/probe.js';
 import { createClient } from '../control/sdk/client.js';
 import { histogramQuantile, parseExposition, sumSamples } from '../control/sdk/metrics.js';
-import { batonIn } from '../test/cli/baton-proc.js';
-import { startDaemon, startDispatcher } from '../test/lib/baton.js';
-import { BPF_DIR } from '../test/lib/env.js';
-import { KeepAliveClient } from '../test/lib/keepalive-client.js';
-import { startNginx } from '../test/lib/nginx.js';
-import { canRunPrivileged, createTestbed, starTopology, VIP4 } from '../test/lib/testbed.js';
+import { KeepAliveClient } from '../lab/clients/keepalive-client.js';
+import { batonIn } from '../lab/launch/baton-cli.js';
+import { startDaemon } from '../lab/launch/daemon.js';
+import { startDispatcher } from '../lab/launch/dispatcher.js';
+import { startNginx } from '../lab/launch/nginx.js';
+import { BPF_DIR } from '../lab/paths.js';
+import { canRunPrivileged, createTestbed, starTopology, VIP4 } from '../lab/testbed/index.js';
 
 const METRICS = '127.0.0.1:9300';
 

@@ -1,5 +1,5 @@
 /** Single-connection downloads with curl in the client namespace, each bounded in time and checked for length. */
-import type { Testbed } from '../../test/lib/testbed.js';
+import type { Testbed } from '../../lab/testbed/index.js';
 import { cpuSince, sampleCpu } from '../cpu.js';
 import { type LoadResult, percentile } from './result.js';
 

@@ -1,6 +1,6 @@
 /** wrk in the client namespace, bounded by its duration, with exact figures from a Lua summary. */
 import { resolve } from 'node:path';
-import type { Testbed } from '../../test/lib/testbed.js';
+import type { Testbed } from '../../lab/testbed/index.js';
 import { cpuSince, sampleCpu } from '../cpu.js';
 import type { LoadResult } from './result.js';
 

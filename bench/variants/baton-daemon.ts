@@ -11,8 +11,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '../../control/sdk/client.js';
-import { type DispatcherProc, startDaemon, startDispatcher } from '../../test/lib/baton.js';
-import { VIP4, type Testbed } from '../../test/lib/testbed.js';
+import { startDaemon } from '../../lab/launch/daemon.js';
+import { type DispatcherProc, startDispatcher } from '../../lab/launch/dispatcher.js';
+import { VIP4, type Testbed } from '../../lab/testbed/index.js';
 import { BACKEND_PORT, BATON_FLOWS_CAPACITY } from '../profile.js';
 import { type BatonVariant, CLOSE_GRACE_MS, groupMessages, type HandoffSample } from './baton.js';
 import { VARIANT_PORTS, waitForHttp } from './variant.js';

@@ -17,7 +17,7 @@ import { takeSocket } from '../../control/tcp/pidfd.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { type FrontendDriver, startFrontend } from '../../test/lib/frontend-driver.js';
-import { VIP4, type Testbed } from '../../test/lib/testbed.js';
+import { VIP4, type Testbed } from '../../lab/testbed/index.js';
 import { BACKEND_PORT, BATON_FLOWS_CAPACITY } from '../profile.js';
 import { type Variant, VARIANT_PORTS, waitForHttp } from './variant.js';
 

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VIP4, type Testbed } from '../../test/lib/testbed.js';
+import { VIP4, type Testbed } from '../../lab/testbed/index.js';
 import { BACKEND_PORT } from '../profile.js';
 import { PROXY_WORKERS, type Variant, VARIANT_PORTS, waitForHttp } from './variant.js';
 

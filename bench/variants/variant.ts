@@ -8,7 +8,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Testbed } from '../../test/lib/testbed.js';
+import type { Testbed } from '../../lab/testbed/index.js';
 
 export type VariantId = 'plain' | 'haproxy-http' | 'haproxy-tcp' | 'nginx' | 'baton';
 

@@ -1,30 +1,6 @@
 /**
  * One-shot `baton` CLI invocations in tests, from the test process or inside
- * a testbed node. The daemon itself is started by test/lib/baton.ts.
+ * a testbed node: they live in lab/launch/baton-cli.ts (the demo uses them
+ * too); re-exported so tests keep importing one path.
  */
-import { execFile } from 'node:child_process';
-import { NODE_CLI } from '../lib/baton.js';
-import { ROOT } from '../lib/env.js';
-import type { Testbed } from '../lib/testbed.js';
-
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `baton <args>` in this process's namespace. */
-export function baton(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return new Promise((res) => {
-    execFile(NODE_CLI[0]!, [...NODE_CLI.slice(1), ...args], { cwd: ROOT, env: { ...process.env, BATON_API: '', BATON_TOKEN: '', ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      res({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** `baton <args>` inside a testbed node (with its bpffs at /sys/fs/bpf). */
-export async function batonIn(tb: Testbed, node: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const r = await tb.exec(node, NODE_CLI[0]!, [...NODE_CLI.slice(1), ...args], { bpffs: true, check: false, env: { ...process.env, BATON_API: '', BATON_TOKEN: '', ...env }, timeoutMs: 60_000 });
-  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
-}
-
+export { baton, batonIn, type CliResult } from '../../lab/launch/baton-cli.js';

@@ -8,7 +8,7 @@
  * What the scanner recognises (in TypeScript source text):
  *   - spawn/spawnSync/execFile/execFileSync/execSync/cpSpawn('cmd', ...): the
  *     first argument when it is a string literal (execSync: the first word);
- *   - run(['cmd', ...]) / runSync(['cmd', ...]): argv arrays (test/lib/testbed.ts);
+ *   - run(['cmd', ...]) / runSync(['cmd', ...]): argv arrays (lab/testbed/exec.ts);
  *   - <testbed>.exec(node, 'cmd', ...) / <testbed>.spawn(node, 'cmd', ...):
  *     the command run inside a testbed namespace (second argument);
  *   - 'netns', 'exec', <ns>, 'cmd' in an argv array (ip netns exec), and

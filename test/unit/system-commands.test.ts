@@ -25,7 +25,7 @@ const DEFAULT_GROUPS = ['build', 'runtime', 'test', 'demo'];
  */
 const SELF = new Set(['test/lib/system-commands.ts', 'test/unit/system-commands.test.ts']);
 
-/** TypeScript/JavaScript sources and node scripts under the four trees. */
+/** TypeScript/JavaScript sources and node scripts under the five trees. */
 function sources(): Map<string, string> {
   const files = new Map<string, string>();
   const walk = (dir: string) => {
@@ -41,7 +41,7 @@ function sources(): Map<string, string> {
       if (/\.(ts|js|mjs|cjs)$/.test(d.name) || (!d.name.includes('.') && text.startsWith('#!/usr/bin/env node'))) files.set(rel, text);
     }
   };
-  for (const top of ['control', 'scripts', 'test', 'bench']) walk(join(ROOT, top));
+  for (const top of ['control', 'lab', 'scripts', 'test', 'bench']) walk(join(ROOT, top));
   return files;
 }
 
@@ -117,7 +117,7 @@ describe('scanner', () => {
   });
 });
 
-test('every command control/, scripts/, test/ and bench/ spawn is in scripts/system-commands', () => {
+test('every command control/, lab/, scripts/, test/ and bench/ spawn is in scripts/system-commands', () => {
   const files = sources();
   assert.ok(files.has('test/e2e/tcp-repair.test.ts') && files.has('scripts/testbed'), 'scanned the trees');
   const missing = unlistedCommands(files, list);

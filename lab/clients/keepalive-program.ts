@@ -1,9 +1,9 @@
 /**
- * One keep-alive HTTP/1.1 connection driven line by line, for tests that
+ * One keep-alive HTTP/1.1 connection driven line by line, for callers that
  * act between requests (a handoff at a request boundary). Run in the client
- * namespace:
+ * namespace by keepalive-client.ts:
  *
- *   keepalive-client.ts <ip> <port>
+ *   keepalive-program.ts <ip> <port>
  *   stdin:  GET <path>          one request; the answer is one stdout line
  *           QUIT | RESET        close with a FIN | abort with a RST
  *   stdout: READY <local port> | {"status":200,"length":N,"sha256":"..","body":"<first 64 bytes>"}

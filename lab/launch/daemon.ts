@@ -1,0 +1,89 @@
+/**
+ * The daemon as users run it, inside a testbed: `baton lb` in a node with
+ * its own bpffs and its API on a unix socket (a host path, so reachable from
+ * every namespace). Shared by the demo, the end-to-end tests and the benchmarks.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createClient } from '../../control/sdk/client.js';
+import { ROOT } from '../paths.js';
+import type { Testbed } from '../testbed/index.js';
+import { NODE_CLI } from './baton-cli.js';
+
+export interface DaemonProc {
+  proc: ChildProcess;
+  /** the API's unix socket (host path; the same inside the node) */
+  socketPath: string;
+  /** `--api` value for the CLI */
+  api: string;
+  log: string[];
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts `baton lb` in `node`, attached to `interfaces`; resolves once /healthz answers. */
+export async function startDaemon(
+  tb: Testbed,
+  node: string,
+  interfaces: string[],
+  extra: string[] = [],
+  opts: { socketPath?: string } = {},
+): Promise<DaemonProc> {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-lb-'));
+  // The temp dir is root's alone (0700); a test whose unprivileged callers need the socket names one elsewhere.
+  const socketPath = opts.socketPath ?? join(dir, 'api.sock');
+  // The record of changed host settings goes with the run too (its namespace
+  // is deleted with the testbed); a test of baton down's restore passes its own --state-dir in extra.
+  const args = [
+    'lb',
+    ...interfaces.flatMap((i) => ['--interface', i]),
+    '--api',
+    `unix:${socketPath}`,
+    '--state-dir',
+    dir,
+    '--log-level',
+    'warn',
+    ...extra,
+  ];
+  const proc = tb.spawn(node, NODE_CLI[0]!, [...NODE_CLI.slice(1), ...args], {
+    bpffs: true,
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log: string[] = [];
+  proc.stdout?.on('data', (d: Buffer) => log.push(d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => log.push(d.toString()));
+  let exited = false;
+  proc.once('exit', () => (exited = true));
+  const client = createClient({ socketPath, timeoutMs: 1000 });
+  try {
+    for (let i = 0; ; i++) {
+      if (exited) throw new Error(`baton lb exited at start: ${log.join('').slice(-3000)}`);
+      if (i > 300) throw new Error(`baton lb did not answer /healthz within 30 s: ${log.join('').slice(-3000)}`);
+      try {
+        await client.health();
+        break;
+      } catch {
+        await sleep(100);
+      }
+    }
+  } finally {
+    client.close();
+  }
+  return {
+    proc,
+    socketPath,
+    api: `unix:${socketPath}`,
+    log,
+    async stop(signal = 'SIGTERM') {
+      if (!exited) {
+        const gone = new Promise((r) => proc.once('exit', r));
+        process.kill(-proc.pid!, signal); // the process group: ip netns exec, sh, node
+        await Promise.race([gone, sleep(15_000)]);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

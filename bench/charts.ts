@@ -128,7 +128,7 @@ export function chartSpecs(r: Results): Record<keyof typeof CHART_FILES, TopLeve
     } as TopLevelSpec,
     handoff: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-      title: 'Handoff (splice) duration',
+      title: 'Leg (splice) duration',
       width: WIDTH,
       height: HEIGHT,
       background: 'white',

@@ -60,7 +60,7 @@ const xlate = (i: number) => ({
   out: { src: '198.18.2.1', dst: '198.18.3.10', sport: 10000 + (i % 50000), dport: 8080 },
   seqDelta: 1000 + i, ackDelta: 2000 + i, tsvalDelta: 77, tsecrDelta: 99, wscaleIn: 7, wscaleOut: 9, timestamps: true,
 });
-const flow = (i: number, state: number = FlowState.FORWARD): Flow => ({ connId: BigInt(i), state: state as Flow['state'], kind: FlowKind.CLIENT, handoffs: [{ seqStart: 0, ackFloor: 0, x: xlate(i) }] });
+const flow = (i: number, state: number = FlowState.FORWARD): Flow => ({ connId: BigInt(i), state: state as Flow['state'], kind: FlowKind.CLIENT, legs: [{ seqStart: 0, ackFloor: 0, x: xlate(i) }] });
 const key = (i: number): { src: string; dst: string; sport: number; dport: number } => ({ src: `198.18.${100 + ((i >> 16) & 0x3f)}.${(i >> 8) & 0xff}`, dst: '198.19.0.1', sport: 1024 + (i & 0xff) * 200 + ((i >> 14) & 0x3), dport: 80 });
 
 function packets(): Record<DatapathPath, Buffer> {
@@ -103,7 +103,7 @@ export async function runDatapathBench(profile: Pick<Profile, 'datapathSizes' | 
     const k0 = key(0);
     dp.table.insert(mirrorKey, {
       connId: 0n, state: FlowState.FORWARD, kind: FlowKind.CLIENT,
-      handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x0, out: k0, seqDelta: -x0.seqDelta >>> 0, ackDelta: -x0.ackDelta >>> 0, tsvalDelta: -x0.tsvalDelta >>> 0, tsecrDelta: -x0.tsecrDelta >>> 0, wscaleIn: x0.wscaleOut, wscaleOut: x0.wscaleIn } }],
+      legs: [{ seqStart: 0, ackFloor: 0, x: { ...x0, out: k0, seqDelta: -x0.seqDelta >>> 0, ackDelta: -x0.ackDelta >>> 0, tsvalDelta: -x0.tsvalDelta >>> 0, tsecrDelta: -x0.tsecrDelta >>> 0, wscaleIn: x0.wscaleOut, wscaleOut: x0.wscaleIn } }],
     });
     const rows: DatapathRow[] = [];
     let filled = 0;

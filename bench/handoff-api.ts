@@ -1,5 +1,5 @@
 /**
- * Handoff API microbenchmark: how fast the daemon's REST API turns a front
+ * Leg API microbenchmark: how fast the daemon's REST API turns a front
  * end's {pid, fd} pairs into splices, one request at a time, several at
  * once, and in batches, with nothing else in the way (no wrk, no new
  * connections opening while the API is timed).

@@ -18,7 +18,7 @@
 static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
 				       __u32 bytes, __u32 *reason)
 {
-	const struct baton_handoff *h;
+	const struct baton_leg *h;
 	__u32 ack = p->ack, seq_c, ack_c;
 	__u64 now;
 	int k, rc, rst, verdict;
@@ -51,18 +51,18 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 	/* seq and ack in client sequence space, for the RST rule and the
 	 * track: a BACKEND entry's are translated first. */
 	if (f->kind == BATON_KIND_CLIENT) {
-		k = select_handoff(f, p);
-		if (k < 0 || k >= BATON_MAX_HANDOFFS) {
-			*reason = BATON_R_DROP_NO_HANDOFF;
+		k = select_leg(f, p);
+		if (k < 0 || k >= BATON_MAX_LEGS) {
+			*reason = BATON_R_DROP_NO_LEG;
 			return CTX_DROP;
 		}
-		h = &f->handoff[k];
+		h = &f->leg[k];
 		ack = clamp_ack(h, p->ack);
 		seq_c = p->seq;
 		ack_c = p->ack;
 	} else {
 		k = 0;
-		h = &f->handoff[0];
+		h = &f->leg[0];
 		seq_c = p->seq + h->x.seq_delta;
 		ack_c = p->ack + h->x.ack_delta;
 	}
@@ -126,31 +126,31 @@ int baton_ctl(struct baton_ctl *c)
 		c->result = -22; /* EINVAL */
 		return 0;
 	}
-	n = f->n_handoffs;
-	if (c->op == BATON_CTL_APPEND_HANDOFF) {
+	n = f->n_legs;
+	if (c->op == BATON_CTL_APPEND_LEG) {
 		if (f->kind != BATON_KIND_CLIENT) {
 			c->result = -22;
 			return 0;
 		}
-		if (n >= BATON_MAX_HANDOFFS) {
+		if (n >= BATON_MAX_LEGS) {
 			c->result = -7; /* E2BIG */
-			c->n_handoffs = n;
+			c->n_legs = n;
 			return 0;
 		}
-		__builtin_memcpy(&f->handoff[n], &c->handoff, sizeof(c->handoff));
+		__builtin_memcpy(&f->leg[n], &c->leg, sizeof(c->leg));
 		/* The entry is complete before it becomes visible to
-		 * select_handoff(), which only reads entries below n_handoffs.
+		 * select_leg(), which only reads entries below n_legs.
 		 * BPF has no fence instruction: a compiler barrier keeps the
 		 * store order, which x86's memory model preserves for readers. */
 		asm volatile("" ::: "memory");
-		WRITE_ONCE(f->n_handoffs, n + 1);
+		WRITE_ONCE(f->n_legs, n + 1);
 		n++;
 	} else if (c->op != BATON_CTL_SET_STATE) {
 		c->result = -22;
 		return 0;
 	}
 	WRITE_ONCE(f->state, c->state);
-	c->n_handoffs = n;
+	c->n_legs = n;
 	c->result = 0;
 	return 0;
 }

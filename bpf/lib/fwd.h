@@ -68,7 +68,7 @@ static __always_inline int lookup_nexthop(ctx_t *ctx, const struct baton_xlate *
 }
 
 /* Forwards a rewritten frame per the entry's next-hop cache, refreshing it
- * from the FIB when it is empty, stale or for another handoff. Returns the
+ * from the FIB when it is empty, stale or for another leg. Returns the
  * verdict and sets *reason. */
 static __always_inline int forward_frame(ctx_t *ctx, struct baton_flow *f, __u32 k,
 					 const struct baton_xlate *x, const struct baton_pkt *p,
@@ -78,13 +78,13 @@ static __always_inline int forward_frame(ctx_t *ctx, struct baton_flow *f, __u32
 	struct ethhdr *eth;
 	int rc;
 
-	if (nh->expires_ns <= now || nh->handoff != k) {
+	if (nh->expires_ns <= now || nh->leg != k) {
 		/* Readers on other CPUs skip the cache while it is rewritten. */
 		WRITE_ONCE(nh->expires_ns, 0);
 		rc = lookup_nexthop(ctx, x, p, nh, reason);
 		if (rc)
 			return rc;
-		nh->handoff = k;
+		nh->leg = k;
 		WRITE_ONCE(nh->expires_ns, now + BATON_NEXTHOP_TTL_NS);
 	}
 

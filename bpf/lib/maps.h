@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Map definitions. Live handoffs must never be evicted silently, so the
+/* Map definitions. Live legs must never be evicted silently, so the
  * connection table is a plain HASH (not LRU): userspace inserts with
  * BPF_NOEXIST, deletes explicitly and answers a full table with an error. */
 #ifndef BATON_LIB_MAPS_H

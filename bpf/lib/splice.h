@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Splice semantics: which handoff a client segment belongs to, how the ack
+/* Splice semantics: which back-end leg a client segment belongs to, how the ack
  * is clamped for that back end, which RST is believed, and what the
  * datapath records per direction for the userspace lifecycle (quiescence,
  * FIN, RST, idle) and for lib/syn.h's "is this connection finished". */
@@ -12,54 +12,54 @@
 
 static __always_inline int seq_before(__u32 a, __u32 b) { return (__s32)(a - b) < 0; }
 
-/* Index of the handoff a client segment goes to: the last handoff whose
+/* Index of the leg a client segment goes to: the last leg whose
  * seq_start is at or before the segment's last byte. A retransmission that
- * straddles a handoff point therefore goes to the later back end, which
+ * straddles a leg's start therefore goes to the later back end, which
  * discards the prefix it already holds (an old-data overlap, handled by any
  * TCP receiver); a segment wholly before the point still reaches the
  * earlier back end, and one wholly before the first point the first back
- * end. Returns -1 when the entry has no handoff. */
-static __always_inline int select_handoff(const struct baton_flow *f, const struct baton_pkt *p)
+ * end. Returns -1 when the entry has no leg. */
+static __always_inline int select_leg(const struct baton_flow *f, const struct baton_pkt *p)
 {
 	__u32 last = p->seq + (p->payload_len ? p->payload_len - 1 : 0);
 	int k = -1;
 
 #pragma unroll
-	for (int i = 0; i < BATON_MAX_HANDOFFS; i++) {
-		if (i < f->n_handoffs && !seq_before(last, f->handoff[i].seq_start))
+	for (int i = 0; i < BATON_MAX_LEGS; i++) {
+		if (i < f->n_legs && !seq_before(last, f->leg[i].seq_start))
 			k = i;
 	}
-	/* Wholly before the first handoff: a keepalive probe (seq_start - 1,
+	/* Wholly before the first leg: a keepalive probe (seq_start - 1,
 	 * no data) or a retransmission of bytes the LB socket had received.
 	 * The first back end sees old data and answers with an ACK, which is
 	 * what the client asked for; dropping it fails the client's keepalives. */
-	if (k < 0 && f->n_handoffs > 0)
+	if (k < 0 && f->n_legs > 0)
 		k = 0;
 	return k;
 }
 
 /* Client ack as this back end must see it: never below the point at which
  * its stream starts in the client's sequence space. */
-static __always_inline __u32 clamp_ack(const struct baton_handoff *h, __u32 ack)
+static __always_inline __u32 clamp_ack(const struct baton_leg *h, __u32 ack)
 {
 	return seq_before(ack, h->ack_floor) ? h->ack_floor : ack;
 }
 
-/* The handoff whose tuple this entry's segments are rewritten to now. */
-static __always_inline const struct baton_handoff *current_handoff(const struct baton_flow *f)
+/* The leg whose tuple this entry's segments are rewritten to now. */
+static __always_inline const struct baton_leg *current_leg(const struct baton_flow *f)
 {
-	__u32 n = f->n_handoffs;
+	__u32 n = f->n_legs;
 
-	if (n == 0 || n > BATON_MAX_HANDOFFS)
+	if (n == 0 || n > BATON_MAX_LEGS)
 		return 0;
-	return &f->handoff[(n - 1) & (BATON_MAX_HANDOFFS - 1)];
+	return &f->leg[(n - 1) & (BATON_MAX_LEGS - 1)];
 }
 
 /* The entry of the other direction of the same connection: its key is the
- * reverse of the tuple handoff h rewrites to (a CLIENT entry's handoff leads
+ * reverse of the tuple leg h rewrites to (a CLIENT entry's leg leads
  * to that back end's BACKEND entry, a BACKEND entry's to the CLIENT entry).
- * NULL when absent (a retired handoff, or a connection being removed). */
-static __always_inline struct baton_flow *peer_entry(const struct baton_pkt *p, const struct baton_handoff *h)
+ * NULL when absent (a retired leg, or a connection being removed). */
+static __always_inline struct baton_flow *peer_entry(const struct baton_pkt *p, const struct baton_leg *h)
 {
 	struct baton_flow_key k = {};
 
@@ -87,8 +87,8 @@ enum rst_kind {
  * with a challenge ACK and drops the rest. The entry knows the receiver's
  * rcv_nxt as the receiver last said it: the other direction's highest ACK
  * (before the receiver sent anything since the splice: where its stream of
- * the sender's bytes began, i.e. this handoff's seq_start for a back end, the
- * client's current handoff's ack_floor for the client). So, with seq in
+ * the sender's bytes began, i.e. this leg's seq_start for a back end, the
+ * client's current leg's ack_floor for the client). So, with seq in
  * client sequence space:
  *
  *   - seq == that number: recorded and forwarded. Real RSTs arrive this way
@@ -118,16 +118,16 @@ enum rst_kind {
  * is forwarded, not recorded. Returns RST_NONE, RST_UNRECORDED or RST_EXACT,
  * or -1 with *reason set when the segment is to be dropped. */
 static __always_inline int rst_verdict(const struct baton_pkt *p, const struct baton_flow *f,
-				       const struct baton_handoff *h, __u32 seq, __u32 *reason)
+				       const struct baton_leg *h, __u32 seq, __u32 *reason)
 {
 	const struct baton_flow *peer;
-	const struct baton_handoff *ph;
+	const struct baton_leg *ph;
 	__u32 rcv_nxt, wnd;
 
 	if (!(p->tcp_flags & TCPF_RST))
 		return RST_NONE;
 	peer = peer_entry(p, h);
-	ph = peer ? current_handoff(peer) : 0;
+	ph = peer ? current_leg(peer) : 0;
 	if (!ph)
 		return RST_UNRECORDED;
 	if (peer->track.flags & BATON_TRACK_F_SEEN)

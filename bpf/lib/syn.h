@@ -148,7 +148,7 @@ static __always_inline int build_challenge_ack(ctx_t *ctx, const struct baton_pk
 static __always_inline int syn_verdict(ctx_t *ctx, const struct baton_pkt *p, struct baton_flow *f,
 				       __u32 *reason)
 {
-	const struct baton_handoff *h;
+	const struct baton_leg *h;
 	const struct baton_flow *peer;
 	__u32 seq_off = 0, ack_off = 0, seq, ack, now_ms, last;
 	int finished;
@@ -160,7 +160,7 @@ static __always_inline int syn_verdict(ctx_t *ctx, const struct baton_pkt *p, st
 	if ((p->tcp_flags & (TCPF_SYN | TCPF_ACK)) != TCPF_SYN || f->state == BATON_STATE_BLOCK)
 		return -1;
 
-	h = current_handoff(f);
+	h = current_leg(f);
 	peer = h ? peer_entry(p, h) : 0;
 	/* Without the other direction's entry (it is being removed) only a
 	 * RST proves the connection over. */

@@ -10,7 +10,7 @@ import { IPPROTO_TCP } from '../tcp/kernel.js';
 import { u32 } from '../tcp/state.js';
 
 export const ABI_VERSION = 5;
-export const MAX_HANDOFFS = 8;
+export const MAX_LEGS = 8;
 export type { Layout } from '../sys/struct-layout.js';
 
 export const LAYOUTS = {
@@ -19,12 +19,12 @@ export const LAYOUTS = {
     size: 56,
     fields: { saddr: 0, daddr: 16, sport: 32, dport: 34, seq_delta: 36, ack_delta: 40, tsval_delta: 44, tsecr_delta: 48, wscale_in: 52, wscale_out: 53, flags: 54 },
   },
-  baton_handoff: { size: 64, fields: { seq_start: 0, ack_floor: 4, x: 8 } },
+  baton_leg: { size: 64, fields: { seq_start: 0, ack_floor: 4, x: 8 } },
   baton_track: { size: 40, fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 } },
-  baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, handoff: 12, smac: 16, dmac: 22 } },
-  baton_flow: { size: 600, fields: { conn_id: 0, state: 8, kind: 9, n_handoffs: 10, challenge_ms: 12, track: 16, nexthop: 56, handoff: 88 } },
+  baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, leg: 12, smac: 16, dmac: 22 } },
+  baton_flow: { size: 600, fields: { conn_id: 0, state: 8, kind: 9, n_legs: 10, challenge_ms: 12, track: 16, nexthop: 56, leg: 88 } },
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
-  baton_ctl: { size: 120, fields: { key: 0, op: 40, state: 44, result: 48, n_handoffs: 52, handoff: 56 } },
+  baton_ctl: { size: 120, fields: { key: 0, op: 40, state: 44, result: 48, n_legs: 52, leg: 56 } },
   baton_tcp_probe: {
     size: 40,
     fields: { ts_recent: 0, ts_recent_stamp: 4, rcv_tsval: 8, rcv_tsecr: 12, tsoffset: 16, snd_una: 20, snd_nxt: 24, rcv_nxt: 28, write_seq: 32, flags: 36 },
@@ -36,7 +36,7 @@ const L = LAYOUTS;
 
 /** SUPERSEDED is written by the datapath only: a SYN found the connection finished and a new one took the tuple. */
 export const FlowState = { BLOCK: 1, FORWARD: 2, HOLD: 3, SUPERSEDED: 4 } as const;
-export const CtlOp = { SET_STATE: 1, APPEND_HANDOFF: 2 } as const;
+export const CtlOp = { SET_STATE: 1, APPEND_LEG: 2 } as const;
 export const FlowKind = { CLIENT: 1, BACKEND: 2 } as const;
 export const XLATE_F_TS = 0x01;
 export const TRACK_F_FIN = 0x01;
@@ -56,7 +56,7 @@ export const REASONS = [
   ['forwarded', 'via_stack'],
   ['dropped', 'blocked'],
   ['dropped', 'bad_tcp_options'],
-  ['dropped', 'no_handoff'],
+  ['dropped', 'no_leg'],
   ['dropped', 'fib_blackhole'],
   ['dropped', 'rewrite_failed'],
   ['passed', 'blocked_ack'],
@@ -171,7 +171,7 @@ function decodeXlate(b: Buffer, at: number, family: Family): Xlate {
 
 // ---------------------------------------------------------------- flow
 
-export interface Handoff {
+export interface Leg {
   seqStart: number;
   ackFloor: number;
   x: Xlate;
@@ -191,34 +191,34 @@ export interface Flow {
   connId: bigint;
   state: (typeof FlowState)[keyof typeof FlowState];
   kind: (typeof FlowKind)[keyof typeof FlowKind];
-  handoffs: Handoff[];
+  legs: Leg[];
   track?: Track;
 }
 
 export function encodeFlow(flow: Flow): Buffer {
-  if (flow.handoffs.length > MAX_HANDOFFS) throw new RangeError(`at most ${MAX_HANDOFFS} handoffs per connection, got ${flow.handoffs.length}`);
+  if (flow.legs.length > MAX_LEGS) throw new RangeError(`at most ${MAX_LEGS} back-end legs per connection, got ${flow.legs.length}`);
   const f = L.baton_flow.fields;
   const b = Buffer.alloc(L.baton_flow.size);
   b.writeBigUInt64LE(flow.connId, f.conn_id);
   b.writeUInt8(flow.state, f.state);
   b.writeUInt8(flow.kind, f.kind);
-  b.writeUInt8(flow.handoffs.length, f.n_handoffs);
+  b.writeUInt8(flow.legs.length, f.n_legs);
   if (flow.track) encodeTrack(flow.track, b, f.track);
-  flow.handoffs.forEach((h, i) => encodeHandoff(h, b, f.handoff + i * L.baton_handoff.size));
+  flow.legs.forEach((h, i) => encodeLeg(h, b, f.leg + i * L.baton_leg.size));
   return b;
 }
 
-function encodeHandoff(h: Handoff, b: Buffer, at: number): void {
-  b.writeUInt32LE(u32(h.seqStart), at + L.baton_handoff.fields.seq_start);
-  b.writeUInt32LE(u32(h.ackFloor), at + L.baton_handoff.fields.ack_floor);
-  encodeXlate(h.x, b, at + L.baton_handoff.fields.x);
+function encodeLeg(h: Leg, b: Buffer, at: number): void {
+  b.writeUInt32LE(u32(h.seqStart), at + L.baton_leg.fields.seq_start);
+  b.writeUInt32LE(u32(h.ackFloor), at + L.baton_leg.fields.ack_floor);
+  encodeXlate(h.x, b, at + L.baton_leg.fields.x);
 }
 
 // ---------------------------------------------------------------- control program
 
 export type CtlRequest =
   | { op: typeof CtlOp.SET_STATE; key: FlowKey; state: Flow['state'] }
-  | { op: typeof CtlOp.APPEND_HANDOFF; key: FlowKey; state: Flow['state']; handoff: Handoff };
+  | { op: typeof CtlOp.APPEND_LEG; key: FlowKey; state: Flow['state']; leg: Leg };
 
 /** struct baton_ctl for the control program (bpf/xdp_baton.c, baton_ctl). */
 export function encodeCtl(req: CtlRequest): Buffer {
@@ -227,14 +227,14 @@ export function encodeCtl(req: CtlRequest): Buffer {
   encodeFlowKey(req.key).copy(b, f.key);
   b.writeUInt32LE(req.op, f.op);
   b.writeUInt32LE(req.state, f.state);
-  if (req.op === CtlOp.APPEND_HANDOFF) encodeHandoff(req.handoff, b, f.handoff);
+  if (req.op === CtlOp.APPEND_LEG) encodeLeg(req.leg, b, f.leg);
   return b;
 }
 
-/** The control program's answer: 0 or a negative errno, and the handoffs the entry now holds. */
-export function decodeCtlResult(b: Buffer): { result: number; nHandoffs: number } {
+/** The control program's answer: 0 or a negative errno, and the legs the entry now holds. */
+export function decodeCtlResult(b: Buffer): { result: number; nLegs: number } {
   const f = L.baton_ctl.fields;
-  return { result: b.readInt32LE(f.result), nHandoffs: b.readUInt32LE(f.n_handoffs) };
+  return { result: b.readInt32LE(f.result), nLegs: b.readUInt32LE(f.n_legs) };
 }
 
 function encodeTrack(t: Track, b: Buffer, at: number): void {
@@ -264,26 +264,26 @@ export function decodeTrack(b: Buffer, at = L.baton_flow.fields.track): Track {
 /** Just the connection id of a flow value. */
 export const decodeFlowConnId = (b: Buffer): bigint => b.readBigUInt64LE(L.baton_flow.fields.conn_id);
 
-/** Just the state byte of a flow value (no decoding of its handoffs). */
+/** Just the state byte of a flow value (no decoding of its legs). */
 export const decodeFlowState = (b: Buffer): Flow['state'] => b.readUInt8(L.baton_flow.fields.state) as Flow['state'];
 
 export function decodeFlow(b: Buffer, family: Family): Flow & { track: Track } {
   const f = L.baton_flow.fields;
-  const n = Math.min(b.readUInt8(f.n_handoffs), MAX_HANDOFFS);
-  const handoffs: Handoff[] = [];
+  const n = Math.min(b.readUInt8(f.n_legs), MAX_LEGS);
+  const legs: Leg[] = [];
   for (let i = 0; i < n; i++) {
-    const at = f.handoff + i * L.baton_handoff.size;
-    handoffs.push({
-      seqStart: b.readUInt32LE(at + L.baton_handoff.fields.seq_start),
-      ackFloor: b.readUInt32LE(at + L.baton_handoff.fields.ack_floor),
-      x: decodeXlate(b, at + L.baton_handoff.fields.x, family),
+    const at = f.leg + i * L.baton_leg.size;
+    legs.push({
+      seqStart: b.readUInt32LE(at + L.baton_leg.fields.seq_start),
+      ackFloor: b.readUInt32LE(at + L.baton_leg.fields.ack_floor),
+      x: decodeXlate(b, at + L.baton_leg.fields.x, family),
     });
   }
   return {
     connId: b.readBigUInt64LE(f.conn_id),
     state: decodeFlowState(b),
     kind: b.readUInt8(f.kind) as Flow['kind'],
-    handoffs,
+    legs,
     track: decodeTrack(b),
   };
 }

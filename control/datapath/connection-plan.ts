@@ -5,7 +5,7 @@
  * entries' tracks (test/unit/connection-plan.test.ts).
  */
 import { type Endpoint, seqBefore, u32 } from '../tcp/state.js';
-import { FlowState, type Handoff, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, type Track, type Xlate } from './abi.js';
+import { FlowState, type Leg, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, type Track, type Xlate } from './abi.js';
 
 /** The track has seen at least one segment. */
 export const seen = (t: Track | undefined): t is Track => t !== undefined && (t.flags & TRACK_F_SEEN) !== 0;
@@ -87,7 +87,7 @@ export interface ResetSpec {
  */
 export function abortResets(
   conn: { client: Endpoint; vip: Endpoint },
-  leg: { local: Endpoint; backend: Endpoint; toBackend: Handoff; toClient: Xlate },
+  leg: { local: Endpoint; backend: Endpoint; toBackend: Leg; toClient: Xlate },
   client: Track | undefined,
   backend: Track | undefined,
 ): { toClient: ResetSpec; toBackend: ResetSpec } {

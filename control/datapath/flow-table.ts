@@ -25,8 +25,8 @@ import {
   encodeFlowKey,
   type Flow,
   type FlowKey,
-  type Handoff,
-  MAX_HANDOFFS,
+  type Leg,
+  MAX_LEGS,
   type Track,
 } from './abi.js';
 
@@ -125,8 +125,8 @@ export class FlowTable {
    * how many legs the entry holds afterwards. HANDOFFS_EXHAUSTED when the
    * list is full.
    */
-  appendLeg(k: FlowKey, leg: Handoff, state: FlowStateValue): number {
-    return this.control(k, () => ({ op: CtlOp.APPEND_HANDOFF, key: k, state, handoff: leg }));
+  appendLeg(k: FlowKey, leg: Leg, state: FlowStateValue): number {
+    return this.control(k, () => ({ op: CtlOp.APPEND_LEG, key: k, state, leg }));
   }
 
   /** Every entry, decoded (recovery after a restart, inspection). */
@@ -151,14 +151,14 @@ export class FlowTable {
 
   private control(k: FlowKey, req: () => Parameters<typeof encodeCtl>[0]): number {
     const { ctx } = runSyscallProgram(this.ctlProgram, encodeCtl(req()));
-    const { result, nHandoffs } = decodeCtlResult(ctx);
-    if (result === 0) return nHandoffs;
+    const { result, nLegs } = decodeCtlResult(ctx);
+    if (result === 0) return nLegs;
     const e = new BpfError('flow_control', -result, `of ${formatKey(k)}`);
     if (e.code === 'ENOENT') throw gone(k, e);
     if (e.code === 'E2BIG') {
       throw new BatonError(
         'HANDOFFS_EXHAUSTED',
-        `${formatKey(k)} already holds ${MAX_HANDOFFS} back-end legs; a new client connection is needed to move it again`,
+        `${formatKey(k)} already holds ${MAX_LEGS} back-end legs; a new client connection is needed to move it again`,
         'handoffs_exhausted',
         { cause: e },
       );

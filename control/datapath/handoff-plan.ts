@@ -11,7 +11,7 @@
  * own numbers are in its space, reached through its translation's deltas.
  */
 import { seqBefore, type TcpState, u32 } from '../tcp/state.js';
-import { type Handoff, TRACK_F_FIN, TRACK_F_RST, type Track, type Xlate } from './abi.js';
+import { type Leg, TRACK_F_FIN, TRACK_F_RST, type Track, type Xlate } from './abi.js';
 import { seen } from './connection-plan.js';
 import { refusalReason, translation, TS_MARGIN } from './splice-plan.js';
 
@@ -83,7 +83,7 @@ export function handoffStartState(leg1: TcpState, b: Boundary, elapsedMs: number
 
 export interface HandoffPlan {
   /** The client entry's new leg: client bytes from the boundary on go to the new back end. */
-  toBackend: Handoff;
+  toBackend: Leg;
   /** The new back end's entry: its segments, translated toward the client. */
   toClient: Xlate;
 }
@@ -113,7 +113,7 @@ export function planHandoff(
  */
 export function retiredLegState(
   leg: TcpState,
-  legXlate: { toBackend: Handoff; toClient: Xlate },
+  legXlate: { toBackend: Leg; toClient: Xlate },
   b: Boundary,
   elapsedMs: number,
 ): TcpState {

@@ -14,7 +14,7 @@
  * TSecr is moved back by the reverse offset, so echoed values (RTT samples)
  * are exact.
  */
-import { type FlowKey, FlowKind, FlowState, type Flow, type Handoff, type Xlate } from './abi.js';
+import { type FlowKey, FlowKind, FlowState, type Flow, type Leg, type Xlate } from './abi.js';
 import { type Endpoint, type TcpState, u32 } from '../tcp/state.js';
 
 export interface SplicePlan {
@@ -114,16 +114,16 @@ export function planSplice(connId: bigint, leg1: TcpState, leg2In: TcpState, pen
   const refused = refusalReason(leg1, leg2In);
   if (refused) throw refused;
   const leg2 = { ...leg2In, sndNxt: u32(leg2In.sndNxt + pendingBytes) };
-  const handoff: Handoff = { seqStart: u32(leg1.rcvNxt), ackFloor: u32(leg1.sndNxt), x: translation(leg1, leg2) };
+  const leg: Leg = { seqStart: u32(leg1.rcvNxt), ackFloor: u32(leg1.sndNxt), x: translation(leg1, leg2) };
   return {
     clientKey: key(leg1, 'in'),
-    client: { connId, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [handoff] },
+    client: { connId, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [leg] },
     backendKey: key(leg2, 'in'),
     backend: {
       connId,
       state: FlowState.FORWARD,
       kind: FlowKind.BACKEND,
-      handoffs: [{ seqStart: 0, ackFloor: 0, x: translation(leg2, leg1) }],
+      legs: [{ seqStart: 0, ackFloor: 0, x: translation(leg2, leg1) }],
     },
   };
 }

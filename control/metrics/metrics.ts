@@ -17,7 +17,7 @@ import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import type { TrafficView } from '../service/splicer-port.js';
 import type { ReclaimReason } from '../splice/sweeper.js';
 
-/** Handoff latency buckets (seconds): 50 µs up to 5 s; the target is a p50 under 200 µs. */
+/** Leg latency buckets (seconds): 50 µs up to 5 s; the target is a p50 under 200 µs. */
 export const HANDOFF_BUCKETS = [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
 /** How long one pass over the connections serves scrape-time families (one scrape reads it three times). */
 const SCAN_REUSE_MS = 100;

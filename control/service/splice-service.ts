@@ -258,7 +258,7 @@ export class SpliceService {
     let n = 0;
     for (const rec of this.splicer.records.values()) {
       n++;
-      for (const h of rec.handoffs) if (!h.retired) n++;
+      for (const h of rec.legs) if (!h.retired) n++;
     }
     return n;
   }

@@ -68,7 +68,7 @@ export function spliceView(rec: SpliceRecord, status: ConnectionStatus | undefin
     durationUs: totalMs === undefined ? null : Math.round(totalMs * 1000),
     recovered: rec.recovered,
     ownerUid: rec.ownerUid,
-    handoffs: rec.handoffs.map((h) => ({
+    handoffs: rec.legs.map((h) => ({
       index: h.index,
       backend: formatEndpoint(h.backend),
       local: formatEndpoint(h.local),

@@ -17,14 +17,14 @@
  * to a new connection, whose packets the datapath would take for this one's.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type FlowKey, FlowKind, FlowState, type Handoff } from '../datapath/abi.js';
+import { type FlowKey, FlowKind, FlowState, type Leg } from '../datapath/abi.js';
 import type { FlowEntry } from '../datapath/flow-table.js';
 import { pendingAcked, placeholderState } from '../datapath/handoff-plan.js';
 import { key, planSplice } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { TcpState } from '../tcp/state.js';
 import { asBatonError, type SpliceContext, stillThere } from './context.js';
-import { DEFAULT_QUIESCE_MS, type HandoffRecord, type SpliceOptions, type SpliceRecord } from './records.js';
+import { DEFAULT_QUIESCE_MS, type LegRecord, type SpliceOptions, type SpliceRecord } from './records.js';
 import { abortConnection } from './teardown.js';
 
 /**
@@ -37,7 +37,7 @@ export const PENDING_ACK_TIMEOUT_MS = 30_000;
 
 /** What the background step needs once the splice has answered. */
 export interface PendingBytes {
-  leg: HandoffRecord;
+  leg: LegRecord;
   fd: number;
   bytes: number;
   /** Leg 1's rcv_nxt at capture: the end of the pending bytes in client space. */
@@ -63,9 +63,9 @@ export async function firstSplice(
   const backendKey = key(e2, 'in');
 
   // 1. Block.
-  await insertNew(ctx, clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
+  await insertNew(ctx, clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
   try {
-    await insertNew(ctx, backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, handoffs: [] });
+    await insertNew(ctx, backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, legs: [] });
   } catch (e) {
     ctx.table.remove(clientKey);
     throw e;
@@ -87,14 +87,14 @@ export async function firstSplice(
     const plan = planSplice(id, leg1, leg2, pending.length);
     const netns = ctx.ops.netnsOf(clientFd);
     const now = Date.now();
-    const first: HandoffRecord = {
+    const first: LegRecord = {
       index: 0,
       backend: e2.remote,
       local: e2.local,
       backendKey,
-      toBackend: plan.client.handoffs[0] as Handoff,
-      toClient: (plan.backend.handoffs[0] as Handoff).x,
-      leg: leg2,
+      toBackend: plan.client.legs[0] as Leg,
+      toClient: (plan.backend.legs[0] as Leg).x,
+      captured: leg2,
       retired: false,
       createdAt: now,
     };
@@ -104,7 +104,7 @@ export async function firstSplice(
       client: e1.remote,
       vip: e1.local,
       clientKey,
-      handoffs: [first],
+      legs: [first],
       clientLeg: leg1,
       capturedAt,
       ...(netns === undefined ? {} : { netns }),
@@ -199,8 +199,8 @@ export async function holdAfterAck(ctx: SpliceContext, rec: SpliceRecord, p: Pen
   // went to the client) and would retransmit them for minutes.
   ctx.ops.enterRepair(p.fd);
   ctx.ops.releaseSilently(p.fd);
-  if (signal.aborted || !stillThere(ctx, rec) || p.leg.retired || !p.leg.leg) return;
-  p.leg.heldFd = ctx.ops.placeholder(placeholderState(p.leg.leg, p.bytes), rec.netns);
+  if (signal.aborted || !stillThere(ctx, rec) || p.leg.retired || !p.leg.captured) return;
+  p.leg.heldFd = ctx.ops.placeholder(placeholderState(p.leg.captured, p.bytes), rec.netns);
 }
 
 /**

@@ -16,13 +16,13 @@
  * Runs as a task on the connection's queue.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FlowKind, FlowState, MAX_HANDOFFS } from '../datapath/abi.js';
+import { FlowKind, FlowState, MAX_LEGS } from '../datapath/abi.js';
 import { type Boundary, boundaryOf, describeBoundary, planHandoff, retiredLegState } from '../datapath/handoff-plan.js';
 import { key } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { Endpoint, TcpState } from '../tcp/state.js';
 import { asBatonError, notFound, type SpliceContext, stillThere } from './context.js';
-import { currentLeg, type HandoffRecord, type SpliceRecord } from './records.js';
+import { currentLeg, type LegRecord, type SpliceRecord } from './records.js';
 
 /**
  * After the client entry is held, how long before the boundary is checked
@@ -55,10 +55,10 @@ export async function handoffConnection(
       'state_unknown',
     );
   }
-  if (rec.handoffs.length >= MAX_HANDOFFS) {
+  if (rec.legs.length >= MAX_LEGS) {
     throw new BatonError(
       'HANDOFFS_EXHAUSTED',
-      `connection ${rec.id} already holds ${MAX_HANDOFFS} back-end legs; a new client connection is needed to move it again`,
+      `connection ${rec.id} already holds ${MAX_LEGS} back-end legs; a new client connection is needed to move it again`,
       'handoffs_exhausted',
     );
   }
@@ -98,24 +98,24 @@ export async function handoffConnection(
     b = await holdAtBoundary(ctx, rec, prev, deadline);
     held = true;
     // 4. Plan, insert, append.
-    const plan = planHandoff(leg1, leg2, b, performance.now() - rec.capturedAt, rec.handoffs.length);
+    const plan = planHandoff(leg1, leg2, b, performance.now() - rec.capturedAt, rec.legs.length);
     ctx.table.insert(newKey, {
       connId: rec.id,
       state: FlowState.FORWARD,
       kind: FlowKind.BACKEND,
-      handoffs: [{ seqStart: 0, ackFloor: 0, x: plan.toClient }],
+      legs: [{ seqStart: 0, ackFloor: 0, x: plan.toClient }],
     });
     inserted = true;
     ctx.table.appendLeg(rec.clientKey, plan.toBackend, FlowState.FORWARD);
     held = false;
-    rec.handoffs.push({
-      index: rec.handoffs.length,
+    rec.legs.push({
+      index: rec.legs.length,
       backend,
       local: leg2.local,
       backendKey: newKey,
       toBackend: plan.toBackend,
       toClient: plan.toClient,
-      leg: leg2,
+      captured: leg2,
       heldFd: fd,
       retired: false,
       createdAt: Date.now(),
@@ -142,7 +142,7 @@ export async function handoffConnection(
 }
 
 /** Waits for a request boundary and holds the client entry there. */
-async function holdAtBoundary(ctx: SpliceContext, rec: SpliceRecord, cur: HandoffRecord, deadline: number): Promise<Boundary> {
+async function holdAtBoundary(ctx: SpliceContext, rec: SpliceRecord, cur: LegRecord, deadline: number): Promise<Boundary> {
   for (;;) {
     const b = boundaryOf(ctx.table.track(rec.clientKey), ctx.table.track(cur.backendKey));
     if (b) {
@@ -171,13 +171,13 @@ async function holdAtBoundary(ctx: SpliceContext, rec: SpliceRecord, cur: Handof
  * goes first (so nothing of it reaches the client any more), then a socket
  * recreated at the boundary sends it a FIN; the kernel completes the close.
  */
-function retire(ctx: SpliceContext, rec: SpliceRecord, h: HandoffRecord, b: Boundary): void {
+function retire(ctx: SpliceContext, rec: SpliceRecord, h: LegRecord, b: Boundary): void {
   h.retired = true;
   if (h.heldFd !== undefined) {
     ctx.ops.releaseSilently(h.heldFd); // frees the tuple for the recreated socket
     delete h.heldFd;
   }
   ctx.table.remove(h.backendKey);
-  if (!h.leg) return;
-  ctx.ops.finish(retiredLegState(h.leg, h, b, performance.now() - rec.capturedAt), rec.netns);
+  if (!h.captured) return;
+  ctx.ops.finish(retiredLegState(h.captured, h, b, performance.now() - rec.capturedAt), rec.netns);
 }

@@ -4,7 +4,7 @@
  * entries cannot hold: the captured legs (for later handoffs), the sockets
  * baton holds, timings, and who asked for the splice.
  */
-import type { FlowKey, Handoff, Xlate } from '../datapath/abi.js';
+import type { FlowKey, Leg, Xlate } from '../datapath/abi.js';
 import type { Family } from '../net/addr.js';
 import type { Endpoint, TcpState } from '../tcp/state.js';
 
@@ -26,7 +26,7 @@ export const DEFAULT_QUIESCE_MS = 500;
 export const DEFAULT_HANDOFF_QUIESCE_MS = 2000;
 
 /** One back end a client connection was joined to: the first splice's, then one per later handoff. */
-export interface HandoffRecord {
+export interface LegRecord {
   index: number;
   backend: Endpoint;
   /** The LB's end of the leg to this back end. */
@@ -34,11 +34,11 @@ export interface HandoffRecord {
   /** Key of the back end -> LB entry. */
   backendKey: FlowKey;
   /** The client entry's leg (client -> back end translation and range). */
-  toBackend: Handoff;
+  toBackend: Leg;
   /** The back-end entry's translation (back end -> client). */
   toClient: Xlate;
   /** The leg's socket as captured; absent for connections recovered after a restart. */
-  leg?: TcpState;
+  captured?: TcpState;
   /** The LB's socket of this leg, held in repair mode so the kernel never gives its tuple to a new connection. */
   heldFd?: number;
   /** A later handoff replaced it; its leg was closed. */
@@ -53,7 +53,8 @@ export interface SpliceRecord {
   vip: Endpoint;
   /** Key of the client -> VIP entry. */
   clientKey: FlowKey;
-  handoffs: HandoffRecord[];
+  /** Every back-end leg, the first splice's first, in the datapath's order. */
+  legs: LegRecord[];
   /** Leg 1 as captured; absent for connections recovered after a restart. */
   clientLeg?: TcpState;
   /** performance.now() when leg 1 was captured: the base of clock estimates. */
@@ -79,11 +80,11 @@ export interface SpliceRecord {
 }
 
 /** The leg the client's new bytes go to. */
-export function currentLeg(rec: SpliceRecord): HandoffRecord {
-  return rec.handoffs.at(-1) as HandoffRecord;
+export function currentLeg(rec: SpliceRecord): LegRecord {
+  return rec.legs.at(-1) as LegRecord;
 }
 
 /** Legs not replaced by a later handoff (their entries are in the table). */
-export function liveLegs(rec: SpliceRecord): HandoffRecord[] {
-  return rec.handoffs.filter((h) => !h.retired);
+export function liveLegs(rec: SpliceRecord): LegRecord[] {
+  return rec.legs.filter((h) => !h.retired);
 }

@@ -7,12 +7,12 @@
  * their client entry) are deleted: their peers retransmit into the stack,
  * which answers with a RST, as it would have without baton.
  */
-import type { FlowKey, Handoff, Xlate } from '../datapath/abi.js';
+import type { FlowKey, Leg, Xlate } from '../datapath/abi.js';
 import { FlowKind, FlowState } from '../datapath/abi.js';
 import type { Family } from '../net/addr.js';
 import { minimalState } from '../tcp/connect.js';
 import type { SpliceContext } from './context.js';
-import type { HandoffRecord, SpliceRecord } from './records.js';
+import type { LegRecord, SpliceRecord } from './records.js';
 
 export interface Recovered {
   records: SpliceRecord[];
@@ -22,28 +22,28 @@ export interface Recovered {
 
 /** Reads the table, deletes half-made entries, and returns the records to adopt. */
 export function recoverFromTable(ctx: SpliceContext, opts: { netns?: number } = {}): Recovered {
-  const clients = new Map<bigint, { k: FlowKey & { family: Family }; handoffs: Handoff[] }>();
+  const clients = new Map<bigint, { k: FlowKey & { family: Family }; legs: Leg[] }>();
   const backends = new Map<bigint, Array<{ k: FlowKey; x: Xlate }>>();
   const unfinished: FlowKey[] = [];
   let maxId = 0n;
   for (const { key: k, flow: f } of ctx.table.entries()) {
-    if (f.state === FlowState.BLOCK || !f.handoffs[0]) unfinished.push(k);
-    else if (f.kind === FlowKind.CLIENT) clients.set(f.connId, { k, handoffs: f.handoffs });
-    else backends.set(f.connId, [...(backends.get(f.connId) ?? []), { k, x: f.handoffs[0].x }]);
+    if (f.state === FlowState.BLOCK || !f.legs[0]) unfinished.push(k);
+    else if (f.kind === FlowKind.CLIENT) clients.set(f.connId, { k, legs: f.legs });
+    else backends.set(f.connId, [...(backends.get(f.connId) ?? []), { k, x: f.legs[0].x }]);
     if (f.connId > maxId) maxId = f.connId;
   }
   for (const k of unfinished) ctx.table.remove(k);
-  for (const [connId, legs] of backends) {
-    if (!clients.has(connId)) for (const l of legs) ctx.table.remove(l.k);
+  for (const [connId, backendEntries] of backends) {
+    if (!clients.has(connId)) for (const l of backendEntries) ctx.table.remove(l.k);
   }
   const records: SpliceRecord[] = [];
   const now = Date.now();
   for (const [id, c] of clients) {
     if (ctx.records.has(id)) continue;
-    const legs = backends.get(id) ?? [];
-    const handoffs: HandoffRecord[] = c.handoffs.map((h, index) => {
+    const backendEntries = backends.get(id) ?? [];
+    const legs: LegRecord[] = c.legs.map((h, index) => {
       const out = h.x.out; // LB -> back end
-      const back = legs.find(
+      const back = backendEntries.find(
         (l) => l.k.src === out.dst && l.k.sport === out.dport && l.k.dst === out.src && l.k.dport === out.sport,
       );
       return {
@@ -53,7 +53,7 @@ export function recoverFromTable(ctx: SpliceContext, opts: { netns?: number } = 
         backendKey: { src: out.dst, dst: out.src, sport: out.dport, dport: out.sport },
         toBackend: h,
         toClient: back?.x ?? { ...h.x, out: { src: c.k.dst, dst: c.k.src, sport: c.k.dport, dport: c.k.sport } },
-        retired: back === undefined && index < c.handoffs.length - 1,
+        retired: back === undefined && index < c.legs.length - 1,
         createdAt: now,
       };
     });
@@ -63,7 +63,7 @@ export function recoverFromTable(ctx: SpliceContext, opts: { netns?: number } = 
       client: { ip: c.k.src, port: c.k.sport },
       vip: { ip: c.k.dst, port: c.k.dport },
       clientKey: { src: c.k.src, dst: c.k.dst, sport: c.k.sport, dport: c.k.dport },
-      handoffs,
+      legs,
       capturedAt: performance.now(),
       ...(opts.netns === undefined ? {} : { netns: opts.netns }),
       createdAt: now,
@@ -77,7 +77,7 @@ export function recoverFromTable(ctx: SpliceContext, opts: { netns?: number } = 
 
 /** The previous process's placeholders died with it: hold the live legs' tuples again. */
 export function holdTuplesAgain(ctx: SpliceContext, rec: SpliceRecord): void {
-  for (const h of rec.handoffs) {
+  for (const h of rec.legs) {
     if (h.retired) continue;
     try {
       h.heldFd = ctx.ops.placeholder(

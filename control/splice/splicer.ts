@@ -35,7 +35,7 @@ import type { ReclaimReason } from './sweeper.js';
 import { abortConnection, removeConnection } from './teardown.js';
 
 export type { ConnectionState, ConnectionStatus, TrafficView } from '../datapath/connection-plan.js';
-export type { HandoffOptions, HandoffRecord, SpliceOptions, SpliceRecord } from './records.js';
+export type { HandoffOptions, LegRecord, SpliceOptions, SpliceRecord } from './records.js';
 
 export class Splicer {
   private nextId = 1n;

@@ -12,7 +12,7 @@ import { currentLeg, type SpliceRecord } from './records.js';
 /** Deletes the connection's entries and releases the sockets baton holds for it. */
 export function removeConnection(ctx: SpliceContext, rec: SpliceRecord): void {
   ctx.table.remove(rec.clientKey);
-  for (const h of rec.handoffs) {
+  for (const h of rec.legs) {
     if (!h.retired) ctx.table.remove(h.backendKey);
     if (h.heldFd !== undefined) {
       try {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { closeSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
-import type { FlowKey, Handoff, Xlate } from '../../control/datapath/abi.js';
+import type { FlowKey, Leg, Xlate } from '../../control/datapath/abi.js';
 import { ERRORS, type ErrorCode } from '../../control/errors.js';
 import type { ConnectionStatus, SpliceRecord, SplicerPort } from '../../control/service/splicer-port.js';
 import type { SpliceOptions } from '../../control/splice/splicer.js';
@@ -70,14 +70,14 @@ export async function tcpPair(host = '127.0.0.1', server?: net.Server): Promise<
 const ZERO_X: Xlate = { out: { src: '198.18.2.1', dst: '198.18.2.2', sport: 40000, dport: 80 }, seqDelta: 1, ackDelta: 2, tsvalDelta: 3, tsecrDelta: 4, wscaleIn: 7, wscaleOut: 7, timestamps: true };
 
 /** A record as the splicer makes one, for tests of listing and views. */
-export function fakeRecord(id: bigint, opts: { client?: string; backend?: string; recovered?: boolean; handoffs?: number; ownerUid?: number } = {}): SpliceRecord {
+export function fakeRecord(id: bigint, opts: { client?: string; backend?: string; recovered?: boolean; legs?: number; ownerUid?: number } = {}): SpliceRecord {
   const clientIp = opts.client ?? '198.18.1.1';
   const backendIp = opts.backend ?? '198.18.2.2';
   const clientKey: FlowKey = { src: clientIp, dst: '198.19.0.1', sport: 40000 + Number(id % 20000n), dport: 80 };
-  const n = opts.handoffs ?? 1;
-  const handoffs = Array.from({ length: n }, (_, index) => {
+  const n = opts.legs ?? 1;
+  const legs = Array.from({ length: n }, (_, index) => {
     const x: Xlate = { ...ZERO_X, out: { src: '198.18.2.1', dst: backendIp, sport: 50000 + index, dport: 80 } };
-    const toBackend: Handoff = { seqStart: 1000 * index, ackFloor: 0, x };
+    const toBackend: Leg = { seqStart: 1000 * index, ackFloor: 0, x };
     return {
       index,
       backend: { ip: backendIp, port: 80 },
@@ -95,7 +95,7 @@ export function fakeRecord(id: bigint, opts: { client?: string; backend?: string
     client: { ip: clientIp, port: clientKey.sport },
     vip: { ip: '198.19.0.1', port: 80 },
     clientKey,
-    handoffs,
+    legs,
     capturedAt: performance.now(),
     createdAt: Date.UTC(2026, 0, 2, 3, 4, 5),
     recovered: opts.recovered ?? false,

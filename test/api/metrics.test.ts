@@ -95,8 +95,8 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
     const x = { seqDelta: 0, ackDelta: 0, tsvalDelta: 0, tsecrDelta: 0, wscaleIn: 0, wscaleOut: 0, timestamps: false };
     const client = { src: '198.18.1.7', dst: '198.19.0.1', sport: 40007, dport: 80 };
     const back = { src: '198.18.2.7', dst: '198.18.2.1', sport: 8080, dport: 50007 };
-    dp.table.insert(client, { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: back.dst, dst: back.src, sport: back.dport, dport: back.sport } } }] });
-    dp.table.insert(back, { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: client.dst, dst: client.src, sport: client.dport, dport: client.sport } } }] });
+    dp.table.insert(client, { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: back.dst, dst: back.src, sport: back.dport, dport: back.sport } } }] });
+    dp.table.insert(back, { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, legs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: client.dst, dst: client.src, sport: client.dport, dport: client.sport } } }] });
     try {
       const s0 = (await scrape()).samples;
       const prog = dp.object.program('baton_xdp');
@@ -153,7 +153,7 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
   test('connections by state, table entries, capacity and pressure', async () => {
     stub.records.clear();
     stub.add(fakeRecord(1n));
-    stub.add(fakeRecord(2n, { handoffs: 2 })); // one retired leg: 2 entries
+    stub.add(fakeRecord(2n, { legs: 2 })); // one retired leg: 2 entries
     stub.add(fakeRecord(3n), 'closing');
     const { samples } = await scrape();
     assert.equal(value(samples, 'baton_connections{state="forwarding"}'), 2);

@@ -71,7 +71,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
 
   test('table full: 507 TABLE_FULL, the table untouched, the sockets still work', async () => {
     const filler = (i: number) => ({ src: '198.18.9.9', dst: '198.19.0.1', sport: 1000 + i, dport: 80 });
-    for (let i = 0; i < 2; i++) dp.table.insert(filler(i), { connId: 900n + BigInt(i), state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
+    for (let i = 0; i < 2; i++) dp.table.insert(filler(i), { connId: 900n + BigInt(i), state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
     const before = tableKeys();
     const fds = openFds();
     assertProblem(await post(byFd(a.accepted, b.connected)), 507, 'TABLE_FULL', 'table_full');
@@ -82,7 +82,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   });
 
   test('already in the table: 409 ALREADY_SPLICED', async () => {
-    dp.table.insert(clientKeyOf(a), { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [] });
+    dp.table.insert(clientKeyOf(a), { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [] });
     const before = tableKeys();
     assertProblem(await post(byFd(a.accepted, b.connected)), 409, 'ALREADY_SPLICED', 'duplicate');
     assert.deepEqual(tableKeys(), before);
@@ -135,7 +135,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   });
 
   test('by address: the sockets are found, then the table answers (507 with a full table)', async () => {
-    for (let i = 0; i < 2; i++) dp.table.insert({ src: '198.18.9.9', dst: '198.19.0.1', sport: 2000 + i, dport: 80 }, { connId: 1n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
+    for (let i = 0; i < 2; i++) dp.table.insert({ src: '198.18.9.9', dst: '198.19.0.1', sport: 2000 + i, dport: 80 }, { connId: 1n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
     const fds = openFds();
     const r = await post({
       pid: process.pid,

@@ -191,7 +191,7 @@ describe('REST API routes', () => {
 
   describe('GET and DELETE /v1/splices/:id', () => {
     test('GET: the JSON view of docs/api.md', async () => {
-      stub.add(fakeRecord(17n, { handoffs: 2 }));
+      stub.add(fakeRecord(17n, { legs: 2 }));
       const s = (await inject('GET', '/v1/splices/17')).json();
       assert.equal(s.id, '17');
       assert.equal(s.state, 'forwarding');
@@ -240,7 +240,7 @@ describe('REST API routes', () => {
     test('201 with the connection after the handoff', async () => {
       stub.add(fakeRecord(8n));
       stub.handoffImpl = async () => {
-        const next = fakeRecord(8n, { handoffs: 2, backend: '198.18.3.2' });
+        const next = fakeRecord(8n, { legs: 2, backend: '198.18.3.2' });
         stub.records.set(8n, next);
         return next;
       };

@@ -639,7 +639,7 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
           connId: 10n,
           state: FlowState.FORWARD,
           kind: FlowKind.CLIENT,
-          handoffs: [
+          legs: [
             {
               seqStart: 0xffff_ff00,
               ackFloor: 0xffff_fff0,
@@ -654,7 +654,7 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
           connId: 10n,
           state: FlowState.FORWARD,
           kind: FlowKind.BACKEND,
-          handoffs: [
+          legs: [
             {
               seqStart: 0,
               ackFloor: 0,
@@ -669,7 +669,7 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
           connId: 11n,
           state: FlowState.FORWARD,
           kind: FlowKind.CLIENT,
-          handoffs: [
+          legs: [
             { seqStart: 0xffff_fff0, ackFloor: 0xffff_ff00, x: xlate(h0Out, { seqDelta: 0x1000, ackDelta: 0x2000 }) },
             { seqStart: 0x10, ackFloor: 0xffff_ff80, x: xlate(h1Out, { seqDelta: 0x3000, ackDelta: 0x4000 }) },
           ],
@@ -707,7 +707,7 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
-      // Handoff selection across 2^32: h0 at 0xfffffff0, h1 at 0x10.
+      // Leg selection across 2^32: h0 at 0xfffffff0, h1 at 0x10.
       {
         name: 'wrap: segment whose last byte is 0xffffffff goes to the handoff before 2^32',
         input: inp({ ...hKey, seq: 0xffff_fff8, ack: 0xffff_ff10, flags: 'PA', payload: Buffer.alloc(8, 0x62) }),
@@ -750,7 +750,7 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
           connId: 20n,
           state: FlowState.FORWARD,
           kind: FlowKind.CLIENT,
-          handoffs: [
+          legs: [
             { seqStart: 1000, ackFloor: 5000, x: xlate(out1, { seqDelta: 100_000, ackDelta: 200_000 }) },
             { seqStart: 2000, ackFloor: 8000, x: xlate(out2, { seqDelta: 300_000, ackDelta: 400_000 }) },
             { seqStart: 3000, ackFloor: 9000, x: xlate(out3, { seqDelta: 500_000, ackDelta: 600_000 }) },
@@ -763,10 +763,10 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
           connId: 20n,
           state: FlowState.FORWARD,
           kind: FlowKind.BACKEND,
-          handoffs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: VIP, dst: CLIENT, sport: 80, dport: 40100 }, { seqDelta: TWO32 - 400_000, ackDelta: TWO32 - 300_000 }) }],
+          legs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: VIP, dst: CLIENT, sport: 80, dport: 40100 }, { seqDelta: TWO32 - 400_000, ackDelta: TWO32 - 300_000 }) }],
         },
       ],
-      [emptyKey, { connId: 21n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [] }],
+      [emptyKey, { connId: 21n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [] }],
     ]);
     const p100 = Buffer.alloc(100, 0x41);
     const p20 = Buffer.alloc(20, 0x42);
@@ -865,10 +865,10 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         reason: 'redirect',
       },
       {
-        name: 'a client entry without handoffs drops (no_handoff), untouched',
+        name: 'a client entry without handoffs drops (no_leg), untouched',
         input: inp({ ...emptyKey, seq: 1000, ack: 5000, flags: 'PA', payload: p20 }),
         verdict: 'DROP',
-        reason: 'no_handoff',
+        reason: 'no_leg',
       },
       {
         name: 'back end 2 replies to the client through its own entry',
@@ -995,14 +995,14 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     const h0 = { seqStart: 1000, ackFloor: 5000, x: xlate(out1, { seqDelta: 100_000, ackDelta: 200_000 }) };
     const h1 = { seqStart: 1100, ackFloor: 8000, x: xlate(out2, { seqDelta: 300_000, ackDelta: 400_000 }) };
     const dp = datapath(() => [
-      [key, { connId: 30n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [h0] }],
-      [be1Key, { connId: 30n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: VIP, dst: CLIENT, sport: 80, dport: 40300 }) }] }],
-      [fullKey, { connId: 31n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: Array.from({ length: 8 }, (_, i) => ({ ...h0, seqStart: 1000 + i })) }],
+      [key, { connId: 30n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [h0] }],
+      [be1Key, { connId: 30n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, legs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: VIP, dst: CLIENT, sport: 80, dport: 40300 }) }] }],
+      [fullKey, { connId: 31n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: Array.from({ length: 8 }, (_, i) => ({ ...h0, seqStart: 1000 + i })) }],
     ]);
     const ctl = (req: CtlRequest): number => {
-      const { result, nHandoffs } = decodeCtlResult(runSyscallProgram(dp.obj().program('baton_ctl'), encodeCtl(req)).ctx);
+      const { result, nLegs } = decodeCtlResult(runSyscallProgram(dp.obj().program('baton_ctl'), encodeCtl(req)).ctx);
       if (result < 0) throw new BpfError('flow_control', -result);
-      return nHandoffs;
+      return nLegs;
     };
     const p100 = Buffer.alloc(100, 0x41);
     const run = (f: Fixture) => runFixture(dp.obj(), ns, f);
@@ -1037,11 +1037,11 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     test('held data is not tracked: seq_end stays at the boundary', () => {
       assert.equal(dp.flow(key).track.seqEnd, 1100);
     });
-    test('APPEND_HANDOFF adds back end 2 and forwards again, track kept', () => {
-      assert.equal(ctl({ op: CtlOp.APPEND_HANDOFF, key, state: FlowState.FORWARD, handoff: h1 }), 2);
+    test('APPEND_LEG adds back end 2 and forwards again, track kept', () => {
+      assert.equal(ctl({ op: CtlOp.APPEND_LEG, key, state: FlowState.FORWARD, leg: h1 }), 2);
       const f = dp.flow(key);
       assert.equal(f.state, FlowState.FORWARD);
-      assert.deepEqual(f.handoffs[1], h1);
+      assert.deepEqual(f.legs[1], h1);
       assert.equal(f.track.seqEnd, 1100);
     });
     fixtures(dp, [
@@ -1060,12 +1060,12 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         reason: 'redirect',
       },
     ]);
-    test('APPEND_HANDOFF on a full list: E2BIG, entry unchanged', () => {
-      assert.throws(() => ctl({ op: CtlOp.APPEND_HANDOFF, key: fullKey, state: FlowState.FORWARD, handoff: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'E2BIG');
-      assert.equal(dp.flow(fullKey).handoffs.length, 8);
+    test('APPEND_LEG on a full list: E2BIG, entry unchanged', () => {
+      assert.throws(() => ctl({ op: CtlOp.APPEND_LEG, key: fullKey, state: FlowState.FORWARD, leg: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'E2BIG');
+      assert.equal(dp.flow(fullKey).legs.length, 8);
     });
-    test('APPEND_HANDOFF on a back-end entry: EINVAL', () => {
-      assert.throws(() => ctl({ op: CtlOp.APPEND_HANDOFF, key: be1Key, state: FlowState.FORWARD, handoff: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'EINVAL');
+    test('APPEND_LEG on a back-end entry: EINVAL', () => {
+      assert.throws(() => ctl({ op: CtlOp.APPEND_LEG, key: be1Key, state: FlowState.FORWARD, leg: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'EINVAL');
     });
   });
 
@@ -1088,10 +1088,10 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     const SEEN = TRACK_F_SEEN;
     function conn(id: bigint, port: number, c: Track | undefined, b: Track | undefined, backend = true, a: Addrs = V4): Array<[FlowKey, Flow]> {
       const out: Array<[FlowKey, Flow]> = [
-        [ck(port, a), { connId: id, state: FlowState.FORWARD, kind: FlowKind.CLIENT, handoffs: [{ seqStart: 1000, ackFloor: 4000, x: xlate({ src: a.lb, dst: a.be, sport: port + 10_000, dport: 8080 }, TO_BE) }], ...(c ? { track: c } : {}) }],
+        [ck(port, a), { connId: id, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [{ seqStart: 1000, ackFloor: 4000, x: xlate({ src: a.lb, dst: a.be, sport: port + 10_000, dport: 8080 }, TO_BE) }], ...(c ? { track: c } : {}) }],
       ];
       if (backend) {
-        out.push([bk(port, a), { connId: id, state: FlowState.FORWARD, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: a.vip, dst: a.client, sport: 80, dport: port }, TO_C) }], ...(b ? { track: b } : {}) }]);
+        out.push([bk(port, a), { connId: id, state: FlowState.FORWARD, kind: FlowKind.BACKEND, legs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: a.vip, dst: a.client, sport: 80, dport: port }, TO_C) }], ...(b ? { track: b } : {}) }]);
       }
       return out;
     }
@@ -1237,11 +1237,11 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     function conn(id: bigint, port: number, o: Conn = {}): Array<[FlowKey, Flow]> {
       const [c, b] = o.tracks ?? [undefined, undefined];
       const state = o.state ?? FlowState.FORWARD;
-      const handoffs = o.handoffs === false ? [] : [{ seqStart: 1000, ackFloor: 4000, x: xlate(toBe(port, o.be), TO_BE) }];
-      const out: Array<[FlowKey, Flow]> = [[ck(port), { connId: id, state, kind: FlowKind.CLIENT, handoffs, ...(c ? { track: c } : {}) }]];
+      const legs = o.handoffs === false ? [] : [{ seqStart: 1000, ackFloor: 4000, x: xlate(toBe(port, o.be), TO_BE) }];
+      const out: Array<[FlowKey, Flow]> = [[ck(port), { connId: id, state, kind: FlowKind.CLIENT, legs, ...(c ? { track: c } : {}) }]];
       if (o.backend !== false) {
         const x = xlate(toC(port, o.client), TO_C);
-        out.push([bk(port, o.be), { connId: id, state: state === FlowState.HOLD ? FlowState.FORWARD : state, kind: FlowKind.BACKEND, handoffs: [{ seqStart: 0, ackFloor: 0, x }], ...(b ? { track: b } : {}) }]);
+        out.push([bk(port, o.be), { connId: id, state: state === FlowState.HOLD ? FlowState.FORWARD : state, kind: FlowKind.BACKEND, legs: [{ seqStart: 0, ackFloor: 0, x }], ...(b ? { track: b } : {}) }]);
       }
       return out;
     }
@@ -1252,7 +1252,7 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     const VIA_STACK = 40504; // the back end's neighbour is not resolved
     const HELD = 40505; // client entry in HOLD
     const BLOCKED = 40506; // both entries in BLOCK
-    const NO_HANDOFF = 40507; // client entry with an empty handoff list
+    const NO_LEG = 40507; // client entry with an empty handoff list
     const BH_BE = '198.18.9.9';
     const BH_CLIENT = '198.18.9.10';
     const UNRESOLVED_BE = '198.18.9.20';
@@ -1264,7 +1264,7 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       ...conn(74n, VIA_STACK, { tracks: live(), be: UNRESOLVED_BE }),
       ...conn(75n, HELD, { tracks: live(), state: FlowState.HOLD }),
       ...conn(76n, BLOCKED, { tracks: live(), state: FlowState.BLOCK }),
-      ...conn(77n, NO_HANDOFF, { tracks: live(), handoffs: false, backend: false }),
+      ...conn(77n, NO_LEG, { tracks: live(), handoffs: false, backend: false }),
       ...conn(78n, ALONE + 100, { tracks: live() }),
     ]);
     before(() => {
@@ -1330,8 +1330,8 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       // The LB's socket takes it, not the entry: the splice has not begun forwarding.
       unchanged(ck(BLOCKED), { name: 'blocked pure ACK', input: c2b(BLOCKED, { seq: 3000, ack: 7000 }), verdict: 'PASS', reason: 'blocked_ack' });
     });
-    test('a client entry without handoffs: dropped (no_handoff), track unchanged', () => {
-      unchanged(ck(NO_HANDOFF), { name: 'no handoff', input: c2b(NO_HANDOFF, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), verdict: 'DROP', reason: 'no_handoff' });
+    test('a client entry without handoffs: dropped (no_leg), track unchanged', () => {
+      unchanged(ck(NO_LEG), { name: 'no handoff', input: c2b(NO_LEG, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), verdict: 'DROP', reason: 'no_leg' });
     });
 
     // ---- RSTs outside the receiver's window: dropped untouched, not recorded

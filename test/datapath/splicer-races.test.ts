@@ -176,8 +176,8 @@ describe('splicer races (real datapath, socket layer with the kernel\'s tuple ru
     await splicer.settled();
     assert.deepEqual(splicer.retireFailures, [], ops.log.join(', '));
     assert.ok(ops.log.includes(`finish ${tuple(LB, BACKEND)}`), ops.log.join(', '));
-    assert.equal(rec.handoffs.length, 2);
-    assert.equal(rec.handoffs[0]?.retired, true);
+    assert.equal(rec.legs.length, 2);
+    assert.equal(rec.legs[0]?.retired, true);
     assert.deepEqual([...ops.open.values()], [tuple(NEW_LEG.local, BACKEND)], 'only the new leg is held');
   });
 
@@ -191,7 +191,7 @@ describe('splicer races (real datapath, socket layer with the kernel\'s tuple ru
     const reclaimed = splicer.reclaim(rec.id);
     openGate();
     const after = await handoff;
-    assert.equal(after.handoffs.length, 2, 'the handoff stood');
+    assert.equal(after.legs.length, 2, 'the handoff stood');
     assert.equal(await reclaimed, true);
     assert.equal(splicer.records.has(rec.id), false);
     assert.equal(dp.table.size(), 0, 'no entry left, the new leg\'s included');

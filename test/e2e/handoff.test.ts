@@ -67,14 +67,14 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
     await expectServedBy('backend1', 3);
     assert.equal(fe.splices.length, 1, fe.failures.join('; '));
     rec = fe.splices[0]!;
-    assert.equal(rec.handoffs[0]?.backend.ip, tb.node('backend1').v4);
+    assert.equal(rec.legs[0]?.backend.ip, tb.node('backend1').v4);
     assert.equal(splicer.status(rec.id)?.state, 'forwarding');
   });
 
   test('(e) handed to back end 2 at a request boundary: its requests are served there, byte-exact', async () => {
     await splicer.handoff(rec.id, { ip: tb.node('backend2').v4, port: 8080 });
-    assert.equal(rec.handoffs.length, 2);
-    assert.equal(rec.handoffs[0]?.retired, true);
+    assert.equal(rec.legs.length, 2);
+    assert.equal(rec.legs[0]?.retired, true);
     await expectServedBy('backend2', 3);
   });
 
@@ -93,12 +93,12 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
     assert.ok(fins.backend2!.length >= 2, 'back end 2\'s leg closed with FINs');
     assert.deepEqual(rsts, [], 'no RST seen by the client or either back end');
     const c = dp.readCounters();
-    assert.equal(c.find((r) => r.reason === 'no_handoff')?.packets, 0n);
+    assert.equal(c.find((r) => r.reason === 'no_leg')?.packets, 0n);
   });
 
   test('a handoff to a back end that does not answer fails cleanly and the connection keeps working', async () => {
     await assert.rejects(splicer.handoff(rec.id, { ip: tb.node('backend2').v4, port: 9 }, { quiesceTimeoutMs: 500 }), (e: Error & { code?: string }) => e.code === 'BACKEND_UNREACHABLE');
-    assert.equal(rec.handoffs.length, 3);
+    assert.equal(rec.legs.length, 3);
     assert.equal(splicer.status(rec.id)?.state, 'forwarding');
     await expectServedBy('backend1', 1);
   });

@@ -89,7 +89,7 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     try {
       const { id } = await splicedClient();
       await sleep(100); // the placeholder replaces the socket once the request is acknowledged
-      const held = splicer.records.get(id)?.handoffs[0];
+      const held = splicer.records.get(id)?.legs[0];
       assert.equal(held?.local.port, 40000);
       assert.ok(held?.heldFd !== undefined, 'placeholder held');
       const r = await tb.exec('lb', 'curl', ['-sS', '--max-time', '2', `http://${tb.node('backend1').v4}:8080/small.txt`], { check: false });
@@ -105,9 +105,9 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     const { c, id } = await splicedClient();
     // What a crash between "block" and "forward" would leave.
     const stale = { src: '198.18.1.2', dst: VIP4, sport: 1, dport: 80 };
-    dp.table.insert(stale, { connId: 999n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, handoffs: [] });
+    dp.table.insert(stale, { connId: 999n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
     // A restart: the old process's sockets die with it (closed in repair mode: silently).
-    for (const r of splicer.records.values()) for (const h of r.handoffs) if (h.heldFd !== undefined) releaseSilently(h.heldFd);
+    for (const r of splicer.records.values()) for (const h of r.legs) if (h.heldFd !== undefined) releaseSilently(h.heldFd);
     // The daemon runs in the LB namespace; this test process does not.
     const again = new Splicer(dp, createSocketOps());
     const lbNs = openSync(`/run/netns/${tb.node('lb').ns}`, 'r');
@@ -116,10 +116,10 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     const rec = again.records.get(id);
     assert.ok(rec?.recovered);
     assert.equal(rec.client.ip, tb.node('client').v4);
-    assert.deepEqual(rec.handoffs.map((h) => h.backend), [{ ip: tb.node('backend1').v4, port: 8080 }]);
+    assert.deepEqual(rec.legs.map((h) => h.backend), [{ ip: tb.node('backend1').v4, port: 8080 }]);
     assert.equal(dp.table.track(stale), undefined, 'half-made entry deleted');
     assert.equal(again.status(id)?.state, 'forwarding');
-    assert.ok(rec.handoffs[0]?.heldFd !== undefined, 'the back-end tuple is reserved again');
+    assert.ok(rec.legs[0]?.heldFd !== undefined, 'the back-end tuple is reserved again');
     // The connection keeps working, and the adopted record can be aborted.
     assert.equal((await c.get('/small.txt')).body, 'hello');
     await assert.rejects(again.handoff(id, { ip: tb.node('backend1').v4, port: 8080 }), (e: Error & { code?: string }) => e.code === 'SPLICE_REFUSED');

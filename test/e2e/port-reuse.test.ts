@@ -91,7 +91,7 @@ describe('a reused client port after a spliced connection closed', { skip: skipU
     assert.equal(a.client.port, LOCAL_PORT);
     assert.equal(b.client.port, LOCAL_PORT);
     assert.notEqual(a.id, b.id);
-    assert.notEqual(a.handoffs[0]?.local.port, b.handoffs[0]?.local.port, 'the new leg has its own local port');
+    assert.notEqual(a.legs[0]?.local.port, b.legs[0]?.local.port, 'the new leg has its own local port');
     assert.equal(firstClosedState, 'closed', 'the first connection was finished (and still in the table) when it closed');
     // The first connection's SYN found no entry; the second one's found the finished entry and went to the stack.
     assert.ok(count('syn_on_finished') > synPassed, 'the reused port\'s SYN was passed as syn_on_finished');

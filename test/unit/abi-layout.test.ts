@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { ABI_VERSION, LAYOUTS, MAX_HANDOFFS, REASONS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, XLATE_F_TS, FlowKind, FlowState, CtlOp, DIRECTIONS, PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR } from '../../control/datapath/abi.js';
+import { ABI_VERSION, LAYOUTS, MAX_LEGS, REASONS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, XLATE_F_TS, FlowKind, FlowState, CtlOp, DIRECTIONS, PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR } from '../../control/datapath/abi.js';
 import { LIBBPF_STRUCTS } from '../../control/bpf/libbpf-structs.js';
 import { TCP_INFO_LAYOUT, TCP_STRUCTS } from '../../control/tcp/kernel.js';
 
@@ -55,9 +55,9 @@ function cProgram(): string {
 int main(void) {
   printf("{\\"structs\\":{");
   ${body}
-  printf("},\\"consts\\":{\\"ABI_VERSION\\":%d,\\"MAX_HANDOFFS\\":%d,\\"XLATE_F_TS\\":%d,\\"TRACK_F_FIN\\":%d,\\"TRACK_F_RST\\":%d,\\"TRACK_F_SEEN\\":%d,\\"STATE_BLOCK\\":%d,\\"STATE_FORWARD\\":%d,\\"STATE_HOLD\\":%d,\\"STATE_SUPERSEDED\\":%d,\\"CTL_SET_STATE\\":%d,\\"CTL_APPEND_HANDOFF\\":%d,\\"KIND_CLIENT\\":%d,\\"KIND_BACKEND\\":%d,\\"R_MAX\\":%d,\\"PROBE_F_FOUND\\":%d,\\"PROBE_F_TSTAMP_OK\\":%d,\\"PROBE_F_USEC_TS\\":%d,\\"PROBE_F_REPAIR\\":%d},",
-    BATON_ABI_VERSION, BATON_MAX_HANDOFFS, BATON_XLATE_F_TS, BATON_TRACK_F_FIN, BATON_TRACK_F_RST, BATON_TRACK_F_SEEN,
-    BATON_STATE_BLOCK, BATON_STATE_FORWARD, BATON_STATE_HOLD, BATON_STATE_SUPERSEDED, BATON_CTL_SET_STATE, BATON_CTL_APPEND_HANDOFF, BATON_KIND_CLIENT, BATON_KIND_BACKEND, BATON_R_MAX,
+  printf("},\\"consts\\":{\\"ABI_VERSION\\":%d,\\"MAX_LEGS\\":%d,\\"XLATE_F_TS\\":%d,\\"TRACK_F_FIN\\":%d,\\"TRACK_F_RST\\":%d,\\"TRACK_F_SEEN\\":%d,\\"STATE_BLOCK\\":%d,\\"STATE_FORWARD\\":%d,\\"STATE_HOLD\\":%d,\\"STATE_SUPERSEDED\\":%d,\\"CTL_SET_STATE\\":%d,\\"CTL_APPEND_LEG\\":%d,\\"KIND_CLIENT\\":%d,\\"KIND_BACKEND\\":%d,\\"R_MAX\\":%d,\\"PROBE_F_FOUND\\":%d,\\"PROBE_F_TSTAMP_OK\\":%d,\\"PROBE_F_USEC_TS\\":%d,\\"PROBE_F_REPAIR\\":%d},",
+    BATON_ABI_VERSION, BATON_MAX_LEGS, BATON_XLATE_F_TS, BATON_TRACK_F_FIN, BATON_TRACK_F_RST, BATON_TRACK_F_SEEN,
+    BATON_STATE_BLOCK, BATON_STATE_FORWARD, BATON_STATE_HOLD, BATON_STATE_SUPERSEDED, BATON_CTL_SET_STATE, BATON_CTL_APPEND_LEG, BATON_KIND_CLIENT, BATON_KIND_BACKEND, BATON_R_MAX,
     BATON_PROBE_F_FOUND, BATON_PROBE_F_TSTAMP_OK, BATON_PROBE_F_USEC_TS, BATON_PROBE_F_REPAIR);
   printf("\\"directions\\":[");
   BATON_DIRECTIONS(DIRECTION_JSON)
@@ -96,8 +96,8 @@ test('libbpf option structs match the installed libbpf.h', { skip: !haveCc && 'n
 
 test('constants and the reason table match the C header', { skip: !haveCc && 'no C compiler (cc)' }, () => {
   assert.deepEqual(printed.consts, {
-    ABI_VERSION, MAX_HANDOFFS, XLATE_F_TS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN,
-    STATE_BLOCK: FlowState.BLOCK, STATE_FORWARD: FlowState.FORWARD, STATE_HOLD: FlowState.HOLD, STATE_SUPERSEDED: FlowState.SUPERSEDED, CTL_SET_STATE: CtlOp.SET_STATE, CTL_APPEND_HANDOFF: CtlOp.APPEND_HANDOFF, KIND_CLIENT: FlowKind.CLIENT, KIND_BACKEND: FlowKind.BACKEND,
+    ABI_VERSION, MAX_LEGS, XLATE_F_TS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN,
+    STATE_BLOCK: FlowState.BLOCK, STATE_FORWARD: FlowState.FORWARD, STATE_HOLD: FlowState.HOLD, STATE_SUPERSEDED: FlowState.SUPERSEDED, CTL_SET_STATE: CtlOp.SET_STATE, CTL_APPEND_LEG: CtlOp.APPEND_LEG, KIND_CLIENT: FlowKind.CLIENT, KIND_BACKEND: FlowKind.BACKEND,
     R_MAX: REASONS.length,
     PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR,
   });

@@ -95,7 +95,7 @@ describe('handoffStartState and planHandoff', () => {
 describe('retiredLegState', () => {
   test('the closing socket stands at the boundary in the old leg\'s own space, its clock far ahead', () => {
     const plan = planSplice(1n, leg1(), leg2());
-    const h = { toBackend: plan.client.handoffs[0]!, toClient: plan.backend.handoffs[0]!.x };
+    const h = { toBackend: plan.client.legs[0]!, toClient: plan.backend.legs[0]!.x };
     const b = { clientEnd: 10100, backendEnd: 500300 };
     const s = retiredLegState(leg2(), h, b, 100);
     // client 10100 -> back end space: + (70000 - 10000) = 70100; client 500300 <- back end 900300.
@@ -108,7 +108,7 @@ describe('retiredLegState', () => {
   });
   test('the clock wraps modulo 2^32 and keeps the usec flag bit', () => {
     const plan = planSplice(1n, leg1(), leg2());
-    const h = { toBackend: plan.client.handoffs[0]!, toClient: plan.backend.handoffs[0]!.x };
+    const h = { toBackend: plan.client.legs[0]!, toClient: plan.backend.legs[0]!.x };
     const s = retiredLegState(leg2({ tsNow: 0xffffffff }), h, { clientEnd: 10000, backendEnd: 500000 }, 0);
     assert.equal(s.tsNow, ((0xffffffff + RETIRE_TS_LEAD) >>> 0) | 1);
     assert.ok(s.tsNow >= 0);
@@ -133,7 +133,7 @@ describe('placeholderState and pendingAcked', () => {
 
 describe('abortResets', () => {
   const plan = planSplice(1n, leg1(), leg2());
-  const leg = { local: LB, backend: BACKEND, toBackend: plan.client.handoffs[0]!, toClient: plan.backend.handoffs[0]!.x };
+  const leg = { local: LB, backend: BACKEND, toBackend: plan.client.legs[0]!, toClient: plan.backend.legs[0]!.x };
   const conn = { client: CLIENT, vip: VIP };
   test('each RST carries the end of what the other side sent', () => {
     const r = abortResets(conn, leg, track({ seqEnd: 10500, ackMax: 500100 }), track({ seqEnd: 500200, ackMax: 10400 }));

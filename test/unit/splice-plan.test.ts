@@ -36,26 +36,26 @@ describe('planSplice: keys, kinds and states', () => {
     assert.equal(p.client.state, FlowState.FORWARD);
     assert.equal(p.backend.state, FlowState.FORWARD);
     // Client bytes are rewritten LB -> back end; back-end bytes VIP -> client.
-    assert.deepEqual(only(p.client.handoffs).x.out, { src: '198.18.2.1', dst: '198.18.3.10', sport: 50000, dport: 8080 });
-    assert.deepEqual(only(p.backend.handoffs).x.out, { src: '198.18.1.1', dst: '198.18.0.10', sport: 80, dport: 40000 });
+    assert.deepEqual(only(p.client.legs).x.out, { src: '198.18.2.1', dst: '198.18.3.10', sport: 50000, dport: 8080 });
+    assert.deepEqual(only(p.backend.legs).x.out, { src: '198.18.1.1', dst: '198.18.0.10', sport: 80, dport: 40000 });
   });
 
   test('pending client bytes (sent on leg 2 by the LB socket) shift leg 2 sequence space only', () => {
     const p0 = planSplice(1n, leg1(), leg2());
     const p = planSplice(1n, leg1({ recvQueue: Buffer.from('GET / HTTP/1.1\r\n') }), leg2(), 16);
-    const c = only(p.client.handoffs);
+    const c = only(p.client.legs);
     // The client's next byte (10_000) follows the 16 pending bytes, which the
     // LB sends at leg-2 70_000..70_015: client 10_000 -> 70_016.
     assert.equal(c.seqStart, 10_000);
     assert.equal(c.ackFloor, 500_000);
     assert.equal(c.x.seqDelta, 60_016);
     assert.equal(c.x.ackDelta, 400_000);
-    const b = only(p.backend.handoffs).x;
+    const b = only(p.backend.legs).x;
     assert.equal(b.ackDelta, TWO32 - 60_016); // back-end ack 70_016 -> client 10_000
-    assert.equal(b.seqDelta, only(p0.backend.handoffs).x.seqDelta);
+    assert.equal(b.seqDelta, only(p0.backend.legs).x.seqDelta);
     // Wraps: 20 pending bytes from leg-2 0xfffffff0 end at 0x4.
     const w = planSplice(1n, leg1(), leg2({ sndNxt: 0xffff_fff0, sndUna: 0xffff_fff0 }), 20);
-    assert.equal(only(w.client.handoffs).x.seqDelta, (0x4 - 10_000 + TWO32) % TWO32);
+    assert.equal(only(w.client.legs).x.seqDelta, (0x4 - 10_000 + TWO32) % TWO32);
   });
 
   test('IPv6 legs give IPv6 keys', () => {
@@ -66,8 +66,8 @@ describe('planSplice: keys, kinds and states', () => {
     );
     assert.deepEqual(p.clientKey, { src: '2001:db8::10', dst: '2001:db8:1::1', sport: 40000, dport: 80 });
     assert.deepEqual(p.backendKey, { src: '2001:db8:3::10', dst: '2001:db8:2::1', sport: 8080, dport: 50000 });
-    assert.deepEqual(only(p.client.handoffs).x.out, { src: '2001:db8:2::1', dst: '2001:db8:3::10', sport: 50000, dport: 8080 });
-    assert.deepEqual(only(p.backend.handoffs).x.out, { src: '2001:db8:1::1', dst: '2001:db8::10', sport: 80, dport: 40000 });
+    assert.deepEqual(only(p.client.legs).x.out, { src: '2001:db8:2::1', dst: '2001:db8:3::10', sport: 50000, dport: 8080 });
+    assert.deepEqual(only(p.backend.legs).x.out, { src: '2001:db8:1::1', dst: '2001:db8::10', sport: 80, dport: 40000 });
   });
 });
 
@@ -78,7 +78,7 @@ describe('planSplice: deltas', () => {
 
   test('seq, ack, timestamp and window deltas of a plain splice', () => {
     const p = planSplice(1n, leg1(), leg2());
-    const c = only(p.client.handoffs);
+    const c = only(p.client.legs);
     // The handoff starts at the client's next byte; the back end's stream
     // starts, in client space, at the LB's next byte to the client.
     assert.equal(c.seqStart, 10_000);
@@ -95,7 +95,7 @@ describe('planSplice: deltas', () => {
     const { out: _co, ...cRest } = c.x;
     assert.deepEqual(cRest, cx);
 
-    const b = only(p.backend.handoffs);
+    const b = only(p.backend.legs);
     const bx: Omit<Xlate, 'out'> = {
       seqDelta: TWO32 - 400_000, //  leg1.sndNxt - leg2.rcvNxt = 500_000 - 900_000
       ackDelta: TWO32 - 60_000, //   leg1.rcvNxt - leg2.sndNxt = 10_000 - 70_000
@@ -111,8 +111,8 @@ describe('planSplice: deltas', () => {
 
   test('the two directions are inverse: a byte and its ack round-trip exactly', () => {
     const p = planSplice(1n, leg1(), leg2());
-    const c = only(p.client.handoffs).x;
-    const b = only(p.backend.handoffs).x;
+    const c = only(p.client.legs).x;
+    const b = only(p.backend.legs).x;
     // Client byte 10_017 reaches the back end as 70_017; the back end's ack of
     // it (70_018) returns to the client as 10_018.
     assert.equal(add(10_017, c.seqDelta), 70_017);
@@ -140,12 +140,12 @@ describe('planSplice: deltas', () => {
       leg1({ rcvNxt: 0xffff_fff0, sndNxt: 5, sndUna: 5 }),
       leg2({ sndNxt: 0x10, sndUna: 0x10, rcvNxt: 0xffff_ff00 }),
     );
-    const c = only(p.client.handoffs);
+    const c = only(p.client.legs);
     assert.equal(c.seqStart, 0xffff_fff0);
     assert.equal(c.ackFloor, 5);
     assert.equal(c.x.seqDelta, 0x20); //                 0x10 - 0xfffffff0 mod 2^32
     assert.equal(c.x.ackDelta, 0xffff_fefb); //          0xffffff00 - 5
-    const b = only(p.backend.handoffs).x;
+    const b = only(p.backend.legs).x;
     assert.equal(b.seqDelta, 0x105); //                  5 - 0xffffff00 mod 2^32
     assert.equal(b.ackDelta, 0xffff_ffe0); //            0xfffffff0 - 0x10
     // Every delta is a u32, never negative or >= 2^32.
@@ -162,8 +162,8 @@ describe('planSplice: deltas', () => {
 
   test('timestamp clocks that wrap', () => {
     const p = planSplice(1n, leg1({ tsRecent: 0xffff_ff00, tsNow: 0xffff_f000 }), leg2({ tsNow: 100, tsRecent: 7 }));
-    const c = only(p.client.handoffs).x;
-    const b = only(p.backend.handoffs).x;
+    const c = only(p.client.legs).x;
+    const b = only(p.backend.legs).x;
     assert.equal(c.tsvalDelta, 1356); //            d1 = 100 + 1000 - 0xffffff00 = 100 + 1000 + 256
     assert.equal(b.tsvalDelta, 0xffff_f3e1); //     d2 = 0xfffff000 + 1000 - 7 = 0xfffff000 + 0x3e1
     assert.equal(c.tsecrDelta, 0xc1f); //           -d2 = 2^32 - 0xfffff3e1
@@ -174,7 +174,7 @@ describe('planSplice: deltas', () => {
 
   test('without timestamps every timestamp delta is 0 and the flag is off', () => {
     const p = planSplice(1n, leg1({ timestamps: false, tsRecent: undefined }), leg2({ timestamps: false, tsRecent: undefined }));
-    for (const x of [only(p.client.handoffs).x, only(p.backend.handoffs).x]) {
+    for (const x of [only(p.client.legs).x, only(p.backend.legs).x]) {
       assert.equal(x.timestamps, false);
       assert.equal(x.tsvalDelta, 0);
       assert.equal(x.tsecrDelta, 0);

@@ -18,8 +18,9 @@
 
 #define BATON_ABI_VERSION 5
 
-/* Handoffs one client connection can hold (source document 000, claim 2). */
-#define BATON_MAX_HANDOFFS 8
+/* Back-end legs one client connection can hold: the first splice's and up
+ * to seven later handoffs (source document 000, claim 2). */
+#define BATON_MAX_LEGS 8
 
 #define BATON_AF_INET 4
 #define BATON_AF_INET6 6
@@ -55,12 +56,13 @@ struct baton_xlate {
 
 #define BATON_XLATE_F_TS 0x01 /* both legs use timestamps: rewrite TSval/TSecr */
 
-/* One entry of a client connection's handoff list. Client bytes whose last
+/* One back-end leg of a client connection's list (the first splice's, then
+ * one per later handoff). Client bytes whose last
  * byte lies at or after seq_start (and before the next entry's seq_start)
  * go to this back end. ack_floor is the client-space ack at which this back
  * end's stream starts: smaller client acks are raised to it, so a back end
  * never sees an ack below what its peer (the LB socket) had acknowledged. */
-struct baton_handoff {
+struct baton_leg {
 	__u32 seq_start;
 	__u32 ack_floor;
 	struct baton_xlate x;
@@ -93,7 +95,7 @@ enum baton_flow_state {
 	BATON_STATE_FORWARD = 2, /* rewrite and forward */
 	/* A spliced client connection at a request boundary, about to get its
 	 * next handoff: client segments carrying data (or SYN/FIN) are dropped
-	 * (the client retransmits them once the new handoff is in place), pure
+	 * (the client retransmits them once the new leg is in place), pure
 	 * ACKs are forwarded as in FORWARD, so the current back end's stream
 	 * keeps being acknowledged. Only CLIENT entries are ever held. */
 	BATON_STATE_HOLD = 3,
@@ -107,19 +109,19 @@ enum baton_flow_state {
 };
 
 enum baton_flow_kind {
-	BATON_KIND_CLIENT = 1,  /* client -> VIP: handoff list selects back end */
+	BATON_KIND_CLIENT = 1,  /* client -> VIP: leg list selects back end */
 	BATON_KIND_BACKEND = 2, /* back end -> LB leg: reverse-mapped to client */
 };
 
-/* The forwarding decision for an entry's current handoff, cached in the
+/* The forwarding decision for an entry's current leg, cached in the
  * entry by the datapath itself (userspace writes it zeroed): a FIB lookup on
  * every packet costs more than the whole rewrite, and the next hop of a
  * connection rarely changes. Looked up again after BATON_NEXTHOP_TTL_NS, and
- * whenever the client's bytes move to another handoff. */
+ * whenever the client's bytes move to another leg. */
 struct baton_nexthop {
 	__u64 expires_ns; /* bpf_ktime_get_coarse_ns() bound; 0: empty */
 	__u32 ifindex;    /* egress interface */
-	__u8 handoff;     /* index of the handoff it was looked up for */
+	__u8 leg;     /* index of the leg it was looked up for */
 	__u8 pad[3];
 	__u8 smac[6];
 	__u8 dmac[6];
@@ -129,13 +131,13 @@ struct baton_nexthop {
 #define BATON_NEXTHOP_TTL_NS 500000000ULL /* 500 ms */
 
 /* Value of the connection table. A spliced connection has one CLIENT entry
- * (keyed by client -> VIP) and one BACKEND entry per handoff (keyed by back
+ * (keyed by client -> VIP) and one BACKEND entry per leg (keyed by back
  * end -> LB), which reverse-maps to the client (claims 5-7). */
 struct baton_flow {
 	__u64 conn_id;
 	__u8 state;      /* enum baton_flow_state */
 	__u8 kind;       /* enum baton_flow_kind */
-	__u8 n_handoffs; /* CLIENT: used entries of handoff[]; BACKEND: 1 */
+	__u8 n_legs; /* CLIENT: used entries of leg[]; BACKEND: 1 */
 	__u8 pad;
 	/* Datapath only: when this entry last answered a SYN with a challenge
 	 * ACK (bpf_ktime_get_coarse_ns() in ms, low 32 bits, bit 0 set; 0:
@@ -143,7 +145,7 @@ struct baton_flow {
 	__u32 challenge_ms;
 	struct baton_track track;
 	struct baton_nexthop nexthop;
-	struct baton_handoff handoff[BATON_MAX_HANDOFFS];
+	struct baton_leg leg[BATON_MAX_LEGS];
 };
 
 /* Datapath verdicts with typed reasons. The counter map is indexed by this
@@ -161,7 +163,7 @@ struct baton_flow {
 	X(BATON_R_FWD_STACK,          "forwarded", "via_stack")         \
 	X(BATON_R_DROP_BLOCKED,       "dropped",   "blocked")           \
 	X(BATON_R_DROP_BAD_OPTIONS,   "dropped",   "bad_tcp_options")   \
-	X(BATON_R_DROP_NO_HANDOFF,    "dropped",   "no_handoff")        \
+	X(BATON_R_DROP_NO_LEG,    "dropped",   "no_leg")        \
 	X(BATON_R_DROP_FIB,           "dropped",   "fib_blackhole")     \
 	X(BATON_R_DROP_REWRITE,       "dropped",   "rewrite_failed")    \
 	X(BATON_R_PASS_BLOCKED_ACK,   "passed",    "blocked_ack")       \
@@ -207,12 +209,12 @@ struct baton_ctl {
 	__u32 op;       /* BATON_CTL_* */
 	__u32 state;    /* new enum baton_flow_state (both ops) */
 	__s32 result;   /* out: 0, or -ENOENT / -E2BIG / -EINVAL */
-	__u32 n_handoffs; /* out: handoffs held after the call */
-	struct baton_handoff handoff; /* BATON_CTL_APPEND_HANDOFF: the new last entry */
+	__u32 n_legs; /* out: legs held after the call */
+	struct baton_leg leg; /* BATON_CTL_APPEND_LEG: the new last entry */
 };
 
 #define BATON_CTL_SET_STATE      1 /* state := ctl.state */
-#define BATON_CTL_APPEND_HANDOFF 2 /* handoff[n++] := ctl.handoff, then state := ctl.state */
+#define BATON_CTL_APPEND_LEG 2 /* leg[n++] := ctl.leg, then state := ctl.state */
 
 /* TCP state that no socket option exposes, read by bpf/tcp_probe.c for one
  * socket at a time (see struct baton_sk_query). */

@@ -10,7 +10,7 @@ import { compile } from 'vega-lite';
 import { DATAPATH_PATH_SHORT, DATAPATH_PATHS } from './datapath.js';
 import { HANDOFF_BUCKETS_MS } from './handoff.js';
 import { CHART_FILES, TARGETS } from './report.js';
-import { cell, ratio, type Results } from './results.js';
+import { cell, type Results, ratio } from './results.js';
 import { VARIANT_ORDER } from './variants/variant.js';
 
 const WIDTH = 640;
@@ -37,13 +37,21 @@ type VariantMeta = Results['variants'][number];
 
 function variantValues(r: Results, value: (w: WorkloadMeta, v: VariantMeta) => number) {
   const variants = VARIANT_ORDER.flatMap((id) => r.variants.filter((v) => v.id === id));
-  const values = r.workloads.flatMap((w) => variants.map((v) => ({ workload: w.short, variant: v.title, value: value(w, v) }))).filter((d) => Number.isFinite(d.value));
+  const values = r.workloads
+    .flatMap((w) => variants.map((v) => ({ workload: w.short, variant: v.title, value: value(w, v) })))
+    .filter((d) => Number.isFinite(d.value));
   const color = { field: 'variant', type: 'nominal' as const, sort: variants.map((v) => v.title), title: null };
   return { variants, values, color };
 }
 
 /** Bars grouped by workload, one per variant, on one scale (ratios), with a dashed reference line. */
-function groupedBars(r: Results, title: string, yTitle: string, value: (w: WorkloadMeta, v: VariantMeta) => number, rule: number): TopLevelSpec {
+function groupedBars(
+  r: Results,
+  title: string,
+  yTitle: string,
+  value: (w: WorkloadMeta, v: VariantMeta) => number,
+  rule: number,
+): TopLevelSpec {
   const { variants, values, color } = variantValues(r, value);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -57,7 +65,13 @@ function groupedBars(r: Results, title: string, yTitle: string, value: (w: Workl
       {
         mark: 'bar',
         encoding: {
-          x: { field: 'workload', type: 'nominal', sort: r.workloads.map((w) => w.short), title: null, axis: { labelAngle: 0 } },
+          x: {
+            field: 'workload',
+            type: 'nominal',
+            sort: r.workloads.map((w) => w.short),
+            title: null,
+            axis: { labelAngle: 0 },
+          },
           xOffset: { field: 'variant', type: 'nominal', sort: variants.map((v) => v.title) },
           y: { field: 'value', type: 'quantitative', title: yTitle },
           color,
@@ -69,7 +83,12 @@ function groupedBars(r: Results, title: string, yTitle: string, value: (w: Workl
 }
 
 /** One small panel per workload, each with its own scale: absolute figures that differ by orders of magnitude between workloads. */
-function panels(r: Results, title: string, yTitle: string, value: (w: WorkloadMeta, v: VariantMeta) => number): TopLevelSpec {
+function panels(
+  r: Results,
+  title: string,
+  yTitle: string,
+  value: (w: WorkloadMeta, v: VariantMeta) => number,
+): TopLevelSpec {
   const { variants, values, color } = variantValues(r, value);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -77,7 +96,15 @@ function panels(r: Results, title: string, yTitle: string, value: (w: WorkloadMe
     background: 'white',
     config: CONFIG,
     data: { values },
-    facet: { column: { field: 'workload', type: 'nominal', sort: r.workloads.map((w) => w.short), title: null, header: { labelFontSize: 11 } } },
+    facet: {
+      column: {
+        field: 'workload',
+        type: 'nominal',
+        sort: r.workloads.map((w) => w.short),
+        title: null,
+        header: { labelFontSize: 11 },
+      },
+    },
     spec: {
       width: Math.floor(WIDTH / r.workloads.length) - 16,
       height: HEIGHT - 40,
@@ -102,9 +129,25 @@ export function chartSpecs(r: Results): Record<keyof typeof CHART_FILES, TopLeve
     return h.histogram.map((b, i) => ({ bucket: buckets[i], run: label, share: (100 * b.count) / total }));
   });
   return {
-    throughput: groupedBars(r, `Requests/s relative to plain routing (${r.date}, ${r.machine.cores} cores)`, 'x plain routing', (w, v) => ratio(r, w.id, v.id, 'plain'), 1),
-    latency: panels(r, 'p99 latency per request (per download for 64 MiB)', 'p99 ms', (w, v) => (cell(r, w.id, v.id)?.summary.p99Us ?? Number.NaN) / 1000),
-    cpu: panels(r, 'Whole-machine CPU per request (per download for 64 MiB)', 'CPU µs per request', (w, v) => cell(r, w.id, v.id)?.summary.cpuUsPerRequest ?? Number.NaN),
+    throughput: groupedBars(
+      r,
+      `Requests/s relative to plain routing (${r.date}, ${r.machine.cores} cores)`,
+      'x plain routing',
+      (w, v) => ratio(r, w.id, v.id, 'plain'),
+      1,
+    ),
+    latency: panels(
+      r,
+      'p99 latency per request (per download for 64 MiB)',
+      'p99 ms',
+      (w, v) => (cell(r, w.id, v.id)?.summary.p99Us ?? Number.NaN) / 1000,
+    ),
+    cpu: panels(
+      r,
+      'Whole-machine CPU per request (per download for 64 MiB)',
+      'CPU µs per request',
+      (w, v) => cell(r, w.id, v.id)?.summary.cpuUsPerRequest ?? Number.NaN,
+    ),
     datapath: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: `Datapath ns per packet by path and table size (goal ≤ ${TARGETS.rewriteNsPerPacket} ns for rewrites)`,
@@ -112,18 +155,33 @@ export function chartSpecs(r: Results): Record<keyof typeof CHART_FILES, TopLeve
       height: HEIGHT,
       background: 'white',
       config: CONFIG,
-      data: { values: r.datapath.rows.map((d) => ({ path: DATAPATH_PATH_SHORT[d.path], connections: sizeLabel(d.connections), ns: d.nsPerPacket })) },
+      data: {
+        values: r.datapath.rows.map((d) => ({
+          path: DATAPATH_PATH_SHORT[d.path],
+          connections: sizeLabel(d.connections),
+          ns: d.nsPerPacket,
+        })),
+      },
       layer: [
         {
           mark: 'bar',
           encoding: {
-            x: { field: 'path', type: 'nominal', sort: DATAPATH_PATHS.map((p) => DATAPATH_PATH_SHORT[p]), title: null, axis: { labelAngle: 0 } },
+            x: {
+              field: 'path',
+              type: 'nominal',
+              sort: DATAPATH_PATHS.map((p) => DATAPATH_PATH_SHORT[p]),
+              title: null,
+              axis: { labelAngle: 0 },
+            },
             xOffset: { field: 'connections', type: 'nominal', sort: sizes.map(sizeLabel) },
             y: { field: 'ns', type: 'quantitative', title: 'ns per packet' },
             color: { field: 'connections', type: 'nominal', sort: sizes.map(sizeLabel), title: 'connections in table' },
           },
         },
-        { mark: { type: 'rule', strokeDash: [4, 4], color: '#444' }, encoding: { y: { datum: TARGETS.rewriteNsPerPacket } } },
+        {
+          mark: { type: 'rule', strokeDash: [4, 4], color: '#444' },
+          encoding: { y: { datum: TARGETS.rewriteNsPerPacket } },
+        },
       ],
     } as TopLevelSpec,
     handoff: {
@@ -137,9 +195,18 @@ export function chartSpecs(r: Results): Record<keyof typeof CHART_FILES, TopLeve
       mark: 'bar',
       encoding: {
         x: { field: 'bucket', type: 'ordinal', sort: buckets, title: 'milliseconds', axis: { labelAngle: 0 } },
-        xOffset: { field: 'run', type: 'nominal', sort: r.handoff.map((h) => (h.concurrency === 1 ? 'sequential' : `${h.concurrency} at once`)) },
+        xOffset: {
+          field: 'run',
+          type: 'nominal',
+          sort: r.handoff.map((h) => (h.concurrency === 1 ? 'sequential' : `${h.concurrency} at once`)),
+        },
         y: { field: 'share', type: 'quantitative', title: '% of handoffs' },
-        color: { field: 'run', type: 'nominal', sort: r.handoff.map((h) => (h.concurrency === 1 ? 'sequential' : `${h.concurrency} at once`)), title: null },
+        color: {
+          field: 'run',
+          type: 'nominal',
+          sort: r.handoff.map((h) => (h.concurrency === 1 ? 'sequential' : `${h.concurrency} at once`)),
+          title: null,
+        },
       },
     } as TopLevelSpec,
   };

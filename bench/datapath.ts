@@ -14,7 +14,12 @@ import { FixtureNetns } from '../test/lib/fixture.js';
 import { buildPacket } from '../test/lib/packet.js';
 import { type Profile, profileFromArgs } from './profile.js';
 
-export const DATAPATH_PATHS = ['unknown flow (passed)', 'rewrite, no options', 'rewrite + timestamps + SACK(3)', 'blocked (dropped)'] as const;
+export const DATAPATH_PATHS = [
+  'unknown flow (passed)',
+  'rewrite, no options',
+  'rewrite + timestamps + SACK(3)',
+  'blocked (dropped)',
+] as const;
 export type DatapathPath = (typeof DATAPATH_PATHS)[number];
 /** Axis labels for charts. */
 export const DATAPATH_PATH_SHORT: Record<DatapathPath, string> = {
@@ -58,10 +63,26 @@ export interface DatapathResults {
 
 const xlate = (i: number) => ({
   out: { src: '198.18.2.1', dst: '198.18.3.10', sport: 10000 + (i % 50000), dport: 8080 },
-  seqDelta: 1000 + i, ackDelta: 2000 + i, tsvalDelta: 77, tsecrDelta: 99, wscaleIn: 7, wscaleOut: 9, timestamps: true,
+  seqDelta: 1000 + i,
+  ackDelta: 2000 + i,
+  tsvalDelta: 77,
+  tsecrDelta: 99,
+  wscaleIn: 7,
+  wscaleOut: 9,
+  timestamps: true,
 });
-const flow = (i: number, state: number = FlowState.FORWARD): Flow => ({ connId: BigInt(i), state: state as Flow['state'], kind: FlowKind.CLIENT, legs: [{ seqStart: 0, ackFloor: 0, x: xlate(i) }] });
-const key = (i: number): { src: string; dst: string; sport: number; dport: number } => ({ src: `198.18.${100 + ((i >> 16) & 0x3f)}.${(i >> 8) & 0xff}`, dst: '198.19.0.1', sport: 1024 + (i & 0xff) * 200 + ((i >> 14) & 0x3), dport: 80 });
+const flow = (i: number, state: number = FlowState.FORWARD): Flow => ({
+  connId: BigInt(i),
+  state: state as Flow['state'],
+  kind: FlowKind.CLIENT,
+  legs: [{ seqStart: 0, ackFloor: 0, x: xlate(i) }],
+});
+const key = (i: number): { src: string; dst: string; sport: number; dport: number } => ({
+  src: `198.18.${100 + ((i >> 16) & 0x3f)}.${(i >> 8) & 0xff}`,
+  dst: '198.19.0.1',
+  sport: 1024 + (i & 0xff) * 200 + ((i >> 14) & 0x3),
+  dport: 80,
+});
 
 function packets(): Record<DatapathPath, Buffer> {
   const base = { ip: { version: 4 as const, src: '198.18.100.0', dst: '198.19.0.1' }, payload: Buffer.alloc(100, 1) };
@@ -72,9 +93,30 @@ function packets(): Record<DatapathPath, Buffer> {
     'rewrite, no options': buildPacket({ ...base, tcp }),
     'rewrite + timestamps + SACK(3)': buildPacket({
       ...base,
-      tcp: { ...tcp, options: [{ kind: 'nop' }, { kind: 'nop' }, { kind: 'timestamp', tsval: 123456, tsecr: 654321 }, { kind: 'nop' }, { kind: 'nop' }, { kind: 'sack', blocks: [[7100, 7200], [7300, 7400], [7500, 7600]] }] },
+      tcp: {
+        ...tcp,
+        options: [
+          { kind: 'nop' },
+          { kind: 'nop' },
+          { kind: 'timestamp', tsval: 123456, tsecr: 654321 },
+          { kind: 'nop' },
+          { kind: 'nop' },
+          {
+            kind: 'sack',
+            blocks: [
+              [7100, 7200],
+              [7300, 7400],
+              [7500, 7600],
+            ],
+          },
+        ],
+      },
     }),
-    'blocked (dropped)': buildPacket({ ip: { version: 4, src: BLOCKED_KEY.src, dst: BLOCKED_KEY.dst }, tcp: { sport: 1, dport: 80, seq: 1, ack: 1, flags: 'PA' }, payload: Buffer.alloc(100) }),
+    'blocked (dropped)': buildPacket({
+      ip: { version: 4, src: BLOCKED_KEY.src, dst: BLOCKED_KEY.dst },
+      tcp: { sport: 1, dport: 80, seq: 1, ack: 1, flags: 'PA' },
+      payload: Buffer.alloc(100),
+    }),
   };
 }
 const BLOCKED_KEY = { src: '198.18.251.1', dst: '198.19.0.1', sport: 1, dport: 80 };
@@ -84,7 +126,10 @@ const EXTRA_ENTRIES = 2;
 /** Capacity above the largest size: room for the extra entries with margin. */
 const TABLE_SLACK = 16;
 
-export async function runDatapathBench(profile: Pick<Profile, 'datapathSizes' | 'datapathRepeat'>, log: (line: string) => void = () => {}): Promise<DatapathResults> {
+export async function runDatapathBench(
+  profile: Pick<Profile, 'datapathSizes' | 'datapathRepeat'>,
+  log: (line: string) => void = () => {},
+): Promise<DatapathResults> {
   const sizes = profile.datapathSizes;
   const repeat = profile.datapathRepeat;
   const ns = await FixtureNetns.create();
@@ -102,8 +147,25 @@ export async function runDatapathBench(profile: Pick<Profile, 'datapathSizes' | 
     const mirrorKey = { src: x0.out.src, dst: x0.out.dst, sport: x0.out.sport, dport: x0.out.dport };
     const k0 = key(0);
     dp.table.insert(mirrorKey, {
-      connId: 0n, state: FlowState.FORWARD, kind: FlowKind.CLIENT,
-      legs: [{ seqStart: 0, ackFloor: 0, x: { ...x0, out: k0, seqDelta: -x0.seqDelta >>> 0, ackDelta: -x0.ackDelta >>> 0, tsvalDelta: -x0.tsvalDelta >>> 0, tsecrDelta: -x0.tsecrDelta >>> 0, wscaleIn: x0.wscaleOut, wscaleOut: x0.wscaleIn } }],
+      connId: 0n,
+      state: FlowState.FORWARD,
+      kind: FlowKind.CLIENT,
+      legs: [
+        {
+          seqStart: 0,
+          ackFloor: 0,
+          x: {
+            ...x0,
+            out: k0,
+            seqDelta: -x0.seqDelta >>> 0,
+            ackDelta: -x0.ackDelta >>> 0,
+            tsvalDelta: -x0.tsvalDelta >>> 0,
+            tsecrDelta: -x0.tsecrDelta >>> 0,
+            wscaleIn: x0.wscaleOut,
+            wscaleOut: x0.wscaleIn,
+          },
+        },
+      ],
     });
     const rows: DatapathRow[] = [];
     let filled = 0;
@@ -115,10 +177,21 @@ export async function runDatapathBench(profile: Pick<Profile, 'datapathSizes' | 
         const before = dp.readCounters();
         const r = withNetns(ns.name, () => testRun(dp.object.program('baton_xdp'), { packet: pk[path], repeat }));
         const after = dp.readCounters();
-        const reasons = after.filter((a, i) => a.packets !== before[i]!.packets).map((a) => `${a.action}/${a.reason}`).join(',');
-        const row: DatapathRow = { connections: n, path, verdict: xdpActionName(r.retval), reasons, nsPerPacket: r.durationNs };
+        const reasons = after
+          .filter((a, i) => a.packets !== before[i]!.packets)
+          .map((a) => `${a.action}/${a.reason}`)
+          .join(',');
+        const row: DatapathRow = {
+          connections: n,
+          path,
+          verdict: xdpActionName(r.retval),
+          reasons,
+          nsPerPacket: r.durationNs,
+        };
         rows.push(row);
-        log(`  ${String(n).padStart(9)}  ${path.padEnd(32)} ${row.verdict.padEnd(9)} ${String(row.nsPerPacket).padStart(5)} ns  ${reasons}`);
+        log(
+          `  ${String(n).padStart(9)}  ${path.padEnd(32)} ${row.verdict.padEnd(9)} ${String(row.nsPerPacket).padStart(5)} ns  ${reasons}`,
+        );
       }
     }
     const { fd, keyBytes, valueBytes } = dp.table.layout;
@@ -168,7 +241,8 @@ function proxySocketBytes(): TableMemory['proxySocketBytes'] {
   } catch {
     return null;
   }
-  const objsize = (name: string) => Number(new RegExp(`^${name}\\s+\\d+\\s+\\d+\\s+(\\d+)`, 'm').exec(text)?.[1] ?? Number.NaN);
+  const objsize = (name: string) =>
+    Number(new RegExp(`^${name}\\s+\\d+\\s+\\d+\\s+(\\d+)`, 'm').exec(text)?.[1] ?? Number.NaN);
   const tcpSock = objsize('TCP');
   const sockInode = objsize('sock_inode_cache');
   if (!Number.isFinite(tcpSock) || !Number.isFinite(sockInode)) return null;
@@ -180,7 +254,9 @@ async function main(): Promise<void> {
   console.log(`baton datapath: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs each`);
   const r = await runDatapathBench(profile, (l) => console.log(l));
   const m = r.memory;
-  console.log(`connection table: ${m.mapBytes} bytes for ${m.capacity} entries (preallocated) = ${m.bytesPerEntry.toFixed(0)} B/entry, ${m.bytesPerConnection.toFixed(0)} B per spliced connection; kernel vmalloc+slab+percpu grew ${m.kernelGrowthBytes} bytes`);
+  console.log(
+    `connection table: ${m.mapBytes} bytes for ${m.capacity} entries (preallocated) = ${m.bytesPerEntry.toFixed(0)} B/entry, ${m.bytesPerConnection.toFixed(0)} B per spliced connection; kernel vmalloc+slab+percpu grew ${m.kernelGrowthBytes} bytes`,
+  );
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();

@@ -95,7 +95,6 @@ export function summarizePhase(
   };
 }
 
-
 export interface TargetVerdict {
   what: string;
   goal: string;
@@ -116,8 +115,26 @@ export function targetVerdicts(a: HandoffApiResults): TargetVerdict[] {
   const best = a.phases.reduce((b, p) => (p.itemP50Us < b.itemP50Us ? p : b));
   const fastest = a.phases.reduce((b, p) => (p.handoffsPerS > b.handoffsPerS ? p : b));
   return [
-    { what: 'handoff p50, one POST at a time, in the daemon (block to release)', goal: `≤ ${t.p50Us} µs`, measured: daemonP50, unit: 'µs', met: daemonP50 <= t.p50Us },
-    { what: `handoff p50 per splice as the caller sees it, best phase (${best.title})`, goal: `≤ ${t.p50Us} µs`, measured: best.itemP50Us, unit: 'µs', met: best.itemP50Us <= t.p50Us },
-    { what: `handoffs per second, best phase (${fastest.title})`, goal: `≥ ${t.handoffsPerS.toLocaleString('en-US')}`, measured: fastest.handoffsPerS, unit: '/s', met: fastest.handoffsPerS >= t.handoffsPerS },
+    {
+      what: 'handoff p50, one POST at a time, in the daemon (block to release)',
+      goal: `≤ ${t.p50Us} µs`,
+      measured: daemonP50,
+      unit: 'µs',
+      met: daemonP50 <= t.p50Us,
+    },
+    {
+      what: `handoff p50 per splice as the caller sees it, best phase (${best.title})`,
+      goal: `≤ ${t.p50Us} µs`,
+      measured: best.itemP50Us,
+      unit: 'µs',
+      met: best.itemP50Us <= t.p50Us,
+    },
+    {
+      what: `handoffs per second, best phase (${fastest.title})`,
+      goal: `≥ ${t.handoffsPerS.toLocaleString('en-US')}`,
+      measured: fastest.handoffsPerS,
+      unit: '/s',
+      met: fastest.handoffsPerS >= t.handoffsPerS,
+    },
   ];
 }

@@ -31,15 +31,22 @@ import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import readline from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { createClient, type BatonClient } from '../control/sdk/client.js';
+import { type BatonClient, createClient } from '../control/sdk/client.js';
 import { BatonApiError } from '../control/sdk/errors.js';
 import type { SpliceByFd } from '../control/sdk/types.js';
 import { BATCH_CONCURRENCY } from '../control/service/limits.js';
 import { type DaemonProc, startDaemon } from '../lab/launch/daemon.js';
-import { ROOT } from '../lab/paths.js';
 import { type NginxBackend, startNginx } from '../lab/launch/nginx.js';
+import { ROOT } from '../lab/paths.js';
 import { createTestbed, starTopology, type Testbed, VIP4 } from '../lab/testbed/index.js';
-import { type ApiPhase, type CallTiming, HANDOFF_API_TARGETS, type HandoffApiResults, summarizePhase, targetVerdicts } from './handoff-api-results.js';
+import {
+  type ApiPhase,
+  type CallTiming,
+  HANDOFF_API_TARGETS,
+  type HandoffApiResults,
+  summarizePhase,
+  targetVerdicts,
+} from './handoff-api-results.js';
 import { percentile } from './load/result.js';
 import { BACKEND_PORT, BATON_FLOWS_CAPACITY, BODIES, type Profile, profileFromArgs } from './profile.js';
 
@@ -108,9 +115,13 @@ class LineProgram {
         } else i++;
       }
       if (done(got)) return got;
-      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`${this.name} exited while waiting for ${what}: ${this.errs.join('').slice(-2000)}`);
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null)
+        throw new Error(`${this.name} exited while waiting for ${what}: ${this.errs.join('').slice(-2000)}`);
       const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`${this.name}: no ${what} within ${ms} ms (got ${got.length}); stderr: ${this.errs.join('').slice(-2000)}`);
+      if (left <= 0)
+        throw new Error(
+          `${this.name}: no ${what} within ${ms} ms (got ${got.length}); stderr: ${this.errs.join('').slice(-2000)}`,
+        );
       await new Promise<void>((r) => {
         const t = setTimeout(r, left);
         this.waiter = () => {
@@ -124,7 +135,12 @@ class LineProgram {
 
   /** The next line with `event` = name. */
   async event<T extends { event: string }>(name: string, ms = HELPER_TIMEOUT_MS): Promise<T> {
-    const [e] = await this.collect((o): o is T => (o as { event?: string } | null)?.event === name, (g) => g.length > 0, ms, `"${name}" event`);
+    const [e] = await this.collect(
+      (o): o is T => (o as { event?: string } | null)?.event === name,
+      (g) => g.length > 0,
+      ms,
+      `"${name}" event`,
+    );
     return e as T;
   }
 
@@ -141,7 +157,10 @@ class LineProgram {
 }
 
 function spawnProgram(tb: Testbed, node: string, file: string, args: string[]): LineProgram {
-  const proc = tb.spawn(node, process.execPath, ['--import', 'tsx', resolve(ROOT, file), ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = tb.spawn(node, process.execPath, ['--import', 'tsx', resolve(ROOT, file), ...args], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   return new LineProgram(file, proc);
 }
 
@@ -155,19 +174,39 @@ interface Harness {
 async function makePairs(h: Harness, n: number): Promise<Pair[]> {
   const ms = HELPER_TIMEOUT_MS + n * PER_PAIR_TIMEOUT_MS;
   h.clients.send(`OPEN ${n}`);
-  const opened = await h.clients.event<{ event: 'opened'; ports: number[]; failed: number; errors: string[] }>('opened', ms);
-  if (opened.failed > 0) throw new Error(`${opened.failed} of ${n} client connections to the VIP failed: ${opened.errors.join('; ')}`);
+  const opened = await h.clients.event<{ event: 'opened'; ports: number[]; failed: number; errors: string[] }>(
+    'opened',
+    ms,
+  );
+  if (opened.failed > 0)
+    throw new Error(`${opened.failed} of ${n} client connections to the VIP failed: ${opened.errors.join('; ')}`);
   const isPair = (o: unknown): o is { pair: Pair } => typeof (o as { pair?: unknown } | null)?.pair === 'object';
-  const isError = (o: unknown): o is { event: 'error'; detail: string } => (o as { event?: string } | null)?.event === 'error';
-  const got = await h.frontEnd.collect((o): o is { pair: Pair } | { event: 'error'; detail: string } => isPair(o) || isError(o), (g) => g.length >= n, ms, `${n} pairs`);
+  const isError = (o: unknown): o is { event: 'error'; detail: string } =>
+    (o as { event?: string } | null)?.event === 'error';
+  const got = await h.frontEnd.collect(
+    (o): o is { pair: Pair } | { event: 'error'; detail: string } => isPair(o) || isError(o),
+    (g) => g.length >= n,
+    ms,
+    `${n} pairs`,
+  );
   const errors = got.filter(isError);
-  if (errors.length) throw new Error(`the front end could not pair ${errors.length} connection(s): ${errors.slice(0, 3).map((e) => e.detail).join('; ')}`);
+  if (errors.length)
+    throw new Error(
+      `the front end could not pair ${errors.length} connection(s): ${errors
+        .slice(0, 3)
+        .map((e) => e.detail)
+        .join('; ')}`,
+    );
   return got.filter(isPair).map((p) => p.pair);
 }
 
 // ------------------------------------------------------------ one phase
 
-const requestOf = (p: Pair): SpliceByFd => ({ client: { pid: p.pid, fd: p.client }, backend: { pid: p.pid, fd: p.backend }, prefix: p.prefix });
+const requestOf = (p: Pair): SpliceByFd => ({
+  client: { pid: p.pid, fd: p.client },
+  backend: { pid: p.pid, fd: p.backend },
+  prefix: p.prefix,
+});
 
 const whyOf = (code: string, reason: string | undefined): string => `${code}${reason ? ` (${reason})` : ''}`;
 
@@ -187,7 +226,9 @@ async function call(api: BatonClient, pairs: Pair[], batch: boolean): Promise<It
     const results = await api.batchSplices(pairs.map(requestOf));
     return results.map((r, i) => {
       const pair = pairs[i] as Pair;
-      return 'splice' in r ? { ok: true, durationUs: r.splice.durationUs, pair } : { ok: false, why: whyOf(r.error.code, r.error.reason), pair };
+      return 'splice' in r
+        ? { ok: true, durationUs: r.splice.durationUs, pair }
+        : { ok: false, why: whyOf(r.error.code, r.error.reason), pair };
     });
   } catch (e) {
     const why = e instanceof BatonApiError ? whyOf(e.code, e.reason) : String(e);
@@ -227,13 +268,20 @@ async function checkAndClear(h: Harness, outcomes: ItemOutcome[], sample: number
   h.frontEnd.send(`CLOSE ${spliced.map((p) => p.client).join(',')}`);
   await h.frontEnd.event('closed');
   h.clients.send(`CHECK ${CHECK_TIMEOUT_MS} ${sample} ${spliced.map((p) => p.clientPort).join(',')}`);
-  const checked = await h.clients.event<{ event: 'checked'; first: ApiPhase['firstAnswered']; second: ApiPhase['secondAnswered']; failures: string[] }>(
-    'checked',
-    2 * CHECK_TIMEOUT_MS + HELPER_TIMEOUT_MS,
-  );
+  const checked = await h.clients.event<{
+    event: 'checked';
+    first: ApiPhase['firstAnswered'];
+    second: ApiPhase['secondAnswered'];
+    failures: string[];
+  }>('checked', 2 * CHECK_TIMEOUT_MS + HELPER_TIMEOUT_MS);
   h.clients.send(`CLOSE ${outcomes.map((o) => o.pair.clientPort).join(',')}`);
   await h.clients.event('closed');
-  h.frontEnd.send(`CLOSE ${outcomes.filter((o) => !o.ok).map((o) => o.pair.client).join(',')}`);
+  h.frontEnd.send(
+    `CLOSE ${outcomes
+      .filter((o) => !o.ok)
+      .map((o) => o.pair.client)
+      .join(',')}`,
+  );
   await h.frontEnd.event('closed');
   await deleteAll(h.api);
   return { firstAnswered: checked.first, secondAnswered: checked.second, checkFailures: checked.failures };
@@ -267,32 +315,57 @@ type PhaseSpec = Pick<ApiPhase, 'kind' | 'title' | 'itemsPerCall' | 'inFlight'>;
 export function phaseSpecs(profile: Profile): PhaseSpec[] {
   return [
     { kind: 'single', title: 'single', itemsPerCall: 1, inFlight: 1 },
-    { kind: 'concurrent', title: `${profile.handoffApiInFlight} in flight`, itemsPerCall: 1, inFlight: profile.handoffApiInFlight },
-    ...profile.handoffApiBatchSizes.map((b): PhaseSpec => ({ kind: 'batch', title: `batch of ${b}`, itemsPerCall: b, inFlight: 1 })),
+    {
+      kind: 'concurrent',
+      title: `${profile.handoffApiInFlight} in flight`,
+      itemsPerCall: 1,
+      inFlight: profile.handoffApiInFlight,
+    },
+    ...profile.handoffApiBatchSizes.map(
+      (b): PhaseSpec => ({ kind: 'batch', title: `batch of ${b}`, itemsPerCall: b, inFlight: 1 }),
+    ),
   ];
 }
 
 export async function runHandoffApiBench(profile: Profile, log: (line: string) => void): Promise<HandoffApiResults> {
   const n = profile.handoffApiPairs;
-  const tb = await createTestbed(starTopology({ backends: 1, vip: true, name: 'hapi' }), { passXdp: (node) => node !== 'lb' });
+  const tb = await createTestbed(starTopology({ backends: 1, vip: true, name: 'hapi' }), {
+    passXdp: (node) => node !== 'lb',
+  });
   let nginx: NginxBackend | undefined;
   let daemon: DaemonProc | undefined;
   let api: BatonClient | undefined;
   const programs: LineProgram[] = [];
   try {
     // Every pair of a phase holds a connection to nginx, and spliced ones stay open until the phase ends.
-    nginx = await startNginx(tb, 'backend1', BACKEND_PORT, { [PATH.slice(1)]: BODIES[PATH] }, { workerConnections: 2 * n + 256 });
+    nginx = await startNginx(
+      tb,
+      'backend1',
+      BACKEND_PORT,
+      { [PATH.slice(1)]: BODIES[PATH] },
+      { workerConnections: 2 * n + 256 },
+    );
     const lb = tb.node('lb');
-    daemon = await startDaemon(tb, 'lb', lb.ifaces.map((i) => i.name), ['--table-capacity', String(BATON_FLOWS_CAPACITY), '--rate-limit', '0', '--metrics', 'off']);
+    daemon = await startDaemon(
+      tb,
+      'lb',
+      lb.ifaces.map((i) => i.name),
+      ['--table-capacity', String(BATON_FLOWS_CAPACITY), '--rate-limit', '0', '--metrics', 'off'],
+    );
     api = createClient({ socketPath: daemon.socketPath, timeoutMs: 30_000 });
-    const frontEnd = spawnProgram(tb, 'lb', 'bench/load/pairs.ts', [`${VIP4}:${PAIRS_PORT}`, `${tb.node('backend1').v4}:${BACKEND_PORT}`]);
+    const frontEnd = spawnProgram(tb, 'lb', 'bench/load/pairs.ts', [
+      `${VIP4}:${PAIRS_PORT}`,
+      `${tb.node('backend1').v4}:${BACKEND_PORT}`,
+    ]);
     programs.push(frontEnd);
     await frontEnd.event('listening');
     const clients = spawnProgram(tb, 'client', 'bench/load/pair-clients.ts', [VIP4, String(PAIRS_PORT), PATH]);
     programs.push(clients);
     await clients.event('ready');
     const h: Harness = { api, clients, frontEnd };
-    log(`  testbed ${tb.prefix}: ${n} pairs per phase (client connection to ${VIP4}:${PAIRS_PORT} + back-end connection to nginx), daemon API on a unix socket`);
+    log(
+      `  testbed ${tb.prefix}: ${n} pairs per phase (client connection to ${VIP4}:${PAIRS_PORT} + back-end connection to nginx), daemon API on a unix socket`,
+    );
 
     // Warm-up, unmeasured: both routes (fastify compiles a route's response serializer on its first answer).
     const warmPairs = await makePairs(h, WARMUP_PAIRS);
@@ -300,7 +373,9 @@ export async function runHandoffApiBench(profile: Profile, log: (line: string) =
     const warmBatch = await drive(api, warmPairs.slice(WARMUP_PAIRS / 2), WARMUP_PAIRS / 2, 1, true);
     await checkAndClear(h, [...warmSingle.outcomes, ...warmBatch.outcomes], 0);
     const floor = await apiFloor(api, n);
-    log(`  API round trip without a splice (GET /healthz, ${n} calls, one at a time): p50 ${us(floor.p50Us)} µs, p99 ${us(floor.p99Us)} µs`);
+    log(
+      `  API round trip without a splice (GET /healthz, ${n} calls, one at a time): p50 ${us(floor.p50Us)} µs, p99 ${us(floor.p99Us)} µs`,
+    );
 
     const phases: ApiPhase[] = [];
     for (const spec of phaseSpecs(profile)) {
@@ -325,7 +400,9 @@ export async function runHandoffApiBench(profile: Profile, log: (line: string) =
 const us = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '-');
 
 export function phaseLine(p: ApiPhase): string {
-  const refusals = Object.entries(p.refusals).map(([why, k]) => `${k}x ${why}`).join(', ');
+  const refusals = Object.entries(p.refusals)
+    .map(([why, k]) => `${k}x ${why}`)
+    .join(', ');
   return (
     `  ${p.title.padEnd(13)} ${p.handoffs}/${p.requested} spliced in ${p.calls} call(s), ${p.seconds.toFixed(2)} s = ${p.handoffsPerS.toFixed(0)}/s; ` +
     `call p50 ${us(p.callP50Us)} µs p99 ${us(p.callP99Us)} µs; per splice p50 ${us(p.itemP50Us)} µs p99 ${us(p.itemP99Us)} µs; ` +
@@ -344,9 +421,14 @@ async function main(): Promise<void> {
     process.stderr.write(`handoff-api: over its ${budgetS} s budget, stopping\n`);
     process.exit(1);
   }, budgetS * 1000).unref();
-  console.log(`baton handoff API (${profile.mode}): ${profile.handoffApiPairs} pairs per phase, single POST /v1/splices, ${profile.handoffApiInFlight} in flight, batches of ${profile.handoffApiBatchSizes.join(' and ')}`);
+  console.log(
+    `baton handoff API (${profile.mode}): ${profile.handoffApiPairs} pairs per phase, single POST /v1/splices, ${profile.handoffApiInFlight} in flight, batches of ${profile.handoffApiBatchSizes.join(' and ')}`,
+  );
   const r = await runHandoffApiBench(profile, (l) => console.log(l));
-  for (const v of targetVerdicts(r)) console.log(`target ${v.what}: ${v.goal}, measured ${us(v.measured)}${v.unit === 'µs' ? ' µs' : '/s'} (${v.met ? 'met' : 'not met'})`);
+  for (const v of targetVerdicts(r))
+    console.log(
+      `target ${v.what}: ${v.goal}, measured ${us(v.measured)}${v.unit === 'µs' ? ' µs' : '/s'} (${v.met ? 'met' : 'not met'})`,
+    );
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

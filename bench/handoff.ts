@@ -36,15 +36,25 @@ export interface HandoffRun {
   histogram: Array<{ le: number | null; count: number }>;
 }
 
-export async function runHandoffBench(tb: Testbed, baton: BatonVariant, profile: Profile, log: (line: string) => void): Promise<HandoffRun[]> {
+export async function runHandoffBench(
+  tb: Testbed,
+  baton: BatonVariant,
+  profile: Profile,
+  log: (line: string) => void,
+): Promise<HandoffRun[]> {
   const out: HandoffRun[] = [];
   for (const concurrency of profile.handoffConcurrency) {
     const first = baton.handoffs().length;
     const refusedBefore = baton.refusedCount();
-    const r = await runWrk(tb, baton.url('/k1.bin'), { seconds: profile.handoffSeconds, connections: concurrency, newConnectionPerRequest: true });
+    const r = await runWrk(tb, baton.url('/k1.bin'), {
+      seconds: profile.handoffSeconds,
+      connections: concurrency,
+      newConnectionPerRequest: true,
+    });
     await baton.afterRun?.();
     const recs = baton.handoffs().slice(first);
-    const sorted = (xs: Array<number | undefined>) => xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+    const sorted = (xs: Array<number | undefined>) =>
+      xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
     const total = sorted(recs.map((s) => s.totalMs));
     const quiesce = sorted(recs.map((s) => s.quiesceMs));
     const frontEnd = sorted(recs.map((s) => s.frontEndMs));
@@ -70,7 +80,9 @@ export async function runHandoffBench(tb: Testbed, baton: BatonVariant, profile:
         `${run.handoffs} handoffs in ${seconds.toFixed(1)} s = ${run.handoffsPerS.toFixed(0)}/s  p50 ${run.p50Ms.toFixed(2)} ms  p99 ${run.p99Ms.toFixed(2)} ms  ` +
         `max ${run.maxMs.toFixed(2)} ms` +
         (Number.isFinite(run.quiesceP50Ms) ? `  quiesce p50 ${run.quiesceP50Ms.toFixed(2)} ms` : '') +
-        (Number.isFinite(run.frontEndP50Ms) ? `  front end p50 ${run.frontEndP50Ms.toFixed(2)} ms p99 ${run.frontEndP99Ms.toFixed(2)} ms` : '') +
+        (Number.isFinite(run.frontEndP50Ms)
+          ? `  front end p50 ${run.frontEndP50Ms.toFixed(2)} ms p99 ${run.frontEndP99Ms.toFixed(2)} ms`
+          : '') +
         (run.refused ? `  refused ${run.refused}` : ''),
     );
   }

@@ -98,11 +98,41 @@ export interface Workload {
 }
 
 export const WORKLOADS: Workload[] = [
-  { id: 'keepalive-1k', title: 'keep-alive, 1 KiB responses', short: 'keep-alive 1 KiB', path: '/k1.bin', tool: 'wrk-keepalive' },
-  { id: 'close-1k', title: 'new connection per request, 1 KiB', short: 'new conn. 1 KiB', path: '/k1.bin', tool: 'wrk-close' },
-  { id: 'close-64k', title: 'new connection per request, 64 KiB', short: 'new conn. 64 KiB', path: '/k64.bin', tool: 'wrk-close' },
-  { id: 'close-1m', title: 'new connection per request, 1 MiB', short: 'new conn. 1 MiB', path: '/m1.bin', tool: 'wrk-close' },
-  { id: 'download-64m', title: 'single-connection 64 MiB download', short: '64 MiB download', path: '/m64.bin', tool: 'curl' },
+  {
+    id: 'keepalive-1k',
+    title: 'keep-alive, 1 KiB responses',
+    short: 'keep-alive 1 KiB',
+    path: '/k1.bin',
+    tool: 'wrk-keepalive',
+  },
+  {
+    id: 'close-1k',
+    title: 'new connection per request, 1 KiB',
+    short: 'new conn. 1 KiB',
+    path: '/k1.bin',
+    tool: 'wrk-close',
+  },
+  {
+    id: 'close-64k',
+    title: 'new connection per request, 64 KiB',
+    short: 'new conn. 64 KiB',
+    path: '/k64.bin',
+    tool: 'wrk-close',
+  },
+  {
+    id: 'close-1m',
+    title: 'new connection per request, 1 MiB',
+    short: 'new conn. 1 MiB',
+    path: '/m1.bin',
+    tool: 'wrk-close',
+  },
+  {
+    id: 'download-64m',
+    title: 'single-connection 64 MiB download',
+    short: '64 MiB download',
+    path: '/m64.bin',
+    tool: 'curl',
+  },
 ];
 
 /** Port of the back-end nginx; each variant's listener is on the VIP (see variants.ts). */

@@ -17,7 +17,8 @@ export async function writeRendered(r: Results, dir: string): Promise<string[]> 
 
 export function readResults(dir: string): Results {
   const r = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Results;
-  if (r.schema !== RESULTS_SCHEMA) throw new Error(`${dir}/results.json has schema ${r.schema}; this renderer reads schema ${RESULTS_SCHEMA}`);
+  if (r.schema !== RESULTS_SCHEMA)
+    throw new Error(`${dir}/results.json has schema ${r.schema}; this renderer reads schema ${RESULTS_SCHEMA}`);
   return r;
 }
 

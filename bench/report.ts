@@ -6,7 +6,7 @@
  */
 import { HANDOFF_BUCKETS_MS } from './handoff.js';
 import { targetVerdicts } from './handoff-api-results.js';
-import { cell, ratio, type Results } from './results.js';
+import { cell, type Results, ratio } from './results.js';
 import { VARIANT_ORDER, type VariantId } from './variants/variant.js';
 
 export const CHART_FILES = {
@@ -29,8 +29,11 @@ export const TARGETS = {
 } as const;
 
 const num = (x: number, digits = 0): string =>
-  Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '–';
-const ms = (us: number): string => (Number.isFinite(us) ? (us / 1000 >= 100 ? num(us / 1000, 0) : (us / 1000).toPrecision(3)) : '–');
+  Number.isFinite(x)
+    ? x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+    : '–';
+const ms = (us: number): string =>
+  Number.isFinite(us) ? (us / 1000 >= 100 ? num(us / 1000, 0) : (us / 1000).toPrecision(3)) : '–';
 const x = (r: number): string => (Number.isFinite(r) ? `${r.toFixed(2)}x` : '–');
 const row = (cells: string[]): string => `| ${cells.join(' | ')} |`;
 const align = (n: number, first = '---'): string => row([first, ...new Array<string>(n).fill('---:')]);
@@ -66,7 +69,19 @@ export function resultsTable(r: Results): string[] {
     for (const v of variantsOf(r)) {
       const s = cell(r, w.id, v.id)?.summary;
       if (!s) continue;
-      lines.push(row([w.title, v.title, num(s.requestsPerS), num(s.mbPerS, 1), ms(s.p50Us), ms(s.p99Us), num(s.cpuUsPerRequest, s.cpuUsPerRequest < 100 ? 1 : 0), num(s.cpuUsPerMB), num(s.errors)]));
+      lines.push(
+        row([
+          w.title,
+          v.title,
+          num(s.requestsPerS),
+          num(s.mbPerS, 1),
+          ms(s.p50Us),
+          ms(s.p99Us),
+          num(s.cpuUsPerRequest, s.cpuUsPerRequest < 100 ? 1 : 0),
+          num(s.cpuUsPerMB),
+          num(s.errors),
+        ]),
+      );
     }
   }
   return lines;
@@ -77,7 +92,13 @@ export function datapathTable(r: Results): string[] {
   const paths = [...new Set(d.rows.map((x) => x.path))];
   const sizes = [...new Set(d.rows.map((x) => x.connections))];
   const lines = [row(['connections in table', ...paths]), align(paths.length)];
-  for (const n of sizes) lines.push(row([num(n), ...paths.map((p) => num(d.rows.find((x) => x.connections === n && x.path === p)?.nsPerPacket ?? Number.NaN))]));
+  for (const n of sizes)
+    lines.push(
+      row([
+        num(n),
+        ...paths.map((p) => num(d.rows.find((x) => x.connections === n && x.path === p)?.nsPerPacket ?? Number.NaN)),
+      ]),
+    );
   return lines;
 }
 
@@ -96,15 +117,35 @@ export function memoryLines(r: Results): string[] {
 
 export function handoffTable(r: Results): string[] {
   const lines = [
-    row(['client connections at once', 'handoffs', 'handoffs/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'quiesce p50 ms', 'front end p50 ms', 'front end p99 ms', 'refused']),
+    row([
+      'client connections at once',
+      'handoffs',
+      'handoffs/s',
+      'p50 ms',
+      'p90 ms',
+      'p99 ms',
+      'max ms',
+      'quiesce p50 ms',
+      'front end p50 ms',
+      'front end p99 ms',
+      'refused',
+    ]),
     align(10),
   ];
   for (const h of r.handoff) {
     lines.push(
       row([
         h.concurrency === 1 ? '1 (sequential)' : String(h.concurrency),
-        num(h.handoffs), num(h.handoffsPerS), num(h.p50Ms, 2), num(h.p90Ms, 2), num(h.p99Ms, 2), num(h.maxMs, 2),
-        num(h.quiesceP50Ms ?? Number.NaN, 2), num(h.frontEndP50Ms ?? Number.NaN, 2), num(h.frontEndP99Ms ?? Number.NaN, 2), num(h.refused),
+        num(h.handoffs),
+        num(h.handoffsPerS),
+        num(h.p50Ms, 2),
+        num(h.p90Ms, 2),
+        num(h.p99Ms, 2),
+        num(h.maxMs, 2),
+        num(h.quiesceP50Ms ?? Number.NaN, 2),
+        num(h.frontEndP50Ms ?? Number.NaN, 2),
+        num(h.frontEndP99Ms ?? Number.NaN, 2),
+        num(h.refused),
       ]),
     );
   }
@@ -116,15 +157,43 @@ export function handoffApiTable(r: Results): string[] {
   const a = r.handoffApi;
   if (!a) return [];
   const lines = [
-    row(['phase', 'items per call', 'calls in flight', 'calls', 'spliced', 'refused', 'handoffs/s', 'call p50 µs', 'call p99 µs', 'per splice p50 µs', 'per splice p99 µs', 'daemon p50 µs', 'daemon p99 µs', 'first answers', 'second requests']),
+    row([
+      'phase',
+      'items per call',
+      'calls in flight',
+      'calls',
+      'spliced',
+      'refused',
+      'handoffs/s',
+      'call p50 µs',
+      'call p99 µs',
+      'per splice p50 µs',
+      'per splice p99 µs',
+      'daemon p50 µs',
+      'daemon p99 µs',
+      'first answers',
+      'second requests',
+    ]),
     align(14),
   ];
   for (const p of a.phases) {
     lines.push(
       row([
-        p.title, num(p.itemsPerCall), num(p.inFlight), num(p.calls), `${num(p.handoffs)}/${num(p.requested)}`, num(p.refused), num(p.handoffsPerS),
-        num(p.callP50Us), num(p.callP99Us), num(p.itemP50Us), num(p.itemP99Us), num(p.daemonP50Us), num(p.daemonP99Us),
-        `${num(p.firstAnswered.ok)}/${num(p.firstAnswered.of)}`, `${num(p.secondAnswered.ok)}/${num(p.secondAnswered.of)}`,
+        p.title,
+        num(p.itemsPerCall),
+        num(p.inFlight),
+        num(p.calls),
+        `${num(p.handoffs)}/${num(p.requested)}`,
+        num(p.refused),
+        num(p.handoffsPerS),
+        num(p.callP50Us),
+        num(p.callP99Us),
+        num(p.itemP50Us),
+        num(p.itemP99Us),
+        num(p.daemonP50Us),
+        num(p.daemonP99Us),
+        `${num(p.firstAnswered.ok)}/${num(p.firstAnswered.of)}`,
+        `${num(p.secondAnswered.ok)}/${num(p.secondAnswered.of)}`,
       ]),
     );
   }
@@ -149,7 +218,9 @@ export function handoffApiNotes(r: Results): string[] {
 
 function handoffApiTargetRows(r: Results, check: (ok: boolean) => string): string[] {
   if (!r.handoffApi) return [];
-  return targetVerdicts(r.handoffApi).map((v) => row([v.what, v.goal, v.unit === 'µs' ? `${num(v.measured)} µs` : num(v.measured), check(v.met)]));
+  return targetVerdicts(r.handoffApi).map((v) =>
+    row([v.what, v.goal, v.unit === 'µs' ? `${num(v.measured)} µs` : num(v.measured), check(v.met)]),
+  );
 }
 
 export function targetLines(r: Results): string[] {
@@ -164,10 +235,30 @@ export function targetLines(r: Results): string[] {
   return [
     row(['target', 'goal', 'measured', '']),
     row(['---', '---:', '---:', '---']),
-    row(['keep-alive 1 KiB, baton vs plain routing', `≥ ${TARGETS.keepaliveVsPlain.toFixed(1)}x`, x(ka), check(ka >= TARGETS.keepaliveVsPlain)]),
-    row(['keep-alive 1 KiB, baton vs HAProxy', `≥ ${TARGETS.keepaliveVsHaproxy.toFixed(1)}x`, x(kh), check(kh >= TARGETS.keepaliveVsHaproxy)]),
-    row(['new connection per request, 64 KiB, baton vs HAProxy', `≥ ${TARGETS.close64kVsHaproxy.toFixed(1)}x`, x(ch), check(ch >= TARGETS.close64kVsHaproxy)]),
-    row(['rewrite path, worst case over table sizes', `≤ ${TARGETS.rewriteNsPerPacket} ns`, `${num(worst)} ns`, check(worst <= TARGETS.rewriteNsPerPacket)]),
+    row([
+      'keep-alive 1 KiB, baton vs plain routing',
+      `≥ ${TARGETS.keepaliveVsPlain.toFixed(1)}x`,
+      x(ka),
+      check(ka >= TARGETS.keepaliveVsPlain),
+    ]),
+    row([
+      'keep-alive 1 KiB, baton vs HAProxy',
+      `≥ ${TARGETS.keepaliveVsHaproxy.toFixed(1)}x`,
+      x(kh),
+      check(kh >= TARGETS.keepaliveVsHaproxy),
+    ]),
+    row([
+      'new connection per request, 64 KiB, baton vs HAProxy',
+      `≥ ${TARGETS.close64kVsHaproxy.toFixed(1)}x`,
+      x(ch),
+      check(ch >= TARGETS.close64kVsHaproxy),
+    ]),
+    row([
+      'rewrite path, worst case over table sizes',
+      `≤ ${TARGETS.rewriteNsPerPacket} ns`,
+      `${num(worst)} ns`,
+      check(worst <= TARGETS.rewriteNsPerPacket),
+    ]),
     row(['rewrite path flat across table sizes (max/min)', '≈ 1.0', `${spread.toFixed(2)}`, check(spread <= 1.2)]),
     ...handoffApiTargetRows(r, check),
   ];
@@ -175,7 +266,9 @@ export function targetLines(r: Results): string[] {
 
 export function renderReport(r: Results): string {
   const p = r.profile;
-  const stats = Object.entries(r.batonStats).map(([k, v]) => `${k} ${num(v)}`).join(', ');
+  const stats = Object.entries(r.batonStats)
+    .map(([k, v]) => `${k} ${num(v)}`)
+    .join(', ');
   return [
     `# baton benchmark results, ${r.date}${r.mode === 'quick' ? ' (quick mode: a smoke run, not figures)' : ''}`,
     '',
@@ -209,7 +302,10 @@ export function renderReport(r: Results): string {
     `baton variant at the end of the run: ${stats}.`,
     ...Object.entries(r.batonRefusals ?? {}).map(([m, n]) => `- refused ${num(n)}x: ${m}`),
     ...(Object.keys(r.batonRefusals ?? {}).some((m) => /CLOSE_WAIT|EBADF/.test(m))
-      ? ['', 'Refusals on CLOSE_WAIT (or a descriptor already gone) are connections the load generator closed when its run ended, while their splice was still queued; the front end relays (here: closes) those.']
+      ? [
+          '',
+          'Refusals on CLOSE_WAIT (or a descriptor already gone) are connections the load generator closed when its run ended, while their splice was still queued; the front end relays (here: closes) those.',
+        ]
       : []),
     '',
     `![p99 latency](${CHART_FILES.latency})`,
@@ -229,13 +325,15 @@ export function renderReport(r: Results): string {
     '## Control plane: handoffs',
     '',
     `wrk with \`Connection: close\` on a 1 KiB response against the baton front end (${r.batonFrontEnd === 'dispatcher' ? 'baton lb daemon + dispatcher' : 'e2e front end, in-process Splicer'}) for ${p.handoffSeconds} s per row: ` +
-      'every request is a new client connection and one splice. Durations are the control plane\'s own, from the block entries to the release; ' +
+      "every request is a new client connection and one splice. Durations are the control plane's own, from the block entries to the release; " +
       `"front end" is the same splice as the front end saw it, API call included (histogram buckets ${HANDOFF_BUCKETS_MS.join(', ')} ms, of the control plane's durations).`,
     '',
     ...handoffTable(r),
     '',
     `![handoff latency histogram](${CHART_FILES.handoff})`,
     '',
-    ...(r.handoffApi ? ['## Control plane: handoff API, single vs batched', '', ...handoffApiNotes(r), '', ...handoffApiTable(r), ''] : []),
+    ...(r.handoffApi
+      ? ['## Control plane: handoff API, single vs batched', '', ...handoffApiNotes(r), '', ...handoffApiTable(r), '']
+      : []),
   ].join('\n');
 }

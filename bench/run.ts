@@ -22,8 +22,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bpfUnavailableReason } from '../control/bpf/probe.js';
-import { BPF_DIR, ROOT } from '../lab/paths.js';
 import { type NginxBackend, startNginx } from '../lab/launch/nginx.js';
+import { BPF_DIR, ROOT } from '../lab/paths.js';
 import { canRunPrivileged, createTestbed, starTopology, type Testbed } from '../lab/testbed/index.js';
 import { cpuSince, sampleCpu } from './cpu.js';
 import { runDatapathBench } from './datapath.js';
@@ -45,7 +45,8 @@ const TESTBED_DESCRIPTION =
   'client <-> lb <-> backend1 in network namespaces, veth pairs, MTU 1500, TX checksum offload off on every veth, xdp_pass on the client and back-end ends, baton XDP on both LB ends for every variant';
 const REQUIRED_COMMANDS = ['haproxy', 'nginx', 'wrk', 'curl'] as const;
 const t0 = performance.now();
-const log = (line: string) => process.stdout.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
+const log = (line: string) =>
+  process.stdout.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
 
 function argValue(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -58,7 +59,8 @@ function missingPrerequisite(): string | undefined {
   const bpf = bpfUnavailableReason(BPF_DIR);
   if (bpf) return bpf;
   const missing = REQUIRED_COMMANDS.filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
-  if (missing.length) return `missing commands: ${missing.join(', ')} (run bench/setup as root, or make bench, which does)`;
+  if (missing.length)
+    return `missing commands: ${missing.join(', ')} (run bench/setup as root, or make bench, which does)`;
   return undefined;
 }
 
@@ -67,7 +69,10 @@ async function verifyVariant(tb: Testbed, v: Variant, sha256: Record<string, str
   const path = '/k64.bin';
   const r = await tb.exec('client', 'sh', ['-c', `curl -sS --max-time 10 '${v.url(path)}' | sha256sum`]);
   const got = r.stdout.split(' ')[0];
-  if (got !== sha256[path]) throw new Error(`${v.title}: ${v.url(path)} served other bytes than the back end (sha256 ${got} vs ${sha256[path]})`);
+  if (got !== sha256[path])
+    throw new Error(
+      `${v.title}: ${v.url(path)} served other bytes than the back end (sha256 ${got} vs ${sha256[path]})`,
+    );
 }
 
 type LoadFigures = Pick<Results, 'variants' | 'throughput' | 'batonStats' | 'batonRefusals' | 'handoff'>;
@@ -80,7 +85,9 @@ function startBatonVariant(tb: Testbed, frontEnd: BatonFrontEnd): Promise<BatonV
 
 /** Steps 1-3: the testbed, the variants, the loads; everything torn down before it returns. */
 async function runLoads(profile: Profile, frontEnd: BatonFrontEnd): Promise<LoadFigures> {
-  const tb = await createTestbed(starTopology({ backends: 1, vip: true, name: 'bench' }), { passXdp: (node) => node !== 'lb' });
+  const tb = await createTestbed(starTopology({ backends: 1, vip: true, name: 'bench' }), {
+    passXdp: (node) => node !== 'lb',
+  });
   const variants: Variant[] = [];
   let backend: NginxBackend | undefined;
   try {
@@ -88,8 +95,19 @@ async function runLoads(profile: Profile, frontEnd: BatonFrontEnd): Promise<Load
     backend = await startNginx(tb, 'backend1', BACKEND_PORT, files);
     // baton first: it attaches the XDP program every variant then runs over.
     const baton = await startBatonVariant(tb, frontEnd);
-    variants.push(plainRouting(tb), await startHaproxy(tb, 'http'), await startHaproxy(tb, 'tcp'), await startNginxProxy(tb), baton);
-    log(`testbed ${tb.prefix}: client ${tb.node('client').v4} <-> lb (baton XDP on ${tb.node('lb').ifaces.map((i) => i.name).join(', ')}) <-> backend1 ${tb.node('backend1').v4}`);
+    variants.push(
+      plainRouting(tb),
+      await startHaproxy(tb, 'http'),
+      await startHaproxy(tb, 'tcp'),
+      await startNginxProxy(tb),
+      baton,
+    );
+    log(
+      `testbed ${tb.prefix}: client ${tb.node('client').v4} <-> lb (baton XDP on ${tb
+        .node('lb')
+        .ifaces.map((i) => i.name)
+        .join(', ')}) <-> backend1 ${tb.node('backend1').v4}`,
+    );
     for (const v of variants) {
       await verifyVariant(tb, v, backend.sha256);
       await v.afterRun?.();
@@ -115,14 +133,22 @@ async function runLoads(profile: Profile, frontEnd: BatonFrontEnd): Promise<Load
 
 async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Date): Promise<Results> {
   const machine = machineInfo();
-  log(`machine: ${machine.cpu}, ${machine.cores} cores, kernel ${machine.kernel}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  log(
+    `machine: ${machine.cpu}, ${machine.cores} cores, kernel ${machine.kernel}; ${Object.entries(machine.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
   const idleStart = sampleCpu();
   await sleep(profile.idleSeconds * 1000);
   const idle = cpuSince(idleStart);
-  log(`background load before the run: ${(idle.utilisation * 100).toFixed(1)}% of all cores${idle.utilisation > 0.1 ? ' (the machine is busy: figures will be noisy)' : ''}`);
+  log(
+    `background load before the run: ${(idle.utilisation * 100).toFixed(1)}% of all cores${idle.utilisation > 0.1 ? ' (the machine is busy: figures will be noisy)' : ''}`,
+  );
 
   const loads = await runLoads(profile, frontEnd);
-  log(`control plane: the handoff API alone, ${profile.handoffApiPairs} pairs per phase (single, ${profile.handoffApiInFlight} in flight, batches of ${profile.handoffApiBatchSizes.join(' and ')})`);
+  log(
+    `control plane: the handoff API alone, ${profile.handoffApiPairs} pairs per phase (single, ${profile.handoffApiInFlight} in flight, batches of ${profile.handoffApiBatchSizes.join(' and ')})`,
+  );
   const handoffApi = await runHandoffApiBench(profile, log);
   log(`datapath: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs per cell`);
   const datapath = await runDatapathBench(profile, log);
@@ -153,22 +179,33 @@ async function main(): Promise<number> {
   }
   const frontEnd = (argValue('--baton') ?? 'dispatcher') as BatonFrontEnd;
   if (frontEnd !== 'dispatcher' && frontEnd !== 'e2e') {
-    process.stderr.write(`--baton: "dispatcher" (baton lb daemon + dispatcher, default) or "e2e" (the e2e front end with an in-process Splicer), got ${JSON.stringify(frontEnd)}\n`);
+    process.stderr.write(
+      `--baton: "dispatcher" (baton lb daemon + dispatcher, default) or "e2e" (the e2e front end with an in-process Splicer), got ${JSON.stringify(frontEnd)}\n`,
+    );
     return 2;
   }
   const startedAt = new Date();
-  const outDir = resolve(argValue('--out') ?? (profile.mode === 'full' ? join(ROOT, 'bench/results', isoDate(startedAt)) : join(ROOT, 'build/bench', `${isoDate(startedAt)}-quick`)));
+  const outDir = resolve(
+    argValue('--out') ??
+      (profile.mode === 'full'
+        ? join(ROOT, 'bench/results', isoDate(startedAt))
+        : join(ROOT, 'build/bench', `${isoDate(startedAt)}-quick`)),
+  );
   // Every load is bounded on its own; this bounds the whole (exit handlers tear the testbed down).
   setTimeout(() => {
     process.stderr.write(`baton bench: over its ${profile.budgetSeconds} s budget, stopping\n`);
     process.exit(1);
   }, profile.budgetSeconds * 1000).unref();
-  log(`baton bench, ${profile.mode} mode (budget ${profile.budgetSeconds} s), baton front end: ${frontEnd}, results to ${relative(process.cwd(), outDir) || '.'}`);
+  log(
+    `baton bench, ${profile.mode} mode (budget ${profile.budgetSeconds} s), baton front end: ${frontEnd}, results to ${relative(process.cwd(), outDir) || '.'}`,
+  );
   const results = await runSuite(profile, frontEnd, startedAt);
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   const files = await writeRendered(results, outDir);
-  log(`wrote ${['results.json', ...files].map((f) => relative(process.cwd(), join(outDir, f))).join(', ')} in ${results.durationS.toFixed(0)} s`);
+  log(
+    `wrote ${['results.json', ...files].map((f) => relative(process.cwd(), join(outDir, f))).join(', ')} in ${results.durationS.toFixed(0)} s`,
+  );
   if (profile.mode === 'full') log(`README block: node --import tsx bench/readme.ts ${relative(ROOT, outDir)}`);
   return 0;
 }

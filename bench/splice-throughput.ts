@@ -30,19 +30,31 @@ async function main(): Promise<void> {
     const nginx = await startNginx(tb, 'backend1', BACKEND_PORT, { [PATH.slice(1)]: BODIES[PATH] });
     baton = process.argv.includes('--e2e') ? await startBaton(tb) : await startBatonDaemon(tb);
     const plain = plainRouting(tb);
-    console.log(`keep-alive 1 KiB GET, wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, same testbed and LB namespace; ${baton.describe}`);
-    console.log(`${'variant'.padEnd(20)} ${'req/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}  ratio`);
+    console.log(
+      `keep-alive 1 KiB GET, wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, same testbed and LB namespace; ${baton.describe}`,
+    );
+    console.log(
+      `${'variant'.padEnd(20)} ${'req/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}  ratio`,
+    );
     const first = baton.handoffs().length;
     let floor = Number.NaN;
     for (const v of [plain, baton]) {
-      const r = await runWrk(tb, v.url(PATH), { seconds: SECONDS, connections: CONNECTIONS, newConnectionPerRequest: false });
+      const r = await runWrk(tb, v.url(PATH), {
+        seconds: SECONDS,
+        connections: CONNECTIONS,
+        newConnectionPerRequest: false,
+      });
       await v.afterRun?.();
       const rps = r.requests / (r.durationUs / 1e6);
       if (v === plain) floor = rps;
-      console.log(`${v.title.padEnd(20)} ${rps.toFixed(0).padStart(10)} ${(r.p50Us / 1000).toFixed(2).padStart(9)} ${(r.p99Us / 1000).toFixed(2).padStart(9)}  ${(rps / floor).toFixed(2)}x`);
+      console.log(
+        `${v.title.padEnd(20)} ${rps.toFixed(0).padStart(10)} ${(r.p50Us / 1000).toFixed(2).padStart(9)} ${(r.p99Us / 1000).toFixed(2).padStart(9)}  ${(rps / floor).toFixed(2)}x`,
+      );
     }
     const made = baton.handoffs().slice(first);
-    console.log(`splices: ${made.length}, refused: ${baton.refusedCount()}, handoff p50 ${median(made.map((s) => s.totalMs)).toFixed(2)} ms`);
+    console.log(
+      `splices: ${made.length}, refused: ${baton.refusedCount()}, handoff p50 ${median(made.map((s) => s.totalMs)).toFixed(2)} ms`,
+    );
     for (const [why, n] of Object.entries(baton.refusals())) console.log(`  refused ${n}x: ${why}`);
     await nginx.stop();
   } finally {

@@ -34,7 +34,12 @@ export interface ThroughputCell {
   summary: ThroughputSummary;
 }
 
-export async function runThroughput(tb: Testbed, variants: Variant[], profile: Profile, log: (line: string) => void): Promise<ThroughputCell[]> {
+export async function runThroughput(
+  tb: Testbed,
+  variants: Variant[],
+  profile: Profile,
+  log: (line: string) => void,
+): Promise<ThroughputCell[]> {
   const runs = new Map<string, LoadResult[]>();
   const cellKey = (w: WorkloadId, v: VariantId) => `${w}/${v}`;
   for (let round = 0; round < profile.rounds; round++) {
@@ -65,8 +70,13 @@ export async function runThroughput(tb: Testbed, variants: Variant[], profile: P
 
 function runOne(tb: Testbed, v: Variant, w: Workload, profile: Profile): Promise<LoadResult> {
   const url = v.url(w.path);
-  if (w.tool === 'curl') return runDownloads(tb, url, { count: profile.downloadsPerRound, expectBytes: BODIES[w.path] });
-  return runWrk(tb, url, { seconds: profile.wrkSeconds, connections: profile.wrkConnections, newConnectionPerRequest: w.tool === 'wrk-close' });
+  if (w.tool === 'curl')
+    return runDownloads(tb, url, { count: profile.downloadsPerRound, expectBytes: BODIES[w.path] });
+  return runWrk(tb, url, {
+    seconds: profile.wrkSeconds,
+    connections: profile.wrkConnections,
+    newConnectionPerRequest: w.tool === 'wrk-close',
+  });
 }
 
 export function summarize(rounds: readonly LoadResult[]): ThroughputSummary {

@@ -35,7 +35,10 @@ export const ERRORS = {
   SHUTTING_DOWN: { status: 503, title: 'The daemon is shutting down' },
   CONFIG_INVALID: { status: 400, title: 'The daemon configuration is invalid' },
   // control/daemon/host-settings.ts: the sysctls baton sets on attach and restores on baton down.
-  HOST_SETTINGS: { status: 500, title: 'A host setting (sysctl) baton changes could not be read, set, recorded or restored' },
+  HOST_SETTINGS: {
+    status: 500,
+    title: 'A host setting (sysctl) baton changes could not be read, set, recorded or restored',
+  },
   // control/tcp/blob: a connection-state blob that is truncated, corrupt, oversized or of an unknown version.
   BLOB_INVALID: { status: 400, title: 'The connection-state blob is invalid; nothing was restored' },
   // control/store: the shared store (owner directory, peers, checkpoints), embedded or Redis (--store).

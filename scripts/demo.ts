@@ -31,7 +31,8 @@ function say(line = ''): void {
   process.stdout.write(`${line}\n`);
 }
 
-const fmtUs = (s: number | undefined): string => (s === undefined || Number.isNaN(s) ? 'n/a' : `${Math.round(s * 1e6)} µs`);
+const fmtUs = (s: number | undefined): string =>
+  s === undefined || Number.isNaN(s) ? 'n/a' : `${Math.round(s * 1e6)} µs`;
 
 async function main(): Promise<number> {
   const priv = canRunPrivileged();
@@ -46,20 +47,28 @@ async function main(): Promise<number> {
   try {
     const [b1, b2] = ['backend1', 'backend2'].map((b) => `${tb.node(b).v4}:8080`) as [string, string];
     for (const b of ['backend1', 'backend2']) {
-      const n = await startNginx(tb, b, 8080, { 'hello.txt': `hello from ${b}\n`, 'api.txt': `api answered by ${b}\n`, 'img.txt': `static file from ${b}\n`, 'big.bin': 8 * 1024 * 1024 });
+      const n = await startNginx(tb, b, 8080, {
+        'hello.txt': `hello from ${b}\n`,
+        'api.txt': `api answered by ${b}\n`,
+        'img.txt': `static file from ${b}\n`,
+        'big.bin': 8 * 1024 * 1024,
+      });
       stops.push(() => n.stop());
     }
 
     const lb = tb.node('lb');
-    const daemon = await startDaemon(tb, 'lb', lb.ifaces.map((i) => i.name), ['--metrics', METRICS]);
+    const daemon = await startDaemon(
+      tb,
+      'lb',
+      lb.ifaces.map((i) => i.name),
+      ['--metrics', METRICS],
+    );
     stops.unshift(() => daemon.stop());
-    say(`baton lb: XDP on ${lb.ifaces.map((i) => i.name).join(', ')}; API ${daemon.api}; metrics http://${METRICS}/metrics (lb namespace)`);
+    say(
+      `baton lb: XDP on ${lb.ifaces.map((i) => i.name).join(', ')}; API ${daemon.api}; metrics http://${METRICS}/metrics (lb namespace)`,
+    );
 
-    const routes = [
-      { host: 'static.example', pool: 'static' },
-      { pathPrefix: '/api', pool: 'api' },
-      { pool: 'web' },
-    ];
+    const routes = [{ host: 'static.example', pool: 'static' }, { pathPrefix: '/api', pool: 'api' }, { pool: 'web' }];
     const fe = await startDispatcher(tb, {
       listen: `${VIP4}:80`,
       api: { socketPath: daemon.socketPath },
@@ -67,7 +76,9 @@ async function main(): Promise<number> {
       routes,
     });
     stops.unshift(() => fe.stop());
-    say(`dispatcher on ${VIP4}:80: Host static.example -> backend2; /api* -> backend1; anything else -> backend1, backend2 in turn`);
+    say(
+      `dispatcher on ${VIP4}:80: Host static.example -> backend2; /api* -> backend1; anything else -> backend1, backend2 in turn`,
+    );
     say();
 
     // 1. Content-aware routing; each connection spliced after its first request.
@@ -77,12 +88,34 @@ async function main(): Promise<number> {
       const answers = r.stdout.trim().split('\n');
       say(`  ${label.padEnd(44)} ${answers.length} answer(s) on one connection: ${[...new Set(answers)].join(' | ')}`);
     };
-    say('curl through the VIP (keep-alive: the first request goes through the dispatcher, the rest straight through the XDP datapath):');
+    say(
+      'curl through the VIP (keep-alive: the first request goes through the dispatcher, the rest straight through the XDP datapath):',
+    );
     await show(`GET /api.txt x3`, [`http://${VIP4}/api.txt`, `http://${VIP4}/api.txt?2`, `http://${VIP4}/api.txt?3`]);
-    await show(`GET /img.txt x3, Host: static.example`, ['-H', 'Host: static.example', `http://${VIP4}/img.txt`, `http://${VIP4}/img.txt?2`, `http://${VIP4}/img.txt?3`]);
-    await show(`GET /hello.txt x3`, [`http://${VIP4}/hello.txt`, `http://${VIP4}/hello.txt?2`, `http://${VIP4}/hello.txt?3`]);
-    await show(`GET /hello.txt x3 (next connection)`, [`http://${VIP4}/hello.txt`, `http://${VIP4}/hello.txt?2`, `http://${VIP4}/hello.txt?3`]);
-    const big = await curl(['-o', '/dev/null', '-w', '%{size_download} bytes in %{time_total} s', `http://${VIP4}/big.bin`]);
+    await show(`GET /img.txt x3, Host: static.example`, [
+      '-H',
+      'Host: static.example',
+      `http://${VIP4}/img.txt`,
+      `http://${VIP4}/img.txt?2`,
+      `http://${VIP4}/img.txt?3`,
+    ]);
+    await show(`GET /hello.txt x3`, [
+      `http://${VIP4}/hello.txt`,
+      `http://${VIP4}/hello.txt?2`,
+      `http://${VIP4}/hello.txt?3`,
+    ]);
+    await show(`GET /hello.txt x3 (next connection)`, [
+      `http://${VIP4}/hello.txt`,
+      `http://${VIP4}/hello.txt?2`,
+      `http://${VIP4}/hello.txt?3`,
+    ]);
+    const big = await curl([
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{size_download} bytes in %{time_total} s',
+      `http://${VIP4}/big.bin`,
+    ]);
     say(`  ${'GET /big.bin'.padEnd(44)} ${big.stdout}`);
 
     // 2. A later handoff: one keep-alive connection moves to the other back end.
@@ -101,12 +134,16 @@ async function main(): Promise<number> {
     const api = createClient({ socketPath: daemon.socketPath });
     try {
       const h = await api.handoff(spliced.id, target);
-      say(`  POST /v1/splices/${spliced.id}/handoffs {"backend":"${target}"} -> ${h.handoffs.length} handoffs, back end ${h.handoffs.at(-1)?.backend}`);
+      say(
+        `  POST /v1/splices/${spliced.id}/handoffs {"backend":"${target}"} -> ${h.handoffs.length} handoffs, back end ${h.handoffs.at(-1)?.backend}`,
+      );
     } finally {
       api.close();
     }
     say(`  next requests on the same connection: ${await who()}, ${await who()}`);
-    say(`  the client saw its connection stay open: ${client.events.length === 0 ? 'yes' : JSON.stringify(client.events)}`);
+    say(
+      `  the client saw its connection stay open: ${client.events.length === 0 ? 'yes' : JSON.stringify(client.events)}`,
+    );
 
     // 3. What the daemon measured.
     say();
@@ -118,12 +155,17 @@ async function main(): Promise<number> {
       const n = total ? sumSamples(total, { mode, outcome: 'ok' }) : 0;
       const p50 = hist && histogramQuantile(hist, 0.5, { mode });
       const p99 = hist && histogramQuantile(hist, 0.99, { mode });
-      say(`${mode === 'splice' ? 'splices' : 'later handoffs'} (from /metrics): ${n} ok; duration p50 ${n ? fmtUs(p50) : 'n/a'}, p99 ${n ? fmtUs(p99) : 'n/a'}`);
+      say(
+        `${mode === 'splice' ? 'splices' : 'later handoffs'} (from /metrics): ${n} ok; duration p50 ${n ? fmtUs(p50) : 'n/a'}, p99 ${n ? fmtUs(p99) : 'n/a'}`,
+      );
     }
     const packets = fam('baton_datapath_packets_total');
     if (packets) {
       say('datapath packets by direction/action/reason (from /metrics, summed over CPUs):');
-      for (const s of packets.samples.filter((x) => x.value > 0)) say(`  ${(s.labels.direction ?? '').padEnd(11)} ${(s.labels.action ?? '').padEnd(10)} ${(s.labels.reason ?? '').padEnd(16)} ${String(s.value).padStart(8)}`);
+      for (const s of packets.samples.filter((x) => x.value > 0))
+        say(
+          `  ${(s.labels.direction ?? '').padEnd(11)} ${(s.labels.action ?? '').padEnd(10)} ${(s.labels.reason ?? '').padEnd(16)} ${String(s.value).padStart(8)}`,
+        );
     }
     const left = await tb.exec('lb', 'ss', ['-tanpH', 'state', 'established', `( sport = :80 )`]);
     say(`client-side sockets left on the lb: ${left.stdout.trim().split('\n').filter(Boolean).length}`);

@@ -69,14 +69,24 @@ function parse(c: Conn): void {
 function open(): Promise<{ port: number } | { error: string }> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: vip, port });
-    const timer = setTimeout(() => socket.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => socket.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)),
+      CONNECT_TIMEOUT_MS,
+    );
     socket.once('error', (e) => {
       clearTimeout(timer);
       resolve({ error: e.message });
     });
     socket.once('connect', () => {
       clearTimeout(timer);
-      const c: Conn = { socket, statuses: [], buf: Buffer.alloc(0), want: undefined, ended: undefined, onResponse: undefined };
+      const c: Conn = {
+        socket,
+        statuses: [],
+        buf: Buffer.alloc(0),
+        want: undefined,
+        ended: undefined,
+        onResponse: undefined,
+      };
       socket.removeAllListeners('error');
       socket.on('error', (e: NodeJS.ErrnoException) => (c.ended = e.code ?? e.message));
       socket.on('end', () => (c.ended ??= 'closed by the other end'));
@@ -138,12 +148,21 @@ async function check(ms: number, sample: number, ports: number[]): Promise<void>
         return false;
       }
       const ok = (await responses(c, 1, ms)) && c.statuses[0] === 200;
-      if (!ok) fail(p, c.statuses.length ? `first answer ${c.statuses[0]}` : `no answer to the first request${c.ended ? ` (${c.ended})` : ''}`);
+      if (!ok)
+        fail(
+          p,
+          c.statuses.length
+            ? `first answer ${c.statuses[0]}`
+            : `no answer to the first request${c.ended ? ` (${c.ended})` : ''}`,
+        );
       return ok;
     }),
   );
   const step = known.length / Math.max(1, Math.min(sample, known.length));
-  const picked = Array.from({ length: Math.min(sample, known.length) }, (_, i) => known[Math.floor(i * step)] as (typeof known)[number]);
+  const picked = Array.from(
+    { length: Math.min(sample, known.length) },
+    (_, i) => known[Math.floor(i * step)] as (typeof known)[number],
+  );
   const second = await Promise.all(
     picked.map(async ([p, c]) => {
       if (!c || c.ended) {
@@ -153,7 +172,13 @@ async function check(ms: number, sample: number, ports: number[]): Promise<void>
       const had = c.statuses.length;
       c.socket.write(request);
       const ok = (await responses(c, had + 1, ms)) && c.statuses[had] === 200;
-      if (!ok) fail(p, c.statuses.length > had ? `second answer ${c.statuses[had]}` : `no answer to the second request${c.ended ? ` (${c.ended})` : ''}`);
+      if (!ok)
+        fail(
+          p,
+          c.statuses.length > had
+            ? `second answer ${c.statuses[had]}`
+            : `no answer to the second request${c.ended ? ` (${c.ended})` : ''}`,
+        );
       return ok;
     }),
   );

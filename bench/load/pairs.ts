@@ -67,7 +67,15 @@ function pairUp(client: net.Socket, prefix: Buffer): void {
     stopReading(up);
     const fd = handleOf(client).fd;
     pairs.set(fd, { client, backend: up });
-    say({ pair: { pid: process.pid, client: fd, backend: handleOf(up).fd, clientPort: client.remotePort, prefix: prefix.toString('base64') } });
+    say({
+      pair: {
+        pid: process.pid,
+        client: fd,
+        backend: handleOf(up).fd,
+        clientPort: client.remotePort,
+        prefix: prefix.toString('base64'),
+      },
+    });
   });
 }
 
@@ -81,7 +89,10 @@ const server = net.createServer((client) => {
       stopReading(client);
       pairUp(client, head);
     } else if (head.length > MAX_HEAD_BYTES) {
-      say({ event: 'error', detail: `client port ${client.remotePort} sent ${head.length} bytes without a request head` });
+      say({
+        event: 'error',
+        detail: `client port ${client.remotePort} sent ${head.length} bytes without a request head`,
+      });
       client.destroy();
     }
   };

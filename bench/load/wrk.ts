@@ -22,7 +22,18 @@ export async function runWrk(
   url: string,
   opts: { seconds: number; connections: number; newConnectionPerRequest: boolean },
 ): Promise<LoadResult> {
-  const args = ['-t', '1', '-c', String(opts.connections), '-d', `${opts.seconds}s`, '--timeout', `${WRK_REQUEST_TIMEOUT_S}s`, '-s', REPORT_LUA];
+  const args = [
+    '-t',
+    '1',
+    '-c',
+    String(opts.connections),
+    '-d',
+    `${opts.seconds}s`,
+    '--timeout',
+    `${WRK_REQUEST_TIMEOUT_S}s`,
+    '-s',
+    REPORT_LUA,
+  ];
   // wrk reconnects after every response that says it closes the connection.
   if (opts.newConnectionPerRequest) args.push('-H', 'Connection: close');
   args.push(url);
@@ -33,5 +44,14 @@ export async function runWrk(
   if (!line) throw new Error(`wrk ${url}: no summary line in its output:\n${r.stdout}${r.stderr}`);
   const s = JSON.parse(line.slice('BENCH_WRK '.length)) as WrkSummary;
   const errors = Object.values(s.errors).reduce((a, b) => a + b, 0);
-  return { requests: s.requests, bytes: s.bytes, durationUs: s.durationUs, p50Us: s.p50Us, p99Us: s.p99Us, errors, errorDetail: s.errors, cpu };
+  return {
+    requests: s.requests,
+    bytes: s.bytes,
+    durationUs: s.durationUs,
+    p50Us: s.p50Us,
+    p99Us: s.p99Us,
+    errors,
+    errorDetail: s.errors,
+    cpu,
+  };
 }

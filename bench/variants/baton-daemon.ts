@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '../../control/sdk/client.js';
 import { startDaemon } from '../../lab/launch/daemon.js';
 import { type DispatcherProc, startDispatcher } from '../../lab/launch/dispatcher.js';
-import { VIP4, type Testbed } from '../../lab/testbed/index.js';
+import { type Testbed, VIP4 } from '../../lab/testbed/index.js';
 import { BACKEND_PORT, BATON_FLOWS_CAPACITY } from '../profile.js';
 import { type BatonVariant, CLOSE_GRACE_MS, groupMessages, type HandoffSample } from './baton.js';
 import { VARIANT_PORTS, waitForHttp } from './variant.js';
@@ -24,7 +24,12 @@ const DISPATCHER_IDLE = 16;
 export async function startBatonDaemon(tb: Testbed): Promise<BatonVariant> {
   const port = VARIANT_PORTS.baton;
   const lb = tb.node('lb');
-  const daemon = await startDaemon(tb, 'lb', lb.ifaces.map((i) => i.name), ['--table-capacity', String(BATON_FLOWS_CAPACITY), '--rate-limit', '0', '--metrics', 'off']);
+  const daemon = await startDaemon(
+    tb,
+    'lb',
+    lb.ifaces.map((i) => i.name),
+    ['--table-capacity', String(BATON_FLOWS_CAPACITY), '--rate-limit', '0', '--metrics', 'off'],
+  );
   let dispatcher: DispatcherProc | undefined;
   const api = createClient({ socketPath: daemon.socketPath, timeoutMs: 10_000 });
   try {

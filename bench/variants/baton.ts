@@ -13,13 +13,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { applyHostSettingsUnrecorded } from '../../control/daemon/host-settings.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { withNetns } from '../../control/net/netns.js';
+import { Splicer } from '../../control/splice/splicer.js';
 import { takeSocket } from '../../control/tcp/pidfd.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
-import { Splicer } from '../../control/splice/splicer.js';
+import { type Testbed, VIP4 } from '../../lab/testbed/index.js';
 import { type FrontendDriver, startFrontend } from '../../test/lib/frontend-driver.js';
-import { VIP4, type Testbed } from '../../lab/testbed/index.js';
 import { BACKEND_PORT, BATON_FLOWS_CAPACITY } from '../profile.js';
-import { type Variant, VARIANT_PORTS, waitForHttp } from './variant.js';
+import { VARIANT_PORTS, type Variant, waitForHttp } from './variant.js';
 
 /**
  * After a load ends, how long the closing handshakes (FIN, last ACK) of its
@@ -67,7 +67,9 @@ export async function startBaton(tb: Testbed): Promise<BatonVariant> {
       lb.ifaces.forEach((i) => dp.attach(i.ifindex));
       applyHostSettingsUnrecorded(lb.ifaces.map((i) => i.name)); // the namespace goes with the testbed
     });
-    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port }, [`${tb.node('backend1').v4}:${BACKEND_PORT}`]);
+    fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port }, [
+      `${tb.node('backend1').v4}:${BACKEND_PORT}`,
+    ]);
     // The first splice loads the timestamp probe; keep that out of the figures.
     await waitForHttp(tb, url('/k1.bin'), 'baton front end', fe.proc);
   } catch (e) {
@@ -95,7 +97,11 @@ export async function startBaton(tb: Testbed): Promise<BatonVariant> {
       await sleep(CLOSE_GRACE_MS);
       await releaseAll();
     },
-    stats: () => ({ splices: driver.splices.length, refused: driver.failures.length, fallbacks: driver.fallbacks.length }),
+    stats: () => ({
+      splices: driver.splices.length,
+      refused: driver.failures.length,
+      fallbacks: driver.fallbacks.length,
+    }),
     refusals: () => groupMessages(driver.failures),
     async stop() {
       driver.stop();

@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VIP4, type Testbed } from '../../lab/testbed/index.js';
+import { type Testbed, VIP4 } from '../../lab/testbed/index.js';
 import { BACKEND_PORT } from '../profile.js';
-import { PROXY_WORKERS, type Variant, VARIANT_PORTS, waitForHttp } from './variant.js';
+import { PROXY_WORKERS, VARIANT_PORTS, type Variant, waitForHttp } from './variant.js';
 
 /** Far above the load's concurrency; HAProxy needs about two descriptors per connection within the testbed's open-file limit. */
 const MAXCONN = 4096;

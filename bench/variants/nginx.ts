@@ -8,9 +8,9 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VIP4, type Testbed } from '../../lab/testbed/index.js';
+import { type Testbed, VIP4 } from '../../lab/testbed/index.js';
 import { BACKEND_PORT } from '../profile.js';
-import { PROXY_WORKERS, type Variant, VARIANT_PORTS, waitForHttp } from './variant.js';
+import { PROXY_WORKERS, VARIANT_PORTS, type Variant, waitForHttp } from './variant.js';
 
 /** Idle upstream connections each worker keeps (above the load's concurrency). */
 const UPSTREAM_KEEPALIVE = 64;

@@ -1,6 +1,7 @@
 /** The floor: the client talks to the back end directly; the LB namespace only routes (kernel forwarding, no listener). */
-import { BACKEND_PORT } from '../profile.js';
+
 import type { Testbed } from '../../lab/testbed/index.js';
+import { BACKEND_PORT } from '../profile.js';
 import type { Variant } from './variant.js';
 
 export function plainRouting(tb: Testbed): Variant {

@@ -33,12 +33,21 @@ export const VARIANT_PORTS = { baton: 80, 'haproxy-http': 8001, 'haproxy-tcp': 8
 export const VARIANT_ORDER: VariantId[] = ['plain', 'haproxy-http', 'haproxy-tcp', 'nginx', 'baton'];
 
 /** Waits until a URL answers 200 from the client namespace (a proxy is up), bounded; fails at once if the process died. */
-export async function waitForHttp(tb: Testbed, url: string, what: string, proc?: ChildProcess, timeoutMs = 10_000): Promise<void> {
+export async function waitForHttp(
+  tb: Testbed,
+  url: string,
+  what: string,
+  proc?: ChildProcess,
+  timeoutMs = 10_000,
+): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   let last = '';
   while (performance.now() < deadline) {
-    if (proc && proc.exitCode !== null) throw new Error(`${what} exited with status ${proc.exitCode} before answering on ${url} (its stderr is above)`);
-    const r = await tb.exec('client', 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', url], { check: false });
+    if (proc && proc.exitCode !== null)
+      throw new Error(`${what} exited with status ${proc.exitCode} before answering on ${url} (its stderr is above)`);
+    const r = await tb.exec('client', 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', url], {
+      check: false,
+    });
     last = r.stdout;
     if (r.stdout === '200') return;
     await sleep(100);

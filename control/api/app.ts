@@ -7,10 +7,11 @@
  * which the service authorizes. The app only translates HTTP to
  * SpliceService calls; it holds no state of its own.
  */
+
+import type { Socket } from 'node:net';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { BatonError } from '../errors.js';
 import type { SpliceService } from '../service/splice-service.js';
@@ -95,7 +96,17 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     return sendProblem(reply, problem);
   });
   app.setNotFoundHandler((req, reply) =>
-    sendProblem(reply, problemOf(new BatonError('ROUTE_NOT_FOUND', `no route ${req.method} ${pathOf(req.url)}; the API is described at GET /openapi.json`, 'no_route'), pathOf(req.url))),
+    sendProblem(
+      reply,
+      problemOf(
+        new BatonError(
+          'ROUTE_NOT_FOUND',
+          `no route ${req.method} ${pathOf(req.url)}; the API is described at GET /openapi.json`,
+          'no_route',
+        ),
+        pathOf(req.url),
+      ),
+    ),
   );
 
   app.addHook('onRequest', async (req) => {
@@ -104,18 +115,29 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   if (opts.observer) {
     const observer = opts.observer;
     app.addHook('onResponse', async (req, reply) => {
-      observer.request(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, (performance.now() - req.receivedAt) / 1000);
+      observer.request(
+        req.method,
+        req.routeOptions.url ?? 'unmatched',
+        reply.statusCode,
+        (performance.now() - req.receivedAt) / 1000,
+      );
     });
   }
 
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
-      info: { title: 'baton', version: versionInfo().version, description: 'Splice live TCP connections: the control plane of baton (docs/api.md).' },
+      info: {
+        title: 'baton',
+        version: versionInfo().version,
+        description: 'Splice live TCP connections: the control plane of baton (docs/api.md).',
+      },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       ...(opts.token ? { security: [{ bearer: [] }] } : {}),
     },
-    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    refResolver: {
+      buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
   });
   app.addSchema(Splice);
   app.addSchema(Problem);
@@ -129,7 +151,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       keyGenerator: (req) => req.ip ?? 'unix-socket',
       allowList: (req) => OPEN_ROUTES.has(req.routeOptions.url ?? ''),
       errorResponseBuilder: (_req, ctx) =>
-        new BatonError('RATE_LIMITED', `more than ${ctx.max} requests in ${ctx.after}; retry after ${Math.ceil(ctx.ttl / 1000)} s or send many splices in one POST /v1/splices:batch`, 'rate_limited'),
+        new BatonError(
+          'RATE_LIMITED',
+          `more than ${ctx.max} requests in ${ctx.after}; retry after ${Math.ceil(ctx.ttl / 1000)} s or send many splices in one POST /v1/splices:batch`,
+          'rate_limited',
+        ),
     });
   }
 
@@ -146,18 +172,39 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     });
   }
 
-  app.get('/healthz', { schema: { summary: 'The process is alive', response: { 200: Health } } }, async () => ({ status: 'ok' as const }));
+  app.get('/healthz', { schema: { summary: 'The process is alive', response: { 200: Health } } }, async () => ({
+    status: 'ok' as const,
+  }));
 
   const insecure = opts.token === undefined && opts.insecureNoAuth === true;
-  app.get('/readyz', { schema: { summary: 'The datapath is loaded and attached', response: { 200: Ready, ...ProblemResponses } } }, async () => {
-    const why = opts.service.notReadyReason();
-    if (why !== undefined) {
-      throw new BatonError(why.includes('shutting down') ? 'SHUTTING_DOWN' : 'NOT_READY', `not ready: ${why}`, 'not_ready');
-    }
-    return insecure ? { status: 'ok' as const, insecureNoAuth: true as const, warnings: [INSECURE_WARNING] } : { status: 'ok' as const };
-  });
+  app.get(
+    '/readyz',
+    { schema: { summary: 'The datapath is loaded and attached', response: { 200: Ready, ...ProblemResponses } } },
+    async () => {
+      const why = opts.service.notReadyReason();
+      if (why !== undefined) {
+        throw new BatonError(
+          why.includes('shutting down') ? 'SHUTTING_DOWN' : 'NOT_READY',
+          `not ready: ${why}`,
+          'not_ready',
+        );
+      }
+      return insecure
+        ? { status: 'ok' as const, insecureNoAuth: true as const, warnings: [INSECURE_WARNING] }
+        : { status: 'ok' as const };
+    },
+  );
 
-  app.get('/v1/version', { schema: { summary: 'Versions of baton, its datapath ABI, the kernel and libbpf', response: { 200: Version, ...ProblemResponses } } }, async () => versionInfo());
+  app.get(
+    '/v1/version',
+    {
+      schema: {
+        summary: 'Versions of baton, its datapath ABI, the kernel and libbpf',
+        response: { 200: Version, ...ProblemResponses },
+      },
+    },
+    async () => versionInfo(),
+  );
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

@@ -50,7 +50,9 @@ const BY_STATUS: Record<number, ErrorCode> = {
 /** Schema errors -> a problem whose detail names every field that is wrong. */
 function validationProblem(err: FastifyishError, instance: string): Problem {
   const part = err.validationContext ?? 'request';
-  const errors = (err.validation ?? []).slice(0, 10).map((v) => ({ path: `${part}${v.instancePath ?? ''}`, message: v.message ?? 'invalid' }));
+  const errors = (err.validation ?? [])
+    .slice(0, 10)
+    .map((v) => ({ path: `${part}${v.instancePath ?? ''}`, message: v.message ?? 'invalid' }));
   const detail = `the ${part} does not match the API schema: ${errors.map((e) => `${e.path} ${e.message}`).join('; ') || err.message}; see GET /openapi.json`;
   return problemOf(new BatonError('BAD_REQUEST', detail, 'schema'), instance, errors);
 }

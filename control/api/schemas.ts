@@ -5,6 +5,7 @@
  * (the routes pass Static<...> values straight to it).
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import { ERRORS } from '../errors.js';
 import {
   DEFAULT_LIST_LIMIT,
@@ -14,25 +15,38 @@ import {
   MAX_PREFIX_BYTES,
   MAX_QUIESCE_TIMEOUT_MS,
 } from '../service/limits.js';
-import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 
 /** Linux pids fit in 22 bits (PID_MAX_LIMIT); fds in an int. */
 const Pid = Type.Integer({ minimum: 1, maximum: 4_194_304, description: 'process id of the front end' });
 const Fd = Type.Integer({ minimum: 0, maximum: 2_147_483_647, description: 'descriptor number in that process' });
-const Address = Type.String({ minLength: 3, maxLength: 64, description: '"ip:port", "[ipv6]:port" for IPv6', examples: ['198.18.1.2:40312'] });
+const Address = Type.String({
+  minLength: 3,
+  maxLength: 64,
+  description: '"ip:port", "[ipv6]:port" for IPv6',
+  examples: ['198.18.1.2:40312'],
+});
 const Prefix = Type.String({
   maxLength: MAX_PREFIX_BASE64_CHARS,
   pattern: '^[A-Za-z0-9+/]*={0,2}$',
   description: `base64 of the client bytes the front end has read and not forwarded (at most ${MAX_PREFIX_BYTES} bytes); baton delivers them to the back end`,
 });
-const QuiesceTimeoutMs = Type.Integer({ minimum: 0, maximum: MAX_QUIESCE_TIMEOUT_MS, description: 'how long to wait for a quiet moment before answering NOT_QUIESCENT' });
+const QuiesceTimeoutMs = Type.Integer({
+  minimum: 0,
+  maximum: MAX_QUIESCE_TIMEOUT_MS,
+  description: 'how long to wait for a quiet moment before answering NOT_QUIESCENT',
+});
 const Id = Type.String({ pattern: '^[0-9]{1,20}$', description: 'connection id (decimal u64)' });
 const State = Type.Union(CONNECTION_STATES.map((s) => Type.Literal(s)));
 
 export const SocketRef = Type.Object({ pid: Pid, fd: Fd }, { additionalProperties: false });
 
 export const SpliceByDescriptor = Type.Object(
-  { client: SocketRef, backend: SocketRef, prefix: Type.Optional(Prefix), quiesceTimeoutMs: Type.Optional(QuiesceTimeoutMs) },
+  {
+    client: SocketRef,
+    backend: SocketRef,
+    prefix: Type.Optional(Prefix),
+    quiesceTimeoutMs: Type.Optional(QuiesceTimeoutMs),
+  },
   { additionalProperties: false, title: 'SpliceByDescriptor' },
 );
 
@@ -42,7 +56,13 @@ export const SpliceByAddress = Type.Object(
     client: Address,
     vip: Address,
     backend: Address,
-    local: Type.Optional(Type.String({ ...Address, description: 'LB side of the back-end connection; needed when the front end holds several connections to the same back end' })),
+    local: Type.Optional(
+      Type.String({
+        ...Address,
+        description:
+          'LB side of the back-end connection; needed when the front end holds several connections to the same back end',
+      }),
+    ),
     prefix: Type.Optional(Prefix),
     quiesceTimeoutMs: Type.Optional(QuiesceTimeoutMs),
   },
@@ -52,7 +72,10 @@ export const SpliceByAddress = Type.Object(
 export const SpliceBody = Type.Union([SpliceByDescriptor, SpliceByAddress], { $id: 'SpliceBody' });
 export type SpliceBody = Static<typeof SpliceBody>;
 
-export const HandoffBody = Type.Object({ backend: Address, quiesceTimeoutMs: Type.Optional(QuiesceTimeoutMs) }, { additionalProperties: false });
+export const HandoffBody = Type.Object(
+  { backend: Address, quiesceTimeoutMs: Type.Optional(QuiesceTimeoutMs) },
+  { additionalProperties: false },
+);
 
 /** Items are checked one by one (a bad item fails alone), so the batch schema only bounds the list. */
 export const BatchBody = Type.Object(
@@ -79,7 +102,9 @@ const Traffic = Type.Object({
   bytes: Type.Integer(),
   fin: Type.Boolean(),
   rst: Type.Boolean(),
-  lastSeenMs: Type.Union([Type.Integer(), Type.Null()], { description: 'milliseconds since the datapath last saw a segment; null before the first' }),
+  lastSeenMs: Type.Union([Type.Integer(), Type.Null()], {
+    description: 'milliseconds since the datapath last saw a segment; null before the first',
+  }),
 });
 
 const Handoff = Type.Object({
@@ -105,9 +130,15 @@ export const Splice = Type.Object(
     client: Type.String(),
     vip: Type.String(),
     createdAt: Type.String({ format: 'date-time' }),
-    durationUs: Type.Union([Type.Integer(), Type.Null()], { description: 'time the splice took (request received to sockets released); null for recovered connections' }),
+    durationUs: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'time the splice took (request received to sockets released); null for recovered connections',
+    }),
     recovered: Type.Boolean({ description: 'rebuilt from the pinned table after a daemon restart' }),
-    ownerUid: Type.Integer({ minimum: 0, description: 'uid that created the connection: only it and privileged callers see and act on it (0: root or a token holder, and recovered connections whose owner was not saved)' }),
+    ownerUid: Type.Integer({
+      minimum: 0,
+      description:
+        'uid that created the connection: only it and privileged callers see and act on it (0: root or a token holder, and recovered connections whose owner was not saved)',
+    }),
     handoffs: Type.Array(Handoff),
     traffic: Type.Object({ toBackend: Traffic, toClient: Traffic }),
   },
@@ -138,12 +169,25 @@ export const BatchResult = Type.Union([
 ]);
 
 export const BatchResponse = Type.Object({ results: Type.Array(BatchResult) });
-export const ListResponse = Type.Object({ items: Type.Array(Type.Ref(Splice)), next: Type.Union([Type.String(), Type.Null()]) });
+export const ListResponse = Type.Object({
+  items: Type.Array(Type.Ref(Splice)),
+  next: Type.Union([Type.String(), Type.Null()]),
+});
 
 export const Health = Type.Object({ status: Type.Literal('ok') });
 export const Ready = Type.Object({
   status: Type.Literal('ok'),
-  insecureNoAuth: Type.Optional(Type.Literal(true, { description: 'the API listens on TCP without authentication (--insecure-no-auth): anyone who can reach it acts as root' })),
+  insecureNoAuth: Type.Optional(
+    Type.Literal(true, {
+      description:
+        'the API listens on TCP without authentication (--insecure-no-auth): anyone who can reach it acts as root',
+    }),
+  ),
   warnings: Type.Optional(Type.Array(Type.String())),
 });
-export const Version = Type.Object({ version: Type.String(), abi: Type.Integer(), kernel: Type.String(), libbpf: Type.String() });
+export const Version = Type.Object({
+  version: Type.String(),
+  abi: Type.Integer(),
+  kernel: Type.String(),
+  libbpf: Type.String(),
+});

@@ -7,7 +7,7 @@
  * "body/client/fd Expected integer" instead of "Expected union value".
  */
 import { type Static, type TSchema, TypeGuard } from '@sinclair/typebox';
-import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifySchemaCompiler } from 'fastify';
 

@@ -18,7 +18,8 @@ const HINTS: Hints = {
   'load:EINVAL': 'the verifier or the kernel rejected the object; the verifier log above says why',
   'load:E2BIG': 'the program is too large for the verifier',
   'attach_xdp:EBUSY': 'another XDP program is attached to this interface; detach it first (ip link set dev IF xdp off)',
-  'attach_xdp:EEXIST': 'another XDP program is attached to this interface; detach it first (ip link set dev IF xdp off)',
+  'attach_xdp:EEXIST':
+    'another XDP program is attached to this interface; detach it first (ip link set dev IF xdp off)',
   'attach_xdp:ENODEV': 'no interface with this index in the current network namespace',
   'pin:EEXIST': 'something is already pinned at this path; unpin it or reuse it',
   ENOTSUP: 'the kernel or this interface does not support the operation',

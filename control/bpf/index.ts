@@ -1,8 +1,16 @@
 /** The BPF binding: the only door from control/ to libbpf. */
-export { BpfError, BpfArgumentError } from './errors.js';
-export { BpfObject, BpfProgram, openPinnedMap, type OpenOptions, type MapSettings } from './object.js';
-export { BpfMap, MapType, UpdateFlag, possibleCpus, type UpdateMode } from './map.js';
-export { XdpLink, attachTc, type TcAttachment, type TcDirection } from './link.js';
-export { testRun, runSyscallProgram, XdpAction, xdpActionName, type XdpActionName, type TestRunInput, type TestRunResult } from './test-run.js';
-export { setLibbpfLogSink, type LibbpfLogSink } from './ffi.js';
-export type { ObjectHandle, MapHandle, ProgramHandle, LinkHandle } from './handles.js';
+export { BpfArgumentError, BpfError } from './errors.js';
+export { type LibbpfLogSink, setLibbpfLogSink } from './ffi.js';
+export type { LinkHandle, MapHandle, ObjectHandle, ProgramHandle } from './handles.js';
+export { attachTc, type TcAttachment, type TcDirection, XdpLink } from './link.js';
+export { BpfMap, MapType, possibleCpus, UpdateFlag, type UpdateMode } from './map.js';
+export { BpfObject, BpfProgram, type MapSettings, type OpenOptions, openPinnedMap } from './object.js';
+export {
+  runSyscallProgram,
+  type TestRunInput,
+  type TestRunResult,
+  testRun,
+  XdpAction,
+  type XdpActionName,
+  xdpActionName,
+} from './test-run.js';

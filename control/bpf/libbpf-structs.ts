@@ -24,8 +24,21 @@ export const TEST_RUN_OPTS: StructLayout = {
   name: 'bpf_test_run_opts',
   size: 80,
   fields: {
-    sz: 0, data_in: 8, data_out: 16, data_size_in: 24, data_size_out: 28, ctx_in: 32, ctx_out: 40,
-    ctx_size_in: 48, ctx_size_out: 52, retval: 56, repeat: 60, duration: 64, flags: 68, cpu: 72, batch_size: 76,
+    sz: 0,
+    data_in: 8,
+    data_out: 16,
+    data_size_in: 24,
+    data_size_out: 28,
+    ctx_in: 32,
+    ctx_out: 40,
+    ctx_size_in: 48,
+    ctx_size_out: 52,
+    retval: 56,
+    repeat: 60,
+    duration: 64,
+    flags: 68,
+    cpu: 72,
+    batch_size: 76,
   },
 };
 
@@ -44,7 +57,15 @@ export const XDP_MD: StructLayout = {
 export const OBJECT_OPEN_OPTS: StructLayout = {
   name: 'bpf_object_open_opts',
   size: 80,
-  fields: { sz: 0, object_name: 8, relaxed_maps: 16, pin_root_path: 24, kconfig: 40, btf_custom_path: 48, kernel_log_level: 72 },
+  fields: {
+    sz: 0,
+    object_name: 8,
+    relaxed_maps: 16,
+    pin_root_path: 24,
+    kconfig: 40,
+    btf_custom_path: 48,
+    kernel_log_level: 72,
+  },
 };
 
 /** Prefix of struct bpf_map_info (uapi) that baton reads. */
@@ -54,7 +75,15 @@ export const MAP_INFO: StructLayout = {
   fields: { type: 0, id: 4, key_size: 8, value_size: 12, max_entries: 16, map_flags: 20, name: 24 },
 };
 
-export const LIBBPF_STRUCTS: readonly StructLayout[] = [OBJECT_OPEN_OPTS, MAP_INFO, TC_HOOK, TC_OPTS, TEST_RUN_OPTS, MAP_BATCH_OPTS, XDP_MD];
+export const LIBBPF_STRUCTS: readonly StructLayout[] = [
+  OBJECT_OPEN_OPTS,
+  MAP_INFO,
+  TC_HOOK,
+  TC_OPTS,
+  TEST_RUN_OPTS,
+  MAP_BATCH_OPTS,
+  XDP_MD,
+];
 
 /** A zeroed struct buffer with `sz` filled in. */
 export function newOpts(layout: StructLayout): Buffer {

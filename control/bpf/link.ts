@@ -4,10 +4,10 @@
  * without a window where packets miss it) and TC clsact ingress/egress.
  */
 import { errno as errnoOf } from '../sys/errno.js';
-import { bpf } from './ffi.js';
 import { BpfError } from './errors.js';
+import { bpf } from './ffi.js';
 import type { LinkHandle } from './handles.js';
-import { TC_HOOK, TC_OPTS, newOpts, off } from './libbpf-structs.js';
+import { newOpts, off, TC_HOOK, TC_OPTS } from './libbpf-structs.js';
 import type { BpfProgram } from './object.js';
 
 export class XdpLink {
@@ -88,10 +88,17 @@ export interface TcAttachment {
 }
 
 /** Attaches a TC program on the clsact qdisc (created if absent). */
-export function attachTc(prog: BpfProgram, ifindex: number, direction: TcDirection, priority = 1, handle = 1): TcAttachment {
+export function attachTc(
+  prog: BpfProgram,
+  ifindex: number,
+  direction: TcDirection,
+  priority = 1,
+  handle = 1,
+): TcAttachment {
   const hook = tcHook(ifindex, direction);
   const rc = bpf.tc_hook_create(hook);
-  if (rc < 0 && rc !== -17 /* EEXIST: clsact already there */) throw new BpfError('tc_hook_create', -rc, `on ifindex ${ifindex}`);
+  if (rc < 0 && rc !== -17 /* EEXIST: clsact already there */)
+    throw new BpfError('tc_hook_create', -rc, `on ifindex ${ifindex}`);
   const opts = newOpts(TC_OPTS);
   opts.writeInt32LE(prog.fd, off(TC_OPTS, 'prog_fd'));
   opts.writeUInt32LE(handle, off(TC_OPTS, 'handle'));

@@ -2,8 +2,9 @@
  * A BPF map by file descriptor, with sizes checked before every syscall and
  * per-CPU values sized and summed the way the kernel lays them out.
  */
-import { bpf } from './ffi.js';
+
 import { BpfArgumentError, BpfError } from './errors.js';
+import { bpf } from './ffi.js';
 import { MAP_BATCH_OPTS, newOpts } from './libbpf-structs.js';
 
 /** bpf_map_type values baton cares about (uapi/linux/bpf.h). */
@@ -20,7 +21,12 @@ export const MapType = {
 export const UpdateFlag = { ANY: 0n, NOEXIST: 1n, EXIST: 2n } as const;
 export type UpdateMode = keyof typeof UpdateFlag;
 
-const PERCPU_TYPES = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, 13 /* PERCPU_CGROUP_STORAGE */]);
+const PERCPU_TYPES = new Set<number>([
+  MapType.PERCPU_HASH,
+  MapType.PERCPU_ARRAY,
+  MapType.LRU_PERCPU_HASH,
+  13 /* PERCPU_CGROUP_STORAGE */,
+]);
 
 export interface MapInfo {
   readonly name: string;
@@ -65,7 +71,9 @@ export class BpfMap {
 
   private checkValue(op: string, value: Buffer): void {
     if (value.length !== this.valueBytes) {
-      const what = this.perCpu ? `${this.valueBytes}-byte values (${possibleCpus()} CPUs x ${this.slot})` : `${this.valueSize}-byte values`;
+      const what = this.perCpu
+        ? `${this.valueBytes}-byte values (${possibleCpus()} CPUs x ${this.slot})`
+        : `${this.valueSize}-byte values`;
       throw new BpfArgumentError(op, `map ${this.name} takes ${what}, got ${value.length} bytes`);
     }
   }

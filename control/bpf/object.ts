@@ -4,11 +4,11 @@
  * loop (the REST API, metrics) stays responsive meanwhile.
  */
 import { existsSync } from 'node:fs';
-import { bpf } from './ffi.js';
-import { BpfArgumentError, BpfError } from './errors.js';
-import type { MapHandle, ObjectHandle, ProgramHandle } from './handles.js';
 import { errno } from '../sys/errno.js';
-import { MAP_INFO, OBJECT_OPEN_OPTS, newOpts, off } from './libbpf-structs.js';
+import { BpfArgumentError, BpfError } from './errors.js';
+import { bpf } from './ffi.js';
+import type { MapHandle, ObjectHandle, ProgramHandle } from './handles.js';
+import { MAP_INFO, newOpts, OBJECT_OPEN_OPTS, off } from './libbpf-structs.js';
 import { BpfMap } from './map.js';
 
 export interface OpenOptions {
@@ -76,7 +76,10 @@ export class BpfObject {
     const m = this.mapHandle(name);
     if (s.maxEntries !== undefined) {
       if (!Number.isInteger(s.maxEntries) || s.maxEntries < 1) {
-        throw new BpfArgumentError('set_max_entries', `map ${name}: max entries must be a positive integer, got ${s.maxEntries}`);
+        throw new BpfArgumentError(
+          'set_max_entries',
+          `map ${name}: max entries must be a positive integer, got ${s.maxEntries}`,
+        );
       }
       const rc = bpf.map_set_max_entries(m, s.maxEntries);
       if (rc < 0) throw new BpfError('set_max_entries', -rc, `of map ${name}`);
@@ -99,7 +102,11 @@ export class BpfObject {
 
   private mapHandle(name: string): MapHandle {
     const m = this.mapHandles.get(name);
-    if (!m) throw new BpfArgumentError('map', `object ${this.path} has no map "${name}" (has: ${[...this.mapHandles.keys()].join(', ')})`);
+    if (!m)
+      throw new BpfArgumentError(
+        'map',
+        `object ${this.path} has no map "${name}" (has: ${[...this.mapHandles.keys()].join(', ')})`,
+      );
     return m;
   }
 
@@ -129,7 +136,11 @@ export class BpfObject {
 
   program(name: string): BpfProgram {
     const p = this.programs.get(name);
-    if (!p) throw new BpfArgumentError('program', `object ${this.path} has no program "${name}" (has: ${[...this.programs.keys()].join(', ')})`);
+    if (!p)
+      throw new BpfArgumentError(
+        'program',
+        `object ${this.path} has no program "${name}" (has: ${[...this.programs.keys()].join(', ')})`,
+      );
     return p;
   }
 
@@ -165,4 +176,3 @@ export function openPinnedMap(path: string): BpfMap {
     maxEntries: info.readUInt32LE(off(MAP_INFO, 'max_entries')),
   });
 }
-

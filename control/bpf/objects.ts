@@ -66,7 +66,12 @@ export function objectCandidates(role: BpfObjectRole, where: ObjectLocation = {}
 
 /** What to do about a missing object, for the error and the doctor. */
 export function missingObjectHint(role: BpfObjectRole): string {
-  const flag = role === 'datapath' ? '--object (BATON_OBJECT)' : role === 'probe' ? '--probe-object (BATON_PROBE_OBJECT)' : 'the testbed option xdpPassObj';
+  const flag =
+    role === 'datapath'
+      ? '--object (BATON_OBJECT)'
+      : role === 'probe'
+        ? '--probe-object (BATON_PROBE_OBJECT)'
+        : 'the testbed option xdpPassObj';
   return `build the objects in baton's source tree with \`make bpf\` (an npm package ships them in build/bpf), or point baton at them: --bpf-dir (BATON_BPF_DIR) for the directory, ${flag} for this file`;
 }
 
@@ -81,5 +86,9 @@ export function resolveBpfObject(role: BpfObjectRole, where: ObjectLocation = {}
   const looked = candidates.length
     ? `looked at ${candidates.join(', ')}`
     : `no baton package root (a directory with baton's package.json) above ${from ?? import.meta.dirname}, and no --bpf-dir`;
-  throw new BatonError('BPF_OBJECT_MISSING', `the ${role} BPF object ${BPF_OBJECTS[role]}.o was not found: ${looked}; ${missingObjectHint(role)}`, role);
+  throw new BatonError(
+    'BPF_OBJECT_MISSING',
+    `the ${role} BPF object ${BPF_OBJECTS[role]}.o was not found: ${looked}; ${missingObjectHint(role)}`,
+    role,
+  );
 }

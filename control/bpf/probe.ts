@@ -9,8 +9,10 @@ import { objectCandidates } from './objects.js';
 export function bpfUnavailableReason(objectDir?: string): string | undefined {
   if (process.platform !== 'linux') return `BPF needs Linux (this is ${process.platform})`;
   if (process.getuid?.() !== 0) return 'not root: loading BPF programs and creating namespaces needs root (sudo)';
-  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'kernel without BTF (/sys/kernel/btf/vmlinux missing): baton needs CONFIG_DEBUG_INFO_BTF';
+  if (!existsSync('/sys/kernel/btf/vmlinux'))
+    return 'kernel without BTF (/sys/kernel/btf/vmlinux missing): baton needs CONFIG_DEBUG_INFO_BTF';
   const candidates = objectCandidates('datapath', { dir: objectDir });
-  if (!candidates.some((p) => existsSync(p))) return `datapath not built (${candidates.join(', ') || 'xdp_baton.o'} missing): run make bpf`;
+  if (!candidates.some((p) => existsSync(p)))
+    return `datapath not built (${candidates.join(', ') || 'xdp_baton.o'} missing): run make bpf`;
   return undefined;
 }

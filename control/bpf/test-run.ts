@@ -4,9 +4,9 @@
  * run time. The basis of the fixture tests and the per-packet benchmarks.
  */
 import { nativeMemory } from '../sys/koffi.js';
-import { bpf } from './ffi.js';
 import { BpfArgumentError, BpfError } from './errors.js';
-import { TEST_RUN_OPTS, XDP_MD, newOpts, off } from './libbpf-structs.js';
+import { bpf } from './ffi.js';
+import { newOpts, off, TEST_RUN_OPTS, XDP_MD } from './libbpf-structs.js';
 import type { BpfProgram } from './object.js';
 
 export interface TestRunInput {
@@ -33,13 +33,22 @@ const MAX_CTX = 4096;
  * allocating, viewing and freeing it on every run cost more than the run
  * itself. Runs are synchronous, so one set serves every call.
  */
-let scratch: { dataIn: bigint; dataOut: bigint; ctx: bigint; inView: Buffer; outView: Buffer; ctxView: Buffer } | undefined;
+let scratch:
+  | { dataIn: bigint; dataOut: bigint; ctx: bigint; inView: Buffer; outView: Buffer; ctxView: Buffer }
+  | undefined;
 function buffers() {
   if (!scratch) {
     const dataIn = nativeMemory.alloc(MAX_FRAME);
     const dataOut = nativeMemory.alloc(MAX_FRAME);
     const ctx = nativeMemory.alloc(MAX_CTX);
-    scratch = { dataIn, dataOut, ctx, inView: nativeMemory.view(dataIn, MAX_FRAME), outView: nativeMemory.view(dataOut, MAX_FRAME), ctxView: nativeMemory.view(ctx, MAX_CTX) };
+    scratch = {
+      dataIn,
+      dataOut,
+      ctx,
+      inView: nativeMemory.view(dataIn, MAX_FRAME),
+      outView: nativeMemory.view(dataOut, MAX_FRAME),
+      ctxView: nativeMemory.view(ctx, MAX_CTX),
+    };
   }
   return scratch;
 }
@@ -80,7 +89,8 @@ export function testRun(prog: BpfProgram, input: TestRunInput): TestRunResult {
  * kernel copies the context back). Such programs change maps in place.
  */
 export function runSyscallProgram(prog: BpfProgram, ctx: Buffer): { retval: number; ctx: Buffer } {
-  if (ctx.length === 0 || ctx.length > MAX_CTX) throw new BpfArgumentError('test_run', `context must be 1..${MAX_CTX} bytes, got ${ctx.length}`);
+  if (ctx.length === 0 || ctx.length > MAX_CTX)
+    throw new BpfArgumentError('test_run', `context must be 1..${MAX_CTX} bytes, got ${ctx.length}`);
   const m = buffers();
   ctx.copy(m.ctxView);
   const opts = newOpts(TEST_RUN_OPTS);
@@ -88,7 +98,10 @@ export function runSyscallProgram(prog: BpfProgram, ctx: Buffer): { retval: numb
   opts.writeUInt32LE(ctx.length, off(TEST_RUN_OPTS, 'ctx_size_in'));
   const rc = bpf.prog_test_run_opts(prog.fd, opts);
   if (rc < 0) throw new BpfError('test_run', -rc, `of ${prog.name}`);
-  return { retval: opts.readUInt32LE(off(TEST_RUN_OPTS, 'retval')), ctx: Buffer.from(m.ctxView.subarray(0, ctx.length)) };
+  return {
+    retval: opts.readUInt32LE(off(TEST_RUN_OPTS, 'retval')),
+    ctx: Buffer.from(m.ctxView.subarray(0, ctx.length)),
+  };
 }
 
 /** XDP verdicts by name. */

@@ -1,7 +1,8 @@
 /** The commands that talk to the daemon's REST API: status, splices ls|show|rm, handoff. */
+
+import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import type { BatonClient } from '../sdk/client.js';
 import { describeEndpoint } from '../sdk/endpoint.js';
-import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import type { Splice, SpliceState } from '../sdk/types.js';
 import { humanBytes, humanDuration, type Io, printJson, table } from './io.js';
 import { EXIT, UsageError } from './usage.js';
@@ -28,12 +29,18 @@ export async function statusCommand(io: Io, api: BatonClient): Promise<number> {
     });
   } else {
     io.out(`daemon    ${where}: running, ${ready.ready ? 'ready' : `NOT ready (${ready.detail})`}`);
-    if (version) io.out(`version   baton ${version.version} (datapath ABI ${version.abi}), kernel ${version.kernel}, libbpf ${version.libbpf}`);
+    if (version)
+      io.out(
+        `version   baton ${version.version} (datapath ABI ${version.abi}), kernel ${version.kernel}, libbpf ${version.libbpf}`,
+      );
     if (splices) {
       const parts = STATES.filter((s) => byState[s]).map((s) => `${s} ${byState[s]}`);
       io.out(`splices   ${splices.length}${parts.length ? ` (${parts.join(', ')})` : ''}`);
     }
-    if (!ready.ready) io.out('\nThe datapath is not loaded and attached: check the daemon\'s log, and `baton doctor --interface <dev>`.');
+    if (!ready.ready)
+      io.out(
+        "\nThe datapath is not loaded and attached: check the daemon's log, and `baton doctor --interface <dev>`.",
+      );
   }
   return ready.ready ? EXIT.OK : EXIT.FAILED;
 }
@@ -48,9 +55,14 @@ export interface ListFlags {
 
 export async function splicesLs(io: Io, api: BatonClient, f: ListFlags): Promise<number> {
   const limit = f.limit === undefined ? undefined : Number(f.limit);
-  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new UsageError(`--limit must be a positive integer; got ${JSON.stringify(f.limit)}`, 'splices');
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1))
+    throw new UsageError(`--limit must be a positive integer; got ${JSON.stringify(f.limit)}`, 'splices');
   if (f.all && f.cursor) throw new UsageError('--all reads every page from the start; drop --cursor', 'splices');
-  const q = { ...(f.state ? { state: f.state as SpliceState } : {}), ...(f.backend ? { backend: f.backend } : {}), ...(limit ? { limit } : {}) };
+  const q = {
+    ...(f.state ? { state: f.state as SpliceState } : {}),
+    ...(f.backend ? { backend: f.backend } : {}),
+    ...(limit ? { limit } : {}),
+  };
   let items: Splice[];
   let next: string | null = null;
   if (f.all) items = await api.allSplices(q);
@@ -68,12 +80,22 @@ export async function splicesLs(io: Io, api: BatonClient, f: ListFlags): Promise
     table(
       ['ID', 'STATE', 'CLIENT', 'VIP', 'BACKEND', 'HANDOFFS', 'AGE', 'TO-BACKEND', 'TO-CLIENT'],
       items.map((s) => [
-        s.id, s.state, s.client, s.vip, currentBackend(s), s.handoffs.length,
-        humanDuration(now - Date.parse(s.createdAt)), humanBytes(s.traffic.toBackend.bytes), humanBytes(s.traffic.toClient.bytes),
+        s.id,
+        s.state,
+        s.client,
+        s.vip,
+        currentBackend(s),
+        s.handoffs.length,
+        humanDuration(now - Date.parse(s.createdAt)),
+        humanBytes(s.traffic.toBackend.bytes),
+        humanBytes(s.traffic.toClient.bytes),
       ]),
     ),
   );
-  if (next) io.out(`\nmore: baton splices ls --cursor ${next}${f.state ? ` --state ${f.state}` : ''}${f.backend ? ` --backend ${f.backend}` : ''}  (or --all)`);
+  if (next)
+    io.out(
+      `\nmore: baton splices ls --cursor ${next}${f.state ? ` --state ${f.state}` : ''}${f.backend ? ` --backend ${f.backend}` : ''}  (or --all)`,
+    );
   return EXIT.OK;
 }
 
@@ -91,12 +113,25 @@ export async function splicesRm(io: Io, api: BatonClient, id: string): Promise<n
   return EXIT.OK;
 }
 
-export async function handoffCommand(io: Io, api: BatonClient, id: string, backend: string, quiesce?: string): Promise<number> {
+export async function handoffCommand(
+  io: Io,
+  api: BatonClient,
+  id: string,
+  backend: string,
+  quiesce?: string,
+): Promise<number> {
   const q = quiesce === undefined ? undefined : Number(quiesce);
-  if (q !== undefined && (!Number.isInteger(q) || q < 0)) throw new UsageError(`--quiesce-timeout-ms must be a non-negative integer; got ${JSON.stringify(quiesce)}`, 'handoff');
+  if (q !== undefined && (!Number.isInteger(q) || q < 0))
+    throw new UsageError(
+      `--quiesce-timeout-ms must be a non-negative integer; got ${JSON.stringify(quiesce)}`,
+      'handoff',
+    );
   const s = await api.handoff(id, backend, q !== undefined ? { quiesceTimeoutMs: q } : {});
   if (io.json) printJson(io, s);
-  else io.out(`splice ${s.id}: handoff #${s.handoffs.length - 1} to ${currentBackend(s)} (${s.handoffs.length} of 8 used)`);
+  else
+    io.out(
+      `splice ${s.id}: handoff #${s.handoffs.length - 1} to ${currentBackend(s)} (${s.handoffs.length} of 8 used)`,
+    );
   return EXIT.OK;
 }
 
@@ -121,9 +156,14 @@ export function describeSplice(s: Splice): string {
     ),
     '  traffic (as the datapath counted it)',
   ];
-  for (const [label, t] of [['to back end', s.traffic.toBackend], ['to client  ', s.traffic.toClient]] as const) {
+  for (const [label, t] of [
+    ['to back end', s.traffic.toBackend],
+    ['to client  ', s.traffic.toClient],
+  ] as const) {
     const flags = [t.fin ? 'FIN seen' : '', t.rst ? 'RST seen' : ''].filter(Boolean).join(', ');
-    lines.push(`    ${label}  ${t.packets} packets, ${humanBytes(t.bytes)}, last ${t.lastSeenMs === null ? 'never' : `${humanDuration(t.lastSeenMs)} ago`}${flags ? `, ${flags}` : ''}`);
+    lines.push(
+      `    ${label}  ${t.packets} packets, ${humanBytes(t.bytes)}, last ${t.lastSeenMs === null ? 'never' : `${humanDuration(t.lastSeenMs)} ago`}${flags ? `, ${flags}` : ''}`,
+    );
   }
   return lines.join('\n');
 }

@@ -10,7 +10,9 @@ import { EXIT } from './usage.js';
 export async function lbCommand(io: Io, argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     const { configHelp } = await import('../daemon/config.js');
-    io.out(`${configHelp()}\n\nExamples:\n  baton lb --interface eth0 --interface eth1\n  baton lb -i eth0 --api unix:/run/baton/api.sock --token "$(cat /etc/baton/token)"\n  BATON_CONFIG=/etc/baton/lb.json baton lb\n\nBefore the first start: baton doctor --interface eth0. Stop with SIGTERM (the datapath stays attached and\nspliced connections keep flowing; a restart adopts them); remove everything with baton down.`);
+    io.out(
+      `${configHelp()}\n\nExamples:\n  baton lb --interface eth0 --interface eth1\n  baton lb -i eth0 --api unix:/run/baton/api.sock --token "$(cat /etc/baton/token)"\n  BATON_CONFIG=/etc/baton/lb.json baton lb\n\nBefore the first start: baton doctor --interface eth0. Stop with SIGTERM (the datapath stays attached and\nspliced connections keep flowing; a restart adopts them); remove everything with baton down.`,
+    );
     return EXIT.OK;
   }
   const { runDaemon } = await import('../daemon/daemon.js');
@@ -25,7 +27,7 @@ const RESTORE_TEXT: Record<RestoreAction, (old: string, set: string, current: st
   unchanged: (old) => `already back at ${old}`,
   kept: (old, set, current) => `left at ${current}: changed since baton set ${set} (it was ${old})`,
   gone: () => 'interface gone: nothing to restore',
-  replaced: () => 'interface recreated since: its value is not baton\'s, left as it is',
+  replaced: () => "interface recreated since: its value is not baton's, left as it is",
 };
 
 export async function downCommand(io: Io, argv: string[]): Promise<number> {
@@ -40,7 +42,14 @@ from the record in the state directory; a value changed since is left alone.
 Stop the daemon first (SIGTERM). Talks to: the kernel (bpffs, procfs).
 Takes the same settings as baton lb (only the pin and state directories matter):
 
-${configHelp().split('\n').filter((l) => /pin-dir|BATON_PIN_DIR|bpffs directory|state-dir|BATON_STATE_DIR|records the host settings|--config|BATON_CONFIG|JSON object/.test(l)).join('\n')}`);
+${configHelp()
+  .split('\n')
+  .filter((l) =>
+    /pin-dir|BATON_PIN_DIR|bpffs directory|state-dir|BATON_STATE_DIR|records the host settings|--config|BATON_CONFIG|JSON object/.test(
+      l,
+    ),
+  )
+  .join('\n')}`);
     return EXIT.OK;
   }
   const { teardown } = await import('../daemon/daemon.js');
@@ -48,11 +57,27 @@ ${configHelp().split('\n').filter((l) => /pin-dir|BATON_PIN_DIR|bpffs directory|
   const cfg = loadConfig(args, io.env);
   const r = teardown(cfg);
   if (io.json) {
-    printJson(io, { pinDir: cfg.pinDir, detached: r.detached, unpinned: r.unpinned, sysctls: r.sysctls.map((s) => ({ name: s.entry.name, action: s.action, current: s.current ?? null, old: s.entry.old, set: s.entry.set })) });
+    printJson(io, {
+      pinDir: cfg.pinDir,
+      detached: r.detached,
+      unpinned: r.unpinned,
+      sysctls: r.sysctls.map((s) => ({
+        name: s.entry.name,
+        action: s.action,
+        current: s.current ?? null,
+        old: s.entry.old,
+        set: s.entry.set,
+      })),
+    });
     return EXIT.OK;
   }
-  if (r.detached.length === 0 && r.unpinned.length === 0) io.out(`nothing pinned under ${cfg.pinDir}: baton is not attached here`);
-  else io.out(`baton removed from ${cfg.pinDir}: XDP detached from ifindex ${r.detached.join(', ') || '(none)'}; ${r.unpinned.length} pinned map(s) removed`);
-  for (const s of r.sysctls) io.out(`  ${s.entry.name}: ${RESTORE_TEXT[s.action](s.entry.old, s.entry.set, s.current)}`);
+  if (r.detached.length === 0 && r.unpinned.length === 0)
+    io.out(`nothing pinned under ${cfg.pinDir}: baton is not attached here`);
+  else
+    io.out(
+      `baton removed from ${cfg.pinDir}: XDP detached from ifindex ${r.detached.join(', ') || '(none)'}; ${r.unpinned.length} pinned map(s) removed`,
+    );
+  for (const s of r.sysctls)
+    io.out(`  ${s.entry.name}: ${RESTORE_TEXT[s.action](s.entry.old, s.entry.set, s.current)}`);
   return EXIT.OK;
 }

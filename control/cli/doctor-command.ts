@@ -21,7 +21,10 @@ export interface DoctorFlags {
  */
 type Objects = NonNullable<import('../doctor/index.js').DoctorOptions['objects']>;
 
-async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces: string[]; pinDir: string; stateDir?: string; objects?: Objects }> {
+async function targets(
+  f: DoctorFlags,
+  env: NodeJS.ProcessEnv,
+): Promise<{ ifaces: string[]; pinDir: string; stateDir?: string; objects?: Objects }> {
   const ifaces = [...(f.interface ?? []), ...(f.iface ?? [])];
   const argv = [
     ...ifaces.flatMap((i) => ['--interface', i]),
@@ -36,7 +39,12 @@ async function targets(f: DoctorFlags, env: NodeJS.ProcessEnv): Promise<{ ifaces
     return { ifaces, pinDir: f['pin-dir'] ?? DEFAULT_PIN_DIR };
   }
   const cfg = loadConfig(argv, env); // CONFIG_INVALID is the user's to fix: reported by main
-  return { ifaces: cfg.interfaces, pinDir: cfg.pinDir, stateDir: cfg.stateDir, objects: { objectPath: cfg.objectPath, probeObjectPath: cfg.probeObjectPath, bpfDir: cfg.bpfDir } };
+  return {
+    ifaces: cfg.interfaces,
+    pinDir: cfg.pinDir,
+    stateDir: cfg.stateDir,
+    objects: { objectPath: cfg.objectPath, probeObjectPath: cfg.probeObjectPath, bpfDir: cfg.bpfDir },
+  };
 }
 
 const MARK: Record<Check['status'], string> = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' };
@@ -44,7 +52,14 @@ const MARK: Record<Check['status'], string> = { ok: 'ok  ', warn: 'WARN', fail: 
 export async function doctorCommand(io: Io, f: DoctorFlags): Promise<number> {
   const { ifaces, pinDir, stateDir, objects } = await targets(f, io.env);
   const checks = f.netns
-    ? runDoctorInNetns(f.netns, ['doctor', '--json', '--pin-dir', pinDir, ...(stateDir ? ['--state-dir', stateDir] : []), ...ifaces.flatMap((i) => ['--interface', i])])
+    ? runDoctorInNetns(f.netns, [
+        'doctor',
+        '--json',
+        '--pin-dir',
+        pinDir,
+        ...(stateDir ? ['--state-dir', stateDir] : []),
+        ...ifaces.flatMap((i) => ['--interface', i]),
+      ])
     : await runDoctor({ ifaces, pinDir, ...(stateDir ? { stateDir } : {}), ...(objects ? { objects } : {}) });
   const count = (s: Check['status']) => checks.filter((c) => c.status === s).length;
   const summary = { ok: count('ok'), warn: count('warn'), fail: count('fail'), skip: count('skip') };
@@ -57,7 +72,10 @@ export async function doctorCommand(io: Io, f: DoctorFlags): Promise<number> {
       io.out(`${MARK[c.status]}  ${c.id.padEnd(width)}  ${c.detail}`);
       if (c.fix && c.status !== 'ok') io.out(`${' '.repeat(width + 8)}-> ${c.fix}`);
     }
-    if (ifaces.length === 0) io.out('\n(no interface configured: interface checks skipped; pass the ones `baton lb` will attach to with --interface)');
+    if (ifaces.length === 0)
+      io.out(
+        '\n(no interface configured: interface checks skipped; pass the ones `baton lb` will attach to with --interface)',
+      );
     io.out(
       summary.fail
         ? `\n${summary.fail} failed, ${summary.warn} warnings: fix the failures before starting \`baton lb\``

@@ -129,5 +129,4 @@ Exit code 1 when any check fails (warnings do not).
 Examples:
   baton doctor --interface eth0 --interface eth1
   baton doctor --netns lb1 --interface to-client --json`,
-
 };

@@ -4,13 +4,13 @@
  * message that says what to do (or, with --json, the problem document)
  * and an exit code (usage.ts EXIT).
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createClient } from '../sdk/client.js';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { BatonError } from '../errors.js';
+import { createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
 import { handoffCommand, splicesLs, splicesRm, splicesShow, statusCommand } from './api-commands.js';
-import { lbCommand, downCommand } from './daemon-commands.js';
-import { doctorCommand, type DoctorFlags } from './doctor-command.js';
+import { downCommand, lbCommand } from './daemon-commands.js';
+import { type DoctorFlags, doctorCommand } from './doctor-command.js';
 import { COMMAND_HELP, MAIN_HELP } from './help.js';
 import { type Io, printJson, processIo } from './io.js';
 import { metricsCommand } from './metrics-command.js';
@@ -27,7 +27,13 @@ const GLOBAL: Options = {
 
 const COMMAND_OPTIONS: Record<string, Options> = {
   status: {},
-  splices: { state: { type: 'string' }, backend: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' }, all: { type: 'boolean' } },
+  splices: {
+    state: { type: 'string' },
+    backend: { type: 'string' },
+    limit: { type: 'string' },
+    cursor: { type: 'string' },
+    all: { type: 'boolean' },
+  },
   handoff: { 'quiesce-timeout-ms': { type: 'string' } },
   metrics: { 'metrics-url': { type: 'string' }, raw: { type: 'boolean' } },
   doctor: {
@@ -86,12 +92,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       throw new UsageError('no command given');
     }
     const own = COMMAND_OPTIONS[command];
-    if (!own) throw new UsageError(`unknown command ${JSON.stringify(command)}; the commands are: lb, down, status, splices, handoff, metrics, doctor`);
+    if (!own)
+      throw new UsageError(
+        `unknown command ${JSON.stringify(command)}; the commands are: lb, down, status, splices, handoff, metrics, doctor`,
+      );
     const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
     let values: Record<string, string | boolean | string[] | undefined>;
     let positionals: string[];
     try {
-      ({ values, positionals } = parseArgs({ args: rest, options: { ...GLOBAL, ...own }, allowPositionals: true, strict: true }) as {
+      ({ values, positionals } = parseArgs({
+        args: rest,
+        options: { ...GLOBAL, ...own },
+        allowPositionals: true,
+        strict: true,
+      }) as {
         values: Record<string, string | boolean | string[] | undefined>;
         positionals: string[];
       });
@@ -103,23 +117,33 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       return EXIT.OK;
     }
     if (command === 'doctor') {
-      if (positionals.length) throw new UsageError(`doctor takes no arguments (got ${positionals.join(' ')}); interfaces go in --interface`, command);
+      if (positionals.length)
+        throw new UsageError(
+          `doctor takes no arguments (got ${positionals.join(' ')}); interfaces go in --interface`,
+          command,
+        );
       return await doctorCommand(io, values as DoctorFlags);
     }
     if (command === 'metrics') {
-      if (positionals.length) throw new UsageError(`metrics takes no arguments (got ${positionals.join(' ')})`, command);
+      if (positionals.length)
+        throw new UsageError(`metrics takes no arguments (got ${positionals.join(' ')})`, command);
       return await metricsCommand(io, values as { 'metrics-url'?: string; raw?: boolean });
     }
     let api;
     try {
-      api = createClient({ ...(values.api ? { url: values.api as string } : {}), ...(values.token ? { token: values.token as string } : {}), env });
+      api = createClient({
+        ...(values.api ? { url: values.api as string } : {}),
+        ...(values.token ? { token: values.token as string } : {}),
+        env,
+      });
     } catch (e) {
       throw new UsageError(`--api: ${(e as Error).message}`, command);
     }
     try {
       switch (command) {
         case 'status':
-          if (positionals.length) throw new UsageError(`status takes no arguments (got ${positionals.join(' ')})`, command);
+          if (positionals.length)
+            throw new UsageError(`status takes no arguments (got ${positionals.join(' ')})`, command);
           return await statusCommand(io, api);
         case 'splices': {
           const [sub, id, ...extra] = positionals;
@@ -129,16 +153,28 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
             return await splicesLs(io, api, values);
           }
           if (sub === 'show' || sub === 'rm') {
-            if (!id) throw new UsageError(`splices ${sub} needs a connection id (baton splices ls lists them)`, command);
-            if (!/^[0-9]{1,20}$/.test(id)) throw new UsageError(`connection ids are decimal numbers; got ${JSON.stringify(id)}`, command);
+            if (!id)
+              throw new UsageError(`splices ${sub} needs a connection id (baton splices ls lists them)`, command);
+            if (!/^[0-9]{1,20}$/.test(id))
+              throw new UsageError(`connection ids are decimal numbers; got ${JSON.stringify(id)}`, command);
             return sub === 'show' ? await splicesShow(io, api, id) : await splicesRm(io, api, id);
           }
-          throw new UsageError(sub ? `unknown splices subcommand ${JSON.stringify(sub)}; use ls, show <id> or rm <id>` : 'splices needs a subcommand: ls, show <id> or rm <id>', command);
+          throw new UsageError(
+            sub
+              ? `unknown splices subcommand ${JSON.stringify(sub)}; use ls, show <id> or rm <id>`
+              : 'splices needs a subcommand: ls, show <id> or rm <id>',
+            command,
+          );
         }
         case 'handoff': {
           const [id, backend, ...extra] = positionals;
-          if (!id || !backend || extra.length) throw new UsageError('handoff needs exactly two arguments: <id> <backend ip:port>, e.g. baton handoff 17 198.18.3.2:8080', command);
-          if (!/^[0-9]{1,20}$/.test(id)) throw new UsageError(`connection ids are decimal numbers; got ${JSON.stringify(id)}`, command);
+          if (!id || !backend || extra.length)
+            throw new UsageError(
+              'handoff needs exactly two arguments: <id> <backend ip:port>, e.g. baton handoff 17 198.18.3.2:8080',
+              command,
+            );
+          if (!/^[0-9]{1,20}$/.test(id))
+            throw new UsageError(`connection ids are decimal numbers; got ${JSON.stringify(id)}`, command);
           return await handoffCommand(io, api, id, backend, values['quiesce-timeout-ms'] as string | undefined);
         }
       }
@@ -153,10 +189,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
 
 /** What to do about an API error, said in CLI terms (the daemon's detail speaks HTTP). */
 const CLI_HINTS: Record<string, string> = {
-  UNAUTHORIZED: 'give the daemon\'s token with --token <token> or BATON_TOKEN',
+  UNAUTHORIZED: "give the daemon's token with --token <token> or BATON_TOKEN",
   NOT_FOUND: 'baton splices ls lists the connections baton holds',
   RATE_LIMITED: 'the daemon limits API requests per client (baton lb --rate-limit); retry in a moment',
-  NOT_READY: 'the datapath is not attached: see the daemon\'s log and baton doctor',
+  NOT_READY: "the datapath is not attached: see the daemon's log and baton doctor",
 };
 
 function report(io: Io, e: unknown): number {
@@ -168,12 +204,16 @@ function report(io: Io, e: unknown): number {
   if (e instanceof BatonApiError) {
     const hint = CLI_HINTS[e.code];
     if (io.json) printJson(io, e.toJSON());
-    else io.err(`baton: ${e.title}${e.detail ? `\n  ${e.detail}` : ''}${hint ? `\n  ${hint}` : ''}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''}${e.code !== 'API_UNREACHABLE' ? `, HTTP ${e.status}` : ''})`);
+    else
+      io.err(
+        `baton: ${e.title}${e.detail ? `\n  ${e.detail}` : ''}${hint ? `\n  ${hint}` : ''}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''}${e.code !== 'API_UNREACHABLE' ? `, HTTP ${e.status}` : ''})`,
+      );
     return e.code === 'API_UNREACHABLE' ? EXIT.UNREACHABLE : EXIT.FAILED;
   }
   if (e instanceof BatonError) {
     // From the daemon's modules (lb, down): configuration and datapath errors.
-    if (io.json) printJson(io, { code: e.code, status: e.status, detail: e.message, ...(e.reason ? { reason: e.reason } : {}) });
+    if (io.json)
+      printJson(io, { code: e.code, status: e.status, detail: e.message, ...(e.reason ? { reason: e.reason } : {}) });
     else io.err(`baton: ${e.message}\n  (code ${e.code}${e.reason ? `, reason ${e.reason}` : ''})`);
     return e.code === 'CONFIG_INVALID' ? EXIT.USAGE : EXIT.FAILED;
   }

@@ -1,5 +1,5 @@
 /** `baton metrics`: scrape the daemon's Prometheus listener and summarise baton_* families. */
-import { fetchMetrics, histogramQuantile, metricsUrl, type MetricFamily, parseExposition } from '../sdk/metrics.js';
+import { fetchMetrics, histogramQuantile, type MetricFamily, metricsUrl, parseExposition } from '../sdk/metrics.js';
 import { type Io, printJson, table } from './io.js';
 import { EXIT } from './usage.js';
 
@@ -17,7 +17,11 @@ export async function metricsCommand(io: Io, flags: { 'metrics-url'?: string; ra
   if (io.json) {
     printJson(io, {
       url,
-      families: families.map((f) => (f.type === 'histogram' ? { ...f, p50: histogramQuantile(f, 0.5) ?? null, p99: histogramQuantile(f, 0.99) ?? null } : f)),
+      families: families.map((f) =>
+        f.type === 'histogram'
+          ? { ...f, p50: histogramQuantile(f, 0.5) ?? null, p99: histogramQuantile(f, 0.99) ?? null }
+          : f,
+      ),
     });
     return EXIT.OK;
   }
@@ -30,7 +34,9 @@ export async function metricsCommand(io: Io, flags: { 'metrics-url'?: string; ra
 }
 
 function labelText(labels: Record<string, string>, skip: string[] = []): string {
-  const parts = Object.entries(labels).filter(([k]) => !skip.includes(k)).map(([k, v]) => `${k}=${v}`);
+  const parts = Object.entries(labels)
+    .filter(([k]) => !skip.includes(k))
+    .map(([k, v]) => `${k}=${v}`);
   return parts.length ? parts.join(' ') : '(no labels)';
 }
 
@@ -51,17 +57,29 @@ function summarise(f: MetricFamily): string {
     const count = f.samples.filter((s) => s.name.endsWith('_count')).reduce((a, s) => a + s.value, 0);
     const sum = f.samples.filter((s) => s.name.endsWith('_sum')).reduce((a, s) => a + s.value, 0);
     const seconds = f.name.endsWith('_seconds');
-    const q = (p: number) => (seconds ? fmtSeconds(histogramQuantile(f, p)) : fmtNumber(histogramQuantile(f, p) ?? NaN));
+    const q = (p: number) =>
+      seconds ? fmtSeconds(histogramQuantile(f, p)) : fmtNumber(histogramQuantile(f, p) ?? NaN);
     return `${head}\n  count ${count}, mean ${count ? (seconds ? fmtSeconds(sum / count) : fmtNumber(sum / count)) : '-'}, p50 ${q(0.5)}, p99 ${q(0.99)}`;
   }
   const plain = f.samples.filter((s) => !/_(bucket|created)$/.test(s.name));
   const total = plain.reduce((a, s) => a + s.value, 0);
   const lines = [`${head}\n  total ${fmtNumber(total)}`];
-  const labelled = plain.filter((s) => Object.keys(s.labels).length > 0 && s.value !== 0).sort((a, b) => b.value - a.value);
+  const labelled = plain
+    .filter((s) => Object.keys(s.labels).length > 0 && s.value !== 0)
+    .sort((a, b) => b.value - a.value);
   if (labelled.length > 0) {
     const shown = labelled.slice(0, MAX_BREAKDOWN);
-    lines.push(table(['  LABELS', 'VALUE'], shown.map((s) => [`  ${labelText(s.labels)}`, fmtNumber(s.value)])).split('\n').slice(1).join('\n'));
-    if (labelled.length > shown.length) lines.push(`  ... ${labelled.length - shown.length} more (baton metrics --raw)`);
+    lines.push(
+      table(
+        ['  LABELS', 'VALUE'],
+        shown.map((s) => [`  ${labelText(s.labels)}`, fmtNumber(s.value)]),
+      )
+        .split('\n')
+        .slice(1)
+        .join('\n'),
+    );
+    if (labelled.length > shown.length)
+      lines.push(`  ... ${labelled.length - shown.length} more (baton metrics --raw)`);
   }
   return lines.join('\n');
 }

@@ -68,7 +68,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 function positiveInt(max: number) {
   return (t: string): number => {
-    if (!/^[0-9]+$/.test(t.trim()) || Number(t) < 1 || Number(t) > max) throw new Error(`expected an integer 1..${max}`);
+    if (!/^[0-9]+$/.test(t.trim()) || Number(t) < 1 || Number(t) > max)
+      throw new Error(`expected an integer 1..${max}`);
     return Number(t);
   };
 }
@@ -95,7 +96,9 @@ export function parseListen(t: string): Listen {
   try {
     return hostPort(s);
   } catch {
-    throw new Error('expected host:port (e.g. 127.0.0.1:7300, [::1]:7300) or a unix socket path (unix:/run/baton.sock)');
+    throw new Error(
+      'expected host:port (e.g. 127.0.0.1:7300, [::1]:7300) or a unix socket path (unix:/run/baton.sock)',
+    );
   }
 }
 
@@ -110,50 +113,85 @@ function bool(t: string): boolean {
   return fail('expected true or false');
 }
 
-const list = (t: string): string[] => t.split(',').map((s) => s.trim()).filter(Boolean);
+const list = (t: string): string[] =>
+  t
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 export const OPTIONS: { [K in Key]: Option<K> } = {
   interfaces: {
-    key: 'interfaces', flag: 'interface', short: 'i', env: 'BATON_INTERFACES', default: [],
+    key: 'interfaces',
+    flag: 'interface',
+    short: 'i',
+    env: 'BATON_INTERFACES',
+    default: [],
     parse: (t) => {
       const names = list(t);
-      for (const n of names) if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(n)) throw new Error(`${JSON.stringify(n)} is not an interface name`);
+      for (const n of names)
+        if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(n)) throw new Error(`${JSON.stringify(n)} is not an interface name`);
       return names;
     },
     parseJson: (v) => {
-      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error('expected an array of interface names');
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))
+        throw new Error('expected an array of interface names');
       return OPTIONS.interfaces.parse(v.join(','));
     },
     help: 'interfaces to attach the XDP program to (repeat the flag, or a comma list)',
   },
   pinDir: {
-    key: 'pinDir', flag: 'pin-dir', env: 'BATON_PIN_DIR', default: '/sys/fs/bpf/baton',
+    key: 'pinDir',
+    flag: 'pin-dir',
+    env: 'BATON_PIN_DIR',
+    default: '/sys/fs/bpf/baton',
     parse: (t) => (t.startsWith('/') ? t.replace(/\/+$/, '') || '/' : fail('expected an absolute path on a bpffs')),
     help: 'bpffs directory where maps and links are pinned (and reused on restart)',
   },
   stateDir: {
-    key: 'stateDir', flag: 'state-dir', env: 'BATON_STATE_DIR', default: '/run/baton',
-    parse: (t) => (t.startsWith('/') ? t.replace(/\/+$/, '') || '/' : fail('expected an absolute path (a tmpfs such as /run: the state is per boot)')),
+    key: 'stateDir',
+    flag: 'state-dir',
+    env: 'BATON_STATE_DIR',
+    default: '/run/baton',
+    parse: (t) =>
+      t.startsWith('/')
+        ? t.replace(/\/+$/, '') || '/'
+        : fail('expected an absolute path (a tmpfs such as /run: the state is per boot)'),
     help: 'directory where baton records the host settings (sysctls) it changed, so that baton down restores them',
   },
   api: {
-    key: 'api', flag: 'api', env: 'BATON_API', default: { path: DEFAULT_API_SOCKET },
+    key: 'api',
+    flag: 'api',
+    env: 'BATON_API',
+    default: { path: DEFAULT_API_SOCKET },
     parse: parseListen,
     help: 'REST API listen address: unix:/path (callers known by their uid) or host:port (needs --token)',
   },
   apiGroup: {
-    key: 'apiGroup', flag: 'api-group', env: 'BATON_API_GROUP', default: undefined,
-    parse: (t) => (/^(?:[0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$/.test(t.trim()) ? t.trim() : fail('expected a group name or a numeric gid')),
+    key: 'apiGroup',
+    flag: 'api-group',
+    env: 'BATON_API_GROUP',
+    default: undefined,
+    parse: (t) =>
+      /^(?:[0-9]{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$/.test(t.trim())
+        ? t.trim()
+        : fail('expected a group name or a numeric gid'),
     help: 'group of the API unix socket (mode 0660) and of the directory it creates (0750): its members may call the API (unset: root only)',
   },
   insecureNoAuth: {
-    key: 'insecureNoAuth', flag: 'insecure-no-auth', boolean: true, env: 'BATON_INSECURE_NO_AUTH', default: false,
+    key: 'insecureNoAuth',
+    flag: 'insecure-no-auth',
+    boolean: true,
+    env: 'BATON_INSECURE_NO_AUTH',
+    default: false,
     parse: bool,
     parseJson: (v) => (typeof v === 'boolean' ? v : fail('expected true or false')),
     help: 'serve a TCP --api without a token: every TCP caller acts as root (labs only; logged and shown in /readyz)',
   },
   metrics: {
-    key: 'metrics', flag: 'metrics', env: 'BATON_METRICS', default: { host: '127.0.0.1', port: 9300 },
+    key: 'metrics',
+    flag: 'metrics',
+    env: 'BATON_METRICS',
+    default: { host: '127.0.0.1', port: 9300 },
     parse: (t) => {
       if (t.trim() === 'off') return false;
       try {
@@ -165,42 +203,70 @@ export const OPTIONS: { [K in Key]: Option<K> } = {
     help: 'metrics listen address (GET /metrics), or off',
   },
   token: {
-    key: 'token', flag: 'token', env: 'BATON_TOKEN', default: undefined,
+    key: 'token',
+    flag: 'token',
+    env: 'BATON_TOKEN',
+    default: undefined,
     parse: (t) => (t.length >= 16 ? t : fail('expected at least 16 characters (e.g. openssl rand -hex 32)')),
     help: 'bearer token the API requires (every route but /healthz); needed for a TCP --api, whose token holders act as root',
   },
   tableCapacity: {
-    key: 'tableCapacity', flag: 'table-capacity', env: 'BATON_TABLE_CAPACITY', default: DEFAULT_FLOWS_CAPACITY,
+    key: 'tableCapacity',
+    flag: 'table-capacity',
+    env: 'BATON_TABLE_CAPACITY',
+    default: DEFAULT_FLOWS_CAPACITY,
     parse: positiveInt(1 << 26),
     help: 'connection-table entries (two per spliced connection, one more per later handoff)',
   },
   idleTimeoutMs: {
-    key: 'idleTimeoutMs', flag: 'idle-timeout', env: 'BATON_IDLE_TIMEOUT', default: SWEEPER_DEFAULTS.idleMs,
+    key: 'idleTimeoutMs',
+    flag: 'idle-timeout',
+    env: 'BATON_IDLE_TIMEOUT',
+    default: SWEEPER_DEFAULTS.idleMs,
     parse: parseDuration,
     help: 'reclaim a connection after this long without a segment either way (e.g. 30m; 0: never)',
   },
   rateLimit: {
-    key: 'rateLimit', flag: 'rate-limit', env: 'BATON_RATE_LIMIT', default: 50_000,
-    parse: (t) => (/^[0-9]+$/.test(t.trim()) ? Number(t) : fail('expected requests per second per client (0: no limit)')),
+    key: 'rateLimit',
+    flag: 'rate-limit',
+    env: 'BATON_RATE_LIMIT',
+    default: 50_000,
+    parse: (t) =>
+      /^[0-9]+$/.test(t.trim()) ? Number(t) : fail('expected requests per second per client (0: no limit)'),
     help: 'API requests per second per client; 0 disables the limit',
   },
   logLevel: {
-    key: 'logLevel', flag: 'log-level', env: 'BATON_LOG_LEVEL', default: 'info',
-    parse: (t) => ((LOG_LEVELS as readonly string[]).includes(t) ? (t as DaemonConfig['logLevel']) : fail(`expected one of ${LOG_LEVELS.join(', ')}`)),
+    key: 'logLevel',
+    flag: 'log-level',
+    env: 'BATON_LOG_LEVEL',
+    default: 'info',
+    parse: (t) =>
+      (LOG_LEVELS as readonly string[]).includes(t)
+        ? (t as DaemonConfig['logLevel'])
+        : fail(`expected one of ${LOG_LEVELS.join(', ')}`),
     help: 'log level (pino)',
   },
   objectPath: {
-    key: 'objectPath', flag: 'object', env: 'BATON_OBJECT', default: undefined,
+    key: 'objectPath',
+    flag: 'object',
+    env: 'BATON_OBJECT',
+    default: undefined,
     parse: (t) => (t.length > 0 ? t : fail('expected a path')),
     help: 'datapath object file (default: xdp_baton.o in the BPF object directory)',
   },
   probeObjectPath: {
-    key: 'probeObjectPath', flag: 'probe-object', env: 'BATON_PROBE_OBJECT', default: undefined,
+    key: 'probeObjectPath',
+    flag: 'probe-object',
+    env: 'BATON_PROBE_OBJECT',
+    default: undefined,
     parse: (t) => (t.length > 0 ? t : fail('expected a path')),
     help: 'timestamp probe object file (default: tcp_probe.o in the BPF object directory)',
   },
   bpfDir: {
-    key: 'bpfDir', flag: 'bpf-dir', env: 'BATON_BPF_DIR', default: undefined,
+    key: 'bpfDir',
+    flag: 'bpf-dir',
+    env: 'BATON_BPF_DIR',
+    default: undefined,
     parse: (t) => (t.length > 0 ? t : fail('expected a directory')),
     help: "directory of baton's BPF objects (default: build/bpf of the baton package, found from the running module)",
   },
@@ -233,13 +299,22 @@ function fromText<K extends Key>(o: Option<K>, text: string, source: Source): Da
 
 /** The configuration from flags (argv after `baton lb`), environment and the config file. */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}): DaemonConfig {
-  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { [CONFIG_FLAG]: { type: 'string', short: 'c' } };
+  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
+    [CONFIG_FLAG]: { type: 'string', short: 'c' },
+  };
   for (const o of Object.values(OPTIONS) as Option<Key>[]) {
-    flagSpec[o.flag] = { type: o.boolean ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}), ...(o.key === 'interfaces' ? { multiple: true } : {}) };
+    flagSpec[o.flag] = {
+      type: o.boolean ? 'boolean' : 'string',
+      ...(o.short ? { short: o.short } : {}),
+      ...(o.key === 'interfaces' ? { multiple: true } : {}),
+    };
   }
   let flags: Record<string, string | boolean | string[] | undefined>;
   try {
-    flags = parseArgs({ args: [...argv], options: flagSpec, strict: true, allowPositionals: false }).values as Record<string, string | boolean | string[] | undefined>;
+    flags = parseArgs({ args: [...argv], options: flagSpec, strict: true, allowPositionals: false }).values as Record<
+      string,
+      string | boolean | string[] | undefined
+    >;
   } catch (e) {
     throw new BatonError('CONFIG_INVALID', `${(e as Error).message}; see baton lb --help`, 'bad_flag');
   }
@@ -256,12 +331,22 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {})
     try {
       json = JSON.parse(readFileSync(file, 'utf8'));
     } catch (e) {
-      throw new BatonError('CONFIG_INVALID', `${source}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 'bad_file');
+      throw new BatonError(
+        'CONFIG_INVALID',
+        `${source}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+        'bad_file',
+      );
     }
-    if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new BatonError('CONFIG_INVALID', `${source}: expected a JSON object of settings`, 'bad_file');
+    if (json === null || typeof json !== 'object' || Array.isArray(json))
+      throw new BatonError('CONFIG_INVALID', `${source}: expected a JSON object of settings`, 'bad_file');
     for (const [k, v] of Object.entries(json)) {
       const o = (OPTIONS as Record<string, Option<Key>>)[k];
-      if (!o) throw new BatonError('CONFIG_INVALID', `${source}: unknown setting "${k}"; known: ${Object.keys(OPTIONS).join(', ')}`, 'unknown_setting');
+      if (!o)
+        throw new BatonError(
+          'CONFIG_INVALID',
+          `${source}: unknown setting "${k}"; known: ${Object.keys(OPTIONS).join(', ')}`,
+          'unknown_setting',
+        );
       set(o.key, fromJson(o, v, source));
     }
   }
@@ -281,7 +366,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {})
 /** What `baton lb` needs beyond well-formed values. */
 export function checkRunnable(cfg: DaemonConfig): void {
   if (cfg.interfaces.length === 0) {
-    throw new BatonError('CONFIG_INVALID', 'no interface to attach to: name the LB\'s interfaces with --interface eth0 (repeatable), BATON_INTERFACES=eth0,eth1 or "interfaces" in the config file', 'no_interfaces');
+    throw new BatonError(
+      'CONFIG_INVALID',
+      'no interface to attach to: name the LB\'s interfaces with --interface eth0 (repeatable), BATON_INTERFACES=eth0,eth1 or "interfaces" in the config file',
+      'no_interfaces',
+    );
   }
   checkApiAuth(cfg);
 }
@@ -294,13 +383,21 @@ export function checkRunnable(cfg: DaemonConfig): void {
 export function checkApiAuth(cfg: Pick<DaemonConfig, 'api' | 'token' | 'insecureNoAuth' | 'apiGroup'>): void {
   if ('path' in cfg.api) {
     if (cfg.insecureNoAuth) {
-      throw new BatonError('CONFIG_INVALID', '--insecure-no-auth applies to a TCP --api only; on the unix socket callers are known by their uid: drop it', 'insecure_on_unix');
+      throw new BatonError(
+        'CONFIG_INVALID',
+        '--insecure-no-auth applies to a TCP --api only; on the unix socket callers are known by their uid: drop it',
+        'insecure_on_unix',
+      );
     }
     return;
   }
   const where = `${cfg.api.host.includes(':') ? `[${cfg.api.host}]` : cfg.api.host}:${cfg.api.port}`;
   if (cfg.apiGroup !== undefined) {
-    throw new BatonError('CONFIG_INVALID', `--api-group applies to a unix socket API, but --api is TCP (${where}): drop --api-group, or listen on unix:/run/baton/api.sock`, 'group_on_tcp');
+    throw new BatonError(
+      'CONFIG_INVALID',
+      `--api-group applies to a unix socket API, but --api is TCP (${where}): drop --api-group, or listen on unix:/run/baton/api.sock`,
+      'group_on_tcp',
+    );
   }
   if (cfg.token === undefined && !cfg.insecureNoAuth) {
     throw new BatonError(
@@ -310,7 +407,11 @@ export function checkApiAuth(cfg: Pick<DaemonConfig, 'api' | 'token' | 'insecure
     );
   }
   if (cfg.token !== undefined && cfg.insecureNoAuth) {
-    throw new BatonError('CONFIG_INVALID', '--insecure-no-auth and a token contradict each other: drop --insecure-no-auth (the token authenticates TCP callers)', 'insecure_with_token');
+    throw new BatonError(
+      'CONFIG_INVALID',
+      '--insecure-no-auth and a token contradict each other: drop --insecure-no-auth (the token authenticates TCP callers)',
+      'insecure_with_token',
+    );
   }
 }
 
@@ -333,6 +434,9 @@ export function configHelp(): string {
 
 function formatDefault(v: unknown): string {
   if (Array.isArray(v)) return v.length ? v.join(',') : 'none';
-  if (v && typeof v === 'object') return 'path' in v ? `unix:${(v as { path: string }).path}` : `${(v as { host: string }).host}:${(v as { port: number }).port}`;
+  if (v && typeof v === 'object')
+    return 'path' in v
+      ? `unix:${(v as { path: string }).path}`
+      : `${(v as { host: string }).host}:${(v as { port: number }).port}`;
   return String(v);
 }

@@ -23,14 +23,21 @@ import { type MetricsServer, serveMetrics } from '../metrics/server.js';
 import { SpliceService } from '../service/splice-service.js';
 import { Splicer } from '../splice/splicer.js';
 import { type Sweeper, startSweeper } from '../splice/sweeper.js';
-import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
+import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
 import { listenOnSocket, prepareApiDir, resolveGroup } from './api-socket.js';
 import { checkApiAuth, checkRunnable, type DaemonConfig, loadConfig } from './config.js';
 import { applyHostSettings, type HostLog, restoreHostSettings } from './host-settings.js';
 import type { RestoreStep } from './host-settings-plan.js';
 import { mapIdOf, ownersToSave, readOwners, restoreOwners, saveOwners } from './owners.js';
-import { type Attachment, attachOrReuse, linkPinPath, preparePinDir, type TeardownResult, teardownPins } from './pins.js';
+import {
+  type Attachment,
+  attachOrReuse,
+  linkPinPath,
+  preparePinDir,
+  type TeardownResult,
+  teardownPins,
+} from './pins.js';
 
 export interface RunOptions {
   /** Install SIGTERM/SIGINT handlers that shut down and exit (the CLI); tests call close() instead. */
@@ -56,7 +63,11 @@ export interface RunningDaemon {
 export const DEFAULT_GRACE_MS = 10_000;
 
 /** Starts the daemon from `baton lb` arguments and the environment. */
-export async function runDaemon(argv: readonly string[], env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<RunningDaemon> {
+export async function runDaemon(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  opts: RunOptions = {},
+): Promise<RunningDaemon> {
   const config = loadConfig(argv, env);
   checkRunnable(config);
   return startDaemon(config, opts);
@@ -65,7 +76,12 @@ export async function runDaemon(argv: readonly string[], env: NodeJS.ProcessEnv,
 export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): Promise<RunningDaemon> {
   checkApiAuth(config); // never a TCP listener without a token, however the config was made
   // The socket's directory first, before anything else (the state dir) can create it with looser modes.
-  const apiGid = 'path' in config.api ? (config.apiGroup !== undefined ? resolveGroup(config.apiGroup) : (process.getgid?.() ?? 0)) : undefined;
+  const apiGid =
+    'path' in config.api
+      ? config.apiGroup !== undefined
+        ? resolveGroup(config.apiGroup)
+        : (process.getgid?.() ?? 0)
+      : undefined;
   if ('path' in config.api && apiGid !== undefined) prepareApiDir(config.api.path, apiGid);
   preparePinDir(config.pinDir);
   const dp = await Datapath.load({
@@ -94,7 +110,10 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     const owned = restoreOwners(readOwners(config.stateDir, tableId), tableId, splicer.records);
 
     let attached = true;
-    const metrics = new BatonMetrics({ counters: () => dp.readCountersByDirection(), tableCapacity: config.tableCapacity });
+    const metrics = new BatonMetrics({
+      counters: () => dp.readCountersByDirection(),
+      tableCapacity: config.tableCapacity,
+    });
     const service = new SpliceService({
       splicer,
       observer: metrics,
@@ -103,7 +122,9 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         if (!attached) return 'the datapath is detached';
         // `baton down` (or a hand-removed pin) while we run: the links are gone.
         const gone = attachments.filter((a) => !existsSync(linkPinPath(config.pinDir, a.ifindex)));
-        return gone.length ? `XDP link pins missing for ${gone.map((a) => a.ifname).join(', ')} (was baton down run?); restart baton lb to attach again` : undefined;
+        return gone.length
+          ? `XDP link pins missing for ${gone.map((a) => a.ifname).join(', ')} (was baton down run?); restart baton lb to attach again`
+          : undefined;
       },
     });
     metrics.watch(service);
@@ -135,7 +156,14 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     if (config.insecureNoAuth) app.log.warn({ api: apiAddress, insecureNoAuth: true }, `INSECURE: ${INSECURE_WARNING}`);
 
     app.log.info(
-      { interfaces: attachments.map((a) => ({ name: a.ifname, ifindex: a.ifindex, reused: a.reused })), pinDir: config.pinDir, adopted, ownersRestored: owned, api: apiAddress, metrics: metricsServer?.address },
+      {
+        interfaces: attachments.map((a) => ({ name: a.ifname, ifindex: a.ifindex, reused: a.reused })),
+        pinDir: config.pinDir,
+        adopted,
+        ownersRestored: owned,
+        api: apiAddress,
+        metrics: metricsServer?.address,
+      },
       `baton lb ready: ${attachments.length} interface(s), ${adopted} connection(s) recovered`,
     );
 
@@ -151,7 +179,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         try {
           saveOwners(config.stateDir, ownersToSave(tableId, splicer.records.values()));
         } catch (err) {
-          running.log.error({ err }, 'could not save the connections\' owners: after the restart they belong to root');
+          running.log.error({ err }, "could not save the connections' owners: after the restart they belong to root");
         }
         attached = false;
         releaseDatapath();
@@ -160,11 +188,14 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       })());
 
     if (opts.handleSignals) {
-      closeWithGrace({ delay: opts.graceMs ?? DEFAULT_GRACE_MS, logger: { error: (m: unknown) => running.log.error(m) } }, async ({ signal, err }) => {
-        if (err) running.log.error({ err }, 'fatal error, shutting down');
-        else running.log.info(`${signal ?? 'exit'}: shutting down (the datapath stays attached)`);
-        await close();
-      });
+      closeWithGrace(
+        { delay: opts.graceMs ?? DEFAULT_GRACE_MS, logger: { error: (m: unknown) => running.log.error(m) } },
+        async ({ signal, err }) => {
+          if (err) running.log.error({ err }, 'fatal error, shutting down');
+          else running.log.info(`${signal ?? 'exit'}: shutting down (the datapath stays attached)`);
+          await close();
+        },
+      );
     }
 
     return { config, apiAddress, metricsAddress: metricsServer?.address, attachments, adopted, service, close };
@@ -181,7 +212,10 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
  * under the pin directory, then restores the host settings baton changed
  * (after the detach: the datapath needs them while it forwards).
  */
-export function teardown(config: Pick<DaemonConfig, 'pinDir' | 'stateDir'>, log?: HostLog): TeardownResult & { sysctls: RestoreStep[] } {
+export function teardown(
+  config: Pick<DaemonConfig, 'pinDir' | 'stateDir'>,
+  log?: HostLog,
+): TeardownResult & { sysctls: RestoreStep[] } {
   const pins = teardownPins(config.pinDir);
   const { steps } = restoreHostSettings({ stateDir: config.stateDir, pinDir: config.pinDir, ...(log ? { log } : {}) });
   return { ...pins, sysctls: steps };

@@ -38,16 +38,16 @@ import { SIOCGIFINDEX, SO_NETNS_COOKIE, SOL_SOCKET } from '../tcp/kernel.js';
 import { closeFd, getOpt, openTcpSocket } from '../tcp/socket.js';
 
 import {
-  wantedSysctls,
   allSysctl,
-  type SysctlEntry,
   type HostSettingsRecord,
   type ObservedSysctl,
-  type SysctlWrite,
-  planApply,
-  type RestoreStep,
-  planRestore,
   parseRecord,
+  planApply,
+  planRestore,
+  type RestoreStep,
+  type SysctlEntry,
+  type SysctlWrite,
+  wantedSysctls,
 } from './host-settings-plan.js';
 
 // ---------------------------------------------------------------- the host

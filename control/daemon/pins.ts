@@ -24,7 +24,11 @@ export function preparePinDir(pinDir: string): void {
   try {
     mkdirSync(pinDir, { recursive: true });
   } catch (e) {
-    throw new BatonError('CONFIG_INVALID', `cannot create the pin directory ${pinDir}: ${(e as Error).message}`, 'pin_dir');
+    throw new BatonError(
+      'CONFIG_INVALID',
+      `cannot create the pin directory ${pinDir}: ${(e as Error).message}`,
+      'pin_dir',
+    );
   }
   if (statfsSync(pinDir).type !== BPF_FS_MAGIC) {
     throw new BatonError(
@@ -40,7 +44,11 @@ export function ifindexOf(name: string): number {
   try {
     return Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim());
   } catch {
-    throw new BatonError('CONFIG_INVALID', `no interface named ${name} in this network namespace (see ip link)`, 'no_interface');
+    throw new BatonError(
+      'CONFIG_INVALID',
+      `no interface named ${name} in this network namespace (see ip link)`,
+      'no_interface',
+    );
   }
 }
 

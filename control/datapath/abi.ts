@@ -17,17 +17,46 @@ export const LAYOUTS = {
   baton_flow_key: { size: 40, fields: { saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36, proto: 37 } },
   baton_xlate: {
     size: 56,
-    fields: { saddr: 0, daddr: 16, sport: 32, dport: 34, seq_delta: 36, ack_delta: 40, tsval_delta: 44, tsecr_delta: 48, wscale_in: 52, wscale_out: 53, flags: 54 },
+    fields: {
+      saddr: 0,
+      daddr: 16,
+      sport: 32,
+      dport: 34,
+      seq_delta: 36,
+      ack_delta: 40,
+      tsval_delta: 44,
+      tsecr_delta: 48,
+      wscale_in: 52,
+      wscale_out: 53,
+      flags: 54,
+    },
   },
   baton_leg: { size: 64, fields: { seq_start: 0, ack_floor: 4, x: 8 } },
-  baton_track: { size: 40, fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 } },
+  baton_track: {
+    size: 40,
+    fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 },
+  },
   baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, leg: 12, smac: 16, dmac: 22 } },
-  baton_flow: { size: 600, fields: { conn_id: 0, state: 8, kind: 9, n_legs: 10, challenge_ms: 12, track: 16, nexthop: 56, leg: 88 } },
+  baton_flow: {
+    size: 600,
+    fields: { conn_id: 0, state: 8, kind: 9, n_legs: 10, challenge_ms: 12, track: 16, nexthop: 56, leg: 88 },
+  },
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   baton_ctl: { size: 120, fields: { key: 0, op: 40, state: 44, result: 48, n_legs: 52, leg: 56 } },
   baton_tcp_probe: {
     size: 40,
-    fields: { ts_recent: 0, ts_recent_stamp: 4, rcv_tsval: 8, rcv_tsecr: 12, tsoffset: 16, snd_una: 20, snd_nxt: 24, rcv_nxt: 28, write_seq: 32, flags: 36 },
+    fields: {
+      ts_recent: 0,
+      ts_recent_stamp: 4,
+      rcv_tsval: 8,
+      rcv_tsecr: 12,
+      tsoffset: 16,
+      snd_una: 20,
+      snd_nxt: 24,
+      rcv_nxt: 28,
+      write_seq: 32,
+      flags: 36,
+    },
   },
   baton_sk_query: { size: 80, fields: { key: 0, result: 40 } },
 } as const satisfies Record<string, Layout>;
@@ -139,7 +168,6 @@ export interface Xlate {
   timestamps: boolean;
 }
 
-
 function encodeXlate(x: Xlate, b: Buffer, at: number): void {
   const f = L.baton_xlate.fields;
   encodeTuple(x.out, b, at, f);
@@ -196,7 +224,8 @@ export interface Flow {
 }
 
 export function encodeFlow(flow: Flow): Buffer {
-  if (flow.legs.length > MAX_LEGS) throw new RangeError(`at most ${MAX_LEGS} back-end legs per connection, got ${flow.legs.length}`);
+  if (flow.legs.length > MAX_LEGS)
+    throw new RangeError(`at most ${MAX_LEGS} back-end legs per connection, got ${flow.legs.length}`);
   const f = L.baton_flow.fields;
   const b = Buffer.alloc(L.baton_flow.size);
   b.writeBigUInt64LE(flow.connId, f.conn_id);

@@ -60,7 +60,8 @@ export function connectionStatus(
   let state: ConnectionState;
   if (toBackend.rst || toClient.rst) state = 'closed';
   else if (c && toBackend.fin && toClient.fin) {
-    const bothAcked = current && !seqBefore(current.ackMax, u32(c.finSeq + 1)) && !seqBefore(c.ackMax, u32(current.finSeq + 1));
+    const bothAcked =
+      current && !seqBefore(current.ackMax, u32(c.finSeq + 1)) && !seqBefore(c.ackMax, u32(current.finSeq + 1));
     state = bothAcked ? 'closed' : 'closing';
   } else if (toBackend.fin || toClient.fin) state = 'closing';
   else if (client?.state === FlowState.BLOCK) state = 'blocked';

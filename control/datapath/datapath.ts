@@ -4,7 +4,7 @@
  * files, map names and counter layout behind a small typed surface.
  */
 import { join } from 'node:path';
-import { BpfObject, type BpfMap, XdpLink } from '../bpf/index.js';
+import { type BpfMap, BpfObject, XdpLink } from '../bpf/index.js';
 import { resolveBpfObject } from '../bpf/objects.js';
 import { ABI_VERSION, type Action, DIRECTIONS, type Direction, REASONS, type ReasonName } from './abi.js';
 import { FlowTable } from './flow-table.js';
@@ -104,7 +104,12 @@ export function readCounters(counters: BpfMap): CounterRow[] {
   const byDir = readCountersByDirection(counters);
   return REASONS.map(([action, reason], i) => {
     const rows = byDir.slice(i * DIRECTIONS.length, (i + 1) * DIRECTIONS.length);
-    return { action, reason, packets: rows.reduce((a, r) => a + r.packets, 0n), bytes: rows.reduce((a, r) => a + r.bytes, 0n) };
+    return {
+      action,
+      reason,
+      packets: rows.reduce((a, r) => a + r.packets, 0n),
+      bytes: rows.reduce((a, r) => a + r.bytes, 0n),
+    };
   });
 }
 

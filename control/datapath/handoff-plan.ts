@@ -13,7 +13,7 @@
 import { seqBefore, type TcpState, u32 } from '../tcp/state.js';
 import { type Leg, TRACK_F_FIN, TRACK_F_RST, type Track, type Xlate } from './abi.js';
 import { seen } from './connection-plan.js';
-import { refusalReason, translation, TS_MARGIN } from './splice-plan.js';
+import { refusalReason, TS_MARGIN, translation } from './splice-plan.js';
 
 /** A request boundary, in client sequence space. */
 export interface Boundary {
@@ -30,7 +30,6 @@ export interface Boundary {
  * splice. 2^24 ms is 4.6 hours; a jump forward is harmless.
  */
 export const RETIRE_TS_LEAD = 1 << 24;
-
 
 /**
  * The boundary if the connection is at one: both directions seen, neither

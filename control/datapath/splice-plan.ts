@@ -14,8 +14,9 @@
  * TSecr is moved back by the reverse offset, so echoed values (RTT samples)
  * are exact.
  */
-import { type FlowKey, FlowKind, FlowState, type Flow, type Leg, type Xlate } from './abi.js';
+
 import { type Endpoint, type TcpState, u32 } from '../tcp/state.js';
+import { type Flow, type FlowKey, FlowKind, FlowState, type Leg, type Xlate } from './abi.js';
 
 export interface SplicePlan {
   clientKey: FlowKey;
@@ -37,30 +38,57 @@ export class SpliceRefused extends Error {
 /** Why these two legs cannot be joined byte-exactly, or undefined. */
 export function refusalReason(leg1: TcpState, leg2: TcpState): SpliceRefused | undefined {
   if (leg1.family !== leg2.family) {
-    return new SpliceRefused('family_mismatch', `leg 1 is IPv${leg1.family} and leg 2 IPv${leg2.family}; both legs must use the same IP version`);
+    return new SpliceRefused(
+      'family_mismatch',
+      `leg 1 is IPv${leg1.family} and leg 2 IPv${leg2.family}; both legs must use the same IP version`,
+    );
   }
-  for (const [name, leg] of [['client', leg1], ['back-end', leg2]] as const) {
+  for (const [name, leg] of [
+    ['client', leg1],
+    ['back-end', leg2],
+  ] as const) {
     if (leg.sendQueue.length > 0 || leg.sndUna !== leg.sndNxt) {
-      return new SpliceRefused('unacked_data', `the ${name} socket still has ${leg.sendQueue.length} unacknowledged or unsent bytes; splice once its peer has acknowledged everything`);
+      return new SpliceRefused(
+        'unacked_data',
+        `the ${name} socket still has ${leg.sendQueue.length} unacknowledged or unsent bytes; splice once its peer has acknowledged everything`,
+      );
     }
   }
   if (leg2.recvQueue.length > 0) {
-    return new SpliceRefused('unread_data', `the back-end socket holds ${leg2.recvQueue.length} unread bytes of a response; read them first`);
+    return new SpliceRefused(
+      'unread_data',
+      `the back-end socket holds ${leg2.recvQueue.length} unread bytes of a response; read them first`,
+    );
   }
   if (leg1.timestamps !== leg2.timestamps) {
-    return new SpliceRefused('options_mismatch', `timestamps are ${leg1.timestamps ? 'on' : 'off'} toward the client but ${leg2.timestamps ? 'on' : 'off'} toward the back end; both legs must agree (RFC 7323 forbids adding or removing them mid-connection)`);
+    return new SpliceRefused(
+      'options_mismatch',
+      `timestamps are ${leg1.timestamps ? 'on' : 'off'} toward the client but ${leg2.timestamps ? 'on' : 'off'} toward the back end; both legs must agree (RFC 7323 forbids adding or removing them mid-connection)`,
+    );
   }
   if (leg1.sackPermitted !== leg2.sackPermitted && leg2.sackPermitted) {
-    return new SpliceRefused('options_mismatch', 'the back end may send SACK blocks the client never agreed to; disable SACK toward the back end or enable it toward the client');
+    return new SpliceRefused(
+      'options_mismatch',
+      'the back end may send SACK blocks the client never agreed to; disable SACK toward the back end or enable it toward the client',
+    );
   }
   if (leg1.timestamps && (leg1.tsRecent === undefined || leg2.tsRecent === undefined)) {
-    return new SpliceRefused('timestamps_unknown', 'the peers\' latest TSval could not be read, so timestamps cannot be translated safely');
+    return new SpliceRefused(
+      'timestamps_unknown',
+      "the peers' latest TSval could not be read, so timestamps cannot be translated safely",
+    );
   }
   if (leg1.advMss > leg2.mssClamp) {
-    return new SpliceRefused('mss_too_large', `the client may send ${leg1.advMss}-byte segments but the back end accepts at most ${leg2.mssClamp}; lower the MSS advertised toward clients (TCP_MAXSEG on the listener) to ${leg2.mssClamp} or less`);
+    return new SpliceRefused(
+      'mss_too_large',
+      `the client may send ${leg1.advMss}-byte segments but the back end accepts at most ${leg2.mssClamp}; lower the MSS advertised toward clients (TCP_MAXSEG on the listener) to ${leg2.mssClamp} or less`,
+    );
   }
   if (leg2.advMss > leg1.mssClamp) {
-    return new SpliceRefused('mss_too_large', `the back end may send ${leg2.advMss}-byte segments but the client accepts at most ${leg1.mssClamp}; set TCP_MAXSEG to ${leg1.mssClamp} or less on the back-end socket before connecting`);
+    return new SpliceRefused(
+      'mss_too_large',
+      `the back end may send ${leg2.advMss}-byte segments but the client accepts at most ${leg1.mssClamp}; set TCP_MAXSEG to ${leg1.mssClamp} or less on the back-end socket before connecting`,
+    );
   }
   return undefined;
 }

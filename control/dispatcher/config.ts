@@ -74,7 +74,9 @@ export function parseHostPort(text: unknown, field: string): HostPort {
   const parts = splitAddress(text);
   const port = 'error' in parts || !/^\d{1,5}$/.test(parts.port) ? 0 : Number(parts.port);
   if ('error' in parts || !isIP(parts.host) || port < 1 || port > 65535) {
-    throw new ConfigError(`${field}: ${JSON.stringify(text)} is not "ip:port" (e.g. "198.18.2.2:8080" or "[2001:db8::2]:8080")`);
+    throw new ConfigError(
+      `${field}: ${JSON.stringify(text)} is not "ip:port" (e.g. "198.18.2.2:8080" or "[2001:db8::2]:8080")`,
+    );
   }
   return { host: parts.host, port };
 }
@@ -85,38 +87,62 @@ const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'obj
 
 function positiveInt(v: unknown, field: string): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`${field}: expected a non-negative integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+    throw new ConfigError(`${field}: expected a non-negative integer, got ${JSON.stringify(v)}`);
   return v;
 }
 
 /** Checks a parsed config; returns it typed, or throws ConfigError naming the field. */
 export function validateConfig(raw: unknown): DispatcherConfig {
   if (!isObject(raw)) throw new ConfigError('the configuration must be a JSON object');
-  const known = new Set(['listen', 'pools', 'routes', 'api', 'splice', 'headerTimeoutMs', 'maxHeaderBytes', 'quiesceTimeoutMs']);
-  for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`unknown field ${JSON.stringify(k)} (known: ${[...known].join(', ')})`);
+  const known = new Set([
+    'listen',
+    'pools',
+    'routes',
+    'api',
+    'splice',
+    'headerTimeoutMs',
+    'maxHeaderBytes',
+    'quiesceTimeoutMs',
+  ]);
+  for (const k of Object.keys(raw))
+    if (!known.has(k)) throw new ConfigError(`unknown field ${JSON.stringify(k)} (known: ${[...known].join(', ')})`);
   const listen = Array.isArray(raw.listen) ? raw.listen : [raw.listen];
   if (listen.length === 0) throw new ConfigError('listen: at least one "ip:port"');
   listen.forEach((l, i) => parseHostPort(l, `listen[${i}]`));
-  if (!isObject(raw.pools) || Object.keys(raw.pools).length === 0) throw new ConfigError('pools: expected an object of named pools, e.g. {"web": {"backends": ["198.18.2.2:8080"]}}');
+  if (!isObject(raw.pools) || Object.keys(raw.pools).length === 0)
+    throw new ConfigError('pools: expected an object of named pools, e.g. {"web": {"backends": ["198.18.2.2:8080"]}}');
   for (const [name, p] of Object.entries(raw.pools)) {
-    if (!isObject(p) || !Array.isArray(p.backends) || p.backends.length === 0) throw new ConfigError(`pools.${name}: expected {"backends": ["ip:port", ...]}`);
+    if (!isObject(p) || !Array.isArray(p.backends) || p.backends.length === 0)
+      throw new ConfigError(`pools.${name}: expected {"backends": ["ip:port", ...]}`);
     p.backends.forEach((b, i) => parseHostPort(b, `pools.${name}.backends[${i}]`));
     positiveInt(p.idle, `pools.${name}.idle`);
   }
-  if (!Array.isArray(raw.routes) || raw.routes.length === 0) throw new ConfigError('routes: expected a list, e.g. [{"pathPrefix": "/api/", "pool": "api"}, {"pool": "web"}]');
+  if (!Array.isArray(raw.routes) || raw.routes.length === 0)
+    throw new ConfigError('routes: expected a list, e.g. [{"pathPrefix": "/api/", "pool": "api"}, {"pool": "web"}]');
   raw.routes.forEach((r, i) => {
-    if (!isObject(r) || typeof r.pool !== 'string') throw new ConfigError(`routes[${i}]: expected {"pool": "<name>", "host"?: ..., "pathPrefix"?: ...}`);
-    if (!(r.pool in (raw.pools as object))) throw new ConfigError(`routes[${i}].pool: no pool named ${JSON.stringify(r.pool)} (pools: ${Object.keys(raw.pools as object).join(', ')})`);
-    if (r.host !== undefined && typeof r.host !== 'string') throw new ConfigError(`routes[${i}].host: expected a string`);
-    if (r.pathPrefix !== undefined && (typeof r.pathPrefix !== 'string' || !r.pathPrefix.startsWith('/'))) throw new ConfigError(`routes[${i}].pathPrefix: expected a path starting with "/"`);
+    if (!isObject(r) || typeof r.pool !== 'string')
+      throw new ConfigError(`routes[${i}]: expected {"pool": "<name>", "host"?: ..., "pathPrefix"?: ...}`);
+    if (!(r.pool in (raw.pools as object)))
+      throw new ConfigError(
+        `routes[${i}].pool: no pool named ${JSON.stringify(r.pool)} (pools: ${Object.keys(raw.pools as object).join(', ')})`,
+      );
+    if (r.host !== undefined && typeof r.host !== 'string')
+      throw new ConfigError(`routes[${i}].host: expected a string`);
+    if (r.pathPrefix !== undefined && (typeof r.pathPrefix !== 'string' || !r.pathPrefix.startsWith('/')))
+      throw new ConfigError(`routes[${i}].pathPrefix: expected a path starting with "/"`);
   });
-  if (raw.api !== undefined && !isObject(raw.api)) throw new ConfigError('api: expected {"url": ...} or {"socketPath": ...}');
-  if (raw.splice !== undefined && typeof raw.splice !== 'boolean' && raw.splice !== 'keep-alive') throw new ConfigError('splice: expected true, false or "keep-alive"');
+  if (raw.api !== undefined && !isObject(raw.api))
+    throw new ConfigError('api: expected {"url": ...} or {"socketPath": ...}');
+  if (raw.splice !== undefined && typeof raw.splice !== 'boolean' && raw.splice !== 'keep-alive')
+    throw new ConfigError('splice: expected true, false or "keep-alive"');
   positiveInt(raw.headerTimeoutMs, 'headerTimeoutMs');
   positiveInt(raw.quiesceTimeoutMs, 'quiesceTimeoutMs');
   const mh = positiveInt(raw.maxHeaderBytes, 'maxHeaderBytes');
   if (mh !== undefined && (mh < 64 || mh > MAX_PREFIX_BYTES)) {
-    throw new ConfigError(`maxHeaderBytes: 64..${MAX_PREFIX_BYTES} (a splice carries at most ${MAX_PREFIX_BYTES} client bytes)`);
+    throw new ConfigError(
+      `maxHeaderBytes: 64..${MAX_PREFIX_BYTES} (a splice carries at most ${MAX_PREFIX_BYTES} client bytes)`,
+    );
   }
   return raw as unknown as DispatcherConfig;
 }

@@ -12,20 +12,47 @@
  * to the back end its first request picked.
  */
 import net from 'node:net';
-import { createClient, type BatonClient } from '../sdk/client.js';
+import { type BatonClient, createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
 import { splice } from '../sdk/splice.js';
 import {
-  DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_IDLE_PER_BACKEND, DEFAULT_MAX_HEADER_BYTES, type DispatcherConfig, formatHostPort, parseHostPort,
+  DEFAULT_HEADER_TIMEOUT_MS,
+  DEFAULT_IDLE_PER_BACKEND,
+  DEFAULT_MAX_HEADER_BYTES,
+  type DispatcherConfig,
+  formatHostPort,
+  parseHostPort,
 } from './config.js';
 import { BackendPool, type Taken } from './pool.js';
-import { HeadError, readRequestHead, type RequestHead } from './request-head.js';
+import { HeadError, type RequestHead, readRequestHead } from './request-head.js';
 import { pickRoute } from './router.js';
 
 export type DispatchEvent =
   | { event: 'ready'; listen: string[]; pools: Record<string, Record<string, number>> }
-  | { event: 'spliced'; conn: number; client: string; host: string; path: string; pool: string; backend: string; pooled: boolean; id: string; ms: number }
-  | { event: 'relayed'; conn: number; client: string; host: string; path: string; pool: string; backend: string; code: string; reason?: string; detail: string }
+  | {
+      event: 'spliced';
+      conn: number;
+      client: string;
+      host: string;
+      path: string;
+      pool: string;
+      backend: string;
+      pooled: boolean;
+      id: string;
+      ms: number;
+    }
+  | {
+      event: 'relayed';
+      conn: number;
+      client: string;
+      host: string;
+      path: string;
+      pool: string;
+      backend: string;
+      code: string;
+      reason?: string;
+      detail: string;
+    }
   | { event: 'rejected'; conn: number; client: string; status: number; why: string }
   | { event: 'closed'; conn: number; client: string; relayedBytes: { toBackend: number; toClient: number } };
 
@@ -52,13 +79,23 @@ export interface DispatcherDeps {
   client?: BatonClient;
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+};
 
 export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {}): Dispatcher {
   const emit = deps.onEvent ?? (() => {});
   const api = deps.client ?? createClient({ ...cfg.api });
-  const pools = new Map(Object.entries(cfg.pools).map(([name, p]) => [name, new BackendPool(name, p, p.idle ?? DEFAULT_IDLE_PER_BACKEND)]));
-  const listens = (Array.isArray(cfg.listen) ? cfg.listen : [cfg.listen]).map((l, i) => parseHostPort(l, `listen[${i}]`));
+  const pools = new Map(
+    Object.entries(cfg.pools).map(([name, p]) => [name, new BackendPool(name, p, p.idle ?? DEFAULT_IDLE_PER_BACKEND)]),
+  );
+  const listens = (Array.isArray(cfg.listen) ? cfg.listen : [cfg.listen]).map((l, i) =>
+    parseHostPort(l, `listen[${i}]`),
+  );
   const maxHeader = cfg.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   const headerTimeout = cfg.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
   const stats: DispatcherStats = { accepted: 0, spliced: 0, relayed: 0, rejected: 0, byBackend: {} };
@@ -78,7 +115,14 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       return reject(conn, peer, client, e instanceof HeadError ? e.status : 400, (e as Error).message);
     }
     const route = pickRoute(cfg.routes, head.host, head.path);
-    if (!route) return reject(conn, peer, client, 404, `no route for host ${JSON.stringify(head.host)} path ${JSON.stringify(head.path)}`);
+    if (!route)
+      return reject(
+        conn,
+        peer,
+        client,
+        404,
+        `no route for host ${JSON.stringify(head.host)} path ${JSON.stringify(head.path)}`,
+      );
     const pool = pools.get(route.pool)!;
     let up: Taken;
     try {
@@ -88,7 +132,12 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     }
     const where = { conn, client: peer, host: head.host, path: head.path, pool: pool.name, backend: up.backend };
     if (cfg.splice === 'keep-alive' && !head.keepAlive) {
-      emit({ event: 'relayed', ...where, code: 'ONE_SHOT_REQUEST', detail: 'the client asked to close after this request (splice: "keep-alive" in the configuration)' });
+      emit({
+        event: 'relayed',
+        ...where,
+        code: 'ONE_SHOT_REQUEST',
+        detail: 'the client asked to close after this request (splice: "keep-alive" in the configuration)',
+      });
     } else if (cfg.splice !== false) {
       const t0 = performance.now();
       try {
@@ -104,7 +153,13 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       } catch (e) {
         // splice() gives both sockets back untouched on every error, so relaying is always safe.
         const err = e instanceof BatonApiError ? e : undefined;
-        emit({ event: 'relayed', ...where, code: err?.code ?? 'SDK_ERROR', ...(err?.reason ? { reason: err.reason } : {}), detail: err?.detail || (e as Error).message });
+        emit({
+          event: 'relayed',
+          ...where,
+          code: err?.code ?? 'SDK_ERROR',
+          ...(err?.reason ? { reason: err.reason } : {}),
+          detail: err?.detail || (e as Error).message,
+        });
       }
     } else {
       emit({ event: 'relayed', ...where, code: 'SPLICE_DISABLED', detail: 'splice: false in the configuration' });
@@ -126,7 +181,9 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     stats.rejected++;
     emit({ event: 'rejected', conn, client: peer, status, why });
     const body = `${why}\n`;
-    client.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    client.end(
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   }
 
   /** Userspace fallback: the request bytes read so far, then both directions piped until either side ends. */
@@ -158,7 +215,13 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       for (const l of listens) {
         const server = net.createServer({ noDelay: true }, (c) => {
           handle(c).catch((e: unknown) => {
-            emit({ event: 'rejected', conn: -1, client: '?', status: 500, why: `dispatcher bug: ${(e as Error).message}` });
+            emit({
+              event: 'rejected',
+              conn: -1,
+              client: '?',
+              status: 500,
+              why: `dispatcher bug: ${(e as Error).message}`,
+            });
             c.destroy();
           });
         });
@@ -170,7 +233,11 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         const a = server.address() as net.AddressInfo;
         bound.push(formatHostPort({ host: a.address, port: a.port }));
       }
-      emit({ event: 'ready', listen: bound, pools: Object.fromEntries([...pools].map(([n, p]) => [n, p.idleCounts()])) });
+      emit({
+        event: 'ready',
+        listen: bound,
+        pools: Object.fromEntries([...pools].map(([n, p]) => [n, p.idleCounts()])),
+      });
       return bound;
     },
     async close() {

@@ -13,9 +13,14 @@ import { createDispatcher } from './dispatcher.js';
 const line = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  const { values } = parseArgs({
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
   if (values.help || !values.config) {
-    process.stderr.write('usage: dispatcher --config <file.json | inline JSON>\n(see control/dispatcher/config.ts for the fields)\n');
+    process.stderr.write(
+      'usage: dispatcher --config <file.json | inline JSON>\n(see control/dispatcher/config.ts for the fields)\n',
+    );
     return values.help ? 0 : 2;
   }
   const cfg = loadConfig(values.config);
@@ -35,7 +40,9 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
-    process.stderr.write(`dispatcher: ${e instanceof ConfigError ? `configuration: ${e.message}` : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `dispatcher: ${e instanceof ConfigError ? `configuration: ${e.message}` : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     process.exit(e instanceof ConfigError ? 2 : 1);
   },
 );

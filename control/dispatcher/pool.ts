@@ -7,7 +7,7 @@
  * is dropped (it could not be spliced byte-exactly).
  */
 import net from 'node:net';
-import { formatHostPort, type HostPort, parseHostPort, type PoolConfig } from './config.js';
+import { formatHostPort, type HostPort, type PoolConfig, parseHostPort } from './config.js';
 
 interface Backend {
   addr: HostPort;
@@ -95,7 +95,10 @@ export class BackendPool {
   private connect(b: Backend): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const s = net.connect({ host: b.addr.host, port: b.addr.port, noDelay: true });
-      const timer = setTimeout(() => s.destroy(new Error(`connect to ${b.name} timed out after ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => s.destroy(new Error(`connect to ${b.name} timed out after ${CONNECT_TIMEOUT_MS} ms`)),
+        CONNECT_TIMEOUT_MS,
+      );
       s.once('connect', () => {
         clearTimeout(timer);
         s.removeAllListeners('error');

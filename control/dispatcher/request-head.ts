@@ -62,7 +62,10 @@ export function readRequestHead(socket: net.Socket, maxBytes: number, timeoutMs:
       }
     };
     const onEnd = () => done(new HeadError(400, 'client closed before sending a complete request head'));
-    const timer = setTimeout(() => done(new HeadError(408, `no complete request head within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => done(new HeadError(408, `no complete request head within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     socket.on('data', onData);
     socket.once('end', onEnd);
     socket.once('close', onEnd);
@@ -90,14 +93,25 @@ export function parseHead(bytes: Buffer, end: number): RequestHead {
     }
   }
   const q = target.search(/[?#]/);
-  return { bytes, method: m[1]!, path: q < 0 ? target : target.slice(0, q), host: stripPort(host.toLowerCase()), keepAlive: keepAlive(m[3] === '1', lines.slice(1)) };
+  return {
+    bytes,
+    method: m[1]!,
+    path: q < 0 ? target : target.slice(0, q),
+    host: stripPort(host.toLowerCase()),
+    keepAlive: keepAlive(m[3] === '1', lines.slice(1)),
+  };
 }
 
 /** RFC 9112 §9.3: persistent by default in HTTP/1.1; the Connection header's tokens decide otherwise. */
 function keepAlive(http11: boolean, headerLines: string[]): boolean {
   const tokens = headerLines
     .filter((l) => l.slice(0, l.indexOf(':')).trim().toLowerCase() === 'connection')
-    .flatMap((l) => l.slice(l.indexOf(':') + 1).split(',').map((t) => t.trim().toLowerCase()));
+    .flatMap((l) =>
+      l
+        .slice(l.indexOf(':') + 1)
+        .split(',')
+        .map((t) => t.trim().toLowerCase()),
+    );
   if (tokens.includes('close')) return false;
   return http11 || tokens.includes('keep-alive');
 }

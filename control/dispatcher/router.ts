@@ -8,5 +8,9 @@ export function hostMatches(pattern: string, host: string): boolean {
 }
 
 export function pickRoute(routes: readonly RouteConfig[], host: string, path: string): RouteConfig | undefined {
-  return routes.find((r) => (r.host === undefined || hostMatches(r.host, host)) && (r.pathPrefix === undefined || path.startsWith(r.pathPrefix)));
+  return routes.find(
+    (r) =>
+      (r.host === undefined || hostMatches(r.host, host)) &&
+      (r.pathPrefix === undefined || path.startsWith(r.pathPrefix)),
+  );
 }

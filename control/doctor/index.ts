@@ -7,8 +7,19 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
-  type Check, checkBpffs, checkBtf, checkConntrack, checkForwarding, checkInterface, checkKernel, checkLibbpf, checkObjects,
-  checkHostSettings, checkPrivileges, checkTcpOptions, checkTcpRepair,
+  type Check,
+  checkBpffs,
+  checkBtf,
+  checkConntrack,
+  checkForwarding,
+  checkHostSettings,
+  checkInterface,
+  checkKernel,
+  checkLibbpf,
+  checkObjects,
+  checkPrivileges,
+  checkTcpOptions,
+  checkTcpRepair,
 } from './checks.js';
 
 export type { Check, CheckStatus } from './checks.js';
@@ -30,7 +41,17 @@ export interface DoctorOptions {
 }
 
 export async function runDoctor(opts: DoctorOptions = {}): Promise<Check[]> {
-  const checks: Check[] = [checkKernel(), checkBtf(), checkBpffs(opts.pinDir ?? DEFAULT_PIN_DIR), checkPrivileges(), await checkLibbpf(), checkObjects({ datapath: { path: opts.objects?.objectPath, dir: opts.objects?.bpfDir }, probe: { path: opts.objects?.probeObjectPath, dir: opts.objects?.bpfDir } })];
+  const checks: Check[] = [
+    checkKernel(),
+    checkBtf(),
+    checkBpffs(opts.pinDir ?? DEFAULT_PIN_DIR),
+    checkPrivileges(),
+    await checkLibbpf(),
+    checkObjects({
+      datapath: { path: opts.objects?.objectPath, dir: opts.objects?.bpfDir },
+      probe: { path: opts.objects?.probeObjectPath, dir: opts.objects?.bpfDir },
+    }),
+  ];
   for (const dev of opts.ifaces ?? []) checks.push(...checkInterface(dev));
   checks.push(...(await checkHostSettings(opts.ifaces ?? [], opts.pinDir ?? DEFAULT_PIN_DIR, opts.stateDir)));
   checks.push(checkForwarding(), checkConntrack(), await checkTcpRepair(), checkTcpOptions());
@@ -46,12 +67,18 @@ export function runDoctorInNetns(netns: string, doctorArgv: string[]): Check[] {
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = fileURLToPath(new URL(fromSource ? '../cli.ts' : '../cli.js', import.meta.url));
   const node = [process.execPath, ...(fromSource ? ['--import', 'tsx'] : []), entry];
-  const r = spawnSync('ip', ['netns', 'exec', netns, ...node, ...doctorArgv], { encoding: 'utf8', timeout: 60_000, cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+  const r = spawnSync('ip', ['netns', 'exec', netns, ...node, ...doctorArgv], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
+  });
   if (r.error) throw new Error(`ip netns exec ${netns} failed: ${r.error.message} (is iproute2 installed?)`);
   try {
     return (JSON.parse(r.stdout) as { checks: Check[] }).checks;
   } catch {
     const why = r.stderr.trim() || r.stdout.trim() || `exit code ${r.status}`;
-    throw new Error(`could not run the checks in network namespace ${JSON.stringify(netns)}: ${why}${/No such file|Cannot open network namespace/.test(why) ? ' (ip netns list shows the names)' : ''}`);
+    throw new Error(
+      `could not run the checks in network namespace ${JSON.stringify(netns)}: ${why}${/No such file|Cannot open network namespace/.test(why) ? ' (ip netns list shows the names)' : ''}`,
+    );
   }
 }

@@ -37,7 +37,11 @@ export interface LinkInfo {
   operstate?: string;
   flags?: string[];
   /** mode 1 native (driver), 2 generic (skb), 3 offloaded, 4 several */
-  xdp?: { mode: number; prog?: { id: number; name: string }; attached?: { mode: number; prog?: { id: number; name: string } }[] };
+  xdp?: {
+    mode: number;
+    prog?: { id: number; name: string };
+    attached?: { mode: number; prog?: { id: number; name: string } }[];
+  };
   linkinfo?: { info_kind?: string };
 }
 

@@ -11,14 +11,16 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApiObserver } from '../api/app.js';
 import type { Direction as CounterDirection } from '../datapath/abi.js';
+import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import type { CounterRow } from '../datapath/datapath.js';
 import type { HandoffMode, HandoffObserver, HandoffOutcome, SpliceService } from '../service/splice-service.js';
-import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import type { TrafficView } from '../service/splicer-port.js';
 import type { ReclaimReason } from '../splice/sweeper.js';
 
 /** Leg latency buckets (seconds): 50 µs up to 5 s; the target is a p50 under 200 µs. */
-export const HANDOFF_BUCKETS = [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
+export const HANDOFF_BUCKETS = [
+  0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5,
+];
 /** How long one pass over the connections serves scrape-time families (one scrape reads it three times). */
 const SCAN_REUSE_MS = 100;
 export const HANDOFF_MODES: readonly HandoffMode[] = ['splice', 'handoff'];
@@ -57,7 +59,10 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
   private lastSeen = new Map<bigint, Totals>();
   private scan: { at: number; states: Record<string, number>; traffic: Totals } | undefined;
 
-  constructor(private readonly sources: MetricsSources = {}, opts: MetricsOptions = {}) {
+  constructor(
+    private readonly sources: MetricsSources = {},
+    opts: MetricsOptions = {},
+  ) {
     const registers = [this.registry];
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
@@ -69,7 +74,8 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
       registers,
       collect() {
         this.reset();
-        for (const r of rows()) this.inc({ direction: r.direction, action: r.action, reason: r.reason }, Number(r.packets));
+        for (const r of rows())
+          this.inc({ direction: r.direction, action: r.action, reason: r.reason }, Number(r.packets));
       },
     });
     new Counter({
@@ -79,7 +85,8 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
       registers,
       collect() {
         this.reset();
-        for (const r of rows()) this.inc({ direction: r.direction, action: r.action, reason: r.reason }, Number(r.bytes));
+        for (const r of rows())
+          this.inc({ direction: r.direction, action: r.action, reason: r.reason }, Number(r.bytes));
       },
     });
 

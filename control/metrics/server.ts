@@ -14,7 +14,10 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function serveMetrics(metrics: BatonMetrics, listen: { host: string; port: number }): Promise<MetricsServer> {
+export async function serveMetrics(
+  metrics: BatonMetrics,
+  listen: { host: string; port: number },
+): Promise<MetricsServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -26,8 +29,12 @@ export async function serveMetrics(metrics: BatonMetrics, listen: { host: string
       return;
     }
     metrics.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(req.method === 'HEAD' ? undefined : text),
-      (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`collecting metrics failed: ${(e as Error).message}\n`),
+      (text) =>
+        res.writeHead(200, { 'content-type': metrics.contentType }).end(req.method === 'HEAD' ? undefined : text),
+      (e: unknown) =>
+        res
+          .writeHead(500, { 'content-type': 'text/plain' })
+          .end(`collecting metrics failed: ${(e as Error).message}\n`),
     );
   });
   await new Promise<void>((resolve, reject) => {

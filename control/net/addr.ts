@@ -54,12 +54,19 @@ export function bytesToIp(bytes: Uint8Array, family: Family): string {
   const groups: number[] = [];
   for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(i * 2));
   // Longest run of zero groups (length >= 2) becomes '::'.
-  let best = -1, bestLen = 0;
+  let best = -1,
+    bestLen = 0;
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      best = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ERRORS } from '../errors.js';
-import { describeEndpoint, DEFAULT_API, ENV_API, ENV_TOKEN, parseEndpoint, type Endpoint } from './endpoint.js';
+import { DEFAULT_API, describeEndpoint, ENV_API, ENV_TOKEN, type Endpoint, parseEndpoint } from './endpoint.js';
 import { BatonApiError, isProblem } from './errors.js';
 import type { BatchResult, ListQuery, Splice, SpliceList, SpliceRequest, Version } from './types.js';
 
@@ -80,7 +80,12 @@ export function createClient(opts: ClientOptions = {}): BatonClient {
     if (token) headers.authorization = `Bearer ${token}`;
     const basePath = base ? base.pathname.replace(/\/+$/, '') : '';
     const target: http.RequestOptions = base
-      ? { protocol: base.protocol, hostname: base.hostname.replace(/^\[|\]$/g, ''), port: base.port || (secure ? 443 : 80), path: basePath + path }
+      ? {
+          protocol: base.protocol,
+          hostname: base.hostname.replace(/^\[|\]$/g, ''),
+          port: base.port || (secure ? 443 : 80),
+          path: basePath + path,
+        }
       : { socketPath: endpoint.socketPath, path };
     return new Promise<Response<T>>((resolve, reject) => {
       const req = (secure ? https : http).request({ ...target, method, headers, agent, timeout: timeoutMs }, (res) => {
@@ -105,10 +110,15 @@ export function createClient(opts: ClientOptions = {}): BatonClient {
             return;
           }
           if (isProblem(parsed)) reject(BatonApiError.fromProblem(parsed));
-          else reject(badResponse(method, path, status, `status ${status} without a problem document: ${text.slice(0, 200)}`));
+          else
+            reject(
+              badResponse(method, path, status, `status ${status} without a problem document: ${text.slice(0, 200)}`),
+            );
         });
       });
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      req.on('timeout', () =>
+        req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+      );
       req.on('error', (e) => reject(unreachable(endpoint, e)));
       req.end(payload);
     });
@@ -119,7 +129,8 @@ export function createClient(opts: ClientOptions = {}): BatonClient {
     endpoint,
     request,
     createSplice: async (r) => (await request<Splice>('POST', '/v1/splices', r)).body,
-    batchSplices: async (items) => (await request<{ results: BatchResult[] }>('POST', '/v1/splices:batch', { items })).body.results,
+    batchSplices: async (items) =>
+      (await request<{ results: BatchResult[] }>('POST', '/v1/splices:batch', { items })).body.results,
     async listSplices(q = {}) {
       const qs = new URLSearchParams();
       for (const [k, v] of Object.entries(q)) if (v !== undefined) qs.set(k, String(v));
@@ -140,14 +151,16 @@ export function createClient(opts: ClientOptions = {}): BatonClient {
     async deleteSplice(id) {
       await request('DELETE', `/v1/splices/${enc(id)}`);
     },
-    handoff: async (id, backend, o = {}) => (await request<Splice>('POST', `/v1/splices/${enc(id)}/handoffs`, { backend, ...o })).body,
+    handoff: async (id, backend, o = {}) =>
+      (await request<Splice>('POST', `/v1/splices/${enc(id)}/handoffs`, { backend, ...o })).body,
     health: async () => (await request<{ status: string }>('GET', '/healthz')).body,
     async ready() {
       try {
         await request('GET', '/readyz');
         return { ready: true };
       } catch (e) {
-        if (e instanceof BatonApiError && e.status === 503 && e.code !== 'API_UNREACHABLE') return { ready: false, detail: e.detail || e.title };
+        if (e instanceof BatonApiError && e.status === 503 && e.code !== 'API_UNREACHABLE')
+          return { ready: false, detail: e.detail || e.title };
         throw e;
       }
     },
@@ -168,5 +181,9 @@ function unreachable(endpoint: Endpoint, cause: Error & { code?: string }): Bato
 }
 
 function badResponse(method: string, path: string, status: number, what: string): BatonApiError {
-  return new BatonApiError({ code: 'BAD_RESPONSE', ...ERRORS.BAD_RESPONSE, detail: `${method} ${path} returned ${what}; is --api pointing at a baton daemon of a matching version?` });
+  return new BatonApiError({
+    code: 'BAD_RESPONSE',
+    ...ERRORS.BAD_RESPONSE,
+    detail: `${method} ${path} returned ${what}; is --api pointing at a baton daemon of a matching version?`,
+  });
 }

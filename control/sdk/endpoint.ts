@@ -29,13 +29,17 @@ export function parseEndpoint(s: string): Endpoint {
     try {
       new URL(v);
     } catch {
-      throw new TypeError(`not a valid API URL: ${JSON.stringify(s)} (expected e.g. ${DEFAULT_API} or /run/baton/api.sock)`);
+      throw new TypeError(
+        `not a valid API URL: ${JSON.stringify(s)} (expected e.g. ${DEFAULT_API} or /run/baton/api.sock)`,
+      );
     }
     return { url: v.replace(/\/+$/, '') };
   }
   // "127.0.0.1:7300", "[::1]:7300", "localhost:7300": a bare address means http.
   if (/^(\[[^\]]+\]|[A-Za-z0-9.-]+):\d+$/.test(v)) return { url: `http://${v}` };
-  throw new TypeError(`not an API address: ${JSON.stringify(s)} (expected e.g. ${DEFAULT_API}, 127.0.0.1:7300 or /run/baton/api.sock)`);
+  throw new TypeError(
+    `not an API address: ${JSON.stringify(s)} (expected e.g. ${DEFAULT_API}, 127.0.0.1:7300 or /run/baton/api.sock)`,
+  );
 }
 
 /** How to show an endpoint in messages. */

@@ -18,7 +18,10 @@ export class BatonApiError extends Error {
   readonly reason: string | undefined;
   readonly instance: string | undefined;
 
-  constructor(p: { code: string; status: number; title: string; detail?: string; reason?: string; instance?: string }, options?: { cause?: unknown }) {
+  constructor(
+    p: { code: string; status: number; title: string; detail?: string; reason?: string; instance?: string },
+    options?: { cause?: unknown },
+  ) {
     super(p.detail ? `${p.title}: ${p.detail}` : p.title, options);
     this.code = p.code;
     this.status = p.status;

@@ -3,9 +3,10 @@
  * parse into samples, and estimate quantiles from histogram buckets the way
  * Prometheus's histogram_quantile() does (linear within a bucket).
  */
+
+import { ERRORS } from '../errors.js';
 import { DEFAULT_METRICS_URL, ENV_METRICS, ENV_METRICS_URL } from './endpoint.js';
 import { BatonApiError } from './errors.js';
-import { ERRORS } from '../errors.js';
 
 export interface Sample {
   name: string;
@@ -37,14 +38,22 @@ export async function fetchMetrics(url: string, timeoutMs = 10_000): Promise<str
     res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string } }).cause;
-    throw new BatonApiError({
-      code: 'API_UNREACHABLE',
-      ...ERRORS.API_UNREACHABLE,
-      detail: `could not scrape ${url} (${cause?.code ?? (e as Error).message}): is the daemon running? Start it with \`baton lb --interface <dev>\`, or pass --metrics-url / ${ENV_METRICS_URL}`,
-    }, { cause: e });
+    throw new BatonApiError(
+      {
+        code: 'API_UNREACHABLE',
+        ...ERRORS.API_UNREACHABLE,
+        detail: `could not scrape ${url} (${cause?.code ?? (e as Error).message}): is the daemon running? Start it with \`baton lb --interface <dev>\`, or pass --metrics-url / ${ENV_METRICS_URL}`,
+      },
+      { cause: e },
+    );
   }
   const text = await res.text();
-  if (!res.ok) throw new BatonApiError({ code: 'BAD_RESPONSE', ...ERRORS.BAD_RESPONSE, detail: `${url} answered ${res.status}: ${text.slice(0, 200)}` });
+  if (!res.ok)
+    throw new BatonApiError({
+      code: 'BAD_RESPONSE',
+      ...ERRORS.BAD_RESPONSE,
+      detail: `${url} answered ${res.status}: ${text.slice(0, 200)}`,
+    });
   return text;
 }
 

@@ -20,7 +20,7 @@
  */
 import type net from 'node:net';
 import { ERRORS } from '../errors.js';
-import { createClient, type BatonClient } from './client.js';
+import { type BatonClient, createClient } from './client.js';
 import { BatonApiError } from './errors.js';
 import type { Splice } from './types.js';
 
@@ -55,8 +55,13 @@ const WRITE_FLUSH_TIMEOUT_MS = 500;
 
 let defaultClient: BatonClient | undefined;
 
-export async function splice(clientSocket: net.Socket, backendSocket: net.Socket, opts: SpliceOptions = {}): Promise<Splice> {
-  if (clientSocket === backendSocket) throw new TypeError('splice: the client and back-end sockets must be two different sockets');
+export async function splice(
+  clientSocket: net.Socket,
+  backendSocket: net.Socket,
+  opts: SpliceOptions = {},
+): Promise<Splice> {
+  if (clientSocket === backendSocket)
+    throw new TypeError('splice: the client and back-end sockets must be two different sockets');
   // Synchronously, before anything can yield to the event loop: no byte may reach Node from here on.
   const c = hold(clientSocket, 'client');
   let b: Held;
@@ -69,8 +74,11 @@ export async function splice(clientSocket: net.Socket, backendSocket: net.Socket
   try {
     c.drained = drainReadBuffer(clientSocket);
     if (backendSocket.readableLength > 0) {
-      throw refusal('SPLICE_REFUSED', 'backend_unread',
-        `the back-end socket holds ${backendSocket.readableLength} response bytes Node has read but nobody consumed; baton cannot deliver them to the client. Splice only pooled back-end connections that are idle (no response pending)`);
+      throw refusal(
+        'SPLICE_REFUSED',
+        'backend_unread',
+        `the back-end socket holds ${backendSocket.readableLength} response bytes Node has read but nobody consumed; baton cannot deliver them to the client. Splice only pooled back-end connections that are idle (no response pending)`,
+      );
     }
     await flushWrites([clientSocket, backendSocket]);
     const prefix = Buffer.concat([opts.prefix ?? Buffer.alloc(0), c.drained]);
@@ -93,15 +101,24 @@ export async function splice(clientSocket: net.Socket, backendSocket: net.Socket
 }
 
 /** A later handoff of spliced connection `id` to another back end ("ip:port"). */
-export function handoff(id: string, backend: string, opts: { client?: BatonClient; quiesceTimeoutMs?: number } = {}): Promise<Splice> {
+export function handoff(
+  id: string,
+  backend: string,
+  opts: { client?: BatonClient; quiesceTimeoutMs?: number } = {},
+): Promise<Splice> {
   const api = opts.client ?? (defaultClient ??= createClient());
-  return api.handoff(id, backend, opts.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: opts.quiesceTimeoutMs } : {});
+  return api.handoff(
+    id,
+    backend,
+    opts.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: opts.quiesceTimeoutMs } : {},
+  );
 }
 
 function handleOf(s: net.Socket, which: string): TcpHandle {
   const h = (s as unknown as { _handle?: Partial<TcpHandle> | null })._handle;
   if (s.destroyed || !h) throw new TypeError(`splice: the ${which} socket is destroyed`);
-  if (s.connecting) throw new TypeError(`splice: the ${which} socket is still connecting; call splice() after its 'connect' event`);
+  if (s.connecting)
+    throw new TypeError(`splice: the ${which} socket is still connecting; call splice() after its 'connect' event`);
   if (typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function' || typeof h.readStart !== 'function') {
     throw new TypeError(`splice: the ${which} socket has no kernel descriptor (not a TCP socket of this process?)`);
   }
@@ -110,7 +127,13 @@ function handleOf(s: net.Socket, which: string): TcpHandle {
 
 function hold(socket: net.Socket, which: string): Held {
   const handle = handleOf(socket, which);
-  const held: Held = { socket, handle, wasReading: handle.reading === true, wasFlowing: socket.readableFlowing, drained: Buffer.alloc(0) };
+  const held: Held = {
+    socket,
+    handle,
+    wasReading: handle.reading === true,
+    wasFlowing: socket.readableFlowing,
+    drained: Buffer.alloc(0),
+  };
   if (held.wasReading) {
     handle.reading = false;
     handle.readStop();
@@ -143,7 +166,8 @@ function drainReadBuffer(socket: net.Socket): Buffer {
   socket.removeAllListeners('data');
   try {
     const chunks: Buffer[] = [];
-    for (let chunk: unknown; (chunk = socket.read()) !== null; ) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+    for (let chunk: unknown; (chunk = socket.read()) !== null; )
+      chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
     return Buffer.concat(chunks);
   } finally {
     // Not flowing (paused by hold(), or never started), so re-adding does not start the stream.
@@ -157,7 +181,11 @@ async function flushWrites(sockets: net.Socket[]): Promise<void> {
   for (const s of sockets) {
     while (s.writableLength > 0) {
       if (Date.now() >= deadline) {
-        throw refusal('NOT_QUIESCENT', 'unsent_data', `a socket still has ${s.writableLength} bytes queued in Node after ${WRITE_FLUSH_TIMEOUT_MS} ms; splice once your writes have drained`);
+        throw refusal(
+          'NOT_QUIESCENT',
+          'unsent_data',
+          `a socket still has ${s.writableLength} bytes queued in Node after ${WRITE_FLUSH_TIMEOUT_MS} ms; splice once your writes have drained`,
+        );
       }
       await new Promise((r) => setTimeout(r, 1));
     }

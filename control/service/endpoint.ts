@@ -5,8 +5,8 @@
  * so addresses compare as strings.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { bytesToIp, type Family, formatAddress, ipv6Bytes, splitAddress, unmappedIpv4 } from '../net/addr.js';
 import { BatonError } from '../errors.js';
+import { bytesToIp, type Family, formatAddress, ipv6Bytes, splitAddress, unmappedIpv4 } from '../net/addr.js';
 import type { Endpoint } from '../tcp/state.js';
 
 /** "ip:port" of an endpoint, IPv6 in brackets. */
@@ -28,7 +28,11 @@ export function canonicalIp(ip: string): { ip: string; family: Family } | undefi
  */
 export function parseEndpoint(text: string, field: string): Endpoint & { family: Family } {
   const bad = (why: string) =>
-    new BatonError('BAD_REQUEST', `${field}: ${JSON.stringify(text)} is not an address: ${why}; write "ip:port", e.g. "198.18.1.2:80" or "[2001:db8::1]:80"`, 'bad_address');
+    new BatonError(
+      'BAD_REQUEST',
+      `${field}: ${JSON.stringify(text)} is not an address: ${why}; write "ip:port", e.g. "198.18.1.2:80" or "[2001:db8::1]:80"`,
+      'bad_address',
+    );
   const parts = splitAddress(text);
   if ('error' in parts) throw bad(parts.error);
   const { host, port: portText } = parts;

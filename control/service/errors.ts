@@ -31,5 +31,10 @@ export function toBatonError(e: unknown): BatonError {
   }
   if (e instanceof BpfError) return new BatonError('DATAPATH', e.message, e.code.toLowerCase(), { cause: e });
   const msg = e instanceof Error ? e.message : String(e);
-  return new BatonError('INTERNAL', `${msg} (this is a bug in baton: please report it with the daemon log)`, 'unexpected', { cause: e });
+  return new BatonError(
+    'INTERNAL',
+    `${msg} (this is a bug in baton: please report it with the daemon log)`,
+    'unexpected',
+    { cause: e },
+  );
 }

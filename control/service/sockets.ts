@@ -20,13 +20,13 @@
  */
 import { fstatSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import { BatonError } from '../errors.js';
 import { errno, errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
-import { BatonError } from '../errors.js';
+import { pidfdAlive } from '../sys/peercred.js';
 import { SocketError } from '../tcp/errors.js';
 import { SOL_TCP, SYS_pidfd_getfd, SYS_pidfd_open, TCP_ESTABLISHED, TCP_INFO, TCP_STATES } from '../tcp/kernel.js';
 import { fmt, localAddress, remoteAddress } from '../tcp/socket.js';
-import { pidfdAlive } from '../sys/peercred.js';
 import type { Endpoint } from '../tcp/state.js';
 import { sameEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
@@ -69,14 +69,24 @@ export function assertEstablishedTcp(fd: number, which: string): void {
   tcpInfoLen.writeUInt32LE(tcpInfoHead.length);
   if (libc.getsockopt(fd, SOL_TCP, TCP_INFO, tcpInfoHead, tcpInfoLen) < 0) {
     const e = errno();
-    if (e === ENOTSOCK) throw new BatonError('SOCKET_UNUSABLE', `the ${which} descriptor is not a socket`, 'not_a_socket');
-    if (NOT_TCP.has(e)) throw new BatonError('SOCKET_UNUSABLE', `the ${which} socket is not a TCP socket; baton splices TCP connections only`, 'not_tcp');
+    if (e === ENOTSOCK)
+      throw new BatonError('SOCKET_UNUSABLE', `the ${which} descriptor is not a socket`, 'not_a_socket');
+    if (NOT_TCP.has(e))
+      throw new BatonError(
+        'SOCKET_UNUSABLE',
+        `the ${which} socket is not a TCP socket; baton splices TCP connections only`,
+        'not_tcp',
+      );
     throw toBatonError(new SocketError('tcp_info', e, `of the ${which} socket`));
   }
   // tcpi_state is the first byte; the kernel copies min(len, sizeof tcp_info).
   const state = tcpInfoHead[0] ?? 0;
   if (state !== TCP_ESTABLISHED) {
-    throw new BatonError('SOCKET_UNUSABLE', `the ${which} socket is ${TCP_STATES[state] ?? state}, not ESTABLISHED; splice a connected socket before either side closes it`, 'not_established');
+    throw new BatonError(
+      'SOCKET_UNUSABLE',
+      `the ${which} socket is ${TCP_STATES[state] ?? state}, not ESTABLISHED; splice a connected socket before either side closes it`,
+      'not_established',
+    );
   }
 }
 
@@ -134,7 +144,15 @@ function gatedPidfd(pid: number, gate: ProcessGate): number {
 /** Our duplicate of descriptor `fd` of process `pid` (pidfd_getfd). */
 function getfd(pid: number, fd: number, gate?: ProcessGate): number {
   for (let attempt = 0; ; attempt++) {
-    const mine = libc.syscall(SYS_pidfd_getfd, 'int', gate ? gatedPidfd(pid, gate) : pidfdOf(pid), 'int', fd, 'unsigned int', 0);
+    const mine = libc.syscall(
+      SYS_pidfd_getfd,
+      'int',
+      gate ? gatedPidfd(pid, gate) : pidfdOf(pid),
+      'int',
+      fd,
+      'unsigned int',
+      0,
+    );
     if (mine >= 0) return mine;
     const e = errno();
     if (e === ESRCH) {
@@ -152,7 +170,9 @@ export function takeByDescriptor(pid: number, fd: number, which: string, gate?: 
     mine = getfd(pid, fd, gate);
   } catch (e) {
     const be = toBatonError(e);
-    throw new BatonError(be.code, `the ${which} socket (fd ${fd} of pid ${pid}): ${be.message}`, be.reason, { cause: e });
+    throw new BatonError(be.code, `the ${which} socket (fd ${fd} of pid ${pid}): ${be.message}`, be.reason, {
+      cause: e,
+    });
   }
   const taken = identify(mine);
   try {
@@ -176,7 +196,11 @@ export interface AddressQuery {
  * The pid's client socket (local = vip, remote = client) and back-end socket
  * (remote = backend, and local = `local` when given), as our descriptors.
  */
-export async function takeByAddress(pid: number, q: AddressQuery, gate?: ProcessGate): Promise<{ client: TakenSocket; backend: TakenSocket }> {
+export async function takeByAddress(
+  pid: number,
+  q: AddressQuery,
+  gate?: ProcessGate,
+): Promise<{ client: TakenSocket; backend: TakenSocket }> {
   // The gate decides before the pid's descriptors are even listed.
   if (gate) {
     try {
@@ -190,7 +214,12 @@ export async function takeByAddress(pid: number, q: AddressQuery, gate?: Process
     names = await readdir(`/proc/${pid}/fd`);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM') throw new BatonError('SOCKET_ACCESS_DENIED', `cannot list the descriptors of pid ${pid}: run baton as root`, 'ptrace_denied');
+    if (code === 'EACCES' || code === 'EPERM')
+      throw new BatonError(
+        'SOCKET_ACCESS_DENIED',
+        `cannot list the descriptors of pid ${pid}: run baton as root`,
+        'ptrace_denied',
+      );
     throw new BatonError('SOCKET_NOT_FOUND', `no process with pid ${pid} exists (it may have exited)`, 'no_process');
   }
   let pidfd: number;
@@ -221,11 +250,18 @@ export async function takeByAddress(pid: number, q: AddressQuery, gate?: Process
         continue;
       }
       const taken = identify(mine);
-      if (keep.has(taken.ino)) libc.close(mine); // the same socket under two numbers
+      if (keep.has(taken.ino))
+        libc.close(mine); // the same socket under two numbers
       else keep.set(taken.ino, taken);
     }
     const client = only(clients, 'client', `local ${fmt(q.vip)}, remote ${fmt(q.client)}`, pid);
-    const backend = only(backends, 'back-end', `remote ${fmt(q.backend)}${q.local ? `, local ${fmt(q.local)}` : ''}`, pid, 'name the LB side of the connection with "local"');
+    const backend = only(
+      backends,
+      'back-end',
+      `remote ${fmt(q.backend)}${q.local ? `, local ${fmt(q.local)}` : ''}`,
+      pid,
+      'name the LB side of the connection with "local"',
+    );
     assertEstablishedTcp(client.fd, 'client');
     assertEstablishedTcp(backend.fd, 'back-end');
     return { client, backend };
@@ -235,9 +271,25 @@ export async function takeByAddress(pid: number, q: AddressQuery, gate?: Process
   }
 }
 
-function only(found: Map<number, TakenSocket>, which: string, wanted: string, pid: number, disambiguate = 'check the addresses'): TakenSocket {
+function only(
+  found: Map<number, TakenSocket>,
+  which: string,
+  wanted: string,
+  pid: number,
+  disambiguate = 'check the addresses',
+): TakenSocket {
   const [first, second] = found.values();
-  if (!first) throw new BatonError('SOCKET_NOT_FOUND', `pid ${pid} has no ${which} socket with ${wanted}`, `no_${which.replace('-', '')}_socket`);
-  if (second) throw new BatonError('SOCKET_AMBIGUOUS', `pid ${pid} has ${found.size} ${which} sockets with ${wanted}; ${disambiguate}, or name the sockets by {pid, fd}`, 'ambiguous');
+  if (!first)
+    throw new BatonError(
+      'SOCKET_NOT_FOUND',
+      `pid ${pid} has no ${which} socket with ${wanted}`,
+      `no_${which.replace('-', '')}_socket`,
+    );
+  if (second)
+    throw new BatonError(
+      'SOCKET_AMBIGUOUS',
+      `pid ${pid} has ${found.size} ${which} sockets with ${wanted}; ${disambiguate}, or name the sockets by {pid, fd}`,
+      'ambiguous',
+    );
   return first;
 }

@@ -22,10 +22,10 @@ import { BatonError, type ErrorCode } from '../errors.js';
 import { Authorizer, type Caller, connectionDecision, isPrivileged, ownerUidOf, seesConnection } from './authorize.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
-import { type ProcessGate, release, takeByAddress, takeByDescriptor, type TakenSocket } from './sockets.js';
+import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT, MAX_PREFIX_BYTES } from './limits.js';
+import { type ProcessGate, release, type TakenSocket, takeByAddress, takeByDescriptor } from './sockets.js';
 import type { ConnectionState, SpliceRecord, SplicerPort } from './splicer-port.js';
 import { type SpliceJson, spliceView } from './view.js';
-import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT, MAX_PREFIX_BYTES } from './limits.js';
 
 export interface SocketRef {
   pid: number;
@@ -91,7 +91,8 @@ const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => typeof r.c
 
 /** A u64 connection id from its decimal text; NOT_FOUND for anything that cannot be one. */
 export function parseId(text: string): bigint {
-  if (!/^[0-9]{1,20}$/.test(text)) throw new BatonError('BAD_REQUEST', `id must be a decimal connection id, got ${JSON.stringify(text)}`, 'bad_id');
+  if (!/^[0-9]{1,20}$/.test(text))
+    throw new BatonError('BAD_REQUEST', `id must be a decimal connection id, got ${JSON.stringify(text)}`, 'bad_id');
   return BigInt(text);
 }
 
@@ -102,7 +103,11 @@ function decodePrefix(text: string | undefined): Buffer | undefined {
   }
   const bytes = Buffer.from(text, 'base64');
   if (bytes.length > MAX_PREFIX_BYTES) {
-    throw new BatonError('BAD_REQUEST', `prefix holds ${bytes.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`, 'prefix_too_large');
+    throw new BatonError(
+      'BAD_REQUEST',
+      `prefix holds ${bytes.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`,
+      'prefix_too_large',
+    );
   }
   return bytes;
 }
@@ -180,15 +185,28 @@ export class SpliceService {
   }
 
   /** Moves the connection's next client bytes to another back end. */
-  async handoff(caller: Caller, idText: string, req: HandoffRequest, receivedAt = performance.now()): Promise<SpliceJson> {
+  async handoff(
+    caller: Caller,
+    idText: string,
+    req: HandoffRequest,
+    receivedAt = performance.now(),
+  ): Promise<SpliceJson> {
     return this.timed('handoff', receivedAt, async () => {
       const id = parseId(idText);
       const backend = parseEndpoint(req.backend, 'backend');
       const rec = this.record(caller, id);
       if (backend.family !== rec.family) {
-        throw new BatonError('SPLICE_REFUSED', `connection ${id} is IPv${rec.family}; the new back end ${req.backend} must be IPv${rec.family} too`, 'family_mismatch');
+        throw new BatonError(
+          'SPLICE_REFUSED',
+          `connection ${id} is IPv${rec.family}; the new back end ${req.backend} must be IPv${rec.family} too`,
+          'family_mismatch',
+        );
       }
-      const next = await this.splicer.handoff(id, { ip: backend.ip, port: backend.port }, req.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: req.quiesceTimeoutMs } : {});
+      const next = await this.splicer.handoff(
+        id,
+        { ip: backend.ip, port: backend.port },
+        req.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: req.quiesceTimeoutMs } : {},
+      );
       return this.view(next);
     });
   }
@@ -285,7 +303,9 @@ export class SpliceService {
 
   private async take(caller: Caller, req: SpliceRequest): Promise<{ client: TakenSocket; backend: TakenSocket }> {
     // Privileged callers skip the gate: no /proc read on their hot path.
-    const gate: ProcessGate | undefined = isPrivileged(caller) ? undefined : (pid) => this.authorizer.checkProcess(caller, pid);
+    const gate: ProcessGate | undefined = isPrivileged(caller)
+      ? undefined
+      : (pid) => this.authorizer.checkProcess(caller, pid);
     if (isByDescriptor(req)) {
       const client = takeByDescriptor(req.client.pid, req.client.fd, 'client', gate);
       try {
@@ -306,7 +326,11 @@ export class SpliceService {
 
   private async timed<T>(mode: HandoffMode, receivedAt: number, op: () => Promise<T>): Promise<T> {
     if (this.closing) {
-      const e = new BatonError('SHUTTING_DOWN', 'the daemon is shutting down; retry against its successor', 'shutting_down');
+      const e = new BatonError(
+        'SHUTTING_DOWN',
+        'the daemon is shutting down; retry against its successor',
+        'shutting_down',
+      );
       this.observer?.handoff(mode, e.code, 0);
       throw e;
     }
@@ -326,5 +350,9 @@ export class SpliceService {
 }
 
 function notFound(id: bigint): BatonError {
-  return new BatonError('NOT_FOUND', `no spliced connection has id ${id}; list them with GET /v1/splices`, 'unknown_id');
+  return new BatonError(
+    'NOT_FOUND',
+    `no spliced connection has id ${id}; list them with GET /v1/splices`,
+    'unknown_id',
+  );
 }

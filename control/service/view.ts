@@ -4,7 +4,7 @@
  */
 import type { Xlate } from '../datapath/abi.js';
 import { formatEndpoint } from './endpoint.js';
-import type { SpliceRecord, ConnectionState, ConnectionStatus, TrafficView } from './splicer-port.js';
+import type { ConnectionState, ConnectionStatus, SpliceRecord, TrafficView } from './splicer-port.js';
 
 /** One handoff: where it goes, from which client byte, and its translation (the datapath's, minus the tuple). */
 export interface HandoffJson extends Omit<Xlate, 'out'> {
@@ -82,6 +82,9 @@ export function spliceView(rec: SpliceRecord, status: ConnectionStatus | undefin
       timestamps: h.toBackend.x.timestamps,
       retired: h.retired,
     })),
-    traffic: { toBackend: traffic(status?.toBackend ?? NO_TRAFFIC, nowNs), toClient: traffic(status?.toClient ?? NO_TRAFFIC, nowNs) },
+    traffic: {
+      toBackend: traffic(status?.toBackend ?? NO_TRAFFIC, nowNs),
+      toClient: traffic(status?.toClient ?? NO_TRAFFIC, nowNs),
+    },
   };
 }

@@ -34,5 +34,9 @@ export function stillThere(ctx: SpliceContext, rec: SpliceRecord): boolean {
 }
 
 export function notFound(id: bigint): BatonError {
-  return new BatonError('NOT_FOUND', `no spliced connection with id ${id}; list them with GET /v1/splices`, 'unknown_id');
+  return new BatonError(
+    'NOT_FOUND',
+    `no spliced connection with id ${id}; list them with GET /v1/splices`,
+    'unknown_id',
+  );
 }

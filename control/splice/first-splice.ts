@@ -186,7 +186,12 @@ export async function firstSplice(
  * Its retransmissions until then are harmless duplicates; the back end's
  * ACKs reach the client through the datapath.
  */
-export async function holdAfterAck(ctx: SpliceContext, rec: SpliceRecord, p: PendingBytes, signal: AbortSignal): Promise<void> {
+export async function holdAfterAck(
+  ctx: SpliceContext,
+  rec: SpliceRecord,
+  p: PendingBytes,
+  signal: AbortSignal,
+): Promise<void> {
   const started = performance.now();
   const deadline = started + PENDING_ACK_TIMEOUT_MS;
   while (performance.now() < deadline && !signal.aborted) {
@@ -234,7 +239,12 @@ function socketEndpoints(ctx: SpliceContext, fd: number, which: string) {
 }
 
 /** Both sockets' sent bytes acknowledged; nothing unread on the back-end socket. */
-async function waitQuiescent(ctx: SpliceContext, clientFd: number, backendFd: number, timeoutMs: number): Promise<void> {
+async function waitQuiescent(
+  ctx: SpliceContext,
+  clientFd: number,
+  backendFd: number,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const c = ctx.ops.queued(clientFd);

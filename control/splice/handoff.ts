@@ -142,7 +142,12 @@ export async function handoffConnection(
 }
 
 /** Waits for a request boundary and holds the client entry there. */
-async function holdAtBoundary(ctx: SpliceContext, rec: SpliceRecord, cur: LegRecord, deadline: number): Promise<Boundary> {
+async function holdAtBoundary(
+  ctx: SpliceContext,
+  rec: SpliceRecord,
+  cur: LegRecord,
+  deadline: number,
+): Promise<Boundary> {
   for (;;) {
     const b = boundaryOf(ctx.table.track(rec.clientKey), ctx.table.track(cur.backendKey));
     if (b) {

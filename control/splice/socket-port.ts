@@ -3,8 +3,9 @@
  * with TCP_REPAIR; tests of the orchestration order can substitute a
  * recording implementation.
  */
-import type { Endpoint, TcpState } from '../tcp/state.js';
+
 import type { Family } from '../net/addr.js';
+import type { Endpoint, TcpState } from '../tcp/state.js';
 
 export interface SocketOps {
   /** Addresses of an established TCP socket; throws when it is not one. */

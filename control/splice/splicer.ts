@@ -82,13 +82,13 @@ export class Splicer {
         `sent at splice time) after ${timeoutMs} ms; retry, or raise quiesceTimeoutMs`,
       'busy',
     );
-    return this.queue.run(
-      id,
-      () => handoffConnection(this.ctx, rec, backend, deadline, (f) => this.noteRetireFailure(f)),
-      { signal: AbortSignal.timeout(timeoutMs) },
-    ).catch((e: unknown) => {
-      throw e instanceof DOMException && e.name === 'TimeoutError' ? waited : e;
-    });
+    return this.queue
+      .run(id, () => handoffConnection(this.ctx, rec, backend, deadline, (f) => this.noteRetireFailure(f)), {
+        signal: AbortSignal.timeout(timeoutMs),
+      })
+      .catch((e: unknown) => {
+        throw e instanceof DOMException && e.name === 'TimeoutError' ? waited : e;
+      });
   }
 
   /** Aborts a connection: entries gone, a RST to each end. False when the id is unknown. */
@@ -144,7 +144,11 @@ export class Splicer {
     const rec = this.records.get(id);
     if (!rec) return undefined;
     const tracks = liveLegs(rec).flatMap((h) => this.table.track(h.backendKey) ?? []);
-    return connectionStatus(this.table.stateAndTrack(rec.clientKey), tracks, this.table.track(currentLeg(rec).backendKey));
+    return connectionStatus(
+      this.table.stateAndTrack(rec.clientKey),
+      tracks,
+      this.table.track(currentLeg(rec).backendKey),
+    );
   }
 
   /** Told of every connection the splicer reclaims itself (the sweeper forwards it to its own onReclaim). */

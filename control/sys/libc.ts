@@ -35,5 +35,8 @@ export const libc = {
   ioctl: bind<[number, number, string, Buffer], number>(lib, 'int ioctl(int fd, unsigned long req, ...)'),
   syscall: bind<[number, ...unknown[]], number>(lib, 'long syscall(long number, ...)'),
   setns: bind<[number, number], number>(lib, 'int setns(int fd, int nstype)'),
-  vsnprintf: bind<[Buffer, number, bigint, bigint], number>(lib, 'int vsnprintf(char *buf, size_t n, void *fmt, void *ap)'),
+  vsnprintf: bind<[Buffer, number, bigint, bigint], number>(
+    lib,
+    'int vsnprintf(char *buf, size_t n, void *fmt, void *ap)',
+  ),
 };

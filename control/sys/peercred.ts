@@ -10,9 +10,9 @@
  * proven to be about that process and not about a later one with the same pid.
  */
 import type { Socket } from 'node:net';
+import { SO_DOMAIN, SOL_SOCKET } from '../tcp/kernel.js';
 import { errno, errnoName } from './errno.js';
 import { libc } from './libc.js';
-import { SO_DOMAIN, SOL_SOCKET } from '../tcp/kernel.js';
 
 export const AF_UNIX = 1;
 /** asm-generic/socket.h */
@@ -88,8 +88,7 @@ export function transportOf(s: Socket): Transport {
 
 /** True while the process `pidfd` names is alive (signal 0 delivers nothing; ESRCH once it has exited). */
 export function pidfdAlive(pidfd: number): boolean {
-  if (libc.syscall(SYS_pidfd_send_signal, 'int', pidfd, 'int', 0, 'void *', null, 'unsigned int', 0) === 0)
-    return true;
+  if (libc.syscall(SYS_pidfd_send_signal, 'int', pidfd, 'int', 0, 'void *', null, 'unsigned int', 0) === 0) return true;
   const e = errnoName(errno());
   if (e === 'ESRCH') return false;
   throw new PeerCredError('pidfd_send_signal', e);

@@ -1,16 +1,56 @@
-
 import { errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
 import {
-  AF_INET, AF_INET6, IPPROTO_TCP, SIOCINQ, SIOCOUTQ, SIOCOUTQNSD, SO_DOMAIN, SO_PROTOCOL, SO_TYPE, SOCK_STREAM, SOL_SOCKET, SOL_TCP, TCP_ESTABLISHED, TCP_INFO,
-  TCP_INFO_LAYOUT, TCP_LISTEN, TCP_MAXSEG, TCP_NO_QUEUE, TCP_QUEUE_SEQ, TCP_RECV_QUEUE, TCP_REPAIR, TCP_REPAIR_OFF,
-  TCP_REPAIR_ON, TCP_REPAIR_QUEUE, TCP_REPAIR_WINDOW,
-  TCP_REPAIR_WINDOW_LAYOUT, TCP_SEND_QUEUE, TCP_STATES, TCP_TIMESTAMP, TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS,
-  TCPI_OPT_USEC_TS, TCPI_OPT_WSCALE, TCPI_WSCALE_BYTE, 
+  AF_INET,
+  AF_INET6,
+  IPPROTO_TCP,
+  SIOCINQ,
+  SIOCOUTQ,
+  SIOCOUTQNSD,
+  SO_DOMAIN,
+  SO_PROTOCOL,
+  SO_TYPE,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  SOL_TCP,
+  TCP_ESTABLISHED,
+  TCP_INFO,
+  TCP_INFO_LAYOUT,
+  TCP_LISTEN,
+  TCP_MAXSEG,
+  TCP_NO_QUEUE,
+  TCP_QUEUE_SEQ,
+  TCP_RECV_QUEUE,
+  TCP_REPAIR,
+  TCP_REPAIR_OFF,
+  TCP_REPAIR_ON,
+  TCP_REPAIR_QUEUE,
+  TCP_REPAIR_WINDOW,
+  TCP_REPAIR_WINDOW_LAYOUT,
+  TCP_SEND_QUEUE,
+  TCP_STATES,
+  TCP_TIMESTAMP,
+  TCPI_OPT_SACK,
+  TCPI_OPT_TIMESTAMPS,
+  TCPI_OPT_USEC_TS,
+  TCPI_OPT_WSCALE,
+  TCPI_WSCALE_BYTE,
 } from './kernel.js';
-import {closeFd, int32, disconnect, fmt, getInt, getOpt, getU32, ioctlInt, localAddress, peek,
-  remoteAddress, setInt, socketNetns,
+import {
+  closeFd,
+  disconnect,
+  fmt,
+  getInt,
+  getOpt,
+  getU32,
+  int32,
+  ioctlInt,
+  localAddress,
+  peek,
+  remoteAddress,
+  setInt,
+  socketNetns,
 } from './socket.js';
 import { type TcpState, u32 } from './state.js';
 import { type FillResult, sharedTsProbe, type TsProbe } from './ts-probe.js';
@@ -69,21 +109,32 @@ function checkCapturable(fd: number): TcpInfo {
   if (!info) {
     const domain = getInt(fd, SOL_SOCKET, SO_DOMAIN, op);
     if (domain !== AF_INET && domain !== AF_INET6) {
-      throw new SocketError(op, E('EAFNOSUPPORT'), `of fd ${fd}`, `fd ${fd} is not an IPv4/IPv6 socket (address family ${domain}); only TCP connections can be captured`);
+      throw new SocketError(
+        op,
+        E('EAFNOSUPPORT'),
+        `of fd ${fd}`,
+        `fd ${fd} is not an IPv4/IPv6 socket (address family ${domain}); only TCP connections can be captured`,
+      );
     }
     const type = getInt(fd, SOL_SOCKET, SO_TYPE, op);
     const proto = getInt(fd, SOL_SOCKET, SO_PROTOCOL, op);
     if (type !== SOCK_STREAM || proto !== IPPROTO_TCP) {
       const what = proto === 17 ? 'a UDP socket' : `a socket of type ${type}, protocol ${proto}`;
-      throw new SocketError(op, E('EPROTOTYPE'), `of fd ${fd}`, `fd ${fd} is ${what}, not TCP; only TCP connections can be captured`);
+      throw new SocketError(
+        op,
+        E('EPROTOTYPE'),
+        `of fd ${fd}`,
+        `fd ${fd} is ${what}, not TCP; only TCP connections can be captured`,
+      );
     }
     info = tcpInfo(fd, op); // a TCP socket: now the real error, if any
   }
   if (info.state !== TCP_ESTABLISHED) {
     const name = TCP_STATES[info.state] ?? `state ${info.state}`;
-    const why = info.state === TCP_LISTEN
-      ? `fd ${fd} is a listening socket; only established connections can be captured (capture the accepted socket instead)`
-      : `fd ${fd} is in state ${name}; only ESTABLISHED connections can be captured`;
+    const why =
+      info.state === TCP_LISTEN
+        ? `fd ${fd} is a listening socket; only established connections can be captured (capture the accepted socket instead)`
+        : `fd ${fd} is in state ${name}; only ESTABLISHED connections can be captured`;
     throw new SocketError(op, E('ENOTCONN'), `of fd ${fd}`, why);
   }
   return info;
@@ -117,7 +168,11 @@ const sameSeqs = (a: Seqs, b: Seqs): boolean =>
  * `verifiedLater` (the timestamp probe will compare the kernel's sequence
  * numbers with the state, and reject a socket that moved) one read suffices.
  */
-function snapshotQueues(fd: number, attempts: number, verifiedLater: boolean): { seqs: Seqs; sendQueue: Buffer; recvQueue: Buffer } {
+function snapshotQueues(
+  fd: number,
+  attempts: number,
+  verifiedLater: boolean,
+): { seqs: Seqs; sendQueue: Buffer; recvQueue: Buffer } {
   const op = 'capture';
   let last = '';
   for (let i = 0; i < attempts; i++) {
@@ -134,8 +189,12 @@ function snapshotQueues(fd: number, attempts: number, verifiedLater: boolean): {
     }
     last = `queues ${a.inq}/${a.outq} bytes, peeked ${recvQueue.length}/${sendQueue.length}, rcv_nxt ${a.rcvNxt}->${b.rcvNxt}, write_seq ${a.writeSeq}->${b.writeSeq}`;
   }
-  throw new SocketError(op, E('EAGAIN'), `of fd ${fd}`,
-    `the socket kept changing while being read (${last}); block the flow in the datapath before capturing it`);
+  throw new SocketError(
+    op,
+    E('EAGAIN'),
+    `of fd ${fd}`,
+    `the socket kept changing while being read (${last}); block the flow in the datapath before capturing it`,
+  );
 }
 
 /**
@@ -183,7 +242,12 @@ function readState(fd: number, info: TcpInfo, attempts: number, verifiedLater: b
   const local = localAddress(fd);
   const remote = remoteAddress(fd);
   if (local.family !== remote.family) {
-    throw new SocketError(op, E('EAFNOSUPPORT'), `of fd ${fd}`, `local ${fmt(local)} and remote ${fmt(remote)} differ in address family`);
+    throw new SocketError(
+      op,
+      E('EAFNOSUPPORT'),
+      `of fd ${fd}`,
+      `local ${fmt(local)} and remote ${fmt(remote)} differ in address family`,
+    );
   }
   const wscale = (info.options & TCPI_OPT_WSCALE) !== 0;
   return {
@@ -222,8 +286,12 @@ function probeInSocketNetns(probe: TsProbe, states: TcpState[], fd: number): voi
     if (ns !== undefined) libc.close(ns.fd);
   }
   if (r.stale > 0) {
-    throw new SocketError('capture', E('EAGAIN'), `of ${states.length === 1 ? `fd ${fd}` : `${states.length} sockets`}`,
-      `${r.stale} socket(s) received or sent data between capture and timestamp probe; block the flow in the datapath before capturing`);
+    throw new SocketError(
+      'capture',
+      E('EAGAIN'),
+      `of ${states.length === 1 ? `fd ${fd}` : `${states.length} sockets`}`,
+      `${r.stale} socket(s) received or sent data between capture and timestamp probe; block the flow in the datapath before capturing`,
+    );
   }
 }
 
@@ -245,7 +313,10 @@ export async function captureSockets(fds: readonly number[], opts: CaptureSocket
   const turnedOn: number[] = [];
   try {
     for (const fd of fds) {
-      const c = captureOne(fd, { ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }), verifiedLater: probe !== undefined });
+      const c = captureOne(fd, {
+        ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }),
+        verifiedLater: probe !== undefined,
+      });
       states.push(c.state);
       if (c.turnedOn) turnedOn.push(fd);
     }
@@ -284,8 +355,12 @@ export function releaseSilently(fd: number): void {
     throw e instanceof SocketError ? e : new SocketError('release', E('EBADF'), `of fd ${fd}`);
   }
   if (repair !== 1) {
-    throw new SocketError('release', E('EINVAL'), `of fd ${fd}`,
-      `fd ${fd} is not in repair mode, so closing it would send a FIN or RST; capture it (captureTcp) first`);
+    throw new SocketError(
+      'release',
+      E('EINVAL'),
+      `of fd ${fd}`,
+      `fd ${fd} is not in repair mode, so closing it would send a FIN or RST; capture it (captureTcp) first`,
+    );
   }
   disconnect(fd);
   closeFd(fd);

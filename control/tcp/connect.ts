@@ -4,14 +4,26 @@
  * and the resets of an abort.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errno, errnoValue } from '../sys/errno.js';
-import { libc } from '../sys/libc.js';
 import type { Family } from '../net/addr.js';
 import { withNetnsFd } from '../net/netns.js';
+import { errno, errnoValue } from '../sys/errno.js';
+import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
 import {
-  AF_INET, AF_INET6, IPPROTO_TCP, SO_ERROR, SO_LINGER, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SOL_TCP,
-  TCP_ESTABLISHED, TCP_INFO, TCP_INFO_LAYOUT, TCP_MAXSEG,
+  AF_INET,
+  AF_INET6,
+  IPPROTO_TCP,
+  SO_ERROR,
+  SO_LINGER,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  SOL_TCP,
+  TCP_ESTABLISHED,
+  TCP_INFO,
+  TCP_INFO_LAYOUT,
+  TCP_MAXSEG,
 } from './kernel.js';
 import { restoreTcp } from './restore.js';
 import { check, closeFd, encodeSockaddr, fmt, getInt, getOpt, setInt, setOpt } from './socket.js';
@@ -35,11 +47,16 @@ export interface ConnectOptions {
  */
 export async function connectTcp(remote: Endpoint, family: Family, opts: ConnectOptions): Promise<number> {
   const open = (): number => {
-    const fd = check(libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP), 'socket', `(IPv${family} TCP)`);
+    const fd = check(
+      libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP),
+      'socket',
+      `(IPv${family} TCP)`,
+    );
     try {
       if (opts.mss) setInt(fd, SOL_TCP, TCP_MAXSEG, opts.mss, 'connect');
       const a = encodeSockaddr(remote, family);
-      if (libc.connect(fd, a, a.length) < 0 && errno() !== EINPROGRESS) throw new SocketError('connect', errno(), `to ${fmt(remote)}`);
+      if (libc.connect(fd, a, a.length) < 0 && errno() !== EINPROGRESS)
+        throw new SocketError('connect', errno(), `to ${fmt(remote)}`);
       return fd;
     } catch (e) {
       libc.close(fd);
@@ -53,7 +70,13 @@ export async function connectTcp(remote: Endpoint, family: Family, opts: Connect
       const err = getInt(fd, SOL_SOCKET, SO_ERROR, 'connect');
       if (err) throw new SocketError('connect', err, `to ${fmt(remote)}`);
       if (getOpt(fd, SOL_TCP, TCP_INFO, TCP_INFO_LAYOUT.size, 'connect')[0] === TCP_ESTABLISHED) return fd;
-      if (performance.now() >= deadline) throw new SocketError('connect', errnoValue('ETIMEDOUT'), `to ${fmt(remote)}`, `no answer within ${opts.timeoutMs} ms`);
+      if (performance.now() >= deadline)
+        throw new SocketError(
+          'connect',
+          errnoValue('ETIMEDOUT'),
+          `to ${fmt(remote)}`,
+          `no answer within ${opts.timeoutMs} ms`,
+        );
       // A handshake inside one host or a LAN takes well under a millisecond.
       if (spins < 50) await new Promise<void>((r) => setImmediate(r));
       else await sleep(1);
@@ -93,7 +116,10 @@ export function minimalState(s: Pick<TcpState, 'family' | 'local' | 'remote' | '
  * being gone and the socket closed) reaches the stack with no socket and
  * draws a second RST carrying the exact number.
  */
-export function resetConnection(s: Pick<TcpState, 'family' | 'local' | 'remote' | 'sndNxt' | 'rcvNxt'>, netnsFd?: number): void {
+export function resetConnection(
+  s: Pick<TcpState, 'family' | 'local' | 'remote' | 'sndNxt' | 'rcvNxt'>,
+  netnsFd?: number,
+): void {
   const state = minimalState(s);
   const run = (): void => {
     const fd = restoreTcp(state);

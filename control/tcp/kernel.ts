@@ -63,8 +63,20 @@ export const TCPI_OPT_USEC_TS = 64; // Linux 6.7+
 
 /** tcpi_state values (include/net/tcp_states.h). */
 export const TCP_STATES = [
-  'UNKNOWN', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT',
-  'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV', 'BOUND_INACTIVE',
+  'UNKNOWN',
+  'ESTABLISHED',
+  'SYN_SENT',
+  'SYN_RECV',
+  'FIN_WAIT1',
+  'FIN_WAIT2',
+  'TIME_WAIT',
+  'CLOSE',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'LISTEN',
+  'CLOSING',
+  'NEW_SYN_RECV',
+  'BOUND_INACTIVE',
 ] as const;
 export const TCP_ESTABLISHED = 1;
 export const TCP_LISTEN = 10;
@@ -92,7 +104,17 @@ export const TCP_INFO_LAYOUT = {
   size: 232,
   // The byte after tcpi_options holds the bitfields tcpi_snd_wscale (low
   // nibble) and tcpi_rcv_wscale (high nibble); offsetof cannot name them.
-  fields: { tcpi_state: 0, tcpi_options: 5, tcpi_rto: 8, tcpi_snd_mss: 16, tcpi_advmss: 84, tcpi_bytes_acked: 120, tcpi_bytes_received: 128, tcpi_notsent_bytes: 144, tcpi_snd_wnd: 228 },
+  fields: {
+    tcpi_state: 0,
+    tcpi_options: 5,
+    tcpi_rto: 8,
+    tcpi_snd_mss: 16,
+    tcpi_advmss: 84,
+    tcpi_bytes_acked: 120,
+    tcpi_bytes_received: 128,
+    tcpi_notsent_bytes: 144,
+    tcpi_snd_wnd: 228,
+  },
 } as const satisfies StructLayout;
 export const TCPI_WSCALE_BYTE = 6;
 
@@ -120,4 +142,10 @@ export const SOCKADDR_IN6_LAYOUT = {
   fields: { sin6_family: 0, sin6_port: 2, sin6_flowinfo: 4, sin6_addr: 8, sin6_scope_id: 24 },
 } as const satisfies StructLayout;
 
-export const TCP_STRUCTS: readonly StructLayout[] = [TCP_INFO_LAYOUT, TCP_REPAIR_WINDOW_LAYOUT, TCP_REPAIR_OPT_LAYOUT, SOCKADDR_IN_LAYOUT, SOCKADDR_IN6_LAYOUT];
+export const TCP_STRUCTS: readonly StructLayout[] = [
+  TCP_INFO_LAYOUT,
+  TCP_REPAIR_WINDOW_LAYOUT,
+  TCP_REPAIR_OPT_LAYOUT,
+  SOCKADDR_IN_LAYOUT,
+  SOCKADDR_IN6_LAYOUT,
+];

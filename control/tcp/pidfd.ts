@@ -24,7 +24,11 @@ export function takeFd(pid: number, fd: number): number {
   checkArgs(pid, fd);
   const pidfd = check(libc.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0), 'pidfd_open', `of pid ${pid}`);
   try {
-    return check(libc.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', fd, 'unsigned int', 0), 'pidfd_getfd', `of fd ${fd} of pid ${pid}`);
+    return check(
+      libc.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', fd, 'unsigned int', 0),
+      'pidfd_getfd',
+      `of fd ${fd} of pid ${pid}`,
+    );
   } finally {
     libc.close(pidfd);
   }
@@ -42,7 +46,12 @@ export function takeSocket(pid: number, fd: number): number {
   } catch (e) {
     libc.close(mine);
     if (e instanceof SocketError && e.code === 'ENOTSOCK') {
-      throw new SocketError('take_socket', errnoValue('ENOTSOCK'), `of fd ${fd} of pid ${pid}`, `fd ${fd} of pid ${pid} is not a socket`);
+      throw new SocketError(
+        'take_socket',
+        errnoValue('ENOTSOCK'),
+        `of fd ${fd} of pid ${pid}`,
+        `fd ${fd} of pid ${pid} is not a socket`,
+      );
     }
     throw e;
   }

@@ -1,9 +1,10 @@
 /** The splicer's socket operations, implemented with TCP_REPAIR (control/tcp). */
-import type { SocketOps } from '../splice/socket-port.js';
+
 import { withNetnsFd } from '../net/netns.js';
+import type { SocketOps } from '../splice/socket-port.js';
+import { captureSockets, leaveRepair, releaseSilently } from './capture.js';
 import { connectTcp, resetConnection } from './connect.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';
-import { captureSockets, leaveRepair, releaseSilently } from './capture.js';
 import { restoreTcp, writeUnsent } from './restore.js';
 import { closeFd, ioctlInt, localAddress, remoteAddress, setInt, socketNetns } from './socket.js';
 
@@ -14,7 +15,11 @@ export function createSocketOps(): SocketOps {
     endpoints(fd) {
       const local = localAddress(fd);
       const remote = remoteAddress(fd);
-      return { family: local.family, local: { ip: local.ip, port: local.port }, remote: { ip: remote.ip, port: remote.port } };
+      return {
+        family: local.family,
+        local: { ip: local.ip, port: local.port },
+        remote: { ip: remote.ip, port: remote.port },
+      };
     },
     queued(fd) {
       return { unacked: ioctlInt(fd, SIOCOUTQ, 'siocoutq'), unread: ioctlInt(fd, SIOCINQ, 'siocinq') };
@@ -39,7 +44,11 @@ export function createSocketOps(): SocketOps {
       return ns.fd;
     },
     connect: (remote, family, opts) =>
-      connectTcp(remote, family, { timeoutMs: opts.timeoutMs, ...(opts.mss ? { mss: opts.mss } : {}), ...(opts.netns === undefined ? {} : { netnsFd: opts.netns }) }),
+      connectTcp(remote, family, {
+        timeoutMs: opts.timeoutMs,
+        ...(opts.mss ? { mss: opts.mss } : {}),
+        ...(opts.netns === undefined ? {} : { netnsFd: opts.netns }),
+      }),
     placeholder(state, netns) {
       const run = () => restoreTcp(state, { stayInRepair: true });
       return netns === undefined ? run() : withNetnsFd(netns, run);

@@ -5,14 +5,24 @@
  * handles raw sockaddr bytes or errno.
  */
 import { fstatSync } from 'node:fs';
+import { bytesToIp, type Family, familyOf, formatAddress, ipv4Bytes, ipv6Bytes, unmappedIpv4 } from '../net/addr.js';
+import { threadNetnsId } from '../net/netns.js';
 import { errno, errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
-import { type Family, formatAddress, ipv4Bytes, ipv6Bytes, bytesToIp, familyOf, unmappedIpv4 } from '../net/addr.js';
-import { threadNetnsId } from '../net/netns.js';
 import { SocketError } from './errors.js';
 import {
-  AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, SOCK_CLOEXEC, SOCK_STREAM, SIOCGSKNS,
-  SOCKADDR_IN6_LAYOUT as IN6, SOCKADDR_IN_LAYOUT as IN4,
+  AF_INET,
+  AF_INET6,
+  AF_UNSPEC,
+  SOCKADDR_IN_LAYOUT as IN4,
+  SOCKADDR_IN6_LAYOUT as IN6,
+  IPPROTO_TCP,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  MSG_PEEK,
+  SIOCGSKNS,
+  SOCK_CLOEXEC,
+  SOCK_STREAM,
 } from './kernel.js';
 import type { Endpoint } from './state.js';
 
@@ -35,11 +45,11 @@ export interface SockAddr extends Endpoint {
   mapped: boolean;
 }
 
-
 /** struct sockaddr_in / sockaddr_in6 for an endpoint of the given family. */
 export function encodeSockaddr(ep: Endpoint, family: Family): Buffer {
   if (familyOf(ep.ip) !== family) throw new TypeError(`${ep.ip} is not an IPv${family} address`);
-  if (!Number.isInteger(ep.port) || ep.port < 0 || ep.port > 0xffff) throw new RangeError(`port must be 0..65535, got ${ep.port}`);
+  if (!Number.isInteger(ep.port) || ep.port < 0 || ep.port > 0xffff)
+    throw new RangeError(`port must be 0..65535, got ${ep.port}`);
   if (family === 4) {
     const b = Buffer.alloc(IN4.size);
     b.writeUInt16LE(AF_INET, IN4.fields.sin_family);
@@ -58,7 +68,12 @@ export function decodeSockaddr(b: Buffer): SockAddr {
   const fam = b.readUInt16LE(0);
   if (fam === AF_INET) {
     const at = IN4.fields.sin_addr;
-    return { family: 4, mapped: false, ip: bytesToIp(b.subarray(at, at + 4), 4), port: b.readUInt16BE(IN4.fields.sin_port) };
+    return {
+      family: 4,
+      mapped: false,
+      ip: bytesToIp(b.subarray(at, at + 4), 4),
+      port: b.readUInt16BE(IN4.fields.sin_port),
+    };
   }
   if (fam === AF_INET6) {
     const at = IN6.fields.sin6_addr;
@@ -126,7 +141,11 @@ export function ioctlInt(fd: number, req: number, op: string): number {
 // ---------------------------------------------------------------- lifecycle
 
 export function openTcpSocket(family: Family): number {
-  return check(libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP), 'socket', `(IPv${family} TCP)`);
+  return check(
+    libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP),
+    'socket',
+    `(IPv${family} TCP)`,
+  );
 }
 
 export function bindTo(fd: number, ep: Endpoint, family: Family): void {

@@ -82,7 +82,10 @@ export class TsProbe {
   private one(t: ProbeTuple): TcpProbe | undefined {
     const frame = Buffer.alloc(ETH.length + Q.size);
     ETH.copy(frame);
-    encodeFlowKey({ src: t.local.ip, dst: t.remote.ip, sport: t.local.port, dport: t.remote.port }).copy(frame, ETH.length + Q.fields.key);
+    encodeFlowKey({ src: t.local.ip, dst: t.remote.ip, sport: t.local.port, dport: t.remote.port }).copy(
+      frame,
+      ETH.length + Q.fields.key,
+    );
     const out = testRun(this.program, { packet: frame }).packet;
     const p = decodeTcpProbe(out.subarray(ETH.length + Q.fields.result));
     return p.found ? p : undefined;
@@ -103,7 +106,7 @@ export class TsProbe {
       delete s.tsRecent;
       if (!p) return;
       result.found++;
-      if (p.rcvNxt !== s.rcvNxt || p.sndUna !== s.sndUna || p.writeSeq !== ((s.sndUna + s.sendQueue.length) >>> 0)) {
+      if (p.rcvNxt !== s.rcvNxt || p.sndUna !== s.sndUna || p.writeSeq !== (s.sndUna + s.sendQueue.length) >>> 0) {
         result.stale++;
         return;
       }

@@ -27,7 +27,12 @@ export class KeepAliveClient {
   private constructor(readonly proc: ChildProcess) {}
 
   static async start(tb: Testbed, ip: string, port = 80): Promise<KeepAliveClient> {
-    const proc = tb.spawn('client', process.execPath, ['--import', 'tsx', resolve(ROOT, 'lab/clients/keepalive-program.ts'), ip, String(port)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    const proc = tb.spawn(
+      'client',
+      process.execPath,
+      ['--import', 'tsx', resolve(ROOT, 'lab/clients/keepalive-program.ts'), ip, String(port)],
+      { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+    );
     const c = new KeepAliveClient(proc);
     let ready: () => void = () => {};
     const readyP = new Promise<void>((r) => (ready = r));
@@ -41,7 +46,10 @@ export class KeepAliveClient {
       const w = c.waiters.shift();
       if (w) w(a);
     });
-    await Promise.race([readyP, sleep(10_000).then(() => Promise.reject(new Error('client did not connect within 10 s')))]);
+    await Promise.race([
+      readyP,
+      sleep(10_000).then(() => Promise.reject(new Error('client did not connect within 10 s'))),
+    ]);
     return c;
   }
 
@@ -62,4 +70,3 @@ export class KeepAliveClient {
     return p;
   }
 }
-

@@ -36,7 +36,12 @@ sock.on('data', (d: Buffer) => {
     const body = buf.subarray(want.head, want.head + want.length);
     buf = buf.subarray(want.head + want.length);
     want = undefined;
-    say({ status: Number(head.split(' ')[1]), length: body.length, sha256: createHash('sha256').update(body).digest('hex'), body: body.subarray(0, 64).toString() });
+    say({
+      status: Number(head.split(' ')[1]),
+      length: body.length,
+      sha256: createHash('sha256').update(body).digest('hex'),
+      body: body.subarray(0, 64).toString(),
+    });
   }
 });
 

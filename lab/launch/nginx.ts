@@ -20,7 +20,13 @@ export interface NginxOptions {
 }
 
 /** Files: name -> size in bytes (random content) or a string. */
-export async function startNginx(tb: Testbed, node: string, port: number, files: Record<string, number | string>, opts: NginxOptions = {}): Promise<NginxBackend> {
+export async function startNginx(
+  tb: Testbed,
+  node: string,
+  port: number,
+  files: Record<string, number | string>,
+  opts: NginxOptions = {},
+): Promise<NginxBackend> {
   const workerConnections = opts.workerConnections ?? 1024;
   const dir = mkdtempSync(join(tmpdir(), `baton-nginx-${node}-`));
   chmodSync(dir, 0o755); // nginx workers run unprivileged and must read the content
@@ -61,10 +67,17 @@ http {
 `,
   );
   mkdirSync(join(dir, 'tmp'));
-  const proc = tb.spawn(node, 'nginx', ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'ignore' });
+  const proc = tb.spawn(node, 'nginx', ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], {
+    stdio: 'ignore',
+  });
   // Ready when it answers.
   for (let i = 0; i < 100; i++) {
-    const r = await tb.exec(node, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', `http://${ip}:${port}/`], { check: false });
+    const r = await tb.exec(
+      node,
+      'curl',
+      ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', `http://${ip}:${port}/`],
+      { check: false },
+    );
     if (r.code === 0) break;
     await sleep(50);
   }

@@ -4,7 +4,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { checkApiAuth, checkRunnable, configHelp, loadConfig, OPTIONS, parseDuration, parseListen } from '../../control/daemon/config.js';
+import {
+  checkApiAuth,
+  checkRunnable,
+  configHelp,
+  loadConfig,
+  OPTIONS,
+  parseDuration,
+  parseListen,
+} from '../../control/daemon/config.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../../control/datapath/datapath.js';
 import { BatonError } from '../../control/errors.js';
 import { SWEEPER_DEFAULTS } from '../../control/splice/sweeper.js';
@@ -28,7 +36,7 @@ function rejects(fn: () => unknown, re: RegExp): void {
 describe('daemon configuration', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('defaults: API on the unix socket, loopback metrics, bpffs pin dir, the datapath\'s table capacity', () => {
+  test("defaults: API on the unix socket, loopback metrics, bpffs pin dir, the datapath's table capacity", () => {
     const c = loadConfig([], {});
     assert.deepEqual(c.api, { path: '/run/baton/api.sock' });
     assert.equal(c.apiGroup, undefined);
@@ -42,8 +50,18 @@ describe('daemon configuration', () => {
   });
 
   test('precedence: file < environment < flags', () => {
-    const cfg = file('p.json', { interfaces: ['eth0'], tableCapacity: 100, api: '127.0.0.1:8000', idleTimeoutMs: '1m', token: 'file-token-0123456789' });
-    const c = loadConfig(['--config', cfg, '--table-capacity', '300', '-i', 'eth2', '-i', 'eth3'], { BATON_TABLE_CAPACITY: '200', BATON_API: 'unix:/run/baton.sock', BATON_INTERFACES: 'eth1' });
+    const cfg = file('p.json', {
+      interfaces: ['eth0'],
+      tableCapacity: 100,
+      api: '127.0.0.1:8000',
+      idleTimeoutMs: '1m',
+      token: 'file-token-0123456789',
+    });
+    const c = loadConfig(['--config', cfg, '--table-capacity', '300', '-i', 'eth2', '-i', 'eth3'], {
+      BATON_TABLE_CAPACITY: '200',
+      BATON_API: 'unix:/run/baton.sock',
+      BATON_INTERFACES: 'eth1',
+    });
     assert.equal(c.tableCapacity, 300, 'flag over env over file');
     assert.deepEqual(c.api, { path: '/run/baton.sock' }, 'env over file');
     assert.deepEqual(c.interfaces, ['eth2', 'eth3'], 'repeated flag');
@@ -76,9 +94,18 @@ describe('daemon configuration', () => {
     rejects(() => loadConfig(['--config', join(dir, 'missing.json')], {}), /missing\.json: no such file/);
     rejects(() => loadConfig(['--config', file('bad.json', '{nope')], {}), /bad\.json/);
     rejects(() => loadConfig(['--config', file('arr.json', [1])], {}), /JSON object of settings/);
-    rejects(() => loadConfig(['--config', file('unknown.json', { interfacez: ['x'] })], {}), /unknown setting "interfacez"; known: interfaces/);
-    rejects(() => loadConfig(['--config', file('type.json', { interfaces: 'eth0' })], {}), /"interfaces": expected an array/);
-    rejects(() => loadConfig(['--config', file('obj.json', { tableCapacity: { n: 1 } })], {}), /"tableCapacity": expected a string or a number/);
+    rejects(
+      () => loadConfig(['--config', file('unknown.json', { interfacez: ['x'] })], {}),
+      /unknown setting "interfacez"; known: interfaces/,
+    );
+    rejects(
+      () => loadConfig(['--config', file('type.json', { interfaces: 'eth0' })], {}),
+      /"interfaces": expected an array/,
+    );
+    rejects(
+      () => loadConfig(['--config', file('obj.json', { tableCapacity: { n: 1 } })], {}),
+      /"tableCapacity": expected a string or a number/,
+    );
     rejects(() => checkRunnable(loadConfig([], {})), /no interface to attach to.*--interface/);
   });
 
@@ -93,20 +120,40 @@ describe('daemon configuration', () => {
   });
 
   test('a TCP API needs a token: refused at validation, with what to do', () => {
-    const tcp = (argv: string[], env: NodeJS.ProcessEnv = {}) => loadConfig(['-i', 'eth0', '--api', '127.0.0.1:7300', ...argv], env);
-    rejects(() => checkRunnable(tcp([])), /TCP 127\.0\.0\.1:7300 without a token.*BATON_TOKEN.*--token.*unix:\/run\/baton\/api\.sock.*--insecure-no-auth/);
-    rejects(() => checkRunnable(loadConfig(['-i', 'eth0', '--api', '[::1]:7300'], {})), /TCP \[::1\]:7300 without a token/);
+    const tcp = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
+      loadConfig(['-i', 'eth0', '--api', '127.0.0.1:7300', ...argv], env);
+    rejects(
+      () => checkRunnable(tcp([])),
+      /TCP 127\.0\.0\.1:7300 without a token.*BATON_TOKEN.*--token.*unix:\/run\/baton\/api\.sock.*--insecure-no-auth/,
+    );
+    rejects(
+      () => checkRunnable(loadConfig(['-i', 'eth0', '--api', '[::1]:7300'], {})),
+      /TCP \[::1\]:7300 without a token/,
+    );
     assert.doesNotThrow(() => checkRunnable(tcp(['--token', 'a-token-of-16-chars'])));
     assert.doesNotThrow(() => checkRunnable(tcp([], { BATON_TOKEN: 'a-token-of-16-chars' })));
     assert.doesNotThrow(() => checkRunnable(tcp(['--insecure-no-auth'])), 'labs may, explicitly');
     assert.equal(tcp([], { BATON_INSECURE_NO_AUTH: 'true' }).insecureNoAuth, true);
     assert.equal(loadConfig(['--config', file('insecure.json', { insecureNoAuth: true })], {}).insecureNoAuth, true);
-    rejects(() => loadConfig([], { BATON_INSECURE_NO_AUTH: 'maybe' }), /BATON_INSECURE_NO_AUTH: "maybe": expected true or false/);
-    rejects(() => loadConfig(['--config', file('insecure-str.json', { insecureNoAuth: 'yes' })], {}), /"insecureNoAuth": expected true or false/);
+    rejects(
+      () => loadConfig([], { BATON_INSECURE_NO_AUTH: 'maybe' }),
+      /BATON_INSECURE_NO_AUTH: "maybe": expected true or false/,
+    );
+    rejects(
+      () => loadConfig(['--config', file('insecure-str.json', { insecureNoAuth: 'yes' })], {}),
+      /"insecureNoAuth": expected true or false/,
+    );
     rejects(() => checkRunnable(tcp(['--insecure-no-auth', '--token', 'a-token-of-16-chars'])), /contradict/);
     rejects(() => checkRunnable(loadConfig(['-i', 'eth0', '--insecure-no-auth'], {})), /applies to a TCP --api only/);
-    rejects(() => checkRunnable(tcp(['--token', 'a-token-of-16-chars', '--api-group', 'baton'])), /--api-group applies to a unix socket API/);
-    assert.throws(() => checkApiAuth(tcp([])), (err: unknown) => err instanceof BatonError && err.reason === 'tcp_without_token', 'a stable reason');
+    rejects(
+      () => checkRunnable(tcp(['--token', 'a-token-of-16-chars', '--api-group', 'baton'])),
+      /--api-group applies to a unix socket API/,
+    );
+    assert.throws(
+      () => checkApiAuth(tcp([])),
+      (err: unknown) => err instanceof BatonError && err.reason === 'tcp_without_token',
+      'a stable reason',
+    );
     assert.doesNotThrow(() => checkRunnable(loadConfig(['-i', 'eth0'], {})), 'the default unix socket needs no token');
   });
 

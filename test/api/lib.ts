@@ -67,10 +67,22 @@ export async function tcpPair(host = '127.0.0.1', server?: net.Server): Promise<
   };
 }
 
-const ZERO_X: Xlate = { out: { src: '198.18.2.1', dst: '198.18.2.2', sport: 40000, dport: 80 }, seqDelta: 1, ackDelta: 2, tsvalDelta: 3, tsecrDelta: 4, wscaleIn: 7, wscaleOut: 7, timestamps: true };
+const ZERO_X: Xlate = {
+  out: { src: '198.18.2.1', dst: '198.18.2.2', sport: 40000, dport: 80 },
+  seqDelta: 1,
+  ackDelta: 2,
+  tsvalDelta: 3,
+  tsecrDelta: 4,
+  wscaleIn: 7,
+  wscaleOut: 7,
+  timestamps: true,
+};
 
 /** A record as the splicer makes one, for tests of listing and views. */
-export function fakeRecord(id: bigint, opts: { client?: string; backend?: string; recovered?: boolean; legs?: number; ownerUid?: number } = {}): SpliceRecord {
+export function fakeRecord(
+  id: bigint,
+  opts: { client?: string; backend?: string; recovered?: boolean; legs?: number; ownerUid?: number } = {},
+): SpliceRecord {
   const clientIp = opts.client ?? '198.18.1.1';
   const backendIp = opts.backend ?? '198.18.2.2';
   const clientKey: FlowKey = { src: clientIp, dst: '198.19.0.1', sport: 40000 + Number(id % 20000n), dport: 80 };
@@ -104,7 +116,13 @@ export function fakeRecord(id: bigint, opts: { client?: string; backend?: string
   };
 }
 
-export const traffic = (packets: number, lastSeenNs = 0n) => ({ packets: BigInt(packets), bytes: BigInt(packets * 100), fin: false, rst: false, lastSeenNs });
+export const traffic = (packets: number, lastSeenNs = 0n) => ({
+  packets: BigInt(packets),
+  bytes: BigInt(packets * 100),
+  fin: false,
+  rst: false,
+  lastSeenNs,
+});
 
 /**
  * A stand-in splicer: records from `fakeRecord`, a status per record, and
@@ -121,7 +139,11 @@ export class StubSplicer implements SplicerPort {
 
   add(rec: SpliceRecord, state: ConnectionStatus['state'] = 'forwarding'): SpliceRecord {
     this.records.set(rec.id, rec);
-    this.states.set(rec.id, { state, toBackend: traffic(10, process.hrtime.bigint() - 5_000_000n), toClient: traffic(12) });
+    this.states.set(rec.id, {
+      state,
+      toBackend: traffic(10, process.hrtime.bigint() - 5_000_000n),
+      toClient: traffic(12),
+    });
     return rec;
   }
 
@@ -150,7 +172,12 @@ export class StubSplicer implements SplicerPort {
 }
 
 /** Asserts an RFC 9457 problem document with this status and code; returns it. */
-export function assertProblem(res: LightMyRequestResponse, status: number, code: ErrorCode, reason?: string): Record<string, unknown> {
+export function assertProblem(
+  res: LightMyRequestResponse,
+  status: number,
+  code: ErrorCode,
+  reason?: string,
+): Record<string, unknown> {
   assert.equal(res.statusCode, status, `status of ${res.body}`);
   assert.match(String(res.headers['content-type']), /^application\/problem\+json/);
   const p = res.json() as Record<string, unknown>;

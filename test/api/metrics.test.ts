@@ -21,7 +21,11 @@ import { buildPacket } from '../lib/packet.js';
 import { fakeRecord, fdOf, StubSplicer, tcpPair, traffic } from './lib.js';
 
 /** name{labels} -> value, from the text exposition format. */
-export function parseExposition(text: string): { samples: Map<string, number>; types: Map<string, string>; helps: Set<string> } {
+export function parseExposition(text: string): {
+  samples: Map<string, number>;
+  types: Map<string, string>;
+  helps: Set<string>;
+} {
   const samples = new Map<string, number>();
   const types = new Map<string, string>();
   const helps = new Set<string>();
@@ -79,7 +83,11 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
     const key = 'baton_datapath_packets_total{direction="none",action="passed",reason="no_flow"}';
     const bkey = 'baton_datapath_bytes_total{direction="none",action="passed",reason="no_flow"}';
     const s0 = (await scrape()).samples;
-    const pkt = buildPacket({ ip: { version: 4, src: '198.18.1.1', dst: '198.19.0.1' }, tcp: { sport: 40000, dport: 80, flags: 'A', seq: 1, ack: 1 }, payload: 'x'.repeat(100) });
+    const pkt = buildPacket({
+      ip: { version: 4, src: '198.18.1.1', dst: '198.19.0.1' },
+      tcp: { sport: 40000, dport: 80, flags: 'A', seq: 1, ack: 1 },
+      payload: 'x'.repeat(100),
+    });
     const prog = dp.object.program('baton_xdp');
     for (let i = 0; i < 7; i++) testRun(prog, { packet: pkt });
     const s1 = (await scrape()).samples;
@@ -91,16 +99,45 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
 
   test('packets of a spliced connection are counted by direction: client entries to_backend, back-end entries to_client', async () => {
     const toward = (samples: Map<string, number>, direction: string) =>
-      [...samples].filter(([k]) => k.startsWith(`baton_datapath_packets_total{direction="${direction}",`)).reduce((a, [, v]) => a + v, 0);
+      [...samples]
+        .filter(([k]) => k.startsWith(`baton_datapath_packets_total{direction="${direction}",`))
+        .reduce((a, [, v]) => a + v, 0);
     const x = { seqDelta: 0, ackDelta: 0, tsvalDelta: 0, tsecrDelta: 0, wscaleIn: 0, wscaleOut: 0, timestamps: false };
     const client = { src: '198.18.1.7', dst: '198.19.0.1', sport: 40007, dport: 80 };
     const back = { src: '198.18.2.7', dst: '198.18.2.1', sport: 8080, dport: 50007 };
-    dp.table.insert(client, { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: back.dst, dst: back.src, sport: back.dport, dport: back.sport } } }] });
-    dp.table.insert(back, { connId: 77n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, legs: [{ seqStart: 0, ackFloor: 0, x: { ...x, out: { src: client.dst, dst: client.src, sport: client.dport, dport: client.sport } } }] });
+    dp.table.insert(client, {
+      connId: 77n,
+      state: FlowState.FORWARD,
+      kind: FlowKind.CLIENT,
+      legs: [
+        {
+          seqStart: 0,
+          ackFloor: 0,
+          x: { ...x, out: { src: back.dst, dst: back.src, sport: back.dport, dport: back.sport } },
+        },
+      ],
+    });
+    dp.table.insert(back, {
+      connId: 77n,
+      state: FlowState.FORWARD,
+      kind: FlowKind.BACKEND,
+      legs: [
+        {
+          seqStart: 0,
+          ackFloor: 0,
+          x: { ...x, out: { src: client.dst, dst: client.src, sport: client.dport, dport: client.sport } },
+        },
+      ],
+    });
     try {
       const s0 = (await scrape()).samples;
       const prog = dp.object.program('baton_xdp');
-      const seg = (t: typeof client) => buildPacket({ ip: { version: 4, src: t.src, dst: t.dst }, tcp: { sport: t.sport, dport: t.dport, flags: 'A', seq: 1, ack: 1 }, payload: 'y' });
+      const seg = (t: typeof client) =>
+        buildPacket({
+          ip: { version: 4, src: t.src, dst: t.dst },
+          tcp: { sport: t.sport, dport: t.dport, flags: 'A', seq: 1, ack: 1 },
+          payload: 'y',
+        });
       for (let i = 0; i < 3; i++) testRun(prog, { packet: seg(client) });
       for (let i = 0; i < 5; i++) testRun(prog, { packet: seg(back) });
       const s1 = (await scrape()).samples;
@@ -118,9 +155,20 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
     const b = await tcpPair();
     try {
       stub.spliceImpl = async () => stub.add(fakeRecord(1n));
-      const ok = await app.inject({ method: 'POST', url: '/v1/splices', payload: { client: { pid: process.pid, fd: fdOf(a.accepted) }, backend: { pid: process.pid, fd: fdOf(b.connected) } } });
+      const ok = await app.inject({
+        method: 'POST',
+        url: '/v1/splices',
+        payload: {
+          client: { pid: process.pid, fd: fdOf(a.accepted) },
+          backend: { pid: process.pid, fd: fdOf(b.connected) },
+        },
+      });
       assert.equal(ok.statusCode, 201, ok.body);
-      const bad = await app.inject({ method: 'POST', url: '/v1/splices', payload: { client: { pid: deadPid, fd: 3 }, backend: { pid: deadPid, fd: 4 } } });
+      const bad = await app.inject({
+        method: 'POST',
+        url: '/v1/splices',
+        payload: { client: { pid: deadPid, fd: 3 }, backend: { pid: deadPid, fd: 4 } },
+      });
       assert.equal(bad.statusCode, 404);
     } finally {
       await a.close();
@@ -170,11 +218,15 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
     stub.add(fakeRecord(20n));
     stub.states.set(20n, { state: 'forwarding', toBackend: traffic(50), toClient: traffic(70) });
     const s0 = (await scrape()).samples;
-    assert.equal(value(s0, k), base + 70, 'the new connection\'s packets are added');
+    assert.equal(value(s0, k), base + 70, "the new connection's packets are added");
     stub.records.delete(20n);
     const s1 = (await scrape()).samples;
-    assert.equal(value(s1, k), base + 70, 'the removed connection\'s packets stay counted');
-    assert.equal(value(s1, 'baton_connection_bytes_total{direction="to_backend"}') - value(s0, 'baton_connection_bytes_total{direction="to_backend"}'), 0);
+    assert.equal(value(s1, k), base + 70, "the removed connection's packets stay counted");
+    assert.equal(
+      value(s1, 'baton_connection_bytes_total{direction="to_backend"}') -
+        value(s0, 'baton_connection_bytes_total{direction="to_backend"}'),
+      0,
+    );
   });
 
   test('names follow Prometheus conventions (promtool check metrics when installed), process metrics included', async () => {
@@ -187,7 +239,10 @@ describe('metrics', { skip: skipUnlessBpf }, () => {
       if (type === 'counter') assert.ok(name.endsWith('_total'), `counter ${name} ends in _total`);
       else assert.ok(!name.endsWith('_total'), `${type} ${name} does not end in _total`);
     }
-    assert.ok(types.has('process_cpu_user_seconds_total') && types.has('nodejs_heap_size_total_bytes'), 'process metrics');
+    assert.ok(
+      types.has('process_cpu_user_seconds_total') && types.has('nodejs_heap_size_total_bytes'),
+      'process metrics',
+    );
     const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     if (lint.error) return; // promtool not installed: the checks above stand alone
     const baton = `${lint.stdout}${lint.stderr}`.split('\n').filter((l) => l.startsWith('baton_'));

@@ -10,15 +10,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BatonMetrics } from '../../control/metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../../control/metrics/server.js';
 import { SpliceService } from '../../control/service/splice-service.js';
 import { fakeRecord, StubSplicer } from './lib.js';
 
 const haveProm = !spawnSync('prometheus', ['--version']).error;
-const skip = haveProm ? false : 'Debian\'s prometheus package is not installed (apt-get install prometheus; scripts/setup installs it)';
+const skip = haveProm
+  ? false
+  : "Debian's prometheus package is not installed (apt-get install prometheus; scripts/setup installs it)";
 /** How long Prometheus may take to start and scrape twice. */
 const DEADLINE_MS = 60_000;
 
@@ -54,7 +56,16 @@ describe('a real Prometheus scrapes baton', { skip }, () => {
     );
     const port = await freePort();
     promUrl = `http://127.0.0.1:${port}`;
-    prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    prom = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     prom.stderr?.on('data', (d: Buffer) => (log += d.toString()));
   });
 
@@ -75,19 +86,23 @@ describe('a real Prometheus scrapes baton', { skip }, () => {
       try {
         const r = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`);
         if (r.ok) {
-          const body = (await r.json()) as { status: string; data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+          const body = (await r.json()) as {
+            status: string;
+            data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+          };
           if (body.status === 'success' && body.data.result.length > 0) return body.data.result;
         }
       } catch {
         /* not listening yet */
       }
-      if (Date.now() > deadline) throw new Error(`no result for ${q} within ${DEADLINE_MS} ms; prometheus said: ${log.slice(-2000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`no result for ${q} within ${DEADLINE_MS} ms; prometheus said: ${log.slice(-2000)}`);
       if (prom?.exitCode !== null) throw new Error(`prometheus exited (${prom?.exitCode}): ${log.slice(-2000)}`);
       await sleep(250);
     }
   }
 
-  test('the target is up and baton\'s gauges, counters and histogram are queryable', async () => {
+  test("the target is up and baton's gauges, counters and histogram are queryable", async () => {
     const up = await query('up{job="baton"} == 1');
     assert.equal(up.length, 1);
     const cap = await query('baton_table_capacity_entries');
@@ -99,7 +114,9 @@ describe('a real Prometheus scrapes baton', { skip }, () => {
     const closing = await query('baton_connections{state="closing"}');
     assert.equal(closing[0]?.value[1], '1');
     // The median of 70, 120, 150, 400 µs falls in the (100, 200] µs bucket.
-    const p50 = await query('histogram_quantile(0.5, sum by (le) (baton_handoff_duration_seconds_bucket{mode="splice"}))');
+    const p50 = await query(
+      'histogram_quantile(0.5, sum by (le) (baton_handoff_duration_seconds_bucket{mode="splice"}))',
+    );
     const v = Number(p50[0]?.value[1]);
     assert.ok(v > 0.0001 && v <= 0.0002, `p50 ${v}`);
   });

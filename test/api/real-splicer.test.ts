@@ -5,8 +5,8 @@
  * leave the table as it was and the sockets working (nothing half-made).
  */
 import assert from 'node:assert/strict';
-import { openSync, closeSync } from 'node:fs';
 import dgram from 'node:dgram';
+import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
@@ -19,13 +19,21 @@ import { Splicer } from '../../control/splice/splicer.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
 import { closeSharedTsProbe } from '../../control/tcp/ts-probe.js';
 import { skipUnlessBpf } from '../lib/env.js';
-import { assertProblem, fdOf, openFds, tcpPair, type TcpPair } from './lib.js';
+import { assertProblem, fdOf, openFds, type TcpPair, tcpPair } from './lib.js';
 
-const clientKeyOf = (p: TcpPair) => ({ src: '127.0.0.1', dst: '127.0.0.1', sport: p.connected.localPort as number, dport: p.accepted.localPort as number });
+const clientKeyOf = (p: TcpPair) => ({
+  src: '127.0.0.1',
+  dst: '127.0.0.1',
+  sport: p.connected.localPort as number,
+  dport: p.accepted.localPort as number,
+});
 
 /** Bytes still flow both ways on the pair (the failed splice left it in normal operation). */
 async function assertWorks(p: TcpPair): Promise<void> {
-  for (const [from, to] of [[p.connected, p.accepted], [p.accepted, p.connected]] as const) {
+  for (const [from, to] of [
+    [p.connected, p.accepted],
+    [p.accepted, p.connected],
+  ] as const) {
     to.resume();
     const got = new Promise<Buffer>((r) => to.once('data', r));
     from.write('ping');
@@ -71,7 +79,8 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
 
   test('table full: 507 TABLE_FULL, the table untouched, the sockets still work', async () => {
     const filler = (i: number) => ({ src: '198.18.9.9', dst: '198.19.0.1', sport: 1000 + i, dport: 80 });
-    for (let i = 0; i < 2; i++) dp.table.insert(filler(i), { connId: 900n + BigInt(i), state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
+    for (let i = 0; i < 2; i++)
+      dp.table.insert(filler(i), { connId: 900n + BigInt(i), state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
     const before = tableKeys();
     const fds = openFds();
     assertProblem(await post(byFd(a.accepted, b.connected)), 507, 'TABLE_FULL', 'table_full');
@@ -123,9 +132,27 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
     const file = openSync('/proc/self/status', 'r');
     try {
       const udpFd = (udp as unknown as { _handle: { fd: number } })._handle.fd;
-      assertProblem(await post({ client: { pid: process.pid, fd: udpFd }, backend: { pid: process.pid, fd: fdOf(b.connected) } }), 409, 'SOCKET_UNUSABLE', 'not_tcp');
-      assertProblem(await post({ client: { pid: process.pid, fd: fdOf(listening) }, backend: { pid: process.pid, fd: fdOf(b.connected) } }), 409, 'SOCKET_UNUSABLE', 'not_established');
-      assertProblem(await post({ client: { pid: process.pid, fd: fdOf(a.accepted) }, backend: { pid: process.pid, fd: file } }), 409, 'SOCKET_UNUSABLE', 'not_a_socket');
+      assertProblem(
+        await post({ client: { pid: process.pid, fd: udpFd }, backend: { pid: process.pid, fd: fdOf(b.connected) } }),
+        409,
+        'SOCKET_UNUSABLE',
+        'not_tcp',
+      );
+      assertProblem(
+        await post({
+          client: { pid: process.pid, fd: fdOf(listening) },
+          backend: { pid: process.pid, fd: fdOf(b.connected) },
+        }),
+        409,
+        'SOCKET_UNUSABLE',
+        'not_established',
+      );
+      assertProblem(
+        await post({ client: { pid: process.pid, fd: fdOf(a.accepted) }, backend: { pid: process.pid, fd: file } }),
+        409,
+        'SOCKET_UNUSABLE',
+        'not_a_socket',
+      );
       assert.deepEqual(tableKeys(), []);
     } finally {
       udp.close();
@@ -135,7 +162,11 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   });
 
   test('by address: the sockets are found, then the table answers (507 with a full table)', async () => {
-    for (let i = 0; i < 2; i++) dp.table.insert({ src: '198.18.9.9', dst: '198.19.0.1', sport: 2000 + i, dport: 80 }, { connId: 1n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
+    for (let i = 0; i < 2; i++)
+      dp.table.insert(
+        { src: '198.18.9.9', dst: '198.19.0.1', sport: 2000 + i, dport: 80 },
+        { connId: 1n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] },
+      );
     const fds = openFds();
     const r = await post({
       pid: process.pid,

@@ -6,17 +6,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
 import { BatonError } from '../../control/errors.js';
 import { BATCH_CONCURRENCY, MAX_BATCH_ITEMS } from '../../control/service/limits.js';
 import { SpliceService } from '../../control/service/splice-service.js';
-import { assertProblem, fakeRecord, fdOf, openFds, StubSplicer, tcpPair, type TcpPair } from './lib.js';
+import { assertProblem, fakeRecord, fdOf, openFds, StubSplicer, type TcpPair, tcpPair } from './lib.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -73,7 +73,15 @@ describe('REST API routes', () => {
     test('GET /openapi.json documents every route, the Splice and Problem schemas and bearer auth', async () => {
       const doc = (await inject('GET', '/openapi.json')).json();
       assert.match(doc.openapi, /^3\./);
-      assert.deepEqual(Object.keys(doc.paths).sort(), ['/healthz', '/readyz', '/v1/splices', '/v1/splices/{id}', '/v1/splices/{id}/handoffs', '/v1/splices:batch', '/v1/version']);
+      assert.deepEqual(Object.keys(doc.paths).sort(), [
+        '/healthz',
+        '/readyz',
+        '/v1/splices',
+        '/v1/splices/{id}',
+        '/v1/splices/{id}/handoffs',
+        '/v1/splices:batch',
+        '/v1/version',
+      ]);
       assert.deepEqual(Object.keys(doc.paths['/v1/splices/{id}']).sort(), ['delete', 'get']);
       assert.ok(doc.components.schemas.Splice && doc.components.schemas.Problem, 'Splice and Problem components');
       assert.deepEqual(doc.security, [{ bearer: [] }]);
@@ -85,7 +93,18 @@ describe('REST API routes', () => {
 
   describe('authentication', () => {
     test('no token: 401 UNAUTHORIZED with WWW-Authenticate, on every route but /healthz', async () => {
-      for (const [m, u] of [['GET', '/readyz'], ['GET', '/v1/version'], ['GET', '/v1/splices'], ['GET', '/v1/splices/1'], ['DELETE', '/v1/splices/1'], ['POST', '/v1/splices'], ['POST', '/v1/splices:batch'], ['POST', '/v1/splices/1/handoffs'], ['GET', '/openapi.json'], ['GET', '/no/such/route']] as const) {
+      for (const [m, u] of [
+        ['GET', '/readyz'],
+        ['GET', '/v1/version'],
+        ['GET', '/v1/splices'],
+        ['GET', '/v1/splices/1'],
+        ['DELETE', '/v1/splices/1'],
+        ['POST', '/v1/splices'],
+        ['POST', '/v1/splices:batch'],
+        ['POST', '/v1/splices/1/handoffs'],
+        ['GET', '/openapi.json'],
+        ['GET', '/no/such/route'],
+      ] as const) {
         const r = await inject(m, u, m === 'POST' ? {} : undefined, {});
         assertProblem(r, 401, 'UNAUTHORIZED', 'missing_token');
         assert.equal(r.headers['www-authenticate'], 'Bearer realm="baton"', `${m} ${u}`);
@@ -93,14 +112,28 @@ describe('REST API routes', () => {
     });
 
     test('a wrong token, another scheme or a token with a suffix is refused', async () => {
-      for (const authorization of [`Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`, `Basic ${TOKEN}`, 'Bearer', `Bearer  `, TOKEN]) {
+      for (const authorization of [
+        `Bearer ${TOKEN}x`,
+        `Bearer ${TOKEN.slice(0, -1)}`,
+        `Basic ${TOKEN}`,
+        'Bearer',
+        `Bearer  `,
+        TOKEN,
+      ]) {
         assertProblem(await inject('GET', '/v1/splices', undefined, { authorization }), 401, 'UNAUTHORIZED');
       }
-      assert.equal((await inject('GET', '/v1/splices', undefined, { authorization: `bearer ${TOKEN}` })).statusCode, 200, 'the scheme is case-insensitive');
+      assert.equal(
+        (await inject('GET', '/v1/splices', undefined, { authorization: `bearer ${TOKEN}` })).statusCode,
+        200,
+        'the scheme is case-insensitive',
+      );
     });
 
     test('an empty token is a configuration error, not "no authentication"', async () => {
-      await assert.rejects(buildApi({ service, token: '' }), (e: unknown) => e instanceof BatonError && e.code === 'CONFIG_INVALID');
+      await assert.rejects(
+        buildApi({ service, token: '' }),
+        (e: unknown) => e instanceof BatonError && e.code === 'CONFIG_INVALID',
+      );
     });
   });
 
@@ -111,8 +144,26 @@ describe('REST API routes', () => {
     });
 
     test('invalid JSON: 400; not JSON: 415; too large: 413', async () => {
-      assertProblem(await app.inject({ method: 'POST', url: '/v1/splices', headers: { ...AUTH, 'content-type': 'application/json' }, payload: '{"client":' }), 400, 'BAD_REQUEST');
-      assertProblem(await app.inject({ method: 'POST', url: '/v1/splices', headers: { ...AUTH, 'content-type': 'application/xml' }, payload: '<a/>' }), 415, 'UNSUPPORTED_MEDIA_TYPE');
+      assertProblem(
+        await app.inject({
+          method: 'POST',
+          url: '/v1/splices',
+          headers: { ...AUTH, 'content-type': 'application/json' },
+          payload: '{"client":',
+        }),
+        400,
+        'BAD_REQUEST',
+      );
+      assertProblem(
+        await app.inject({
+          method: 'POST',
+          url: '/v1/splices',
+          headers: { ...AUTH, 'content-type': 'application/xml' },
+          payload: '<a/>',
+        }),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      );
       const big = { client: { pid: 1, fd: 1 }, backend: { pid: 1, fd: 2 }, prefix: 'A'.repeat(200_000) };
       assertProblem(await inject('POST', '/v1/splices', big), 413, 'PAYLOAD_TOO_LARGE');
     });
@@ -140,11 +191,13 @@ describe('REST API routes', () => {
     test('rate limit: 429 RATE_LIMITED past the limit; /healthz is never limited', async () => {
       const limited = await buildApi({ service, rateLimit: { max: 3, timeWindowMs: 60_000 }, insecureNoAuth: true });
       try {
-        for (let i = 0; i < 3; i++) assert.equal((await limited.inject({ method: 'GET', url: '/v1/splices' })).statusCode, 200);
+        for (let i = 0; i < 3; i++)
+          assert.equal((await limited.inject({ method: 'GET', url: '/v1/splices' })).statusCode, 200);
         const r = await limited.inject({ method: 'GET', url: '/v1/splices' });
         assertProblem(r, 429, 'RATE_LIMITED');
         assert.ok(Number(r.headers['retry-after']) > 0, 'Retry-After says when');
-        for (let i = 0; i < 5; i++) assert.equal((await limited.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+        for (let i = 0; i < 5; i++)
+          assert.equal((await limited.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
       } finally {
         await limited.close();
       }
@@ -153,18 +206,28 @@ describe('REST API routes', () => {
 
   describe('GET /v1/splices', () => {
     beforeEach(() => {
-      for (let i = 1n; i <= 5n; i++) stub.add(fakeRecord(i, { backend: i % 2n ? '198.18.2.2' : '198.18.3.2' }), i === 4n ? 'closing' : 'forwarding');
+      for (let i = 1n; i <= 5n; i++)
+        stub.add(fakeRecord(i, { backend: i % 2n ? '198.18.2.2' : '198.18.3.2' }), i === 4n ? 'closing' : 'forwarding');
       stub.add(fakeRecord(7n, { client: '2001:db8:1::1', recovered: true }));
     });
 
     test('pages by id with limit and cursor', async () => {
       const p1 = (await inject('GET', '/v1/splices?limit=2')).json();
-      assert.deepEqual(p1.items.map((s: { id: string }) => s.id), ['1', '2']);
+      assert.deepEqual(
+        p1.items.map((s: { id: string }) => s.id),
+        ['1', '2'],
+      );
       assert.equal(p1.next, '2');
       const p2 = (await inject('GET', `/v1/splices?limit=2&cursor=${p1.next}`)).json();
-      assert.deepEqual(p2.items.map((s: { id: string }) => s.id), ['3', '4']);
+      assert.deepEqual(
+        p2.items.map((s: { id: string }) => s.id),
+        ['3', '4'],
+      );
       const p3 = (await inject('GET', `/v1/splices?limit=2&cursor=${p2.next}`)).json();
-      assert.deepEqual(p3.items.map((s: { id: string }) => s.id), ['5', '7']);
+      assert.deepEqual(
+        p3.items.map((s: { id: string }) => s.id),
+        ['5', '7'],
+      );
       assert.equal(p3.next, null);
       assert.deepEqual((await inject('GET', '/v1/splices?cursor=7')).json(), { items: [], next: null });
     });
@@ -176,13 +239,29 @@ describe('REST API routes', () => {
     });
 
     test('filters by state and by current back end', async () => {
-      assert.deepEqual((await inject('GET', '/v1/splices?state=closing')).json().items.map((s: { id: string }) => s.id), ['4']);
-      assert.deepEqual((await inject('GET', '/v1/splices?backend=198.18.3.2:80')).json().items.map((s: { id: string }) => s.id), ['2', '4']);
+      assert.deepEqual(
+        (await inject('GET', '/v1/splices?state=closing')).json().items.map((s: { id: string }) => s.id),
+        ['4'],
+      );
+      assert.deepEqual(
+        (await inject('GET', '/v1/splices?backend=198.18.3.2:80')).json().items.map((s: { id: string }) => s.id),
+        ['2', '4'],
+      );
       assert.deepEqual((await inject('GET', '/v1/splices?state=held')).json().items, []);
     });
 
     test('bad queries: 400 BAD_REQUEST naming the field', async () => {
-      for (const q of ['limit=0', 'limit=1001', 'limit=x', 'cursor=-1', 'cursor=abc', 'state=open', 'backend=nope', 'backend=1.2.3.4:99999', 'other=1']) {
+      for (const q of [
+        'limit=0',
+        'limit=1001',
+        'limit=x',
+        'cursor=-1',
+        'cursor=abc',
+        'state=open',
+        'backend=nope',
+        'backend=1.2.3.4:99999',
+        'other=1',
+      ]) {
         const p = assertProblem(await inject('GET', `/v1/splices?${q}`), 400, 'BAD_REQUEST');
         assert.match(p.detail as string, new RegExp(q.split('=')[0] as string), q);
       }
@@ -202,10 +281,26 @@ describe('REST API routes', () => {
       assert.equal(s.durationUs, 250);
       assert.equal(s.recovered, false);
       assert.equal(s.handoffs.length, 2);
-      assert.deepEqual(s.handoffs[1], { index: 1, backend: '198.18.2.2:80', local: '198.18.2.1:50001', seqStart: 1000, seqDelta: 1, ackDelta: 2, tsvalDelta: 3, tsecrDelta: 4, wscaleIn: 7, wscaleOut: 7, timestamps: true, retired: false });
+      assert.deepEqual(s.handoffs[1], {
+        index: 1,
+        backend: '198.18.2.2:80',
+        local: '198.18.2.1:50001',
+        seqStart: 1000,
+        seqDelta: 1,
+        ackDelta: 2,
+        tsvalDelta: 3,
+        tsecrDelta: 4,
+        wscaleIn: 7,
+        wscaleOut: 7,
+        timestamps: true,
+        retired: false,
+      });
       assert.equal(s.handoffs[0].retired, true);
       assert.deepEqual(s.traffic.toClient, { packets: 12, bytes: 1200, fin: false, rst: false, lastSeenMs: null });
-      assert.ok(s.traffic.toBackend.lastSeenMs >= 5 && s.traffic.toBackend.lastSeenMs < 5000, `lastSeenMs ${s.traffic.toBackend.lastSeenMs}`);
+      assert.ok(
+        s.traffic.toBackend.lastSeenMs >= 5 && s.traffic.toBackend.lastSeenMs < 5000,
+        `lastSeenMs ${s.traffic.toBackend.lastSeenMs}`,
+      );
     });
 
     test('IPv6 addresses are bracketed; recovered connections have no duration', async () => {
@@ -250,31 +345,60 @@ describe('REST API routes', () => {
       assert.deepEqual(stub.calls, ['handoff 8 198.18.3.2:80']);
     });
 
-    test('the splicer\'s refusals keep their codes: 409 HANDOFFS_EXHAUSTED, NOT_QUIESCENT, SPLICE_REFUSED; 502 BACKEND_UNREACHABLE', async () => {
+    test("the splicer's refusals keep their codes: 409 HANDOFFS_EXHAUSTED, NOT_QUIESCENT, SPLICE_REFUSED; 502 BACKEND_UNREACHABLE", async () => {
       stub.add(fakeRecord(9n));
       const cases: Array<[BatonError, number]> = [
         [new BatonError('HANDOFFS_EXHAUSTED', 'connection 9 already holds 8 handoffs', 'handoffs_exhausted'), 409],
         [new BatonError('NOT_QUIESCENT', 'no request boundary', 'busy'), 409],
         [new BatonError('SPLICE_REFUSED', 'recovered after a restart', 'state_unknown'), 409],
-        [new BatonError('BACKEND_UNREACHABLE', 'could not connect to 198.18.3.2:81: ECONNREFUSED', 'connect_failed'), 502],
+        [
+          new BatonError('BACKEND_UNREACHABLE', 'could not connect to 198.18.3.2:81: ECONNREFUSED', 'connect_failed'),
+          502,
+        ],
       ];
       for (const [err, status] of cases) {
         stub.handoffImpl = async () => {
           throw err;
         };
-        assertProblem(await inject('POST', '/v1/splices/9/handoffs', { backend: '198.18.3.2:81' }), status, err.code, err.reason);
+        assertProblem(
+          await inject('POST', '/v1/splices/9/handoffs', { backend: '198.18.3.2:81' }),
+          status,
+          err.code,
+          err.reason,
+        );
       }
     });
 
     test('unknown id 404; IPv6 back end for an IPv4 connection 409; malformed back end 400; nothing reaches the splicer', async () => {
       stub.add(fakeRecord(10n));
       assertProblem(await inject('POST', '/v1/splices/11/handoffs', { backend: '198.18.3.2:80' }), 404, 'NOT_FOUND');
-      assertProblem(await inject('POST', '/v1/splices/10/handoffs', { backend: '[2001:db8:3::2]:80' }), 409, 'SPLICE_REFUSED', 'family_mismatch');
-      for (const backend of ['198.18.3.2', '198.18.3.2:', '198.18.3.2:65536', 'host:80', '2001:db8::1:80', '[2001:db8::1]80', '[fe80::1%eth0]:80']) {
+      assertProblem(
+        await inject('POST', '/v1/splices/10/handoffs', { backend: '[2001:db8:3::2]:80' }),
+        409,
+        'SPLICE_REFUSED',
+        'family_mismatch',
+      );
+      for (const backend of [
+        '198.18.3.2',
+        '198.18.3.2:',
+        '198.18.3.2:65536',
+        'host:80',
+        '2001:db8::1:80',
+        '[2001:db8::1]80',
+        '[fe80::1%eth0]:80',
+      ]) {
         assertProblem(await inject('POST', '/v1/splices/10/handoffs', { backend }), 400, 'BAD_REQUEST');
       }
-      assertProblem(await inject('POST', '/v1/splices/10/handoffs', { backend: '198.18.3.2:80', extra: 1 }), 400, 'BAD_REQUEST');
-      assertProblem(await inject('POST', '/v1/splices/10/handoffs', { backend: '198.18.3.2:80', quiesceTimeoutMs: -1 }), 400, 'BAD_REQUEST');
+      assertProblem(
+        await inject('POST', '/v1/splices/10/handoffs', { backend: '198.18.3.2:80', extra: 1 }),
+        400,
+        'BAD_REQUEST',
+      );
+      assertProblem(
+        await inject('POST', '/v1/splices/10/handoffs', { backend: '198.18.3.2:80', quiesceTimeoutMs: -1 }),
+        400,
+        'BAD_REQUEST',
+      );
       assert.deepEqual(stub.calls, []);
     });
   });
@@ -291,15 +415,19 @@ describe('REST API routes', () => {
       await other.close();
     });
 
-    test('by descriptor: the splicer gets this process\'s copies of the two sockets; 201 with Location; every copy closed after', async () => {
+    test("by descriptor: the splicer gets this process's copies of the two sockets; 201 with Location; every copy closed after", async () => {
       const fds0 = openFds();
       let seen: number[] = [];
       stub.spliceImpl = async (c, b) => {
         seen = [c, b];
-        assert.notEqual(c, fdOf(pair.accepted), 'a copy, not the front end\'s descriptor');
+        assert.notEqual(c, fdOf(pair.accepted), "a copy, not the front end's descriptor");
         return stub.add(fakeRecord(21n));
       };
-      const r = await inject('POST', '/v1/splices', { client: { pid: process.pid, fd: fdOf(pair.accepted) }, backend: { pid: process.pid, fd: fdOf(other.connected) }, prefix: Buffer.from('GET / HTTP/1.1\r\n\r\n').toString('base64') });
+      const r = await inject('POST', '/v1/splices', {
+        client: { pid: process.pid, fd: fdOf(pair.accepted) },
+        backend: { pid: process.pid, fd: fdOf(other.connected) },
+        prefix: Buffer.from('GET / HTTP/1.1\r\n\r\n').toString('base64'),
+      });
       assert.equal(r.statusCode, 201, r.body);
       assert.equal(r.headers.location, '/v1/splices/21');
       assert.equal(r.json().id, '21');
@@ -312,7 +440,10 @@ describe('REST API routes', () => {
       stub.spliceImpl = async () => {
         throw new BatonError('NOT_QUIESCENT', 'sockets did not become quiet', 'busy');
       };
-      const body = { client: { pid: process.pid, fd: fdOf(pair.accepted) }, backend: { pid: process.pid, fd: fdOf(other.connected) } };
+      const body = {
+        client: { pid: process.pid, fd: fdOf(pair.accepted) },
+        backend: { pid: process.pid, fd: fdOf(other.connected) },
+      };
       assertProblem(await inject('POST', '/v1/splices', body), 409, 'NOT_QUIESCENT');
       stub.spliceImpl = async () => {
         throw new TypeError('boom');
@@ -324,9 +455,27 @@ describe('REST API routes', () => {
 
     test('sockets that cannot be had: dead pid 404, closed fd 404, same socket twice 400', async () => {
       const fd = fdOf(pair.accepted);
-      assertProblem(await inject('POST', '/v1/splices', { client: { pid: deadPid, fd }, backend: { pid: process.pid, fd } }), 404, 'SOCKET_NOT_FOUND', 'no_process');
-      assertProblem(await inject('POST', '/v1/splices', { client: { pid: process.pid, fd }, backend: { pid: process.pid, fd: 1_000_000 } }), 404, 'SOCKET_NOT_FOUND', 'no_descriptor');
-      assertProblem(await inject('POST', '/v1/splices', { client: { pid: process.pid, fd }, backend: { pid: process.pid, fd } }), 400, 'BAD_REQUEST', 'same_socket');
+      assertProblem(
+        await inject('POST', '/v1/splices', { client: { pid: deadPid, fd }, backend: { pid: process.pid, fd } }),
+        404,
+        'SOCKET_NOT_FOUND',
+        'no_process',
+      );
+      assertProblem(
+        await inject('POST', '/v1/splices', {
+          client: { pid: process.pid, fd },
+          backend: { pid: process.pid, fd: 1_000_000 },
+        }),
+        404,
+        'SOCKET_NOT_FOUND',
+        'no_descriptor',
+      );
+      assertProblem(
+        await inject('POST', '/v1/splices', { client: { pid: process.pid, fd }, backend: { pid: process.pid, fd } }),
+        400,
+        'BAD_REQUEST',
+        'same_socket',
+      );
       assert.deepEqual(stub.calls, []);
     });
 
@@ -354,7 +503,7 @@ describe('REST API routes', () => {
       assertProblem(await inject('POST', '/v1/splices', { ...ok, prefix: 'abc' }), 400, 'BAD_REQUEST', 'bad_prefix');
     });
 
-    test('by address: the pid\'s sockets are found by their addresses (ambiguous 409, absent 404)', async () => {
+    test("by address: the pid's sockets are found by their addresses (ambiguous 409, absent 404)", async () => {
       const srvAddr = pair.server.address() as { port: number };
       const client = `127.0.0.1:${pair.connected.localPort}`;
       const vip = `127.0.0.1:${srvAddr.port}`;
@@ -365,23 +514,68 @@ describe('REST API routes', () => {
         return stub.add(fakeRecord(30n));
       };
       // One connection to `other`'s server: found.
-      const r = await inject('POST', '/v1/splices', { pid: process.pid, client, vip, backend: `127.0.0.1:${otherServer.port}` });
+      const r = await inject('POST', '/v1/splices', {
+        pid: process.pid,
+        client,
+        vip,
+        backend: `127.0.0.1:${otherServer.port}`,
+      });
       assert.equal(r.statusCode, 201, r.body);
       assert.equal(got.length, 2);
       // A second connection to the same back end: ambiguous, unless `local` names one.
       const second = await tcpPair('127.0.0.1', other.server);
       try {
-        assertProblem(await inject('POST', '/v1/splices', { pid: process.pid, client, vip, backend: `127.0.0.1:${otherServer.port}` }), 409, 'SOCKET_AMBIGUOUS');
-        const r2 = await inject('POST', '/v1/splices', { pid: process.pid, client, vip, backend: `127.0.0.1:${otherServer.port}`, local: `127.0.0.1:${second.connected.localPort}` });
+        assertProblem(
+          await inject('POST', '/v1/splices', {
+            pid: process.pid,
+            client,
+            vip,
+            backend: `127.0.0.1:${otherServer.port}`,
+          }),
+          409,
+          'SOCKET_AMBIGUOUS',
+        );
+        const r2 = await inject('POST', '/v1/splices', {
+          pid: process.pid,
+          client,
+          vip,
+          backend: `127.0.0.1:${otherServer.port}`,
+          local: `127.0.0.1:${second.connected.localPort}`,
+        });
         assert.equal(r2.statusCode, 201, r2.body);
       } finally {
         second.accepted.destroy();
         second.connected.destroy();
       }
-      assertProblem(await inject('POST', '/v1/splices', { pid: process.pid, client, vip: '127.0.0.1:1', backend: `127.0.0.1:${otherServer.port}` }), 404, 'SOCKET_NOT_FOUND', 'no_client_socket');
-      assertProblem(await inject('POST', '/v1/splices', { pid: process.pid, client, vip, backend: '127.0.0.1:1' }), 404, 'SOCKET_NOT_FOUND', 'no_backend_socket');
-      assertProblem(await inject('POST', '/v1/splices', { pid: deadPid, client, vip, backend: '127.0.0.1:1' }), 404, 'SOCKET_NOT_FOUND', 'no_process');
-      assertProblem(await inject('POST', '/v1/splices', { pid: process.pid, client: 'x:1', vip, backend: '127.0.0.1:1' }), 400, 'BAD_REQUEST', 'bad_address');
+      assertProblem(
+        await inject('POST', '/v1/splices', {
+          pid: process.pid,
+          client,
+          vip: '127.0.0.1:1',
+          backend: `127.0.0.1:${otherServer.port}`,
+        }),
+        404,
+        'SOCKET_NOT_FOUND',
+        'no_client_socket',
+      );
+      assertProblem(
+        await inject('POST', '/v1/splices', { pid: process.pid, client, vip, backend: '127.0.0.1:1' }),
+        404,
+        'SOCKET_NOT_FOUND',
+        'no_backend_socket',
+      );
+      assertProblem(
+        await inject('POST', '/v1/splices', { pid: deadPid, client, vip, backend: '127.0.0.1:1' }),
+        404,
+        'SOCKET_NOT_FOUND',
+        'no_process',
+      );
+      assertProblem(
+        await inject('POST', '/v1/splices', { pid: process.pid, client: 'x:1', vip, backend: '127.0.0.1:1' }),
+        400,
+        'BAD_REQUEST',
+        'bad_address',
+      );
     });
   });
 
@@ -392,11 +586,19 @@ describe('REST API routes', () => {
       try {
         let n = 40n;
         stub.spliceImpl = async () => stub.add(fakeRecord(n++));
-        const good = { client: { pid: process.pid, fd: fdOf(pair.accepted) }, backend: { pid: process.pid, fd: fdOf(other.connected) } };
-        const r = await inject('POST', '/v1/splices:batch', { items: [good, { client: 1 }, { client: { pid: deadPid, fd: 3 }, backend: { pid: deadPid, fd: 4 } }, good] });
+        const good = {
+          client: { pid: process.pid, fd: fdOf(pair.accepted) },
+          backend: { pid: process.pid, fd: fdOf(other.connected) },
+        };
+        const r = await inject('POST', '/v1/splices:batch', {
+          items: [good, { client: 1 }, { client: { pid: deadPid, fd: 3 }, backend: { pid: deadPid, fd: 4 } }, good],
+        });
         assert.equal(r.statusCode, 200, r.body);
         const { results } = r.json();
-        assert.deepEqual(results.map((x: { status: number }) => x.status), [201, 400, 404, 201]);
+        assert.deepEqual(
+          results.map((x: { status: number }) => x.status),
+          [201, 400, 404, 201],
+        );
         assert.equal(results[0].splice.id, '40');
         assert.equal(results[1].error.code, 'BAD_REQUEST');
         assert.equal(results[1].error.instance, '/v1/splices:batch/items/1');
@@ -425,12 +627,18 @@ describe('REST API routes', () => {
           order.push(id);
           return stub.add(fakeRecord(id));
         };
-        const good = { client: { pid: process.pid, fd: fdOf(pair.accepted) }, backend: { pid: process.pid, fd: fdOf(other.connected) } };
+        const good = {
+          client: { pid: process.pid, fd: fdOf(pair.accepted) },
+          backend: { pid: process.pid, fd: fdOf(other.connected) },
+        };
         const items = new Array(3 * BATCH_CONCURRENCY).fill(good);
         const r = await inject('POST', '/v1/splices:batch', { items });
         assert.equal(r.statusCode, 200, r.body);
         const { results } = r.json();
-        assert.deepEqual(results.map((x: { splice: { id: string } }) => x.splice.id), items.map((_, i) => String(100 + i)));
+        assert.deepEqual(
+          results.map((x: { splice: { id: string } }) => x.splice.id),
+          items.map((_, i) => String(100 + i)),
+        );
         assert.equal(most, BATCH_CONCURRENCY, 'concurrent, and bounded');
         assert.equal(order.at(-1), 100n, 'the slow first item finished last');
       } finally {
@@ -441,7 +649,11 @@ describe('REST API routes', () => {
 
     test(`1..${MAX_BATCH_ITEMS} items, else 400`, async () => {
       assertProblem(await inject('POST', '/v1/splices:batch', { items: [] }), 400, 'BAD_REQUEST');
-      assertProblem(await inject('POST', '/v1/splices:batch', { items: new Array(MAX_BATCH_ITEMS + 1).fill({}) }), 400, 'BAD_REQUEST');
+      assertProblem(
+        await inject('POST', '/v1/splices:batch', { items: new Array(MAX_BATCH_ITEMS + 1).fill({}) }),
+        400,
+        'BAD_REQUEST',
+      );
       assertProblem(await inject('POST', '/v1/splices:batch', { items: {} }), 400, 'BAD_REQUEST');
       assertProblem(await inject('POST', '/v1/splices:batch', [{}]), 400, 'BAD_REQUEST');
       const r = await inject('POST', '/v1/splices:batch', { items: new Array(MAX_BATCH_ITEMS).fill({}) });
@@ -453,7 +665,10 @@ describe('REST API routes', () => {
       await service.drain();
       const pair = await tcpPair();
       try {
-        const body = { client: { pid: process.pid, fd: fdOf(pair.accepted) }, backend: { pid: process.pid, fd: fdOf(pair.connected) } };
+        const body = {
+          client: { pid: process.pid, fd: fdOf(pair.accepted) },
+          backend: { pid: process.pid, fd: fdOf(pair.connected) },
+        };
         assertProblem(await inject('POST', '/v1/splices', body), 503, 'SHUTTING_DOWN');
         const r = await inject('POST', '/v1/splices:batch', { items: [body] });
         assert.equal(r.json().results[0].error.code, 'SHUTTING_DOWN');

@@ -12,21 +12,31 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DEFAULT_PIN_DIR } from '../../control/doctor/index.js';
 import { DEFAULT_API, DEFAULT_API_SOCKET, DEFAULT_METRICS_URL, parseEndpoint } from '../../control/sdk/endpoint.js';
+import { type DaemonProc, startDaemon } from '../lib/baton.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import { createTestbed, starTopology, type Testbed } from '../lib/testbed.js';
 import { spliceBody } from '../sdk/stand-in-api.js';
 import { baton, batonIn } from './baton-proc.js';
-import { type DaemonProc, startDaemon } from '../lib/baton.js';
 
 describe('baton CLI without a daemon', () => {
   test('--help lists every command, what it talks to, and examples', async () => {
     const r = await baton(['--help']);
     assert.equal(r.code, 0);
-    for (const cmd of ['lb', 'down', 'doctor', 'status', 'splices ls', 'splices show <id>', 'splices rm <id>', 'handoff <id> <ip:port>', 'metrics']) {
+    for (const cmd of [
+      'lb',
+      'down',
+      'doctor',
+      'status',
+      'splices ls',
+      'splices show <id>',
+      'splices rm <id>',
+      'handoff <id> <ip:port>',
+      'metrics',
+    ]) {
       assert.ok(r.stdout.includes(`  ${cmd}`), `help lists ${cmd}`);
     }
     assert.match(r.stdout, /talk to the daemon's REST API/);
-    assert.match(r.stdout, /Examples:\n  baton doctor --interface eth0/);
+    assert.match(r.stdout, /Examples:\n {2}baton doctor --interface eth0/);
     assert.match(r.stdout, /--api <url\|path>/);
     assert.match(r.stdout, /Exit codes: 0 ok, 1 .*, 2 wrong usage, 3 daemon not reachable/);
   });
@@ -76,7 +86,10 @@ describe('baton CLI without a daemon', () => {
       const sock = join(dir, 'none.sock');
       const r = await baton(['status', '--api', sock]);
       assert.equal(r.code, 3);
-      assert.match(r.stderr, /nothing listens on unix socket .*none\.sock.*Start it with `baton lb --interface <dev>`/s);
+      assert.match(
+        r.stderr,
+        /nothing listens on unix socket .*none\.sock.*Start it with `baton lb --interface <dev>`/s,
+      );
       const j = await baton(['splices', 'ls', '--json'], { BATON_API: `unix:${sock}` });
       assert.equal(j.code, 3);
       const p = JSON.parse(j.stdout) as Record<string, unknown>;
@@ -93,8 +106,16 @@ describe('baton CLI without a daemon', () => {
   test('defaults match the daemon configuration they mirror', async () => {
     const { OPTIONS } = await import('../../control/daemon/config.js');
     const metrics = OPTIONS.metrics.default as { host: string; port: number };
-    assert.deepEqual(OPTIONS.api.default, { path: DEFAULT_API_SOCKET }, 'the daemon listens on the unix socket by default');
-    assert.deepEqual(parseEndpoint(DEFAULT_API), { socketPath: DEFAULT_API_SOCKET }, 'and the CLI talks to it by default');
+    assert.deepEqual(
+      OPTIONS.api.default,
+      { path: DEFAULT_API_SOCKET },
+      'the daemon listens on the unix socket by default',
+    );
+    assert.deepEqual(
+      parseEndpoint(DEFAULT_API),
+      { socketPath: DEFAULT_API_SOCKET },
+      'and the CLI talks to it by default',
+    );
     assert.equal(DEFAULT_METRICS_URL, `http://${metrics.host}:${metrics.port}/metrics`);
     assert.equal(DEFAULT_PIN_DIR, OPTIONS.pinDir.default);
   });
@@ -106,7 +127,10 @@ describe('baton CLI without a daemon', () => {
     const server = http.createServer((req, res) => {
       seen.push(req.url ?? '');
       const url = new URL(req.url ?? '/', 'http://x');
-      const page = url.searchParams.get('cursor') === '2' ? { items: [spliceBody('3')], next: null } : { items: [spliceBody('1'), spliceBody('2')], next: '2' };
+      const page =
+        url.searchParams.get('cursor') === '2'
+          ? { items: [spliceBody('3')], next: null }
+          : { items: [spliceBody('1'), spliceBody('2')], next: '2' };
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(page));
     });
     await new Promise<void>((r) => server.listen(sock, r));
@@ -119,7 +143,10 @@ describe('baton CLI without a daemon', () => {
       assert.match(one.stdout, /more: baton splices ls --cursor 2 --state forwarding/);
       assert.equal(seen.at(-1), '/v1/splices?state=forwarding');
       const all = await baton(['splices', 'ls', '--api', sock, '--all', '--json']);
-      assert.deepEqual((JSON.parse(all.stdout) as { items: { id: string }[] }).items.map((s) => s.id), ['1', '2', '3']);
+      assert.deepEqual(
+        (JSON.parse(all.stdout) as { items: { id: string }[] }).items.map((s) => s.id),
+        ['1', '2', '3'],
+      );
     } finally {
       server.close();
       rmSync(dir, { recursive: true, force: true });
@@ -134,7 +161,12 @@ describe('baton CLI against the real daemon', { skip: skipUnlessBpf }, () => {
 
   before(async () => {
     tb = await createTestbed(starTopology({ backends: 1, vip: true }), { passXdp: (node) => node !== 'lb' });
-    lb = await startDaemon(tb, 'lb', tb.node('lb').ifaces.map((i) => i.name), ['--token', TOKEN, '--metrics', '127.0.0.1:9300']);
+    lb = await startDaemon(
+      tb,
+      'lb',
+      tb.node('lb').ifaces.map((i) => i.name),
+      ['--token', TOKEN, '--metrics', '127.0.0.1:9300'],
+    );
   });
 
   after(async () => {
@@ -162,17 +194,24 @@ describe('baton CLI against the real daemon', { skip: skipUnlessBpf }, () => {
     assert.equal(ls.code, 0);
     assert.equal(ls.stdout.trim(), 'no spliced connections');
     assert.deepEqual(JSON.parse((await cli(['splices', 'ls', '--json'])).stdout), { items: [], next: null });
-    for (const args of [['splices', 'show', '999'], ['splices', 'rm', '999'], ['handoff', '999', '198.18.2.2:8080']]) {
+    for (const args of [
+      ['splices', 'show', '999'],
+      ['splices', 'rm', '999'],
+      ['handoff', '999', '198.18.2.2:8080'],
+    ]) {
       const r = await cli(args);
       assert.equal(r.code, 1, `${args.join(' ')} exits 1`);
-      assert.match(r.stderr, /baton splices ls lists the connections baton holds\n  \(code NOT_FOUND, reason \w+, HTTP 404\)/);
+      assert.match(
+        r.stderr,
+        /baton splices ls lists the connections baton holds\n {2}\(code NOT_FOUND, reason \w+, HTTP 404\)/,
+      );
       const j = JSON.parse((await cli([...args, '--json'])).stdout) as Record<string, unknown>;
       assert.equal(j.code, 'NOT_FOUND');
       assert.equal(j.status, 404);
     }
   });
 
-  test('a bad address is the daemon\'s 400 BAD_REQUEST, with its detail', async () => {
+  test("a bad address is the daemon's 400 BAD_REQUEST, with its detail", async () => {
     const r = await cli(['handoff', '1', 'not-an-address']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /BAD_REQUEST/);
@@ -183,16 +222,19 @@ describe('baton CLI against the real daemon', { skip: skipUnlessBpf }, () => {
   test('the token: without it UNAUTHORIZED, with --token or BATON_TOKEN accepted', async () => {
     const none = await baton(['splices', 'ls', '--api', lb.api]);
     assert.equal(none.code, 1);
-    assert.match(none.stderr, /--token <token> or BATON_TOKEN\n  \(code UNAUTHORIZED, reason \w+, HTTP 401\)/);
+    assert.match(none.stderr, /--token <token> or BATON_TOKEN\n {2}\(code UNAUTHORIZED, reason \w+, HTTP 401\)/);
     const flag = await baton(['splices', 'ls', '--api', lb.api, '--token', TOKEN, '--json']);
     assert.equal(flag.code, 0, flag.stderr);
   });
 
-  test('metrics: summary and --json of the daemon\'s baton_* families (scraped inside the LB namespace)', async () => {
+  test("metrics: summary and --json of the daemon's baton_* families (scraped inside the LB namespace)", async () => {
     const text = await batonIn(tb, 'lb', ['metrics']);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /^baton_\w+ \((counter|gauge|histogram)\)/m);
-    const j = JSON.parse((await batonIn(tb, 'lb', ['metrics', '--json'])).stdout) as { url: string; families: { name: string; type: string }[] };
+    const j = JSON.parse((await batonIn(tb, 'lb', ['metrics', '--json'])).stdout) as {
+      url: string;
+      families: { name: string; type: string }[];
+    };
     assert.equal(j.url, 'http://127.0.0.1:9300/metrics');
     assert.ok(j.families.length > 3, `families: ${j.families.map((f) => f.name).join(', ')}`);
     assert.ok(j.families.every((f) => f.name.startsWith('baton_')));
@@ -214,5 +256,4 @@ describe('baton CLI against the real daemon', { skip: skipUnlessBpf }, () => {
     const again = await batonIn(tb, 'lb', ['down']);
     assert.equal(again.stdout.trim(), 'nothing pinned under /sys/fs/bpf/baton: baton is not attached here');
   });
-
 });

@@ -25,8 +25,14 @@ describe('libbpf binding', { skip: skipUnlessBpf }, () => {
         return k;
       };
       flows.update(key(1), value, 'NOEXIST');
-      assert.throws(() => flows.update(key(1), value, 'NOEXIST'), (e: unknown) => e instanceof BpfError && e.code === 'EEXIST');
-      assert.throws(() => flows.update(key(9), value, 'EXIST'), (e: unknown) => e instanceof BpfError && e.code === 'ENOENT');
+      assert.throws(
+        () => flows.update(key(1), value, 'NOEXIST'),
+        (e: unknown) => e instanceof BpfError && e.code === 'EEXIST',
+      );
+      assert.throws(
+        () => flows.update(key(9), value, 'EXIST'),
+        (e: unknown) => e instanceof BpfError && e.code === 'ENOENT',
+      );
       flows.update(key(2), value, 'NOEXIST');
       assert.throws(
         () => flows.update(key(3), value, 'NOEXIST'),
@@ -49,11 +55,17 @@ describe('libbpf binding', { skip: skipUnlessBpf }, () => {
     try {
       await obj.load();
       const flows = obj.map('baton_flows');
-      assert.throws(() => flows.update(Buffer.alloc(3), Buffer.alloc(flows.valueSize)), (e: unknown) => e instanceof BpfArgumentError && /40-byte keys, got 3/.test(e.message));
+      assert.throws(
+        () => flows.update(Buffer.alloc(3), Buffer.alloc(flows.valueSize)),
+        (e: unknown) => e instanceof BpfArgumentError && /40-byte keys, got 3/.test(e.message),
+      );
       assert.throws(() => flows.update(Buffer.alloc(flows.keySize), Buffer.alloc(1)), BpfArgumentError);
       assert.throws(() => flows.lookup(Buffer.alloc(41)), BpfArgumentError);
       const counters = obj.map('baton_counters');
-      assert.throws(() => counters.update(Buffer.alloc(4), Buffer.alloc(16)), (e: unknown) => e instanceof BpfArgumentError && /CPUs/.test(e.message));
+      assert.throws(
+        () => counters.update(Buffer.alloc(4), Buffer.alloc(16)),
+        (e: unknown) => e instanceof BpfArgumentError && /CPUs/.test(e.message),
+      );
     } finally {
       obj.close();
     }

@@ -17,8 +17,8 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { BpfError, BpfObject, runSyscallProgram } from '../../control/bpf/index.js';
 import {
-  type CtlRequest,
   CtlOp,
+  type CtlRequest,
   decodeCtlResult,
   decodeFlow,
   encodeCtl,
@@ -36,17 +36,17 @@ import {
 } from '../../control/datapath/abi.js';
 import { planSplice, TS_MARGIN } from '../../control/datapath/splice-plan.js';
 import { DATAPATH_OBJ, skipUnlessBpf } from '../lib/env.js';
-import { FX, type Fixture, FixtureNetns, runFixture } from '../lib/fixture.js';
+import { type Fixture, FixtureNetns, FX, runFixture } from '../lib/fixture.js';
+import { leg1, leg2 } from '../lib/legs.js';
 import {
   buildPacket,
   type Corruption,
   internetChecksum,
-  parsePacket,
   type PacketSpec,
+  parsePacket,
   type TcpOption,
   verifyChecksums,
 } from '../lib/packet.js';
-import { leg1, leg2 } from '../lib/legs.js';
 
 // ------------------------------------------------------------------ addresses
 
@@ -85,12 +85,21 @@ interface Seg {
 }
 
 function spec(s: Seg, eth: { src: string; dst: string }): PacketSpec {
-  const ip =
-    s.src.includes(':') ? { version: 6 as const, src: s.src, dst: s.dst, flowLabel: 0x5a5a5, hopLimit: 61 } : { version: 4 as const, src: s.src, dst: s.dst, id: 0x1234, df: true, ttl: 61 };
+  const ip = s.src.includes(':')
+    ? { version: 6 as const, src: s.src, dst: s.dst, flowLabel: 0x5a5a5, hopLimit: 61 }
+    : { version: 4 as const, src: s.src, dst: s.dst, id: 0x1234, df: true, ttl: 61 };
   const out: PacketSpec = {
     eth,
     ip,
-    tcp: { sport: s.sport, dport: s.dport, seq: s.seq, ack: s.ack ?? 0, flags: s.flags ?? 'A', window: s.win ?? 1000, options: s.opts ?? [] },
+    tcp: {
+      sport: s.sport,
+      dport: s.dport,
+      seq: s.seq,
+      ack: s.ack ?? 0,
+      flags: s.flags ?? 'A',
+      window: s.win ?? 1000,
+      options: s.opts ?? [],
+    },
   };
   if (s.payload !== undefined) out.payload = s.payload;
   if (s.corrupt) out.corrupt = s.corrupt;
@@ -125,7 +134,17 @@ const B_TSVAL = -(2_950_000 - TS_MARGIN); // d2 = leg1.tsNow + margin - leg2.tsR
 const B_TSECR = -(199_000 + TS_MARGIN); //  -d1
 
 function xlate(out: FlowKey, over: Partial<Omit<Xlate, 'out'>> = {}): Xlate {
-  return { out, seqDelta: 0, ackDelta: 0, tsvalDelta: 0, tsecrDelta: 0, wscaleIn: 0, wscaleOut: 0, timestamps: false, ...over };
+  return {
+    out,
+    seqDelta: 0,
+    ackDelta: 0,
+    tsvalDelta: 0,
+    tsecrDelta: 0,
+    wscaleIn: 0,
+    wscaleOut: 0,
+    timestamps: false,
+    ...over,
+  };
 }
 
 // ------------------------------------------------------------------ frame surgery
@@ -180,7 +199,10 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
   after(() => ns?.destroy());
 
   /** A fresh datapath object per block, with `entries` installed (BPF_NOEXIST). */
-  function datapath(entries: () => Array<[FlowKey, Flow]>): { obj: () => BpfObject; flow: (k: FlowKey) => ReturnType<typeof decodeFlow> } {
+  function datapath(entries: () => Array<[FlowKey, Flow]>): {
+    obj: () => BpfObject;
+    flow: (k: FlowKey) => ReturnType<typeof decodeFlow>;
+  } {
     let obj: BpfObject | undefined;
     before(async () => {
       obj = BpfObject.open(DATAPATH_OBJ);
@@ -233,17 +255,49 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     fixtures(dp, [
       {
         name: 'client request: tuple, seq, ack, TSval, TSecr and window rewritten toward the back end',
-        input: inp({ ...c2b, seq: 10_000, ack: 500_000, flags: 'PA', win: 1000, opts: ts(1_050, 50_000), payload: REQ }),
+        input: inp({
+          ...c2b,
+          seq: 10_000,
+          ack: 500_000,
+          flags: 'PA',
+          win: 1000,
+          opts: ts(1_050, 50_000),
+          payload: REQ,
+        }),
         // seq 10_000+60_000, ack 500_000+400_000, window (1000<<7)>>2
-        output: fwd({ ...c2bOut, seq: 70_000, ack: 900_000, flags: 'PA', win: 32_000, opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR), payload: REQ }),
+        output: fwd({
+          ...c2bOut,
+          seq: 70_000,
+          ack: 900_000,
+          flags: 'PA',
+          win: 32_000,
+          opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR),
+          payload: REQ,
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'back-end response: tuple, seq, ack, TSval, TSecr and window rewritten toward the client',
-        input: inp({ ...b2c, seq: 900_000, ack: 70_028, flags: 'PA', win: 2000, opts: ts(3_000_010, 200_050), payload: RESP }),
+        input: inp({
+          ...b2c,
+          seq: 900_000,
+          ack: 70_028,
+          flags: 'PA',
+          win: 2000,
+          opts: ts(3_000_010, 200_050),
+          payload: RESP,
+        }),
         // seq 900_000-400_000, ack 70_028-60_000, window (2000<<3)>>9 = 31
-        output: fwd({ ...b2cOut, seq: 500_000, ack: 10_028, flags: 'PA', win: 31, opts: ts(3_000_010 + B_TSVAL, 200_050 + B_TSECR), payload: RESP }),
+        output: fwd({
+          ...b2cOut,
+          seq: 500_000,
+          ack: 10_028,
+          flags: 'PA',
+          win: 31,
+          opts: ts(3_000_010 + B_TSVAL, 200_050 + B_TSECR),
+          payload: RESP,
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -258,13 +312,24 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       {
         name: 'client SACK, 1 block (+ timestamps)',
         input: inp({ ...c2b, seq: 10_028, ack: 500_038, opts: [...ts(1_070, 50_020), ...sack([500_100, 500_200])] }),
-        output: fwd({ ...c2bOut, seq: 70_028, ack: 900_038, win: 32_000, opts: [...ts(1_070 + C_TSVAL, 50_020 + C_TSECR), ...sack([900_100, 900_200])] }),
+        output: fwd({
+          ...c2bOut,
+          seq: 70_028,
+          ack: 900_038,
+          win: 32_000,
+          opts: [...ts(1_070 + C_TSVAL, 50_020 + C_TSECR), ...sack([900_100, 900_200])],
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'client SACK, 2 blocks (+ timestamps)',
-        input: inp({ ...c2b, seq: 10_028, ack: 500_038, opts: [...ts(1_070, 50_020), ...sack([500_300, 500_400], [500_100, 500_200])] }),
+        input: inp({
+          ...c2b,
+          seq: 10_028,
+          ack: 500_038,
+          opts: [...ts(1_070, 50_020), ...sack([500_300, 500_400], [500_100, 500_200])],
+        }),
         output: fwd({
           ...c2bOut,
           seq: 70_028,
@@ -288,14 +353,22 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
           seq: 70_028,
           ack: 900_038,
           win: 32_000,
-          opts: [...ts(1_070 + C_TSVAL, 50_020 + C_TSECR), ...sack([900_500, 900_600], [900_300, 900_400], [900_100, 900_200])],
+          opts: [
+            ...ts(1_070 + C_TSVAL, 50_020 + C_TSECR),
+            ...sack([900_500, 900_600], [900_300, 900_400], [900_100, 900_200]),
+          ],
         }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'client SACK, 4 blocks (no room for timestamps)',
-        input: inp({ ...c2b, seq: 10_028, ack: 500_038, opts: sack([500_700, 500_800], [500_500, 500_600], [500_300, 500_400], [500_100, 500_200]) }),
+        input: inp({
+          ...c2b,
+          seq: 10_028,
+          ack: 500_038,
+          opts: sack([500_700, 500_800], [500_500, 500_600], [500_300, 500_400], [500_100, 500_200]),
+        }),
         output: fwd({
           ...c2bOut,
           seq: 70_028,
@@ -308,15 +381,38 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       },
       {
         name: 'back-end SACK, 2 blocks: edges move by the back-end ack delta (-60_000)',
-        input: inp({ ...b2c, seq: 900_038, ack: 70_028, win: 2000, opts: [...ts(3_000_020, 200_070), ...sack([70_200, 70_300], [70_100, 70_150])] }),
-        output: fwd({ ...b2cOut, seq: 500_038, ack: 10_028, win: 31, opts: [...ts(3_000_020 + B_TSVAL, 200_070 + B_TSECR), ...sack([10_200, 10_300], [10_100, 10_150])] }),
+        input: inp({
+          ...b2c,
+          seq: 900_038,
+          ack: 70_028,
+          win: 2000,
+          opts: [...ts(3_000_020, 200_070), ...sack([70_200, 70_300], [70_100, 70_150])],
+        }),
+        output: fwd({
+          ...b2cOut,
+          seq: 500_038,
+          ack: 10_028,
+          win: 31,
+          opts: [...ts(3_000_020 + B_TSVAL, 200_070 + B_TSECR), ...sack([10_200, 10_300], [10_100, 10_150])],
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'SACK-permitted, MSS and window-scale options are left alone',
-        input: inp({ ...c2b, seq: 10_028, ack: 500_038, opts: [{ kind: 'mss', value: 1400 }, { kind: 'sackPermitted' }, NOP, { kind: 'wscale', shift: 7 }] }),
-        output: fwd({ ...c2bOut, seq: 70_028, ack: 900_038, win: 32_000, opts: [{ kind: 'mss', value: 1400 }, { kind: 'sackPermitted' }, NOP, { kind: 'wscale', shift: 7 }] }),
+        input: inp({
+          ...c2b,
+          seq: 10_028,
+          ack: 500_038,
+          opts: [{ kind: 'mss', value: 1400 }, { kind: 'sackPermitted' }, NOP, { kind: 'wscale', shift: 7 }],
+        }),
+        output: fwd({
+          ...c2bOut,
+          seq: 70_028,
+          ack: 900_038,
+          win: 32_000,
+          opts: [{ kind: 'mss', value: 1400 }, { kind: 'sackPermitted' }, NOP, { kind: 'wscale', shift: 7 }],
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -326,27 +422,50 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
           ...c2b,
           seq: 10_028,
           ack: 500_038,
-          opts: [...ts(1_070, 50_020), { kind: 'eol' }, { kind: 'raw', type: 8, data: Buffer.from([0, 0, 0, 1, 0, 0]) }],
+          opts: [
+            ...ts(1_070, 50_020),
+            { kind: 'eol' },
+            { kind: 'raw', type: 8, data: Buffer.from([0, 0, 0, 1, 0, 0]) },
+          ],
         }),
         output: fwd({
           ...c2bOut,
           seq: 70_028,
           ack: 900_038,
           win: 32_000,
-          opts: [...ts(1_070 + C_TSVAL, 50_020 + C_TSECR), { kind: 'eol' }, { kind: 'raw', type: 8, data: Buffer.from([0, 0, 0, 1, 0, 0]) }],
+          opts: [
+            ...ts(1_070 + C_TSVAL, 50_020 + C_TSECR),
+            { kind: 'eol' },
+            { kind: 'raw', type: 8, data: Buffer.from([0, 0, 0, 1, 0, 0]) },
+          ],
         }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'a layout Linux never sends (TS unpadded, then SACK): the general path translates it the same',
-        input: inp({ ...c2b, seq: 10_028, ack: 500_038, opts: [{ kind: 'timestamp', tsval: 1_070, tsecr: 50_020 }, NOP, NOP, { kind: 'sack', blocks: [[500_100, 500_200]] }] }),
+        input: inp({
+          ...c2b,
+          seq: 10_028,
+          ack: 500_038,
+          opts: [
+            { kind: 'timestamp', tsval: 1_070, tsecr: 50_020 },
+            NOP,
+            NOP,
+            { kind: 'sack', blocks: [[500_100, 500_200]] },
+          ],
+        }),
         output: fwd({
           ...c2bOut,
           seq: 70_028,
           ack: 900_038,
           win: 32_000,
-          opts: [{ kind: 'timestamp', tsval: 1_070 + C_TSVAL, tsecr: 50_020 + C_TSECR }, NOP, NOP, { kind: 'sack', blocks: [[900_100, 900_200]] }],
+          opts: [
+            { kind: 'timestamp', tsval: 1_070 + C_TSVAL, tsecr: 50_020 + C_TSECR },
+            NOP,
+            NOP,
+            { kind: 'sack', blocks: [[900_100, 900_200]] },
+          ],
         }),
         verdict: 'REDIRECT',
         reason: 'redirect',
@@ -399,20 +518,35 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       {
         name: 'client FIN with data is forwarded and translated',
         input: inp({ ...c2b, seq: 10_028, ack: 500_038, flags: 'FPA', opts: ts(1_090, 50_030), payload: 'bye\r\n' }),
-        output: fwd({ ...c2bOut, seq: 70_028, ack: 900_038, flags: 'FPA', win: 32_000, opts: ts(1_090 + C_TSVAL, 50_030 + C_TSECR), payload: 'bye\r\n' }),
+        output: fwd({
+          ...c2bOut,
+          seq: 70_028,
+          ack: 900_038,
+          flags: 'FPA',
+          win: 32_000,
+          opts: ts(1_090 + C_TSVAL, 50_030 + C_TSECR),
+          payload: 'bye\r\n',
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'back-end FIN is forwarded and translated',
         input: inp({ ...b2c, seq: 900_038, ack: 70_034, flags: 'FA', win: 2000, opts: ts(3_000_040, 200_090) }),
-        output: fwd({ ...b2cOut, seq: 500_038, ack: 10_034, flags: 'FA', win: 31, opts: ts(3_000_040 + B_TSVAL, 200_090 + B_TSECR) }),
+        output: fwd({
+          ...b2cOut,
+          seq: 500_038,
+          ack: 10_034,
+          flags: 'FA',
+          win: 31,
+          opts: ts(3_000_040 + B_TSVAL, 200_090 + B_TSECR),
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         // The client's rcv_nxt is now past the back end's FIN: the RSTs below are exact (rst_verdict).
-        name: 'client ACK of the back end\'s FIN',
+        name: "client ACK of the back end's FIN",
         input: inp({ ...c2b, seq: 10_034, ack: 500_039 }),
         output: fwd({ ...c2bOut, seq: 70_034, ack: 900_039, win: 32_000 }),
         verdict: 'REDIRECT',
@@ -455,14 +589,31 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     test('a bad TCP checksum stays bad after the rewrite (the error is carried, not repaired)', () => {
       const inSeg: Seg = { ...c2b, seq: 10_000, ack: 500_000, flags: 'PA', opts: ts(1_050, 50_000), payload: REQ };
       const input = buildPacket(inp({ ...inSeg, corrupt: { l4Checksum: true } }));
-      const good = buildPacket(fwd({ ...c2bOut, seq: 70_000, ack: 900_000, flags: 'PA', win: 32_000, opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR), payload: REQ }));
+      const good = buildPacket(
+        fwd({
+          ...c2bOut,
+          seq: 70_000,
+          ack: 900_000,
+          flags: 'PA',
+          win: 32_000,
+          opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR),
+          payload: REQ,
+        }),
+      );
       const err = tcpSum(input);
       assert.notEqual(err, 0);
       // The expected frame: the correct output with its checksum off by the input's error.
       const expected = Buffer.from(good);
       const at = 14 + 20 + 16;
       expected.writeUInt16BE((expected.readUInt16BE(at) + err) % 0xffff, at);
-      const out = runFixture(dp.obj(), ns, { name: 'bad l4 checksum', input, output: expected, verdict: 'REDIRECT', reason: 'redirect', checksumsValid: false });
+      const out = runFixture(dp.obj(), ns, {
+        name: 'bad l4 checksum',
+        input,
+        output: expected,
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+        checksumsValid: false,
+      });
       const v = verifyChecksums(out);
       assert.equal(v.ok, false);
       assert.match(v.errors.join(';'), /^tcp checksum/);
@@ -480,7 +631,14 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       assert.notEqual(err, 0);
       const expected = Buffer.from(good);
       expected.writeUInt16BE((good.readUInt16BE(at) + err) % 0xffff, at);
-      const out = runFixture(dp.obj(), ns, { name: 'bad ip checksum', input, output: expected, verdict: 'REDIRECT', reason: 'redirect', checksumsValid: false });
+      const out = runFixture(dp.obj(), ns, {
+        name: 'bad ip checksum',
+        input,
+        output: expected,
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+        checksumsValid: false,
+      });
       // Only the IPv4 header checksum is wrong; TCP's verifies.
       assert.deepEqual(
         verifyChecksums(out).errors.map((e) => e.split(' ')[0]),
@@ -491,13 +649,32 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     // ---- IPv4 options and Ethernet padding
     test('IPv4 with IP options (IHL 6): TCP found after the options, options kept', () => {
       const ra = Buffer.from([0x94, 0x04, 0x00, 0x00]); // Router Alert
-      const input = withIpOptions(buildPacket(inp({ ...c2b, seq: 10_000, ack: 500_000, flags: 'PA', opts: ts(1_050, 50_000), payload: REQ })), ra);
+      const input = withIpOptions(
+        buildPacket(inp({ ...c2b, seq: 10_000, ack: 500_000, flags: 'PA', opts: ts(1_050, 50_000), payload: REQ })),
+        ra,
+      );
       const output = withIpOptions(
-        buildPacket(fwd({ ...c2bOut, seq: 70_000, ack: 900_000, flags: 'PA', win: 32_000, opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR), payload: REQ })),
+        buildPacket(
+          fwd({
+            ...c2bOut,
+            seq: 70_000,
+            ack: 900_000,
+            flags: 'PA',
+            win: 32_000,
+            opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR),
+            payload: REQ,
+          }),
+        ),
         ra,
       );
       assert.ok(verifyChecksums(input).ok);
-      const out = runFixture(dp.obj(), ns, { name: 'ip options', input, output, verdict: 'REDIRECT', reason: 'redirect' });
+      const out = runFixture(dp.obj(), ns, {
+        name: 'ip options',
+        input,
+        output,
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      });
       const p = parsePacket(out);
       assert.ok(p.ip?.version === 4 && p.ip.ihl === 6 && p.ip.options.equals(ra));
     });
@@ -514,8 +691,25 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     fixtures(dpNoTs, [
       {
         name: 'without XLATE_F_TS a timestamp option is not touched (seq/ack still move)',
-        input: inp({ ...c2b, sport: 40001, seq: 10_000, ack: 500_000, flags: 'PA', opts: ts(1_050, 50_000), payload: REQ }),
-        output: fwd({ ...c2bOut, sport: 50001, seq: 70_000, ack: 900_000, flags: 'PA', win: 32_000, opts: ts(1_050, 50_000), payload: REQ }),
+        input: inp({
+          ...c2b,
+          sport: 40001,
+          seq: 10_000,
+          ack: 500_000,
+          flags: 'PA',
+          opts: ts(1_050, 50_000),
+          payload: REQ,
+        }),
+        output: fwd({
+          ...c2bOut,
+          sport: 50001,
+          seq: 70_000,
+          ack: 900_000,
+          flags: 'PA',
+          win: 32_000,
+          opts: ts(1_050, 50_000),
+          payload: REQ,
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -548,49 +742,124 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     fixtures(dp, [
       {
         name: 'IPv6 client request with timestamps',
-        input: inp({ ...c2b, seq: 10_000, ack: 500_000, flags: 'PA', win: 1000, opts: ts(1_050, 50_000), payload: REQ }),
-        output: fwd({ ...c2bOut, seq: 70_000, ack: 900_000, flags: 'PA', win: 32_000, opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR), payload: REQ }),
+        input: inp({
+          ...c2b,
+          seq: 10_000,
+          ack: 500_000,
+          flags: 'PA',
+          win: 1000,
+          opts: ts(1_050, 50_000),
+          payload: REQ,
+        }),
+        output: fwd({
+          ...c2bOut,
+          seq: 70_000,
+          ack: 900_000,
+          flags: 'PA',
+          win: 32_000,
+          opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR),
+          payload: REQ,
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'IPv6 back-end response with timestamps',
-        input: inp({ ...b2c, seq: 900_000, ack: 70_028, flags: 'PA', win: 2000, opts: ts(3_000_010, 200_050), payload: RESP }),
-        output: fwd({ ...b2cOut, seq: 500_000, ack: 10_028, flags: 'PA', win: 31, opts: ts(3_000_010 + B_TSVAL, 200_050 + B_TSECR), payload: RESP }),
+        input: inp({
+          ...b2c,
+          seq: 900_000,
+          ack: 70_028,
+          flags: 'PA',
+          win: 2000,
+          opts: ts(3_000_010, 200_050),
+          payload: RESP,
+        }),
+        output: fwd({
+          ...b2cOut,
+          seq: 500_000,
+          ack: 10_028,
+          flags: 'PA',
+          win: 31,
+          opts: ts(3_000_010 + B_TSVAL, 200_050 + B_TSECR),
+          payload: RESP,
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'IPv6 client SACK, 3 blocks + timestamps',
-        input: inp({ ...c2b, seq: 10_028, ack: 500_038, opts: [...ts(1_070, 50_020), ...sack([500_500, 500_600], [500_300, 500_400], [500_100, 500_200])] }),
+        input: inp({
+          ...c2b,
+          seq: 10_028,
+          ack: 500_038,
+          opts: [...ts(1_070, 50_020), ...sack([500_500, 500_600], [500_300, 500_400], [500_100, 500_200])],
+        }),
         output: fwd({
           ...c2bOut,
           seq: 70_028,
           ack: 900_038,
           win: 32_000,
-          opts: [...ts(1_070 + C_TSVAL, 50_020 + C_TSECR), ...sack([900_500, 900_600], [900_300, 900_400], [900_100, 900_200])],
+          opts: [
+            ...ts(1_070 + C_TSVAL, 50_020 + C_TSECR),
+            ...sack([900_500, 900_600], [900_300, 900_400], [900_100, 900_200]),
+          ],
         }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'IPv6 back-end SACK, 4 blocks',
-        input: inp({ ...b2c, seq: 900_038, ack: 70_028, win: 2000, opts: sack([70_400, 70_500], [70_300, 70_350], [70_200, 70_250], [70_100, 70_150]) }),
-        output: fwd({ ...b2cOut, seq: 500_038, ack: 10_028, win: 31, opts: sack([10_400, 10_500], [10_300, 10_350], [10_200, 10_250], [10_100, 10_150]) }),
+        input: inp({
+          ...b2c,
+          seq: 900_038,
+          ack: 70_028,
+          win: 2000,
+          opts: sack([70_400, 70_500], [70_300, 70_350], [70_200, 70_250], [70_100, 70_150]),
+        }),
+        output: fwd({
+          ...b2cOut,
+          seq: 500_038,
+          ack: 10_028,
+          win: 31,
+          opts: sack([10_400, 10_500], [10_300, 10_350], [10_200, 10_250], [10_100, 10_150]),
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'IPv6 full-size segment (1428 payload bytes, 1500-byte packet)',
-        input: inp({ ...c2b, seq: 10_000, ack: 500_000, flags: 'A', win: 1000, opts: ts(1_050, 50_000), payload: Buffer.alloc(1428, 0x7a) }),
-        output: fwd({ ...c2bOut, seq: 70_000, ack: 900_000, flags: 'A', win: 32_000, opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR), payload: Buffer.alloc(1428, 0x7a) }),
+        input: inp({
+          ...c2b,
+          seq: 10_000,
+          ack: 500_000,
+          flags: 'A',
+          win: 1000,
+          opts: ts(1_050, 50_000),
+          payload: Buffer.alloc(1428, 0x7a),
+        }),
+        output: fwd({
+          ...c2bOut,
+          seq: 70_000,
+          ack: 900_000,
+          flags: 'A',
+          win: 32_000,
+          opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR),
+          payload: Buffer.alloc(1428, 0x7a),
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
       {
         name: 'IPv6 client FIN',
         input: inp({ ...c2b, seq: 10_028, ack: 500_038, flags: 'FA', opts: ts(1_090, 50_030) }),
-        output: fwd({ ...c2bOut, seq: 70_028, ack: 900_038, flags: 'FA', win: 32_000, opts: ts(1_090 + C_TSVAL, 50_030 + C_TSECR) }),
+        output: fwd({
+          ...c2bOut,
+          seq: 70_028,
+          ack: 900_038,
+          flags: 'FA',
+          win: 32_000,
+          opts: ts(1_090 + C_TSVAL, 50_030 + C_TSECR),
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -615,7 +884,11 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       },
       {
         name: 'IPv6 with a hop-by-hop header: passed untouched (ipv6_ext_header)',
-        input: { eth: IN_ETH, ip: { version: 6, src: CLIENT6, dst: VIP6, protocol: 0 }, payload: Buffer.from([6, 0, 1, 4, 0, 0, 0, 0]) },
+        input: {
+          eth: IN_ETH,
+          ip: { version: 6, src: CLIENT6, dst: VIP6, protocol: 0 },
+          payload: Buffer.from([6, 0, 1, 4, 0, 0, 0, 0]),
+        },
         verdict: 'PASS',
         reason: 'ipv6_ext_header',
       },
@@ -658,7 +931,13 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
             {
               seqStart: 0,
               ackFloor: 0,
-              x: xlate(bOut, { seqDelta: TWO32 - 0x30, ackDelta: TWO32 - 0x200, tsvalDelta: TWO32 - 0x40, tsecrDelta: TWO32 - 0x20, timestamps: true }),
+              x: xlate(bOut, {
+                seqDelta: TWO32 - 0x30,
+                ackDelta: TWO32 - 0x200,
+                tsvalDelta: TWO32 - 0x40,
+                tsecrDelta: TWO32 - 0x20,
+                timestamps: true,
+              }),
             },
           ],
         },
@@ -681,8 +960,24 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       {
         name: 'client segment spanning 2^32: seq, ack, TSval, TSecr and SACK edges all wrap',
         // 32 bytes at 0xfffffff0..0x0f; SACK block 0xffffffe0..0x10 straddles 2^32 too.
-        input: inp({ ...cKey, seq: 0xffff_fff0, ack: 0xffff_fff8, flags: 'PA', win: 100, opts: [...ts(0xffff_fff0, 0xffff_ffd0), ...sack([0xffff_ffe0, 0x10])], payload: Buffer.alloc(32, 0x61) }),
-        output: fwd({ ...cOut, seq: 0x1f0, ack: 0x28, flags: 'PA', win: 100, opts: [...ts(0x10, 0x10), ...sack([0x10, 0x40])], payload: Buffer.alloc(32, 0x61) }),
+        input: inp({
+          ...cKey,
+          seq: 0xffff_fff0,
+          ack: 0xffff_fff8,
+          flags: 'PA',
+          win: 100,
+          opts: [...ts(0xffff_fff0, 0xffff_ffd0), ...sack([0xffff_ffe0, 0x10])],
+          payload: Buffer.alloc(32, 0x61),
+        }),
+        output: fwd({
+          ...cOut,
+          seq: 0x1f0,
+          ack: 0x28,
+          flags: 'PA',
+          win: 100,
+          opts: [...ts(0x10, 0x10), ...sack([0x10, 0x40])],
+          payload: Buffer.alloc(32, 0x61),
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -702,8 +997,24 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       },
       {
         name: 'back-end segment translated back across 2^32',
-        input: inp({ ...bKey, seq: 0x20, ack: 0x1f0, flags: 'PA', win: 100, opts: [...ts(0x30, 0x10), ...sack([0x100, 0x180])], payload: 'ok' }),
-        output: fwd({ ...bOut, seq: 0xffff_fff0, ack: 0xffff_fff0, flags: 'PA', win: 100, opts: [...ts(0xffff_fff0, 0xffff_fff0), ...sack([0xffff_ff00, 0xffff_ff80])], payload: 'ok' }),
+        input: inp({
+          ...bKey,
+          seq: 0x20,
+          ack: 0x1f0,
+          flags: 'PA',
+          win: 100,
+          opts: [...ts(0x30, 0x10), ...sack([0x100, 0x180])],
+          payload: 'ok',
+        }),
+        output: fwd({
+          ...bOut,
+          seq: 0xffff_fff0,
+          ack: 0xffff_fff0,
+          flags: 'PA',
+          win: 100,
+          opts: [...ts(0xffff_fff0, 0xffff_fff0), ...sack([0xffff_ff00, 0xffff_ff80])],
+          payload: 'ok',
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -763,7 +1074,16 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
           connId: 20n,
           state: FlowState.FORWARD,
           kind: FlowKind.BACKEND,
-          legs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: VIP, dst: CLIENT, sport: 80, dport: 40100 }, { seqDelta: TWO32 - 400_000, ackDelta: TWO32 - 300_000 }) }],
+          legs: [
+            {
+              seqStart: 0,
+              ackFloor: 0,
+              x: xlate(
+                { src: VIP, dst: CLIENT, sport: 80, dport: 40100 },
+                { seqDelta: TWO32 - 400_000, ackDelta: TWO32 - 300_000 },
+              ),
+            },
+          ],
         },
       ],
       [emptyKey, { connId: 21n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [] }],
@@ -830,9 +1150,15 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         reason: 'redirect',
       },
       {
-        name: 'SACK edges on a later handoff move by that handoff\'s ack delta (+600_000)',
+        name: "SACK edges on a later handoff move by that handoff's ack delta (+600_000)",
         input: inp({ ...key, seq: 3000, ack: 9100, win: 1234, opts: sack([9300, 9400], [9200, 9250]) }),
-        output: fwd({ ...out3, seq: 503_000, ack: 609_100, win: 1234, opts: sack([609_300, 609_400], [609_200, 609_250]) }),
+        output: fwd({
+          ...out3,
+          seq: 503_000,
+          ack: 609_100,
+          win: 1234,
+          opts: sack([609_300, 609_400], [609_200, 609_250]),
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -873,7 +1199,17 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       {
         name: 'back end 2 replies to the client through its own entry',
         input: inp({ ...be2Key, seq: 408_000, ack: 302_100, flags: 'PA', win: 1234, payload: p20 }),
-        output: fwd({ src: VIP, dst: CLIENT, sport: 80, dport: 40100, seq: 8000, ack: 2100, flags: 'PA', win: 1234, payload: p20 }),
+        output: fwd({
+          src: VIP,
+          dst: CLIENT,
+          sport: 80,
+          dport: 40100,
+          seq: 8000,
+          ack: 2100,
+          flags: 'PA',
+          win: 1234,
+          payload: p20,
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
@@ -883,7 +1219,11 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
   // ================================================================ unknown, blocked, not for us
   describe('unknown, blocked and foreign packets', () => {
     // The entries of step 1 of a splice: the translation is known, the state is BLOCK.
-    const plan = planSplice(4n, leg1({ remote: { ip: CLIENT, port: 40200 } }), leg2({ local: { ip: LB, port: 50200 } }));
+    const plan = planSplice(
+      4n,
+      leg1({ remote: { ip: CLIENT, port: 40200 } }),
+      leg2({ local: { ip: LB, port: 50200 } }),
+    );
     const dp = datapath(() => [
       [plan.clientKey, { ...plan.client, state: FlowState.BLOCK }],
       [plan.backendKey, { ...plan.backend, state: FlowState.BLOCK }],
@@ -936,19 +1276,43 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       },
       {
         name: 'blocked data segment with malformed options: still "blocked", untouched',
-        input: inp({ ...c2b, seq: 10_000, ack: 500_000, opts: ts(1, 2), payload: 'x', corrupt: { badOptionLength: true } }),
+        input: inp({
+          ...c2b,
+          seq: 10_000,
+          ack: 500_000,
+          opts: ts(1, 2),
+          payload: 'x',
+          corrupt: { badOptionLength: true },
+        }),
         verdict: 'DROP',
         reason: 'blocked',
       },
       {
         name: 'unknown flow (other client port): passed untouched',
-        input: inp({ ...c2b, sport: 40999, seq: 10_000, ack: 500_000, flags: 'PA', opts: ts(1_050, 50_000), payload: REQ }),
+        input: inp({
+          ...c2b,
+          sport: 40999,
+          seq: 10_000,
+          ack: 500_000,
+          flags: 'PA',
+          opts: ts(1_050, 50_000),
+          payload: REQ,
+        }),
         verdict: 'PASS',
         reason: 'no_flow',
       },
       {
         name: 'reverse direction of a client entry (VIP -> client) is not a flow: passed untouched',
-        input: inp({ src: VIP, dst: CLIENT, sport: 80, dport: 40200, seq: 500_000, ack: 10_000, flags: 'PA', payload: RESP }),
+        input: inp({
+          src: VIP,
+          dst: CLIENT,
+          sport: 80,
+          dport: 40200,
+          seq: 500_000,
+          ack: 10_000,
+          flags: 'PA',
+          payload: RESP,
+        }),
         verdict: 'PASS',
         reason: 'no_flow',
       },
@@ -960,19 +1324,34 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       },
       {
         name: 'unknown flow with malformed options: passed untouched (options are only parsed for spliced flows)',
-        input: inp({ ...c2b, sport: 40999, seq: 10_000, ack: 500_000, opts: ts(1, 2), corrupt: { badOptionLength: true } }),
+        input: inp({
+          ...c2b,
+          sport: 40999,
+          seq: 10_000,
+          ack: 500_000,
+          opts: ts(1, 2),
+          corrupt: { badOptionLength: true },
+        }),
         verdict: 'PASS',
         reason: 'no_flow',
       },
       {
         name: 'UDP: passed untouched',
-        input: { eth: IN_ETH, ip: { version: 4, src: CLIENT, dst: VIP }, udp: { sport: 40200, dport: 80 }, payload: 'x' },
+        input: {
+          eth: IN_ETH,
+          ip: { version: 4, src: CLIENT, dst: VIP },
+          udp: { sport: 40200, dport: 80 },
+          payload: 'x',
+        },
         verdict: 'PASS',
         reason: 'not_tcp',
       },
       {
         name: 'IPv4 fragment of a blocked tuple: passed untouched (fragment)',
-        input: { ...inp({ ...c2b, seq: 10_000, ack: 500_000, payload: REQ }), ip: { version: 4, src: CLIENT, dst: VIP, mf: true } },
+        input: {
+          ...inp({ ...c2b, seq: 10_000, ack: 500_000, payload: REQ }),
+          ip: { version: 4, src: CLIENT, dst: VIP, mf: true },
+        },
         verdict: 'PASS',
         reason: 'fragment',
       },
@@ -996,8 +1375,24 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     const h1 = { seqStart: 1100, ackFloor: 8000, x: xlate(out2, { seqDelta: 300_000, ackDelta: 400_000 }) };
     const dp = datapath(() => [
       [key, { connId: 30n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [h0] }],
-      [be1Key, { connId: 30n, state: FlowState.FORWARD, kind: FlowKind.BACKEND, legs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: VIP, dst: CLIENT, sport: 80, dport: 40300 }) }] }],
-      [fullKey, { connId: 31n, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: Array.from({ length: 8 }, (_, i) => ({ ...h0, seqStart: 1000 + i })) }],
+      [
+        be1Key,
+        {
+          connId: 30n,
+          state: FlowState.FORWARD,
+          kind: FlowKind.BACKEND,
+          legs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: VIP, dst: CLIENT, sport: 80, dport: 40300 }) }],
+        },
+      ],
+      [
+        fullKey,
+        {
+          connId: 31n,
+          state: FlowState.FORWARD,
+          kind: FlowKind.CLIENT,
+          legs: Array.from({ length: 8 }, (_, i) => ({ ...h0, seqStart: 1000 + i })),
+        },
+      ],
     ]);
     const ctl = (req: CtlRequest): number => {
       const { result, nLegs } = decodeCtlResult(runSyscallProgram(dp.obj().program('baton_ctl'), encodeCtl(req)).ctx);
@@ -1009,11 +1404,20 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
 
     test('control on a key that is not in the table: ENOENT, nothing created', () => {
       const k = { ...key, sport: 40399 };
-      assert.throws(() => ctl({ op: CtlOp.SET_STATE, key: k, state: FlowState.HOLD }), (e: unknown) => e instanceof BpfError && e.code === 'ENOENT');
+      assert.throws(
+        () => ctl({ op: CtlOp.SET_STATE, key: k, state: FlowState.HOLD }),
+        (e: unknown) => e instanceof BpfError && e.code === 'ENOENT',
+      );
       assert.equal(dp.obj().map('baton_flows').lookup(encodeFlowKey(k)), undefined);
     });
     test('before the hold: the request goes to back end 1 and is tracked', () => {
-      run({ name: 'req', input: inp({ ...key, seq: 1000, ack: 5000, flags: 'PA', payload: p100 }), output: fwd({ ...out1, seq: 101_000, ack: 205_000, flags: 'PA', payload: p100 }), verdict: 'REDIRECT', reason: 'redirect' });
+      run({
+        name: 'req',
+        input: inp({ ...key, seq: 1000, ack: 5000, flags: 'PA', payload: p100 }),
+        output: fwd({ ...out1, seq: 101_000, ack: 205_000, flags: 'PA', payload: p100 }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      });
       assert.equal(dp.flow(key).track.seqEnd, 1100);
     });
     test('SET_STATE HOLD changes the state in place: the track survives', () => {
@@ -1024,8 +1428,18 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       assert.equal(f.track.packets, 1n);
     });
     fixtures(dp, [
-      { name: 'held: client data dropped untouched (held)', input: inp({ ...key, seq: 1100, ack: 6000, flags: 'PA', payload: p100 }), verdict: 'DROP', reason: 'held' },
-      { name: 'held: client FIN dropped untouched (held)', input: inp({ ...key, seq: 1100, ack: 6000, flags: 'FA' }), verdict: 'DROP', reason: 'held' },
+      {
+        name: 'held: client data dropped untouched (held)',
+        input: inp({ ...key, seq: 1100, ack: 6000, flags: 'PA', payload: p100 }),
+        verdict: 'DROP',
+        reason: 'held',
+      },
+      {
+        name: 'held: client FIN dropped untouched (held)',
+        input: inp({ ...key, seq: 1100, ack: 6000, flags: 'FA' }),
+        verdict: 'DROP',
+        reason: 'held',
+      },
       {
         name: 'held: client pure ACK still reaches back end 1, translated',
         input: inp({ ...key, seq: 1100, ack: 6000, flags: 'A' }),
@@ -1061,11 +1475,17 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       },
     ]);
     test('APPEND_LEG on a full list: E2BIG, entry unchanged', () => {
-      assert.throws(() => ctl({ op: CtlOp.APPEND_LEG, key: fullKey, state: FlowState.FORWARD, leg: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'E2BIG');
+      assert.throws(
+        () => ctl({ op: CtlOp.APPEND_LEG, key: fullKey, state: FlowState.FORWARD, leg: h1 }),
+        (e: unknown) => e instanceof BpfError && e.code === 'E2BIG',
+      );
       assert.equal(dp.flow(fullKey).legs.length, 8);
     });
     test('APPEND_LEG on a back-end entry: EINVAL', () => {
-      assert.throws(() => ctl({ op: CtlOp.APPEND_LEG, key: be1Key, state: FlowState.FORWARD, leg: h1 }), (e: unknown) => e instanceof BpfError && e.code === 'EINVAL');
+      assert.throws(
+        () => ctl({ op: CtlOp.APPEND_LEG, key: be1Key, state: FlowState.FORWARD, leg: h1 }),
+        (e: unknown) => e instanceof BpfError && e.code === 'EINVAL',
+      );
     });
   });
 
@@ -1084,14 +1504,53 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     type Addrs = typeof V4;
     const ck = (port: number, a: Addrs = V4): FlowKey => ({ src: a.client, dst: a.vip, sport: port, dport: 80 });
     const bk = (port: number, a: Addrs = V4): FlowKey => ({ src: a.be, dst: a.lb, sport: 8080, dport: port + 10_000 });
-    const track = (t: Partial<Track> & Pick<Track, 'flags'>): Track => ({ packets: 5n, bytes: 500n, lastNs: 1n, seqEnd: 0, ackMax: 0, finSeq: 0, ...t });
+    const track = (t: Partial<Track> & Pick<Track, 'flags'>): Track => ({
+      packets: 5n,
+      bytes: 500n,
+      lastNs: 1n,
+      seqEnd: 0,
+      ackMax: 0,
+      finSeq: 0,
+      ...t,
+    });
     const SEEN = TRACK_F_SEEN;
-    function conn(id: bigint, port: number, c: Track | undefined, b: Track | undefined, backend = true, a: Addrs = V4): Array<[FlowKey, Flow]> {
+    function conn(
+      id: bigint,
+      port: number,
+      c: Track | undefined,
+      b: Track | undefined,
+      backend = true,
+      a: Addrs = V4,
+    ): Array<[FlowKey, Flow]> {
       const out: Array<[FlowKey, Flow]> = [
-        [ck(port, a), { connId: id, state: FlowState.FORWARD, kind: FlowKind.CLIENT, legs: [{ seqStart: 1000, ackFloor: 4000, x: xlate({ src: a.lb, dst: a.be, sport: port + 10_000, dport: 8080 }, TO_BE) }], ...(c ? { track: c } : {}) }],
+        [
+          ck(port, a),
+          {
+            connId: id,
+            state: FlowState.FORWARD,
+            kind: FlowKind.CLIENT,
+            legs: [
+              {
+                seqStart: 1000,
+                ackFloor: 4000,
+                x: xlate({ src: a.lb, dst: a.be, sport: port + 10_000, dport: 8080 }, TO_BE),
+              },
+            ],
+            ...(c ? { track: c } : {}),
+          },
+        ],
       ];
       if (backend) {
-        out.push([bk(port, a), { connId: id, state: FlowState.FORWARD, kind: FlowKind.BACKEND, legs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: a.vip, dst: a.client, sport: 80, dport: port }, TO_C) }], ...(b ? { track: b } : {}) }]);
+        out.push([
+          bk(port, a),
+          {
+            connId: id,
+            state: FlowState.FORWARD,
+            kind: FlowKind.BACKEND,
+            legs: [{ seqStart: 0, ackFloor: 0, x: xlate({ src: a.vip, dst: a.client, sport: 80, dport: port }, TO_C) }],
+            ...(b ? { track: b } : {}),
+          },
+        ]);
       }
       return out;
     }
@@ -1110,24 +1569,51 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     // 40406: live like LIVE, for segments that are not a SYN alone. 40410: live, over IPv6.
     const LIVE2 = 40406;
     const LIVE6 = 40410;
-    const liveTracks = (): [Track, Track] => [track({ flags: SEEN, seqEnd: 3000, ackMax: 7000 }), track({ flags: SEEN, seqEnd: 7000, ackMax: 3000 })];
+    const liveTracks = (): [Track, Track] => [
+      track({ flags: SEEN, seqEnd: 3000, ackMax: 7000 }),
+      track({ flags: SEEN, seqEnd: 7000, ackMax: 3000 }),
+    ];
     const dp = datapath(() => [
-      ...conn(60n, FINISHED, track({ flags: SEEN | TRACK_F_FIN, seqEnd: 2001, finSeq: 2000, ackMax: 5001 }), track({ flags: SEEN | TRACK_F_FIN, seqEnd: 5001, finSeq: 5000, ackMax: 2001 })),
-      ...conn(61n, RESET, track({ flags: SEEN, seqEnd: 3000, ackMax: 7000 }), track({ flags: SEEN | TRACK_F_RST, seqEnd: 7000, ackMax: 3000 })),
+      ...conn(
+        60n,
+        FINISHED,
+        track({ flags: SEEN | TRACK_F_FIN, seqEnd: 2001, finSeq: 2000, ackMax: 5001 }),
+        track({ flags: SEEN | TRACK_F_FIN, seqEnd: 5001, finSeq: 5000, ackMax: 2001 }),
+      ),
+      ...conn(
+        61n,
+        RESET,
+        track({ flags: SEEN, seqEnd: 3000, ackMax: 7000 }),
+        track({ flags: SEEN | TRACK_F_RST, seqEnd: 7000, ackMax: 3000 }),
+      ),
       ...conn(62n, LIVE, ...liveTracks()),
       ...conn(66n, LIVE2, ...liveTracks()),
       ...conn(67n, LIVE6, ...liveTracks(), true, V6),
       ...conn(63n, FRESH, undefined, undefined),
       ...conn(64n, RESET_ALONE, track({ flags: SEEN | TRACK_F_RST, seqEnd: 3000, ackMax: 7000 }), undefined, false),
-      ...conn(65n, CLOSING, track({ flags: SEEN | TRACK_F_FIN, seqEnd: 2001, finSeq: 2000, ackMax: 5001 }), track({ flags: SEEN | TRACK_F_FIN, seqEnd: 5001, finSeq: 5000, ackMax: 2000 })),
+      ...conn(
+        65n,
+        CLOSING,
+        track({ flags: SEEN | TRACK_F_FIN, seqEnd: 2001, finSeq: 2000, ackMax: 5001 }),
+        track({ flags: SEEN | TRACK_F_FIN, seqEnd: 5001, finSeq: 5000, ackMax: 2000 }),
+      ),
     ]);
     const run = (f: Fixture) => runFixture(dp.obj(), ns, f);
-    const synOpts: TcpOption[] = [{ kind: 'mss', value: 1460 }, { kind: 'sackPermitted' }, { kind: 'timestamp', tsval: 77_000, tsecr: 0 }, NOP, { kind: 'wscale', shift: 7 }];
-    const syn = (port: number, seq = 900_000_000, a: Addrs = V4): PacketSpec => inp({ ...ck(port, a), seq, flags: 'S', win: 64_240, opts: synOpts });
+    const synOpts: TcpOption[] = [
+      { kind: 'mss', value: 1460 },
+      { kind: 'sackPermitted' },
+      { kind: 'timestamp', tsval: 77_000, tsecr: 0 },
+      NOP,
+      { kind: 'wscale', shift: 7 },
+    ];
+    const syn = (port: number, seq = 900_000_000, a: Addrs = V4): PacketSpec =>
+      inp({ ...ck(port, a), seq, flags: 'S', win: 64_240, opts: synOpts });
     /** The challenge ACK the program makes of a SYN: back to the sender, no options, fresh IP header. */
     const challenge = (k: FlowKey, seq: number, ack: number): PacketSpec => ({
       eth: { src: IN_ETH.dst, dst: IN_ETH.src },
-      ip: k.src.includes(':') ? { version: 6, src: k.dst, dst: k.src, hopLimit: 64 } : { version: 4, src: k.dst, dst: k.src, id: 0, df: true, ttl: 64 },
+      ip: k.src.includes(':')
+        ? { version: 6, src: k.dst, dst: k.src, hopLimit: 64 }
+        : { version: 4, src: k.dst, dst: k.src, id: 0, df: true, ttl: 64 },
       tcp: { sport: k.dport, dport: k.sport, seq, ack, flags: 'A', window: 0, options: [] },
     });
     const trackOf = (k: FlowKey) => dp.flow(k).track;
@@ -1138,34 +1624,67 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       assert.equal(dp.flow(ck(FINISHED)).state, FlowState.SUPERSEDED);
       assert.deepEqual(trackOf(ck(FINISHED)), before);
     });
-    test('superseded: the new connection\'s handshake ACK, request and FIN pass untouched and untracked', () => {
+    test("superseded: the new connection's handshake ACK, request and FIN pass untouched and untracked", () => {
       const before = trackOf(ck(FINISHED));
-      run({ name: 'handshake ACK', input: inp({ ...ck(FINISHED), seq: 900_000_001, ack: 33_000_001, opts: ts(77_010, 12_345) }), verdict: 'PASS', reason: 'superseded' });
-      run({ name: 'request', input: inp({ ...ck(FINISHED), seq: 900_000_001, ack: 33_000_001, flags: 'PA', opts: ts(77_011, 12_345), payload: REQ }), verdict: 'PASS', reason: 'superseded' });
+      run({
+        name: 'handshake ACK',
+        input: inp({ ...ck(FINISHED), seq: 900_000_001, ack: 33_000_001, opts: ts(77_010, 12_345) }),
+        verdict: 'PASS',
+        reason: 'superseded',
+      });
+      run({
+        name: 'request',
+        input: inp({
+          ...ck(FINISHED),
+          seq: 900_000_001,
+          ack: 33_000_001,
+          flags: 'PA',
+          opts: ts(77_011, 12_345),
+          payload: REQ,
+        }),
+        verdict: 'PASS',
+        reason: 'superseded',
+      });
       run({ name: 'retransmitted SYN', input: syn(FINISHED), verdict: 'PASS', reason: 'superseded' });
       assert.deepEqual(trackOf(ck(FINISHED)), before);
     });
-    test('the finished connection\'s back-end entry is not superseded by the client\'s SYN (its tuple is not reused)', () => {
+    test("the finished connection's back-end entry is not superseded by the client's SYN (its tuple is not reused)", () => {
       assert.equal(dp.flow(bk(FINISHED)).state, FlowState.FORWARD);
     });
     test('reset (a RST in either direction): the SYN goes to the stack untouched', () => {
       run({ name: 'SYN after a RST', input: syn(RESET), verdict: 'PASS', reason: 'syn_on_finished' });
       assert.equal(dp.flow(ck(RESET)).state, FlowState.SUPERSEDED);
     });
-    test('reset, the other direction\'s entry already gone: the SYN goes to the stack untouched', () => {
-      run({ name: 'SYN after a RST, no back-end entry', input: syn(RESET_ALONE), verdict: 'PASS', reason: 'syn_on_finished' });
+    test("reset, the other direction's entry already gone: the SYN goes to the stack untouched", () => {
+      run({
+        name: 'SYN after a RST, no back-end entry',
+        input: syn(RESET_ALONE),
+        verdict: 'PASS',
+        reason: 'syn_on_finished',
+      });
     });
-    test('live: the SYN draws a challenge ACK (seq = client\'s last ACK - 1, ack = back end\'s last ACK), never a translated SYN', () => {
+    test("live: the SYN draws a challenge ACK (seq = client's last ACK - 1, ack = back end's last ACK), never a translated SYN", () => {
       const before = trackOf(ck(LIVE));
       // seq 7000 - 1 (the client acknowledged 7000), ack 3000 (the back end acknowledged 3000).
-      run({ name: 'SYN on a live entry', input: syn(LIVE), verdict: 'TX', reason: 'syn_challenge_ack', output: challenge(ck(LIVE), 6999, 3000) });
+      run({
+        name: 'SYN on a live entry',
+        input: syn(LIVE),
+        verdict: 'TX',
+        reason: 'syn_challenge_ack',
+        output: challenge(ck(LIVE), 6999, 3000),
+      });
       assert.equal(dp.flow(ck(LIVE)).state, FlowState.FORWARD);
       assert.deepEqual(trackOf(ck(LIVE)), before);
     });
     test('live: a second SYN within 500 ms is dropped untouched (one challenge ACK per entry per 500 ms)', () => {
-      run({ name: 'second SYN on a live entry', input: syn(LIVE, 900_000_000), verdict: 'DROP', reason: 'syn_on_live' });
+      run({
+        name: 'second SYN on a live entry',
+        input: syn(LIVE, 900_000_000),
+        verdict: 'DROP',
+        reason: 'syn_on_live',
+      });
     });
-    test('live, the peer RSTs with the challenge\'s ACK number: translated to the back end\'s rcv_nxt, and the next SYN passes', () => {
+    test("live, the peer RSTs with the challenge's ACK number: translated to the back end's rcv_nxt, and the next SYN passes", () => {
       // RST seq 3000 -> 3000 + 100_000 toward the back end: exactly what it acknowledged.
       run({
         name: 'RST drawn by the challenge ACK',
@@ -1178,7 +1697,13 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     });
     test('closing (one FIN not yet acknowledged) is live: challenge ACK', () => {
       // seq 5001 - 1, ack 2000 (the back end has not acknowledged the client's FIN).
-      run({ name: 'SYN on a closing entry', input: syn(CLOSING), verdict: 'TX', reason: 'syn_challenge_ack', output: challenge(ck(CLOSING), 5000, 2000) });
+      run({
+        name: 'SYN on a closing entry',
+        input: syn(CLOSING),
+        verdict: 'TX',
+        reason: 'syn_challenge_ack',
+        output: challenge(ck(CLOSING), 5000, 2000),
+      });
     });
     test('live, nothing seen yet to number an answer with: dropped untouched', () => {
       run({ name: 'SYN on a fresh entry', input: syn(FRESH), verdict: 'DROP', reason: 'syn_on_live' });
@@ -1196,13 +1721,31 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       });
     });
     test('live over IPv6: challenge ACK (checksum over the IPv6 pseudo-header)', () => {
-      run({ name: 'IPv6 SYN on a live entry', input: syn(LIVE6, 1, V6), verdict: 'TX', reason: 'syn_challenge_ack', output: challenge(ck(LIVE6, V6), 6999, 3000) });
+      run({
+        name: 'IPv6 SYN on a live entry',
+        input: syn(LIVE6, 1, V6),
+        verdict: 'TX',
+        reason: 'syn_challenge_ack',
+        output: challenge(ck(LIVE6, V6), 6999, 3000),
+      });
     });
     test('SYN|ACK and ordinary segments of a live connection are translated as before', () => {
       const out = { src: LB, dst: BE1, sport: LIVE2 + 10_000, dport: 8080 };
       // seq 3000 + 100_000, ack 7000 + 200_000, window as it came (both scales 0).
-      run({ name: 'client SYN|ACK on a live entry', input: inp({ ...ck(LIVE2), seq: 3000, ack: 7000, flags: 'SA' }), output: fwd({ ...out, seq: 103_000, ack: 207_000, flags: 'SA' }), verdict: 'REDIRECT', reason: 'redirect' });
-      run({ name: 'client data on a live entry', input: inp({ ...ck(LIVE2), seq: 3000, ack: 7000, flags: 'PA', payload: REQ }), output: fwd({ ...out, seq: 103_000, ack: 207_000, flags: 'PA', payload: REQ }), verdict: 'REDIRECT', reason: 'redirect' });
+      run({
+        name: 'client SYN|ACK on a live entry',
+        input: inp({ ...ck(LIVE2), seq: 3000, ack: 7000, flags: 'SA' }),
+        output: fwd({ ...out, seq: 103_000, ack: 207_000, flags: 'SA' }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      });
+      run({
+        name: 'client data on a live entry',
+        input: inp({ ...ck(LIVE2), seq: 3000, ack: 7000, flags: 'PA', payload: REQ }),
+        output: fwd({ ...out, seq: 103_000, ack: 207_000, flags: 'PA', payload: REQ }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      });
       assert.equal(dp.flow(ck(LIVE2)).state, FlowState.FORWARD);
     });
   });
@@ -1223,9 +1766,21 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     const bk = (port: number, be = BE1): FlowKey => ({ src: be, dst: LB, sport: 8080, dport: port + 10_000 });
     const toBe = (port: number, be = BE1) => ({ src: LB, dst: be, sport: port + 10_000, dport: 8080 });
     const toC = (port: number, client = CLIENT) => ({ src: VIP, dst: client, sport: 80, dport: port });
-    const track = (t: Partial<Track>): Track => ({ packets: 5n, bytes: 500n, lastNs: 1n, seqEnd: 0, ackMax: 0, finSeq: 0, flags: 0, ...t });
+    const track = (t: Partial<Track>): Track => ({
+      packets: 5n,
+      bytes: 500n,
+      lastNs: 1n,
+      seqEnd: 0,
+      ackMax: 0,
+      finSeq: 0,
+      flags: 0,
+      ...t,
+    });
     /** Live: the client sent up to 3000 and acknowledged 7000; the back end sent up to 7000 and acknowledged 3000. */
-    const live = (): [Track, Track] => [track({ flags: TRACK_F_SEEN, seqEnd: 3000, ackMax: 7000 }), track({ flags: TRACK_F_SEEN, seqEnd: 7000, ackMax: 3000 })];
+    const live = (): [Track, Track] => [
+      track({ flags: TRACK_F_SEEN, seqEnd: 3000, ackMax: 7000 }),
+      track({ flags: TRACK_F_SEEN, seqEnd: 7000, ackMax: 3000 }),
+    ];
     interface Conn {
       tracks?: [Track | undefined, Track | undefined];
       state?: Flow['state'];
@@ -1238,10 +1793,21 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       const [c, b] = o.tracks ?? [undefined, undefined];
       const state = o.state ?? FlowState.FORWARD;
       const legs = o.handoffs === false ? [] : [{ seqStart: 1000, ackFloor: 4000, x: xlate(toBe(port, o.be), TO_BE) }];
-      const out: Array<[FlowKey, Flow]> = [[ck(port), { connId: id, state, kind: FlowKind.CLIENT, legs, ...(c ? { track: c } : {}) }]];
+      const out: Array<[FlowKey, Flow]> = [
+        [ck(port), { connId: id, state, kind: FlowKind.CLIENT, legs, ...(c ? { track: c } : {}) }],
+      ];
       if (o.backend !== false) {
         const x = xlate(toC(port, o.client), TO_C);
-        out.push([bk(port, o.be), { connId: id, state: state === FlowState.HOLD ? FlowState.FORWARD : state, kind: FlowKind.BACKEND, legs: [{ seqStart: 0, ackFloor: 0, x }], ...(b ? { track: b } : {}) }]);
+        out.push([
+          bk(port, o.be),
+          {
+            connId: id,
+            state: state === FlowState.HOLD ? FlowState.FORWARD : state,
+            kind: FlowKind.BACKEND,
+            legs: [{ seqStart: 0, ackFloor: 0, x }],
+            ...(b ? { track: b } : {}),
+          },
+        ]);
       }
       return out;
     }
@@ -1288,19 +1854,34 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       const before = trackOf(k);
       const out = run(f);
       const after = trackOf(k);
-      assert.deepEqual({ ...after, lastNs: 0n }, { ...before, packets: before.packets + 1n, bytes: before.bytes + BigInt(out.length), ...moved, lastNs: 0n }, `${f.name}: track`);
+      assert.deepEqual(
+        { ...after, lastNs: 0n },
+        { ...before, packets: before.packets + 1n, bytes: before.bytes + BigInt(out.length), ...moved, lastNs: 0n },
+        `${f.name}: track`,
+      );
       assert.ok(after.lastNs >= before.lastNs, `${f.name}: lastNs`);
     };
     const badSack: TcpOption[] = [NOP, NOP, { kind: 'raw', type: 5, data: Buffer.alloc(10, 1) }];
     const c2b = (port: number, s: Omit<Seg, 'src' | 'dst' | 'sport' | 'dport'>) => inp({ ...ck(port), ...s });
-    const b2c = (port: number, s: Omit<Seg, 'src' | 'dst' | 'sport' | 'dport'>, be = BE1) => inp({ ...bk(port, be), ...s });
+    const b2c = (port: number, s: Omit<Seg, 'src' | 'dst' | 'sport' | 'dport'>, be = BE1) =>
+      inp({ ...bk(port, be), ...s });
 
     // ---- dropped: the track stays as it was
     test('client data + FIN with malformed options: dropped (bad_tcp_options), track unchanged', () => {
-      unchanged(ck(TRACKED), { name: 'bad options c->b', input: c2b(TRACKED, { seq: 3000, ack: 7000, flags: 'FPA', opts: badSack, payload: REQ }), verdict: 'DROP', reason: 'bad_tcp_options' });
+      unchanged(ck(TRACKED), {
+        name: 'bad options c->b',
+        input: c2b(TRACKED, { seq: 3000, ack: 7000, flags: 'FPA', opts: badSack, payload: REQ }),
+        verdict: 'DROP',
+        reason: 'bad_tcp_options',
+      });
     });
     test('back-end data + FIN with malformed options: dropped (bad_tcp_options), track unchanged', () => {
-      unchanged(bk(TRACKED), { name: 'bad options b->c', input: b2c(TRACKED, { seq: 207_000, ack: 103_000, flags: 'FPA', opts: badSack, payload: RESP }), verdict: 'DROP', reason: 'bad_tcp_options' });
+      unchanged(bk(TRACKED), {
+        name: 'bad options b->c',
+        input: b2c(TRACKED, { seq: 207_000, ack: 103_000, flags: 'FPA', opts: badSack, payload: RESP }),
+        verdict: 'DROP',
+        reason: 'bad_tcp_options',
+      });
     });
     test('client data + FIN toward a blackholed back end: dropped (fib_blackhole), track unchanged', () => {
       unchanged(ck(BLACKHOLE), {
@@ -1322,53 +1903,140 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       });
     });
     test('held client data + FIN: dropped (held), track unchanged', () => {
-      unchanged(ck(HELD), { name: 'held data', input: c2b(HELD, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), verdict: 'DROP', reason: 'held' });
+      unchanged(ck(HELD), {
+        name: 'held data',
+        input: c2b(HELD, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }),
+        verdict: 'DROP',
+        reason: 'held',
+      });
     });
     test('blocked data and FIN both ways, and a blocked pure ACK passed to the LB socket: tracks unchanged', () => {
-      unchanged(ck(BLOCKED), { name: 'blocked c->b', input: c2b(BLOCKED, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), verdict: 'DROP', reason: 'blocked' });
-      unchanged(bk(BLOCKED), { name: 'blocked b->c', input: b2c(BLOCKED, { seq: 207_000, ack: 103_000, flags: 'FPA', payload: RESP }), verdict: 'DROP', reason: 'blocked' });
+      unchanged(ck(BLOCKED), {
+        name: 'blocked c->b',
+        input: c2b(BLOCKED, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }),
+        verdict: 'DROP',
+        reason: 'blocked',
+      });
+      unchanged(bk(BLOCKED), {
+        name: 'blocked b->c',
+        input: b2c(BLOCKED, { seq: 207_000, ack: 103_000, flags: 'FPA', payload: RESP }),
+        verdict: 'DROP',
+        reason: 'blocked',
+      });
       // The LB's socket takes it, not the entry: the splice has not begun forwarding.
-      unchanged(ck(BLOCKED), { name: 'blocked pure ACK', input: c2b(BLOCKED, { seq: 3000, ack: 7000 }), verdict: 'PASS', reason: 'blocked_ack' });
+      unchanged(ck(BLOCKED), {
+        name: 'blocked pure ACK',
+        input: c2b(BLOCKED, { seq: 3000, ack: 7000 }),
+        verdict: 'PASS',
+        reason: 'blocked_ack',
+      });
     });
     test('a client entry without handoffs: dropped (no_leg), track unchanged', () => {
-      unchanged(ck(NO_LEG), { name: 'no handoff', input: c2b(NO_LEG, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), verdict: 'DROP', reason: 'no_leg' });
+      unchanged(ck(NO_LEG), {
+        name: 'no handoff',
+        input: c2b(NO_LEG, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }),
+        verdict: 'DROP',
+        reason: 'no_leg',
+      });
     });
 
     // ---- RSTs outside the receiver's window: dropped untouched, not recorded
-    test('client RST below the back end\'s last ACK (2999 < 3000): dropped (rst_out_of_window), not recorded', () => {
-      unchanged(ck(TRACKED), { name: 'client RST below', input: c2b(TRACKED, { seq: 2999, flags: 'R', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
+    test("client RST below the back end's last ACK (2999 < 3000): dropped (rst_out_of_window), not recorded", () => {
+      unchanged(ck(TRACKED), {
+        name: 'client RST below',
+        input: c2b(TRACKED, { seq: 2999, flags: 'R', win: 0 }),
+        verdict: 'DROP',
+        reason: 'rst_out_of_window',
+      });
     });
-    test('client RST past the back end\'s largest window (3000 + 65_536): dropped (rst_out_of_window), not recorded', () => {
-      unchanged(ck(TRACKED), { name: 'client RST past', input: c2b(TRACKED, { seq: 68_536, flags: 'R', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
+    test("client RST past the back end's largest window (3000 + 65_536): dropped (rst_out_of_window), not recorded", () => {
+      unchanged(ck(TRACKED), {
+        name: 'client RST past',
+        input: c2b(TRACKED, { seq: 68_536, flags: 'R', win: 0 }),
+        verdict: 'DROP',
+        reason: 'rst_out_of_window',
+      });
     });
-    test('back-end RST below and past the client\'s window: dropped (rst_out_of_window), not recorded', () => {
+    test("back-end RST below and past the client's window: dropped (rst_out_of_window), not recorded", () => {
       // Client space 6999 and 7000 + 65_536, +200_000 in the back end's.
-      unchanged(bk(TRACKED), { name: 'back-end RST below', input: b2c(TRACKED, { seq: 206_999, flags: 'R', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
-      unchanged(bk(TRACKED), { name: 'back-end RST past', input: b2c(TRACKED, { seq: 272_536, ack: 103_000, flags: 'RA', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
+      unchanged(bk(TRACKED), {
+        name: 'back-end RST below',
+        input: b2c(TRACKED, { seq: 206_999, flags: 'R', win: 0 }),
+        verdict: 'DROP',
+        reason: 'rst_out_of_window',
+      });
+      unchanged(bk(TRACKED), {
+        name: 'back-end RST past',
+        input: b2c(TRACKED, { seq: 272_536, ack: 103_000, flags: 'RA', win: 0 }),
+        verdict: 'DROP',
+        reason: 'rst_out_of_window',
+      });
     });
 
     // ---- RSTs inside the window but not exact: forwarded (the receiver answers with a challenge ACK), not recorded
-    test('client RST inside the back end\'s window, not at its rcv_nxt: forwarded, counted, no RST flag, no sequence number moved', () => {
-      advanced(ck(TRACKED), { name: 'client RST in window', input: c2b(TRACKED, { seq: 3100, flags: 'R', win: 0 }), output: fwd({ ...toBe(TRACKED), seq: 103_100, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+    test("client RST inside the back end's window, not at its rcv_nxt: forwarded, counted, no RST flag, no sequence number moved", () => {
+      advanced(
+        ck(TRACKED),
+        {
+          name: 'client RST in window',
+          input: c2b(TRACKED, { seq: 3100, flags: 'R', win: 0 }),
+          output: fwd({ ...toBe(TRACKED), seq: 103_100, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {},
+      );
       // The window's last number (3000 + 65_535) is still inside.
-      advanced(ck(TRACKED), { name: 'client RST at the window edge', input: c2b(TRACKED, { seq: 68_535, flags: 'R', win: 0 }), output: fwd({ ...toBe(TRACKED), seq: 168_535, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+      advanced(
+        ck(TRACKED),
+        {
+          name: 'client RST at the window edge',
+          input: c2b(TRACKED, { seq: 68_535, flags: 'R', win: 0 }),
+          output: fwd({ ...toBe(TRACKED), seq: 168_535, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {},
+      );
     });
-    test('back-end RST inside the client\'s window, not at its rcv_nxt: forwarded, not recorded', () => {
-      advanced(bk(TRACKED), { name: 'back-end RST in window', input: b2c(TRACKED, { seq: 207_001, ack: 103_000, flags: 'RA', win: 0 }), output: fwd({ ...toC(TRACKED), seq: 7001, ack: 3000, flags: 'RA', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+    test("back-end RST inside the client's window, not at its rcv_nxt: forwarded, not recorded", () => {
+      advanced(
+        bk(TRACKED),
+        {
+          name: 'back-end RST in window',
+          input: b2c(TRACKED, { seq: 207_001, ack: 103_000, flags: 'RA', win: 0 }),
+          output: fwd({ ...toC(TRACKED), seq: 7001, ack: 3000, flags: 'RA', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {},
+      );
     });
 
     // ---- forwarded: the track advances
     test('forwarded client data + FIN advances the client track (seq_end 3029, FIN at 3028)', () => {
       advanced(
         ck(TRACKED),
-        { name: 'client request + FIN', input: c2b(TRACKED, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }), output: fwd({ ...toBe(TRACKED), seq: 103_000, ack: 207_000, flags: 'FPA', payload: REQ }), verdict: 'REDIRECT', reason: 'redirect' },
+        {
+          name: 'client request + FIN',
+          input: c2b(TRACKED, { seq: 3000, ack: 7000, flags: 'FPA', payload: REQ }),
+          output: fwd({ ...toBe(TRACKED), seq: 103_000, ack: 207_000, flags: 'FPA', payload: REQ }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
         { seqEnd: 3029, finSeq: 3028, flags: TRACK_F_SEEN | TRACK_F_FIN },
       );
     });
     test('forwarded back-end data advances the back-end track (seq_end 7038, ack 3029)', () => {
       advanced(
         bk(TRACKED),
-        { name: 'back-end response', input: b2c(TRACKED, { seq: 207_000, ack: 103_029, flags: 'PA', payload: RESP }), output: fwd({ ...toC(TRACKED), seq: 7000, ack: 3029, flags: 'PA', payload: RESP }), verdict: 'REDIRECT', reason: 'redirect' },
+        {
+          name: 'back-end response',
+          input: b2c(TRACKED, { seq: 207_000, ack: 103_029, flags: 'PA', payload: RESP }),
+          output: fwd({ ...toC(TRACKED), seq: 7000, ack: 3029, flags: 'PA', payload: RESP }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
         { seqEnd: 7038, ackMax: 3029 },
       );
     });
@@ -1378,55 +2046,161 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         {
           name: 'via the stack',
           input: c2b(VIA_STACK, { seq: 3000, ack: 7000, flags: 'PA', payload: REQ }),
-          output: spec({ ...toBe(VIA_STACK, UNRESOLVED_BE), seq: 103_000, ack: 207_000, flags: 'PA', payload: REQ }, IN_ETH),
+          output: spec(
+            { ...toBe(VIA_STACK, UNRESOLVED_BE), seq: 103_000, ack: 207_000, flags: 'PA', payload: REQ },
+            IN_ETH,
+          ),
           verdict: 'PASS',
           reason: 'via_stack',
         },
         { seqEnd: 3028 },
       );
     });
-    test('a held client\'s pure ACK is forwarded and tracked', () => {
-      advanced(ck(HELD), { name: 'held pure ACK', input: c2b(HELD, { seq: 3000, ack: 7010 }), output: fwd({ ...toBe(HELD), seq: 103_000, ack: 207_010 }), verdict: 'REDIRECT', reason: 'redirect' }, { ackMax: 7010 });
+    test("a held client's pure ACK is forwarded and tracked", () => {
+      advanced(
+        ck(HELD),
+        {
+          name: 'held pure ACK',
+          input: c2b(HELD, { seq: 3000, ack: 7010 }),
+          output: fwd({ ...toBe(HELD), seq: 103_000, ack: 207_010 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        { ackMax: 7010 },
+      );
     });
 
     // ---- exact RSTs: forwarded and recorded
-    test('client RST at the back end\'s last ACK (3029): forwarded and recorded', () => {
-      advanced(ck(TRACKED), { name: 'client RST exact', input: c2b(TRACKED, { seq: 3029, flags: 'R', win: 0 }), output: fwd({ ...toBe(TRACKED), seq: 103_029, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {
-        flags: TRACK_F_SEEN | TRACK_F_FIN | TRACK_F_RST,
-      });
+    test("client RST at the back end's last ACK (3029): forwarded and recorded", () => {
+      advanced(
+        ck(TRACKED),
+        {
+          name: 'client RST exact',
+          input: c2b(TRACKED, { seq: 3029, flags: 'R', win: 0 }),
+          output: fwd({ ...toBe(TRACKED), seq: 103_029, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {
+          flags: TRACK_F_SEEN | TRACK_F_FIN | TRACK_F_RST,
+        },
+      );
     });
-    test('back-end RST at the client\'s last ACK: forwarded and recorded', () => {
+    test("back-end RST at the client's last ACK: forwarded and recorded", () => {
       // The client acknowledges the response (7038) first; the RST at 207_038 is then exact.
-      run({ name: 'client ACK', input: c2b(TRACKED, { seq: 3029, ack: 7038 }), output: fwd({ ...toBe(TRACKED), seq: 103_029, ack: 207_038 }), verdict: 'REDIRECT', reason: 'redirect' });
-      advanced(bk(TRACKED), { name: 'back-end RST exact', input: b2c(TRACKED, { seq: 207_038, flags: 'R', win: 0 }), output: fwd({ ...toC(TRACKED), seq: 7038, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {
-        flags: TRACK_F_SEEN | TRACK_F_RST,
+      run({
+        name: 'client ACK',
+        input: c2b(TRACKED, { seq: 3029, ack: 7038 }),
+        output: fwd({ ...toBe(TRACKED), seq: 103_029, ack: 207_038 }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
       });
+      advanced(
+        bk(TRACKED),
+        {
+          name: 'back-end RST exact',
+          input: b2c(TRACKED, { seq: 207_038, flags: 'R', win: 0 }),
+          output: fwd({ ...toC(TRACKED), seq: 7038, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {
+          flags: TRACK_F_SEEN | TRACK_F_RST,
+        },
+      );
     });
-    test('right after a splice (nothing seen back yet), a RST is judged by where the receiver\'s stream began', () => {
+    test("right after a splice (nothing seen back yet), a RST is judged by where the receiver's stream began", () => {
       // Client RST: the back end's stream of client bytes began at seqStart 1000.
-      advanced(ck(FRESH), { name: 'fresh client RST inexact', input: c2b(FRESH, { seq: 1500, flags: 'R', win: 0 }), output: fwd({ ...toBe(FRESH), seq: 101_500, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
-      unchanged(ck(FRESH), { name: 'fresh client RST below', input: c2b(FRESH, { seq: 999, flags: 'R', win: 0 }), verdict: 'DROP', reason: 'rst_out_of_window' });
-      advanced(ck(FRESH), { name: 'fresh client RST exact', input: c2b(FRESH, { seq: 1000, flags: 'R', win: 0 }), output: fwd({ ...toBe(FRESH), seq: 101_000, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {
-        flags: TRACK_F_RST,
+      advanced(
+        ck(FRESH),
+        {
+          name: 'fresh client RST inexact',
+          input: c2b(FRESH, { seq: 1500, flags: 'R', win: 0 }),
+          output: fwd({ ...toBe(FRESH), seq: 101_500, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {},
+      );
+      unchanged(ck(FRESH), {
+        name: 'fresh client RST below',
+        input: c2b(FRESH, { seq: 999, flags: 'R', win: 0 }),
+        verdict: 'DROP',
+        reason: 'rst_out_of_window',
       });
+      advanced(
+        ck(FRESH),
+        {
+          name: 'fresh client RST exact',
+          input: c2b(FRESH, { seq: 1000, flags: 'R', win: 0 }),
+          output: fwd({ ...toBe(FRESH), seq: 101_000, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {
+          flags: TRACK_F_RST,
+        },
+      );
       // Back-end RST: the client's stream of back-end bytes began at ackFloor 4000 (client space; 204_000 in the back end's).
-      advanced(bk(FRESH), { name: 'fresh back-end RST inexact', input: b2c(FRESH, { seq: 204_001, flags: 'R', win: 0 }), output: fwd({ ...toC(FRESH), seq: 4001, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
-      advanced(bk(FRESH), { name: 'fresh back-end RST exact', input: b2c(FRESH, { seq: 204_000, flags: 'R', win: 0 }), output: fwd({ ...toC(FRESH), seq: 4000, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {
-        flags: TRACK_F_RST,
-      });
+      advanced(
+        bk(FRESH),
+        {
+          name: 'fresh back-end RST inexact',
+          input: b2c(FRESH, { seq: 204_001, flags: 'R', win: 0 }),
+          output: fwd({ ...toC(FRESH), seq: 4001, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {},
+      );
+      advanced(
+        bk(FRESH),
+        {
+          name: 'fresh back-end RST exact',
+          input: b2c(FRESH, { seq: 204_000, flags: 'R', win: 0 }),
+          output: fwd({ ...toC(FRESH), seq: 4000, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {
+          flags: TRACK_F_RST,
+        },
+      );
     });
-    test('without the other direction\'s entry nothing says where the receiver stands: forwarded, not recorded', () => {
-      advanced(ck(ALONE), { name: 'RST, no back-end entry', input: c2b(ALONE, { seq: 3000, flags: 'R', win: 0 }), output: fwd({ ...toBe(ALONE), seq: 103_000, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' }, {});
+    test("without the other direction's entry nothing says where the receiver stands: forwarded, not recorded", () => {
+      advanced(
+        ck(ALONE),
+        {
+          name: 'RST, no back-end entry',
+          input: c2b(ALONE, { seq: 3000, flags: 'R', win: 0 }),
+          output: fwd({ ...toBe(ALONE), seq: 103_000, flags: 'R', win: 0 }),
+          verdict: 'REDIRECT',
+          reason: 'redirect',
+        },
+        {},
+      );
     });
     test('an unrecorded RST leaves a live connection live: a SYN on it draws a challenge ACK, not the stack', () => {
       // TRACKED-like, but fresh: a blind in-window RST first, then the SYN of a reused port.
-      run({ name: 'blind RST in window', input: c2b(ALONE + 100, { seq: 3100, flags: 'R', win: 0 }), output: fwd({ ...toBe(ALONE + 100), seq: 103_100, flags: 'R', win: 0 }), verdict: 'REDIRECT', reason: 'redirect' });
-      run({ name: 'SYN after it', input: c2b(ALONE + 100, { seq: 900_000_000, flags: 'S', win: 64_240, opts: [{ kind: 'mss', value: 1460 }] }), verdict: 'TX', reason: 'syn_challenge_ack', output: {
-        eth: { src: IN_ETH.dst, dst: IN_ETH.src },
-        ip: { version: 4, src: VIP, dst: CLIENT, id: 0, df: true, ttl: 64 },
-        // seq: the client's last ACK 7000 - 1; ack: the back end's last ACK 3000.
-        tcp: { sport: 80, dport: ALONE + 100, seq: 6999, ack: 3000, flags: 'A', window: 0, options: [] },
-      } });
+      run({
+        name: 'blind RST in window',
+        input: c2b(ALONE + 100, { seq: 3100, flags: 'R', win: 0 }),
+        output: fwd({ ...toBe(ALONE + 100), seq: 103_100, flags: 'R', win: 0 }),
+        verdict: 'REDIRECT',
+        reason: 'redirect',
+      });
+      run({
+        name: 'SYN after it',
+        input: c2b(ALONE + 100, { seq: 900_000_000, flags: 'S', win: 64_240, opts: [{ kind: 'mss', value: 1460 }] }),
+        verdict: 'TX',
+        reason: 'syn_challenge_ack',
+        output: {
+          eth: { src: IN_ETH.dst, dst: IN_ETH.src },
+          ip: { version: 4, src: VIP, dst: CLIENT, id: 0, df: true, ttl: 64 },
+          // seq: the client's last ACK 7000 - 1; ack: the back end's last ACK 3000.
+          tcp: { sport: 80, dport: ALONE + 100, seq: 6999, ack: 3000, flags: 'A', window: 0, options: [] },
+        },
+      });
     });
   });
 
@@ -1434,7 +2208,11 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
   describe('malformed and truncated headers on a spliced tuple', () => {
     // A forwarding entry for exactly these tuples, so a parser that let any of
     // these through would rewrite them (and the fixture would show it).
-    const plan = planSplice(5n, leg1({ remote: { ip: CLIENT, port: 40300 } }), leg2({ local: { ip: LB, port: 50300 } }));
+    const plan = planSplice(
+      5n,
+      leg1({ remote: { ip: CLIENT, port: 40300 } }),
+      leg2({ local: { ip: LB, port: 50300 } }),
+    );
     const dp = datapath(() => [
       [plan.clientKey, plan.client],
       [plan.backendKey, plan.backend],
@@ -1447,17 +2225,63 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       {
         name: 'control: the well-formed segment is forwarded',
         input: inp(base),
-        output: fwd({ src: LB, dst: BE1, sport: 50300, dport: 8080, seq: 70_000, ack: 900_000, flags: 'PA', win: 32_000, opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR), payload: REQ }),
+        output: fwd({
+          src: LB,
+          dst: BE1,
+          sport: 50300,
+          dport: 8080,
+          seq: 70_000,
+          ack: 900_000,
+          flags: 'PA',
+          win: 32_000,
+          opts: ts(1_050 + C_TSVAL, 50_000 + C_TSECR),
+          payload: REQ,
+        }),
         verdict: 'REDIRECT',
         reason: 'redirect',
       },
-      { name: 'frame of only an Ethernet header', input: inp({ ...base, corrupt: { truncateTo: 14 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'frame cut inside the IPv4 header', input: inp({ ...base, corrupt: { truncateTo: 14 + 12 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'frame cut inside the TCP fixed header', input: inp({ ...base, corrupt: { truncateTo: 14 + 20 + 10 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'frame cut inside the TCP options', input: inp({ ...base, corrupt: { truncateTo: 14 + 20 + 20 + 6 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'frame cut inside the payload', input: inp({ ...base, corrupt: { truncateTo: fullLen - 5 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'TCP data offset 4 (below 20 bytes)', input: inp({ ...base, corrupt: { tcpDataOffset: 4 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'TCP data offset 0', input: inp({ ...base, corrupt: { tcpDataOffset: 0 } }), verdict: 'PASS', reason: 'malformed' },
+      {
+        name: 'frame of only an Ethernet header',
+        input: inp({ ...base, corrupt: { truncateTo: 14 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
+      {
+        name: 'frame cut inside the IPv4 header',
+        input: inp({ ...base, corrupt: { truncateTo: 14 + 12 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
+      {
+        name: 'frame cut inside the TCP fixed header',
+        input: inp({ ...base, corrupt: { truncateTo: 14 + 20 + 10 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
+      {
+        name: 'frame cut inside the TCP options',
+        input: inp({ ...base, corrupt: { truncateTo: 14 + 20 + 20 + 6 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
+      {
+        name: 'frame cut inside the payload',
+        input: inp({ ...base, corrupt: { truncateTo: fullLen - 5 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
+      {
+        name: 'TCP data offset 4 (below 20 bytes)',
+        input: inp({ ...base, corrupt: { tcpDataOffset: 4 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
+      {
+        name: 'TCP data offset 0',
+        input: inp({ ...base, corrupt: { tcpDataOffset: 0 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
       {
         name: 'TCP data offset 15 past the end of a short segment',
         input: inp({ ...base, payload: 'x', corrupt: { tcpDataOffset: 15 } }),
@@ -1466,9 +2290,24 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       },
       { name: 'IPv4 IHL 4', input: inp({ ...base, corrupt: { ipIhl: 4 } }), verdict: 'PASS', reason: 'malformed' },
       { name: 'IPv4 IHL 0', input: inp({ ...base, corrupt: { ipIhl: 0 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'IPv4 IHL 15 past the total length', input: inp({ ...base, payload: 'x', opts: [], corrupt: { ipIhl: 15 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'IPv4 total length beyond the frame', input: inp({ ...base, corrupt: { ipTotalLength: fullLen - 14 + 1 } }), verdict: 'PASS', reason: 'malformed' },
-      { name: 'IPv4 total length below the IP header', input: inp({ ...base, corrupt: { ipTotalLength: 19 } }), verdict: 'PASS', reason: 'malformed' },
+      {
+        name: 'IPv4 IHL 15 past the total length',
+        input: inp({ ...base, payload: 'x', opts: [], corrupt: { ipIhl: 15 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
+      {
+        name: 'IPv4 total length beyond the frame',
+        input: inp({ ...base, corrupt: { ipTotalLength: fullLen - 14 + 1 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
+      {
+        name: 'IPv4 total length below the IP header',
+        input: inp({ ...base, corrupt: { ipTotalLength: 19 } }),
+        verdict: 'PASS',
+        reason: 'malformed',
+      },
       {
         name: 'IPv4 total length shorter than IP + TCP header',
         input: inp({ ...base, corrupt: { ipTotalLength: 20 + 20 + 8 } }),
@@ -1512,13 +2351,17 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
       },
       {
         name: 'option with length byte 1: dropped untouched',
-        input: patchOptions({ ...base, opts: [NOP, NOP, { kind: 'raw', type: 30, data: Buffer.alloc(2) }] }, (o) => o.writeUInt8(1, 3)),
+        input: patchOptions({ ...base, opts: [NOP, NOP, { kind: 'raw', type: 30, data: Buffer.alloc(2) }] }, (o) =>
+          o.writeUInt8(1, 3),
+        ),
         verdict: 'DROP',
         reason: 'bad_tcp_options',
       },
       {
         name: 'option with length byte 0: dropped untouched',
-        input: patchOptions({ ...base, opts: [NOP, NOP, { kind: 'raw', type: 30, data: Buffer.alloc(2) }] }, (o) => o.writeUInt8(0, 3)),
+        input: patchOptions({ ...base, opts: [NOP, NOP, { kind: 'raw', type: 30, data: Buffer.alloc(2) }] }, (o) =>
+          o.writeUInt8(0, 3),
+        ),
         verdict: 'DROP',
         reason: 'bad_tcp_options',
       },

@@ -118,7 +118,7 @@ class TupleOps implements SocketOps {
   }
 }
 
-describe('splicer races (real datapath, socket layer with the kernel\'s tuple rule)', { skip: skipUnlessBpf }, () => {
+describe("splicer races (real datapath, socket layer with the kernel's tuple rule)", { skip: skipUnlessBpf }, () => {
   let dp: Datapath;
   let ns: FixtureNetns;
   let ops: TupleOps;
@@ -127,7 +127,10 @@ describe('splicer races (real datapath, socket layer with the kernel\'s tuple ru
   /** A client segment to the VIP and a back-end segment to the LB, through the real program. */
   const send = (from: 'client' | 'backend', seq: number, ack: number) => {
     const [src, dst] = from === 'client' ? [CLIENT, VIP] : [BACKEND, LB];
-    const packet = buildPacket({ ip: { version: 4, src: src.ip, dst: dst.ip }, tcp: { sport: src.port, dport: dst.port, flags: 'A', seq, ack } });
+    const packet = buildPacket({
+      ip: { version: 4, src: src.ip, dst: dst.ip },
+      tcp: { sport: src.port, dport: dst.port, flags: 'A', seq, ack },
+    });
     withNetns(ns.name, () => testRun(prog(), { packet }));
   };
   /** Both directions at a boundary: every client byte up to `clientEnd` acknowledged, and every back-end byte. */
@@ -194,7 +197,7 @@ describe('splicer races (real datapath, socket layer with the kernel\'s tuple ru
     assert.equal(after.legs.length, 2, 'the handoff stood');
     assert.equal(await reclaimed, true);
     assert.equal(splicer.records.has(rec.id), false);
-    assert.equal(dp.table.size(), 0, 'no entry left, the new leg\'s included');
+    assert.equal(dp.table.size(), 0, "no entry left, the new leg's included");
     assert.equal(ops.open.size, 0, `no socket left open: ${[...ops.open.values()].join(', ')}`);
   });
 

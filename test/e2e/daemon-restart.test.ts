@@ -19,7 +19,7 @@ import type { DispatchEvent } from '../../control/dispatcher/dispatcher.js';
 import { createClient } from '../../control/sdk/client.js';
 import { type DaemonProc, type DispatcherProc, NODE_CLI, startDaemon, startDispatcher } from '../lib/baton.js';
 import { skipUnlessBpf } from '../lib/env.js';
-import { startNginx, type NginxBackend } from '../lib/nginx.js';
+import { type NginxBackend, startNginx } from '../lib/nginx.js';
 import { createTestbed, starTopology, type Testbed, VIP4 } from '../lib/testbed.js';
 
 const BIG = 64 * 1024 * 1024;
@@ -35,29 +35,64 @@ describe('daemon killed and restarted during a spliced download', { skip: skipUn
   const out = join(tmpdir(), `baton-restart-${process.pid}`);
   const ifaces = () => tb.node('lb').ifaces.map((i) => i.name);
   const startLb = () => startDaemon(tb, 'lb', ifaces(), ['--metrics', METRICS]);
-  const scrape = async () => (await tb.exec('lb', 'curl', ['-sS', '--max-time', '5', `http://${METRICS}/metrics`])).stdout;
-  const sample = (text: string, key: string) => Number(text.split('\n').find((l) => l.startsWith(`${key} `))?.split(' ')[1] ?? NaN);
-  const xdpProgs = async () => (await tb.exec('lb', 'ip', ['-d', 'link', 'show'])).stdout.match(/prog\/xdp id \d+ name \S+/g) ?? [];
+  const scrape = async () =>
+    (await tb.exec('lb', 'curl', ['-sS', '--max-time', '5', `http://${METRICS}/metrics`])).stdout;
+  const sample = (text: string, key: string) =>
+    Number(
+      text
+        .split('\n')
+        .find((l) => l.startsWith(`${key} `))
+        ?.split(' ')[1] ?? NaN,
+    );
+  const xdpProgs = async () =>
+    (await tb.exec('lb', 'ip', ['-d', 'link', 'show'])).stdout.match(/prog\/xdp id \d+ name \S+/g) ?? [];
 
   before(async () => {
     tb = await createTestbed(starTopology({ backends: 1, vip: true }), { passXdp: (node) => node !== 'lb' });
     nginx = await startNginx(tb, 'backend1', 8080, { 'big.bin': BIG });
     lb = await startLb();
-    fe = await startDispatcher(tb, { listen: `${VIP4}:80`, api: { socketPath: lb.socketPath }, pools: { b: { backends: [`${tb.node('backend1').v4}:8080`] } }, routes: [{ pool: 'b' }] });
+    fe = await startDispatcher(tb, {
+      listen: `${VIP4}:80`,
+      api: { socketPath: lb.socketPath },
+      pools: { b: { backends: [`${tb.node('backend1').v4}:8080`] } },
+      routes: [{ pool: 'b' }],
+    });
   });
 
   after(async () => {
     await fe?.stop();
     await lb?.stop();
     // Whatever the test reached, nothing stays attached or pinned.
-    await tb?.exec('lb', NODE_CLI[0]!, [...NODE_CLI.slice(1), 'down'], { bpffs: true, check: false, env: { ...process.env } });
+    await tb?.exec('lb', NODE_CLI[0]!, [...NODE_CLI.slice(1), 'down'], {
+      bpffs: true,
+      check: false,
+      env: { ...process.env },
+    });
     await nginx?.stop();
     await tb?.destroy();
     rmSync(out, { force: true });
   });
 
-  test('SIGKILL mid-download: bytes keep flowing, the restarted daemon adopts the connection, SHA-256 matches', { timeout: 120_000 }, async () => {
-    const curl = tb.spawn('client', 'curl', ['-sS', '--max-time', '90', '--limit-rate', RATE, '-o', out, '-w', '%{http_code} %{size_download}', `http://${VIP4}/big.bin`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  test('SIGKILL mid-download: bytes keep flowing, the restarted daemon adopts the connection, SHA-256 matches', {
+    timeout: 120_000,
+  }, async () => {
+    const curl = tb.spawn(
+      'client',
+      'curl',
+      [
+        '-sS',
+        '--max-time',
+        '90',
+        '--limit-rate',
+        RATE,
+        '-o',
+        out,
+        '-w',
+        '%{http_code} %{size_download}',
+        `http://${VIP4}/big.bin`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let curlOut = '';
     curl.stdout?.on('data', (d: Buffer) => (curlOut += d.toString()));
     curl.stderr?.on('data', (d: Buffer) => (curlOut += d.toString()));
@@ -125,7 +160,10 @@ describe('daemon killed and restarted during a spliced download', { skip: skipUn
     }
     const xdp = await xdpProgs();
     assert.equal(xdp.length, ifaces().length, `one XDP program per LB interface: ${xdp.join(' | ')}`);
-    assert.ok(xdp.every((p) => p.endsWith('name baton_xdp')), xdp.join(' | '));
+    assert.ok(
+      xdp.every((p) => p.endsWith('name baton_xdp')),
+      xdp.join(' | '),
+    );
 
     assert.equal(await curlDone, 0, `curl: ${curlOut}`);
     assert.equal(curlOut, `200 ${BIG}`);
@@ -133,9 +171,18 @@ describe('daemon killed and restarted during a spliced download', { skip: skipUn
 
     // Metrics of the new daemon: the pinned counters carried over, the adopted connection is counted.
     const m = await scrape();
-    const forwarded = ['to_backend', 'to_client'].reduce((a, d) => a + sample(m, `baton_datapath_packets_total{direction="${d}",action="forwarded",reason="redirect"}`) + sample(m, `baton_datapath_packets_total{direction="${d}",action="forwarded",reason="tx"}`), 0);
+    const forwarded = ['to_backend', 'to_client'].reduce(
+      (a, d) =>
+        a +
+        sample(m, `baton_datapath_packets_total{direction="${d}",action="forwarded",reason="redirect"}`) +
+        sample(m, `baton_datapath_packets_total{direction="${d}",action="forwarded",reason="tx"}`),
+      0,
+    );
     assert.ok(forwarded > 10_000, `forwarded packets counted across the restart (${forwarded})`);
-    const known = ['blocked', 'forwarding', 'held', 'closing', 'closed'].reduce((a, st) => a + sample(m, `baton_connections{state="${st}"}`), 0);
+    const known = ['blocked', 'forwarding', 'held', 'closing', 'closed'].reduce(
+      (a, st) => a + sample(m, `baton_connections{state="${st}"}`),
+      0,
+    );
     assert.ok(known >= 1, `the adopted connection is counted (${known})`);
   });
 
@@ -144,10 +191,22 @@ describe('daemon killed and restarted during a spliced download', { skip: skipUn
     await lb.stop('SIGTERM');
     assert.equal((await xdpProgs()).length, ifaces().length, 'still attached after a graceful stop');
     lb = await startLb(); // reuses the links again
-    const down = await tb.exec('lb', NODE_CLI[0]!, [...NODE_CLI.slice(1), 'down', '--json'], { bpffs: true, env: { ...process.env } });
+    const down = await tb.exec('lb', NODE_CLI[0]!, [...NODE_CLI.slice(1), 'down', '--json'], {
+      bpffs: true,
+      env: { ...process.env },
+    });
     const r = JSON.parse(down.stdout) as { detached: number[]; unpinned: string[] };
-    assert.deepEqual(r.detached.sort(), tb.node('lb').ifaces.map((i) => i.ifindex).sort());
-    assert.ok(r.unpinned.some((n) => n.startsWith('baton_flows_v')), r.unpinned.join(','));
+    assert.deepEqual(
+      r.detached.sort(),
+      tb
+        .node('lb')
+        .ifaces.map((i) => i.ifindex)
+        .sort(),
+    );
+    assert.ok(
+      r.unpinned.some((n) => n.startsWith('baton_flows_v')),
+      r.unpinned.join(','),
+    );
     assert.deepEqual(await xdpProgs(), [], 'no XDP program left');
     const api = createClient({ socketPath: lb.socketPath, timeoutMs: 5000 });
     try {

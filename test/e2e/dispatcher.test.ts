@@ -14,26 +14,32 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import readline from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { ConfigError, validateConfig, type DispatcherConfig } from '../../control/dispatcher/config.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError, type DispatcherConfig, validateConfig } from '../../control/dispatcher/config.js';
 import type { DispatchEvent } from '../../control/dispatcher/dispatcher.js';
 import { HeadError, parseHead } from '../../control/dispatcher/request-head.js';
 import { pickRoute } from '../../control/dispatcher/router.js';
 import type { Check } from '../../control/doctor/index.js';
-import { batonIn, baton } from '../cli/baton-proc.js';
+import { baton, batonIn } from '../cli/baton-proc.js';
 import { type DaemonProc, type DispatcherProc, startDaemon, startDispatcher } from '../lib/baton.js';
 import { ROOT, skipUnlessBpf } from '../lib/env.js';
-import { startNginx, type NginxBackend } from '../lib/nginx.js';
-import { createTestbed, starTopology, VIP4, type Testbed } from '../lib/testbed.js';
+import { type NginxBackend, startNginx } from '../lib/nginx.js';
+import { createTestbed, starTopology, type Testbed, VIP4 } from '../lib/testbed.js';
 
 describe('dispatcher pieces', () => {
   test('request head: path, Host without port, absolute-form target; bad lines refused', () => {
     const raw = Buffer.from('GET /two.txt?x=1 HTTP/1.1\r\nhost: Two.Example:8080\r\nAccept: */*\r\n\r\nBODY');
     const h = parseHead(raw, raw.indexOf('\r\n\r\n'));
-    assert.deepEqual({ method: h.method, path: h.path, host: h.host, bytes: h.bytes.toString() }, { method: 'GET', path: '/two.txt', host: 'two.example', bytes: raw.toString() });
+    assert.deepEqual(
+      { method: h.method, path: h.path, host: h.host, bytes: h.bytes.toString() },
+      { method: 'GET', path: '/two.txt', host: 'two.example', bytes: raw.toString() },
+    );
     const abs = Buffer.from('GET http://a.example/p HTTP/1.1\r\nHost: other\r\n\r\n');
-    assert.deepEqual([parseHead(abs, abs.indexOf('\r\n\r\n')).host, parseHead(abs, abs.indexOf('\r\n\r\n')).path], ['a.example', '/p']);
+    assert.deepEqual(
+      [parseHead(abs, abs.indexOf('\r\n\r\n')).host, parseHead(abs, abs.indexOf('\r\n\r\n')).path],
+      ['a.example', '/p'],
+    );
     const bad = Buffer.from('HELLO\r\n\r\n');
     assert.throws(() => parseHead(bad, bad.indexOf('\r\n\r\n')), HeadError);
   });
@@ -52,7 +58,12 @@ describe('dispatcher pieces', () => {
   });
 
   test('routes: first match of Host (exact or *.suffix) and path prefix', () => {
-    const routes = [{ host: '*.api.example', pool: 'api' }, { host: 'two.example', pool: 'two' }, { pathPrefix: '/one', pool: 'one' }, { pool: 'both' }];
+    const routes = [
+      { host: '*.api.example', pool: 'api' },
+      { host: 'two.example', pool: 'two' },
+      { pathPrefix: '/one', pool: 'one' },
+      { pool: 'both' },
+    ];
     assert.equal(pickRoute(routes, 'x.api.example', '/one.txt')?.pool, 'api');
     assert.equal(pickRoute(routes, 'api.example', '/')?.pool, 'both');
     assert.equal(pickRoute(routes, 'two.example', '/one.txt')?.pool, 'two');
@@ -62,7 +73,11 @@ describe('dispatcher pieces', () => {
   });
 
   test('configuration errors name the field', () => {
-    const ok: DispatcherConfig = { listen: '198.19.0.1:80', pools: { a: { backends: ['198.18.2.2:8080'] } }, routes: [{ pool: 'a' }] };
+    const ok: DispatcherConfig = {
+      listen: '198.19.0.1:80',
+      pools: { a: { backends: ['198.18.2.2:8080'] } },
+      routes: [{ pool: 'a' }],
+    };
     assert.doesNotThrow(() => validateConfig(ok));
     assert.doesNotThrow(() => validateConfig({ ...ok, splice: 'keep-alive' }));
     const bad: [unknown, RegExp][] = [
@@ -73,7 +88,11 @@ describe('dispatcher pieces', () => {
       [{ ...ok, splice: 'sometimes' }, /splice: expected true, false or "keep-alive"/],
       [{ ...ok, routes: [{ pathPrefix: 'x', pool: 'a' }] }, /pathPrefix: expected a path starting with "\/"/],
     ];
-    for (const [cfg, msg] of bad) assert.throws(() => validateConfig(cfg), (e: unknown) => e instanceof ConfigError && msg.test(e.message));
+    for (const [cfg, msg] of bad)
+      assert.throws(
+        () => validateConfig(cfg),
+        (e: unknown) => e instanceof ConfigError && msg.test(e.message),
+      );
   });
 });
 
@@ -89,15 +108,29 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
 
   before(async () => {
     tb = await createTestbed(starTopology({ backends: 2, vip: true }), { passXdp: (node) => node !== 'lb' });
-    lb = await startDaemon(tb, 'lb', tb.node('lb').ifaces.map((i) => i.name), ['--metrics', '127.0.0.1:9300']);
-    nginx = await Promise.all(['backend1', 'backend2'].map((b) => startNginx(tb, b, 8080, { 'one.txt': `one from ${b}\n`, 'two.txt': `two from ${b}\n`, 'big.bin': BIG })));
+    lb = await startDaemon(
+      tb,
+      'lb',
+      tb.node('lb').ifaces.map((i) => i.name),
+      ['--metrics', '127.0.0.1:9300'],
+    );
+    nginx = await Promise.all(
+      ['backend1', 'backend2'].map((b) =>
+        startNginx(tb, b, 8080, { 'one.txt': `one from ${b}\n`, 'two.txt': `two from ${b}\n`, 'big.bin': BIG }),
+      ),
+    );
     b1 = `${tb.node('backend1').v4}:8080`;
     b2 = `${tb.node('backend2').v4}:8080`;
     fe = await startDispatcher(tb, {
       listen: `${VIP4}:80`,
       api: { socketPath: lb.socketPath },
       pools: { one: { backends: [b1] }, two: { backends: [b2] }, both: { backends: [b1, b2] } },
-      routes: [{ host: 'two.example', pool: 'two' }, { pathPrefix: '/one', pool: 'one' }, { pathPrefix: '/two', pool: 'two' }, { pool: 'both' }],
+      routes: [
+        { host: 'two.example', pool: 'two' },
+        { pathPrefix: '/one', pool: 'one' },
+        { pathPrefix: '/two', pool: 'two' },
+        { pool: 'both' },
+      ],
     });
   });
 
@@ -108,8 +141,12 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
     await tb?.destroy();
   });
 
-  const curl = (args: string[], timeoutMs = 30_000) => tb.exec('client', 'curl', ['-sS', '--max-time', String(timeoutMs / 1000), ...args], { timeoutMs: timeoutMs + 5000 });
-  const spliced = () => fe.events.filter((e): e is Extract<DispatchEvent, { event: 'spliced' }> => e.event === 'spliced');
+  const curl = (args: string[], timeoutMs = 30_000) =>
+    tb.exec('client', 'curl', ['-sS', '--max-time', String(timeoutMs / 1000), ...args], {
+      timeoutMs: timeoutMs + 5000,
+    });
+  const spliced = () =>
+    fe.events.filter((e): e is Extract<DispatchEvent, { event: 'spliced' }> => e.event === 'spliced');
 
   test('routes by path and Host; every connection is spliced to the back end its route names', async () => {
     const cases: [string[], string, string][] = [
@@ -123,11 +160,18 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
       assert.equal(r.stdout.trim(), body);
       for (let i = 0; spliced().length === before && i < 100; i++) await sleep(10);
       const e = spliced().at(-1)!;
-      assert.equal(spliced().length, before + 1, `one splice for ${args.join(' ')}: ${JSON.stringify(fe.events.slice(-3))}`);
+      assert.equal(
+        spliced().length,
+        before + 1,
+        `one splice for ${args.join(' ')}: ${JSON.stringify(fe.events.slice(-3))}`,
+      );
       assert.equal(e.backend, backend);
       assert.match(e.id, /^\d+$/);
     }
-    assert.deepEqual(fe.events.filter((e) => e.event === 'relayed'), []);
+    assert.deepEqual(
+      fe.events.filter((e) => e.event === 'relayed'),
+      [],
+    );
   });
 
   test('one spliced keep-alive connection carries 50 requests; none passes through the dispatcher', async () => {
@@ -136,8 +180,15 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
     const r = await curl(['-w', '%{http_code} %{num_connects}\\n', ...urls.flatMap((u) => [u, '-o', '/dev/null'])]);
     const lines = r.stdout.trim().split('\n');
     assert.equal(lines.length, 50);
-    assert.ok(lines.every((l) => l.startsWith('200 ')), lines.join('|'));
-    assert.equal(lines.reduce((a, l) => a + Number(l.split(' ')[1]), 0), 1, 'one connection');
+    assert.ok(
+      lines.every((l) => l.startsWith('200 ')),
+      lines.join('|'),
+    );
+    assert.equal(
+      lines.reduce((a, l) => a + Number(l.split(' ')[1]), 0),
+      1,
+      'one connection',
+    );
     assert.equal(spliced().length, before + 1, 'spliced once, after its first request');
   });
 
@@ -162,14 +213,31 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
       assert.equal(r.stdout.trim(), 'two from backend2');
     }
     for (let i = 0; spliced().length < before + 30 && i < 100; i++) await sleep(10);
-    const ms = spliced().slice(before).map((e) => e.ms).sort((a, b) => a - b);
+    const ms = spliced()
+      .slice(before)
+      .map((e) => e.ms)
+      .sort((a, b) => a - b);
     assert.equal(ms.length, 30, 'every connection spliced');
     const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))]!;
-    t.diagnostic(`splice via SDK + daemon (front end's view): p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${ms.at(-1)} ms over ${ms.length}`);
-    const ids = new Set(spliced().slice(before).map((e) => e.id));
-    const ls = JSON.parse((await baton(['splices', 'ls', '--all', '--json', '--api', lb.api])).stdout) as { items: { id: string; durationUs: number | null }[] };
-    const us = ls.items.filter((x) => ids.has(x.id) && x.durationUs !== null).map((x) => x.durationUs!).sort((a, b) => a - b);
-    if (us.length) t.diagnostic(`the daemon's durationUs for the ${us.length} still listed: p50 ${us[Math.floor(us.length / 2)]} µs, max ${us.at(-1)} µs`);
+    t.diagnostic(
+      `splice via SDK + daemon (front end's view): p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${ms.at(-1)} ms over ${ms.length}`,
+    );
+    const ids = new Set(
+      spliced()
+        .slice(before)
+        .map((e) => e.id),
+    );
+    const ls = JSON.parse((await baton(['splices', 'ls', '--all', '--json', '--api', lb.api])).stdout) as {
+      items: { id: string; durationUs: number | null }[];
+    };
+    const us = ls.items
+      .filter((x) => ids.has(x.id) && x.durationUs !== null)
+      .map((x) => x.durationUs!)
+      .sort((a, b) => a - b);
+    if (us.length)
+      t.diagnostic(
+        `the daemon's durationUs for the ${us.length} still listed: p50 ${us[Math.floor(us.length / 2)]} µs, max ${us.at(-1)} µs`,
+      );
     assert.ok(q(0.5) < 1000, `p50 ${q(0.5)} ms`);
   });
 
@@ -178,7 +246,8 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
     assert.equal(ss.stdout.trim(), '', `client sockets left on the LB: ${ss.stdout}`);
     const ls = await baton(['splices', 'ls', '--all', '--json', '--api', lb.api]);
     assert.equal(ls.code, 0, ls.stderr);
-    const items = (JSON.parse(ls.stdout) as { items: { id: string; vip: string; handoffs: { backend: string }[] }[] }).items;
+    const items = (JSON.parse(ls.stdout) as { items: { id: string; vip: string; handoffs: { backend: string }[] }[] })
+      .items;
     for (const e of spliced()) {
       const s = items.find((x) => x.id === e.id);
       if (!s) continue; // reclaimed after the client closed
@@ -186,7 +255,15 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
       assert.equal(s.handoffs[0]!.backend, e.backend);
     }
     const m = await batonIn(tb, 'lb', ['metrics', '--json']);
-    const fams = (JSON.parse(m.stdout) as { families: { name: string; type: string; samples: { name: string; labels: Record<string, string>; value: number }[] }[] }).families;
+    const fams = (
+      JSON.parse(m.stdout) as {
+        families: {
+          name: string;
+          type: string;
+          samples: { name: string; labels: Record<string, string>; value: number }[];
+        }[];
+      }
+    ).families;
     const hist = fams.find((f) => f.type === 'histogram' && /handoff.*seconds/.test(f.name));
     assert.ok(hist, `a handoff duration histogram among ${fams.map((f) => f.name).join(', ')}`);
     const count = hist.samples.filter((s) => s.name.endsWith('_count')).reduce((a, s) => a + s.value, 0);
@@ -219,7 +296,9 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
       const kept = await curl([`http://${VIP4}:8082/one.txt`, `http://${VIP4}:8082/two.txt`]);
       assert.equal(kept.stdout.trim(), 'one from backend1\ntwo from backend1');
       for (let i = 0; i < 100 && !fe2.events.some((e) => e.event === 'spliced'); i++) await sleep(10);
-      const kinds = fe2.events.filter((e) => e.event === 'relayed' || e.event === 'spliced').map((e) => (e.event === 'relayed' ? `relayed:${e.code}` : 'spliced'));
+      const kinds = fe2.events
+        .filter((e) => e.event === 'relayed' || e.event === 'spliced')
+        .map((e) => (e.event === 'relayed' ? `relayed:${e.code}` : 'spliced'));
       assert.deepEqual(kinds, ['relayed:ONE_SHOT_REQUEST', 'spliced']);
     } finally {
       await fe2.stop();
@@ -238,7 +317,9 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
         const r = await curl([`http://${VIP4}:8081/two.txt`]);
         assert.match(r.stdout, /^two from backend[12]$/m);
       }
-      const relayed = relay.events.filter((e): e is Extract<DispatchEvent, { event: 'relayed' }> => e.event === 'relayed');
+      const relayed = relay.events.filter(
+        (e): e is Extract<DispatchEvent, { event: 'relayed' }> => e.event === 'relayed',
+      );
       assert.equal(relayed.length, 4);
       assert.ok(relayed.every((e) => e.code === 'API_UNREACHABLE'));
       assert.deepEqual(new Set(relayed.map((e) => e.backend)), new Set([b1, b2]), 'round robin over the pool');

@@ -11,10 +11,10 @@ import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Datapath } from '../../control/datapath/datapath.js';
-import type { Splicer, SpliceRecord } from '../../control/splice/splicer.js';
+import type { SpliceRecord, Splicer } from '../../control/splice/splicer.js';
 import { skipUnlessBpf } from '../lib/env.js';
-import { KeepAliveClient as Client } from '../lib/keepalive-client.js';
 import type { FrontendDriver } from '../lib/frontend-driver.js';
+import { KeepAliveClient as Client } from '../lib/keepalive-client.js';
 import type { NginxBackend } from '../lib/nginx.js';
 import { type SpliceBed, startSpliceBed } from '../lib/splice-bed.js';
 import { type Testbed, VIP4 } from '../lib/testbed.js';
@@ -37,7 +37,9 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
     bed = await startSpliceBed({ backends: 2, files: (b) => ({ 'who.txt': b, 'file.bin': FILE }) });
     ({ tb, dp, splicer, fe, nginx } = bed);
     for (const node of ['client', 'backend1', 'backend2']) {
-      const cap = tb.spawn(node, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 5 != 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const cap = tb.spawn(node, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 5 != 0'], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
       readline.createInterface({ input: cap.stdout! }).on('line', (l) => {
         if (/Flags \[[^\]]*R/.test(l)) rsts.push(`${node}: ${l}`);
         else if (/Flags \[[^\]]*F/.test(l) && fins[node]) fins[node]!.push(l);
@@ -78,7 +80,7 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
     await expectServedBy('backend2', 3);
   });
 
-  test('(e) back end 1\'s leg was closed cleanly (FIN both ways, no socket left), the client saw nothing', async () => {
+  test("(e) back end 1's leg was closed cleanly (FIN both ways, no socket left), the client saw nothing", async () => {
     await sleep(300);
     assert.ok(fins.backend1!.length >= 2, `FIN exchange seen at back end 1: ${fins.backend1!.join(' | ')}`);
     const left = await tb.exec('backend1', 'ss', ['-tanH', 'state', 'established', '( sport = :8080 )']);
@@ -90,14 +92,17 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
     await splicer.handoff(rec.id, { ip: tb.node('backend1').v4, port: 8080 });
     await expectServedBy('backend1', 2);
     await sleep(300);
-    assert.ok(fins.backend2!.length >= 2, 'back end 2\'s leg closed with FINs');
+    assert.ok(fins.backend2!.length >= 2, "back end 2's leg closed with FINs");
     assert.deepEqual(rsts, [], 'no RST seen by the client or either back end');
     const c = dp.readCounters();
     assert.equal(c.find((r) => r.reason === 'no_leg')?.packets, 0n);
   });
 
   test('a handoff to a back end that does not answer fails cleanly and the connection keeps working', async () => {
-    await assert.rejects(splicer.handoff(rec.id, { ip: tb.node('backend2').v4, port: 9 }, { quiesceTimeoutMs: 500 }), (e: Error & { code?: string }) => e.code === 'BACKEND_UNREACHABLE');
+    await assert.rejects(
+      splicer.handoff(rec.id, { ip: tb.node('backend2').v4, port: 9 }, { quiesceTimeoutMs: 500 }),
+      (e: Error & { code?: string }) => e.code === 'BACKEND_UNREACHABLE',
+    );
     assert.equal(rec.legs.length, 3);
     assert.equal(splicer.status(rec.id)?.state, 'forwarding');
     await expectServedBy('backend1', 1);

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
 import type { Datapath } from '../../control/datapath/datapath.js';
 import { Splicer } from '../../control/splice/splicer.js';
-import { startSweeper, type Sweeper } from '../../control/splice/sweeper.js';
+import { type Sweeper, startSweeper } from '../../control/splice/sweeper.js';
 import { releaseSilently } from '../../control/tcp/capture.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
 import { skipUnlessBpf } from '../lib/env.js';
@@ -92,7 +92,12 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
       const held = splicer.records.get(id)?.legs[0];
       assert.equal(held?.local.port, 40000);
       assert.ok(held?.heldFd !== undefined, 'placeholder held');
-      const r = await tb.exec('lb', 'curl', ['-sS', '--max-time', '2', `http://${tb.node('backend1').v4}:8080/small.txt`], { check: false });
+      const r = await tb.exec(
+        'lb',
+        'curl',
+        ['-sS', '--max-time', '2', `http://${tb.node('backend1').v4}:8080/small.txt`],
+        { check: false },
+      );
       assert.notEqual(r.code, 0, 'the only port is taken: the new connection must fail, not reuse the spliced tuple');
       assert.match(r.stderr, /[Cc]ould not (connect|bind)|[Cc]annot assign|[Ff]ailed to connect/);
       assert.equal(await splicer.reclaim(id), true);
@@ -107,7 +112,8 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     const stale = { src: '198.18.1.2', dst: VIP4, sport: 1, dport: 80 };
     dp.table.insert(stale, { connId: 999n, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
     // A restart: the old process's sockets die with it (closed in repair mode: silently).
-    for (const r of splicer.records.values()) for (const h of r.legs) if (h.heldFd !== undefined) releaseSilently(h.heldFd);
+    for (const r of splicer.records.values())
+      for (const h of r.legs) if (h.heldFd !== undefined) releaseSilently(h.heldFd);
     // The daemon runs in the LB namespace; this test process does not.
     const again = new Splicer(dp, createSocketOps());
     const lbNs = openSync(`/run/netns/${tb.node('lb').ns}`, 'r');
@@ -116,13 +122,19 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     const rec = again.records.get(id);
     assert.ok(rec?.recovered);
     assert.equal(rec.client.ip, tb.node('client').v4);
-    assert.deepEqual(rec.legs.map((h) => h.backend), [{ ip: tb.node('backend1').v4, port: 8080 }]);
+    assert.deepEqual(
+      rec.legs.map((h) => h.backend),
+      [{ ip: tb.node('backend1').v4, port: 8080 }],
+    );
     assert.equal(dp.table.track(stale), undefined, 'half-made entry deleted');
     assert.equal(again.status(id)?.state, 'forwarding');
     assert.ok(rec.legs[0]?.heldFd !== undefined, 'the back-end tuple is reserved again');
     // The connection keeps working, and the adopted record can be aborted.
     assert.equal((await c.get('/small.txt')).body, 'hello');
-    await assert.rejects(again.handoff(id, { ip: tb.node('backend1').v4, port: 8080 }), (e: Error & { code?: string }) => e.code === 'SPLICE_REFUSED');
+    await assert.rejects(
+      again.handoff(id, { ip: tb.node('backend1').v4, port: 8080 }),
+      (e: Error & { code?: string }) => e.code === 'SPLICE_REFUSED',
+    );
     assert.equal(await again.abort(id), true);
     for (let i = 0; i < 50 && c.events.length === 0; i++) await sleep(20);
     assert.deepEqual(c.events, [{ event: 'error', code: 'ECONNRESET' }]);

@@ -11,7 +11,7 @@ import { resolve } from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { REASONS } from '../../control/datapath/abi.js';
-import { startSweeper, type Sweeper } from '../../control/splice/sweeper.js';
+import { type Sweeper, startSweeper } from '../../control/splice/sweeper.js';
 import { ROOT, skipUnlessBpf } from '../lib/env.js';
 import { type SpliceBed, startSpliceBed } from '../lib/splice-bed.js';
 import { VIP4 } from '../lib/testbed.js';
@@ -22,7 +22,15 @@ const EVERY_MS = 200;
 const REUSE_AFTER_MS = 300;
 const LOCAL_PORT = 45_678;
 
-type Line = { conn?: number; status?: number; body?: string; event?: string; code?: string; answers?: number; ms?: number };
+type Line = {
+  conn?: number;
+  status?: number;
+  body?: string;
+  event?: string;
+  code?: string;
+  answers?: number;
+  ms?: number;
+};
 
 describe('a reused client port after a spliced connection closed', { skip: skipUnlessBpf }, () => {
   let bed: SpliceBed;
@@ -44,13 +52,26 @@ describe('a reused client port after a spliced connection closed', { skip: skipU
     return bed.dp.readCounters()[i]?.packets ?? 0n;
   };
 
-  test('the second connection reaches the front end, is spliced on its own, and lives past the grace period', { timeout: 30_000 }, async () => {
+  test('the second connection reaches the front end, is spliced on its own, and lives past the grace period', {
+    timeout: 30_000,
+  }, async () => {
     const { tb, fe, splicer } = bed;
     const synPassed = count('syn_on_finished');
     const proc = tb.spawn(
       'client',
       process.execPath,
-      ['--import', 'tsx', resolve(ROOT, 'test/e2e/programs/port-reuse-client.ts'), VIP4, '80', String(LOCAL_PORT), String(REUSE_AFTER_MS), String(KEEP_MS), String(EVERY_MS), '/small.txt'],
+      [
+        '--import',
+        'tsx',
+        resolve(ROOT, 'test/e2e/programs/port-reuse-client.ts'),
+        VIP4,
+        '80',
+        String(LOCAL_PORT),
+        String(REUSE_AFTER_MS),
+        String(KEEP_MS),
+        String(EVERY_MS),
+        '/small.txt',
+      ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const lines: Line[] = [];
@@ -76,11 +97,24 @@ describe('a reused client port after a spliced connection closed', { skip: skipU
     const second = lines.filter((l) => l.conn === 2 && l.status !== undefined);
     const errors = lines.filter((l) => l.event === 'error');
     const done = lines.find((l) => l.event === 'done');
-    assert.deepEqual(errors, [], `no connection error (before the fix: ECONNRESET when the old entry was reclaimed): ${JSON.stringify(lines.slice(-5))}`);
-    assert.deepEqual(first.map((l) => [l.status, l.body]), [[200, 'hello']]);
+    assert.deepEqual(
+      errors,
+      [],
+      `no connection error (before the fix: ECONNRESET when the old entry was reclaimed): ${JSON.stringify(lines.slice(-5))}`,
+    );
+    assert.deepEqual(
+      first.map((l) => [l.status, l.body]),
+      [[200, 'hello']],
+    );
     assert.ok(done && (done.ms ?? 0) >= KEEP_MS, `the second connection lived ${done?.ms} ms (>= ${KEEP_MS})`);
-    assert.ok(second.length >= Math.floor(KEEP_MS / (EVERY_MS + 50)), `${second.length} answers on the second connection`);
-    assert.ok(second.every((l) => l.status === 200 && l.body === 'hello'), JSON.stringify(second.slice(0, 3)));
+    assert.ok(
+      second.length >= Math.floor(KEEP_MS / (EVERY_MS + 50)),
+      `${second.length} answers on the second connection`,
+    );
+    assert.ok(
+      second.every((l) => l.status === 200 && l.body === 'hello'),
+      JSON.stringify(second.slice(0, 3)),
+    );
     assert.equal(done?.answers, second.length);
 
     // Both connections went through the front end and were spliced, each on its own.
@@ -92,13 +126,23 @@ describe('a reused client port after a spliced connection closed', { skip: skipU
     assert.equal(b.client.port, LOCAL_PORT);
     assert.notEqual(a.id, b.id);
     assert.notEqual(a.legs[0]?.local.port, b.legs[0]?.local.port, 'the new leg has its own local port');
-    assert.equal(firstClosedState, 'closed', 'the first connection was finished (and still in the table) when it closed');
+    assert.equal(
+      firstClosedState,
+      'closed',
+      'the first connection was finished (and still in the table) when it closed',
+    );
     // The first connection's SYN found no entry; the second one's found the finished entry and went to the stack.
-    assert.ok(count('syn_on_finished') > synPassed, 'the reused port\'s SYN was passed as syn_on_finished');
+    assert.ok(count('syn_on_finished') > synPassed, "the reused port's SYN was passed as syn_on_finished");
     // The finished connection was reclaimed when the new splice needed its key, not after the grace period.
     const r = reclaimed.filter((x) => x.id === a.id);
-    assert.deepEqual(r.map((x) => x.reason), ['closed']);
-    assert.ok(r[0]!.at - firstClosedAt < GRACE_MS / 2, `reclaimed ${Math.round(r[0]!.at - firstClosedAt)} ms after it closed, by the second splice (grace: ${GRACE_MS} ms)`);
+    assert.deepEqual(
+      r.map((x) => x.reason),
+      ['closed'],
+    );
+    assert.ok(
+      r[0]!.at - firstClosedAt < GRACE_MS / 2,
+      `reclaimed ${Math.round(r[0]!.at - firstClosedAt)} ms after it closed, by the second splice (grace: ${GRACE_MS} ms)`,
+    );
     assert.equal(splicer.records.has(a.id), false);
   });
 });

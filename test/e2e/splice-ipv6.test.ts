@@ -30,21 +30,52 @@ describe('splice over IPv6', { skip: skipUnlessBpf }, () => {
     const { tb, fe, dp } = bed;
     const out = join(tmpdir(), `baton-v6-${process.pid}`);
     try {
-      const r = await tb.exec('client', 'curl', ['-sS', '-g', '--max-time', '30', '-o', out, '-w', '%{http_code} %{size_download}', `http://[${VIP6}]/big.bin`], { timeoutMs: 40_000 });
+      const r = await tb.exec(
+        'client',
+        'curl',
+        ['-sS', '-g', '--max-time', '30', '-o', out, '-w', '%{http_code} %{size_download}', `http://[${VIP6}]/big.bin`],
+        { timeoutMs: 40_000 },
+      );
       assert.equal(r.stdout, `200 ${BIG}`);
-      assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), bed.nginx.backend1!.sha256['/big.bin']);
+      assert.equal(
+        createHash('sha256').update(readFileSync(out)).digest('hex'),
+        bed.nginx.backend1!.sha256['/big.bin'],
+      );
     } finally {
       rmSync(out, { force: true });
     }
     const urls = Array.from({ length: 200 }, (_, i) => `http://[${VIP6}]/small.txt?${i}`);
-    const k = await tb.exec('client', 'curl', ['-sS', '-g', '--max-time', '30', '-w', '%{http_code} %{num_connects}\n', ...urls.flatMap((u) => [u, '-o', '/dev/null'])], { timeoutMs: 40_000 });
+    const k = await tb.exec(
+      'client',
+      'curl',
+      [
+        '-sS',
+        '-g',
+        '--max-time',
+        '30',
+        '-w',
+        '%{http_code} %{num_connects}\n',
+        ...urls.flatMap((u) => [u, '-o', '/dev/null']),
+      ],
+      { timeoutMs: 40_000 },
+    );
     const lines = k.stdout.trim().split('\n');
     assert.equal(lines.filter((l) => l.startsWith('200 ')).length, 200, 'every request answered 200');
-    assert.equal(lines.reduce((a, l) => a + Number(l.split(' ')[1]), 0), 1, 'one connection for the 200 requests');
+    assert.equal(
+      lines.reduce((a, l) => a + Number(l.split(' ')[1]), 0),
+      1,
+      'one connection for the 200 requests',
+    );
     assert.equal(fe.splices.length, 2, `both connections spliced: ${fe.failures.join('; ')}`);
     assert.deepEqual(fe.fallbacks, [], 'no userspace relay');
-    assert.ok(fe.splices.every((s) => s.family === 6), 'IPv6 splices');
-    const forwarded = dp.readCounters().filter((c) => c.action === 'forwarded').reduce((a, c) => a + c.packets, 0n);
+    assert.ok(
+      fe.splices.every((s) => s.family === 6),
+      'IPv6 splices',
+    );
+    const forwarded = dp
+      .readCounters()
+      .filter((c) => c.action === 'forwarded')
+      .reduce((a, c) => a + c.packets, 0n);
     assert.ok(forwarded > 1000n, `the datapath forwarded them (${forwarded} packets)`);
   });
 });

@@ -14,7 +14,7 @@ import { skipUnlessBpf } from '../lib/env.js';
 import type { FrontendDriver } from '../lib/frontend-driver.js';
 import type { NginxBackend } from '../lib/nginx.js';
 import { type SpliceBed, startSpliceBed } from '../lib/splice-bed.js';
-import { VIP4, type Testbed } from '../lib/testbed.js';
+import { type Testbed, VIP4 } from '../lib/testbed.js';
 
 const BIG = 64 * 1024 * 1024;
 
@@ -32,8 +32,18 @@ describe('splice end to end', { skip: skipUnlessBpf }, () => {
     nginx = bed.nginx.backend1!;
     // Every RST seen by the client or the back end, for (d).
     for (const node of ['client', 'backend1']) {
-      const cap = tb.spawn(node, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 4 != 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
-      cap.stdout?.on('data', (d: Buffer) => rsts.push(...d.toString().trim().split('\n').map((l) => `${node}: ${l}`)));
+      const cap = tb.spawn(node, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 4 != 0'], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      cap.stdout?.on('data', (d: Buffer) =>
+        rsts.push(
+          ...d
+            .toString()
+            .trim()
+            .split('\n')
+            .map((l) => `${node}: ${l}`),
+        ),
+      );
     }
   });
 
@@ -44,13 +54,21 @@ describe('splice end to end', { skip: skipUnlessBpf }, () => {
   test('(a) a 64 MiB download through a spliced connection matches its SHA-256', async () => {
     const out = join(tmpdir(), `baton-big-${process.pid}`);
     try {
-      const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '60', '-o', out, '-w', '%{http_code} %{size_download}', `http://${VIP4}/big.bin`], { timeoutMs: 70_000 });
+      const r = await tb.exec(
+        'client',
+        'curl',
+        ['-sS', '--max-time', '60', '-o', out, '-w', '%{http_code} %{size_download}', `http://${VIP4}/big.bin`],
+        { timeoutMs: 70_000 },
+      );
       assert.equal(r.stdout, `200 ${BIG}`);
       assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), nginx.sha256['/big.bin']);
       assert.equal(fe.failures.length, 0, fe.failures.join('; '));
       assert.equal(fe.fallbacks.length, 0, fe.fallbacks.join('; '));
       assert.ok(fe.splices.length >= 1, 'the connection was spliced');
-      const forwarded = dp.readCounters().filter((c) => c.action === 'forwarded').reduce((a, c) => a + c.packets, 0n);
+      const forwarded = dp
+        .readCounters()
+        .filter((c) => c.action === 'forwarded')
+        .reduce((a, c) => a + c.packets, 0n);
       assert.ok(forwarded > 1000n, `datapath forwarded ${forwarded} packets`);
     } finally {
       rmSync(out, { force: true });
@@ -60,10 +78,27 @@ describe('splice end to end', { skip: skipUnlessBpf }, () => {
   test('(b) one keep-alive connection carries 1,000 requests after the splice', async () => {
     const before = fe.splices.length;
     const urls = Array.from({ length: 1001 }, (_, i) => `http://${VIP4}/small.txt?${i}`);
-    const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '60', '-w', '%{http_code} %{num_connects}\n', '-o', '/dev/null', ...urls.flatMap((u) => [u, '-o', '/dev/null'])], { timeoutMs: 70_000 });
+    const r = await tb.exec(
+      'client',
+      'curl',
+      [
+        '-sS',
+        '--max-time',
+        '60',
+        '-w',
+        '%{http_code} %{num_connects}\n',
+        '-o',
+        '/dev/null',
+        ...urls.flatMap((u) => [u, '-o', '/dev/null']),
+      ],
+      { timeoutMs: 70_000 },
+    );
     const lines = r.stdout.trim().split('\n');
     assert.equal(lines.length, 1001);
-    assert.ok(lines.every((l) => l.startsWith('200 ')), 'every request answered 200');
+    assert.ok(
+      lines.every((l) => l.startsWith('200 ')),
+      'every request answered 200',
+    );
     const connects = lines.reduce((a, l) => a + Number(l.split(' ')[1]), 0);
     assert.equal(connects, 1, 'curl opened exactly one connection');
     assert.equal(fe.splices.length, before + 1, 'that connection was spliced once');
@@ -76,19 +111,43 @@ describe('splice end to end', { skip: skipUnlessBpf }, () => {
     const out = join(tmpdir(), `baton-big-loss-${process.pid}`);
     try {
       const before = fe.splices.length;
-      const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '120', '-o', out, '-w', '%{http_code} %{size_download}', `http://${VIP4}/big.bin`], { timeoutMs: 130_000 });
+      const r = await tb.exec(
+        'client',
+        'curl',
+        ['-sS', '--max-time', '120', '-o', out, '-w', '%{http_code} %{size_download}', `http://${VIP4}/big.bin`],
+        { timeoutMs: 130_000 },
+      );
       assert.equal(r.stdout, `200 ${BIG}`);
       assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), nginx.sha256['/big.bin']);
       const urls = Array.from({ length: 1001 }, (_, i) => `http://${VIP4}/small.txt?loss${i}`);
-      const k = await tb.exec('client', 'curl', ['-sS', '--max-time', '120', '-w', '%{http_code} %{num_connects} %{size_download}\n', ...urls.flatMap((u) => [u, '-o', '/dev/null'])], { timeoutMs: 130_000 });
+      const k = await tb.exec(
+        'client',
+        'curl',
+        [
+          '-sS',
+          '--max-time',
+          '120',
+          '-w',
+          '%{http_code} %{num_connects} %{size_download}\n',
+          ...urls.flatMap((u) => [u, '-o', '/dev/null']),
+        ],
+        { timeoutMs: 130_000 },
+      );
       const lines = k.stdout.trim().split('\n');
       assert.equal(lines.length, 1001);
-      assert.ok(lines.every((l) => l === '200 0 1024' || l === '200 1 1024'), `every answer 200 with 1024 bytes: ${lines.filter((l) => !l.startsWith('200')).slice(0, 3).join(' | ')}`);
+      assert.ok(
+        lines.every((l) => l === '200 0 1024' || l === '200 1 1024'),
+        `every answer 200 with 1024 bytes: ${lines
+          .filter((l) => !l.startsWith('200'))
+          .slice(0, 3)
+          .join(' | ')}`,
+      );
       assert.equal(fe.splices.length, before + 2, 'both connections were spliced');
       assert.equal(fe.failures.length, 0, fe.failures.join('; '));
     } finally {
       rmSync(out, { force: true });
-      for (const node of ['client', 'backend1']) await tb.exec(node, 'iptables', ['-D', 'INPUT', '-p', 'tcp', ...rule], { check: false });
+      for (const node of ['client', 'backend1'])
+        await tb.exec(node, 'iptables', ['-D', 'INPUT', '-p', 'tcp', ...rule], { check: false });
     }
   });
 
@@ -103,7 +162,10 @@ describe('splice end to end', { skip: skipUnlessBpf }, () => {
     assert.deepEqual(frontEnd, [], `sockets the front end still holds: ${frontEnd.join(' | ')}`);
     const towardClients = lines.filter((l) => /:80\s/.test(l.split(/\s+/)[3] ?? ''));
     assert.deepEqual(towardClients, [], `sockets toward clients: ${towardClients.join(' | ')}`);
-    assert.ok(lines.every((l) => l.includes(`pid=${process.pid},`)), `every other socket is baton's own: ${lines.join(' | ')}`);
+    assert.ok(
+      lines.every((l) => l.includes(`pid=${process.pid},`)),
+      `every other socket is baton's own: ${lines.join(' | ')}`,
+    );
     assert.deepEqual(rsts, [], 'no RST seen by client or back end');
   });
 });

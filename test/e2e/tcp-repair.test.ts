@@ -11,20 +11,40 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { errno } from '../../control/sys/errno.js';
-import { libc } from '../../control/sys/libc.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { objectCandidates } from '../../control/bpf/objects.js';
 import type { Family } from '../../control/net/addr.js';
 import { withNetns } from '../../control/net/netns.js';
-import { SocketError } from '../../control/tcp/errors.js';
-import { MSG_DONTWAIT, MSG_PEEK, SOL_TCP, TCP_INFO, TCP_REPAIR, TCP_TIMESTAMP, TCP_ESTABLISHED } from '../../control/tcp/kernel.js';
-import { takeSocket } from '../../control/tcp/pidfd.js';
+import { errno } from '../../control/sys/errno.js';
+import { libc } from '../../control/sys/libc.js';
 import { captureSockets, captureTcp, leaveRepair, releaseSilently } from '../../control/tcp/capture.js';
+import { SocketError } from '../../control/tcp/errors.js';
+import {
+  MSG_DONTWAIT,
+  MSG_PEEK,
+  SOL_TCP,
+  TCP_ESTABLISHED,
+  TCP_INFO,
+  TCP_REPAIR,
+  TCP_TIMESTAMP,
+} from '../../control/tcp/kernel.js';
+import { takeSocket } from '../../control/tcp/pidfd.js';
 import { restoreTcp } from '../../control/tcp/restore.js';
-import { acceptFrom, bindTo, connectTo, EAGAIN, getInt, getOpt, getU32, listenOn, localAddress, openTcpSocket, sendSome } from '../../control/tcp/socket.js';
-import { u32, type TcpState } from '../../control/tcp/state.js';
-import { objectCandidates } from '../../control/bpf/objects.js';
+import {
+  acceptFrom,
+  bindTo,
+  connectTo,
+  EAGAIN,
+  getInt,
+  getOpt,
+  getU32,
+  listenOn,
+  localAddress,
+  openTcpSocket,
+  sendSome,
+} from '../../control/tcp/socket.js';
+import { type TcpState, u32 } from '../../control/tcp/state.js';
 import { closeSharedTsProbe, sharedTsProbe } from '../../control/tcp/ts-probe.js';
 import { skipUnlessBpf } from '../lib/env.js';
 
@@ -94,7 +114,10 @@ function assertQuiet(fd: number, what: string): void {
   const b = Buffer.alloc(1);
   const r = libc.recv(fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
   const e = errno();
-  assert.ok(r < 0 && e === EAGAIN, `${what}: expected nothing to read, got ${r < 0 ? `errno ${e}` : r === 0 ? 'FIN' : 'data'}`);
+  assert.ok(
+    r < 0 && e === EAGAIN,
+    `${what}: expected nothing to read, got ${r < 0 ? `errno ${e}` : r === 0 ? 'FIN' : 'data'}`,
+  );
   assert.equal(tcpState(fd), TCP_ESTABLISHED, `${what}: still ESTABLISHED`);
 }
 
@@ -154,7 +177,10 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
       assert.equal(cs.sndNxt, ps.rcvNxt);
       assert.equal(cs.window.rcvWup, cs.rcvNxt, 'everything received was acknowledged');
       const wl1 = diff(cs.rcvNxt, cs.window.sndWl1);
-      assert.ok(wl1 >= 0 && wl1 <= toClient.length, `window last updated by a segment of the peer's data or after (${wl1})`);
+      assert.ok(
+        wl1 >= 0 && wl1 <= toClient.length,
+        `window last updated by a segment of the peer's data or after (${wl1})`,
+      );
       assert.ok(cs.window.maxWindow >= cs.window.sndWnd && cs.window.sndWnd > 0);
       assert.ok(cs.timestamps && cs.sackPermitted, 'Linux loopback negotiates timestamps and SACK');
       assert.ok(cs.sndWscale > 0 && cs.rcvWscale > 0, 'and window scaling');
@@ -200,7 +226,10 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
       // Lose everything the client sends: its next bytes stay unacknowledged,
       // and Nagle holds the write after them (unacked small segment in flight).
       const table = `bt_tr_${family}`;
-      nft(NS, `table inet ${table} {\n chain in {\n type filter hook input priority 0;\n tcp sport ${cPort} tcp dport ${pPort} drop\n }\n}\n`);
+      nft(
+        NS,
+        `table inet ${table} {\n chain in {\n type filter hook input priority 0;\n tcp sport ${cPort} tcp dport ${pPort} drop\n }\n}\n`,
+      );
       const inflight = randomBytes(4000);
       const unsent = randomBytes(3000);
       let cs: TcpState;
@@ -223,7 +252,9 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
       // The restored receive queue reads first, as if nothing happened.
       assert.ok((await readExactly(c2, toClient.length)).equals(toClient));
       // The in-flight bytes come by retransmission (RTO), the unsent ones after them.
-      assert.ok((await readExactly(p, inflight.length + unsent.length, 8000)).equals(Buffer.concat([inflight, unsent])));
+      assert.ok(
+        (await readExactly(p, inflight.length + unsent.length, 8000)).equals(Buffer.concat([inflight, unsent])),
+      );
       // Both directions go on.
       const down = randomBytes(100_000);
       sendAll(p, down);
@@ -329,10 +360,16 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
       restored.write(' and more');
       const deadline = Date.now() + 3000;
       while (Buffer.concat(got).length < hello.length + more.length || Buffer.concat(fromClient).length < 16) {
-        assert.ok(Date.now() < deadline, `restored got ${Buffer.concat(got).length} bytes, peer ${Buffer.concat(fromClient).length}`);
+        assert.ok(
+          Date.now() < deadline,
+          `restored got ${Buffer.concat(got).length} bytes, peer ${Buffer.concat(fromClient).length}`,
+        );
         await sleep(10);
       }
-      assert.ok(Buffer.concat(got).equals(Buffer.concat([hello, more])), 'restored socket reads the unread bytes, then new ones');
+      assert.ok(
+        Buffer.concat(got).equals(Buffer.concat([hello, more])),
+        'restored socket reads the unread bytes, then new ones',
+      );
       assert.equal(Buffer.concat(fromClient).toString(), 'request and more');
       assert.deepEqual(events, []);
     } finally {
@@ -357,7 +394,10 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
       // From this namespace, the private one's sockets are invisible.
       const probe = await sharedTsProbe();
       const rows = probe.read(states);
-      assert.deepEqual(rows.map((r) => r !== undefined), states.map((_, i) => i >= 12));
+      assert.deepEqual(
+        rows.map((r) => r !== undefined),
+        states.map((_, i) => i >= 12),
+      );
       const here = rows[12];
       assert.ok(here && here.repair && here.timestamps, 'probe reports repair mode and timestamps');
       assert.equal(here.rcvNxt, states[12]?.rcvNxt);
@@ -376,33 +416,58 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
 
   test('errors name the problem: non-TCP, listening, not a socket, not in repair mode, tuple in use', async () => {
     const udp = own(libc.socket(2 /* AF_INET */, 2 /* SOCK_DGRAM */, 0));
-    assert.throws(() => captureTcp(udp), (e: unknown) => e instanceof SocketError && e.code === 'EPROTOTYPE' && /UDP socket, not TCP/.test(e.message));
+    assert.throws(
+      () => captureTcp(udp),
+      (e: unknown) => e instanceof SocketError && e.code === 'EPROTOTYPE' && /UDP socket, not TCP/.test(e.message),
+    );
 
     const { listener, client, peer } = openPair(4, NS);
-    assert.throws(() => captureTcp(listener), (e: unknown) => e instanceof SocketError && e.code === 'ENOTCONN' && /listening socket/.test(e.message));
+    assert.throws(
+      () => captureTcp(listener),
+      (e: unknown) => e instanceof SocketError && e.code === 'ENOTCONN' && /listening socket/.test(e.message),
+    );
     assert.equal(getInt(listener, SOL_TCP, TCP_REPAIR, 'repair'), 0);
 
     const file = openSync('/dev/null', 'r');
     try {
-      assert.throws(() => captureTcp(file), (e: unknown) => e instanceof SocketError && e.code === 'ENOTSOCK' && /not a socket/.test(e.message));
-      assert.throws(() => takeSocket(process.pid, file), (e: unknown) => e instanceof SocketError && e.code === 'ENOTSOCK');
+      assert.throws(
+        () => captureTcp(file),
+        (e: unknown) => e instanceof SocketError && e.code === 'ENOTSOCK' && /not a socket/.test(e.message),
+      );
+      assert.throws(
+        () => takeSocket(process.pid, file),
+        (e: unknown) => e instanceof SocketError && e.code === 'ENOTSOCK',
+      );
     } finally {
       closeSync(file);
     }
 
-    assert.throws(() => releaseSilently(client), (e: unknown) => e instanceof SocketError && e.code === 'EINVAL' && /not in repair mode/.test(e.message));
+    assert.throws(
+      () => releaseSilently(client),
+      (e: unknown) => e instanceof SocketError && e.code === 'EINVAL' && /not in repair mode/.test(e.message),
+    );
 
     // Restoring while the original still holds the 4-tuple.
     const st = captureTcp(client);
-    assert.throws(() => withNetns(NS, () => restoreTcp(st)), (e: unknown) => e instanceof SocketError && e.code === 'EADDRNOTAVAIL' && /releaseSilently/.test(e.message));
+    assert.throws(
+      () => withNetns(NS, () => restoreTcp(st)),
+      (e: unknown) => e instanceof SocketError && e.code === 'EADDRNOTAVAIL' && /releaseSilently/.test(e.message),
+    );
     leaveRepair(client);
     sendAll(client, Buffer.from('ok'));
     assert.equal((await readExactly(peer, 2)).toString(), 'ok', 'the original is untouched by the failed attempts');
 
     // pidfd errors.
     const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
-    assert.throws(() => takeSocket(pidMax + 1, 0), (e: unknown) => e instanceof SocketError && e.code === 'ESRCH' && /no process with this pid exists/.test(e.message));
-    assert.throws(() => takeSocket(process.pid, 1_000_000), (e: unknown) => e instanceof SocketError && e.code === 'EBADF' && /no open file descriptor/.test(e.message));
+    assert.throws(
+      () => takeSocket(pidMax + 1, 0),
+      (e: unknown) =>
+        e instanceof SocketError && e.code === 'ESRCH' && /no process with this pid exists/.test(e.message),
+    );
+    assert.throws(
+      () => takeSocket(process.pid, 1_000_000),
+      (e: unknown) => e instanceof SocketError && e.code === 'EBADF' && /no open file descriptor/.test(e.message),
+    );
     const dup = takeSocket(process.pid, client);
     libc.close(dup); // closing a copy does not close the socket
     sendAll(client, Buffer.from('still'));

@@ -4,19 +4,19 @@
  * XDP programs, cleans up after itself, and removes what a crashed run left.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import {
-  RUN_DIR,
   canRunPrivileged,
   cleanStale,
   createTestbed,
   destroyPrefix,
   markerPath,
-  starTopology,
   type OwnerMarker,
+  RUN_DIR,
+  starTopology,
   type Testbed,
 } from '../lib/testbed.js';
 
@@ -94,7 +94,8 @@ describe('netns testbed', { skip, timeout: 120_000 }, () => {
     assert.equal(link!.ifindex, toB1.ifindex);
     assert.equal(link!.address, toB1.mac);
     assert.equal(link!.xdp?.prog?.name, 'xdp_pass');
-    for (const n of tb.nodes.values()) for (const f of n.ifaces) assert.ok(f.passXdp, `${n.name}/${f.name} has xdp_pass`);
+    for (const n of tb.nodes.values())
+      for (const f of n.ifaces) assert.ok(f.passXdp, `${n.name}/${f.name} has xdp_pass`);
 
     // TX checksum offload is off (see testbed.ts for why).
     const k = await tb.exec('client', 'ethtool', ['-k', tb.node('client').ifaces[0]!.name]);
@@ -133,7 +134,10 @@ describe('netns testbed', { skip, timeout: 120_000 }, () => {
 
   test('failed commands say which command failed and what it printed', async () => {
     await assert.rejects(tb.exec('client', 'ls', ['/nonexistent-baton']), (e: Error) => {
-      assert.match(e.message, /ip netns exec bt-[0-9a-f]+-client ls \/nonexistent-baton` failed \(exit 2\): .*No such file/);
+      assert.match(
+        e.message,
+        /ip netns exec bt-[0-9a-f]+-client ls \/nonexistent-baton` failed \(exit 2\): .*No such file/,
+      );
       return true;
     });
   });
@@ -143,10 +147,19 @@ describe('netns testbed', { skip, timeout: 120_000 }, () => {
     const t2 = await createTestbed(starTopology({ backends: 1 }), { passXdp: (node) => node !== 'lb' });
     try {
       assert.ok(tb.prefix !== t2.prefix);
-      assert.deepEqual(t2.node('lb').ifaces.map((f) => f.passXdp), [false, false]);
-      assert.deepEqual(t2.node('backend1').ifaces.map((f) => f.passXdp), [true]);
+      assert.deepEqual(
+        t2.node('lb').ifaces.map((f) => f.passXdp),
+        [false, false],
+      );
+      assert.deepEqual(
+        t2.node('backend1').ifaces.map((f) => f.passXdp),
+        [true],
+      );
       const { stdout } = await t2.ip('lb', ['-j', 'link', 'show']);
-      assert.ok((JSON.parse(stdout) as { xdp?: unknown }[]).every((l) => l.xdp === undefined), 'no XDP on lb');
+      assert.ok(
+        (JSON.parse(stdout) as { xdp?: unknown }[]).every((l) => l.xdp === undefined),
+        'no XDP on lb',
+      );
 
       const sleeper = t2.spawn('backend1', 'sleep', ['300']);
       await t2.exec('lb', 'true', [], { bpffs: true });
@@ -156,7 +169,10 @@ describe('netns testbed', { skip, timeout: 120_000 }, () => {
       const present = new Set(netns());
       for (const ns of t2.namespaces) assert.ok(!present.has(ns), `${ns} removed`);
       assert.ok(!existsSync(`${RUN_DIR}/${t2.prefix}`), 'run dir removed');
-      assert.ok(!execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' }).includes(t2.prefix), 'bpffs unmounted');
+      assert.ok(
+        !execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' }).includes(t2.prefix),
+        'bpffs unmounted',
+      );
       assert.ok(sleeper.pid !== undefined && !alive(sleeper.pid), 'spawned process killed');
       // The first testbed is untouched.
       assert.ok(new Set(netns()).has(tb.ns('lb')));
@@ -178,12 +194,30 @@ describe('netns testbed', { skip, timeout: 120_000 }, () => {
     try {
       mark(stale, dead);
       mark(liveFake, process.pid);
-      for (const ns of [`${stale}-a`, `${stale}-b`, `${orphan}-x`, `${liveFake}-a`]) execFileSync('ip', ['netns', 'add', ns]);
+      for (const ns of [`${stale}-a`, `${stale}-b`, `${orphan}-x`, `${liveFake}-a`])
+        execFileSync('ip', ['netns', 'add', ns]);
       // A link between the stale ones, as a real run would have.
-      execFileSync('ip', ['-n', `${stale}-a`, 'link', 'add', 'x', 'type', 'veth', 'peer', 'name', 'y', 'netns', `${stale}-b`]);
+      execFileSync('ip', [
+        '-n',
+        `${stale}-a`,
+        'link',
+        'add',
+        'x',
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'y',
+        'netns',
+        `${stale}-b`,
+      ]);
 
       // createTestbed cleans stale ones before it builds; a generic two-node description.
-      const t3 = await createTestbed({ name: 'pair', nodes: [{ name: 'a' }, { name: 'b' }], links: [{ a: 'a', b: 'b' }] });
+      const t3 = await createTestbed({
+        name: 'pair',
+        nodes: [{ name: 'a' }, { name: 'b' }],
+        links: [{ a: 'a', b: 'b' }],
+      });
       try {
         const present = new Set(netns());
         assert.ok(!present.has(`${stale}-a`) && !present.has(`${stale}-b`), 'stale run removed');
@@ -193,7 +227,9 @@ describe('netns testbed', { skip, timeout: 120_000 }, () => {
         assert.ok(present.has(tb.ns('client')), 'our own testbed kept');
         // The generic two-node description routes too.
         await httpServer(t3, 'b', 8080, 'b');
-        const r = await t3.exec('a', 'curl', ['-sS', '--max-time', '5', `http://[${t3.node('b').v6}]:8080/`], { timeoutMs: 10_000 });
+        const r = await t3.exec('a', 'curl', ['-sS', '--max-time', '5', `http://[${t3.node('b').v6}]:8080/`], {
+          timeoutMs: 10_000,
+        });
         assert.equal(r.stdout, 'b');
       } finally {
         await t3.destroy();

@@ -31,11 +31,15 @@ describe('XDP datapath in the testbed', { skip: skipUnlessBpf }, () => {
 
   test('TCP between client and back end passes through and is counted', async () => {
     const backend = tb.node('backend1');
-    const server = tb.spawn('backend1', 'python3', ['-m', 'http.server', '--bind', backend.v4, '8080'], { stdio: 'ignore' });
+    const server = tb.spawn('backend1', 'python3', ['-m', 'http.server', '--bind', backend.v4, '8080'], {
+      stdio: 'ignore',
+    });
     try {
       let body = '';
       for (let attempt = 0; attempt < 50 && !body; attempt++) {
-        const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '3', `http://${backend.v4}:8080/`], { check: false });
+        const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '3', `http://${backend.v4}:8080/`], {
+          check: false,
+        });
         if (r.code === 0) body = r.stdout;
         else await new Promise((res) => setTimeout(res, 100));
       }

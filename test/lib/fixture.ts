@@ -7,10 +7,10 @@
  * machine the tests run on.
  */
 import assert from 'node:assert/strict';
-import { type BpfMap, type BpfObject, testRun, xdpActionName, type XdpActionName } from '../../control/bpf/index.js';
+import { type BpfMap, type BpfObject, testRun, type XdpActionName, xdpActionName } from '../../control/bpf/index.js';
 import { REASONS, type ReasonName } from '../../control/datapath/abi.js';
-import { withNetns } from '../../control/net/netns.js';
 import { readCounters } from '../../control/datapath/datapath.js';
+import { withNetns } from '../../control/net/netns.js';
 import { buildPacket, diffPackets, type PacketSpec, verifyChecksums } from './packet.js';
 import { createTestbed, type Testbed } from './testbed.js';
 
@@ -92,7 +92,11 @@ export function runFixture(obj: BpfObject, ns: FixtureNetns, fx: Fixture): Buffe
   const after = counterSnapshot(counters);
   const bumped = after.flatMap((v, i) => (v !== before[i] ? [REASONS[i]?.[1]] : []));
 
-  assert.equal(xdpActionName(res.retval), fx.verdict, `${fx.name}: verdict (reason counted: ${bumped.join(',') || 'none'})`);
+  assert.equal(
+    xdpActionName(res.retval),
+    fx.verdict,
+    `${fx.name}: verdict (reason counted: ${bumped.join(',') || 'none'})`,
+  );
   assert.deepEqual(bumped, [fx.reason], `${fx.name}: reason counter`);
   const expected = fx.output === undefined ? input : frame(fx.output);
   const diff = diffPackets(expected, res.packet);

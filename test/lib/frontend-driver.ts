@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import readline from 'node:readline';
-import type { Splicer, SpliceRecord } from '../../control/splice/splicer.js';
+import type { SpliceRecord, Splicer } from '../../control/splice/splicer.js';
 import { ROOT } from './env.js';
 import type { Testbed } from './testbed.js';
 
@@ -25,10 +25,22 @@ export async function startFrontend(
   listen: { ip: string; port: number },
   backends: string[],
 ): Promise<FrontendDriver> {
-  const proc = tb.spawn('lb', process.execPath, ['--import', 'tsx', resolve(ROOT, 'test/e2e/programs/frontend.ts'), listen.ip, String(listen.port), backends.join(',')], {
-    cwd: ROOT,
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const proc = tb.spawn(
+    'lb',
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      resolve(ROOT, 'test/e2e/programs/frontend.ts'),
+      listen.ip,
+      String(listen.port),
+      backends.join(','),
+    ],
+    {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   const d: FrontendDriver = { proc, splices: [], failures: [], fallbacks: [], stop: () => proc.kill() };
   let ready: () => void = () => {};
   const readyP = new Promise<void>((r) => (ready = r));
@@ -54,6 +66,9 @@ export async function startFrontend(
       })();
     }
   });
-  await Promise.race([readyP, new Promise((_, rej) => setTimeout(() => rej(new Error('front end did not start within 10 s')), 10_000))]);
+  await Promise.race([
+    readyP,
+    new Promise((_, rej) => setTimeout(() => rej(new Error('front end did not start within 10 s')), 10_000)),
+  ]);
   return d;
 }

@@ -37,7 +37,9 @@ export interface SpliceBed {
 export const BACKEND_PORT = 8080;
 
 export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed> {
-  const tb = await createTestbed(starTopology({ backends: opts.backends, vip: true }), { passXdp: (node) => node !== 'lb' });
+  const tb = await createTestbed(starTopology({ backends: opts.backends, vip: true }), {
+    passXdp: (node) => node !== 'lb',
+  });
   const nginx: Record<string, NginxBackend> = {};
   let dp: Datapath | undefined;
   let fe: FrontendDriver | undefined;
@@ -57,11 +59,18 @@ export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed>
     });
     for (let k = 1; k <= opts.backends; k++) {
       const node = `backend${k}`;
-      nginx[node] = await startNginx(tb, node, BACKEND_PORT, typeof opts.files === 'function' ? opts.files(node) : opts.files);
+      nginx[node] = await startNginx(
+        tb,
+        node,
+        BACKEND_PORT,
+        typeof opts.files === 'function' ? opts.files(node) : opts.files,
+      );
     }
     const splicer = new Splicer(d, createSocketOps());
     const v6 = opts.family === 6;
-    const targets = (opts.frontendBackends ?? ['backend1']).map((n) => (v6 ? `[${tb.node(n).v6}]:${BACKEND_PORT}` : `${tb.node(n).v4}:${BACKEND_PORT}`));
+    const targets = (opts.frontendBackends ?? ['backend1']).map((n) =>
+      v6 ? `[${tb.node(n).v6}]:${BACKEND_PORT}` : `${tb.node(n).v4}:${BACKEND_PORT}`,
+    );
     fe = await startFrontend(tb, splicer, takeSocket, { ip: v6 ? VIP6 : VIP4, port: 80 }, targets);
     return { tb, dp: d, splicer, fe, nginx, destroy };
   } catch (e) {

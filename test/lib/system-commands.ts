@@ -45,11 +45,16 @@ export function parseCommandList(text: string): ListEntry[] {
     const t = raw.trim();
     if (t === '' || t.startsWith('#')) return;
     const [what, pkg, needed, service, ...why] = t.split(/\s+/);
-    if (!what || !pkg || !needed || !service || why.length === 0) throw new Error(`line ${line}: expected "what package needed service why...", got ${JSON.stringify(t)}`);
-    if (!/^(\/[^\s]+|[A-Za-z0-9][A-Za-z0-9_.+-]*)$/.test(what)) throw new Error(`line ${line}: ${JSON.stringify(what)} is neither a command name nor an absolute path`);
-    if (pkg !== '-' && !/^[a-z0-9][a-z0-9.+-]+$/.test(pkg)) throw new Error(`line ${line}: ${JSON.stringify(pkg)} is not a Debian package name`);
+    if (!what || !pkg || !needed || !service || why.length === 0)
+      throw new Error(`line ${line}: expected "what package needed service why...", got ${JSON.stringify(t)}`);
+    if (!/^(\/[^\s]+|[A-Za-z0-9][A-Za-z0-9_.+-]*)$/.test(what))
+      throw new Error(`line ${line}: ${JSON.stringify(what)} is neither a command name nor an absolute path`);
+    if (pkg !== '-' && !/^[a-z0-9][a-z0-9.+-]+$/.test(pkg))
+      throw new Error(`line ${line}: ${JSON.stringify(pkg)} is not a Debian package name`);
     const groups = needed.split(',');
-    for (const g of groups) if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`line ${line}: unknown group ${JSON.stringify(g)} (known: ${GROUPS.join(', ')})`);
+    for (const g of groups)
+      if (!(GROUPS as readonly string[]).includes(g))
+        throw new Error(`line ${line}: unknown group ${JSON.stringify(g)} (known: ${GROUPS.join(', ')})`);
     if (seen.has(what)) throw new Error(`line ${line}: ${what} is listed twice`);
     seen.add(what);
     out.push({ what, pkg, needed: groups as Group[], service, why: why.join(' '), line });
@@ -72,19 +77,54 @@ const lit = (m: RegExpExecArray, at: number): string | undefined => m[at] ?? m[a
 const SPAWNERS = ['spawn', 'spawnSync', 'execFile', 'execFileSync', 'cpSpawn'];
 const SHELLS = new Set(['sh', 'bash', 'dash']);
 /** Shell words that are no commands (builtins, keywords) when they start a script's segment. */
-const SHELL_BUILTINS = new Set(['cd', 'command', 'exec', 'exit', 'export', 'set', 'shift', 'trap', 'true', 'false', 'echo', 'printf', 'read', 'test', '[', 'if', 'then', 'else', 'fi', 'for', 'do', 'done', 'while', 'case', 'esac', 'wait', 'kill', 'local', 'return', ':']);
+const SHELL_BUILTINS = new Set([
+  'cd',
+  'command',
+  'exec',
+  'exit',
+  'export',
+  'set',
+  'shift',
+  'trap',
+  'true',
+  'false',
+  'echo',
+  'printf',
+  'read',
+  'test',
+  '[',
+  'if',
+  'then',
+  'else',
+  'fi',
+  'for',
+  'do',
+  'done',
+  'while',
+  'case',
+  'esac',
+  'wait',
+  'kill',
+  'local',
+  'return',
+  ':',
+]);
 
 /** Command words of a shell script: the first word of each pipeline/list segment. */
 export function shellScriptCommands(script: string): string[] {
   const out: string[] = [];
   // ${...} of a template literal is one opaque word (its parentheses are not the shell's).
   for (const seg of script.replace(/\$\{[^}]*\}/g, '$_').split(/\|\||&&|[|;&\n()]/)) {
-    const words = seg.trim().split(/\s+/).filter((w) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(w)); // VAR=x cmd
+    const words = seg
+      .trim()
+      .split(/\s+/)
+      .filter((w) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(w)); // VAR=x cmd
     const w = words[0];
     if (!w || w.startsWith('$') || w.startsWith('"') || w.startsWith("'")) continue;
     if (SHELL_BUILTINS.has(w)) {
       // `exec cmd` and `command cmd` run cmd
-      if ((w === 'exec' || w === 'command') && words[1] && !words[1].startsWith('-') && !/^["'$]/.test(words[1])) out.push(words[1]);
+      if ((w === 'exec' || w === 'command') && words[1] && !words[1].startsWith('-') && !/^["'$]/.test(words[1]))
+        out.push(words[1]);
       continue;
     }
     if (COMMAND_NAME.test(w)) out.push(w);
@@ -154,15 +194,22 @@ export function spawnedCommands(src: string, wrappers: readonly string[] = []): 
   // run(['cmd', ...]) / runSync(['cmd', ...])
   scan(new RegExp(String.raw`(?<![\w$.])(?:run|runSync)\(\s*\[\s*(?:${STR})`, 'g'), (m) => add(lit(m, 1), m.index));
   // tb.exec(node, 'cmd', ...) / tb.spawn(node, 'cmd', ...): the first argument is a node (a literal or an expression without commas).
-  scan(new RegExp(String.raw`\.(?:exec|spawn)\(\s*(?:'[^'\n]*'|"[^"\n]*"|[\w$.!\[\]]+)\s*,\s*(?:${STR})`, 'g'), (m) => add(lit(m, 1), m.index));
+  scan(new RegExp(String.raw`\.(?:exec|spawn)\(\s*(?:'[^'\n]*'|"[^"\n]*"|[\w$.!\[\]]+)\s*,\s*(?:${STR})`, 'g'), (m) =>
+    add(lit(m, 1), m.index),
+  );
   // ['netns', 'exec', ns, 'cmd'] and [...tb.nsArgv(...), 'cmd']
-  scan(new RegExp(String.raw`['"]netns['"]\s*,\s*['"]exec['"]\s*,\s*[^,\]]+,\s*(?:${STR})`, 'g'), (m) => add(lit(m, 1), m.index));
+  scan(new RegExp(String.raw`['"]netns['"]\s*,\s*['"]exec['"]\s*,\s*[^,\]]+,\s*(?:${STR})`, 'g'), (m) =>
+    add(lit(m, 1), m.index),
+  );
   scan(new RegExp(String.raw`\.\.\.[\w$.]*nsArgv\([^)]*\)\s*,\s*(?:${STR})`, 'g'), (m) => add(lit(m, 1), m.index));
   // 'sh', '-c' | '-ec', '<script>' (an argv array, or a call's arguments and its array)
-  scan(new RegExp(String.raw`['"](${[...SHELLS].join('|')})['"]\s*,\s*\[?\s*['"]-e?c['"]\s*,\s*(?:${STR})`, 'g'), (m) => {
-    add(m[1], m.index);
-    for (const c of shellScriptCommands(lit(m, 2) ?? '')) add(c, m.index);
-  });
+  scan(
+    new RegExp(String.raw`['"](${[...SHELLS].join('|')})['"]\s*,\s*\[?\s*['"]-e?c['"]\s*,\s*(?:${STR})`, 'g'),
+    (m) => {
+      add(m[1], m.index);
+      for (const c of shellScriptCommands(lit(m, 2) ?? '')) add(c, m.index);
+    },
+  );
   // const REQUIRED_COMMANDS = ['a', 'b'] as const;
   scan(/\b[A-Z_]*COMMANDS\s*(?::[^=]+)?=\s*\[([^\]]*)\]/g, (m) => {
     for (const s of m[1]!.matchAll(/'([^'\n]*)'|"([^"\n]*)"/g)) add(s[1] ?? s[2], m.index);

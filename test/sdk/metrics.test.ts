@@ -1,15 +1,25 @@
 /** The SDK's exposition parser and histogram quantiles (what `baton metrics` and the demo print). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Histogram, Registry, Counter } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { histogramQuantile, parseExposition, sumSamples } from '../../control/sdk/metrics.js';
 
 test('parses prom-client output: families, types, labels with escapes, +Inf', async () => {
   const reg = new Registry();
-  const c = new Counter({ name: 'baton_test_packets_total', help: 'packets', labelNames: ['reason'], registers: [reg] });
+  const c = new Counter({
+    name: 'baton_test_packets_total',
+    help: 'packets',
+    labelNames: ['reason'],
+    registers: [reg],
+  });
   c.inc({ reason: 'a "quoted"\\reason' }, 3);
   c.inc({ reason: 'plain' }, 4);
-  const h = new Histogram({ name: 'baton_test_duration_seconds', help: 'd', buckets: [0.001, 0.01, 0.1], registers: [reg] });
+  const h = new Histogram({
+    name: 'baton_test_duration_seconds',
+    help: 'd',
+    buckets: [0.001, 0.01, 0.1],
+    registers: [reg],
+  });
   for (const v of [0.0005, 0.0005, 0.005, 0.05]) h.observe(v);
   const fams = parseExposition(await reg.metrics());
   const counter = fams.find((f) => f.name === 'baton_test_packets_total')!;
@@ -30,7 +40,9 @@ test('parses prom-client output: families, types, labels with escapes, +Inf', as
 });
 
 test('an empty histogram has no quantile; a bad line is a SyntaxError', () => {
-  const fams = parseExposition('# TYPE x_seconds histogram\nx_seconds_bucket{le="1"} 0\nx_seconds_bucket{le="+Inf"} 0\nx_seconds_count 0\n');
+  const fams = parseExposition(
+    '# TYPE x_seconds histogram\nx_seconds_bucket{le="1"} 0\nx_seconds_bucket{le="+Inf"} 0\nx_seconds_count 0\n',
+  );
   assert.equal(histogramQuantile(fams[0]!, 0.5), undefined);
   assert.throws(() => parseExposition('this is not a metric line at all {'), SyntaxError);
 });

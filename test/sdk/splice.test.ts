@@ -8,14 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '../../control/sdk/client.js';
 import { BatonApiError } from '../../control/sdk/errors.js';
 import { splice } from '../../control/sdk/splice.js';
 import { SIOCINQ } from '../../control/tcp/kernel.js';
 import { ioctlInt } from '../../control/tcp/socket.js';
-import { problem, spliceBody, startStandIn, type StandIn } from './stand-in-api.js';
+import { problem, type StandIn, spliceBody, startStandIn } from './stand-in-api.js';
 
 const fdOf = (s: net.Socket) => (s as unknown as { _handle: { fd: number } })._handle.fd;
 
@@ -68,11 +68,17 @@ describe('SDK splice()', () => {
         during: async () => {
           c.peer.write('LATE');
           await sleep(100);
-          duringCall = { nodeBuffered: c.front.readableLength, kernelQueued: ioctlInt(fdOf(c.front), SIOCINQ, 'siocinq') };
+          duringCall = {
+            nodeBuffered: c.front.readableLength,
+            kernelQueued: ioctlInt(fdOf(c.front), SIOCINQ, 'siocinq'),
+          };
         },
       };
       const client = createClient({ socketPath: api.socketPath });
-      const err = await splice(c.front, b.front, { prefix: Buffer.from('HEAD'), client }).then(() => undefined, (e: unknown) => e);
+      const err = await splice(c.front, b.front, { prefix: Buffer.from('HEAD'), client }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       client.close();
       assert.ok(err instanceof BatonApiError, `a BatonApiError, got ${String(err)}`);
       assert.equal(err.code, 'SPLICE_REFUSED');
@@ -126,7 +132,10 @@ describe('SDK splice()', () => {
       await until(() => b.front.readableLength > 0, 'the stray response');
       const calls = api.calls.length;
       const client = createClient({ socketPath: api.socketPath });
-      const err = await splice(c.front, b.front, { client }).then(() => undefined, (e: unknown) => e);
+      const err = await splice(c.front, b.front, { client }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       client.close();
       assert.ok(err instanceof BatonApiError);
       assert.equal(err.code, 'SPLICE_REFUSED');
@@ -146,7 +155,10 @@ describe('SDK splice()', () => {
       const got: Buffer[] = [];
       c.front.on('data', (d: Buffer) => got.push(d));
       const client = createClient({ socketPath: '/nonexistent/baton.sock' });
-      const err = await splice(c.front, b.front, { client }).then(() => undefined, (e: unknown) => e);
+      const err = await splice(c.front, b.front, { client }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       client.close();
       assert.ok(err instanceof BatonApiError);
       assert.equal(err.code, 'API_UNREACHABLE');

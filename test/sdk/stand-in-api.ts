@@ -19,14 +19,43 @@ export interface StandIn {
 export function spliceBody(id = '1') {
   const t = { packets: 0, bytes: 0, fin: false, rst: false, lastSeenMs: null };
   return {
-    id, state: 'forwarding', family: 4, client: '127.0.0.1:1', vip: '127.0.0.1:2', createdAt: new Date().toISOString(), durationUs: 10, recovered: false, ownerUid: 0,
-    handoffs: [{ index: 0, backend: '127.0.0.1:3', local: '127.0.0.1:4', seqStart: 0, seqDelta: 0, ackDelta: 0, tsvalDelta: 0, tsecrDelta: 0, wscaleIn: 7, wscaleOut: 7, timestamps: true }],
+    id,
+    state: 'forwarding',
+    family: 4,
+    client: '127.0.0.1:1',
+    vip: '127.0.0.1:2',
+    createdAt: new Date().toISOString(),
+    durationUs: 10,
+    recovered: false,
+    ownerUid: 0,
+    handoffs: [
+      {
+        index: 0,
+        backend: '127.0.0.1:3',
+        local: '127.0.0.1:4',
+        seqStart: 0,
+        seqDelta: 0,
+        ackDelta: 0,
+        tsvalDelta: 0,
+        tsecrDelta: 0,
+        wscaleIn: 7,
+        wscaleOut: 7,
+        timestamps: true,
+      },
+    ],
     traffic: { toBackend: t, toClient: t },
   };
 }
 
 export function problem(status: number, code: string, detail: string, reason?: string) {
-  return { type: `https://baton.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: code, status, code, detail, ...(reason ? { reason } : {}) };
+  return {
+    type: `https://baton.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`,
+    title: code,
+    status,
+    code,
+    detail,
+    ...(reason ? { reason } : {}),
+  };
 }
 
 export async function startStandIn(): Promise<StandIn> {

@@ -4,14 +4,32 @@
  * against the installed libbpf.h) that prints sizeof/offsetof of each struct
  * and the reason table, and compares with the TypeScript codecs.
  */
+
+import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { ABI_VERSION, LAYOUTS, MAX_LEGS, REASONS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, XLATE_F_TS, FlowKind, FlowState, CtlOp, DIRECTIONS, PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR } from '../../control/datapath/abi.js';
 import { LIBBPF_STRUCTS } from '../../control/bpf/libbpf-structs.js';
+import {
+  ABI_VERSION,
+  CtlOp,
+  DIRECTIONS,
+  FlowKind,
+  FlowState,
+  LAYOUTS,
+  MAX_LEGS,
+  PROBE_F_FOUND,
+  PROBE_F_REPAIR,
+  PROBE_F_TSTAMP_OK,
+  PROBE_F_USEC_TS,
+  REASONS,
+  TRACK_F_FIN,
+  TRACK_F_RST,
+  TRACK_F_SEEN,
+  XLATE_F_TS,
+} from '../../control/datapath/abi.js';
 import { TCP_INFO_LAYOUT, TCP_STRUCTS } from '../../control/tcp/kernel.js';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -38,7 +56,9 @@ function cProgram(): string {
   for (const l of TCP_STRUCTS) structs.push([l.name, Object.keys(l.fields), `struct ${l.name}`]);
   const body = structs
     .map(([name, fields, ctype], i) => {
-      const fs = fields.map((f, j) => `printf("%s\\"${f}\\":%zu", ${j ? '","' : '""'}, offsetof(${ctype}, ${f}));`).join('\n  ');
+      const fs = fields
+        .map((f, j) => `printf("%s\\"${f}\\":%zu", ${j ? '","' : '""'}, offsetof(${ctype}, ${f}));`)
+        .join('\n  ');
       return `printf("%s\\"${name}\\":{\\"size\\":%zu,\\"fields\\":{", ${i ? '","' : '""'}, sizeof(${ctype}));\n  ${fs}\n  printf("}}");`;
     })
     .join('\n  ');
@@ -77,7 +97,15 @@ before(() => {
   if (!haveCc) return;
   dir = mkdtempSync(join(tmpdir(), 'baton-abi-'));
   writeFileSync(join(dir, 'layout.c'), cProgram());
-  execFileSync('cc', ['-Wall', '-Werror', '-I', join(root, 'bpf/include'), '-o', join(dir, 'layout'), join(dir, 'layout.c')]);
+  execFileSync('cc', [
+    '-Wall',
+    '-Werror',
+    '-I',
+    join(root, 'bpf/include'),
+    '-o',
+    join(dir, 'layout'),
+    join(dir, 'layout.c'),
+  ]);
   printed = JSON.parse(execFileSync(join(dir, 'layout'), { encoding: 'utf8' })) as Printed;
 });
 after(() => dir && rmSync(dir, { recursive: true, force: true }));
@@ -96,22 +124,43 @@ test('libbpf option structs match the installed libbpf.h', { skip: !haveCc && 'n
 
 test('constants and the reason table match the C header', { skip: !haveCc && 'no C compiler (cc)' }, () => {
   assert.deepEqual(printed.consts, {
-    ABI_VERSION, MAX_LEGS, XLATE_F_TS, TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN,
-    STATE_BLOCK: FlowState.BLOCK, STATE_FORWARD: FlowState.FORWARD, STATE_HOLD: FlowState.HOLD, STATE_SUPERSEDED: FlowState.SUPERSEDED, CTL_SET_STATE: CtlOp.SET_STATE, CTL_APPEND_LEG: CtlOp.APPEND_LEG, KIND_CLIENT: FlowKind.CLIENT, KIND_BACKEND: FlowKind.BACKEND,
+    ABI_VERSION,
+    MAX_LEGS,
+    XLATE_F_TS,
+    TRACK_F_FIN,
+    TRACK_F_RST,
+    TRACK_F_SEEN,
+    STATE_BLOCK: FlowState.BLOCK,
+    STATE_FORWARD: FlowState.FORWARD,
+    STATE_HOLD: FlowState.HOLD,
+    STATE_SUPERSEDED: FlowState.SUPERSEDED,
+    CTL_SET_STATE: CtlOp.SET_STATE,
+    CTL_APPEND_LEG: CtlOp.APPEND_LEG,
+    KIND_CLIENT: FlowKind.CLIENT,
+    KIND_BACKEND: FlowKind.BACKEND,
     R_MAX: REASONS.length,
-    PROBE_F_FOUND, PROBE_F_TSTAMP_OK, PROBE_F_USEC_TS, PROBE_F_REPAIR,
+    PROBE_F_FOUND,
+    PROBE_F_TSTAMP_OK,
+    PROBE_F_USEC_TS,
+    PROBE_F_REPAIR,
   });
-  assert.deepEqual(printed.reasons, REASONS.map(([a, r]) => [a, r]));
+  assert.deepEqual(
+    printed.reasons,
+    REASONS.map(([a, r]) => [a, r]),
+  );
   assert.deepEqual(printed.directions, [...DIRECTIONS]);
 });
 
-test('kernel socket structs used by control/tcp match the installed uapi headers', { skip: !haveCc && 'no C compiler (cc)' }, () => {
+test('kernel socket structs used by control/tcp match the installed uapi headers', {
+  skip: !haveCc && 'no C compiler (cc)',
+}, () => {
   for (const l of TCP_STRUCTS) {
     const got = printed.structs[l.name];
     assert.ok(got, `struct ${l.name} printed`);
     assert.deepEqual(got.fields, l.fields, `struct ${l.name} offsets`);
     // tcp_info grows with every kernel; baton reads a prefix and the kernel copies min(len, its size).
-    if (l === TCP_INFO_LAYOUT) assert.ok(got.size >= l.size, `struct tcp_info is at least ${l.size} bytes (headers say ${got.size})`);
+    if (l === TCP_INFO_LAYOUT)
+      assert.ok(got.size >= l.size, `struct tcp_info is at least ${l.size} bytes (headers say ${got.size})`);
     else assert.equal(got.size, l.size, `struct ${l.name} size`);
   }
 });

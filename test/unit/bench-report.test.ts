@@ -5,20 +5,34 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { renderSvg, chartSpecs } from '../../bench/charts.js';
-import { cpuSince, type CpuSample } from '../../bench/cpu.js';
+import { chartSpecs, renderSvg } from '../../bench/charts.js';
+import { type CpuSample, cpuSince } from '../../bench/cpu.js';
 import { HANDOFF_API_TARGETS, summarizePhase } from '../../bench/handoff-api-results.js';
-import { percentile, type LoadResult } from '../../bench/load/result.js';
+import { type LoadResult, percentile } from '../../bench/load/result.js';
 import { PROFILES, WORKLOADS } from '../../bench/profile.js';
 import { BEGIN, END, readmeBlock, replaceBlock } from '../../bench/readme.js';
 import { renderReport } from '../../bench/report.js';
-import { ratio, RESULTS_SCHEMA, type Results } from '../../bench/results.js';
+import { RESULTS_SCHEMA, type Results, ratio } from '../../bench/results.js';
 import { median, summarize } from '../../bench/throughput.js';
 import { VARIANT_ORDER } from '../../bench/variants/variant.js';
 
 const cpu = (busyUs: number) => ({ busyUs, wallUs: 1e6, utilisation: 0.5 });
-const load = (requests: number, bytes: number, seconds: number, p50Us: number, p99Us: number, busyUs: number): LoadResult => ({
-  requests, bytes, durationUs: seconds * 1e6, p50Us, p99Us, errors: 0, errorDetail: {}, cpu: cpu(busyUs),
+const load = (
+  requests: number,
+  bytes: number,
+  seconds: number,
+  p50Us: number,
+  p99Us: number,
+  busyUs: number,
+): LoadResult => ({
+  requests,
+  bytes,
+  durationUs: seconds * 1e6,
+  p50Us,
+  p99Us,
+  errors: 0,
+  errorDetail: {},
+  cpu: cpu(busyUs),
 });
 
 /** Every variant serves `base * factor` requests/s on every workload. */
@@ -31,7 +45,15 @@ function syntheticResults(): Results {
     startedAt: '2026-01-02T03:04:05.000Z',
     durationS: 42,
     profile: PROFILES.quick,
-    machine: { cpu: 'test cpu', cores: 2, memoryGiB: 4, kernel: '6.0.0', virtualization: 'none', versions: { node: 'v20', haproxy: '2.6', nginx: '1.22', clang: '14', wrk: '4.1', curl: '7.88', libbpf: '1.1' }, baton: { commit: 'abc', dirty: false } },
+    machine: {
+      cpu: 'test cpu',
+      cores: 2,
+      memoryGiB: 4,
+      kernel: '6.0.0',
+      virtualization: 'none',
+      versions: { node: 'v20', haproxy: '2.6', nginx: '1.22', clang: '14', wrk: '4.1', curl: '7.88', libbpf: '1.1' },
+      baton: { commit: 'abc', dirty: false },
+    },
     idleUtilisation: 0.01,
     testbed: 'synthetic',
     batonFrontEnd: 'dispatcher',
@@ -46,7 +68,24 @@ function syntheticResults(): Results {
     batonStats: { splices: 10, refused: 1 },
     batonRefusals: { 'SOCKET_UNUSABLE (not_established): the client socket is CLOSE_WAIT': 1 },
     handoff: [
-      { concurrency: 1, handoffs: 10, refused: 0, seconds: 1, handoffsPerS: 10, p50Ms: 1, p90Ms: 2, p99Ms: 3, maxMs: 4, quiesceP50Ms: Number.NaN, frontEndP50Ms: 2, frontEndP99Ms: 5, histogram: [{ le: 1, count: 6 }, { le: null, count: 4 }] },
+      {
+        concurrency: 1,
+        handoffs: 10,
+        refused: 0,
+        seconds: 1,
+        handoffsPerS: 10,
+        p50Ms: 1,
+        p90Ms: 2,
+        p99Ms: 3,
+        maxMs: 4,
+        quiesceP50Ms: Number.NaN,
+        frontEndP50Ms: 2,
+        frontEndP99Ms: 5,
+        histogram: [
+          { le: 1, count: 6 },
+          { le: null, count: 4 },
+        ],
+      },
     ],
     handoffApi: {
       pairs: 4,
@@ -55,23 +94,61 @@ function syntheticResults(): Results {
       floor: { p50Us: 90, p99Us: 300 },
       phases: [
         {
-          ...summarizePhase({ kind: 'single', title: 'single', itemsPerCall: 1, inFlight: 1 }, [{ us: 400, items: 1 }, { us: 600, items: 1 }],
-            [{ ok: true, durationUs: 150 }, { ok: false, why: 'NOT_QUIESCENT (busy)' }], 0.001),
-          firstAnswered: { ok: 1, of: 1 }, secondAnswered: { ok: 1, of: 1 }, checkFailures: [],
+          ...summarizePhase(
+            { kind: 'single', title: 'single', itemsPerCall: 1, inFlight: 1 },
+            [
+              { us: 400, items: 1 },
+              { us: 600, items: 1 },
+            ],
+            [
+              { ok: true, durationUs: 150 },
+              { ok: false, why: 'NOT_QUIESCENT (busy)' },
+            ],
+            0.001,
+          ),
+          firstAnswered: { ok: 1, of: 1 },
+          secondAnswered: { ok: 1, of: 1 },
+          checkFailures: [],
         },
         {
-          ...summarizePhase({ kind: 'batch', title: 'batch of 2', itemsPerCall: 2, inFlight: 1 }, [{ us: 500, items: 2 }],
-            [{ ok: true, durationUs: 180 }, { ok: true, durationUs: 220 }], 0.0002),
-          firstAnswered: { ok: 2, of: 2 }, secondAnswered: { ok: 1, of: 2 }, checkFailures: ['client port 40000: no answer to the second request'],
+          ...summarizePhase(
+            { kind: 'batch', title: 'batch of 2', itemsPerCall: 2, inFlight: 1 },
+            [{ us: 500, items: 2 }],
+            [
+              { ok: true, durationUs: 180 },
+              { ok: true, durationUs: 220 },
+            ],
+            0.0002,
+          ),
+          firstAnswered: { ok: 2, of: 2 },
+          secondAnswered: { ok: 1, of: 2 },
+          checkFailures: ['client port 40000: no answer to the second request'],
         },
       ],
     },
     datapath: {
       repeat: 1000,
       rows: [1000, 100_000].flatMap((n) =>
-        (['unknown flow (passed)', 'rewrite, no options', 'rewrite + timestamps + SACK(3)', 'blocked (dropped)'] as const).map((path, i) => ({ connections: n, path, verdict: 'PASS', reasons: 'x', nsPerPacket: 60 + 40 * i })),
+        (
+          [
+            'unknown flow (passed)',
+            'rewrite, no options',
+            'rewrite + timestamps + SACK(3)',
+            'blocked (dropped)',
+          ] as const
+        ).map((path, i) => ({ connections: n, path, verdict: 'PASS', reasons: 'x', nsPerPacket: 60 + 40 * i })),
       ),
-      memory: { capacity: 1000, entriesFilled: 1000, keyBytes: 40, valueBytes: 568, mapBytes: 700_000, bytesPerEntry: 700, bytesPerConnection: 1400, kernelGrowthBytes: 720_000, proxySocketBytes: { tcpSock: 2368, sockInode: 832, perConnection: 6400 } },
+      memory: {
+        capacity: 1000,
+        entriesFilled: 1000,
+        keyBytes: 40,
+        valueBytes: 568,
+        mapBytes: 700_000,
+        bytesPerEntry: 700,
+        bytesPerConnection: 1400,
+        kernelGrowthBytes: 720_000,
+        proxySocketBytes: { tcpSock: 2368, sockInode: 832, perConnection: 6400 },
+      },
     },
   };
 }
@@ -96,11 +173,20 @@ describe('bench arithmetic', () => {
     assert.equal(s.p99Us, 600);
   });
 
-  it('a handoff API phase: rate over wall time, per-splice time is the call\'s share, refusals by reason', () => {
+  it("a handoff API phase: rate over wall time, per-splice time is the call's share, refusals by reason", () => {
     const p = summarizePhase(
       { kind: 'batch', title: 'batch of 4', itemsPerCall: 4, inFlight: 1 },
-      [{ us: 800, items: 4 }, { us: 100, items: 1 }],
-      [{ ok: true, durationUs: 300 }, { ok: true, durationUs: 100 }, { ok: true, durationUs: null }, { ok: false, why: 'SPLICE_REFUSED (unacked_data)' }, { ok: false, why: 'SPLICE_REFUSED (unacked_data)' }],
+      [
+        { us: 800, items: 4 },
+        { us: 100, items: 1 },
+      ],
+      [
+        { ok: true, durationUs: 300 },
+        { ok: true, durationUs: 100 },
+        { ok: true, durationUs: null },
+        { ok: false, why: 'SPLICE_REFUSED (unacked_data)' },
+        { ok: false, why: 'SPLICE_REFUSED (unacked_data)' },
+      ],
       0.5,
     );
     assert.equal(p.calls, 2);
@@ -148,8 +234,14 @@ describe('bench report', () => {
   it('results.md has the handoff API table, its refusals and failed checks, and its targets', () => {
     const md = renderReport(r);
     assert.match(md, /## Control plane: handoff API, single vs batched/);
-    assert.match(md, /\| single \| 1 \| 1 \| 2 \| 1\/2 \| 1 \| 1,000 \| 400 \| 600 \| 400 \| 600 \| 150 \| 150 \| 1\/1 \| 1\/1 \|/);
-    assert.match(md, /\| batch of 2 \| 2 \| 1 \| 1 \| 2\/2 \| 0 \| 10,000 \| 500 \| 500 \| 250 \| 250 \| 180 \| 220 \| 2\/2 \| 1\/2 \|/);
+    assert.match(
+      md,
+      /\| single \| 1 \| 1 \| 2 \| 1\/2 \| 1 \| 1,000 \| 400 \| 600 \| 400 \| 600 \| 150 \| 150 \| 1\/1 \| 1\/1 \|/,
+    );
+    assert.match(
+      md,
+      /\| batch of 2 \| 2 \| 1 \| 1 \| 2\/2 \| 0 \| 10,000 \| 500 \| 500 \| 250 \| 250 \| 180 \| 220 \| 2\/2 \| 1\/2 \|/,
+    );
     assert.match(md, /- single: refused 1x NOT_QUIESCENT \(busy\)/);
     assert.match(md, /- batch of 2: check failed, client port 40000/);
     assert.match(md, /HTTP round trip alone \(GET \/healthz, same client\): p50 90 µs/);

@@ -9,7 +9,13 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { BPF_OBJECTS, defaultBpfDir, findPackageRoot, objectCandidates, resolveBpfObject } from '../../control/bpf/objects.js';
+import {
+  BPF_OBJECTS,
+  defaultBpfDir,
+  findPackageRoot,
+  objectCandidates,
+  resolveBpfObject,
+} from '../../control/bpf/objects.js';
 import { BatonError } from '../../control/errors.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -49,7 +55,10 @@ test('overrides: a path for one object, a directory for all', () => {
   writeFileSync(join(elsewhere, 'xdp_baton.o'), '');
   writeFileSync(join(elsewhere, 'custom.o'), '');
   assert.equal(resolveBpfObject('datapath', { dir: elsewhere }, moduleDir), join(elsewhere, 'xdp_baton.o'));
-  assert.equal(resolveBpfObject('datapath', { path: join(elsewhere, 'custom.o'), dir: '/nonexistent' }, moduleDir), join(elsewhere, 'custom.o'));
+  assert.equal(
+    resolveBpfObject('datapath', { path: join(elsewhere, 'custom.o'), dir: '/nonexistent' }, moduleDir),
+    join(elsewhere, 'custom.o'),
+  );
 });
 
 test('a missing object: BPF_OBJECT_MISSING naming every place looked at and the fix', () => {
@@ -59,14 +68,20 @@ test('a missing object: BPF_OBJECT_MISSING naming every place looked at and the 
     (e: unknown) => {
       assert.ok(e instanceof BatonError);
       assert.equal(e.code, 'BPF_OBJECT_MISSING');
-      assert.match(e.message, new RegExp(`looked at ${join(pkg, 'build', 'bpf', 'xdp_baton.o').replace(/[.]/g, '\\.')}`));
+      assert.match(
+        e.message,
+        new RegExp(`looked at ${join(pkg, 'build', 'bpf', 'xdp_baton.o').replace(/[.]/g, '\\.')}`),
+      );
       assert.match(e.message, /make bpf/);
       assert.match(e.message, /--bpf-dir \(BATON_BPF_DIR\)/);
       assert.match(e.message, /--object \(BATON_OBJECT\)/);
       return true;
     },
   );
-  assert.throws(() => resolveBpfObject('probe', { path: '/nonexistent/p.o' }, moduleDir), /looked at \/nonexistent\/p\.o; .*--probe-object \(BATON_PROBE_OBJECT\)/);
+  assert.throws(
+    () => resolveBpfObject('probe', { path: '/nonexistent/p.o' }, moduleDir),
+    /looked at \/nonexistent\/p\.o; .*--probe-object \(BATON_PROBE_OBJECT\)/,
+  );
   // No baton package above at all.
   const bare = join(tmp, 'bare', 'a');
   mkdirSync(bare, { recursive: true });

@@ -18,7 +18,7 @@ const FIN = TRACK_F_SEEN | TRACK_F_FIN;
 
 describe('connectionStatus', () => {
   const fwd = (t: Track) => ({ state: FlowState.FORWARD, track: t });
-  test('the client entry\'s state when nothing closes', () => {
+  test("the client entry's state when nothing closes", () => {
     assert.equal(connectionStatus({ state: FlowState.BLOCK, track: track() }, [], undefined).state, 'blocked');
     assert.equal(connectionStatus({ state: FlowState.HOLD, track: track() }, [], undefined).state, 'held');
     assert.equal(connectionStatus(fwd(track()), [track()], track()).state, 'forwarding');

@@ -69,7 +69,11 @@ describe('ConnectionQueue', () => {
   test('idle() resolves once everything queued has finished', async () => {
     const q = new ConnectionQueue<number>();
     let done = 0;
-    for (const id of [1, 1, 2]) void q.run(id, async () => { await sleep(3); done++; });
+    for (const id of [1, 1, 2])
+      void q.run(id, async () => {
+        await sleep(3);
+        done++;
+      });
     await q.idle();
     assert.equal(done, 3);
   });

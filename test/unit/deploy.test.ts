@@ -18,7 +18,8 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const UNIT = join(ROOT, 'deploy/systemd/baton-lb.service');
 const RULES = join(ROOT, 'deploy/prometheus/baton-rules.yml');
 const DASHBOARD = join(ROOT, 'deploy/grafana/baton.json');
-const missing = (cmd: string, pkg: string) => (spawnSync(cmd, ['--version']).error ? `no ${cmd} (package ${pkg}: scripts/setup installs it)` : false);
+const missing = (cmd: string, pkg: string) =>
+  spawnSync(cmd, ['--version']).error ? `no ${cmd} (package ${pkg}: scripts/setup installs it)` : false;
 
 /** Every metric family baton serves, with a histogram's series names. */
 function registryNames(): Set<string> {
@@ -37,8 +38,13 @@ export function metricNames(expr: string): string[] {
 }
 
 test('metricNames finds the names, not label values or functions', () => {
-  assert.deepEqual(metricNames('sum by (mode) (rate(baton_handoffs_total{outcome!="baton_x"}[5m])) / up{job="baton"} == 0'), ['baton_handoffs_total', 'up']);
-  assert.deepEqual(metricNames('histogram_quantile(0.5, rate(baton_handoff_duration_seconds_bucket[1m]))'), ['baton_handoff_duration_seconds_bucket']);
+  assert.deepEqual(
+    metricNames('sum by (mode) (rate(baton_handoffs_total{outcome!="baton_x"}[5m])) / up{job="baton"} == 0'),
+    ['baton_handoffs_total', 'up'],
+  );
+  assert.deepEqual(metricNames('histogram_quantile(0.5, rate(baton_handoff_duration_seconds_bucket[1m]))'), [
+    'baton_handoff_duration_seconds_bucket',
+  ]);
 });
 
 test('deploy/lb.example.json loads through the daemon configuration parser and is runnable', () => {
@@ -63,13 +69,20 @@ test('the systemd unit runs baton lb with the config file, never baton down on s
   assert.deepEqual(get('Type'), ['exec'], 'the daemon does not speak sd_notify');
   assert.deepEqual(get('RuntimeDirectory'), ['baton']);
   assert.deepEqual(get('RuntimeDirectoryMode'), ['0750']);
-  assert.deepEqual(get('RuntimeDirectoryPreserve'), ['yes'], 'the host-settings record baton down restores lives there');
+  assert.deepEqual(
+    get('RuntimeDirectoryPreserve'),
+    ['yes'],
+    'the host-settings record baton down restores lives there',
+  );
   const caps = get('CapabilityBoundingSet')[0]?.split(/\s+/) ?? [];
-  for (const c of ['CAP_BPF', 'CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE', 'CAP_NET_RAW']) assert.ok(caps.includes(c), c);
+  for (const c of ['CAP_BPF', 'CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE', 'CAP_NET_RAW'])
+    assert.ok(caps.includes(c), c);
   assert.deepEqual(get('ProtectKernelTunables'), [], 'baton writes per-interface sysctls');
 });
 
-test('systemd-analyze verify accepts the unit without a warning', { skip: missing('systemd-analyze', 'systemd') }, () => {
+test('systemd-analyze verify accepts the unit without a warning', {
+  skip: missing('systemd-analyze', 'systemd'),
+}, () => {
   // verify also checks that ExecStart's binary exists: /usr/bin/baton is where
   // `npm install -g` puts it, absent on a build machine; the checkout's
   // bin/baton (the same CLI) stands in for it. Nothing else is changed.
@@ -102,20 +115,38 @@ test('the rules cover daemon down, table pressure, refused splices and drops by 
   const names = registryNames();
   const used = new Set(exprs.flatMap(metricNames));
   for (const n of used) assert.ok(names.has(n), `${n} is not a metric of control/metrics/metrics.ts`);
-  assert.ok(exprs.some((e) => /up\{job="baton"\} == 0/.test(e)), 'daemon down');
-  assert.ok(exprs.some((e) => e.includes('baton_table_pressure_ratio')), 'table pressure');
-  assert.ok(exprs.some((e) => /baton_handoffs_total\{outcome!="ok"\}/.test(e)), 'refused splices');
-  assert.ok(exprs.some((e) => /sum by \(instance, reason\) \(rate\(baton_datapath_packets_total\{action="dropped"/.test(e)), 'drops by reason');
+  assert.ok(
+    exprs.some((e) => /up\{job="baton"\} == 0/.test(e)),
+    'daemon down',
+  );
+  assert.ok(
+    exprs.some((e) => e.includes('baton_table_pressure_ratio')),
+    'table pressure',
+  );
+  assert.ok(
+    exprs.some((e) => /baton_handoffs_total\{outcome!="ok"\}/.test(e)),
+    'refused splices',
+  );
+  assert.ok(
+    exprs.some((e) => /sum by \(instance, reason\) \(rate\(baton_datapath_packets_total\{action="dropped"/.test(e)),
+    'drops by reason',
+  );
 });
 
-test('every metric the Grafana dashboard queries exists in baton\'s registry', () => {
-  const d = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { uid: string; panels: { title: string; targets?: { expr: string }[] }[]; templating: { list: { query?: unknown }[] } };
+test("every metric the Grafana dashboard queries exists in baton's registry", () => {
+  const d = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+    uid: string;
+    panels: { title: string; targets?: { expr: string }[] }[];
+    templating: { list: { query?: unknown }[] };
+  };
   const names = registryNames();
   const exprs = d.panels.flatMap((p) => {
     assert.ok(p.targets?.length, `panel ${p.title} has queries`);
     return p.targets!.map((t) => ({ panel: p.title, expr: t.expr }));
   });
-  for (const v of d.templating.list) if (typeof v.query === 'string' && v.query.startsWith('label_values')) exprs.push({ panel: 'variable', expr: v.query });
+  for (const v of d.templating.list)
+    if (typeof v.query === 'string' && v.query.startsWith('label_values'))
+      exprs.push({ panel: 'variable', expr: v.query });
   const used = new Set<string>();
   for (const { panel, expr } of exprs) {
     const ms = metricNames(expr);
@@ -128,6 +159,9 @@ test('every metric the Grafana dashboard queries exists in baton\'s registry', (
   // The dashboard shows each of baton's own families.
   for (const n of names) {
     if (!n.startsWith('baton_') || /_(bucket|sum|count)$/.test(n)) continue;
-    assert.ok([n, `${n}_bucket`, `${n}_sum`].some((x) => used.has(x)), `${n} has no panel`);
+    assert.ok(
+      [n, `${n}_bucket`, `${n}_sum`].some((x) => used.has(x)),
+      `${n} has no panel`,
+    );
   }
 });

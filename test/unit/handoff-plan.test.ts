@@ -54,8 +54,14 @@ describe('boundaryOf', () => {
     assert.equal(boundaryOf(c, undefined), undefined);
   });
   test('describeBoundary says where each direction stands', () => {
-    const s = describeBoundary(track({ seqEnd: 5, ackMax: 7 }), track({ seqEnd: 9, ackMax: 3, flags: TRACK_F_SEEN | TRACK_F_FIN }));
-    assert.equal(s, 'client sent up to 5, back end acknowledged 3; back end sent up to 9, client acknowledged 7; a FIN was seen');
+    const s = describeBoundary(
+      track({ seqEnd: 5, ackMax: 7 }),
+      track({ seqEnd: 9, ackMax: 3, flags: TRACK_F_SEEN | TRACK_F_FIN }),
+    );
+    assert.equal(
+      s,
+      'client sent up to 5, back end acknowledged 3; back end sent up to 9, client acknowledged 7; a FIN was seen',
+    );
     assert.equal(describeBoundary(undefined, track()), 'no segment seen yet in one direction');
   });
 });
@@ -93,7 +99,7 @@ describe('handoffStartState and planHandoff', () => {
 });
 
 describe('retiredLegState', () => {
-  test('the closing socket stands at the boundary in the old leg\'s own space, its clock far ahead', () => {
+  test("the closing socket stands at the boundary in the old leg's own space, its clock far ahead", () => {
     const plan = planSplice(1n, leg1(), leg2());
     const h = { toBackend: plan.client.legs[0]!, toClient: plan.backend.legs[0]!.x };
     const b = { clientEnd: 10100, backendEnd: 500300 };
@@ -122,7 +128,7 @@ describe('placeholderState and pendingAcked', () => {
     assert.equal(s.sndUna, 70300);
     assert.equal(s.sendQueue.length, 0);
   });
-  test('acknowledged once the back end\'s ack (client space) reaches leg 1\'s rcv_nxt, across the wrap', () => {
+  test("acknowledged once the back end's ack (client space) reaches leg 1's rcv_nxt, across the wrap", () => {
     assert.equal(pendingAcked(track({ ackMax: 9999 }), 10000), false);
     assert.equal(pendingAcked(track({ ackMax: 10000 }), 10000), true);
     assert.equal(pendingAcked(track({ ackMax: 5 }), 0xfffffff0), true);
@@ -136,12 +142,17 @@ describe('abortResets', () => {
   const leg = { local: LB, backend: BACKEND, toBackend: plan.client.legs[0]!, toClient: plan.backend.legs[0]!.x };
   const conn = { client: CLIENT, vip: VIP };
   test('each RST carries the end of what the other side sent', () => {
-    const r = abortResets(conn, leg, track({ seqEnd: 10500, ackMax: 500100 }), track({ seqEnd: 500200, ackMax: 10400 }));
+    const r = abortResets(
+      conn,
+      leg,
+      track({ seqEnd: 10500, ackMax: 500100 }),
+      track({ seqEnd: 500200, ackMax: 10400 }),
+    );
     assert.deepEqual(r.toClient, { local: VIP, remote: CLIENT, sndNxt: 500200, rcvNxt: 10500 });
     // In the back end's space: client 10500 + 60000; client-space 500200 - (500000 - 900000).
     assert.deepEqual(r.toBackend, { local: LB, remote: BACKEND, sndNxt: 70500, rcvNxt: 900200 });
   });
-  test('directions never seen fall back to the leg\'s start', () => {
+  test("directions never seen fall back to the leg's start", () => {
     const r = abortResets(conn, leg, undefined, track({ flags: 0 }));
     assert.deepEqual(r.toClient, { local: VIP, remote: CLIENT, sndNxt: 500000, rcvNxt: 10000 });
     assert.deepEqual(r.toBackend, { local: LB, remote: BACKEND, sndNxt: 70000, rcvNxt: 900000 });

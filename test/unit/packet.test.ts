@@ -1,5 +1,5 @@
-import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
 import {
   buildPacket,
   bytesToIpv4,
@@ -12,12 +12,12 @@ import {
   ipv4ToBytes,
   ipv6ToBytes,
   macToBytes,
+  type PacketSpec,
   parsePacket,
+  type TcpOption,
   tcpFlagBits,
   tcpFlagsToString,
   verifyChecksums,
-  type PacketSpec,
-  type TcpOption,
 } from '../lib/packet.js';
 
 const V4 = { version: 4, src: '198.18.0.1', dst: '198.19.255.254' } as const;
@@ -107,10 +107,20 @@ describe('checksums against independent values', () => {
     // folded 0x639a + 0x3 = 0x639d, complemented = 0x9c62.
     assert.equal(
       frame.toString('hex'),
-      '020000000002' + '020000000001' + '0800' +
-        '4500003c12344000400' + '69c62' + 'c6120001c613fffe' +
-        '9c400050000003e800000000a002faf0' + '3e2f' + '0000' +
-        '020405b4' + '0402' + '080a0001e24000000000' + '01' + '030307',
+      '020000000002' +
+        '020000000001' +
+        '0800' +
+        '4500003c12344000400' +
+        '69c62' +
+        'c6120001c613fffe' +
+        '9c400050000003e800000000a002faf0' +
+        '3e2f' +
+        '0000' +
+        '020405b4' +
+        '0402' +
+        '080a0001e24000000000' +
+        '01' +
+        '030307',
     );
     const p = parsePacket(frame);
     assert.equal(p.ip?.version === 4 && p.ip.checksum, 0x9c62);
@@ -124,9 +134,17 @@ describe('checksums against independent values', () => {
     assert.equal(parsePacket(tcp).tcp?.checksum, 0x3283);
     assert.deepEqual(verifyChecksums(tcp), { ok: true, errors: [] });
     // tcpdump: "[udp sum ok]" for both of these.
-    const udp6 = buildPacket({ ip: { version: 6, src: '2001:db8::1', dst: '2001:db8::2' }, udp: { sport: 5353, dport: 53 }, payload: 'abc' });
+    const udp6 = buildPacket({
+      ip: { version: 6, src: '2001:db8::1', dst: '2001:db8::2' },
+      udp: { sport: 5353, dport: 53 },
+      payload: 'abc',
+    });
     assert.equal(udp6.readUInt16BE(14 + 40 + 6), 0xcae2);
-    const udp4 = buildPacket({ ip: { version: 4, src: '198.18.0.1', dst: '198.18.0.2' }, udp: { sport: 5353, dport: 53 }, payload: 'abcd' });
+    const udp4 = buildPacket({
+      ip: { version: 4, src: '198.18.0.1', dst: '198.18.0.2' },
+      udp: { sport: 5353, dport: 53 },
+      payload: 'abcd',
+    });
     assert.equal(udp4.readUInt16BE(14 + 20 + 6), 0x99c9);
     assert.equal(udp4.readUInt16BE(14 + 10), 0xeea5);
   });
@@ -230,7 +248,7 @@ describe('build then parse', () => {
     assert.match(r.errors.join(), /zero UDP checksum is not allowed over IPv6/);
   });
 
-  it('accepts 0xffff where 0x0000 was computed (one\'s complement equivalence)', () => {
+  it("accepts 0xffff where 0x0000 was computed (one's complement equivalence)", () => {
     // Hunt for a segment whose TCP checksum is 0 by varying the urgent pointer; then store -0.
     for (let urg = 0; urg < 0x10000; urg++) {
       const frame = buildPacket({ ip: V4, tcp: { sport: 1, dport: 2, flags: 'A', urg } });
@@ -259,8 +277,14 @@ describe('build then parse', () => {
   });
 
   it('rejects contradictory specs with a clear message', () => {
-    assert.throws(() => buildPacket({ ip: V4, tcp: { sport: 1, dport: 2, flags: 'S' }, udp: { sport: 1, dport: 2 } }), /not both/);
-    assert.throws(() => buildPacket({ ip: { ...V4, src: '198.18.0.300' }, udp: { sport: 1, dport: 2 } }), /invalid IPv4/);
+    assert.throws(
+      () => buildPacket({ ip: V4, tcp: { sport: 1, dport: 2, flags: 'S' }, udp: { sport: 1, dport: 2 } }),
+      /not both/,
+    );
+    assert.throws(
+      () => buildPacket({ ip: { ...V4, src: '198.18.0.300' }, udp: { sport: 1, dport: 2 } }),
+      /invalid IPv4/,
+    );
     assert.throws(() => buildPacket({ ip: V4, tcp: { sport: 70000, dport: 2, flags: 'S' } }), /tcp.sport/);
     assert.throws(() => buildPacket({ ip: V4 }), /ip.protocol is required/);
   });
@@ -280,8 +304,15 @@ describe('TCP options', () => {
 
   it('round-trips SACK with 1 to 4 blocks', () => {
     for (let n = 1; n <= 4; n++) {
-      const blocks = Array.from({ length: n }, (_, i): [number, number] => [0xfffffff0 + i * 100, 0xfffffff0 + i * 100 + 50]);
-      const options: TcpOption[] = [{ kind: 'nop' }, { kind: 'nop' }, { kind: 'sack', blocks: blocks.map(([l, r]) => [l >>> 0, r >>> 0]) }];
+      const blocks = Array.from({ length: n }, (_, i): [number, number] => [
+        0xfffffff0 + i * 100,
+        0xfffffff0 + i * 100 + 50,
+      ]);
+      const options: TcpOption[] = [
+        { kind: 'nop' },
+        { kind: 'nop' },
+        { kind: 'sack', blocks: blocks.map(([l, r]) => [l >>> 0, r >>> 0]) },
+      ];
       const frame = buildPacket({ ip: V6, tcp: { sport: 1, dport: 2, flags: 'A', options } });
       const p = parsePacket(frame);
       assert.deepEqual(p.errors, []);
@@ -290,7 +321,22 @@ describe('TCP options', () => {
       assert.equal(verifyChecksums(frame).ok, true);
     }
     assert.throws(() => encodeTcpOptions([{ kind: 'sack', blocks: [] }]), /1\.\.4 blocks/);
-    assert.throws(() => encodeTcpOptions([{ kind: 'sack', blocks: [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]] }]), /1\.\.4 blocks/);
+    assert.throws(
+      () =>
+        encodeTcpOptions([
+          {
+            kind: 'sack',
+            blocks: [
+              [1, 2],
+              [3, 4],
+              [5, 6],
+              [7, 8],
+              [9, 10],
+            ],
+          },
+        ]),
+      /1\.\.4 blocks/,
+    );
   });
 
   it('round-trips timestamps next to SACK, as in a Linux dup-ACK', () => {
@@ -300,13 +346,23 @@ describe('TCP options', () => {
       { kind: 'timestamp', tsval: 0xdeadbeef, tsecr: 0xffffffff },
       { kind: 'nop' },
       { kind: 'nop' },
-      { kind: 'sack', blocks: [[100, 200], [300, 400], [500, 600]] },
+      {
+        kind: 'sack',
+        blocks: [
+          [100, 200],
+          [300, 400],
+          [500, 600],
+        ],
+      },
     ];
     assert.deepEqual(roundTrip(options), options);
   });
 
   it('pads to 4 bytes with EOL and does not report the padding as an option', () => {
-    const options: TcpOption[] = [{ kind: 'mss', value: 1400 }, { kind: 'wscale', shift: 14 }];
+    const options: TcpOption[] = [
+      { kind: 'mss', value: 1400 },
+      { kind: 'wscale', shift: 14 },
+    ];
     assert.equal(encodeTcpOptions(options).toString('hex'), '02040578' + '03030e00');
     const p = parsePacket(buildPacket({ ip: V4, tcp: { sport: 1, dport: 2, flags: 'S', options } }));
     assert.deepEqual(p.tcp?.options, options);
@@ -321,7 +377,11 @@ describe('TCP options', () => {
   });
 
   it('round-trips raw options and decodes wrong-length known kinds as raw', () => {
-    const raw: TcpOption[] = [{ kind: 'raw', type: 254, data: Buffer.from([0xf9, 0x89, 1, 2]) }, { kind: 'nop' }, { kind: 'nop' }];
+    const raw: TcpOption[] = [
+      { kind: 'raw', type: 254, data: Buffer.from([0xf9, 0x89, 1, 2]) },
+      { kind: 'nop' },
+      { kind: 'nop' },
+    ];
     assert.deepEqual(roundTrip(raw), raw);
     // MSS with length 3 is not an MSS option a stack would honour.
     const d = decodeTcpOptions(Buffer.from('0203050000000000', 'hex'));
@@ -347,7 +407,10 @@ describe('corruption is detected', () => {
     const diff = diffPackets(buildPacket(clean()), frame) ?? '';
     assert.match(diff, /ip\.checksum: expected/);
     assert.doesNotMatch(diff, /tcp\./);
-    assert.throws(() => buildPacket({ ip: V6, udp: { sport: 1, dport: 2 }, corrupt: { ipChecksum: true } }), /IPv6 has no header checksum/);
+    assert.throws(
+      () => buildPacket({ ip: V6, udp: { sport: 1, dport: 2 }, corrupt: { ipChecksum: true } }),
+      /IPv6 has no header checksum/,
+    );
   });
 
   it('l4Checksum: TCP and UDP, IPv4 and IPv6', () => {
@@ -378,7 +441,10 @@ describe('corruption is detected', () => {
     }
     const cut = parsePacket(buildPacket({ ...clean(), corrupt: { truncateTo: full.length - 3 } }));
     assert.match(cut.errors.join(), /ip\.totalLength 68 exceeds the 65 bytes present/);
-    assert.match(verifyChecksums(buildPacket({ ...clean(), corrupt: { truncateTo: 70 } })).errors.join(), /tcp checksum cannot be verified: frame truncated/);
+    assert.match(
+      verifyChecksums(buildPacket({ ...clean(), corrupt: { truncateTo: 70 } })).errors.join(),
+      /tcp checksum cannot be verified: frame truncated/,
+    );
     assert.throws(() => buildPacket({ ...clean(), corrupt: { truncateTo: full.length + 1 } }), /truncateTo/);
   });
 
@@ -406,7 +472,10 @@ describe('corruption is detected', () => {
   it('tcpDataOffset: below 5 and beyond the segment', () => {
     const low = parsePacket(buildPacket({ ...clean(), corrupt: { tcpDataOffset: 3 } }));
     assert.match(low.errors.join(), /tcp\.dataOffset 3 \(12 bytes\) is below the 20-byte minimum/);
-    assert.ok(low.checksums.every((c) => c.ok), 'checksums were computed over the corrupted field');
+    assert.ok(
+      low.checksums.every((c) => c.ok),
+      'checksums were computed over the corrupted field',
+    );
     const high = parsePacket(buildPacket({ ...clean(), corrupt: { tcpDataOffset: 15 } }));
     assert.match(high.errors.join(), /tcp\.dataOffset 15 \(60 bytes\) runs past the 48-byte segment/);
   });
@@ -435,7 +504,12 @@ describe('corruption is detected', () => {
     assert.deepEqual(p.tcp?.options.slice(0, 3), LINUX_SYN_OPTIONS.slice(0, 3), 'options before it still decode');
     assert.equal(verifyChecksums(frame).ok, true, 'checksums stay valid so only the option is wrong');
     assert.throws(
-      () => buildPacket({ ip: V4, tcp: { sport: 1, dport: 2, flags: 'A', options: [{ kind: 'nop' }] }, corrupt: { badOptionLength: true } }),
+      () =>
+        buildPacket({
+          ip: V4,
+          tcp: { sport: 1, dport: 2, flags: 'A', options: [{ kind: 'nop' }] },
+          corrupt: { badOptionLength: true },
+        }),
       /needs at least one TCP option with a length byte/,
     );
   });
@@ -451,7 +525,11 @@ describe('parser robustness', () => {
       seed ^= seed << 5;
       return (seed >>> 0) / 2 ** 32;
     };
-    const bases = [buildPacket(synV4()), buildPacket(dataV6()), buildPacket({ ip: V4, udp: { sport: 1, dport: 2 }, payload: 'xyz' })];
+    const bases = [
+      buildPacket(synV4()),
+      buildPacket(dataV6()),
+      buildPacket({ ip: V4, udp: { sport: 1, dport: 2 }, payload: 'xyz' }),
+    ];
     for (let i = 0; i < 3000; i++) {
       const base = bases[i % bases.length] ?? Buffer.alloc(0);
       const frame = Buffer.from(base.subarray(0, Math.floor(rand() * (base.length + 1))));
@@ -460,7 +538,10 @@ describe('parser robustness', () => {
         frame.writeUInt8(Math.floor(rand() * 256), Math.floor(rand() * frame.length));
       }
       const p = parsePacket(frame);
-      assert.ok(p.errors.every((e) => typeof e === 'string' && !e.startsWith('internal')), p.errors.join());
+      assert.ok(
+        p.errors.every((e) => typeof e === 'string' && !e.startsWith('internal')),
+        p.errors.join(),
+      );
       assert.equal(typeof verifyChecksums(frame).ok, 'boolean');
       assert.ok(diffPackets(base, frame) === null || typeof diffPackets(base, frame) === 'string');
     }
@@ -490,7 +571,9 @@ describe('diffPackets', () => {
 
   it('names the differing field with decimal and hex values', () => {
     const a = buildPacket(synV4());
-    const b = buildPacket(synV4({ tcp: { sport: 40000, dport: 80, seq: 1001, flags: 'S', window: 64240, options: LINUX_SYN_OPTIONS } }));
+    const b = buildPacket(
+      synV4({ tcp: { sport: 40000, dport: 80, seq: 1001, flags: 'S', window: 64240, options: LINUX_SYN_OPTIONS } }),
+    );
     const diff = diffPackets(a, b) ?? '';
     assert.match(diff, /^ {2}tcp\.seq: expected 1000 \(0x3e8\) got 1001 \(0x3e9\)$/m);
     assert.match(diff, /^ {2}tcp\.checksum: expected/m);
@@ -502,7 +585,11 @@ describe('diffPackets', () => {
     const changed = buildPacket(
       dataV6({
         ip: { ...V6, src: '2001:db8::99', flowLabel: 0x12345 },
-        tcp: { ...base.tcp!, flags: 'FA', options: [{ kind: 'nop' }, { kind: 'nop' }, { kind: 'timestamp', tsval: 2, tsecr: 2 }] },
+        tcp: {
+          ...base.tcp!,
+          flags: 'FA',
+          options: [{ kind: 'nop' }, { kind: 'nop' }, { kind: 'timestamp', tsval: 2, tsecr: 2 }],
+        },
         payload: 'hello, BATON',
       }),
     );
@@ -510,12 +597,19 @@ describe('diffPackets', () => {
     assert.match(diff, /ip\.src: expected "2001:db8::1" got "2001:db8::99"/);
     assert.match(diff, /tcp\.flags: expected "PA" got "FA"/);
     assert.match(diff, /tcp\.options\[2\]\.tsval: expected 1 \(0x1\) got 2 \(0x2\)/);
-    assert.match(diff, /payload: expected 12 bytes \[[0-9a-f]+\] got 12 bytes \[[0-9a-f]+\] \(first difference at offset 7\)/);
+    assert.match(
+      diff,
+      /payload: expected 12 bytes \[[0-9a-f]+\] got 12 bytes \[[0-9a-f]+\] \(first difference at offset 7\)/,
+    );
   });
 
   it('adds a marked hex dump when the structure differs', () => {
     const a = buildPacket(synV4());
-    const b = buildPacket(synV4({ tcp: { sport: 40000, dport: 80, seq: 1000, flags: 'S', window: 64240, options: LINUX_SYN_OPTIONS.slice(0, 3) } }));
+    const b = buildPacket(
+      synV4({
+        tcp: { sport: 40000, dport: 80, seq: 1000, flags: 'S', window: 64240, options: LINUX_SYN_OPTIONS.slice(0, 3) },
+      }),
+    );
     const diff = diffPackets(a, b) ?? '';
     assert.match(diff, /tcp\.options\.count: expected 5 \(0x5\) got 3 \(0x3\)/);
     assert.match(diff, /tcp\.options\[4\]\.shift: expected 7 \(0x7\) got \(absent\)/);
@@ -526,7 +620,12 @@ describe('diffPackets', () => {
 
   it('summarises a layer missing on one side in a single line', () => {
     const a = buildPacket({ ip: V4, tcp: { sport: 1, dport: 2, flags: 'A' }, payload: 'hi' });
-    const b = buildPacket({ ip: V4, tcp: { sport: 1, dport: 2, flags: 'A' }, payload: 'hi', corrupt: { truncateTo: 14 + 20 + 10 } });
+    const b = buildPacket({
+      ip: V4,
+      tcp: { sport: 1, dport: 2, flags: 'A' },
+      payload: 'hi',
+      corrupt: { truncateTo: 14 + 20 + 10 },
+    });
     const diff = diffPackets(a, b) ?? '';
     assert.match(diff, /^ {2}tcp: expected present got \(absent\)$/m);
     assert.doesNotMatch(diff, /tcp\.sport/);

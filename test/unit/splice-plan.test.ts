@@ -66,8 +66,18 @@ describe('planSplice: keys, kinds and states', () => {
     );
     assert.deepEqual(p.clientKey, { src: '2001:db8::10', dst: '2001:db8:1::1', sport: 40000, dport: 80 });
     assert.deepEqual(p.backendKey, { src: '2001:db8:3::10', dst: '2001:db8:2::1', sport: 8080, dport: 50000 });
-    assert.deepEqual(only(p.client.legs).x.out, { src: '2001:db8:2::1', dst: '2001:db8:3::10', sport: 50000, dport: 8080 });
-    assert.deepEqual(only(p.backend.legs).x.out, { src: '2001:db8:1::1', dst: '2001:db8::10', sport: 80, dport: 40000 });
+    assert.deepEqual(only(p.client.legs).x.out, {
+      src: '2001:db8:2::1',
+      dst: '2001:db8:3::10',
+      sport: 50000,
+      dport: 8080,
+    });
+    assert.deepEqual(only(p.backend.legs).x.out, {
+      src: '2001:db8:1::1',
+      dst: '2001:db8::10',
+      sport: 80,
+      dport: 40000,
+    });
   });
 });
 
@@ -150,7 +160,8 @@ describe('planSplice: deltas', () => {
     assert.equal(b.ackDelta, 0xffff_ffe0); //            0xfffffff0 - 0x10
     // Every delta is a u32, never negative or >= 2^32.
     for (const x of [c.x, b]) {
-      for (const v of [x.seqDelta, x.ackDelta, x.tsvalDelta, x.tsecrDelta]) assert.ok(Number.isInteger(v) && v >= 0 && v < TWO32, `${v}`);
+      for (const v of [x.seqDelta, x.ackDelta, x.tsvalDelta, x.tsecrDelta])
+        assert.ok(Number.isInteger(v) && v >= 0 && v < TWO32, `${v}`);
     }
     // The client's last byte before the wrap and the first after it land
     // around the back end's 0x10.
@@ -173,7 +184,11 @@ describe('planSplice: deltas', () => {
   });
 
   test('without timestamps every timestamp delta is 0 and the flag is off', () => {
-    const p = planSplice(1n, leg1({ timestamps: false, tsRecent: undefined }), leg2({ timestamps: false, tsRecent: undefined }));
+    const p = planSplice(
+      1n,
+      leg1({ timestamps: false, tsRecent: undefined }),
+      leg2({ timestamps: false, tsRecent: undefined }),
+    );
     for (const x of [only(p.client.legs).x, only(p.backend.legs).x]) {
       assert.equal(x.timestamps, false);
       assert.equal(x.tsvalDelta, 0);
@@ -196,25 +211,46 @@ describe('planSplice: refusals', () => {
     assert.equal(refusalReason(l1, l2)?.reason, reason);
     assert.throws(
       () => planSplice(1n, l1, l2),
-      (e: unknown) => e instanceof SpliceRefused && e.name === 'SpliceRefused' && e.reason === reason && msg.test(e.message),
+      (e: unknown) =>
+        e instanceof SpliceRefused && e.name === 'SpliceRefused' && e.reason === reason && msg.test(e.message),
     );
   };
 
   test('family mismatch', () => {
-    refuses('family_mismatch', leg1(), leg2({ family: 6, local: { ip: '2001:db8:2::1', port: 50000 }, remote: { ip: '2001:db8:3::10', port: 8080 } }), /IPv4 .*IPv6/);
+    refuses(
+      'family_mismatch',
+      leg1(),
+      leg2({ family: 6, local: { ip: '2001:db8:2::1', port: 50000 }, remote: { ip: '2001:db8:3::10', port: 8080 } }),
+      /IPv4 .*IPv6/,
+    );
   });
 
   test('unacked data on either socket (queue bytes or snd_una behind snd_nxt)', () => {
-    refuses('unacked_data', leg1({ sendQueue: Buffer.from('HTTP/1.1 100 Continue\r\n\r\n') }), leg2(), /client socket still has 25 /);
+    refuses(
+      'unacked_data',
+      leg1({ sendQueue: Buffer.from('HTTP/1.1 100 Continue\r\n\r\n') }),
+      leg2(),
+      /client socket still has 25 /,
+    );
     refuses('unacked_data', leg1({ sndUna: 499_990 }), leg2(), /client socket/);
-    refuses('unacked_data', leg1(), leg2({ sendQueue: Buffer.from('GET / HTTP/1.1\r\n') }), /back-end socket still has 16 /);
+    refuses(
+      'unacked_data',
+      leg1(),
+      leg2({ sendQueue: Buffer.from('GET / HTTP/1.1\r\n') }),
+      /back-end socket still has 16 /,
+    );
     refuses('unacked_data', leg1(), leg2({ sndUna: 69_999 }), /back-end socket/);
     // Wraparound: sndUna just before 2^32 with sndNxt past it is still unacked.
     refuses('unacked_data', leg1({ sndUna: 0xffff_fff0, sndNxt: 0x10 }), leg2(), /client socket/);
   });
 
   test('unread data on the back-end socket', () => {
-    refuses('unread_data', leg1(), leg2({ recvQueue: Buffer.from('HTTP/1.1 200 OK') }), /back-end socket holds 15 unread/);
+    refuses(
+      'unread_data',
+      leg1(),
+      leg2({ recvQueue: Buffer.from('HTTP/1.1 200 OK') }),
+      /back-end socket holds 15 unread/,
+    );
   });
 
   test('unread data on the client socket is not refused (the LB sends it on leg 2 as pending bytes)', () => {
@@ -222,7 +258,12 @@ describe('planSplice: refusals', () => {
   });
 
   test('options mismatch: timestamps on one leg only', () => {
-    refuses('options_mismatch', leg1({ timestamps: false }), leg2(), /timestamps are off toward the client but on toward the back end/);
+    refuses(
+      'options_mismatch',
+      leg1({ timestamps: false }),
+      leg2(),
+      /timestamps are off toward the client but on toward the back end/,
+    );
     refuses('options_mismatch', leg1(), leg2({ timestamps: false }), /timestamps are on toward the client but off/);
   });
 
@@ -243,7 +284,10 @@ describe('planSplice: refusals', () => {
     const bad = { sendQueue: Buffer.from('x'), recvQueue: Buffer.from('y'), timestamps: false, mssClamp: 100 };
     assert.equal(refusalReason(leg1(bad), leg2({ family: 6 }))?.reason, 'family_mismatch');
     assert.equal(refusalReason(leg1(bad), leg2())?.reason, 'unacked_data');
-    assert.equal(refusalReason(leg1({ ...bad, sendQueue: Buffer.alloc(0) }), leg2({ recvQueue: Buffer.from('z') }))?.reason, 'unread_data');
+    assert.equal(
+      refusalReason(leg1({ ...bad, sendQueue: Buffer.alloc(0) }), leg2({ recvQueue: Buffer.from('z') }))?.reason,
+      'unread_data',
+    );
     assert.equal(refusalReason(leg1({ timestamps: false, mssClamp: 100 }), leg2())?.reason, 'options_mismatch');
   });
 });

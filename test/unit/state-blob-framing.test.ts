@@ -6,9 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { HEADER } from '../../control/tcp/blob/format.js';
 import {
   BlobError,
   BlobFramer,
@@ -17,7 +18,6 @@ import {
   frameBlobs,
   MAX_BLOB_BYTES,
 } from '../../control/tcp/blob/index.js';
-import { HEADER } from '../../control/tcp/blob/format.js';
 import { bulkUsecV4, migrateV4, takeoverV6 } from '../lib/blob-fixtures.js';
 
 const blobs = [encodeStateBlob(migrateV4()), encodeStateBlob(takeoverV6()), encodeStateBlob(migrateV4())];

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { bytesToIp, ipv6Bytes } from '../../control/net/addr.js';
+import { FIELD, HEADER } from '../../control/tcp/blob/format.js';
 import {
   BlobError,
   decodeStateBlob,
@@ -20,7 +21,6 @@ import {
   type StateBlob,
   sealBlob,
 } from '../../control/tcp/blob/index.js';
-import { FIELD, HEADER } from '../../control/tcp/blob/format.js';
 import { migrateV4, takeoverV6 } from '../lib/blob-fixtures.js';
 
 const u32 = fc.nat({ max: 0xffffffff });

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BatonError, ERRORS } from '../../control/errors.js';
+import { FIELD, FIELD_CRITICAL, HEADER, MAX_APP_STATE_BYTES } from '../../control/tcp/blob/format.js';
 import {
   BLOB_REFUSAL_REASONS,
   BLOB_VERSION,
@@ -22,7 +23,6 @@ import {
   type StateBlob,
   sealBlob,
 } from '../../control/tcp/blob/index.js';
-import { FIELD, FIELD_CRITICAL, HEADER, MAX_APP_STATE_BYTES } from '../../control/tcp/blob/format.js';
 import { crc32c } from '../../control/tcp/crc32c.js';
 import { bulkUsecV4, migrateV4, takeoverV6 } from '../lib/blob-fixtures.js';
 

@@ -7,11 +7,27 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, test } from 'node:test';
-import { type ListEntry, parseCommandList, shellScriptCommands, spawnedCommands, spawningWrappers, unlistedCommands } from '../lib/system-commands.js';
+import {
+  type ListEntry,
+  parseCommandList,
+  shellScriptCommands,
+  spawnedCommands,
+  spawningWrappers,
+  unlistedCommands,
+} from '../lib/system-commands.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const LIST_PATH = join(ROOT, 'scripts/system-commands');
@@ -38,7 +54,8 @@ function sources(): Map<string, string> {
       const text = readFileSync(p, 'utf8');
       const rel = relative(ROOT, p);
       if (SELF.has(rel)) continue;
-      if (/\.(ts|js|mjs|cjs)$/.test(d.name) || (!d.name.includes('.') && text.startsWith('#!/usr/bin/env node'))) files.set(rel, text);
+      if (/\.(ts|js|mjs|cjs)$/.test(d.name) || (!d.name.includes('.') && text.startsWith('#!/usr/bin/env node')))
+        files.set(rel, text);
     }
   };
   for (const top of ['control', 'lab', 'scripts', 'test', 'bench']) walk(join(ROOT, top));
@@ -57,7 +74,10 @@ describe('the list', () => {
   test('malformed entries are refused with their line', () => {
     assert.throws(() => parseCommandList('# c\nnft nftables tset - x\n'), /line 2: unknown group "tset"/);
     assert.throws(() => parseCommandList('nft nftables test\n'), /line 1: expected/);
-    assert.throws(() => parseCommandList('nft nftables test - a\nnft nftables test - b\n'), /line 2: nft is listed twice/);
+    assert.throws(
+      () => parseCommandList('nft nftables test - a\nnft nftables test - b\n'),
+      /line 2: nft is listed twice/,
+    );
   });
 });
 
@@ -92,20 +112,53 @@ describe('scanner', () => {
     const found = spawnedCommands(src, spawningWrappers(src)).map((s) => s.command);
     assert.deepEqual(
       [...new Set(found)].sort(),
-      ['alpha', 'bravo', 'charlie', 'delta', 'echo-not-builtin', 'foxtrot', 'golf', 'hotel', 'india', 'ip', 'juliet', 'kilo', 'bash', 'sh', 'lima', 'mike', 'mount', 'november', 'oscar', 'papa', 'quebec'].sort(),
+      [
+        'alpha',
+        'bravo',
+        'charlie',
+        'delta',
+        'echo-not-builtin',
+        'foxtrot',
+        'golf',
+        'hotel',
+        'india',
+        'ip',
+        'juliet',
+        'kilo',
+        'bash',
+        'sh',
+        'lima',
+        'mike',
+        'mount',
+        'november',
+        'oscar',
+        'papa',
+        'quebec',
+      ].sort(),
     );
     assert.deepEqual(spawningWrappers(src).sort(), ['outputOf', 'version']);
   });
 
   test('shell scripts: command words, not builtins or arguments', () => {
     // `command -v x` only looks x up; `command x` runs it.
-    assert.deepEqual(shellScriptCommands('FOO=1 curl -s x | sha256sum; cd /; exec nginx -g "daemon off;" && command -v haproxy || command wrk'), ['curl', 'sha256sum', 'nginx', 'wrk']);
+    assert.deepEqual(
+      shellScriptCommands(
+        'FOO=1 curl -s x | sha256sum; cd /; exec nginx -g "daemon off;" && command -v haproxy || command wrk',
+      ),
+      ['curl', 'sha256sum', 'nginx', 'wrk'],
+    );
   });
 
   test('an unlisted command is reported with its file and line, a listed one is not', () => {
     const fake = new Map([
-      ['test/e2e/x.test.ts', "const a = 1;\nawait tb.exec('lb', 'nft', ['-f', '-']);\nspawnSync('no-such-tool-baton', []);\n"],
-      ['control/doctor/y.ts', "export function command(file: string, args: string[]) {\n  return execFileSync(file, args);\n}\n"],
+      [
+        'test/e2e/x.test.ts',
+        "const a = 1;\nawait tb.exec('lb', 'nft', ['-f', '-']);\nspawnSync('no-such-tool-baton', []);\n",
+      ],
+      [
+        'control/doctor/y.ts',
+        'export function command(file: string, args: string[]) {\n  return execFileSync(file, args);\n}\n',
+      ],
       ['control/doctor/z.ts', "command('ethtool', ['-k', dev]); command('zzz-unlisted', []);\n"],
     ]);
     assert.deepEqual(unlistedCommands(fake, list), [
@@ -113,7 +166,13 @@ describe('scanner', () => {
       { file: 'control/doctor/z.ts', line: 1, command: 'zzz-unlisted' },
     ]);
     // Without nft in the list, the tcp-repair test's exec is caught (issue 9).
-    assert.deepEqual(unlistedCommands(new Map([['t.ts', "execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'])"]]), list.filter((e) => e.what !== 'nft')), [{ file: 't.ts', line: 1, command: 'nft' }]);
+    assert.deepEqual(
+      unlistedCommands(
+        new Map([['t.ts', "execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'])"]]),
+        list.filter((e) => e.what !== 'nft'),
+      ),
+      [{ file: 't.ts', line: 1, command: 'nft' }],
+    );
   });
 });
 
@@ -135,7 +194,10 @@ test('scripts/setup reads the same list: on a PATH without the commands it names
     symlinkSync(dirnameBin, join(empty, 'dirname')); // setup's own cd
     const env = { PATH: empty };
     const builtin = (c: string) => spawnSync('/bin/sh', ['-c', 'command -v "$1"', '_', c], { env }).status === 0;
-    for (const [args, groups] of [[[], DEFAULT_GROUPS], [['bench'], ['bench']]] as const) {
+    for (const [args, groups] of [
+      [[], DEFAULT_GROUPS],
+      [['bench'], ['bench']],
+    ] as const) {
       const r = spawnSync('/bin/sh', [join(ROOT, 'scripts/setup'), '--dry-run', ...args], { env, encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       const printed = r.stdout.trim().split('\n').filter(Boolean).sort();
@@ -145,7 +207,8 @@ test('scripts/setup reads the same list: on a PATH without the commands it names
         .map((e) => `${e.what} ${e.pkg}`)
         .sort();
       assert.deepEqual(printed, expected);
-      if (groups === DEFAULT_GROUPS) assert.ok(printed.includes('nft nftables') && !printed.includes('haproxy haproxy'));
+      if (groups === DEFAULT_GROUPS)
+        assert.ok(printed.includes('nft nftables') && !printed.includes('haproxy haproxy'));
     }
   } finally {
     rmSync(empty, { recursive: true, force: true });
@@ -159,7 +222,10 @@ function globExists(pattern: string): boolean {
   if (i < 0) return existsSync(pattern);
   const base = parts.slice(0, i).join('/') || '/';
   const re = new RegExp(`^${parts[i]!.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
-  return existsSync(base) && readdirSync(base).some((d) => re.test(d) && existsSync([base, d, ...parts.slice(i + 1)].join('/')));
+  return (
+    existsSync(base) &&
+    readdirSync(base).some((d) => re.test(d) && existsSync([base, d, ...parts.slice(i + 1)].join('/')))
+  );
 }
 
 /**
@@ -184,20 +250,31 @@ function packageMismatches(entries: readonly ListEntry[]): { wrong: string[]; no
   const notDpkg: string[] = [];
   const located = entries
     .filter((e) => e.pkg !== '-' && !e.what.startsWith('/'))
-    .map((e) => ({ e, found: spawnSync('sh', ['-c', 'command -v "$1"', '_', e.what], { encoding: 'utf8' }).stdout.trim() }))
+    .map((e) => ({
+      e,
+      found: spawnSync('sh', ['-c', 'command -v "$1"', '_', e.what], { encoding: 'utf8' }).stdout.trim(),
+    }))
     .filter((x) => x.found.startsWith('/')) // not installed here (bench-only tools), or a shell builtin
     .map((x) => ({ ...x, paths: pathsOf(x.found) }));
   // One dpkg -S for every path ("pkg[, pkg]: /path" per known path; unknown ones only on stderr).
   const ownersOf = new Map<string, string[]>();
-  const r = spawnSync('dpkg', ['-S', ...new Set(located.flatMap((x) => x.paths))], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const r = spawnSync('dpkg', ['-S', ...new Set(located.flatMap((x) => x.paths))], {
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+  });
   for (const line of r.stdout.split('\n')) {
     const m = /^([^/]+?): (\/.*)$/.exec(line);
-    if (m && !line.startsWith('diversion')) ownersOf.set(m[2]!, m[1]!.split(', ').map((p) => p.replace(/:[a-z0-9]+$/, '')));
+    if (m && !line.startsWith('diversion'))
+      ownersOf.set(
+        m[2]!,
+        m[1]!.split(', ').map((p) => p.replace(/:[a-z0-9]+$/, '')),
+      );
   }
   for (const { e, found, paths } of located) {
     const owners = new Set(paths.flatMap((p) => ownersOf.get(p) ?? []));
     if (owners.size === 0) notDpkg.push(`${e.what} (${found})`);
-    else if (!owners.has(e.pkg)) wrong.push(`${e.what}: listed as ${e.pkg}, here from ${[...owners].join(', ')} (${found})`);
+    else if (!owners.has(e.pkg))
+      wrong.push(`${e.what}: listed as ${e.pkg}, here from ${[...owners].join(', ')} (${found})`);
   }
   return { wrong, notDpkg };
 }

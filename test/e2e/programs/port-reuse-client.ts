@@ -20,10 +20,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const [ip, portArg, localArg, reuseArg, keepArg, everyArg, path] = process.argv.slice(2);
 if (!ip || !portArg || !localArg || !reuseArg || !keepArg || !everyArg || !path) {
-  process.stderr.write('usage: port-reuse-client.ts <ip> <port> <local-port> <reuse-after-ms> <keep-ms> <every-ms> <path>\n');
+  process.stderr.write(
+    'usage: port-reuse-client.ts <ip> <port> <local-port> <reuse-after-ms> <keep-ms> <every-ms> <path>\n',
+  );
   process.exit(2);
 }
-const [port, localPort, reuseMs, keepMs, everyMs] = [portArg, localArg, reuseArg, keepArg, everyArg].map(Number) as [number, number, number, number, number];
+const [port, localPort, reuseMs, keepMs, everyMs] = [portArg, localArg, reuseArg, keepArg, everyArg].map(Number) as [
+  number,
+  number,
+  number,
+  number,
+  number,
+];
 const say = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 setTimeout(() => {
   say({ event: 'error', code: 'TIMEOUT' });
@@ -62,7 +70,8 @@ function connect(): Promise<net.Socket> {
   });
 }
 
-const request = (close: boolean) => `GET ${path} HTTP/1.1\r\nHost: baton.test\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+const request = (close: boolean) =>
+  `GET ${path} HTTP/1.1\r\nHost: baton.test\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
 
 // 1. One request, the server closes.
 const first = await connect();

@@ -13,7 +13,7 @@ BPF_HDR    := $(shell find bpf/include bpf/lib -name '*.h' 2>/dev/null)
 # Every test file; `make test TESTS=test/unit/x.test.ts` runs a subset.
 TESTS      ?= $(shell find test/unit test/datapath test/e2e test/cli test/sdk test/api test/store -name '*.test.ts' | sort)
 
-.PHONY: all bpf ts setup test demo bench clean distclean
+.PHONY: all bpf ts lint format setup test demo bench clean distclean
 
 all: bpf ts
 
@@ -39,11 +39,20 @@ node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# Lint and format check of the TypeScript and JSON (biome.jsonc); part of
+# `make test`, so CI fails on either. `make format` applies the fixes.
+lint: node_modules/.package-lock.json
+	npx biome check --error-on-warnings .
+
+format: node_modules/.package-lock.json
+	npx biome check --write .
+
 setup:
 	@scripts/setup
 
 test: setup
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory lint
 	@mkdir -p $(BUILD)
 	node --import tsx --test --test-concurrency=1 \
 	  --test-reporter=spec --test-reporter-destination=stdout \

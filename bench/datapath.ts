@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { testRun, xdpActionName } from '../control/bpf/index.js';
-import { encodeFlow, encodeFlowKey, type Flow, FlowKind, FlowState } from '../control/datapath/abi.js';
+import { type Flow, FlowKind, FlowState } from '../control/datapath/abi.js';
 import { Datapath } from '../control/datapath/datapath.js';
 import { withNetns } from '../control/net/netns.js';
 import { FixtureNetns } from '../test/lib/fixture.js';

@@ -44,6 +44,7 @@ export function machineInfo(): MachineInfo {
       clang: version('clang', ['--version'], /clang version (\S+)/),
       wrk: version('wrk', ['-v'], /^wrk (\S+)/m),
       curl: version('curl', ['--version'], /^curl (\S+)/m),
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax, not a template.
       libbpf: version('dpkg-query', ['-W', '-f', '${Version}', 'libbpf1'], /^(\S+)/),
     },
     baton: {

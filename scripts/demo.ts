@@ -128,7 +128,7 @@ async function main(): Promise<number> {
     const mine = (e: (typeof fe.events)[number]) => e.event === 'spliced' && e.client.endsWith(`:${client.localPort}`);
     for (let i = 0; i < 100 && !fe.events.some(mine); i++) await new Promise((r) => setTimeout(r, 20));
     const spliced = fe.events.find(mine);
-    if (!spliced || spliced.event !== 'spliced') throw new Error('the dispatcher did not splice the connection');
+    if (spliced?.event !== 'spliced') throw new Error('the dispatcher did not splice the connection');
     say(`  splice ${spliced.id}: ${first}, ${await who()}`);
     const target = spliced.backend === b1 ? b2 : b1;
     const api = createClient({ socketPath: daemon.socketPath });

@@ -64,7 +64,7 @@ export async function startBaton(tb: Testbed): Promise<BatonVariant> {
   const url = (path: string) => `http://${VIP4}:${port}${path}`;
   try {
     withNetns(lb.ns, () => {
-      lb.ifaces.forEach((i) => dp.attach(i.ifindex));
+      for (const i of lb.ifaces) dp.attach(i.ifindex);
       applyHostSettingsUnrecorded(lb.ifaces.map((i) => i.name)); // the namespace goes with the testbed
     });
     fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port }, [

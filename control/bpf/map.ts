@@ -49,6 +49,7 @@ export function possibleCpus(): number {
 
 /** A map carries its MapInfo fields (name, fd, type, sizes) as its own (declaration merging). */
 export interface BpfMap extends MapInfo {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor assigns every MapInfo field (Object.assign(this, info)), which is what makes the merge safe here.
 export class BpfMap {
   /** Bytes of one value as the syscall moves it (all CPUs for per-CPU maps). */
   readonly valueBytes: number;

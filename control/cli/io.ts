@@ -32,7 +32,7 @@ export function table(header: string[], rows: (string | number)[][]): string {
   return cells
     .map((r) =>
       r
-        .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+        .map((c, i) => (numeric[i] ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))
         .join('  ')
         .trimEnd(),
     )

@@ -6,7 +6,7 @@
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { BatonError } from '../errors.js';
-import { createClient } from '../sdk/client.js';
+import { type BatonClient, createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
 import { handoffCommand, splicesLs, splicesRm, splicesShow, statusCommand } from './api-commands.js';
 import { downCommand, lbCommand } from './daemon-commands.js';
@@ -54,7 +54,7 @@ const VALUE_OPTIONS = new Set(['--api', '--token']);
 
 function findCommand(argv: string[]): { command: string | undefined; index: number } {
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = argv[i] as string; // i < argv.length
     if (a === '--') return { command: argv[i + 1], index: i + 1 };
     if (VALUE_OPTIONS.has(a)) {
       i++;
@@ -129,7 +129,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         throw new UsageError(`metrics takes no arguments (got ${positionals.join(' ')})`, command);
       return await metricsCommand(io, values as { 'metrics-url'?: string; raw?: boolean });
     }
-    let api;
+    let api: BatonClient;
     try {
       api = createClient({
         ...(values.api ? { url: values.api as string } : {}),

@@ -233,7 +233,7 @@ export function encodeFlow(flow: Flow): Buffer {
   b.writeUInt8(flow.kind, f.kind);
   b.writeUInt8(flow.legs.length, f.n_legs);
   if (flow.track) encodeTrack(flow.track, b, f.track);
-  flow.legs.forEach((h, i) => encodeLeg(h, b, f.leg + i * L.baton_leg.size));
+  for (const [i, h] of flow.legs.entries()) encodeLeg(h, b, f.leg + i * L.baton_leg.size);
   return b;
 }
 

@@ -167,8 +167,10 @@ export class FlowTable {
   }
 
   private kb(k: FlowKey): Buffer {
-    let b = this.keyBufs.get(k);
-    if (!b) this.keyBufs.set(k, (b = encodeFlowKey(k)));
+    const cached = this.keyBufs.get(k);
+    if (cached) return cached;
+    const b = encodeFlowKey(k);
+    this.keyBufs.set(k, b);
     return b;
   }
 }

@@ -109,13 +109,13 @@ export function validateConfig(raw: unknown): DispatcherConfig {
     if (!known.has(k)) throw new ConfigError(`unknown field ${JSON.stringify(k)} (known: ${[...known].join(', ')})`);
   const listen = Array.isArray(raw.listen) ? raw.listen : [raw.listen];
   if (listen.length === 0) throw new ConfigError('listen: at least one "ip:port"');
-  listen.forEach((l, i) => parseHostPort(l, `listen[${i}]`));
+  for (const [i, l] of listen.entries()) parseHostPort(l, `listen[${i}]`);
   if (!isObject(raw.pools) || Object.keys(raw.pools).length === 0)
     throw new ConfigError('pools: expected an object of named pools, e.g. {"web": {"backends": ["198.18.2.2:8080"]}}');
   for (const [name, p] of Object.entries(raw.pools)) {
     if (!isObject(p) || !Array.isArray(p.backends) || p.backends.length === 0)
       throw new ConfigError(`pools.${name}: expected {"backends": ["ip:port", ...]}`);
-    p.backends.forEach((b, i) => parseHostPort(b, `pools.${name}.backends[${i}]`));
+    for (const [i, b] of p.backends.entries()) parseHostPort(b, `pools.${name}.backends[${i}]`);
     positiveInt(p.idle, `pools.${name}.idle`);
   }
   if (!Array.isArray(raw.routes) || raw.routes.length === 0)

@@ -123,7 +123,8 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         404,
         `no route for host ${JSON.stringify(head.host)} path ${JSON.stringify(head.path)}`,
       );
-    const pool = pools.get(route.pool)!;
+    // The config is validated so that every route names a pool.
+    const pool = pools.get(route.pool) as BackendPool;
     let up: Taken;
     try {
       up = await pool.take();

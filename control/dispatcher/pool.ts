@@ -70,7 +70,8 @@ export class BackendPool {
    * relay) at once.
    */
   async take(): Promise<Taken> {
-    const b = this.backends[this.next++ % this.backends.length]!;
+    // The config guarantees at least one back end per pool.
+    const b = this.backends[this.next++ % this.backends.length] as Backend;
     const s = b.idle.shift();
     this.refill(b);
     if (s) {

@@ -39,14 +39,14 @@ const END = Buffer.from('\r\n\r\n');
 export function readRequestHead(socket: net.Socket, maxBytes: number, timeoutMs: number): Promise<RequestHead> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
-    const done = (err?: Error, head?: RequestHead) => {
+    const done = (outcome: Error | RequestHead) => {
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('close', onEnd);
       clearTimeout(timer);
       socket.pause();
-      if (err) reject(err);
-      else resolve(head!);
+      if (outcome instanceof Error) reject(outcome);
+      else resolve(outcome);
     };
     const onData = (d: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, d]) : d;
@@ -56,7 +56,7 @@ export function readRequestHead(socket: net.Socket, maxBytes: number, timeoutMs:
         return;
       }
       try {
-        done(undefined, parseHead(buf, end));
+        done(parseHead(buf, end));
       } catch (e) {
         done(e as Error);
       }
@@ -76,11 +76,11 @@ export function parseHead(bytes: Buffer, end: number): RequestHead {
   const lines = bytes.subarray(0, end).toString('latin1').split('\r\n');
   const m = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0] ?? '');
   if (!m) throw new HeadError(400, `not an HTTP/1.x request line: ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
-  let target = m[2]!;
+  let target = m[2] ?? '';
   let host = '';
   const abs = /^https?:\/\/([^/?#]+)(.*)$/i.exec(target);
   if (abs) {
-    host = abs[1]!;
+    host = abs[1] ?? '';
     target = abs[2] || '/';
   }
   if (!host) {
@@ -95,7 +95,7 @@ export function parseHead(bytes: Buffer, end: number): RequestHead {
   const q = target.search(/[?#]/);
   return {
     bytes,
-    method: m[1]!,
+    method: m[1] ?? '',
     path: q < 0 ? target : target.slice(0, q),
     host: stripPort(host.toLowerCase()),
     keepAlive: keepAlive(m[3] === '1', lines.slice(1)),

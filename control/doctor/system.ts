@@ -62,7 +62,7 @@ export function ethtoolFeatures(dev: string): Map<string, { on: boolean; fixed: 
   const features = new Map<string, { on: boolean; fixed: boolean }>();
   for (const line of out.split('\n')) {
     const m = /^\s*([a-z0-9-]+):\s+(on|off)(\s+\[fixed\])?/.exec(line);
-    if (m) features.set(m[1]!, { on: m[2] === 'on', fixed: Boolean(m[3]) });
+    if (m?.[1]) features.set(m[1], { on: m[2] === 'on', fixed: Boolean(m[3]) });
   }
   return features;
 }

@@ -37,7 +37,7 @@ export function ipv6Bytes(ip: string): Buffer {
   const h = head ? head.split(':') : [];
   const r = rest !== undefined && rest !== '' ? rest.split(':') : [];
   const groups = rest === undefined ? h : [...h, ...new Array<string>(8 - h.length - r.length).fill('0'), ...r];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(parseInt(g, 16), i * 2);
   return out;
 }
 

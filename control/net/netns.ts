@@ -39,15 +39,22 @@ export function withNetnsFd<T>(nsFd: number, fn: () => T, what = `netns fd ${nsF
   try {
     if (libc.setns(nsFd, CLONE_NEWNET) !== 0) throw new SysError('setns', errno(), `into ${what}`);
     threadNetns = undefined;
+    let outcome: { value: T } | { error: unknown };
     try {
-      return fn();
-    } finally {
-      threadNetns = undefined;
-      if (libc.setns(home, CLONE_NEWNET) !== 0) {
-        // Staying in the wrong namespace would silently misdirect everything after.
-        throw new SysError('setns', errno(), 'back to the original netns');
-      }
+      outcome = { value: fn() };
+    } catch (error) {
+      outcome = { error };
     }
+    threadNetns = undefined;
+    if (libc.setns(home, CLONE_NEWNET) !== 0) {
+      // Staying in the wrong namespace would silently misdirect everything
+      // after, so this error wins; fn's own error, if any, rides along as the cause.
+      throw new SysError('setns', errno(), 'back to the original netns', {
+        ...('error' in outcome ? { cause: outcome.error } : {}),
+      });
+    }
+    if ('error' in outcome) throw outcome.error;
+    return outcome.value;
   } finally {
     closeSync(home);
   }

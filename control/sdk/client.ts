@@ -59,7 +59,7 @@ export function resolveEndpoint(opts: Pick<ClientOptions, 'url' | 'socketPath' |
   if (opts.socketPath) return { socketPath: opts.socketPath };
   if (opts.url) return parseEndpoint(opts.url);
   const fromEnv = (opts.env ?? process.env)[ENV_API];
-  return parseEndpoint(fromEnv && fromEnv.trim() ? fromEnv : DEFAULT_API);
+  return parseEndpoint(fromEnv?.trim() ? fromEnv : DEFAULT_API);
 }
 
 export function createClient(opts: ClientOptions = {}): BatonClient {
@@ -180,7 +180,7 @@ function unreachable(endpoint: Endpoint, cause: Error & { code?: string }): Bato
   return new BatonApiError({ code: 'API_UNREACHABLE', ...ERRORS.API_UNREACHABLE, detail }, { cause });
 }
 
-function badResponse(method: string, path: string, status: number, what: string): BatonApiError {
+function badResponse(method: string, path: string, _status: number, what: string): BatonApiError {
   return new BatonApiError({
     code: 'BAD_RESPONSE',
     ...ERRORS.BAD_RESPONSE,

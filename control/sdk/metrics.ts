@@ -72,7 +72,7 @@ function parseLabels(s: string, line: string): Record<string, string> {
   while (LABEL_RE.lastIndex < s.length) {
     const m = LABEL_RE.exec(s);
     if (!m) throw new SyntaxError(`bad labels in exposition line: ${line}`);
-    out[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    out[m[1] ?? ''] = (m[2] ?? '').replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
   }
   return out;
 }
@@ -81,8 +81,10 @@ function parseLabels(s: string, line: string): Record<string, string> {
 export function parseExposition(text: string): MetricFamily[] {
   const families = new Map<string, MetricFamily>();
   const family = (name: string) => {
-    let f = families.get(name);
-    if (!f) families.set(name, (f = { name, type: 'untyped', help: '', samples: [] }));
+    const known = families.get(name);
+    if (known) return known;
+    const f: MetricFamily = { name, type: 'untyped', help: '', samples: [] };
+    families.set(name, f);
     return f;
   };
   for (const raw of text.split('\n')) {
@@ -90,16 +92,17 @@ export function parseExposition(text: string): MetricFamily[] {
     if (!line) continue;
     if (line.startsWith('#')) {
       const m = /^#\s+(HELP|TYPE)\s+(\S+)\s*(.*)$/.exec(line);
-      if (m?.[1] === 'HELP') family(m[2]!).help = m[3]!;
-      else if (m?.[1] === 'TYPE') family(m[2]!).type = m[3]!;
+      const [, kind, name = '', text = ''] = m ?? [];
+      if (kind === 'HELP') family(name).help = text;
+      else if (kind === 'TYPE') family(name).type = text;
       continue;
     }
     const m = SAMPLE_RE.exec(line);
     if (!m) throw new SyntaxError(`bad exposition line: ${line}`);
-    const name = m[1]!;
+    const name = m[1] ?? '';
     const base = name.replace(/_(bucket|sum|count|total|created)$/, '');
     const owner = families.get(name) ?? families.get(base) ?? family(name);
-    owner.samples.push({ name, labels: m[2] ? parseLabels(m[2], line) : {}, value: parseValue(m[3]!) });
+    owner.samples.push({ name, labels: m[2] ? parseLabels(m[2], line) : {}, value: parseValue(m[3] ?? '') });
   }
   return [...families.values()];
 }

@@ -54,6 +54,11 @@ interface Held {
 const WRITE_FLUSH_TIMEOUT_MS = 500;
 
 let defaultClient: BatonClient | undefined;
+/** The client of calls that name none: one per process, made on first use. */
+function sharedClient(): BatonClient {
+  defaultClient ??= createClient();
+  return defaultClient;
+}
 
 export async function splice(
   clientSocket: net.Socket,
@@ -82,7 +87,7 @@ export async function splice(
     }
     await flushWrites([clientSocket, backendSocket]);
     const prefix = Buffer.concat([opts.prefix ?? Buffer.alloc(0), c.drained]);
-    const api = opts.client ?? (defaultClient ??= createClient());
+    const api = opts.client ?? sharedClient();
     const result = await api.createSplice({
       client: { pid: process.pid, fd: c.handle.fd },
       backend: { pid: process.pid, fd: b.handle.fd },
@@ -106,7 +111,7 @@ export function handoff(
   backend: string,
   opts: { client?: BatonClient; quiesceTimeoutMs?: number } = {},
 ): Promise<Splice> {
-  const api = opts.client ?? (defaultClient ??= createClient());
+  const api = opts.client ?? sharedClient();
   return api.handoff(
     id,
     backend,
@@ -166,8 +171,11 @@ function drainReadBuffer(socket: net.Socket): Buffer {
   socket.removeAllListeners('data');
   try {
     const chunks: Buffer[] = [];
-    for (let chunk: unknown; (chunk = socket.read()) !== null; )
+    for (;;) {
+      const chunk: unknown = socket.read();
+      if (chunk === null) break;
       chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+    }
     return Buffer.concat(chunks);
   } finally {
     // Not flowing (paused by hold(), or never started), so re-adding does not start the stream.

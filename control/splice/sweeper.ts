@@ -58,8 +58,9 @@ export function startSweeper(splicer: Splicer, options: Partial<SweeperOptions> 
           closedSince.set(id, since);
           if (t - since >= ms(opts.graceMs)) reason = 'closed';
         } else {
-          const last =
-            st.toBackend.lastSeenNs > st.toClient.lastSeenNs ? st.toBackend.lastSeenNs : st.toClient.lastSeenNs;
+          // The later of the two directions (bigints: Math.max takes numbers only).
+          let last = st.toBackend.lastSeenNs;
+          if (st.toClient.lastSeenNs > last) last = st.toClient.lastSeenNs;
           // Never seen a packet: count from the splice itself.
           const since = last > 0n ? last : t - ms(Date.now() - rec.createdAt);
           if (opts.idleMs > 0 && t - since >= ms(opts.idleMs)) reason = 'idle';

@@ -42,7 +42,6 @@ import { createClient, RESP_TYPES } from '@redis/client';
 import { BatonError } from '../errors.js';
 import {
   arr,
-  bad,
   buf,
   decodeDirSnapshot,
   decodePeerSnapshot,

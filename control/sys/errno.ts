@@ -39,11 +39,19 @@ export class SysError extends Error {
    * `detail` names the object (e.g. "of fd 7"); the hint comes from
    * `explanation` when given, else from `hints` by op and code.
    */
-  constructor(op: string, errnoValue: number, detail?: string, opts: { hints?: Hints; explanation?: string } = {}) {
+  constructor(
+    op: string,
+    errnoValue: number,
+    detail?: string,
+    opts: { hints?: Hints; explanation?: string; cause?: unknown } = {},
+  ) {
     const code = errnoName(errnoValue);
     const hint = opts.explanation ?? opts.hints?.[`${op}:${code}`] ?? opts.hints?.[code];
     const what = detail ? `${op} ${detail}` : op;
-    super(`${what} failed: ${code} (errno ${errnoValue})${hint ? `: ${hint}` : ''}`);
+    super(
+      `${what} failed: ${code} (errno ${errnoValue})${hint ? `: ${hint}` : ''}`,
+      opts.cause === undefined ? {} : { cause: opts.cause },
+    );
     this.op = op;
     this.errno = errnoValue;
     this.code = code;

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
 import { testRun } from '../../control/bpf/index.js';
-import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
+import { FlowKind, FlowState } from '../../control/datapath/abi.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { BatonMetrics, HANDOFF_BUCKETS } from '../../control/metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../../control/metrics/server.js';

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
-import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
+import { FlowKind, FlowState } from '../../control/datapath/abi.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { formatKey } from '../../control/datapath/flow-table.js';
 import { SpliceService } from '../../control/service/splice-service.js';

@@ -8,12 +8,10 @@
  * metrics, and that with baton unreachable the dispatcher relays instead.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import readline from 'node:readline';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, type DispatcherConfig, validateConfig } from '../../control/dispatcher/config.js';
@@ -23,7 +21,7 @@ import { pickRoute } from '../../control/dispatcher/router.js';
 import type { Check } from '../../control/doctor/index.js';
 import { baton, batonIn } from '../cli/baton-proc.js';
 import { type DaemonProc, type DispatcherProc, startDaemon, startDispatcher } from '../lib/baton.js';
-import { ROOT, skipUnlessBpf } from '../lib/env.js';
+import { skipUnlessBpf } from '../lib/env.js';
 import { type NginxBackend, startNginx } from '../lib/nginx.js';
 import { createTestbed, starTopology, type Testbed, VIP4 } from '../lib/testbed.js';
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { encodeFlow, encodeFlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
+import { FlowKind, FlowState } from '../../control/datapath/abi.js';
 import type { Datapath } from '../../control/datapath/datapath.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { type Sweeper, startSweeper } from '../../control/splice/sweeper.js';

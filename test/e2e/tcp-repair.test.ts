@@ -55,7 +55,10 @@ const HOST = { 4: '127.0.0.1', 6: '::1' } as const;
 
 /** Every fd a test opened and still owns, closed in after() (closing a live socket just sends a FIN). */
 const owned = new Set<number>();
-const own = (fd: number): number => (owned.add(fd), fd);
+const own = (fd: number): number => {
+  owned.add(fd);
+  return fd;
+};
 const disown = (fd: number): void => void owned.delete(fd);
 
 interface Pair {
@@ -399,7 +402,7 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
         states.map((_, i) => i >= 12),
       );
       const here = rows[12];
-      assert.ok(here && here.repair && here.timestamps, 'probe reports repair mode and timestamps');
+      assert.ok(here?.repair && here.timestamps, 'probe reports repair mode and timestamps');
       assert.equal(here.rcvNxt, states[12]?.rcvNxt);
       assert.equal(here.tsRecent, states[12]?.tsRecent);
       // From inside it, they are found.

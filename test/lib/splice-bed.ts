@@ -50,10 +50,11 @@ export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed>
     await tb.destroy();
   };
   try {
-    const d = (dp = await Datapath.load({ flowsCapacity: opts.flowsCapacity ?? 1024 }));
+    const d = await Datapath.load({ flowsCapacity: opts.flowsCapacity ?? 1024 });
+    dp = d;
     const lb = tb.node('lb');
     withNetns(lb.ns, () => {
-      lb.ifaces.forEach((i) => d.attach(i.ifindex));
+      for (const i of lb.ifaces) d.attach(i.ifindex);
       // The namespace goes with the testbed: nothing to record or restore.
       applyHostSettingsUnrecorded(lb.ifaces.map((i) => i.name));
     });

@@ -30,7 +30,14 @@ async function pair(): Promise<{ front: net.Socket; peer: net.Socket; close(): v
   server.close();
   peer.on('error', () => {});
   front.on('error', () => {});
-  return { front, peer, close: () => (front.destroy(), peer.destroy()) };
+  return {
+    front,
+    peer,
+    close: () => {
+      front.destroy();
+      peer.destroy();
+    },
+  };
 }
 
 async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {

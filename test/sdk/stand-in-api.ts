@@ -65,7 +65,13 @@ export async function startStandIn(): Promise<StandIn> {
     socketPath,
     calls: [],
     next: { status: 201, body: spliceBody() },
-    close: () => new Promise((r) => server.close(() => (rmSync(dir, { recursive: true, force: true }), r()))),
+    close: () =>
+      new Promise((r) =>
+        server.close(() => {
+          rmSync(dir, { recursive: true, force: true });
+          r();
+        }),
+      ),
   };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];

@@ -68,7 +68,7 @@ describe('address helpers', () => {
   it('parses compressed IPv6 and prints RFC 5952 form', () => {
     assert.equal(ipv6ToBytes('2001:db8::1').toString('hex'), '20010db8000000000000000000000001');
     assert.equal(ipv6ToBytes('::').toString('hex'), '0'.repeat(32));
-    assert.equal(ipv6ToBytes('2001:db8::').toString('hex'), '20010db8' + '0'.repeat(24));
+    assert.equal(ipv6ToBytes('2001:db8::').toString('hex'), `20010db8${'0'.repeat(24)}`);
     assert.equal(ipv6ToBytes('::ffff:198.18.0.1').toString('hex'), '00000000000000000000ffffc6120001');
     const cases: Array<[string, string]> = [
       ['2001:0DB8:0000:0000:0000:0000:0000:0001', '2001:db8::1'],

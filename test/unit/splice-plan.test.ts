@@ -12,7 +12,7 @@ import { describe, test } from 'node:test';
 import { FlowKind, FlowState, type Xlate } from '../../control/datapath/abi.js';
 import { planSplice, refusalReason, SpliceRefused, TS_MARGIN } from '../../control/datapath/splice-plan.js';
 import type { TcpState } from '../../control/tcp/state.js';
-import { BACKEND, CLIENT, LB, leg1, leg2, VIP } from '../lib/legs.js';
+import { leg1, leg2 } from '../lib/legs.js';
 
 const TWO32 = 2 ** 32;
 

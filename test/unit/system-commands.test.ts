@@ -95,6 +95,7 @@ describe('scanner', () => {
       "tb.spawn(node, 'india', args, { stdio: 'ignore' });",
       "execFileSync('ip', ['netns', 'exec', ns, 'juliet', '-f', '-']);",
       "const argv = [...tb.nsArgv('lb', { bpffs: true }), 'kilo', 'map'];",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: source text the scanner reads, template and all.
       "await tb.exec('client', 'sh', ['-c', `lima -sS '${v.url(path)}' | mike`]);",
       "spawnSync('bash', ['-ec', 'mount --bind \"$1\" /x; shift; exec november \"$@\"']);",
       'const REQUIRED_COMMANDS = [\'oscar\', "papa"] as const;',

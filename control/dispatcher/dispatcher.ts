@@ -27,32 +27,20 @@ import { BackendPool, type Taken } from './pool.js';
 import { HeadError, type RequestHead, readRequestHead } from './request-head.js';
 import { pickRoute } from './router.js';
 
+/** What every event about a routed connection says: which connection, and where it was sent. */
+interface RoutedConnection {
+  conn: number;
+  client: string;
+  host: string;
+  path: string;
+  pool: string;
+  backend: string;
+}
+
 export type DispatchEvent =
   | { event: 'ready'; listen: string[]; pools: Record<string, Record<string, number>> }
-  | {
-      event: 'spliced';
-      conn: number;
-      client: string;
-      host: string;
-      path: string;
-      pool: string;
-      backend: string;
-      pooled: boolean;
-      id: string;
-      ms: number;
-    }
-  | {
-      event: 'relayed';
-      conn: number;
-      client: string;
-      host: string;
-      path: string;
-      pool: string;
-      backend: string;
-      code: string;
-      reason?: string;
-      detail: string;
-    }
+  | ({ event: 'spliced'; pooled: boolean; id: string; ms: number } & RoutedConnection)
+  | ({ event: 'relayed'; code: string; reason?: string; detail: string } & RoutedConnection)
   | { event: 'rejected'; conn: number; client: string; status: number; why: string }
   | { event: 'closed'; conn: number; client: string; relayedBytes: { toBackend: number; toClient: number } };
 

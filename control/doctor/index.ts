@@ -6,23 +6,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import {
-  type Check,
-  checkBpffs,
-  checkBtf,
-  checkConntrack,
-  checkForwarding,
-  checkHostSettings,
-  checkInterface,
-  checkKernel,
-  checkLibbpf,
-  checkObjects,
-  checkPrivileges,
-  checkTcpOptions,
-  checkTcpRepair,
-} from './checks.js';
+import type { Check } from './check.js';
+import { checkBpffs, checkBtf, checkKernel, checkLibbpf, checkObjects, checkPrivileges } from './host-checks.js';
+import { checkHostSettings, checkInterface } from './interface-checks.js';
+import { checkConntrack, checkForwarding, checkTcpOptions, checkTcpRepair } from './tcp-checks.js';
 
-export type { Check, CheckStatus } from './checks.js';
+export type { Check, CheckStatus } from './check.js';
 
 /**
  * Where `baton lb` pins maps and links unless told otherwise. The source of

@@ -1,19 +1,31 @@
 /**
  * `baton lb` configuration: one table (OPTIONS) names every setting, its
- * default, its flag, its environment variable and its key in the JSON file.
- * Precedence: defaults < file (--config / BATON_CONFIG) < environment < flags.
- * Every value is validated here; a bad one is a CONFIG_INVALID error that
- * names where it came from and what is accepted.
+ * default, its flag, its environment variable and its key in the JSON file
+ * (the machinery and the parsers: options.ts). Precedence: defaults < file
+ * (--config / BATON_CONFIG) < environment < flags.
  */
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
 import { DEFAULT_API_SOCKET } from '../sdk/endpoint.js';
-import { parseEndpoint } from '../service/endpoint.js';
 import { SWEEPER_DEFAULTS } from '../splice/sweeper.js';
+import {
+  bool,
+  type Daemon,
+  fail,
+  hostPort,
+  type Listen,
+  LOG_LEVELS,
+  type LogLevel,
+  list,
+  loadOptions,
+  type OptionTable,
+  optionsHelp,
+  parseDuration,
+  parseListen,
+  positiveInt,
+} from './options.js';
 
-export type Listen = { host: string; port: number } | { path: string };
+export type { Listen } from './options.js';
 
 export interface DaemonConfig {
   /** Interfaces the XDP program is attached to (names in the daemon's network namespace). */
@@ -37,7 +49,7 @@ export interface DaemonConfig {
   idleTimeoutMs: number;
   /** API requests per second per client; 0 disables the limit. */
   rateLimit: number;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logLevel: LogLevel;
   /** The datapath object file; undefined: xdp_baton.o in bpfDir (control/bpf/objects.ts). */
   objectPath: string | undefined;
   /** The timestamp probe's object file; undefined: tcp_probe.o in bpfDir. */
@@ -46,84 +58,12 @@ export interface DaemonConfig {
   bpfDir: string | undefined;
 }
 
-type Key = keyof DaemonConfig;
-type Source = string; // "--flag", "BATON_X", "config file <path>"
-
-interface Option<K extends Key> {
-  key: K;
-  flag: string;
-  short?: string;
-  /** A flag without a value (--flag means "true"); env and file take true/false. */
-  boolean?: true;
-  env: string;
-  /** Value text -> value; throws a plain Error saying what is expected. */
-  parse: (text: string) => DaemonConfig[K];
-  /** The same for a JSON file value (defaults to parse(String(v)) for scalars). */
-  parseJson?: (v: unknown) => DaemonConfig[K];
-  default: DaemonConfig[K];
-  help: string;
-}
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-function positiveInt(max: number) {
-  return (t: string): number => {
-    if (!/^[0-9]+$/.test(t.trim()) || Number(t) < 1 || Number(t) > max)
-      throw new Error(`expected an integer 1..${max}`);
-    return Number(t);
-  };
-}
-
-/** "300000", "250ms", "30s", "5m", "1h" -> milliseconds. */
-export function parseDuration(t: string): number {
-  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$/.exec(t);
-  if (!m) throw new Error('expected a duration: milliseconds, or a number with ms, s, m or h (e.g. 30s, 5m)');
-  const n = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms'];
-  if (!Number.isFinite(n) || n > 2 ** 31) throw new Error('duration too long');
-  return Math.round(n);
-}
-
-function hostPort(t: string): { host: string; port: number } {
-  const ep = parseEndpoint(t.trim(), 'address');
-  return { host: ep.ip, port: ep.port };
-}
-
-/** "127.0.0.1:7300", "[::1]:7300", "unix:/run/baton.sock" or an absolute path. */
-export function parseListen(t: string): Listen {
-  const s = t.trim();
-  if (s.startsWith('unix:')) return { path: s.slice(5) || fail('expected a path after unix:') };
-  if (s.startsWith('/')) return { path: s };
-  try {
-    return hostPort(s);
-  } catch {
-    throw new Error(
-      'expected host:port (e.g. 127.0.0.1:7300, [::1]:7300) or a unix socket path (unix:/run/baton.sock)',
-    );
-  }
-}
-
-function fail(msg: string): never {
-  throw new Error(msg);
-}
-
-function bool(t: string): boolean {
-  const v = t.trim().toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
-  if (['0', 'false', 'no', 'off'].includes(v)) return false;
-  return fail('expected true or false');
-}
-
-const list = (t: string): string[] =>
-  t
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-
-export const OPTIONS: { [K in Key]: Option<K> } = {
+export const OPTIONS: OptionTable<DaemonConfig> = {
   interfaces: {
     key: 'interfaces',
     flag: 'interface',
     short: 'i',
+    multiple: true,
     env: 'BATON_INTERFACES',
     default: [],
     parse: (t) => {
@@ -272,95 +212,15 @@ export const OPTIONS: { [K in Key]: Option<K> } = {
   },
 };
 
-const CONFIG_FLAG = 'config';
-const CONFIG_ENV = 'BATON_CONFIG';
-
-function invalid(source: Source, what: string, e: unknown): BatonError {
-  return new BatonError('CONFIG_INVALID', `${source}: ${what}: ${(e as Error).message}`, 'invalid_value');
-}
-
-function fromJson<K extends Key>(o: Option<K>, v: unknown, source: Source): DaemonConfig[K] {
-  try {
-    if (o.parseJson) return o.parseJson(v);
-    if (v === null || typeof v === 'object') throw new Error('expected a string or a number');
-    return o.parse(String(v));
-  } catch (e) {
-    throw invalid(source, `"${o.key}"`, e);
-  }
-}
-
-function fromText<K extends Key>(o: Option<K>, text: string, source: Source): DaemonConfig[K] {
-  try {
-    return o.parse(text);
-  } catch (e) {
-    throw invalid(source, JSON.stringify(text), e);
-  }
-}
+const LB: Daemon = {
+  command: 'baton lb',
+  summary: 'load and attach the datapath, serve the REST API and the metrics',
+  configEnv: 'BATON_CONFIG',
+};
 
 /** The configuration from flags (argv after `baton lb`), environment and the config file. */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}): DaemonConfig {
-  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
-    [CONFIG_FLAG]: { type: 'string', short: 'c' },
-  };
-  for (const o of Object.values(OPTIONS) as Option<Key>[]) {
-    flagSpec[o.flag] = {
-      type: o.boolean ? 'boolean' : 'string',
-      ...(o.short ? { short: o.short } : {}),
-      ...(o.key === 'interfaces' ? { multiple: true } : {}),
-    };
-  }
-  let flags: Record<string, string | boolean | string[] | undefined>;
-  try {
-    flags = parseArgs({ args: [...argv], options: flagSpec, strict: true, allowPositionals: false }).values as Record<
-      string,
-      string | boolean | string[] | undefined
-    >;
-  } catch (e) {
-    throw new BatonError('CONFIG_INVALID', `${(e as Error).message}; see baton lb --help`, 'bad_flag');
-  }
-
-  const cfg = Object.fromEntries(Object.values(OPTIONS).map((o) => [o.key, o.default])) as unknown as DaemonConfig;
-  const set = <K extends Key>(k: K, v: DaemonConfig[K]) => {
-    cfg[k] = v;
-  };
-
-  const file = (flags[CONFIG_FLAG] as string | undefined) ?? env[CONFIG_ENV];
-  if (file) {
-    const source = `config file ${file}`;
-    let json: unknown;
-    try {
-      json = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (e) {
-      throw new BatonError(
-        'CONFIG_INVALID',
-        `${source}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-        'bad_file',
-      );
-    }
-    if (json === null || typeof json !== 'object' || Array.isArray(json))
-      throw new BatonError('CONFIG_INVALID', `${source}: expected a JSON object of settings`, 'bad_file');
-    for (const [k, v] of Object.entries(json)) {
-      const o = (OPTIONS as Record<string, Option<Key>>)[k];
-      if (!o)
-        throw new BatonError(
-          'CONFIG_INVALID',
-          `${source}: unknown setting "${k}"; known: ${Object.keys(OPTIONS).join(', ')}`,
-          'unknown_setting',
-        );
-      set(o.key, fromJson(o, v, source));
-    }
-  }
-  for (const o of Object.values(OPTIONS) as Option<Key>[]) {
-    const text = env[o.env];
-    if (text !== undefined && text !== '') set(o.key, fromText(o, text, o.env));
-  }
-  for (const o of Object.values(OPTIONS) as Option<Key>[]) {
-    const v = flags[o.flag];
-    if (v === undefined) continue;
-    const text = Array.isArray(v) ? v.join(',') : String(v);
-    set(o.key, fromText(o, text, `--${o.flag}`));
-  }
-  return cfg;
+  return loadOptions(OPTIONS, LB, argv, env);
 }
 
 /** What `baton lb` needs beyond well-formed values. */
@@ -417,26 +277,5 @@ export function checkApiAuth(cfg: Pick<DaemonConfig, 'api' | 'token' | 'insecure
 
 /** `baton lb --help`: generated from the table, so it never disagrees with it. */
 export function configHelp(): string {
-  const rows = (Object.values(OPTIONS) as Option<Key>[]).map((o) => {
-    const def = o.default === undefined ? '' : ` (default: ${formatDefault(o.default)})`;
-    return `  ${o.short ? `-${o.short}, ` : '    '}--${o.flag}${o.boolean ? '' : ' <value>'}\n        ${o.help}${def}\n        env ${o.env}, config file "${o.key}"`;
-  });
-  return [
-    'baton lb: load and attach the datapath, serve the REST API and the metrics',
-    '',
-    'Settings come from defaults < the JSON config file < BATON_* environment variables < flags.',
-    '',
-    '  -c, --config <file>',
-    `        JSON object of settings (keys below); env ${CONFIG_ENV}`,
-    ...rows,
-  ].join('\n');
-}
-
-function formatDefault(v: unknown): string {
-  if (Array.isArray(v)) return v.length ? v.join(',') : 'none';
-  if (v && typeof v === 'object')
-    return 'path' in v
-      ? `unix:${(v as { path: string }).path}`
-      : `${(v as { host: string }).host}:${(v as { port: number }).port}`;
-  return String(v);
+  return optionsHelp(OPTIONS, LB);
 }

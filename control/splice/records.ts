@@ -88,3 +88,58 @@ export function currentLeg(rec: SpliceRecord): LegRecord {
 export function liveLegs(rec: SpliceRecord): LegRecord[] {
   return rec.legs.filter((h) => !h.retired);
 }
+
+/** Told when a connection's record appears (spliced, adopted) and when it goes (reclaimed, aborted). */
+export interface RecordListener {
+  added(rec: SpliceRecord): void;
+  removed(rec: SpliceRecord): void;
+}
+
+/**
+ * The connections this LB holds, by id: a Map that tells listeners of every
+ * record added or removed (the owner directory publishes from it), so no
+ * operation has to remember to.
+ */
+export class ConnectionRecords extends Map<bigint, SpliceRecord> {
+  private readonly listeners = new Set<RecordListener>();
+
+  /** Adds a listener; returns its removal. */
+  listen(l: RecordListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  override set(id: bigint, rec: SpliceRecord): this {
+    const had = super.get(id);
+    super.set(id, rec);
+    if (had !== rec) {
+      if (had) this.tell('removed', had);
+      this.tell('added', rec);
+    }
+    return this;
+  }
+
+  override delete(id: bigint): boolean {
+    const had = super.get(id);
+    if (!super.delete(id)) return false;
+    if (had) this.tell('removed', had);
+    return true;
+  }
+
+  override clear(): void {
+    const all = [...super.values()];
+    super.clear();
+    for (const rec of all) this.tell('removed', rec);
+  }
+
+  /** A listener that throws must not break the splice that changed the record. */
+  private tell(what: keyof RecordListener, rec: SpliceRecord): void {
+    for (const l of this.listeners) {
+      try {
+        l[what](rec);
+      } catch {
+        // The listener reports its own trouble; the record change stands.
+      }
+    }
+  }
+}

@@ -22,6 +22,7 @@ import { notFound, type SpliceContext } from './context.js';
 import { firstSplice, holdAfterAck } from './first-splice.js';
 import { handoffConnection, type RetireFailure } from './handoff.js';
 import {
+  ConnectionRecords,
   currentLeg,
   DEFAULT_HANDOFF_QUIESCE_MS,
   type HandoffOptions,
@@ -39,7 +40,7 @@ export type { HandoffOptions, LegRecord, SpliceOptions, SpliceRecord } from './r
 
 export class Splicer {
   private nextId = 1n;
-  readonly records = new Map<bigint, SpliceRecord>();
+  readonly records = new ConnectionRecords();
   /** Retired legs that could not be closed with a FIN (for logs and tests); the most recent 100. */
   readonly retireFailures: RetireFailure[] = [];
   private readonly queue = new ConnectionQueue();

@@ -4,15 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import {
-  checkApiAuth,
-  checkRunnable,
-  configHelp,
-  loadConfig,
-  OPTIONS,
-  parseDuration,
-  parseListen,
-} from '../../control/daemon/config.js';
+import { checkApiAuth, checkRunnable, configHelp, loadConfig, OPTIONS } from '../../control/daemon/config.js';
+import { parseDuration, parseListen } from '../../control/daemon/options.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../../control/datapath/datapath.js';
 import { BatonError } from '../../control/errors.js';
 import { SWEEPER_DEFAULTS } from '../../control/splice/sweeper.js';

@@ -10,6 +10,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { FlowKey, Leg, Xlate } from '../../control/datapath/abi.js';
 import { ERRORS, type ErrorCode } from '../../control/errors.js';
 import type { ConnectionStatus, SpliceRecord, SplicerPort } from '../../control/service/splicer-port.js';
+import { ConnectionRecords } from '../../control/splice/records.js';
 import type { SpliceOptions } from '../../control/splice/splicer.js';
 
 type Handle = { _handle?: { fd?: number } };
@@ -129,7 +130,7 @@ export const traffic = (packets: number, lastSeenNs = 0n) => ({
  * splice/handoff/abort answers chosen by the test. It never touches a socket.
  */
 export class StubSplicer implements SplicerPort {
-  readonly records = new Map<bigint, SpliceRecord>();
+  readonly records = new ConnectionRecords();
   readonly states = new Map<bigint, ConnectionStatus>();
   readonly calls: string[] = [];
   spliceImpl: (clientFd: number, backendFd: number, opts: SpliceOptions) => Promise<SpliceRecord> = async () => {

@@ -7,6 +7,22 @@
 // Lua scripts. KEYS are declared so ACL key patterns and (one day) cluster
 // slots apply. Numbers come back as integers, values as bulk strings.
 
+// Fragments the peer scripts share, each starting with a newline like the scripts.
+/** `now`: the Redis server's clock in ms (expiries are on it: hosts' clocks may differ). */
+const NOW_MS = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/** `now`, then every peer expired by it leaves, each leave logged (KEYS peers, peers:info, peers:seq, peers:log; ARGV[1] history); `gone` holds their ids. */
+const REAP_EXPIRED = `${NOW_MS}
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, id in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  local seq = redis.call('INCR', KEYS[3])
+  redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[1], seq .. '-0', 'type', 'leave', 'id', id, 'reason', 'expired')
+end`;
+
 export const SCRIPTS = {
   // KEYS dir, dir:seq, dir:log, epoch. ARGV owner, history, epoch candidate, ref1, value1, ...
   publish: `
@@ -41,22 +57,11 @@ return seq`,
   dirSnapshot: `
 return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEYS[1])}`,
   // KEYS peers, peers:info, peers:seq, peers:log, epoch. ARGV history -> number reaped
-  reap: `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, id in ipairs(gone) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  local seq = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[1], seq .. '-0', 'type', 'leave', 'id', id, 'reason', 'expired')
-end
+  reap: `${REAP_EXPIRED}
 return #gone`,
   // KEYS as reap. ARGV id, info, ttl, history, epoch candidate -> 1 joined, 0 refreshed
   heartbeat: `
-redis.call('SET', KEYS[5], ARGV[5], 'NX')
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[5], ARGV[5], 'NX')${NOW_MS}
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local info = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
@@ -73,16 +78,7 @@ local seq = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[2], seq .. '-0', 'type', 'leave', 'id', ARGV[1], 'reason', 'removed')
 return 1`,
   // KEYS as reap. ARGV history -> {seq, epoch, now, {id, expiry, ...}, {info, ...}}; reaps first
-  peerSnapshot: `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, id in ipairs(gone) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  local seq = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[1], seq .. '-0', 'type', 'leave', 'id', id, 'reason', 'expired')
-end
+  peerSnapshot: `${REAP_EXPIRED}
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
 local infos = {}
 for i = 1, #live, 2 do infos[#infos + 1] = redis.call('HGET', KEYS[2], live[i]) or '' end

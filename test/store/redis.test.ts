@@ -212,7 +212,7 @@ describe('RedisStore on a real redis-server', { skip }, () => {
       s.followDirectory(fl.handler);
       await until(() => fl.seq() === 0, 5000, 'snapshot');
       await own.stop();
-      await until(() => !(s as unknown as { client: { isReady: boolean } }).client.isReady, 5000, 'the client sees it');
+      await until(() => !s.ready, 5000, 'the client sees it');
       const t0 = Date.now();
       await assert.rejects(s.publish('lb1', []), fails('disconnected', /reconnects/));
       assert.ok(Date.now() - t0 < 500, 'no waiting for a server that is gone');

@@ -4,10 +4,16 @@
  * (the machinery and the parsers: options.ts). Precedence: defaults < file
  * (--config / BATON_CONFIG) < environment < flags.
  */
+
+import { hostname } from 'node:os';
 import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
+import { DEFAULT_OWNER_PORT } from '../owner/peer-info.js';
 import { DEFAULT_API_SOCKET } from '../sdk/endpoint.js';
+import { canonicalIp } from '../service/endpoint.js';
 import { SWEEPER_DEFAULTS } from '../splice/sweeper.js';
+import { parseStoreUrl } from '../store/redis-url.js';
+import { STORE_LIMITS } from '../store/store.js';
 import {
   bool,
   type Daemon,
@@ -56,6 +62,16 @@ export interface DaemonConfig {
   probeObjectPath: string | undefined;
   /** Directory of the BPF objects; undefined: build/bpf of baton's package. */
   bpfDir: string | undefined;
+  /** The shared store (redis://, rediss://, unix://) that makes this LB a cluster member; undefined: alone. */
+  store: string | undefined;
+  /** This LB's id in the cluster (unique per LB). */
+  clusterId: string;
+  /** The address peers send owner headers to and accept them from; required with store. */
+  clusterAddress: string | undefined;
+  /** UDP port of the owner header. */
+  ownerPort: number;
+  /** A registration not refreshed for this long expires (ms): how fast a dead LB disappears. */
+  peerTtlMs: number;
 }
 
 export const OPTIONS: OptionTable<DaemonConfig> = {
@@ -210,6 +226,55 @@ export const OPTIONS: OptionTable<DaemonConfig> = {
     parse: (t) => (t.length > 0 ? t : fail('expected a directory')),
     help: "directory of baton's BPF objects (default: build/bpf of the baton package, found from the running module)",
   },
+  store: {
+    key: 'store',
+    flag: 'store',
+    env: 'BATON_STORE',
+    default: undefined,
+    // Checked here for its form (parseStoreUrl), so a typo fails at start, not at first use.
+    parse: (t) => {
+      parseStoreUrl(t);
+      return t;
+    },
+    help: 'join a cluster of LBs through this store: redis://[user:password@]host[:port][/db], rediss://... (TLS), unix:///path',
+  },
+  clusterId: {
+    key: 'clusterId',
+    flag: 'cluster-id',
+    env: 'BATON_CLUSTER_ID',
+    default: hostname(),
+    parse: (t) => (/^[\x21-\x7e]{1,64}$/.test(t) ? t : fail('expected 1..64 printable ASCII characters, no blank')),
+    help: "this LB's id in the cluster, unique per LB",
+  },
+  clusterAddress: {
+    key: 'clusterAddress',
+    flag: 'cluster-address',
+    env: 'BATON_CLUSTER_ADDRESS',
+    default: undefined,
+    parse: (t) => canonicalIp(t.trim())?.ip ?? fail('expected an IPv4 or IPv6 address'),
+    help: 'the address other LBs forward packets of connections owned here to (required with --store)',
+  },
+  ownerPort: {
+    key: 'ownerPort',
+    flag: 'owner-port',
+    env: 'BATON_OWNER_PORT',
+    default: DEFAULT_OWNER_PORT,
+    parse: positiveInt(65535),
+    help: 'UDP port of the owner header between LBs',
+  },
+  peerTtlMs: {
+    key: 'peerTtlMs',
+    flag: 'peer-ttl',
+    env: 'BATON_PEER_TTL',
+    default: 3000,
+    parse: (t) => {
+      const ms = parseDuration(t);
+      if (ms < STORE_LIMITS.minTtlMs || ms > STORE_LIMITS.maxTtlMs)
+        fail(`expected ${STORE_LIMITS.minTtlMs} ms .. ${STORE_LIMITS.maxTtlMs / 60_000} min`);
+      return ms;
+    },
+    help: "how long a peer's registration lives without a refresh: how fast a dead LB is forgotten",
+  },
 };
 
 const LB: Daemon = {
@@ -230,6 +295,13 @@ export function checkRunnable(cfg: DaemonConfig): void {
       'CONFIG_INVALID',
       'no interface to attach to: name the LB\'s interfaces with --interface eth0 (repeatable), BATON_INTERFACES=eth0,eth1 or "interfaces" in the config file',
       'no_interfaces',
+    );
+  }
+  if (cfg.store !== undefined && cfg.clusterAddress === undefined) {
+    throw new BatonError(
+      'CONFIG_INVALID',
+      "--store makes this LB a cluster member, and its peers need the address to forward packets to: set --cluster-address <this LB's IP on the network between LBs> (BATON_CLUSTER_ADDRESS)",
+      'no_cluster_address',
     );
   }
   checkApiAuth(cfg);

@@ -20,7 +20,9 @@ import { buildApi, INSECURE_WARNING } from '../api/app.js';
 import { Datapath } from '../datapath/datapath.js';
 import { BatonMetrics } from '../metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
+import { type LbCluster, startLbCluster } from '../owner/lb-cluster.js';
 import { SpliceService } from '../service/splice-service.js';
+import { versionInfo } from '../service/version.js';
 import { Splicer } from '../splice/splicer.js';
 import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
@@ -94,6 +96,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
   let app: FastifyInstance | undefined;
   let metricsServer: MetricsServer | undefined;
   let sweeper: Sweeper | undefined;
+  let lbCluster: LbCluster | undefined;
   const releaseDatapath = () => {
     sweeper?.stop();
     for (const a of attachments.splice(0)) a.link.release(); // the pin keeps the attachment
@@ -139,6 +142,26 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       logger: { level: config.logLevel },
       observer: metrics,
     });
+    if (config.store !== undefined) {
+      // Before the API listens: the connections adopted above are published
+      // first, and every splice from now on is published as it is made.
+      lbCluster = await startLbCluster({
+        storeUrl: config.store,
+        self: config.clusterId,
+        info: { address: config.clusterAddress as string, ownerPort: config.ownerPort, version: versionInfo().version },
+        peerTtlMs: config.peerTtlMs,
+        records: splicer.records,
+        // Peers' connections are kept by the directory (status, metrics);
+        // installing them in the datapath comes with the owner-header datapath.
+        entries: { install: () => {}, remove: () => {} },
+        registry: metrics.registry,
+        log: app.log,
+      });
+      app.log.info(
+        { store: lbCluster.store.kind, clusterId: config.clusterId, peers: lbCluster.cluster.peers().size },
+        `joined the cluster as ${config.clusterId}`,
+      );
+    }
     // Before the API listens, so before any splice can need them; an earlier
     // daemon's record is reused, so a restart keeps the operator's old values.
     applyHostSettings(config.interfaces, { stateDir: config.stateDir, pinDir: config.pinDir, log: app.log });
@@ -174,6 +197,9 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         await service.drain(); // new splices get SHUTTING_DOWN; those under way finish
         await splicer.settled(); // and the work they left in the background (pending bytes acknowledged)
         await running.close();
+        // The connections keep flowing through this LB's datapath: peers keep
+        // forwarding to it, and the next daemon refreshes the registration.
+        await lbCluster?.close().catch((err: unknown) => running.log.error({ err }, 'leaving the cluster failed'));
         await metricsServer?.close();
         // No request runs any more: the owners are final. The next daemon gives them back to the connections it adopts.
         try {
@@ -200,6 +226,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
 
     return { config, apiAddress, metricsAddress: metricsServer?.address, attachments, adopted, service, close };
   } catch (e) {
+    await lbCluster?.close().catch(() => {});
     await app?.close().catch(() => {});
     await metricsServer?.close().catch(() => {});
     releaseDatapath();

@@ -24,8 +24,8 @@ export interface ClusterOptions {
 export interface Cluster {
   readonly self: string;
   peers(): ReadonlyMap<string, PeerInfo>;
-  /** Deregisters (peers are told now) and stops following. */
-  leave(): Promise<void>;
+  /** Stops following and refreshing; deregister (default true) tells peers now, false lets the TTL run out. */
+  leave(options?: { deregister?: boolean }): Promise<void>;
 }
 
 export async function joinCluster(o: ClusterOptions): Promise<Cluster> {
@@ -68,9 +68,9 @@ export async function joinCluster(o: ClusterOptions): Promise<Cluster> {
   return {
     self: o.self,
     peers: () => peers,
-    async leave() {
+    async leave(options = {}) {
       await feed.close();
-      await registration.stop();
+      await registration.stop({ deregister: options.deregister !== false });
     },
   };
 }

@@ -155,4 +155,26 @@ describe('daemon configuration', () => {
     assert.equal(loadConfig([], { BATON_API_GROUP: '998' }).apiGroup, '998');
     rejects(() => loadConfig(['--api-group', 'no such'], {}), /--api-group.*group name or a numeric gid/);
   });
+
+  test('cluster settings: --store is checked at load, needs --cluster-address, and the TTL is bounded', () => {
+    const c = loadConfig(
+      ['-i', 'eth0', '--store', 'redis://198.18.0.1:6379', '--cluster-address', '198.18.0.2', '--peer-ttl', '2s'],
+      {},
+    );
+    assert.deepEqual(
+      [c.store, c.clusterAddress, c.peerTtlMs, c.ownerPort],
+      ['redis://198.18.0.1:6379', '198.18.0.2', 2000, 6080],
+    );
+    assert.ok(c.clusterId.length > 0, 'the cluster id defaults to the host name');
+    assert.equal(loadConfig([], {}).store, undefined, 'without --store an LB runs alone');
+    rejects(() => loadConfig(['--store', 'http://x'], {}), /--store.*unknown scheme http/);
+    rejects(() => loadConfig(['--peer-ttl', '10ms'], {}), /--peer-ttl.*expected 50 ms \.\. 10 min/);
+    rejects(() => loadConfig(['--cluster-address', 'lb1.example'], {}), /--cluster-address.*IPv4 or IPv6 address/);
+    rejects(() => loadConfig(['--cluster-id', 'has blank'], {}), /--cluster-id.*printable ASCII/);
+    assert.throws(
+      () => checkRunnable(loadConfig(['-i', 'eth0', '--store', 'redis://198.18.0.1'], {})),
+      (err: unknown) =>
+        err instanceof BatonError && err.reason === 'no_cluster_address' && /--cluster-address/.test(err.message),
+    );
+  });
 });

@@ -250,7 +250,11 @@ function ownerSuite(name: string, backend: () => Promise<{ open: Opener; close()
         );
       }
       const [n, o, p] = members as [Cluster, Cluster, Cluster];
-      await until(() => ['lbO', 'lbP'].every((id) => n.peers().has(id)), 5000, 'lbN sees lbO and lbP');
+      await until(
+        () => ['lbO', 'lbP'].every((id) => n.peers().has(id)) && o.peers().has('lbP'),
+        5000,
+        'lbN sees lbO and lbP, lbO sees lbP',
+      );
       assert.equal(n.peers().has('lbN'), false, 'not itself');
       assert.equal(o.peers().get('lbP')?.address, '2001:db8::23');
       const rogue = await open();

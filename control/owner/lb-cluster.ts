@@ -1,0 +1,109 @@
+/**
+ * `baton lb --store ...`: the LB as a member of a cluster. It opens the
+ * store, registers itself (cluster.ts), publishes every connection it holds
+ * (the splicer's records, as they come and go) in the owner directory and
+ * installs the peers' connections through an OwnerEntries port (the
+ * datapath's owner entries). Without --store an LB runs alone, as before.
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { BatonError } from '../errors.js';
+import type { ConnectionRecords, SpliceRecord } from '../splice/records.js';
+import { openStore } from '../store/open.js';
+import type { Store } from '../store/store.js';
+import { type Cluster, joinCluster } from './cluster.js';
+import { OwnerDirectory, type OwnerEntries } from './directory.js';
+import { ownerMetrics } from './metrics.js';
+import type { OwnedConnection } from './owned-connection.js';
+import type { PeerInfo } from './peer-info.js';
+
+export interface LbClusterOptions {
+  storeUrl: string;
+  self: string;
+  info: PeerInfo;
+  peerTtlMs: number;
+  records: ConnectionRecords;
+  entries: OwnerEntries;
+  /** the datapath's set of peers it accepts owner headers from */
+  onPeers?: (peers: ReadonlyMap<string, PeerInfo>) => void;
+  registry: Registry;
+  log: FastifyBaseLogger;
+}
+
+export interface LbCluster {
+  readonly store: Store;
+  readonly cluster: Cluster;
+  readonly directory: OwnerDirectory;
+  /**
+   * Stops publishing and following and closes the store. leave (default
+   * false) also withdraws this LB's connections and deregisters it at once;
+   * without it (a restart: the datapath keeps forwarding) the registration
+   * simply expires after the TTL unless the next daemon refreshes it, and
+   * the directory keeps this LB's connections, which the next daemon
+   * publishes again.
+   */
+  close(options?: { leave?: boolean }): Promise<void>;
+}
+
+export const ownedConnectionOf = (rec: SpliceRecord): OwnedConnection => ({
+  family: rec.family,
+  client: rec.client,
+  vip: rec.vip,
+});
+
+export async function startLbCluster(o: LbClusterOptions): Promise<LbCluster> {
+  const store = await openStore(o.storeUrl);
+  // Store trouble while running is logged, not fatal: forwarding keeps the
+  // entries it has, and the feeds catch up (snapshot) when the store is back.
+  const onError = (err: BatonError) => o.log.warn({ err, code: err.code, reason: err.reason }, err.message);
+  let cluster: Cluster | undefined;
+  let directory: OwnerDirectory | undefined;
+  let unlisten: (() => void) | undefined;
+  try {
+    cluster = await joinCluster({
+      store,
+      self: o.self,
+      info: o.info,
+      ttlMs: o.peerTtlMs,
+      onError,
+      ...(o.onPeers ? { onPeers: o.onPeers } : {}),
+    });
+    const joined = cluster;
+    let dir: OwnerDirectory | undefined;
+    const observer = ownerMetrics(o.registry, {
+      peers: () => joined.peers().size,
+      owned: () => dir?.ownedCount ?? 0,
+      forwarded: () => dir?.peerEntries().size ?? 0,
+      pending: () => dir?.pendingCount ?? 0,
+    });
+    dir = new OwnerDirectory({ store, self: o.self, entries: o.entries, observer, onError });
+    directory = dir;
+    const d = dir;
+    for (const rec of o.records.values()) d.own(ownedConnectionOf(rec)); // adopted at start
+    unlisten = o.records.listen({
+      added: (rec) => d.own(ownedConnectionOf(rec)),
+      removed: (rec) => d.release(ownedConnectionOf(rec)),
+    });
+    d.start();
+  } catch (e) {
+    unlisten?.();
+    await directory?.close({ withdraw: false }).catch(() => {});
+    await cluster?.leave().catch(() => {});
+    await store.close().catch(() => {});
+    throw e;
+  }
+  const joined = cluster;
+  const dir = directory;
+  return {
+    store,
+    cluster: joined,
+    directory: dir,
+    async close(options = {}) {
+      unlisten?.();
+      const leave = options.leave === true;
+      await dir.close({ withdraw: leave }).catch(onError);
+      await joined.leave({ deregister: leave }).catch(onError);
+      await store.close();
+    },
+  };
+}

@@ -162,7 +162,7 @@ export class RedisConnection {
 
   release(reader: RedisClient): void {
     this.readers.delete(reader);
-    reader.destroy();
+    if (reader.isOpen) reader.destroy(); // a failed connect destroyed it already
   }
 
   /** One command (on the main client unless another is given); its trouble as a catalogue error. */

@@ -70,8 +70,16 @@ export class RedisFeeds {
     const getReader = async (): Promise<RedisClient> => {
       if (reader?.isReady) return reader;
       if (!reader) {
-        reader = conn.newReader();
-        await conn.connectOrThrow(reader, 5000, 'following the store');
+        const fresh = conn.newReader();
+        try {
+          await conn.connectOrThrow(fresh, 5000, 'following the store');
+        } catch (err) {
+          // connectOrThrow destroyed it: forget it, so the feed's retry connects a new one
+          // instead of failing on a dead client for ever.
+          conn.release(fresh);
+          throw err;
+        }
+        reader = fresh;
       }
       return reader;
     };

@@ -61,10 +61,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-export async function startRedis(options: { prefix: string; tls?: boolean }): Promise<RedisServer> {
+/** A redis-server of the tests' own; `port` restarts one where a stopped one was. */
+export async function startRedis(options: { prefix: string; tls?: boolean; port?: number }): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));
   let caFile: string | undefined;
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const conf = [
     'bind 127.0.0.1',
     `dir ${dir}`,

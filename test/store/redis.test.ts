@@ -220,6 +220,35 @@ describe('RedisStore on a real redis-server', { skip }, () => {
     });
   });
 
+  test('a feed that starts while the server is down follows it once it is back (its failed reader is not kept)', async () => {
+    const own = await startRedis({ prefix: PREFIX });
+    let again: RedisServer | undefined;
+    const s = await RedisStore.connect(own.url());
+    try {
+      await own.stop();
+      await until(() => !s.ready, 5000, 'the client sees the server gone');
+      const fl = directoryFollower();
+      const errors: BatonError[] = [];
+      const sub = s.followDirectory(fl.handler, { onError: (e) => errors.push(e) });
+      await until(() => errors.length > 0, 10_000, 'the feed reports the server away');
+      again = await startRedis({ prefix: PREFIX, port: own.port });
+      for (let tries = 0; ; tries++) {
+        try {
+          await s.publish('lb1', [{ ref: 'back', value: Buffer.from('1') }]);
+          break;
+        } catch (e) {
+          assert.ok(tries < 250, `the store reconnected: ${String(e)}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      await until(() => fl.state.has('back'), 15_000, 'the feed follows the server that came back');
+      await sub.close();
+    } finally {
+      await s.close();
+      await again?.stop();
+    }
+  });
+
   describe('rediss:// (TLS, self-signed CA made by openssl)', () => {
     let tls: RedisServer;
     before(async () => {

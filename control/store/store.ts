@@ -283,17 +283,19 @@ export function runFeed<S, C extends { seq: number }>(
   const limit = options.batchLimit ?? STORE_DEFAULTS.batchLimit;
   let cursor: number | undefined = options.fromSeq;
   if (cursor !== undefined) checkVersion('fromSeq', cursor);
+  // Backoff that close() cuts short. The abort listener goes when the timer
+  // fires: one per retry would pile up on the signal for as long as the store is away.
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      ac.signal.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(t);
-          resolve();
-        },
-        { once: true },
-      );
+      const wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      const t = setTimeout(() => {
+        ac.signal.removeEventListener('abort', wake);
+        resolve();
+      }, ms);
+      ac.signal.addEventListener('abort', wake, { once: true });
     });
   // A handler that throws gets the same delivery again after backoff (at least once, in order);
   // its error is reported as the handler's, not as store trouble.

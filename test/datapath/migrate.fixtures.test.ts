@@ -37,6 +37,8 @@ import { planFidMapping, planMigratedEntry } from '../../control/datapath/flow-i
 import { FlowTable } from '../../control/datapath/flow-table.js';
 import { BatonError } from '../../control/errors.js';
 import { withNetns } from '../../control/net/netns.js';
+import type { SpliceContext } from '../../control/splice/context.js';
+import { recoverFromTable } from '../../control/splice/recovery.js';
 import { BPF_DIR, DATAPATH_OBJ, skipUnlessBpf } from '../lib/env.js';
 import { type Fixture, FixtureNetns, FX, runFixture } from '../lib/fixture.js';
 import { buildPacket, diffPackets, type PacketSpec, type TcpOption, verifyChecksums } from '../lib/packet.js';
@@ -459,6 +461,16 @@ describe('migrate fixtures', { skip: skipUnlessBpf }, () => {
       });
     });
   }
+
+  test("an LB restart's splice recovery leaves migrated entries (blocked or forwarding) in place", () => {
+    const before = table.size();
+    assert.equal(before, 6, 'three migrated connections per family');
+    const ctx = { table, records: new Map() } as unknown as SpliceContext; // recovery reads only these two
+    const r = recoverFromTable(ctx);
+    assert.equal(r.records.length, 0, 'not adopted as splices');
+    assert.equal(r.maxId, 3n, 'their ids still count: new connection ids start after them');
+    assert.equal(table.size(), before, 'none deleted');
+  });
 
   // ------------------------------------------------------------------ owner classes
   describe('FlowIdTable (the agent map owner)', () => {

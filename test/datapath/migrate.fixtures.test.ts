@@ -379,6 +379,15 @@ describe('migrate fixtures', { skip: skipUnlessBpf }, () => {
             reason: 'malformed',
           });
         }
+        if (fam === 4) {
+          // A first fragment: its ports are there, the rest of the segment is not; never rewritten.
+          runAgent(agent, ns, {
+            name: 'fragment',
+            input: { ...encap, ip: { ...encap.ip, version: 4, mf: true } },
+            verdict: 'PASS',
+            reason: 'fragment',
+          });
+        }
         // Too short for a TCP header at all.
         runAgent(agent, ns, {
           name: 'runt',

@@ -31,6 +31,7 @@ import {
   TRACK_F_RST,
   TRACK_F_SEEN,
 } from '../../control/datapath/abi.js';
+import { AgentDatapath } from '../../control/datapath/agent-datapath.js';
 import { readCounters } from '../../control/datapath/datapath.js';
 import { FlowIdTable } from '../../control/datapath/fid-table.js';
 import { planFidMapping, planMigratedEntry } from '../../control/datapath/flow-id.js';
@@ -479,6 +480,33 @@ describe('migrate fixtures', { skip: skipUnlessBpf }, () => {
     assert.equal(r.records.length, 0, 'not adopted as splices');
     assert.equal(r.maxId, 3n, 'their ids still count: new connection ids start after them');
     assert.equal(table.size(), before, 'none deleted');
+  });
+
+  test('AgentDatapath (what the agent daemon holds) loads xdp_agent.o, attaches natively, restores, detaches', async () => {
+    const dp = await AgentDatapath.load({ bpfDir: BPF_DIR, fidsCapacity: 8 });
+    try {
+      assert.equal(dp.fids.capacity, 8);
+      withNetns(ns.name, () => dp.attach(ns.ifindex));
+      const m = planFidMapping({ connId: 1n, client: key(4, 40000), backend: BE, flowId: FID });
+      dp.fids.insert(m.key, m.mapping, { rcvNxt: 1_000 });
+      const { client, encap } = pair(4, 40000, FID);
+      const res = withNetns(ns.name, () =>
+        testRun(dp.object.program('baton_agent_xdp'), { packet: buildPacket(encap) }),
+      );
+      assert.equal(xdpActionName(res.retval), 'DROP', 'HOLD until setState');
+      dp.fids.setState(m.key, FidState.RESTORE);
+      const res2 = withNetns(ns.name, () =>
+        testRun(dp.object.program('baton_agent_xdp'), { packet: buildPacket(encap) }),
+      );
+      assert.equal(xdpActionName(res2.retval), 'PASS');
+      assert.ok(res2.packet.subarray(14).equals(buildPacket(client).subarray(14)));
+      const rows = dp.readCounters();
+      assert.equal(rows.find((r) => r.reason === 'flow_id_held')?.packets, 1n);
+      assert.equal(rows.find((r) => r.reason === 'flow_id_restored')?.packets, 1n);
+      assert.equal(dp.fids.get(m.key)?.track.packets, 1n);
+    } finally {
+      dp.close();
+    }
   });
 
   // ------------------------------------------------------------------ owner classes

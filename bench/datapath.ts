@@ -7,16 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { testRun, xdpActionName } from '../control/bpf/index.js';
-import {
-  encodeFlow,
-  encodeFlowKey,
-  FidState,
-  type Flow,
-  FlowKind,
-  FlowState,
-  flowIdOfPorts,
-  flowIdPorts,
-} from '../control/datapath/abi.js';
+import { FidState, type Flow, FlowKind, FlowState, flowIdOfPorts, flowIdPorts } from '../control/datapath/abi.js';
 import { AgentDatapath } from '../control/datapath/agent-datapath.js';
 import { Datapath } from '../control/datapath/datapath.js';
 import { planFidMapping, planMigratedEntry } from '../control/datapath/flow-id.js';

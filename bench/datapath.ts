@@ -7,8 +7,10 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { testRun, xdpActionName } from '../control/bpf/index.js';
-import { type Flow, FlowKind, FlowState } from '../control/datapath/abi.js';
+import { FidState, type Flow, FlowKind, FlowState, flowIdOfPorts, flowIdPorts } from '../control/datapath/abi.js';
+import { AgentDatapath } from '../control/datapath/agent-datapath.js';
 import { Datapath } from '../control/datapath/datapath.js';
+import { planFidMapping, planMigratedEntry } from '../control/datapath/flow-id.js';
 import { withNetns } from '../control/net/netns.js';
 import { FixtureNetns } from '../test/lib/fixture.js';
 import { buildPacket } from '../test/lib/packet.js';
@@ -249,6 +251,97 @@ function proxySocketBytes(): TableMemory['proxySocketBytes'] {
   return { tcpSock, sockInode, perConnection: 2 * (tcpSock + sockInode) };
 }
 
+// ---------------------------------------------------------------- migrate: flow id in the ports
+
+export const FLOW_ID_PATHS = [
+  'LB: encapsulate (flow id in the ports)',
+  'agent: restore (flow id -> tuple)',
+  'agent: held (dropped)',
+  'agent: unknown (passed)',
+] as const;
+export type FlowIdPath = (typeof FLOW_ID_PATHS)[number];
+
+export interface FlowIdRow {
+  path: FlowIdPath;
+  verdict: string;
+  reasons: string;
+  nsPerPacket: number;
+}
+
+/**
+ * ns per packet of migrate mode's two rewrites (bpf/lib/flowid.h on the LB,
+ * bpf/xdp_agent.c on the back end), 100-byte payload with timestamps, through
+ * BPF_PROG_TEST_RUN. The run rewrites the same buffer `repeat` times, so
+ * each program holds the flow and its mirror (keyed by the rewritten tuple,
+ * rewriting it back): every repetition is a real rewrite.
+ */
+export async function runFlowIdBench(repeat: number, log: (line: string) => void = () => {}): Promise<FlowIdRow[]> {
+  const ns = await FixtureNetns.create();
+  const lb = await Datapath.load({ flowsCapacity: 1024 });
+  const agent = await AgentDatapath.load({ fidsCapacity: 1024 });
+  try {
+    const client = { src: '198.18.0.10', dst: '198.18.1.1', sport: 40000, dport: 80 };
+    const backend = '198.18.3.10';
+    const flowId = 0x0001_002a;
+    const ports = flowIdPorts(flowId);
+    const onWire = { src: client.src, dst: backend, sport: ports.sport, dport: ports.dport };
+    const mirrorId = flowIdOfPorts(client.sport, client.dport);
+    const fwd = planMigratedEntry({ connId: 1n, client, backend, flowId });
+    const back = planMigratedEntry({ connId: 2n, client: onWire, backend: client.dst, flowId: mirrorId });
+    for (const e of [fwd, back]) {
+      lb.table.insert(e.key, e.entry);
+      lb.table.setState(e.key, FlowState.FORWARD);
+    }
+    const m = planFidMapping({ connId: 1n, client, backend, flowId });
+    const mm = planFidMapping({ connId: 2n, client: onWire, backend: client.dst, flowId: mirrorId });
+    for (const e of [m, mm]) {
+      agent.fids.insert(e.key, e.mapping);
+      agent.fids.setState(e.key, FidState.RESTORE);
+    }
+    const held = { src: client.src, dst: backend, sport: 7, dport: 7 };
+    const h = planFidMapping({ connId: 3n, client: { ...client, sport: 1 }, backend, flowId: flowIdOfPorts(7, 7) });
+    agent.fids.insert(h.key, h.mapping);
+    const pkt = (t: typeof client) =>
+      buildPacket({
+        ip: { version: 4, src: t.src, dst: t.dst },
+        tcp: {
+          sport: t.sport,
+          dport: t.dport,
+          seq: 5000,
+          ack: 7000,
+          flags: 'PA',
+          window: 512,
+          options: [{ kind: 'nop' }, { kind: 'nop' }, { kind: 'timestamp', tsval: 123456, tsecr: 654321 }],
+        },
+        payload: Buffer.alloc(100, 1),
+      });
+    const runs: Array<[FlowIdPath, Datapath | AgentDatapath, string, Buffer]> = [
+      [FLOW_ID_PATHS[0], lb, 'baton_xdp', pkt(client)],
+      [FLOW_ID_PATHS[1], agent, 'baton_agent_xdp', pkt(onWire)],
+      [FLOW_ID_PATHS[2], agent, 'baton_agent_xdp', pkt(held)],
+      [FLOW_ID_PATHS[3], agent, 'baton_agent_xdp', pkt({ ...onWire, sport: 9, dport: 9 })],
+    ];
+    const rows: FlowIdRow[] = [];
+    for (const [path, dp, prog, packet] of runs) {
+      const before = dp.readCounters();
+      const r = withNetns(ns.name, () => testRun(dp.object.program(prog), { packet, repeat }));
+      const reasons = dp
+        .readCounters()
+        .filter((a, i) => a.packets !== before[i]!.packets)
+        .map((a) => `${a.action}/${a.reason}`)
+        .join(',');
+      const row = { path, verdict: xdpActionName(r.retval), reasons, nsPerPacket: r.durationNs };
+      rows.push(row);
+      log(`  ${path.padEnd(40)} ${row.verdict.padEnd(9)} ${String(row.nsPerPacket).padStart(5)} ns  ${reasons}`);
+    }
+    return rows;
+  } finally {
+    agent.close();
+    lb.close();
+    await ns.destroy();
+  }
+}
+
 async function main(): Promise<void> {
   const profile = profileFromArgs(process.argv.slice(2));
   console.log(`baton datapath: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs each`);
@@ -257,6 +350,8 @@ async function main(): Promise<void> {
   console.log(
     `connection table: ${m.mapBytes} bytes for ${m.capacity} entries (preallocated) = ${m.bytesPerEntry.toFixed(0)} B/entry, ${m.bytesPerConnection.toFixed(0)} B per spliced connection; kernel vmalloc+slab+percpu grew ${m.kernelGrowthBytes} bytes`,
   );
+  console.log(`migrate, flow id in the ports: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs each`);
+  await runFlowIdBench(profile.datapathRepeat, (l) => console.log(l));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();

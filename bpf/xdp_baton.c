@@ -13,6 +13,7 @@
 #include "lib/tcp_rewrite.h"
 #include "lib/fwd.h"
 #include "lib/syn.h"
+#include "lib/flowid.h" /* migrate: after fwd.h, for handle_migrated */
 
 
 static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
@@ -100,6 +101,12 @@ int baton_xdp(struct xdp_md *ctx)
 	if (!f) {
 		count_reason(BATON_R_PASS_NO_FLOW, BATON_DIR_NONE, len);
 		return CTX_PASS;
+	}
+	/* migrate: a migrated connection's client segments (lib/flowid.h) */
+	if (f->kind == BATON_KIND_MIGRATED) {
+		verdict = handle_migrated(ctx, &p, f, len, &reason);
+		count_reason(reason, BATON_DIR_TO_BACKEND, len);
+		return verdict;
 	}
 	verdict = handle_flow(ctx, &p, f, len, &reason);
 	count_reason(reason, f->kind == BATON_KIND_CLIENT ? BATON_DIR_TO_BACKEND : BATON_DIR_TO_CLIENT, len);

@@ -44,6 +44,8 @@ export const ERRORS = {
   // control/store: the shared store (owner directory, peers, checkpoints), embedded or Redis (--store).
   STORE_UNAVAILABLE: { status: 503, title: 'The shared store (Redis, --store) cannot be reached or refused baton' },
   STORE_REFUSED: { status: 400, title: 'A store key, id or value is malformed or too large' },
+  // control/datapath/fid-table.ts (migrate): the agent's flow-id mapping table already maps this (client IP, flow id).
+  FLOW_ID_IN_USE: { status: 409, title: 'The flow id is already mapped for this client address' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

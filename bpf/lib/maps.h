@@ -21,11 +21,7 @@ struct {
 	__type(value, struct baton_flow);
 } baton_flows SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, BATON_R_MAX * BATON_DIR_MAX);
-	__type(key, __u32);
-	__type(value, struct baton_counter);
-} baton_counters SEC(".maps");
+/* The verdict counters (baton_counters) are in counters.h: the agent's
+ * program (bpf/xdp_agent.c) counts too but has no connection table. */
 
 #endif /* BATON_LIB_MAPS_H */

@@ -20,6 +20,8 @@ export const BPF_OBJECTS = {
   datapath: 'xdp_baton',
   /** per-socket TCP state no sockopt exposes (ts_recent) */
   probe: 'tcp_probe',
+  /** the back end's XDP program (migrate: flow-id restore and hold) and its control program */
+  agent: 'xdp_agent',
   /** pass program for testbed veth peers */
   pass: 'xdp_pass',
 } as const;
@@ -71,7 +73,9 @@ export function missingObjectHint(role: BpfObjectRole): string {
       ? '--object (BATON_OBJECT)'
       : role === 'probe'
         ? '--probe-object (BATON_PROBE_OBJECT)'
-        : 'the testbed option xdpPassObj';
+        : role === 'agent'
+          ? "the agent's object option"
+          : 'the testbed option xdpPassObj';
   return `build the objects in baton's source tree with \`make bpf\` (an npm package ships them in build/bpf), or point baton at them: --bpf-dir (BATON_BPF_DIR) for the directory, ${flag} for this file`;
 }
 

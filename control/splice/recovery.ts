@@ -27,10 +27,12 @@ export function recoverFromTable(ctx: SpliceContext, opts: { netns?: number } = 
   const unfinished: FlowKey[] = [];
   let maxId = 0n;
   for (const { key: k, flow: f } of ctx.table.entries()) {
+    if (f.connId > maxId) maxId = f.connId;
+    // Migrated connections (migrate mode) are not splices: their owner recovers them, never deletes them here.
+    if (f.kind === FlowKind.MIGRATED) continue;
     if (f.state === FlowState.BLOCK || !f.legs[0]) unfinished.push(k);
     else if (f.kind === FlowKind.CLIENT) clients.set(f.connId, { k, legs: f.legs });
     else backends.set(f.connId, [...(backends.get(f.connId) ?? []), { k, x: f.legs[0].x }]);
-    if (f.connId > maxId) maxId = f.connId;
   }
   for (const k of unfinished) ctx.table.remove(k);
   for (const [connId, backendEntries] of backends) {

@@ -16,6 +16,8 @@ import {
   ABI_VERSION,
   CtlOp,
   DIRECTIONS,
+  FidCtlOp,
+  FidState,
   FlowKind,
   FlowState,
   LAYOUTS,
@@ -75,10 +77,11 @@ function cProgram(): string {
 int main(void) {
   printf("{\\"structs\\":{");
   ${body}
-  printf("},\\"consts\\":{\\"ABI_VERSION\\":%d,\\"MAX_LEGS\\":%d,\\"XLATE_F_TS\\":%d,\\"TRACK_F_FIN\\":%d,\\"TRACK_F_RST\\":%d,\\"TRACK_F_SEEN\\":%d,\\"STATE_BLOCK\\":%d,\\"STATE_FORWARD\\":%d,\\"STATE_HOLD\\":%d,\\"STATE_SUPERSEDED\\":%d,\\"CTL_SET_STATE\\":%d,\\"CTL_APPEND_LEG\\":%d,\\"KIND_CLIENT\\":%d,\\"KIND_BACKEND\\":%d,\\"R_MAX\\":%d,\\"PROBE_F_FOUND\\":%d,\\"PROBE_F_TSTAMP_OK\\":%d,\\"PROBE_F_USEC_TS\\":%d,\\"PROBE_F_REPAIR\\":%d},",
+  printf("},\\"consts\\":{\\"ABI_VERSION\\":%d,\\"MAX_LEGS\\":%d,\\"XLATE_F_TS\\":%d,\\"TRACK_F_FIN\\":%d,\\"TRACK_F_RST\\":%d,\\"TRACK_F_SEEN\\":%d,\\"STATE_BLOCK\\":%d,\\"STATE_FORWARD\\":%d,\\"STATE_HOLD\\":%d,\\"STATE_SUPERSEDED\\":%d,\\"CTL_SET_STATE\\":%d,\\"CTL_APPEND_LEG\\":%d,\\"KIND_CLIENT\\":%d,\\"KIND_BACKEND\\":%d,\\"R_MAX\\":%d,\\"PROBE_F_FOUND\\":%d,\\"PROBE_F_TSTAMP_OK\\":%d,\\"PROBE_F_USEC_TS\\":%d,\\"PROBE_F_REPAIR\\":%d,\\"KIND_MIGRATED\\":%d,\\"FID_HOLD\\":%d,\\"FID_RESTORE\\":%d,\\"FID_CTL_SET_STATE\\":%d},",
     BATON_ABI_VERSION, BATON_MAX_LEGS, BATON_XLATE_F_TS, BATON_TRACK_F_FIN, BATON_TRACK_F_RST, BATON_TRACK_F_SEEN,
     BATON_STATE_BLOCK, BATON_STATE_FORWARD, BATON_STATE_HOLD, BATON_STATE_SUPERSEDED, BATON_CTL_SET_STATE, BATON_CTL_APPEND_LEG, BATON_KIND_CLIENT, BATON_KIND_BACKEND, BATON_R_MAX,
-    BATON_PROBE_F_FOUND, BATON_PROBE_F_TSTAMP_OK, BATON_PROBE_F_USEC_TS, BATON_PROBE_F_REPAIR);
+    BATON_PROBE_F_FOUND, BATON_PROBE_F_TSTAMP_OK, BATON_PROBE_F_USEC_TS, BATON_PROBE_F_REPAIR,
+    BATON_KIND_MIGRATED, BATON_FID_HOLD, BATON_FID_RESTORE, BATON_FID_CTL_SET_STATE);
   printf("\\"directions\\":[");
   BATON_DIRECTIONS(DIRECTION_JSON)
   printf("],");
@@ -143,6 +146,10 @@ test('constants and the reason table match the C header', { skip: !haveCc && 'no
     PROBE_F_TSTAMP_OK,
     PROBE_F_USEC_TS,
     PROBE_F_REPAIR,
+    KIND_MIGRATED: FlowKind.MIGRATED,
+    FID_HOLD: FidState.HOLD,
+    FID_RESTORE: FidState.RESTORE,
+    FID_CTL_SET_STATE: FidCtlOp.SET_STATE,
   });
   assert.deepEqual(
     printed.reasons,

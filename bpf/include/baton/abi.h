@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define BATON_ABI_VERSION 5
+#define BATON_ABI_VERSION 6
 
 /* Back-end legs one client connection can hold: the first splice's and up
  * to seven later handoffs (source document 000, claim 2). */
@@ -111,6 +111,13 @@ enum baton_flow_state {
 enum baton_flow_kind {
 	BATON_KIND_CLIENT = 1,  /* client -> VIP: leg list selects back end */
 	BATON_KIND_BACKEND = 2, /* back end -> LB leg: reverse-mapped to client */
+	/* Migrate (source document 002, bpf/lib/flowid.h): a client connection
+	 * whose socket moved to a back end. Keyed like CLIENT (client -> VIP);
+	 * leg[0].x only (n_legs 1): x.daddr = the back end, x.saddr = the
+	 * client (unchanged), x.sport:x.dport = the flow id (high 16 bits in
+	 * sport, low 16 in dport); seq/ack/window/option fields unused. States
+	 * BLOCK (migration in flight) and FORWARD. */
+	BATON_KIND_MIGRATED = 3,
 };
 
 /* The forwarding decision for an entry's current leg, cached in the
@@ -172,7 +179,10 @@ struct baton_flow {
 	X(BATON_R_PASS_SUPERSEDED,    "passed",    "superseded")        \
 	X(BATON_R_TX_CHALLENGE_ACK,   "answered",  "syn_challenge_ack") \
 	X(BATON_R_DROP_SYN_LIVE,      "dropped",   "syn_on_live")       \
-	X(BATON_R_DROP_RST_OUT_OF_WINDOW, "dropped", "rst_out_of_window")
+	X(BATON_R_DROP_RST_OUT_OF_WINDOW, "dropped", "rst_out_of_window") \
+	/* migrate, agent side (bpf/xdp_agent.c) */                   \
+	X(BATON_R_PASS_FID_RESTORED,  "passed",    "flow_id_restored")  \
+	X(BATON_R_DROP_FID_HELD,      "dropped",   "flow_id_held")
 
 #define BATON_REASON_ENUM(r, a, n) r,
 enum baton_reason { BATON_REASONS(BATON_REASON_ENUM) BATON_R_MAX };
@@ -215,6 +225,61 @@ struct baton_ctl {
 
 #define BATON_CTL_SET_STATE      1 /* state := ctl.state */
 #define BATON_CTL_APPEND_LEG 2 /* leg[n++] := ctl.leg, then state := ctl.state */
+
+/* ---- migrate (source document 002): the agent's flow-id mapping table ----
+ * The LB forwards a migrated connection's client -> VIP segments with the
+ * 32-bit flow id in the TCP port fields (bpf/lib/flowid.h); the agent on
+ * the back end (bpf/xdp_agent.c) maps (client IP, flow id) back to (client
+ * port, VIP, VIP port). Map baton_fids: HASH, inserted with BPF_NOEXIST,
+ * deleted explicitly (control/datapath/fid-table.ts). */
+
+/* Key: the client's address and the flow id exactly as the two port fields
+ * carry it, i.e. flow_id is the big-endian word at TCP offset 0 (sport =
+ * high 16 bits, dport = low 16): the datapath copies it without any shift. */
+struct baton_fid_key {
+	__be32 saddr[4]; /* client IP; IPv4 in saddr[0], rest zero */
+	__be32 flow_id;  /* network order: sport then dport on the wire */
+	__u8 family;     /* BATON_AF_INET or BATON_AF_INET6 */
+	__u8 proto;      /* IPPROTO_TCP */
+	__u8 pad[2];
+};
+
+enum baton_fid_state {
+	/* The socket is not restored yet: every segment is dropped (counted
+	 * flow_id_held), so the back end's kernel never answers one with a
+	 * RST; the client retransmits once the state is RESTORE. */
+	BATON_FID_HOLD = 1,
+	/* Ports and destination rewritten back to the original tuple, then to
+	 * the stack (XDP_PASS), where the restored socket takes them. */
+	BATON_FID_RESTORE = 2,
+};
+
+/* Value: the original tuple's other fields, and the client direction's track
+ * (restored segments only; FIN/RST for reclaiming, see bpf/lib/flowid.h). */
+struct baton_fid_mapping {
+	__u64 conn_id;   /* the control plane's id of the migration */
+	__be32 vip[4];   /* original destination; IPv4 in vip[0] */
+	__be16 cport;    /* original source port (the client's) */
+	__be16 vport;    /* original destination port (the VIP's) */
+	__u8 state;      /* enum baton_fid_state */
+	__u8 pad[3];
+	struct baton_track track;
+};
+
+/* Argument of the agent's control program (bpf/xdp_agent.c, SEC("syscall")):
+ * a state change in place, so the track stays exact (struct baton_ctl says
+ * why). */
+struct baton_fid_ctl {
+	struct baton_fid_key key;
+	__u32 op;      /* BATON_FID_CTL_* */
+	__u32 state;   /* new enum baton_fid_state */
+	__s32 result;  /* out: 0, or -ENOENT / -EINVAL */
+	__u32 pad;
+};
+
+#define BATON_FID_CTL_SET_STATE 1
+
+/* ---- end migrate ---- */
 
 /* TCP state that no socket option exposes, read by bpf/tcp_probe.c for one
  * socket at a time (see struct baton_sk_query). */

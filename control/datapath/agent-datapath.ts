@@ -1,0 +1,98 @@
+/**
+ * The loaded agent datapath (migrate mode, back-end hosts): bpf/xdp_agent.c,
+ * its flow-id mapping table and its counters, as datapath.ts is for the LB.
+ * What the agent daemon holds:
+ *
+ *   const dp = await AgentDatapath.load({ pinDir: '/sys/fs/bpf/baton-agent' });
+ *   dp.attach(ifindex);        // every interface the LB's forwarded segments arrive on
+ *   dp.fids.insert(...)        // control/datapath/fid-table.ts
+ *   dp.readCounters()          // flow_id_restored, flow_id_held, no_flow, malformed, ...
+ *   dp.close({ keepPinned: true })   // on SIGTERM: restored connections keep working
+ *
+ * With pinDir the maps are pinned (and reused by the next load of the same
+ * ABI version), so a restarted agent finds its mappings in place.
+ */
+import { join } from 'node:path';
+import { type BpfMap, BpfObject, XdpLink } from '../bpf/index.js';
+import { resolveBpfObject } from '../bpf/objects.js';
+import { ABI_VERSION, type Direction } from './abi.js';
+import { type CounterRow, readCounters, readCountersByDirection } from './datapath.js';
+import { FlowIdTable } from './fid-table.js';
+
+export const DEFAULT_FIDS_CAPACITY = 65536;
+
+export interface AgentDatapathOptions {
+  /** The object file; default: resolveBpfObject('agent', { dir: bpfDir }). */
+  objectPath?: string;
+  bpfDir?: string;
+  /** Flow-id mappings (one per migrated connection held by this back end). */
+  fidsCapacity?: number;
+  /** bpffs directory: maps are pinned (or reused) here, links pinned here. */
+  pinDir?: string;
+}
+
+export class AgentDatapath {
+  /** The flow-id mapping table: the only way to its entries. */
+  readonly fids: FlowIdTable;
+  readonly counters: BpfMap;
+  private readonly links: XdpLink[] = [];
+
+  private constructor(
+    readonly object: BpfObject,
+    private readonly pinDir: string | undefined,
+  ) {
+    this.fids = new FlowIdTable(object.map('baton_fids'), object.program('baton_agent_ctl'));
+    this.counters = object.map('baton_counters');
+  }
+
+  static async load(options: AgentDatapathOptions = {}): Promise<AgentDatapath> {
+    const objectPath = resolveBpfObject('agent', { path: options.objectPath, dir: options.bpfDir });
+    // Pinned names carry the role: an agent and an LB on one host never share a map.
+    const pin = (name: string) =>
+      options.pinDir ? { pinPath: join(options.pinDir, `agent_${name}_v${ABI_VERSION}`) } : {};
+    const obj = BpfObject.open(objectPath, {
+      maps: {
+        baton_fids: { maxEntries: options.fidsCapacity ?? DEFAULT_FIDS_CAPACITY, ...pin('baton_fids') },
+        baton_counters: pin('baton_counters'),
+      },
+    });
+    try {
+      await obj.load();
+      return new AgentDatapath(obj, options.pinDir);
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+  }
+
+  /** Attaches the agent's XDP program (native mode) in the calling thread's network namespace. */
+  attach(ifindex: number): XdpLink {
+    const link = XdpLink.attach(this.object.program('baton_agent_xdp'), ifindex);
+    this.links.push(link);
+    if (this.pinDir) link.pin(join(this.pinDir, `agent_link_xdp_${ifindex}`));
+    return link;
+  }
+
+  /** Per-reason totals, summed over CPUs. */
+  readCounters(): CounterRow[] {
+    return readCounters(this.counters);
+  }
+
+  /** Per reason and direction (mapped segments count as to_backend), summed over CPUs. */
+  readCountersByDirection(): Array<CounterRow & { direction: Direction }> {
+    return readCountersByDirection(this.counters);
+  }
+
+  /** Detaches what this process attached (unless pinned and `keepPinned`) and frees the object. */
+  close(opts: { keepPinned?: boolean } = {}): void {
+    for (const l of this.links.splice(0)) {
+      if (opts.keepPinned && this.pinDir) {
+        l.release();
+        continue;
+      }
+      if (this.pinDir) l.unpin();
+      l.detach();
+    }
+    this.object.close();
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * Migrate mode's LB-side entry (source document 002, claims 9-10): the pure
+ * planning of a BATON_KIND_MIGRATED connection-table entry, which makes the
+ * LB's datapath (bpf/lib/flowid.h) forward the client's segments to the
+ * back end with the flow id in the port fields. The agent's side of the
+ * same flow id is control/datapath/fid-table.ts.
+ *
+ * Use by the LB's migrate flow:
+ *
+ *   const { key, entry } = planMigratedEntry({ connId, client, backend, flowId });
+ *   table.insert(key, entry);                  // state BLOCK: capture in progress
+ *   ...blob to the agent, agent confirms...
+ *   table.setState(key, FlowState.FORWARD);    // in place (control program)
+ *   ...track(key) shows TRACK_F_FIN / TRACK_F_RST -> remove(key), id free again
+ *
+ * Flow ids are allocated per (LB, back end). The agent keys its mappings by
+ * (client IP, flow id) only, so two LBs serving one back end must draw from
+ * disjoint flow-id ranges (a per-LB prefix in the high bits, say).
+ */
+import { familyOf } from '../net/addr.js';
+import { type FidKey, type FidMapping, FidState, type FlowKey, FlowKind, FlowState, flowIdPorts } from './abi.js';
+import type { FlowEntry } from './flow-table.js';
+
+export interface MigratedFlow {
+  connId: bigint;
+  /** The client's connection as the LB sees it: client -> VIP. */
+  client: FlowKey;
+  /** The back end's address (same family as the client's). */
+  backend: string;
+  /** 32-bit flow id, unique per (LB, back end) among live migrations. */
+  flowId: number;
+}
+
+/**
+ * The connection-table key and entry for a migrated connection, in BLOCK.
+ * leg[0].x carries the rewrite: destination = back end, ports = flow id,
+ * source = the client (unchanged).
+ */
+export function planMigratedEntry(m: MigratedFlow): { key: FlowKey; entry: FlowEntry } {
+  if (familyOf(m.backend) !== familyOf(m.client.src) || familyOf(m.client.dst) !== familyOf(m.client.src))
+    throw new TypeError(`client ${m.client.src}, VIP ${m.client.dst} and back end ${m.backend} must share a family`);
+  const ports = flowIdPorts(m.flowId);
+  return {
+    key: { ...m.client },
+    entry: {
+      connId: m.connId,
+      state: FlowState.BLOCK,
+      kind: FlowKind.MIGRATED,
+      legs: [
+        {
+          seqStart: 0,
+          ackFloor: 0,
+          x: {
+            out: { src: m.client.src, dst: m.backend, sport: ports.sport, dport: ports.dport },
+            seqDelta: 0,
+            ackDelta: 0,
+            tsvalDelta: 0,
+            tsecrDelta: 0,
+            wscaleIn: 0,
+            wscaleOut: 0,
+            timestamps: false,
+          },
+        },
+      ],
+    },
+  };
+}
+
+/** The agent's key and mapping (HOLD) for the same migration: what the blob's flow-id mapping carries. */
+export function planFidMapping(m: MigratedFlow): { key: FidKey; mapping: FidMapping } {
+  flowIdPorts(m.flowId); // range check
+  return {
+    key: { client: m.client.src, flowId: m.flowId },
+    mapping: {
+      connId: m.connId,
+      clientPort: m.client.sport,
+      vip: m.client.dst,
+      vipPort: m.client.dport,
+      state: FidState.HOLD,
+    },
+  };
+}

@@ -44,6 +44,9 @@ export const ERRORS = {
   // control/store: the shared store (owner directory, peers, checkpoints), embedded or Redis (--store).
   STORE_UNAVAILABLE: { status: 503, title: 'The shared store (Redis, --store) cannot be reached or refused baton' },
   STORE_REFUSED: { status: 400, title: 'A store key, id or value is malformed or too large' },
+  // Owner forwarding (004, control/datapath/owner.ts): peers, VIPs, second chance, owner entries.
+  OWNER_ENTRY_CONFLICT: { status: 409, title: 'The connection table already holds this flow, as another kind' },
+  OWNER_MAP_FULL: { status: 507, title: 'An owner-forwarding map (peers or VIPs) is full' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

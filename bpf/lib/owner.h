@@ -46,6 +46,10 @@
  * the caller carries on as without owner forwarding. Verdicts are >= 0. */
 #define OWNER_CONTINUE (-1)
 
+#ifndef READ_ONCE
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#endif
+
 #ifndef TCP_LISTEN
 #define TCP_LISTEN 10
 #endif
@@ -170,8 +174,8 @@ static __always_inline __u64 inner_pseudo_sum(const struct owner_inner *in)
  * inner UDP datagram without a checksum (IPv4, 0) gets an outer one of 0
  * as well: the owner's XDP does not check it. */
 static __always_inline int owner_encap(ctx_t *ctx, const struct owner_inner *in, const struct baton_peer_addr *to,
-				       __be16 owner_port, const struct baton_owner_config *c, __u32 fwd_reason,
-				       __u32 *reason)
+				       __be16 owner_port, const struct baton_owner_config *c,
+				       struct baton_nexthop *nh, __u32 fwd_reason, __u32 *reason)
 {
 	const struct baton_flow_key *k = in->key;
 	struct bpf_fib_lookup fib = {};
@@ -180,8 +184,10 @@ static __always_inline int owner_encap(ctx_t *ctx, const struct owner_inner *in,
 	void *data, *end;
 	struct ethhdr *eth;
 	__u32 h = owner_flow_hash(k), olen, udp_len, pkt_len;
-	__u64 sum = 0;
+	__u64 sum = 0, now = 0;
 	__u16 inner_check = 1;
+	__u32 ifindex;
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
 	int rc;
 
 	if (in->hops >= c->max_hops) {
@@ -205,11 +211,40 @@ static __always_inline int owner_encap(ctx_t *ctx, const struct owner_inner *in,
 	olen = (to->family == BATON_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr)) + sizeof(uh) + sizeof(oh);
 	udp_len = sizeof(uh) + sizeof(oh) + in->ip_len;
 
+	fib.sport = bpf_htons(BATON_OWNER_SPORT_BASE | (h & BATON_OWNER_SPORT_MASK));
+
 	/* The next hop first, so nothing is rewritten for a packet that
-	 * cannot leave; tot_len makes the lookup check the egress MTU. */
+	 * cannot leave. An OWNER entry caches it (nh, as a splice entry
+	 * does: a FIB lookup costs more than the encapsulation); a cached
+	 * hop still has its device MTU checked on every packet, while a
+	 * route MTU is seen at the next lookup (BATON_NEXTHOP_TTL_NS). */
+	if (nh) {
+		now = bpf_ktime_get_coarse_ns();
+		if (nh->expires_ns > now) {
+			__u32 mtu_len = 0, cur = ctx_len(ctx);
+			__s32 diff;
+
+			/* Keeps clang from folding the length back into pointer
+			 * arithmetic, which the verifier refuses in 32 bits. */
+			asm volatile("" : "+r"(cur));
+			diff = (__s32)(sizeof(struct ethhdr) + olen + in->ip_len) - (__s32)cur;
+
+			ifindex = nh->ifindex;
+			__builtin_memcpy(smac, nh->smac, ETH_ALEN);
+			__builtin_memcpy(dmac, nh->dmac, ETH_ALEN);
+			/* Re-read: a writer on another CPU empties it first. */
+			if (READ_ONCE(nh->expires_ns) > now) {
+				if (bpf_check_mtu(ctx, ifindex, &mtu_len, diff, 0) != BPF_MTU_CHK_RET_SUCCESS) {
+					*reason = BATON_R_DROP_OWNER_TOO_BIG;
+					return CTX_DROP;
+				}
+				goto have_hop;
+			}
+		}
+	}
+	/* tot_len makes the lookup check the egress (route and device) MTU. */
 	fib.ifindex = ctx_ingress_ifindex(ctx);
 	fib.l4_protocol = IPPROTO_UDP;
-	fib.sport = bpf_htons(BATON_OWNER_SPORT_BASE | (h & BATON_OWNER_SPORT_MASK));
 	fib.dport = c->udp_port;
 	fib.tot_len = olen + in->ip_len;
 	if (to->family == BATON_AF_INET) {
@@ -239,6 +274,18 @@ static __always_inline int owner_encap(ctx_t *ctx, const struct owner_inner *in,
 		*reason = BATON_R_DROP_OWNER_NO_ROUTE;
 		return CTX_DROP;
 	}
+	ifindex = fib.ifindex;
+	__builtin_memcpy(smac, fib.smac, ETH_ALEN);
+	__builtin_memcpy(dmac, fib.dmac, ETH_ALEN);
+	if (nh) {
+		WRITE_ONCE(nh->expires_ns, 0);
+		nh->ifindex = ifindex;
+		nh->leg = 0;
+		__builtin_memcpy(nh->smac, smac, ETH_ALEN);
+		__builtin_memcpy(nh->dmac, dmac, ETH_ALEN);
+		WRITE_ONCE(nh->expires_ns, now + BATON_NEXTHOP_TTL_NS);
+	}
+have_hop:
 
 	/* Sums that need the inner headers, read before the head moves. */
 	data = ctx_data(ctx);
@@ -343,12 +390,12 @@ static __always_inline int owner_encap(ctx_t *ctx, const struct owner_inner *in,
 		__builtin_memcpy(u, &uh, sizeof(uh));
 		__builtin_memcpy(o, &oh, sizeof(oh));
 	}
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
 	*reason = fwd_reason;
-	if (fib.ifindex == ctx_ingress_ifindex(ctx))
+	if (ifindex == ctx_ingress_ifindex(ctx))
 		return CTX_TX;
-	return bpf_redirect(fib.ifindex, 0);
+	return bpf_redirect(ifindex, 0);
 
 malformed:
 failed:
@@ -467,7 +514,7 @@ malformed:
 /* ------------------------------------------------------------------ decisions */
 
 /* A TCP segment that matched an OWNER entry: to its owner. */
-static __always_inline int owner_forward_tcp(ctx_t *ctx, const struct baton_pkt *p, const struct baton_flow *f,
+static __always_inline int owner_forward_tcp(ctx_t *ctx, const struct baton_pkt *p, struct baton_flow *f,
 					     const struct baton_owner_config *c, __u8 hops, __u32 *reason)
 {
 	struct owner_inner in = {
@@ -478,7 +525,7 @@ static __always_inline int owner_forward_tcp(ctx_t *ctx, const struct baton_pkt 
 		*reason = BATON_R_DROP_NO_OWNER;
 		return CTX_DROP;
 	}
-	return owner_encap(ctx, &in, &f->owner.peer, f->owner.port, c, BATON_R_FWD_OWNER, reason);
+	return owner_encap(ctx, &in, &f->owner.peer, f->owner.port, c, &f->nexthop, BATON_R_FWD_OWNER, reason);
 }
 
 /* Is there a socket on this LB that the segment belongs to? A listener
@@ -551,7 +598,7 @@ static __always_inline int owner_no_flow(ctx_t *ctx, const struct baton_pkt *p, 
 		*reason = BATON_R_DROP_NO_OWNER;
 		return CTX_DROP;
 	}
-	return owner_encap(ctx, &in, to, p->key.dport, c, BATON_R_FWD_SECOND_CHANCE, reason);
+	return owner_encap(ctx, &in, to, p->key.dport, c, 0, BATON_R_FWD_SECOND_CHANCE, reason);
 }
 
 /* A UDP datagram (not an owner header): to its owner when an OWNER entry
@@ -562,7 +609,7 @@ static __always_inline int owner_udp(ctx_t *ctx, const struct baton_owner_config
 	void *end = ctx_data_end(ctx);
 	struct ethhdr *eth = data;
 	struct baton_flow_key key = {};
-	const struct baton_flow *f;
+	struct baton_flow *f;
 	struct owner_inner in = { .key = &key, .hops = hops };
 	struct udphdr *u;
 
@@ -603,7 +650,7 @@ static __always_inline int owner_udp(ctx_t *ctx, const struct baton_owner_config
 	f = bpf_map_lookup_elem(&baton_flows, &key);
 	if (!f || f->kind != BATON_KIND_OWNER)
 		return OWNER_CONTINUE;
-	return owner_encap(ctx, &in, &f->owner.peer, f->owner.port, c, BATON_R_FWD_OWNER, reason);
+	return owner_encap(ctx, &in, &f->owner.peer, f->owner.port, c, &f->nexthop, BATON_R_FWD_OWNER, reason);
 }
 
 #endif /* BATON_LIB_OWNER_H */

@@ -440,6 +440,40 @@ describe('owner forwarding fixtures', { skip: skipUnlessBpf }, () => {
       });
     });
 
+    test('both MTU checks: the cached next hop of an OWNER entry (device MTU) and a fresh FIB lookup (second chance)', () => {
+      // The OWNER entry of TCP4 has its next hop cached by now (earlier fixtures): checked with bpf_check_mtu.
+      runFixture(a.obj, ns, {
+        name: 'cached hop, full size',
+        input: inner({ ...TCP4, payload: tcpPayload(mtu, 4) }),
+        verdict: 'DROP',
+        reason: 'owner_too_big',
+      });
+      // A second chance has no entry to cache in: the FIB lookup's own MTU check.
+      const big: Inner = {
+        src: CLIENT,
+        dst: VIP,
+        sport: 44000,
+        dport: 80,
+        proto: 'tcp',
+        flags: 'A',
+        payload: tcpPayload(mtu, 4),
+      };
+      a.owner.secondChance.set(secondChanceBucket(keyBytes(big)), LB_B);
+      try {
+        runFixture(a.obj, ns, { name: 'FIB, full size', input: inner(big), verdict: 'DROP', reason: 'owner_too_big' });
+        const fits = { ...big, payload: tcpPayload(mtu - OWNER_OVERHEAD[4], 4) };
+        runFixture(a.obj, ns, {
+          name: 'FIB, largest that fits',
+          input: inner(fits),
+          verdict: 'REDIRECT',
+          reason: 'second_chance',
+          output: encapsulated(fits, { from: LB_A, to: LB_B, hops: 1 }),
+        });
+      } finally {
+        a.owner.secondChance.setAll(undefined);
+      }
+    });
+
     test('the largest that fits (MTU - overhead) goes through intact', () => {
       const i = { ...TCP4, payload: tcpPayload(mtu - OWNER_OVERHEAD[4], 4) };
       const out = runFixture(a.obj, ns, {

@@ -514,7 +514,8 @@ export function encodeOwnerHeader(h: OwnerHeader): Buffer {
   return b;
 }
 
-export function decodeOwnerHeader(b: Buffer): OwnerHeader & { version: number } {
+/** `ownerFamily`: the outer header's (owner_addr is in it); default the inner family. */
+export function decodeOwnerHeader(b: Buffer, ownerFamily?: Family): OwnerHeader & { version: number } {
   const f = L.baton_owner_hdr.fields;
   const family = b.readUInt8(f.family) as Family;
   return {
@@ -525,7 +526,7 @@ export function decodeOwnerHeader(b: Buffer): OwnerHeader & { version: number } 
     clientPort: b.readUInt16BE(f.client_port),
     ownerPort: b.readUInt16BE(f.owner_port),
     client: bytesToIp(b.subarray(f.client_addr, f.client_addr + 16), family),
-    owner: bytesToIp(b.subarray(f.owner_addr, f.owner_addr + 16), family),
+    owner: bytesToIp(b.subarray(f.owner_addr, f.owner_addr + 16), ownerFamily ?? family),
   };
 }
 

@@ -224,6 +224,32 @@ describe('owner forwarding fixtures', { skip: skipUnlessBpf }, () => {
     });
   }
 
+  test('an IPv6 flow owned by an IPv4 address goes in an IPv4 outer header, and comes out whole', () => {
+    const i: Inner = { ...TCP6, sport: 40002 };
+    a.table.insertOwner(keyOf(i), { owner: LB_B, ownerPort: 443 });
+    try {
+      const out = runFixture(a.obj, ns, {
+        name: 'v6 in v4',
+        input: inner(i),
+        verdict: 'REDIRECT',
+        reason: 'to_owner',
+        output: encapsulated(i, { from: LB_A, to: LB_B, hops: 1 }),
+      });
+      const hdr = decodeOwnerHeader(out.subarray(14 + 28), 4);
+      assert.deepEqual([hdr.family, hdr.client, hdr.owner], [6, CLIENT6, LB_B]);
+      const back = runFixture(b.obj, ns, {
+        name: 'v6 out of v4',
+        input: arriving(out),
+        verdict: 'PASS',
+        reason: 'no_flow',
+        output: inner(i),
+      });
+      assert.deepEqual(back.subarray(14), buildPacket(inner(i)).subarray(14));
+    } finally {
+      a.table.removeOwner(keyOf(i));
+    }
+  });
+
   test('B: a decapsulated segment of a connection B splices takes the splice path, same output as direct', () => {
     const k = keyOf(TCP4);
     const lbOut = { src: '198.18.2.1', dst: '198.18.3.10', sport: 50000, dport: 8080 };

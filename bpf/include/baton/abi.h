@@ -190,12 +190,12 @@ struct baton_owner_config {
 struct baton_owner_hdr {
 	__u8 version;       /* BATON_OWNER_HDR_VERSION */
 	__u8 hops;          /* forwards so far, this one included (1..max_hops) */
-	__u8 family;        /* of the inner packet and the addresses below */
+	__u8 family;        /* of the inner packet and client_addr */
 	__u8 proto;         /* inner L4: IPPROTO_TCP or IPPROTO_UDP */
 	__be16 client_port;
 	__be16 owner_port;
 	__be32 client_addr[4];
-	__be32 owner_addr[4];
+	__be32 owner_addr[4]; /* in the outer header's family (an IPv6 flow may go to an IPv4 owner) */
 };
 
 #define BATON_OWNER_HDR_VERSION 1

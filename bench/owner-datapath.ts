@@ -91,7 +91,7 @@ export async function runOwnerBench(samples: number, log: (l: string) => void = 
         .map((c) => c.reason);
       ns0.sort((x, y) => x - y);
       const row = { path, verdict, reason: moved.join(','), p50Ns: quantile(ns0, 0.5), p90Ns: quantile(ns0, 0.9) };
-      log(`${path.padEnd(34)} ${verdict.padEnd(9)} ${row.reason.padEnd(12)} p50 ${row.p50Ns} ns  p90 ${row.p90Ns} ns`);
+      log(`${path.padEnd(50)} ${verdict.padEnd(9)} ${row.reason.padEnd(12)} p50 ${row.p50Ns} ns  p90 ${row.p90Ns} ns`);
       lastOut = out;
       return row;
     };
@@ -106,13 +106,12 @@ export async function runOwnerBench(samples: number, log: (l: string) => void = 
         dport: spec.tcp?.dport ?? 0,
       };
       const owner = spec.ip.version === 4 ? LB_B.v4 : LB_B.v6;
-      rows.push(
-        measure(
-          a,
-          `${name}: unknown flow (baseline)`,
-          buildPacket({ ...spec, tcp: { sport: 1, dport: 80, seq: 1, ack: 1, flags: 'PA' } }),
-        ),
-      );
+      const stray = buildPacket({ ...spec, tcp: { sport: 1, dport: 80, seq: 1, ack: 1, flags: 'PA' } });
+      rows.push(measure(a, `${name}: unknown flow (baseline)`, stray));
+      // The same segment once its address is a VIP: VIP lookup + socket lookup (no socket here), then no_owner.
+      a.owner.vips.add(spec.ip.dst);
+      rows.push(measure(a, `${name}: unknown flow for a VIP (socket lookup)`, stray));
+      a.owner.vips.remove(spec.ip.dst);
       a.table.insertOwner(k, { owner, ownerPort: 80 });
       rows.push(measure(a, `${name}: encapsulate toward owner`, direct));
       const encapsulated = Buffer.from(lastOut);

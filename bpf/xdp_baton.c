@@ -14,6 +14,7 @@
 #include "lib/fwd.h"
 #include "lib/syn.h"
 #include "lib/flowid.h" /* migrate: after fwd.h, for handle_migrated */
+#include "lib/owner.h"
 
 
 static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
@@ -92,13 +93,39 @@ int baton_xdp(struct xdp_md *ctx)
 	__u32 len = ctx_len(ctx);
 	__u32 reason;
 	int verdict;
+	/* BEGIN owner forwarding (004, lib/owner.h): NULL when off. */
+	const struct baton_owner_config *oc = owner_config();
+	__u8 hops = 0;
+
+	if (oc) {
+		/* An owner header from a peer is removed here, and the inner
+		 * packet goes on exactly as if it had arrived directly. */
+		verdict = owner_ingress(ctx, oc, &hops, &reason);
+		if (verdict != OWNER_CONTINUE)
+			goto count_none;
+	}
+	/* END owner forwarding */
 
 	if (parse_tcp_packet(ctx, &p, &reason)) {
+		/* BEGIN owner forwarding: UDP flows held by a peer (claim 5). */
+		if (oc && reason == BATON_R_PASS_NOT_TCP) {
+			verdict = owner_udp(ctx, oc, hops, &reason);
+			if (verdict != OWNER_CONTINUE)
+				goto count_none;
+		}
+		/* END owner forwarding */
 		count_reason(reason, BATON_DIR_NONE, len);
 		return CTX_PASS;
 	}
 	f = bpf_map_lookup_elem(&baton_flows, &p.key);
 	if (!f) {
+		/* BEGIN owner forwarding: second chance, never a RST. */
+		if (oc) {
+			verdict = owner_no_flow(ctx, &p, oc, hops, &reason);
+			if (verdict != OWNER_CONTINUE)
+				goto count_none;
+		}
+		/* END owner forwarding */
 		count_reason(BATON_R_PASS_NO_FLOW, BATON_DIR_NONE, len);
 		return CTX_PASS;
 	}
@@ -108,8 +135,18 @@ int baton_xdp(struct xdp_md *ctx)
 		count_reason(reason, BATON_DIR_TO_BACKEND, len);
 		return verdict;
 	}
+	/* BEGIN owner forwarding: the connection is a peer's. */
+	if (f->kind == BATON_KIND_OWNER) {
+		verdict = owner_forward_tcp(ctx, &p, f, oc, hops, &reason);
+		goto count_none;
+	}
+	/* END owner forwarding */
 	verdict = handle_flow(ctx, &p, f, len, &reason);
 	count_reason(reason, f->kind == BATON_KIND_CLIENT ? BATON_DIR_TO_BACKEND : BATON_DIR_TO_CLIENT, len);
+	return verdict;
+
+count_none:
+	count_reason(reason, BATON_DIR_NONE, len);
 	return verdict;
 }
 

@@ -46,6 +46,9 @@ export const ERRORS = {
   STORE_REFUSED: { status: 400, title: 'A store key, id or value is malformed or too large' },
   // control/datapath/fid-table.ts (migrate): the agent's flow-id mapping table already maps this (client IP, flow id).
   FLOW_ID_IN_USE: { status: 409, title: 'The flow id is already mapped for this client address' },
+  // Owner forwarding (004, control/datapath/owner.ts): peers, VIPs, second chance, owner entries.
+  OWNER_ENTRY_CONFLICT: { status: 409, title: 'The connection table already holds this flow, as another kind' },
+  OWNER_MAP_FULL: { status: 507, title: 'An owner-forwarding map (peers or VIPs) is full' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -8,6 +8,7 @@ import { type BpfMap, BpfObject, XdpLink } from '../bpf/index.js';
 import { resolveBpfObject } from '../bpf/objects.js';
 import { ABI_VERSION, type Action, DIRECTIONS, type Direction, REASONS, type ReasonName } from './abi.js';
 import { FlowTable } from './flow-table.js';
+import { OWNER_MAP_NAMES, type OwnerMaps, ownerMaps } from './owner.js';
 
 export const DEFAULT_FLOWS_CAPACITY = 65536;
 
@@ -33,6 +34,8 @@ export class Datapath {
   /** The connection table: the only way to its entries. */
   readonly table: FlowTable;
   readonly counters: BpfMap;
+  /** Owner forwarding (004): peers, VIPs, second chance, configuration. */
+  readonly owner: OwnerMaps;
   private readonly links: XdpLink[] = [];
 
   private constructor(
@@ -41,6 +44,7 @@ export class Datapath {
   ) {
     this.table = new FlowTable(object.map('baton_flows'), object.program('baton_ctl'));
     this.counters = object.map('baton_counters');
+    this.owner = ownerMaps((name) => object.map(name));
   }
 
   static async load(options: DatapathOptions = {}): Promise<Datapath> {
@@ -51,6 +55,7 @@ export class Datapath {
       maps: {
         baton_flows: { maxEntries: flowsCapacity, ...pin('baton_flows') },
         baton_counters: pin('baton_counters'),
+        ...Object.fromEntries(OWNER_MAP_NAMES.map((n) => [n, pin(n)])),
       },
     });
     try {

@@ -12,6 +12,7 @@
 import { BpfError, type BpfMap, type BpfProgram, runSyscallProgram } from '../bpf/index.js';
 import { BatonError } from '../errors.js';
 import { type Family, formatAddress } from '../net/addr.js';
+import { IPPROTO_TCP } from '../tcp/kernel.js';
 import {
   CtlOp,
   decodeCtlResult,
@@ -19,14 +20,21 @@ import {
   decodeFlowConnId,
   decodeFlowKey,
   decodeFlowState,
+  decodeOwnerFlow,
   decodeTrack,
   encodeCtl,
   encodeFlow,
   encodeFlowKey,
+  encodeFlowKeyProto,
+  encodeOwnerFlow,
   type Flow,
   type FlowKey,
+  FlowKind,
+  IPPROTO_UDP,
+  LAYOUTS,
   type Leg,
   MAX_LEGS,
+  type OwnerRef,
   type Track,
 } from './abi.js';
 
@@ -149,6 +157,63 @@ export class FlowTable {
     for (const k of [...this.map.keys()]) this.map.delete(k);
   }
 
+  // ------------------------------------------------------------ BEGIN owner forwarding (004)
+
+  /**
+   * An OWNER entry: the flow `k` (client -> VIP, TCP or UDP) is held by the
+   * peer LB `ref.owner`, so the datapath forwards its packets there in the
+   * owner header. Replaces an OWNER entry already at `k` (the directory
+   * moved the flow to another owner); OWNER_ENTRY_CONFLICT when `k` holds an
+   * entry of another kind (a connection this LB holds itself is never
+   * overwritten), TABLE_FULL when the table is full.
+   */
+  insertOwner(k: FlowKey, ref: OwnerRef, opts: { proto?: 'tcp' | 'udp'; connId?: bigint } = {}): void {
+    const kb = ownerKey(k, opts.proto);
+    const value = encodeOwnerFlow(opts.connId ?? 0n, ref);
+    const existing = this.map.lookup(kb);
+    try {
+      if (!existing) {
+        this.map.update(kb, value, 'NOEXIST');
+        return;
+      }
+      if (!decodeOwnerFlow(existing)) throw ownerConflict(k, existing);
+      this.map.update(kb, value, 'EXIST');
+    } catch (e) {
+      if (e instanceof BpfError && e.code === 'E2BIG') throw tableFull(this.capacity, e);
+      // Raced with another writer between lookup and update: say so rather than guess.
+      if (e instanceof BpfError && (e.code === 'EEXIST' || e.code === 'ENOENT')) {
+        throw new BatonError(
+          'OWNER_ENTRY_CONFLICT',
+          `${formatKey(k)} changed in the connection table while its owner entry was written; retry`,
+          'owner_race',
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+  }
+
+  /** The owner of `k` if it holds an OWNER entry, else undefined. */
+  ownerEntry(k: FlowKey, proto: 'tcp' | 'udp' = 'tcp'): (OwnerRef & { connId: bigint }) | undefined {
+    const v = this.map.lookup(ownerKey(k, proto));
+    return v ? decodeOwnerFlow(v) : undefined;
+  }
+
+  /**
+   * Removes the OWNER entry at `k`; false when there was none. An entry of
+   * another kind is left alone (OWNER_ENTRY_CONFLICT): the splicer's own
+   * entries are removed by the splicer only.
+   */
+  removeOwner(k: FlowKey, proto: 'tcp' | 'udp' = 'tcp'): boolean {
+    const kb = ownerKey(k, proto);
+    const v = this.map.lookup(kb);
+    if (!v) return false;
+    if (!decodeOwnerFlow(v)) throw ownerConflict(k, v);
+    return this.map.delete(kb);
+  }
+
+  // ------------------------------------------------------------ END owner forwarding
+
   private control(k: FlowKey, req: () => Parameters<typeof encodeCtl>[0]): number {
     const { ctx } = runSyscallProgram(this.ctlProgram, encodeCtl(req()));
     const { result, nLegs } = decodeCtlResult(ctx);
@@ -173,6 +238,21 @@ export class FlowTable {
     this.keyBufs.set(k, b);
     return b;
   }
+}
+
+const ownerKey = (k: FlowKey, proto: 'tcp' | 'udp' = 'tcp'): Buffer =>
+  encodeFlowKeyProto(k, proto === 'udp' ? IPPROTO_UDP : IPPROTO_TCP);
+
+function ownerConflict(k: FlowKey, value: Buffer): BatonError {
+  const kind =
+    value.readUInt8(LAYOUTS.baton_flow.fields.kind) === FlowKind.CLIENT
+      ? 'a spliced client connection'
+      : 'a connection of this LB';
+  return new BatonError(
+    'OWNER_ENTRY_CONFLICT',
+    `${formatKey(k)} is ${kind} held by this LB, not a peer's; the owner directory disagrees with the table (remove the local connection first if it moved)`,
+    'owner_conflict',
+  );
 }
 
 function tableFull(capacity: number, cause: unknown): BatonError {

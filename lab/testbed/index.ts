@@ -40,6 +40,15 @@
  */
 export { runCli } from './cli.js';
 export { createTestbed } from './create.js';
+export {
+  ECMP_ROUTER,
+  EcmpBed,
+  type EcmpOptions,
+  ecmpTopology,
+  lbName,
+  multipathRouteArgs,
+  type NextHop,
+} from './ecmp.js';
 export { CommandError, type ExecOptions, type ExecResult, run, shellQuote } from './exec.js';
 export { cleanStale, destroyPrefix, listTestbeds, type TestbedListing } from './inventory.js';
 export { NS_PREFIX, RUN_DIR } from './naming.js';

@@ -24,9 +24,10 @@ export async function startFrontend(
   takeSocket: (pid: number, fd: number) => number,
   listen: { ip: string; port: number },
   backends: string[],
+  opts: { node?: string } = {},
 ): Promise<FrontendDriver> {
   const proc = tb.spawn(
-    'lb',
+    opts.node ?? 'lb',
     process.execPath,
     [
       '--import',

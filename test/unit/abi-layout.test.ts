@@ -22,11 +22,17 @@ import {
   FlowState,
   LAYOUTS,
   MAX_LEGS,
+  OWNER_HDR_VERSION,
+  OWNER_MAX_HOPS_DEFAULT,
+  OWNER_PORT_DEFAULT,
+  OWNER_SPORT_BASE,
+  OWNER_SPORT_MASK,
   PROBE_F_FOUND,
   PROBE_F_REPAIR,
   PROBE_F_TSTAMP_OK,
   PROBE_F_USEC_TS,
   REASONS,
+  SECOND_CHANCE_BUCKETS,
   TRACK_F_FIN,
   TRACK_F_RST,
   TRACK_F_SEEN,
@@ -49,6 +55,7 @@ interface Printed {
   consts: Record<string, number>;
   reasons: Array<[string, string]>;
   directions: string[];
+  ownerConsts: Record<string, number>;
 }
 
 function cProgram(): string {
@@ -82,6 +89,9 @@ int main(void) {
     BATON_STATE_BLOCK, BATON_STATE_FORWARD, BATON_STATE_HOLD, BATON_STATE_SUPERSEDED, BATON_CTL_SET_STATE, BATON_CTL_APPEND_LEG, BATON_KIND_CLIENT, BATON_KIND_BACKEND, BATON_R_MAX,
     BATON_PROBE_F_FOUND, BATON_PROBE_F_TSTAMP_OK, BATON_PROBE_F_USEC_TS, BATON_PROBE_F_REPAIR,
     BATON_KIND_MIGRATED, BATON_FID_HOLD, BATON_FID_RESTORE, BATON_FID_CTL_SET_STATE);
+  printf("\\"ownerConsts\\":{\\"KIND_OWNER\\":%d,\\"HDR_VERSION\\":%d,\\"PORT_DEFAULT\\":%d,\\"MAX_HOPS_DEFAULT\\":%d,\\"SECOND_CHANCE_BUCKETS\\":%d,\\"SPORT_BASE\\":%d,\\"SPORT_MASK\\":%d},",
+    BATON_KIND_OWNER, BATON_OWNER_HDR_VERSION, BATON_OWNER_PORT_DEFAULT, BATON_OWNER_MAX_HOPS_DEFAULT,
+    BATON_SECOND_CHANCE_BUCKETS, BATON_OWNER_SPORT_BASE, BATON_OWNER_SPORT_MASK);
   printf("\\"directions\\":[");
   BATON_DIRECTIONS(DIRECTION_JSON)
   printf("],");
@@ -156,6 +166,18 @@ test('constants and the reason table match the C header', { skip: !haveCc && 'no
     REASONS.map(([a, r]) => [a, r]),
   );
   assert.deepEqual(printed.directions, [...DIRECTIONS]);
+});
+
+test('owner forwarding constants match the C header', { skip: !haveCc && 'no C compiler (cc)' }, () => {
+  assert.deepEqual(printed.ownerConsts, {
+    KIND_OWNER: FlowKind.OWNER,
+    HDR_VERSION: OWNER_HDR_VERSION,
+    PORT_DEFAULT: OWNER_PORT_DEFAULT,
+    MAX_HOPS_DEFAULT: OWNER_MAX_HOPS_DEFAULT,
+    SECOND_CHANCE_BUCKETS,
+    SPORT_BASE: OWNER_SPORT_BASE,
+    SPORT_MASK: OWNER_SPORT_MASK,
+  });
 });
 
 test('kernel socket structs used by control/tcp match the installed uapi headers', {

@@ -6,9 +6,9 @@
  */
 
 import { hostname } from 'node:os';
+import { OWNER_PORT_DEFAULT } from '../datapath/abi.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
-import { DEFAULT_OWNER_PORT } from '../owner/peer-info.js';
 import { DEFAULT_API_SOCKET } from '../sdk/endpoint.js';
 import { canonicalIp } from '../service/endpoint.js';
 import { SWEEPER_DEFAULTS } from '../splice/sweeper.js';
@@ -70,6 +70,8 @@ export interface DaemonConfig {
   clusterAddress: string | undefined;
   /** UDP port of the owner header. */
   ownerPort: number;
+  /** The VIPs this LB serves: a segment for one that matches nothing goes to a peer (second chance), never to the stack. */
+  vips: string[];
   /** A registration not refreshed for this long expires (ms): how fast a dead LB disappears. */
   peerTtlMs: number;
 }
@@ -258,9 +260,23 @@ export const OPTIONS: OptionTable<DaemonConfig> = {
     key: 'ownerPort',
     flag: 'owner-port',
     env: 'BATON_OWNER_PORT',
-    default: DEFAULT_OWNER_PORT,
+    default: OWNER_PORT_DEFAULT,
     parse: positiveInt(65535),
     help: 'UDP port of the owner header between LBs',
+  },
+  vips: {
+    key: 'vips',
+    flag: 'vip',
+    multiple: true,
+    env: 'BATON_VIPS',
+    default: [],
+    parse: (t) => list(t).map((a) => canonicalIp(a)?.ip ?? fail(`${JSON.stringify(a)} is not an IP address`)),
+    parseJson: (v) => {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))
+        throw new Error('expected an array of addresses');
+      return OPTIONS.vips.parse(v.join(','));
+    },
+    help: 'with --store: the VIPs this LB serves (repeatable); their segments that match no connection go to a peer, never to a RST',
   },
   peerTtlMs: {
     key: 'peerTtlMs',

@@ -20,6 +20,7 @@ import { buildApi, INSECURE_WARNING } from '../api/app.js';
 import { Datapath } from '../datapath/datapath.js';
 import { BatonMetrics } from '../metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
+import { datapathOwners } from '../owner/datapath-owners.js';
 import { type LbCluster, startLbCluster } from '../owner/lb-cluster.js';
 import { SpliceService } from '../service/splice-service.js';
 import { versionInfo } from '../service/version.js';
@@ -143,6 +144,21 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       observer: metrics,
     });
     if (config.store !== undefined) {
+      // Owner forwarding on: headers go out from (and are accepted by peers
+      // from) the cluster address; segments for the VIPs that match nothing
+      // get a second chance at a peer.
+      const address = config.clusterAddress as string;
+      dp.owner.settings.configure({
+        ...(address.includes(':') ? { local6: address } : { local4: address }),
+        udpPort: config.ownerPort,
+      });
+      // The maps are pinned: what an earlier daemon configured stays unless changed here.
+      for (const vip of dp.owner.vips.list()) if (!config.vips.includes(vip)) dp.owner.vips.remove(vip);
+      for (const vip of config.vips) dp.owner.vips.add(vip);
+      const log = app.log;
+      const owners = datapathOwners(dp.table, dp.owner, (err) =>
+        log.warn({ err, code: err.code, reason: err.reason }, err.message),
+      );
       // Before the API listens: the connections adopted above are published
       // first, and every splice from now on is published as it is made.
       lbCluster = await startLbCluster({
@@ -151,9 +167,9 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         info: { address: config.clusterAddress as string, ownerPort: config.ownerPort, version: versionInfo().version },
         peerTtlMs: config.peerTtlMs,
         records: splicer.records,
-        // Peers' connections are kept by the directory (status, metrics);
-        // installing them in the datapath comes with the owner-header datapath.
-        entries: { install: () => {}, remove: () => {} },
+        entries: owners,
+        forwardedCount: () => owners.installedCount,
+        onPeers: (peers) => owners.setPeers(peers),
         registry: metrics.registry,
         log: app.log,
       });
@@ -161,6 +177,9 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         { store: lbCluster.store.kind, clusterId: config.clusterId, peers: lbCluster.cluster.peers().size },
         `joined the cluster as ${config.clusterId}`,
       );
+    } else {
+      // Alone: nothing is forwarded to peers, even if an earlier daemon (pinned maps) was in a cluster.
+      dp.owner.settings.disable();
     }
     // Before the API listens, so before any splice can need them; an earlier
     // daemon's record is reused, so a restart keeps the operator's old values.

@@ -24,6 +24,8 @@ export interface LbClusterOptions {
   peerTtlMs: number;
   records: ConnectionRecords;
   entries: OwnerEntries;
+  /** peers' connections actually forwarded (in the datapath); default: those in the directory */
+  forwardedCount?: () => number;
   /** the datapath's set of peers it accepts owner headers from */
   onPeers?: (peers: ReadonlyMap<string, PeerInfo>) => void;
   registry: Registry;
@@ -73,7 +75,7 @@ export async function startLbCluster(o: LbClusterOptions): Promise<LbCluster> {
     const observer = ownerMetrics(o.registry, {
       peers: () => joined.peers().size,
       owned: () => dir?.ownedCount ?? 0,
-      forwarded: () => dir?.peerEntries().size ?? 0,
+      forwarded: () => o.forwardedCount?.() ?? dir?.peerEntries().size ?? 0,
       pending: () => dir?.pendingCount ?? 0,
     });
     dir = new OwnerDirectory({ store, self: o.self, entries: o.entries, observer, onError });

@@ -8,12 +8,6 @@
 import { BatonError } from '../errors.js';
 import { canonicalIp } from '../service/endpoint.js';
 
-/**
- * The owner header's UDP port unless --owner-port says otherwise (GUE's
- * 6080, which the datapath's owner header follows in spirit).
- */
-export const DEFAULT_OWNER_PORT = 6080;
-
 export interface PeerInfo {
   /** the LB's address on the network between LBs */
   address: string;

@@ -163,7 +163,7 @@ describe('daemon configuration', () => {
     );
     assert.deepEqual(
       [c.store, c.clusterAddress, c.peerTtlMs, c.ownerPort],
-      ['redis://198.18.0.1:6379', '198.18.0.2', 2000, 6080],
+      ['redis://198.18.0.1:6379', '198.18.0.2', 2000, 6181],
     );
     assert.ok(c.clusterId.length > 0, 'the cluster id defaults to the host name');
     assert.equal(loadConfig([], {}).store, undefined, 'without --store an LB runs alone');

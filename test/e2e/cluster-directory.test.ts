@@ -1,9 +1,11 @@
 /**
  * Two `baton lb` daemons joined through a real redis-server (--store): each
  * registers itself and sees the other as a peer; a connection spliced on
- * one LB is published in the owner directory and installed at the other
- * (baton_owner_connections{kind="forwarded"}), withdrawn when it is
- * aborted; a stopped LB's registration expires after --peer-ttl.
+ * one LB is published in the owner directory and installed in the other's
+ * datapath as an OWNER entry (baton_owner_connections{kind="forwarded"}
+ * counts those), removed when it is aborted; a stopped LB's registration
+ * expires after --peer-ttl. (Packets taking the detour: owner-forwarding
+ * and owner-splice tests, with entries written by hand.)
  * Topology: client ⟷ lb ⟷ backend1, and lb ⟷ lb2 (the network between
  * LBs, where Redis listens on lb's address).
  */
@@ -95,6 +97,8 @@ describe('a cluster of two LBs through Redis: registration and the owner directo
       address,
       '--peer-ttl',
       '600ms',
+      '--vip',
+      VIP4,
       '--metrics',
       `127.0.0.1:${METRICS_PORT}`,
     ];

@@ -1,0 +1,95 @@
+/**
+ * The owner directory and the cluster, applied to this LB's datapath:
+ * peers' connections become OWNER entries (forwarded to the owner in the
+ * owner header), live peers become the set owner headers are accepted from,
+ * and the second-chance buckets spread over them, so a segment that matches
+ * nothing goes to a peer rather than to a stack that would answer it with a
+ * RST.
+ *
+ * An entry whose owner is not (or no longer) a live peer is kept here but
+ * not in the datapath: there is no address to forward it to, and a dead
+ * LB's connections are dead. It is installed as soon as that peer appears.
+ */
+
+import { SECOND_CHANCE_BUCKETS } from '../datapath/abi.js';
+import type { FlowTable } from '../datapath/flow-table.js';
+import type { OwnerMaps } from '../datapath/owner.js';
+import type { BatonError } from '../errors.js';
+import type { OwnerEntries } from './directory.js';
+import type { OwnedConnection } from './owned-connection.js';
+import type { PeerInfo } from './peer-info.js';
+
+export interface DatapathOwners extends OwnerEntries {
+  /** The live peers changed (from the cluster). */
+  setPeers(peers: ReadonlyMap<string, PeerInfo>): void;
+  /** OWNER entries in the datapath now. */
+  readonly installedCount: number;
+}
+
+const keyOf = (c: OwnedConnection) => ({ src: c.client.ip, dst: c.vip.ip, sport: c.client.port, dport: c.vip.port });
+
+export function datapathOwners(table: FlowTable, maps: OwnerMaps, onError: (err: BatonError) => void): DatapathOwners {
+  const wanted = new Map<string, { conn: OwnedConnection; owner: string }>();
+  const inDatapath = new Set<string>();
+  let peers: ReadonlyMap<string, PeerInfo> = new Map();
+  /** Stable datapath index per peer id, for as long as this daemon runs. */
+  const indexOf = new Map<string, number>();
+
+  const put = (ref: string) => {
+    const w = wanted.get(ref);
+    const info = w && peers.get(w.owner);
+    try {
+      if (w && info) {
+        table.insertOwner(keyOf(w.conn), { owner: info.address, ownerPort: w.conn.vip.port });
+        inDatapath.add(ref);
+      } else if (inDatapath.delete(ref) && w) {
+        table.removeOwner(keyOf(w.conn));
+      }
+    } catch (err) {
+      // OWNER_ENTRY_CONFLICT (this LB holds the flow itself), TABLE_FULL: said, and the entry is left out.
+      onError(err as BatonError);
+    }
+  };
+
+  return {
+    install(ref, conn, owner) {
+      wanted.set(ref, { conn, owner });
+      put(ref);
+    },
+    remove(ref) {
+      const w = wanted.get(ref);
+      wanted.delete(ref);
+      if (w && inDatapath.delete(ref)) {
+        try {
+          table.removeOwner(keyOf(w.conn));
+        } catch (err) {
+          onError(err as BatonError);
+        }
+      }
+    },
+    setPeers(next) {
+      const before = peers;
+      peers = new Map(next);
+      try {
+        for (const [id, info] of before) if (!peers.has(id)) maps.peers.remove(info.address);
+        for (const [id, info] of peers) {
+          if (!indexOf.has(id)) indexOf.set(id, indexOf.size + 1);
+          maps.peers.add(info.address, indexOf.get(id) as number);
+        }
+        // Second chance: every bucket to some live peer, round robin (none: dropped, no_owner).
+        const live = [...peers.values()].map((p) => p.address).sort();
+        for (let b = 0; b < SECOND_CHANCE_BUCKETS; b++) maps.secondChance.set(b, live[b % live.length]);
+      } catch (err) {
+        onError(err as BatonError);
+      }
+      for (const [ref, w] of wanted) {
+        const was = before.get(w.owner)?.address;
+        const now = peers.get(w.owner)?.address;
+        if (was !== now) put(ref);
+      }
+    },
+    get installedCount() {
+      return inDatapath.size;
+    },
+  };
+}

@@ -44,6 +44,10 @@ export const ERRORS = {
   // control/store: the shared store (owner directory, peers, checkpoints), embedded or Redis (--store).
   STORE_UNAVAILABLE: { status: 503, title: 'The shared store (Redis, --store) cannot be reached or refused baton' },
   STORE_REFUSED: { status: 400, title: 'A store key, id or value is malformed or too large' },
+  // control/agent, control/migrate: the blob channel between an LB and a back end's agent.
+  AGENT_UNREACHABLE: { status: 503, title: "The back end's agent cannot be reached or did not answer" },
+  AGENT_UNAUTHENTICATED: { status: 502, title: "The agent refused this LB's shared secret, or is not a baton agent" },
+  AGENT_REFUSED: { status: 502, title: 'The agent refused the migration; the LB still holds the connection' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

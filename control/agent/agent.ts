@@ -141,14 +141,18 @@ export class Agent {
     const timer = setTimeout(() => refuse('no handshake response in time'), this.opts.handshakeTimeoutMs ?? 5000);
     let head = Buffer.alloc(0);
     let framer: BlobFramer | undefined;
+    let refused = false;
     const refuse = (why: string): void => {
       clearTimeout(timer);
+      refused = true;
       this.metrics.handshakesRefused.inc();
       this.log({ event: 'channel_refused', remote, reason: why });
       s.end(encodeVerdict(false));
-      s.destroySoon();
+      // Whatever the refused peer sends next is not read; give it a moment to read the verdict, then cut.
+      setTimeout(() => s.destroy(), 1000).unref();
     };
     s.on('data', (chunk: Buffer) => {
+      if (refused) return;
       if (!framer) {
         head = Buffer.concat([head, chunk]);
         if (head.length < RESPONSE_BYTES) return;

@@ -3,7 +3,7 @@
  * and SIGINT stop taking blobs and apps (connections already handed to apps
  * are the apps' and keep working).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { BatonError } from '../errors.js';
 import { Agent } from './agent.js';
 import { agentHelp, loadAgentConfig } from './config.js';
@@ -22,8 +22,16 @@ export async function agentCommand(
   const path = cfg.peerSecretFile as string;
   let secret: Buffer;
   try {
+    // A secret others can read lets them deliver live connections into this host's apps.
+    if ((statSync(path).mode & 0o077) !== 0)
+      throw new BatonError(
+        'CONFIG_INVALID',
+        `the peer secret ${path} is open to group or others; chmod 600 ${path} (and chown it to the agent's user)`,
+        'secret_exposed',
+      );
     secret = parseSecret(readFileSync(path), path);
   } catch (e) {
+    if (e instanceof BatonError) throw e;
     if (e instanceof HandshakeError) throw new BatonError('CONFIG_INVALID', e.message, 'weak_secret');
     throw new BatonError('CONFIG_INVALID', `cannot read the peer secret ${path}: ${(e as Error).message}`, 'no_secret');
   }

@@ -33,6 +33,7 @@ export class AgentMetrics {
   });
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'baton_agent_' });
-    for (const o of MIGRATION_OUTCOMES) this.migrations.labels(o);
+    // Every outcome exported from the start (at 0), so rate() and alerts see the series before the first event.
+    for (const o of MIGRATION_OUTCOMES) this.migrations.labels(o).inc(0);
   }
 }

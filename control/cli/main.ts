@@ -96,7 +96,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     const own = COMMAND_OPTIONS[command];
     if (!own)
       throw new UsageError(
-        `unknown command ${JSON.stringify(command)}; the commands are: lb, agent, down, status, splices, handoff, metrics, doctor`,
+        `unknown command ${JSON.stringify(command)}; the commands are: lb, down, status, splices, handoff, metrics, doctor, agent`,
       );
     const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
     let values: Record<string, string | boolean | string[] | undefined>;

@@ -8,7 +8,6 @@ export const MIGRATION_OUTCOMES = [
   'restore_failed',
   'handoff_failed',
   'shutting_down',
-  'duplicate',
 ] as const;
 export type MigrationOutcome = (typeof MIGRATION_OUTCOMES)[number];
 

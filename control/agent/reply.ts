@@ -3,17 +3,13 @@
  * (agent -> app over the unix socket): both a u32 big-endian length then
  * UTF-8 JSON, so any language can read them. Pure codec + a stream reader.
  */
+import { splitAddress } from '../net/addr.js';
+import { canonicalIp } from '../service/endpoint.js';
+
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 
 /** Why an agent refused a migration (stable codes the LB logs and counts). */
-export const REFUSAL_CODES = [
-  'blob_invalid',
-  'no_app',
-  'restore_failed',
-  'handoff_failed',
-  'shutting_down',
-  'duplicate',
-] as const;
+export const REFUSAL_CODES = ['blob_invalid', 'no_app', 'restore_failed', 'handoff_failed', 'shutting_down'] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
 export type Reply =
@@ -130,13 +126,14 @@ export function parseRegisterRequest(v: unknown): RegisterRequest {
   return { type: 'register', vip: v.vip };
 }
 
-/** "ip:port" / "[ip]:port" -> endpoint, or undefined (pure). */
+/** "ip:port" / "[ip]:port" -> endpoint with the address in canonical form (as the kernel reports it), or undefined (pure). */
 export function parseVip(s: string): Endpoint | undefined {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s) ?? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s);
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return { ip: (m[1] as string).toLowerCase(), port };
+  const parts = splitAddress(s);
+  if ('error' in parts || !/^[0-9]{1,5}$/.test(parts.port)) return undefined;
+  const port = Number(parts.port);
+  const ip = canonicalIp(parts.host);
+  if (!ip || port < 1 || port > 65535) return undefined;
+  return { ip: ip.ip, port };
 }
 
 export const vipKey = (e: Endpoint): string => (e.ip.includes(':') ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`);

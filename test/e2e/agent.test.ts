@@ -23,6 +23,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BatonError } from '../../control/errors.js';
@@ -60,6 +61,8 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
   const lbServers: net.Server[] = [];
   const results: MigrateResult[] = [];
   let nextId = 1n;
+  /** Capture start -> the agent's confirmation, per migration (the switch-over excluded). */
+  const toConfirmationMs: number[] = [];
   const secret = randomBytes(32).toString('hex');
 
   const routeVipVia = (node: 'lb' | 'backend') =>
@@ -101,12 +104,14 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
       s.pause();
       // Our own descriptor of the socket (as baton takes a front end's): release closes it, Node's stays inert.
       const fd = takeSocket(process.pid, socketFd(s) as number);
+      const t0 = performance.now();
       const r = await migrateSocket(fd, {
         channel,
         receivedData: got,
         migrationId: nextId++,
         appProtocol: 'http/1.1',
         switchOver: async () => {
+          toConfirmationMs.push(performance.now() - t0);
           await barrier?.arrive();
           await routeVipVia('backend');
         },
@@ -228,7 +233,7 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a migrated connection is answered by the app, first request and two keep-alive requests, no RST', async () => {
+  test('a migrated connection is answered by the app, first request and two keep-alive requests, no RST', async (t) => {
     await routeVipVia('lb');
     const before = results.length;
     const urls = ['/one', '/two', '/three'].map((p) => `http://${VIP4}:${SERVED_PORT}${p}`);
@@ -258,11 +263,15 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
     const metrics = await tb.exec('backend', 'curl', ['-sS', 'http://127.0.0.1:9400/metrics']);
     assert.match(metrics.stdout, /baton_agent_migrations_total\{outcome="restored"\} 1\b/);
     assert.match(metrics.stdout, /baton_agent_restore_duration_seconds_count 1\b/);
+    const sum = Number(/baton_agent_restore_duration_seconds_sum (\S+)/.exec(metrics.stdout)?.[1]);
+    t.diagnostic(
+      `agent restore + hand-off ${(sum * 1e6).toFixed(0)} us; LB capture -> confirmation ${((toConfirmationMs[0] ?? 0) * 1000).toFixed(0)} us`,
+    );
     const ready = await tb.exec('backend', 'curl', ['-sS', '-w', ' %{http_code}', 'http://127.0.0.1:9400/readyz']);
     assert.match(ready.stdout, /"ready":true.* 200$/s);
   });
 
-  test('several migrations in flight on the one channel, each confirmed by its own id', async () => {
+  test('several migrations in flight on the one channel, each confirmed by its own id', async (t) => {
     await routeVipVia('lb');
     const before = results.length;
     // Connections opened together: their blobs share the channel. The route stand-in is one for all connections,
@@ -276,6 +285,12 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
       ),
     );
     barrier = undefined;
+    t.diagnostic(
+      `LB capture -> confirmation (us): ${toConfirmationMs
+        .slice(-4)
+        .map((ms) => (ms * 1000).toFixed(0))
+        .join(' ')}`,
+    );
     const mine = results.slice(before);
     assert.equal(mine.length, 4);
     assert.ok(

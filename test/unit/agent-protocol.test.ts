@@ -127,7 +127,8 @@ describe('messages', () => {
   });
   test('VIP spellings', () => {
     assert.deepEqual(parseVip('198.19.0.1:80'), { ip: '198.19.0.1', port: 80 });
-    assert.deepEqual(parseVip('[2001:DB8::1]:443'), { ip: '2001:db8::1', port: 443 });
+    assert.deepEqual(parseVip('[2001:DB8:0::1]:443'), { ip: '2001:db8::1', port: 443 });
+    assert.equal(parseVip('300.1.1.1:80'), undefined);
     assert.equal(parseVip('198.19.0.1'), undefined);
     assert.equal(parseVip('198.19.0.1:0'), undefined);
     assert.equal(vipKey({ ip: '2001:db8::1', port: 443 }), '[2001:db8::1]:443');

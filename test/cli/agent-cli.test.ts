@@ -4,14 +4,43 @@
  * answers /healthz and /readyz and stops on SIGTERM. No namespaces.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile, spawn } from 'node:child_process';
+import { EventEmitter, once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { connectAgent } from '../../control/sdk/agent.js';
 import { NODE_CLI } from '../../lab/launch/baton-cli.js';
 import { baton } from './baton-proc.js';
+
+const execFileP = promisify(execFile);
+
+/** An app client in plain Node (no SDK: it only registers): for each VIP given, prints the agent's reply (u32 length + JSON). */
+const REGISTER_JS = `
+const net = require('node:net');
+const [path, ...vips] = process.argv.slice(1);
+const s = net.connect(path);
+let buf = Buffer.alloc(0);
+const want = vips.length;
+let got = 0;
+s.on('data', (d) => {
+  buf = Buffer.concat([buf, d]);
+  while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+    const n = buf.readUInt32BE(0);
+    console.log(buf.subarray(4, 4 + n).toString());
+    buf = buf.subarray(4 + n);
+    if (++got === want) s.end();
+  }
+});
+for (const vip of vips) {
+  const b = Buffer.from(JSON.stringify({ type: 'register', vip }));
+  const h = Buffer.alloc(4);
+  h.writeUInt32BE(b.length);
+  s.write(Buffer.concat([h, b]));
+}
+`;
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-agent-cli-'));
 const secret = join(dir, 'peer.secret');
@@ -67,6 +96,8 @@ describe('baton agent', () => {
         '127.0.0.1:0',
         '--app-socket',
         join(dir, 'agent.sock'),
+        '--app',
+        '198.19.0.1:80=65534',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -91,6 +122,38 @@ describe('baton agent', () => {
       assert.deepEqual(await r.json(), { ready: true, apps: [] });
       const m = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       assert.match(m, /baton_agent_migrations_total\{outcome="restored"\} 0/);
+
+      // SO_PEERCRED rule: uid 65534 (setpriv) may register only the VIP --app names it under; root any.
+      chmodSync(dir, 0o755);
+      const asNobody = await execFileP(
+        'setpriv',
+        [
+          '--reuid',
+          '65534',
+          '--regid',
+          '65534',
+          '--clear-groups',
+          process.execPath,
+          '-e',
+          REGISTER_JS,
+          join(dir, 'agent.sock'),
+          '198.19.0.1:80',
+          '198.19.0.1:81',
+        ],
+        { timeout: 10_000 },
+      );
+      const [ok, refused] = asNobody.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      assert.deepEqual(ok, { type: 'registered', vip: '198.19.0.1:80' });
+      assert.equal(refused.type, 'refused');
+      assert.equal(refused.code, 'forbidden');
+      assert.match(refused.reason, /uid 65534 may not serve 198\.19\.0\.1:81/);
+      const sdk = await connectAgent({ socketPath: join(dir, 'agent.sock') });
+      await sdk.attach(new EventEmitter(), { vip: '198.19.0.1:81' });
+      await sdk.close();
+      assert.match(log, /"app_forbidden".*"uid":65534/);
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
       assert.equal(code, 0, log);

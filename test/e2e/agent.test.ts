@@ -37,7 +37,14 @@ import { SO_REUSEADDR, SOL_SOCKET } from '../../control/tcp/kernel.js';
 import { takeSocket } from '../../control/tcp/pidfd.js';
 import { bindTo, connectTo, listenOn, openTcpSocket, setInt } from '../../control/tcp/socket.js';
 import { NODE_CLI } from '../../lab/launch/baton-cli.js';
-import { canRunPrivileged, createTestbed, DEFAULT_XDP_PASS_OBJ, type Testbed, VIP4 } from '../../lab/testbed/index.js';
+import {
+  canRunPrivileged,
+  createTestbed,
+  DEFAULT_XDP_PASS_OBJ,
+  type Testbed,
+  VIP4,
+  VIP6,
+} from '../../lab/testbed/index.js';
 
 const priv = canRunPrivileged();
 const skip = !priv.ok
@@ -65,8 +72,17 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
   const toConfirmationMs: number[] = [];
   const secret = randomBytes(32).toString('hex');
 
-  const routeVipVia = (node: 'lb' | 'backend') =>
-    tb.ip('client', ['route', 'replace', `${VIP4}/32`, 'via', node === 'lb' ? '198.18.1.2' : '198.18.2.2']);
+  const routeVipVia = (node: 'lb' | 'backend', family: 4 | 6 = 4) =>
+    family === 4
+      ? tb.ip('client', ['route', 'replace', `${VIP4}/32`, 'via', node === 'lb' ? '198.18.1.2' : '198.18.2.2'])
+      : tb.ip('client', [
+          '-6',
+          'route',
+          'replace',
+          `${VIP6}/128`,
+          'via',
+          node === 'lb' ? '2001:db8:1::2' : '2001:db8:2::2',
+        ]);
 
   /** A TCP socket made in the LB's namespace and connected to the agent, as a net.Socket. */
   const lbSocketToAgent = (): net.Socket =>
@@ -110,10 +126,10 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
         receivedData: got,
         migrationId: nextId++,
         appProtocol: 'http/1.1',
-        switchOver: async () => {
+        switchOver: async (state) => {
           toConfirmationMs.push(performance.now() - t0);
           await barrier?.arrive();
-          await routeVipVia('backend');
+          await routeVipVia('backend', state.family);
         },
       });
       results.push(r);
@@ -136,13 +152,24 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
       {
         name: 'agent',
         nodes: [
-          { name: 'client', role: 'client', routes: [{ to: `${VIP4}/32`, via: 'lb' }] },
-          { name: 'lb', role: 'lb', addresses: [`${VIP4}/32`] },
+          {
+            name: 'client',
+            role: 'client',
+            routes: [
+              { to: `${VIP4}/32`, via: 'lb' },
+              { to: `${VIP6}/128`, via: 'lb' },
+            ],
+          },
+          { name: 'lb', role: 'lb', addresses: [`${VIP4}/32`, `${VIP6}/128`] },
           {
             name: 'backend',
             role: 'backend',
-            addresses: [`${VIP4}/32`],
-            routes: [{ to: '198.18.1.0/24', via: 'client' }],
+            addresses: [`${VIP4}/32`, `${VIP6}/128`],
+            // Replies go straight to the client (link2), never through the LB.
+            routes: [
+              { to: '198.18.1.0/24', via: 'client' },
+              { to: '2001:db8:1::/64', via: 'client' },
+            ],
           },
         ],
         links: [
@@ -208,13 +235,18 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
     });
     sdk = await connectAgent({ socketPath: appSocket });
     await sdk.attach(app, { vip: `${VIP4}:${SERVED_PORT}` });
+    await sdk.attach(app, { vip: `[${VIP6}]:${SERVED_PORT}` });
 
     channel = await AgentChannel.connect({ secret: Buffer.from(secret), socket: lbSocketToAgent() });
-    for (const port of [SERVED_PORT, UNSERVED_PORT]) {
+    for (const [ip, family, port] of [
+      [VIP4, 4, SERVED_PORT],
+      [VIP4, 4, UNSERVED_PORT],
+      [VIP6, 6, SERVED_PORT],
+    ] as const) {
       const fd = withNetns(tb.ns('lb'), () => {
-        const l = openTcpSocket(4);
+        const l = openTcpSocket(family);
         setInt(l, SOL_SOCKET, SO_REUSEADDR, 1, 'listen');
-        bindTo(l, { ip: VIP4, port }, 4);
+        bindTo(l, { ip, port }, family);
         listenOn(l, 64);
         return l;
       });
@@ -301,6 +333,27 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
     assert.equal(ids.size, 4);
     for (const [i, o] of outs.entries()) assert.match(o.stdout, new RegExp(`^app /p${i + 1} migration (\\d+)\n$`));
     assert.deepEqual(new Set(outs.map((o) => /migration (\d+)/.exec(o.stdout)?.[1])), ids);
+    await sleep(300);
+    assert.deepEqual(rsts, []);
+  });
+
+  test('IPv6: a migrated connection is answered by the app, with a keep-alive request', async () => {
+    await routeVipVia('lb', 6);
+    const before = results.length;
+    const urls = ['/v6a', '/v6b'].map((p) => `http://[${VIP6}]:${SERVED_PORT}${p}`);
+    const r = await tb.exec(
+      'client',
+      'curl',
+      ['-sS', '-g', '--max-time', '10', '-w', '[%{http_code} %{num_connects}]\n', ...urls],
+      {
+        timeoutMs: 15_000,
+      },
+    );
+    const m = results.slice(before)[0] as MigrateResult;
+    assert.ok(m?.migrated, `migrated: ${m && !m.migrated ? m.error.message : 'no migration'}`);
+    assert.equal(m.state.family, 6);
+    const id = m.migrationId.toString();
+    assert.equal(r.stdout, `app /v6a migration ${id}\n[200 1]\napp /v6b migration ${id}\n[200 0]\n`);
     await sleep(300);
     assert.deepEqual(rsts, []);
   });

@@ -18,6 +18,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -50,6 +51,18 @@ const priv = canRunPrivileged();
 const skip = !priv.ok
   ? priv.reason
   : !existsSync(DEFAULT_XDP_PASS_OBJ) && 'run make bpf first (the testbed needs xdp_pass.o)';
+
+/** argv: VIP, port. GET /r1 at once, GET /r2 on the same connection when a line arrives on stdin; prints what it reads. */
+const KEEPALIVE_CLIENT = `
+const net = require('node:net');
+const [host, port] = process.argv.slice(1);
+const s = net.connect(Number(port), host);
+const get = (p) => s.write('GET ' + p + ' HTTP/1.1\\r\\nHost: vip\\r\\n\\r\\n');
+s.on('connect', () => get('/r1'));
+s.on('data', (d) => process.stdout.write(d));
+s.on('error', (e) => { process.stderr.write(String(e)); process.exit(1); });
+process.stdin.once('data', () => get('/r2'));
+`;
 
 const AGENT_ADDR = '198.18.3.2'; // backend on link3
 const AGENT_PORT = 7400;
@@ -93,6 +106,13 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
         return fd;
       }),
     });
+
+  /** The migrations since index `from`, once there are `n` (a reply can reach the client before migrateSocket returns). */
+  const migrationsSince = async (from: number, n: number): Promise<MigrateResult[]> => {
+    const deadline = Date.now() + 5000;
+    while (results.length < from + n && Date.now() < deadline) await sleep(10);
+    return results.slice(from);
+  };
 
   /** When set, switch-overs wait until `n` migrations are confirmed (the route is one for all connections). */
   let barrier: { arrive: () => Promise<void> } | undefined;
@@ -277,7 +297,7 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
         timeoutMs: 15_000,
       },
     );
-    const mine = results.slice(before);
+    const mine = await migrationsSince(before, 1);
     assert.equal(mine.length, 1, 'one migration for one connection');
     const m = mine[0] as MigrateResult;
     assert.ok(m.migrated, `migrated: ${!m.migrated ? m.error.message : ''}`);
@@ -317,6 +337,7 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
       ),
     );
     barrier = undefined;
+    await migrationsSince(before, 4);
     t.diagnostic(
       `LB capture -> confirmation (us): ${toConfirmationMs
         .slice(-4)
@@ -349,7 +370,7 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
         timeoutMs: 15_000,
       },
     );
-    const m = results.slice(before)[0] as MigrateResult;
+    const m = (await migrationsSince(before, 1))[0] as MigrateResult;
     assert.ok(m?.migrated, `migrated: ${m && !m.migrated ? m.error.message : 'no migration'}`);
     assert.equal(m.state.family, 6);
     const id = m.migrationId.toString();
@@ -389,6 +410,42 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
     assert.match(metrics.stdout, /baton_agent_channel_refused_total 1\b/);
     // The authenticated channel is unaffected.
     assert.equal(channel.inFlight, 0);
+  });
+
+  // Stops the agent: after the tests that need it.
+  test('SIGTERM stops the agent; connections it handed over keep working', async () => {
+    await routeVipVia('lb');
+    const before = results.length;
+    // A client that sends its second request on the same connection only when told (a line on stdin).
+    const client = tb.spawn('client', process.execPath, ['-e', KEEPALIVE_CLIENT, VIP4, String(SERVED_PORT)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    client.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const waitFor = async (re: RegExp, what: string): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!re.test(out)) {
+        if (Date.now() > deadline) assert.fail(`${what}: client output ${JSON.stringify(out)}`);
+        await sleep(20);
+      }
+    };
+    try {
+      await waitFor(/app \/r1 migration \d+/, 'first answer');
+      const m = (await migrationsSince(before, 1))[0] as MigrateResult;
+      assert.ok(m?.migrated);
+      agentProc.kill('SIGTERM');
+      const [code] = (await once(agentProc, 'exit')) as [number | null];
+      assert.equal(code, 0, agentLog.join('\n'));
+      client.stdin?.write('next\n');
+      await waitFor(/app \/r2 migration \d+/, 'answer after the agent stopped');
+      assert.equal(/app \/r2 migration (\d+)/.exec(out)?.[1], m.migrationId.toString());
+      await sleep(300);
+      assert.deepEqual(rsts, []);
+    } finally {
+      client.kill('SIGKILL');
+    }
   });
 
   // Last: it adds RSTs. Proves the capture the no-RST checks above rely on sees one.

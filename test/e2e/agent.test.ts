@@ -413,7 +413,7 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
   });
 
   // Stops the agent: after the tests that need it.
-  test('SIGTERM stops the agent; connections it handed over keep working', async () => {
+  test('SIGTERM stops the agent; connections it handed over keep working; new ones are relayed by the LB', async () => {
     await routeVipVia('lb');
     const before = results.length;
     // A client that sends its second request on the same connection only when told (a line on stdin).
@@ -446,6 +446,16 @@ describe('migrate: LB -> baton agent -> app behind the SDK', { skip }, () => {
     } finally {
       client.kill('SIGKILL');
     }
+    // With the agent gone the channel has failed: a new connection is not migrated, the LB answers on its socket.
+    await routeVipVia('lb');
+    const from = results.length;
+    const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '10', `http://${VIP4}:${SERVED_PORT}/late`], {
+      timeoutMs: 15_000,
+    });
+    assert.equal(r.stdout, 'relayed\n');
+    const late = (await migrationsSince(from, 1))[0] as MigrateResult;
+    assert.equal(late.migrated, false);
+    if (!late.migrated) assert.equal(late.error.code, 'AGENT_UNREACHABLE');
   });
 
   // Last: it adds RSTs. Proves the capture the no-RST checks above rely on sees one.

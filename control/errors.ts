@@ -49,6 +49,10 @@ export const ERRORS = {
   // Owner forwarding (004, control/datapath/owner.ts): peers, VIPs, second chance, owner entries.
   OWNER_ENTRY_CONFLICT: { status: 409, title: 'The connection table already holds this flow, as another kind' },
   OWNER_MAP_FULL: { status: 507, title: 'An owner-forwarding map (peers or VIPs) is full' },
+  // control/agent, control/migrate: the blob channel between an LB and a back end's agent.
+  AGENT_UNREACHABLE: { status: 503, title: "The back end's agent cannot be reached or did not answer" },
+  AGENT_UNAUTHENTICATED: { status: 502, title: "The agent refused this LB's shared secret, or is not a baton agent" },
+  AGENT_REFUSED: { status: 502, title: 'The agent refused the migration; the LB still holds the connection' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

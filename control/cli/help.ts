@@ -20,6 +20,7 @@ Usage: baton <command> [options]
 
 Run the load balancer (talks to the kernel: loads XDP, pins maps under bpffs):
   lb                   start the daemon on the LB host: datapath on --interface, REST API, metrics
+  agent                start the back-end agent (migrate mode): blob endpoint for LBs, app socket, metrics
   down                 tear down what \`baton lb\` pinned (spliced connections stop flowing)
   doctor               check this host for what baton needs (kernel, bpffs, offloads, rp_filter, ...)
 

@@ -5,6 +5,7 @@
  * and an exit code (usage.ts EXIT).
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { agentCommand } from '../agent/daemon.js';
 import { BatonError } from '../errors.js';
 import { type BatonClient, createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
@@ -47,7 +48,7 @@ const COMMAND_OPTIONS: Record<string, Options> = {
 };
 
 /** Commands run by the daemon module (it parses its own flags). */
-const DAEMON_COMMANDS = new Set(['lb', 'down']);
+const DAEMON_COMMANDS = new Set(['lb', 'down', 'agent']);
 
 /** Global options that take a value, so `baton --api X status` finds "status" as the command. */
 const VALUE_OPTIONS = new Set(['--api', '--token']);
@@ -77,6 +78,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   try {
     if (command && DAEMON_COMMANDS.has(command)) {
       const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
+      if (command === 'agent') return await agentCommand(io, rest, env);
       return command === 'lb' ? await lbCommand(io, rest) : await downCommand(io, rest);
     }
     if (command === 'help') {
@@ -94,7 +96,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     const own = COMMAND_OPTIONS[command];
     if (!own)
       throw new UsageError(
-        `unknown command ${JSON.stringify(command)}; the commands are: lb, down, status, splices, handoff, metrics, doctor`,
+        `unknown command ${JSON.stringify(command)}; the commands are: lb, down, status, splices, handoff, metrics, doctor, agent`,
       );
     const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
     let values: Record<string, string | boolean | string[] | undefined>;

@@ -14,6 +14,7 @@ import {
   TCP_RECV_QUEUE,
   TCP_REPAIR,
   TCP_REPAIR_OFF,
+  TCP_REPAIR_OFF_NO_WP,
   TCP_REPAIR_ON,
   TCP_REPAIR_OPT_LAYOUT,
   TCP_REPAIR_OPTIONS,
@@ -41,6 +42,13 @@ export interface RestoreOptions {
    * state are refused.
    */
   stayInRepair?: boolean;
+  /**
+   * Leave repair mode with TCP_REPAIR_OFF_NO_WP: no window probe is sent.
+   * For a socket whose peer has nothing outstanding to learn (a migrated
+   * connection answers with data soon), and whose first packet must not
+   * race the switch-over of the datapath.
+   */
+  noWindowProbe?: boolean;
 }
 
 /**
@@ -116,7 +124,7 @@ export function restoreTcp(state: TcpState, opts: RestoreOptions = {}): number {
         );
       return fd;
     }
-    setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_OFF, 'repair');
+    setInt(fd, SOL_TCP, TCP_REPAIR, opts.noWindowProbe ? TCP_REPAIR_OFF_NO_WP : TCP_REPAIR_OFF, 'repair');
     repairOn = false;
 
     // Never-sent bytes go through the normal path, as if the application wrote them now.

@@ -1,0 +1,155 @@
+/**
+ * `baton agent` configuration: one table names every setting, its default,
+ * flag, environment variable and JSON key, loaded by the same machinery as
+ * `baton lb`'s (control/daemon/options.ts). Precedence: defaults < file
+ * (--config / BATON_AGENT_CONFIG) < environment < flags.
+ */
+import { bool, type Daemon, hostPort, loadOptions, type OptionTable, optionsHelp } from '../daemon/options.js';
+import { BatonError } from '../errors.js';
+import { parseEndpoint } from '../service/endpoint.js';
+import type { AppRules } from './authorize.js';
+import { vipKey } from './reply.js';
+
+export interface AgentConfig {
+  /** Where LBs deliver state blobs (TCP). */
+  listen: { host: string; port: number };
+  /** File holding the shared secret LBs must prove (HMAC handshake); required. */
+  peerSecretFile: string | undefined;
+  /** The unix socket apps connect to. */
+  appSocket: string;
+  /** Metrics, /healthz and /readyz. */
+  metrics: { host: string; port: number };
+  /** VIP:port -> uids (besides root) allowed to register for it. */
+  apps: AppRules;
+  /** IP_TRANSPARENT on restored sockets: for a VIP not configured on this host's lo. */
+  transparent: boolean;
+}
+
+export const DEFAULT_AGENT_LISTEN = { host: '0.0.0.0', port: 7400 };
+export const DEFAULT_AGENT_METRICS = { host: '127.0.0.1', port: 9400 };
+export const DEFAULT_APP_SOCKET = '/run/baton/agent.sock';
+
+/**
+ * App rules from "VIP:PORT=UID[+UID...]" entries separated by commas or
+ * blanks (pure), e.g. "198.19.0.1:80=1000+1001,[2001:db8::1]:443=1002".
+ */
+export function parseAppRules(text: string): AppRules {
+  const out: Record<string, number[]> = {};
+  for (const entry of text.split(/[\s,]+/).filter(Boolean)) {
+    const eq = entry.lastIndexOf('=');
+    if (eq < 0) throw new Error(`${JSON.stringify(entry)}: expected VIP:PORT=UID[+UID...]`);
+    const ep = parseEndpoint(entry.slice(0, eq), 'app VIP');
+    if (ep.port === 0) throw new Error(`${JSON.stringify(entry)}: the VIP needs a port 1..65535`);
+    const uids = entry
+      .slice(eq + 1)
+      .split('+')
+      .map((u) => {
+        if (!/^[0-9]{1,10}$/.test(u) || Number(u) > 0xfffffffe) throw new Error(`${JSON.stringify(u)} is not a uid`);
+        return Number(u);
+      });
+    const key = vipKey(ep);
+    out[key] = [...(out[key] ?? []), ...uids];
+  }
+  return out;
+}
+
+function appRulesJson(v: unknown): AppRules {
+  if (typeof v === 'string') return parseAppRules(v);
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new Error('expected an object {"VIP:PORT": [uid, ...]} or a string');
+  const parts: string[] = [];
+  for (const [vip, uids] of Object.entries(v)) {
+    if (!Array.isArray(uids) || uids.length === 0) throw new Error(`"${vip}": expected a non-empty array of uids`);
+    parts.push(`${vip}=${uids.map(String).join('+')}`);
+  }
+  return parseAppRules(parts.join(','));
+}
+
+function absolutePath(t: string): string {
+  if (!t.startsWith('/')) throw new Error('expected an absolute path');
+  return t;
+}
+
+export const AGENT_OPTIONS: OptionTable<AgentConfig> = {
+  listen: {
+    key: 'listen',
+    flag: 'listen',
+    env: 'BATON_AGENT_LISTEN',
+    parse: hostPort,
+    default: DEFAULT_AGENT_LISTEN,
+    help: 'host:port where LBs deliver state blobs (TCP)',
+  },
+  peerSecretFile: {
+    key: 'peerSecretFile',
+    flag: 'peer-secret-file',
+    env: 'BATON_AGENT_PEER_SECRET_FILE',
+    parse: absolutePath,
+    default: undefined,
+    help: 'file with the secret LBs share with this agent (at least 16 bytes; required)',
+  },
+  appSocket: {
+    key: 'appSocket',
+    flag: 'app-socket',
+    env: 'BATON_AGENT_APP_SOCKET',
+    parse: absolutePath,
+    default: DEFAULT_APP_SOCKET,
+    help: 'unix socket where apps register and receive migrated connections',
+  },
+  metrics: {
+    key: 'metrics',
+    flag: 'metrics',
+    env: 'BATON_AGENT_METRICS',
+    parse: hostPort,
+    default: DEFAULT_AGENT_METRICS,
+    help: 'host:port of /metrics, /healthz and /readyz',
+  },
+  apps: {
+    key: 'apps',
+    flag: 'app',
+    env: 'BATON_AGENT_APPS',
+    multiple: true,
+    parse: parseAppRules,
+    parseJson: appRulesJson,
+    default: {},
+    help: 'VIP:PORT=UID[+UID]: uids besides root that may serve this VIP (repeatable)',
+  },
+  transparent: {
+    key: 'transparent',
+    flag: 'transparent',
+    env: 'BATON_AGENT_TRANSPARENT',
+    boolean: true,
+    parse: bool,
+    parseJson: (v) => (typeof v === 'boolean' ? v : bool(String(v))),
+    default: false,
+    help: "restore sockets with IP_TRANSPARENT (the VIP is not on this host's lo)",
+  },
+};
+
+export const AGENT_CONFIG_ENV = 'BATON_AGENT_CONFIG';
+
+const AGENT: Daemon = {
+  command: 'baton agent',
+  summary:
+    'the back-end agent of migrate mode: receives state blobs from LBs, restores the sockets and hands them to registered apps',
+  configEnv: AGENT_CONFIG_ENV,
+};
+
+/** The configuration from flags (argv after `baton agent`), environment and the config file. */
+export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}): AgentConfig {
+  const cfg = loadOptions(AGENT_OPTIONS, AGENT, argv, env);
+  if (!cfg.peerSecretFile)
+    throw new BatonError(
+      'CONFIG_INVALID',
+      'no --peer-secret-file: the agent accepts live connections only from LBs that prove a shared secret; create one (openssl rand -hex 32 > /etc/baton/peer.secret, mode 0600) and give the same file to the LBs',
+      'no_secret',
+    );
+  return cfg;
+}
+
+/** `baton agent --help`: generated from the table, with the app rule. */
+export function agentHelp(): string {
+  return `${optionsHelp(AGENT_OPTIONS, AGENT)}
+
+App authorization (SO_PEERCRED): root may register for any VIP; another uid only for a VIP an --app entry names it under.
+`;
+}

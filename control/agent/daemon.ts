@@ -1,0 +1,54 @@
+/**
+ * `baton agent`: configuration -> the secret -> the Agent's listeners; SIGTERM
+ * and SIGINT stop taking blobs and apps (connections already handed to apps
+ * are the apps' and keep working).
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { BatonError } from '../errors.js';
+import { Agent } from './agent.js';
+import { agentHelp, loadAgentConfig } from './config.js';
+import { HandshakeError, parseSecret } from './handshake.js';
+
+export async function agentCommand(
+  io: { out: (s: string) => void; err: (s: string) => void },
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.out(agentHelp());
+    return 0;
+  }
+  const cfg = loadAgentConfig(argv, env);
+  const path = cfg.peerSecretFile as string;
+  let secret: Buffer;
+  try {
+    // A secret others can read lets them deliver live connections into this host's apps.
+    if ((statSync(path).mode & 0o077) !== 0)
+      throw new BatonError(
+        'CONFIG_INVALID',
+        `the peer secret ${path} is open to group or others; chmod 600 ${path} (and chown it to the agent's user)`,
+        'secret_exposed',
+      );
+    secret = parseSecret(readFileSync(path), path);
+  } catch (e) {
+    if (e instanceof BatonError) throw e;
+    if (e instanceof HandshakeError) throw new BatonError('CONFIG_INVALID', e.message, 'weak_secret');
+    throw new BatonError('CONFIG_INVALID', `cannot read the peer secret ${path}: ${(e as Error).message}`, 'no_secret');
+  }
+  const agent = new Agent({
+    secret,
+    channel: cfg.listen,
+    appSocket: cfg.appSocket,
+    metrics: cfg.metrics,
+    apps: cfg.apps,
+    transparent: cfg.transparent,
+  });
+  await agent.start();
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await agent.close();
+  return 0;
+}

@@ -1,0 +1,158 @@
+/**
+ * The Node SDK for back-end apps in migrate mode:
+ *
+ *   import { connectAgent } from 'baton/control/sdk/agent.js';
+ *   const agent = await connectAgent({ socketPath: '/run/baton/agent.sock' });
+ *   await agent.attach(httpServer, { vip: '198.19.0.1:80' });
+ *
+ * Every connection the agent restores for that VIP then arrives at the
+ * server as an ordinary 'connection' (server.emit('connection', socket)),
+ * with the client's first request already readable in the socket. The
+ * server need not listen. The unix socket carries descriptors (SCM_RIGHTS),
+ * which Node's net sockets cannot receive, so this reads it with recvmsg on
+ * a libuv worker thread (one thread of the pool while connected).
+ */
+import type { EventEmitter } from 'node:events';
+import net from 'node:net';
+import {
+  type ConnectionHeader,
+  encodeMessage,
+  MessageReader,
+  parseConnectionHeader,
+  parseVip,
+  vipKey,
+} from '../agent/reply.js';
+import { BatonError } from '../errors.js';
+import { closeFd, connectUnix, recvWithFdsAsync, sendWithFds, shutdownFd } from '../sys/scm-rights.js';
+
+export const DEFAULT_AGENT_SOCKET = '/run/baton/agent.sock';
+
+export interface AgentConnectOptions {
+  socketPath?: string;
+}
+
+export interface AttachOptions {
+  /** "ip:port" or "[ipv6]:port" the app serves. */
+  vip: string;
+}
+
+/** A migrated connection as the SDK hands it over: the socket carries `baton` with the header. */
+export type MigratedSocket = net.Socket & { baton?: ConnectionHeader };
+
+type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+export class AgentConnection {
+  private readonly reader = new MessageReader();
+  private readonly fds: number[] = [];
+  private readonly targets = new Map<string, EventEmitter>();
+  private readonly waiters: Waiter[] = [];
+  private closed = false;
+  /** Resolves when the agent connection ends (closed by us or by the agent). */
+  readonly done: Promise<void>;
+
+  constructor(private readonly fd: number) {
+    this.done = this.readLoop();
+  }
+
+  /**
+   * Registers for `vip` and routes its migrated connections to `server`
+   * (any EventEmitter that takes 'connection': http.Server, net.Server,
+   * https.Server). Rejects with FORBIDDEN_PROCESS when the agent refuses.
+   */
+  async attach(server: EventEmitter, opts: AttachOptions): Promise<void> {
+    const ep = parseVip(opts.vip);
+    if (!ep) throw new BatonError('BAD_REQUEST', `${JSON.stringify(opts.vip)} is not ip:port or [ipv6]:port`);
+    const key = vipKey(ep);
+    const reply = (await this.request({ type: 'register', vip: key })) as {
+      type: string;
+      code?: string;
+      reason?: string;
+    };
+    if (reply.type !== 'registered')
+      throw new BatonError(
+        reply.code === 'forbidden' ? 'FORBIDDEN_PROCESS' : 'BAD_REQUEST',
+        `the agent refused to register ${key}: ${reply.reason}`,
+        reply.code,
+      );
+    this.targets.set(key, server);
+  }
+
+  /** Stops receiving connections; connections already handed over keep working. */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      shutdownFd(this.fd);
+    }
+    return this.done;
+  }
+
+  private request(m: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new BatonError('API_UNREACHABLE', 'the agent connection is closed'));
+      this.waiters.push({ resolve, reject });
+      const b = encodeMessage(m);
+      const n = sendWithFds(this.fd, b);
+      if (n !== b.length) {
+        this.waiters.pop();
+        reject(new BatonError('API_UNREACHABLE', `writing to the agent failed (${n < 0 ? `errno ${-n}` : 'partial'})`));
+      }
+    });
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for (;;) {
+        const r = await recvWithFdsAsync(this.fd, 64 * 1024);
+        // Descriptors arrive with the first byte of their message: queue them, the message takes one when complete.
+        this.fds.push(...r.fds);
+        if (r.eof) break;
+        for (const m of this.reader.push(r.data)) this.onMessage(m);
+      }
+    } catch (e) {
+      if (!this.closed) process.emitWarning(`baton agent connection failed: ${(e as Error).message}`);
+    } finally {
+      this.closed = true;
+      for (const w of this.waiters.splice(0))
+        w.reject(new BatonError('API_UNREACHABLE', 'the agent closed the connection'));
+      for (const fd of this.fds.splice(0)) closeFd(fd);
+      closeFd(this.fd);
+    }
+  }
+
+  private onMessage(m: unknown): void {
+    const type = (m as { type?: unknown } | null)?.type;
+    if (type !== 'connection') {
+      this.waiters.shift()?.resolve(m);
+      return;
+    }
+    const fd = this.fds.shift();
+    if (fd === undefined) throw new Error('the agent sent a connection header without a descriptor');
+    const header = parseConnectionHeader(m);
+    const target = this.targets.get(vipKey(header.vip));
+    if (!target) {
+      // Not ours any more (detached): the agent confirmed already, so the client is ours; close it normally.
+      closeFd(fd);
+      return;
+    }
+    const socket = new net.Socket({ fd, readable: true, writable: true }) as MigratedSocket;
+    socket.baton = header;
+    target.emit('connection', socket);
+  }
+}
+
+/** Connects to the local agent's app socket (default /run/baton/agent.sock). */
+export async function connectAgent(opts: AgentConnectOptions = {}): Promise<AgentConnection> {
+  const path = opts.socketPath ?? DEFAULT_AGENT_SOCKET;
+  try {
+    return new AgentConnection(connectUnix(path));
+  } catch (e) {
+    throw new BatonError(
+      'API_UNREACHABLE',
+      `cannot connect to the baton agent at ${path}: ${(e as Error).message}`,
+      'connect',
+      {
+        cause: e,
+      },
+    );
+  }
+}

@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { testRun, xdpActionName } from '../control/bpf/index.js';
-import { FidState, type Flow, FlowKind, FlowState, flowIdOfPorts, flowIdPorts } from '../control/datapath/abi.js';
+import { type Flow, FlowKind, FlowState } from '../control/datapath/abi.js';
+import { FidState, flowIdOfPorts, flowIdPorts } from '../control/datapath/abi-migrate.js';
 import { AgentDatapath } from '../control/datapath/agent-datapath.js';
 import { Datapath } from '../control/datapath/datapath.js';
 import { planFidMapping, planMigratedEntry } from '../control/datapath/flow-id.js';

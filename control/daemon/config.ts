@@ -6,7 +6,7 @@
  */
 
 import { hostname } from 'node:os';
-import { OWNER_PORT_DEFAULT } from '../datapath/abi.js';
+import { OWNER_PORT_DEFAULT } from '../datapath/abi-owner.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
 import { DEFAULT_API_SOCKET } from '../sdk/endpoint.js';

@@ -29,6 +29,7 @@
 import { BpfError, type BpfMap, type BpfProgram, runSyscallProgram } from '../bpf/index.js';
 import { BatonError } from '../errors.js';
 import { type Family, familyOf } from '../net/addr.js';
+import { TRACK_F_FIN, TRACK_F_RST, TRACK_F_SEEN, type Track } from './abi.js';
 import {
   decodeFidCtlResult,
   decodeFidKey,
@@ -39,11 +40,7 @@ import {
   type FidKey,
   type FidMapping,
   type FidStateValue,
-  TRACK_F_FIN,
-  TRACK_F_RST,
-  TRACK_F_SEEN,
-  type Track,
-} from './abi.js';
+} from './abi-migrate.js';
 
 /** "flow id 0x0001002a from 198.18.0.10" (hex: it reads as the two ports it rides in). */
 export const formatFidKey = (k: FidKey): string =>

@@ -18,7 +18,8 @@
  * disjoint flow-id ranges (a per-LB prefix in the high bits, say).
  */
 import { familyOf } from '../net/addr.js';
-import { type FidKey, type FidMapping, FidState, type FlowKey, FlowKind, FlowState, flowIdPorts } from './abi.js';
+import { type FlowKey, FlowKind, FlowState } from './abi.js';
+import { type FidKey, type FidMapping, FidState, flowIdPorts } from './abi-migrate.js';
 import type { FlowEntry } from './flow-table.js';
 
 export interface MigratedFlow {

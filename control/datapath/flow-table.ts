@@ -20,23 +20,19 @@ import {
   decodeFlowConnId,
   decodeFlowKey,
   decodeFlowState,
-  decodeOwnerFlow,
   decodeTrack,
   encodeCtl,
   encodeFlow,
   encodeFlowKey,
-  encodeFlowKeyProto,
-  encodeOwnerFlow,
   type Flow,
   type FlowKey,
   FlowKind,
-  IPPROTO_UDP,
   LAYOUTS,
   type Leg,
   MAX_LEGS,
-  type OwnerRef,
   type Track,
 } from './abi.js';
+import { decodeOwnerFlow, encodeFlowKeyProto, encodeOwnerFlow, IPPROTO_UDP, type OwnerRef } from './abi-owner.js';
 
 export type FlowStateValue = Flow['state'];
 

@@ -10,18 +10,18 @@
 import { BpfError, type BpfMap } from '../bpf/index.js';
 import { BatonError } from '../errors.js';
 import { familyOf } from '../net/addr.js';
+import { LAYOUTS } from './abi.js';
 import {
   decodePeerAddr,
   encodeOwnerConfig,
   encodePeer,
   encodePeerAddr,
   encodeVipKey,
-  LAYOUTS,
   OWNER_MAX_HOPS_DEFAULT,
   OWNER_PORT_DEFAULT,
   type OwnerConfig,
   SECOND_CHANCE_BUCKETS,
-} from './abi.js';
+} from './abi-owner.js';
 
 function checkAddress(ip: string, what: string): void {
   try {

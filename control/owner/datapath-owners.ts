@@ -11,7 +11,7 @@
  * LB's connections are dead. It is installed as soon as that peer appears.
  */
 
-import { SECOND_CHANCE_BUCKETS } from '../datapath/abi.js';
+import { SECOND_CHANCE_BUCKETS } from '../datapath/abi-owner.js';
 import type { FlowTable } from '../datapath/flow-table.js';
 import type { OwnerMaps } from '../datapath/owner.js';
 import type { BatonError } from '../errors.js';

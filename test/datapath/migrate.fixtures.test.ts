@@ -21,16 +21,14 @@ import { BpfObject, testRun, xdpActionName } from '../../control/bpf/index.js';
 import {
   decodeFlow,
   encodeFlowKey,
-  FidState,
   type FlowKey,
   FlowState,
-  flowIdOfPorts,
-  flowIdPorts,
   type REASONS,
   TRACK_F_FIN,
   TRACK_F_RST,
   TRACK_F_SEEN,
 } from '../../control/datapath/abi.js';
+import { FidState, flowIdOfPorts, flowIdPorts } from '../../control/datapath/abi-migrate.js';
 import { AgentDatapath } from '../../control/datapath/agent-datapath.js';
 import { readCounters } from '../../control/datapath/datapath.js';
 import { FlowIdTable } from '../../control/datapath/fid-table.js';

@@ -16,15 +16,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { BpfObject, testRun, xdpActionName } from '../../control/bpf/index.js';
+import { encodeFlow, encodeFlowKey, type FlowKey, FlowKind, FlowState } from '../../control/datapath/abi.js';
 import {
   decodeOwnerHeader,
-  encodeFlow,
-  encodeFlowKey,
   encodeFlowKeyProto,
   encodeOwnerHeader,
-  type FlowKey,
-  FlowKind,
-  FlowState,
   IPPROTO_UDP,
   OWNER_OVERHEAD,
   OWNER_PORT_DEFAULT,
@@ -32,7 +28,7 @@ import {
   ownerFlowHash,
   ownerSourcePort,
   secondChanceBucket,
-} from '../../control/datapath/abi.js';
+} from '../../control/datapath/abi-owner.js';
 import { FlowTable } from '../../control/datapath/flow-table.js';
 import { type OwnerMaps, ownerMaps } from '../../control/datapath/owner.js';
 import { BatonError } from '../../control/errors.js';

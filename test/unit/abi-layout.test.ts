@@ -16,28 +16,29 @@ import {
   ABI_VERSION,
   CtlOp,
   DIRECTIONS,
-  FidCtlOp,
-  FidState,
   FlowKind,
   FlowState,
   LAYOUTS,
   MAX_LEGS,
-  OWNER_HDR_VERSION,
-  OWNER_MAX_HOPS_DEFAULT,
-  OWNER_PORT_DEFAULT,
-  OWNER_SPORT_BASE,
-  OWNER_SPORT_MASK,
   PROBE_F_FOUND,
   PROBE_F_REPAIR,
   PROBE_F_TSTAMP_OK,
   PROBE_F_USEC_TS,
   REASONS,
-  SECOND_CHANCE_BUCKETS,
   TRACK_F_FIN,
   TRACK_F_RST,
   TRACK_F_SEEN,
   XLATE_F_TS,
 } from '../../control/datapath/abi.js';
+import { FidCtlOp, FidState } from '../../control/datapath/abi-migrate.js';
+import {
+  OWNER_HDR_VERSION,
+  OWNER_MAX_HOPS_DEFAULT,
+  OWNER_PORT_DEFAULT,
+  OWNER_SPORT_BASE,
+  OWNER_SPORT_MASK,
+  SECOND_CHANCE_BUCKETS,
+} from '../../control/datapath/abi-owner.js';
 import { TCP_INFO_LAYOUT, TCP_STRUCTS } from '../../control/tcp/kernel.js';
 
 const root = resolve(import.meta.dirname, '../..');

@@ -6,23 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { decodeFlow, encodeFlow, FlowKind, FlowState, LAYOUTS, TRACK_F_SEEN } from '../../control/datapath/abi.js';
 import {
   decodeFidKey,
   decodeFidMapping,
-  decodeFlow,
   encodeFidCtl,
   encodeFidKey,
   encodeFidMapping,
-  encodeFlow,
   FidCtlOp,
   FidState,
-  FlowKind,
-  FlowState,
   flowIdOfPorts,
   flowIdPorts,
-  LAYOUTS,
-  TRACK_F_SEEN,
-} from '../../control/datapath/abi.js';
+} from '../../control/datapath/abi-migrate.js';
 import { planFidMapping, planMigratedEntry } from '../../control/datapath/flow-id.js';
 
 test('flow id: high 16 bits in sport, low 16 in dport, and back', () => {

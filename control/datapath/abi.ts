@@ -36,7 +36,7 @@ export const LAYOUTS = {
     size: 40,
     fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 },
   },
-  baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, leg: 12, smac: 16, dmac: 22 } },
+  baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, leg: 12, smac: 16, dmac: 22, mtu: 28 } },
   baton_flow: {
     size: 600,
     fields: { conn_id: 0, state: 8, kind: 9, n_legs: 10, challenge_ms: 12, track: 16, nexthop: 56, leg: 88 },

@@ -125,7 +125,13 @@ struct baton_nexthop {
 	__u8 pad[3];
 	__u8 smac[6];
 	__u8 dmac[6];
-	__u8 pad2[4];
+	/* ---- profiles (issue 13): the path MTU the FIB reported for this
+	 * next hop, checked per packet (bpf/lib/fwd.h) so a warm cache gives
+	 * the verdict a cold one does. In former padding: 0, as an entry
+	 * written before this field existed holds, means "look up again". */
+	__u16 mtu;
+	__u8 pad2[2];
+	/* ---- end profiles */
 };
 
 #define BATON_NEXTHOP_TTL_NS 500000000ULL /* 500 ms */

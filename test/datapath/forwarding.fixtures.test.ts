@@ -136,7 +136,7 @@ describe('forwarding fixtures: path MTU in the next-hop cache, SYN windows', { s
   };
 
   /** Client data segment of `total` frame bytes, and the same rewritten, with the MACs given. */
-  function sized(k: FlowKey, out: FlowKey, total: number, hdr: number, eth: typeof IN_ETH) {
+  function sized(k: FlowKey, out: FlowKey, total: number, hdr: number, eth: { src: string; dst: string }) {
     const payloadLen = total - hdr;
     return {
       input: spec({ ...k, seq: 2000, ack: 6000, flags: 'PA', payloadLen }, IN_ETH),

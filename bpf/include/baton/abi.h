@@ -25,6 +25,22 @@
 #define BATON_AF_INET 4
 #define BATON_AF_INET6 6
 
+/* ---- profiles (issue 13): back-end legs opened with a client's TCP option
+ * profile. Linux has no per-socket switch for timestamps, SACK or window
+ * scaling, so the leg's socket carries SO_MARK = BATON_PROFILE_MARK_TAG |
+ * BATON_PROFILE_F_* and baton's TC egress program (bpf/lib/tcp_options_profile.h)
+ * NOPs those options out of its SYN: the back end then answers without
+ * them and the LB's kernel turns them off for that socket, so both legs of
+ * the splice agree. The tag keeps clear of marks other software uses in
+ * its low bits; a mark with another tag is never touched. */
+#define BATON_PROFILE_MARK_TAG 0x0ba70000
+#define BATON_PROFILE_MARK_MASK 0xffff0000
+#define BATON_PROFILE_F_NO_TS 0x1     /* strip TSopt (kind 8) */
+#define BATON_PROFILE_F_NO_SACK 0x2   /* strip SACK-permitted (kind 4) */
+#define BATON_PROFILE_F_NO_WSCALE 0x4 /* strip window scale (kind 3) */
+#define BATON_PROFILE_F_ALL 0x7
+/* ---- end profiles */
+
 /* Connection-table key: a 5-tuple as seen on the wire, IPv4 or IPv6.
  * IPv4 addresses live in addr[0]; the rest is zero so keys compare bytewise. */
 struct baton_flow_key {

@@ -68,6 +68,16 @@ export const FlowState = { BLOCK: 1, FORWARD: 2, HOLD: 3, SUPERSEDED: 4 } as con
 export const CtlOp = { SET_STATE: 1, APPEND_LEG: 2 } as const;
 export const FlowKind = { CLIENT: 1, BACKEND: 2 } as const;
 export const XLATE_F_TS = 0x01;
+
+// ---- profiles (issue 13): abi.h's BATON_PROFILE_* (SO_MARK of a back-end
+// leg opened with a client's option profile); test/unit/profile.test.ts
+// compares them with the header.
+export const PROFILE_MARK_TAG = 0x0ba70000;
+export const PROFILE_MARK_MASK = 0xffff0000;
+export const PROFILE_F_NO_TS = 0x1;
+export const PROFILE_F_NO_SACK = 0x2;
+export const PROFILE_F_NO_WSCALE = 0x4;
+// ---- end profiles
 export const TRACK_F_FIN = 0x01;
 export const TRACK_F_RST = 0x02;
 export const TRACK_F_SEEN = 0x04;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Giving a back-end leg the client's TCP option profile (issue 13): on the
  * LB's egress, the SYN of a socket marked BATON_PROFILE_MARK_TAG | flags
- * (abi.h) has the options the flags name replaced by NOPs, in place. The
+ * (abi.h) has the options the flags name replaced by NOPs, and its MSS
+ * option lowered to the mark's MSS, in place. The
  * segment keeps its length and layout, so nothing else moves; the TCP
  * checksum takes the difference of the option bytes (bpf_l4_csum_replace by
  * diff, which for a CHECKSUM_PARTIAL skb, every locally sent TCP segment,
@@ -27,6 +28,7 @@
 #include <bpf/bpf_helpers.h>
 #include <baton/abi.h>
 
+#define PROFILE_TCPOPT_MSS 2
 #define PROFILE_TCPOPT_WSCALE 3
 #define PROFILE_TCPOPT_SACK_PERM 4
 #define PROFILE_TCPOPT_TIMESTAMP 8
@@ -36,7 +38,7 @@
 /* What the option walk found or did, for the fixtures and counters. */
 enum profile_result {
 	PROFILE_UNTOUCHED = 0, /* not a marked SYN, or nothing to strip */
-	PROFILE_STRIPPED = 1,  /* at least one option replaced by NOPs */
+	PROFILE_STRIPPED = 1,  /* at least one option replaced by NOPs, or the MSS lowered */
 	PROFILE_BAD = 2,       /* malformed options or headers: left as they came */
 };
 
@@ -62,6 +64,7 @@ struct profile_walk {
 	__u8 *buf;
 	__u32 hlen;
 	__u32 flags;
+	__u32 mss; /* lower the MSS option to this; 0: leave it */
 	__u32 off;
 	int stripped;
 	int err;
@@ -88,7 +91,18 @@ static long profile_walk_step(__u32 i, void *data)
 	len = w->buf[(off + 1) & PROFILE_BUF_MASK];
 	if (len < 2 || off + len > w->hlen)
 		goto bad;
-	if (profile_strips(w->flags, kind, &want)) {
+	if (kind == PROFILE_TCPOPT_MSS && w->mss) {
+		__u32 v;
+
+		if (len != 4)
+			goto bad;
+		v = ((__u32)w->buf[(off + 2) & PROFILE_BUF_MASK] << 8) | w->buf[(off + 3) & PROFILE_BUF_MASK];
+		if (v > w->mss) {
+			w->buf[(off + 2) & PROFILE_BUF_MASK] = w->mss >> 8;
+			w->buf[(off + 3) & PROFILE_BUF_MASK] = w->mss & 0xff;
+			w->stripped = 1;
+		}
+	} else if (profile_strips(w->flags, kind, &want)) {
 		if (len != want)
 			goto bad;
 		/* len is 2, 3 or 10: a fixed unrolled store per byte. */
@@ -108,11 +122,12 @@ bad:
 
 /* Strips the options `flags` names from the SYN (no ACK) at l4_off with a
  * header of hlen bytes. Returns a profile_result. */
-static __always_inline int profile_strip_syn(struct __sk_buff *skb, __u32 l4_off, __u32 hlen, __u32 flags)
+static __always_inline int profile_strip_syn(struct __sk_buff *skb, __u32 l4_off, __u32 hlen, __u32 flags,
+					     __u32 mss)
 {
 	__u8 oldh[PROFILE_HDR_MAX + 4] __attribute__((aligned(8))) = {};
 	__u8 newh[PROFILE_HDR_MAX + 4] __attribute__((aligned(8)));
-	struct profile_walk w = { .buf = newh, .flags = flags, .off = sizeof(struct tcphdr) };
+	struct profile_walk w = { .buf = newh, .flags = flags, .mss = mss, .off = sizeof(struct tcphdr) };
 	__u32 olen;
 	__s64 diff;
 
@@ -149,12 +164,13 @@ static __always_inline int profile_egress(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct tcphdr *th;
-	__u32 l4_off, flags;
+	__u32 l4_off, flags, mss;
 
 	if ((skb->mark & BATON_PROFILE_MARK_MASK) != BATON_PROFILE_MARK_TAG)
 		return PROFILE_UNTOUCHED;
 	flags = skb->mark & BATON_PROFILE_F_ALL;
-	if (!flags)
+	mss = (skb->mark >> BATON_PROFILE_MSS_SHIFT) & BATON_PROFILE_MSS_MAX;
+	if (!flags && !mss)
 		return PROFILE_UNTOUCHED;
 	if ((void *)(eth + 1) > end)
 		return PROFILE_UNTOUCHED;
@@ -180,7 +196,7 @@ static __always_inline int profile_egress(struct __sk_buff *skb)
 		return PROFILE_UNTOUCHED;
 	if (!th->syn || th->ack)
 		return PROFILE_UNTOUCHED;
-	return profile_strip_syn(skb, l4_off, th->doff * 4, flags);
+	return profile_strip_syn(skb, l4_off, th->doff * 4, flags, mss);
 }
 
 #endif /* BATON_LIB_TCP_OPTIONS_PROFILE_H */

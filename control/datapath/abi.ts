@@ -77,6 +77,8 @@ export const PROFILE_MARK_MASK = 0xffff0000;
 export const PROFILE_F_NO_TS = 0x1;
 export const PROFILE_F_NO_SACK = 0x2;
 export const PROFILE_F_NO_WSCALE = 0x4;
+export const PROFILE_MSS_SHIFT = 3;
+export const PROFILE_MSS_MAX = 0x1fff;
 // ---- end profiles
 export const TRACK_F_FIN = 0x01;
 export const TRACK_F_RST = 0x02;

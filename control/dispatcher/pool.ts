@@ -151,11 +151,11 @@ export class BackendPool {
   }
 
   private connect(b: Backend, leg: LegOptions): Promise<net.Socket> {
-    const p = leg.mark !== undefined || leg.mss !== undefined ? this.connectWith(b, leg) : this.connectDefault(b);
+    const p = leg.mark !== undefined ? this.connectWith(b, leg.mark) : this.connectDefault(b);
     return p.then(
       (s) => {
         b.failures = 0;
-        if (b.advMss === undefined && leg.mss === undefined) b.advMss = advMssOf(s);
+        if (b.advMss === undefined && leg.mark === undefined) b.advMss = advMssOf(s);
         return s;
       },
       (e: unknown) => {
@@ -187,21 +187,20 @@ export class BackendPool {
 
   /**
    * A leg with a client's options (profile.ts): the socket is made by hand
-   * so TCP_MAXSEG and SO_MARK are set before its SYN, then handed to Node.
+   * so SO_MARK is set before its SYN, then handed to Node.
    * SO_MARK needs CAP_NET_ADMIN (or CAP_NET_RAW): without it the connect
    * fails with EPERM and the caller relays that client.
    */
-  private async connectWith(b: Backend, leg: LegOptions): Promise<net.Socket> {
+  private async connectWith(b: Backend, mark: number): Promise<net.Socket> {
     const family = net.isIPv6(b.addr.host) ? 6 : 4;
     let fd: number;
     try {
       fd = await connectTcp({ ip: b.addr.host, port: b.addr.port }, family, {
         timeoutMs: CONNECT_TIMEOUT_MS,
-        ...(leg.mss !== undefined ? { mss: leg.mss } : {}),
-        ...(leg.mark !== undefined ? { mark: leg.mark } : {}),
+        mark,
       });
     } catch (e) {
-      throw new Error(`back end ${b.name} (leg ${legKey(leg)}): ${(e as Error).message}`);
+      throw new Error(`back end ${b.name} (leg ${legKey({ mark })}): ${(e as Error).message}`);
     }
     const s = new net.Socket({ fd, readable: true, writable: true });
     s.setNoDelay(true);

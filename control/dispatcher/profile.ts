@@ -8,19 +8,25 @@
  * small-MSS path does not share; for those the dispatcher opens the back-end
  * leg with the client's profile instead:
  *
- *   - MSS: TCP_MAXSEG before connect, so the LB advertises at most what the
- *     client accepts and the back end's segments fit the client;
- *   - timestamps / SACK off: SO_MARK = BATON_PROFILE_MARK_TAG | flags, and
- *     baton lb's TC egress program NOPs those options out of the leg's SYN,
- *     so the back end never agrees to them and the LB's kernel turns them
- *     off for that socket (bpf/lib/tcp_options_profile.h).
+ *   SO_MARK = BATON_PROFILE_MARK_TAG | mss << BATON_PROFILE_MSS_SHIFT | flags
+ *   before connect, and baton lb's TC egress program edits the leg's SYN
+ *   (bpf/lib/tcp_options_profile.h):
+ *   - timestamps / SACK off: those options become NOPs, so the back end
+ *     never agrees to them and the LB's kernel turns them off for that
+ *     socket;
+ *   - MSS: the SYN's MSS option is lowered to the client's, so the back
+ *     end's segments fit the client. Not TCP_MAXSEG: that would also clamp
+ *     the LB socket's view of the back end's own MSS (rx_opt.mss_clamp) and
+ *     the splice would then refuse the client's full-size segments;
+ *     capture (control/tcp/capture.ts) reads the MSS back from the mark.
  *
  * Window scaling needs nothing (the datapath rescales between any two
  * scales) and neither does ECN (a leg without ECN ignores ECT marks; no byte
  * changes). Pure functions, but for readProfile, which asks the kernel.
  */
 import type net from 'node:net';
-import { PROFILE_F_NO_SACK, PROFILE_F_NO_TS, PROFILE_MARK_TAG } from '../datapath/abi.js';
+import { PROFILE_F_NO_SACK, PROFILE_F_NO_TS, PROFILE_MSS_MAX } from '../datapath/abi.js';
+import { markMss, profileMark } from '../datapath/profile-mark.js';
 import { socketFd } from '../sys/peercred.js';
 import {
   SOL_TCP,
@@ -53,10 +59,8 @@ export interface ClientProfile {
 
 /** What a back-end leg must be opened with to match a profile; {} = the LB's defaults. */
 export interface LegOptions {
-  /** SO_MARK for the TC egress program; absent: no option to strip. */
+  /** SO_MARK for the TC egress program; absent: nothing to edit in its SYN. */
   mark?: number;
-  /** TCP_MAXSEG before connect; absent: the route's MSS. */
-  mss?: number;
 }
 
 /** The profile of a connected socket from its tcp_info bytes. */
@@ -86,10 +90,9 @@ export function readProfile(s: net.Socket): ClientProfile | undefined {
  */
 export function legOptions(p: ClientProfile, defaultAdvMss?: number): LegOptions {
   const flags = (p.timestamps ? 0 : PROFILE_F_NO_TS) | (p.sack ? 0 : PROFILE_F_NO_SACK);
-  const out: LegOptions = {};
-  if (flags) out.mark = PROFILE_MARK_TAG | flags;
-  if (defaultAdvMss === undefined || p.mss < defaultAdvMss) out.mss = p.mss;
-  return out;
+  const mss = defaultAdvMss === undefined || p.mss < defaultAdvMss ? Math.min(p.mss, PROFILE_MSS_MAX) : undefined;
+  const mark = profileMark(flags, mss);
+  return mark === undefined ? {} : { mark };
 }
 
 /** Pool key of a leg: legs with equal keys are interchangeable. '' is the LB's defaults. */
@@ -98,8 +101,9 @@ export function legKey(o: LegOptions): string {
   if (o.mark !== undefined) {
     if (o.mark & PROFILE_F_NO_TS) parts.push('no-ts');
     if (o.mark & PROFILE_F_NO_SACK) parts.push('no-sack');
+    const mss = markMss(o.mark);
+    if (mss !== undefined) parts.push(`mss-${mss}`);
   }
-  if (o.mss !== undefined) parts.push(`mss-${o.mss}`);
   return parts.join(',');
 }
 

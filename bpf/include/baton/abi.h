@@ -39,6 +39,13 @@
 #define BATON_PROFILE_F_NO_SACK 0x2   /* strip SACK-permitted (kind 4) */
 #define BATON_PROFILE_F_NO_WSCALE 0x4 /* strip window scale (kind 3) */
 #define BATON_PROFILE_F_ALL 0x7
+/* Bits 3..15: an MSS (1..8191) the SYN's MSS option is lowered to, so the
+ * back end never sends a segment larger than the client accepts; 0 leaves
+ * it. In the SYN rather than with TCP_MAXSEG, which would also clamp the
+ * LB socket's view of the back end's MSS (rx_opt.mss_clamp) and hide that
+ * the back end accepts the client's full-size segments. */
+#define BATON_PROFILE_MSS_SHIFT 3
+#define BATON_PROFILE_MSS_MAX 0x1fff
 /* ---- end profiles */
 
 /* Connection-table key: a 5-tuple as seen on the wire, IPv4 or IPv6.

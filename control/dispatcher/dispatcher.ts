@@ -119,7 +119,8 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
   };
   const outcome: Record<string, { spliced: number; relayed: number }> = {};
   const count = (profile: string, what: 'spliced' | 'relayed') => {
-    const o = (outcome[profile] ??= { spliced: 0, relayed: 0 });
+    const o = outcome[profile] ?? { spliced: 0, relayed: 0 };
+    outcome[profile] = o;
     o[what]++;
     stats[what]++;
   };
@@ -158,7 +159,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     }
     let up: Taken;
     try {
-      up = await pool.take(profile);
+      up = await pool.take(cfg.profileLegs === false ? undefined : profile);
     } catch (e) {
       return reject(conn, peer, client, 502, (e as Error).message);
     }
@@ -291,14 +292,19 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       const out = structuredClone(stats);
       const done = out.spliced + out.relayed;
       out.relayedFraction = done ? out.relayed / done : 0;
+      const row = (k: string) => {
+        const r = out.byProfile[k] ?? { hits: 0, misses: 0, spliced: 0, relayed: 0 };
+        out.byProfile[k] = r;
+        return r;
+      };
       for (const p of pools.values())
         for (const [k, l] of p.laneStats) {
-          const o = (out.byProfile[k] ??= { hits: 0, misses: 0, spliced: 0, relayed: 0 });
+          const o = row(k);
           o.hits += l.hits;
           o.misses += l.misses;
         }
       for (const [k, o] of Object.entries(outcome)) {
-        const e = (out.byProfile[k] ??= { hits: 0, misses: 0, spliced: 0, relayed: 0 });
+        const e = row(k);
         e.spliced += o.spliced;
         e.relayed += o.relayed;
       }

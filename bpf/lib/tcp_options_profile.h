@@ -123,7 +123,7 @@ bad:
 /* Strips the options `flags` names from the SYN (no ACK) at l4_off with a
  * header of hlen bytes. Returns a profile_result. */
 static __always_inline int profile_strip_syn(struct __sk_buff *skb, __u32 l4_off, __u32 hlen, __u32 flags,
-					     __u32 mss)
+					     __u32 mss, __u32 *mss_sent)
 {
 	__u8 oldh[PROFILE_HDR_MAX + 4] __attribute__((aligned(8))) = {};
 	__u8 newh[PROFILE_HDR_MAX + 4] __attribute__((aligned(8)));
@@ -140,6 +140,11 @@ static __always_inline int profile_strip_syn(struct __sk_buff *skb, __u32 l4_off
 	bpf_loop(40, profile_walk_step, &w, 0);
 	if (w.err)
 		return PROFILE_BAD;
+	/* The MSS the SYN leaves with, for profile_record: where Linux puts
+	 * it, first (tcp_options_write); a SYN with it elsewhere records none,
+	 * and capture then trusts only what the socket itself says. */
+	if (newh[20] == PROFILE_TCPOPT_MSS && newh[21] == 4)
+		*mss_sent = ((__u32)newh[22] << 8) | newh[23];
 	if (!w.stripped)
 		return PROFILE_UNTOUCHED;
 	olen = hlen - sizeof(struct tcphdr);
@@ -154,6 +159,32 @@ static __always_inline int profile_strip_syn(struct __sk_buff *skb, __u32 l4_off
 	return PROFILE_STRIPPED;
 }
 
+/* What the SYN of a marked socket carried, per socket, for capture
+ * (control/tcp/capture.ts looks it up by the socket's fd): the MSS option
+ * value as it left. Proof that this program saw the SYN; without it the
+ * mark's MSS is not trusted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} baton_profile_syn SEC(".maps");
+
+static __always_inline void profile_record(struct __sk_buff *skb, __u32 mss_sent)
+{
+	struct bpf_sock *sk = skb->sk;
+	__u32 *v;
+
+	if (!sk || !mss_sent)
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return;
+	v = bpf_sk_storage_get(&baton_profile_syn, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (v)
+		*v = mss_sent;
+}
+
 /* The egress decision: a SYN without ACK, over IPv4 (any IHL, not a
  * fragment) or IPv6 (TCP right after the fixed header: what Linux sends),
  * from a socket whose mark carries baton's tag. Everything else leaves as it
@@ -164,7 +195,8 @@ static __always_inline int profile_egress(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct tcphdr *th;
-	__u32 l4_off, flags, mss;
+	__u32 l4_off, flags, mss, mss_sent = 0;
+	int rc;
 
 	if ((skb->mark & BATON_PROFILE_MARK_MASK) != BATON_PROFILE_MARK_TAG)
 		return PROFILE_UNTOUCHED;
@@ -196,7 +228,10 @@ static __always_inline int profile_egress(struct __sk_buff *skb)
 		return PROFILE_UNTOUCHED;
 	if (!th->syn || th->ack)
 		return PROFILE_UNTOUCHED;
-	return profile_strip_syn(skb, l4_off, th->doff * 4, flags, mss);
+	rc = profile_strip_syn(skb, l4_off, th->doff * 4, flags, mss, &mss_sent);
+	if (rc != PROFILE_BAD)
+		profile_record(skb, mss_sent);
+	return rc;
 }
 
 #endif /* BATON_LIB_TCP_OPTIONS_PROFILE_H */

@@ -1,9 +1,10 @@
 /**
  * The SO_MARK of a back-end leg opened with a client's option profile
  * (abi.h, BATON_PROFILE_*): tag | mss << MSS_SHIFT | flags. Written by the
- * dispatcher (control/dispatcher/profile.ts), read by the TC egress program
- * (bpf/lib/tcp_options_profile.h) and by capture (control/tcp/capture.ts),
- * which takes the MSS the SYN carried from it. Pure functions.
+ * dispatcher (control/dispatcher/profile.ts) and the handoff path
+ * (control/splice/handoff.ts), read by the TC egress program
+ * (bpf/lib/tcp_options_profile.h), which records per socket what the SYN
+ * carried (control/datapath/profile-egress.ts, recordedSynMss). Pure functions.
  */
 import { PROFILE_MARK_MASK, PROFILE_MARK_TAG, PROFILE_MSS_MAX, PROFILE_MSS_SHIFT } from './abi.js';
 

@@ -18,7 +18,8 @@
  *     end's segments fit the client. Not TCP_MAXSEG: that would also clamp
  *     the LB socket's view of the back end's own MSS (rx_opt.mss_clamp) and
  *     the splice would then refuse the client's full-size segments;
- *     capture (control/tcp/capture.ts) reads the MSS back from the mark.
+ *     capture (control/tcp/capture.ts) takes the MSS the SYN left with from
+ *     the program's per-socket record (baton_profile_syn).
  *
  * Window scaling needs nothing (the datapath rescales between any two
  * scales) and neither does ECN (a leg without ECN ignores ECT marks; no byte

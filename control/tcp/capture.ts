@@ -1,4 +1,4 @@
-import { markMss } from '../datapath/profile-mark.js';
+import { recordedSynMss } from '../datapath/profile-egress.js';
 import { errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
@@ -10,7 +10,6 @@ import {
   SIOCOUTQ,
   SIOCOUTQNSD,
   SO_DOMAIN,
-  SO_MARK,
   SO_PROTOCOL,
   SO_TYPE,
   SOCK_STREAM,
@@ -238,9 +237,10 @@ function readState(fd: number, info: TcpInfo, attempts: number, verifiedLater: b
   const op = 'capture';
   const { seqs, sendQueue, recvQueue } = snapshotQueues(fd, attempts, verifiedLater);
   const mssClamp = getInt(fd, SOL_TCP, TCP_MAXSEG, op); // in repair mode: rx_opt.mss_clamp
-  // A leg opened with a client's profile: baton's TC egress program lowered
-  // the MSS its SYN advertised to the mark's (control/datapath/profile-mark.ts).
-  const wireMss = markMss(getInt(fd, SOL_SOCKET, SO_MARK, op));
+  // A leg opened with a client's profile: baton's TC egress program may have
+  // lowered the MSS its SYN advertised (control/datapath/profile-egress.ts);
+  // the back end then sends no more than that, whatever tcpi_advmss says.
+  const wireMss = recordedSynMss(fd);
   const tsNow = getU32(fd, SOL_TCP, TCP_TIMESTAMP, op);
   const w = getOpt(fd, SOL_TCP, TCP_REPAIR_WINDOW, TCP_REPAIR_WINDOW_LAYOUT.size, op);
   const wf = TCP_REPAIR_WINDOW_LAYOUT.fields;

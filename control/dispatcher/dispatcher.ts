@@ -23,7 +23,7 @@ import {
   formatHostPort,
   parseHostPort,
 } from './config.js';
-import { BackendPool, type LaneStats, type Taken } from './pool.js';
+import { BackendPool, type LaneStats, MarkDenied, type Taken } from './pool.js';
 import { type ClientProfile, describeProfile, readProfile } from './profile.js';
 import { HeadError, type RequestHead, readRequestHead } from './request-head.js';
 import { pickRoute } from './router.js';
@@ -159,7 +159,13 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     }
     let up: Taken;
     try {
-      up = await pool.take(cfg.profileLegs === false ? undefined : profile);
+      try {
+        up = await pool.take(cfg.profileLegs === false ? undefined : profile);
+      } catch (e) {
+        // Without the privilege to mark sockets: a default leg, relayed if baton refuses it.
+        if (!(e instanceof MarkDenied)) throw e;
+        up = await pool.take();
+      }
     } catch (e) {
       return reject(conn, peer, client, 502, (e as Error).message);
     }

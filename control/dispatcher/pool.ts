@@ -17,6 +17,7 @@
 import net from 'node:net';
 import { socketFd } from '../sys/peercred.js';
 import { connectTcp } from '../tcp/connect.js';
+import { SocketError } from '../tcp/errors.js';
 import { SOL_TCP, TCP_INFO, TCP_INFO_LAYOUT } from '../tcp/kernel.js';
 import { getOpt } from '../tcp/socket.js';
 import { formatHostPort, type HostPort, type PoolConfig, parseHostPort } from './config.js';
@@ -91,6 +92,13 @@ export class BackendPool {
 
   /** hits and misses per profile key, over all back ends */
   readonly laneStats = new Map<string, LaneStats>();
+  /**
+   * Set when SO_MARK was refused (EPERM: the dispatcher runs without
+   * CAP_NET_ADMIN or CAP_NET_RAW): from then on every leg has the LB's
+   * defaults, and clients whose options differ are relayed, with baton's
+   * refusal saying why.
+   */
+  profileLegsDenied: string | undefined;
 
   /** Idle connections ready now with the LB's defaults, per back end. */
   idleCounts(): Record<string, number> {
@@ -118,7 +126,7 @@ export class BackendPool {
    */
   async take(profile?: ClientProfile): Promise<Taken> {
     const b = this.backends[this.next++ % this.backends.length]!;
-    const leg = profile ? legOptions(profile, b.advMss) : {};
+    const leg = profile && !this.profileLegsDenied ? legOptions(profile, b.advMss) : {};
     const key = legKey(leg);
     let lane = b.lanes.get(key);
     if (!lane && b.lanes.size <= MAX_PROFILES) {
@@ -159,7 +167,8 @@ export class BackendPool {
         return s;
       },
       (e: unknown) => {
-        b.failures++;
+        // A refused mark says nothing about the back end: no back-off for it.
+        if (!(e instanceof MarkDenied)) b.failures++;
         throw e;
       },
     );
@@ -200,6 +209,10 @@ export class BackendPool {
         mark,
       });
     } catch (e) {
+      if (e instanceof SocketError && e.code === 'EPERM') {
+        this.profileLegsDenied = `SO_MARK refused (${e.message}): the dispatcher needs CAP_NET_ADMIN or CAP_NET_RAW to open back-end legs with a client's TCP options`;
+        throw new MarkDenied(this.profileLegsDenied);
+      }
       throw new Error(`back end ${b.name} (leg ${legKey({ mark })}): ${(e as Error).message}`);
     }
     const s = new net.Socket({ fd, readable: true, writable: true });
@@ -209,7 +222,7 @@ export class BackendPool {
   }
 
   private refill(b: Backend, lane: Lane): void {
-    if (this.closed) return;
+    if (this.closed || (lane.key && this.profileLegsDenied)) return;
     while (lane.idle.length + lane.connecting < lane.target) {
       lane.connecting++;
       const delay = b.failures ? Math.min(MAX_BACKOFF_MS, 50 * 2 ** b.failures) : 0;
@@ -240,6 +253,11 @@ export class BackendPool {
       this.timers.add(t);
     }
   }
+}
+
+/** SO_MARK was refused: the take is retried with the LB's defaults. */
+export class MarkDenied extends Error {
+  override readonly name = 'MarkDenied';
 }
 
 /** tcpi_advmss of a connected socket (undefined without a descriptor). */

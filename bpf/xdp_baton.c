@@ -200,3 +200,17 @@ int baton_ctl(struct baton_ctl *c)
 }
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* ---- profiles (issue 13): TC egress on the LB's back-end-facing
+ * interfaces; strips the options a marked back-end leg's SYN must not
+ * carry (lib/tcp_options_profile.h). Always TC_ACT_OK: it edits, never
+ * drops. The result goes in skb->cb[0] for the fixtures. */
+#include "lib/tcp_options_profile.h"
+
+SEC("tc")
+int baton_tc_profile(struct __sk_buff *skb)
+{
+	skb->cb[0] = profile_egress(skb);
+	return TC_ACT_OK;
+}
+/* ---- end profiles */

@@ -85,8 +85,9 @@ static __always_inline __u32 xlate_tsecr(__u32 tsecr, const struct baton_xlate *
 
 /* The fixed header fields, for both paths: ports, seq, ack (when the ACK
  * flag says it is one; a RST without ACK keeps its unused field as it came)
- * and window, written into *th (the packet itself, or the general path's
- * copy) with the change of each summed into *acc (csum.h). */
+ * and window (rescaled, except in a SYN), written into *th (the packet
+ * itself, or the general path's copy) with the change of each summed into
+ * *acc (csum.h). */
 static __always_inline void rewrite_fixed_fields(struct tcphdr *th, const struct baton_pkt *p,
 						 const struct baton_xlate *x, __u32 ack_in, __u64 *acc)
 {
@@ -104,6 +105,11 @@ static __always_inline void rewrite_fixed_fields(struct tcphdr *th, const struct
 		csum_acc32(acc, th->ack_seq, v);
 		th->ack_seq = v;
 	}
+	/* RFC 7323 2.2: the window of a SYN or SYN-ACK is never scaled, on
+	 * either leg, so it moves unchanged (a retransmitted SYN-ACK of a leg
+	 * would otherwise reach the client multiplied or divided). */
+	if (p->tcp_flags & TCPF_SYN)
+		return;
 	v = bpf_htons(rescale_window(bpf_ntohs(th->window), x->wscale_in, x->wscale_out));
 	csum_acc16(acc, th->window, v);
 	th->window = v;

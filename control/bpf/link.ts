@@ -87,6 +87,21 @@ export interface TcAttachment {
   detach(): void;
 }
 
+/**
+ * Removes the TC filter at (handle, priority) of the clsact hook, whoever
+ * attached it (a filter outlives the process that made it). False when there
+ * was none.
+ */
+export function detachTc(ifindex: number, direction: TcDirection, priority = 1, handle = 1): boolean {
+  const d = newOpts(TC_OPTS);
+  d.writeUInt32LE(handle, off(TC_OPTS, 'handle'));
+  d.writeUInt32LE(priority, off(TC_OPTS, 'priority'));
+  const r = bpf.tc_detach(tcHook(ifindex, direction), d);
+  if (r === -2 || r === -22) return false; // ENOENT; EINVAL: no clsact qdisc on it
+  if (r < 0) throw new BpfError('tc_detach', -r, `on ifindex ${ifindex} ${direction}`);
+  return true;
+}
+
 /** Attaches a TC program on the clsact qdisc (created if absent). */
 export function attachTc(
   prog: BpfProgram,

@@ -13,11 +13,13 @@
  * let those under way finish, close the listeners, release (not detach) the
  * links and free this process's handles.
  */
+
 import { existsSync, rmSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, INSECURE_WARNING } from '../api/app.js';
 import { Datapath } from '../datapath/datapath.js';
+import { forgetProfileRecords } from '../datapath/profile-egress.js';
 import { BatonMetrics } from '../metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
 import { datapathOwners } from '../owner/datapath-owners.js';
@@ -101,6 +103,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
   const releaseDatapath = () => {
     sweeper?.stop();
     for (const a of attachments.splice(0)) a.link.release(); // the pin keeps the attachment
+    forgetProfileRecords();
     dp.close({ keepPinned: true });
   };
   try {

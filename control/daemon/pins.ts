@@ -6,10 +6,12 @@
  * newly loaded program in one atomic update (bpf_link_update), never
  * attached a second time; only teardown() detaches.
  */
+
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfError, XdpLink } from '../bpf/index.js';
 import type { Datapath } from '../datapath/datapath.js';
+import { attachProfileEgress, detachProfileEgress } from '../datapath/profile-egress.js';
 import { BatonError } from '../errors.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
@@ -69,6 +71,7 @@ export function attachOrReuse(dp: Datapath, ifname: string, pinDir: string): Att
     const link = XdpLink.openPinned(path, ifindex);
     try {
       link.update(prog);
+      attachProfileEgress(dp.object, ifindex); // profiles (issue 13)
       return { ifname, ifindex, link, reused: true };
     } catch (e) {
       // A link whose interface is gone (same ifindex reused) cannot be updated: replace it.
@@ -93,6 +96,7 @@ export function attachOrReuse(dp: Datapath, ifname: string, pinDir: string): Att
   }
   try {
     link.pin(path);
+    attachProfileEgress(dp.object, ifindex); // profiles (issue 13)
   } catch (e) {
     link.detach();
     throw e;
@@ -126,6 +130,7 @@ export function teardownPins(pinDir: string): TeardownResult {
       // Already defunct (its interface is gone): removing the pin is all that is left.
       if (!(e instanceof BpfError)) throw e;
     }
+    detachProfileEgress(Number(m[1])); // profiles (issue 13)
     rmSync(path, { force: true });
     out.detached.push(Number(m[1]));
   }

@@ -36,7 +36,7 @@ export const LAYOUTS = {
     size: 40,
     fields: { packets: 0, bytes: 8, last_ns: 16, seq_end: 24, ack_max: 28, fin_seq: 32, flags: 36 },
   },
-  baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, leg: 12, smac: 16, dmac: 22 } },
+  baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, leg: 12, smac: 16, dmac: 22, mtu: 28 } },
   baton_flow: {
     size: 600,
     fields: { conn_id: 0, state: 8, kind: 9, n_legs: 10, challenge_ms: 12, track: 16, nexthop: 56, leg: 88, owner: 88 },
@@ -88,6 +88,18 @@ export const CtlOp = { SET_STATE: 1, APPEND_LEG: 2 } as const;
  */
 export const FlowKind = { CLIENT: 1, BACKEND: 2, MIGRATED: 3, OWNER: 8 } as const;
 export const XLATE_F_TS = 0x01;
+
+// ---- profiles (issue 13): abi.h's BATON_PROFILE_* (SO_MARK of a back-end
+// leg opened with a client's option profile); test/unit/profile.test.ts
+// compares them with the header.
+export const PROFILE_MARK_TAG = 0x0ba70000;
+export const PROFILE_MARK_MASK = 0xffff0000;
+export const PROFILE_F_NO_TS = 0x1;
+export const PROFILE_F_NO_SACK = 0x2;
+export const PROFILE_F_NO_WSCALE = 0x4;
+export const PROFILE_MSS_SHIFT = 3;
+export const PROFILE_MSS_MAX = 0x1fff;
+// ---- end profiles
 export const TRACK_F_FIN = 0x01;
 export const TRACK_F_RST = 0x02;
 export const TRACK_F_SEEN = 0x04;

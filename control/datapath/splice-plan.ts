@@ -16,7 +16,17 @@
  */
 
 import { type Endpoint, type TcpState, u32 } from '../tcp/state.js';
-import { type Flow, type FlowKey, FlowKind, FlowState, type Leg, type Xlate } from './abi.js';
+import {
+  type Flow,
+  type FlowKey,
+  FlowKind,
+  FlowState,
+  type Leg,
+  PROFILE_F_NO_SACK,
+  PROFILE_F_NO_TS,
+  PROFILE_MARK_TAG,
+  type Xlate,
+} from './abi.js';
 
 export interface SplicePlan {
   clientKey: FlowKey;
@@ -34,6 +44,19 @@ export class SpliceRefused extends Error {
     super(message);
   }
 }
+
+/**
+ * The client leg's options as people name them, for refusals: a refusal
+ * says which client profile it was and what would have made it splice.
+ */
+export function clientProfileText(leg1: TcpState): string {
+  const on = (b: boolean) => (b ? 'on' : 'off');
+  return `client profile: timestamps ${on(leg1.timestamps)}, SACK ${on(leg1.sackPermitted)}, window scaling ${on(leg1.sndWscale > 0 || leg1.rcvWscale > 0)}, MSS ${leg1.mssClamp}`;
+}
+
+/** What a front end does to give its back-end leg the client's options (issue 13). */
+const MATCH_HINT =
+  "open the back-end leg with the client's option profile: baton's dispatcher does (control/dispatcher/profile.ts); another front end sets SO_MARK";
 
 /** Why these two legs cannot be joined byte-exactly, or undefined. */
 export function refusalReason(leg1: TcpState, leg2: TcpState): SpliceRefused | undefined {
@@ -63,13 +86,17 @@ export function refusalReason(leg1: TcpState, leg2: TcpState): SpliceRefused | u
   if (leg1.timestamps !== leg2.timestamps) {
     return new SpliceRefused(
       'options_mismatch',
-      `timestamps are ${leg1.timestamps ? 'on' : 'off'} toward the client but ${leg2.timestamps ? 'on' : 'off'} toward the back end; both legs must agree (RFC 7323 forbids adding or removing them mid-connection)`,
+      `timestamps are ${leg1.timestamps ? 'on' : 'off'} toward the client but ${leg2.timestamps ? 'on' : 'off'} toward the back end; both legs must agree (RFC 7323 forbids adding or removing them mid-connection) (${clientProfileText(leg1)}). ${
+        leg1.timestamps
+          ? 'Enable net.ipv4.tcp_timestamps on the LB for its back-end legs'
+          : `To splice it, ${MATCH_HINT} 0x${(PROFILE_MARK_TAG | PROFILE_F_NO_TS).toString(16)} (BATON_PROFILE_F_NO_TS) before connecting, with baton lb's TC egress program on the back-end interface`
+      }`,
     );
   }
   if (leg1.sackPermitted !== leg2.sackPermitted && leg2.sackPermitted) {
     return new SpliceRefused(
       'options_mismatch',
-      'the back end may send SACK blocks the client never agreed to; disable SACK toward the back end or enable it toward the client',
+      `the back end may send SACK blocks the client never agreed to; disable SACK toward the back end or enable it toward the client (${clientProfileText(leg1)}). To splice it, ${MATCH_HINT} 0x${(PROFILE_MARK_TAG | PROFILE_F_NO_SACK).toString(16)} (BATON_PROFILE_F_NO_SACK) before connecting, with baton lb's TC egress program on the back-end interface`,
     );
   }
   if (leg1.timestamps && (leg1.tsRecent === undefined || leg2.tsRecent === undefined)) {
@@ -87,7 +114,7 @@ export function refusalReason(leg1: TcpState, leg2: TcpState): SpliceRefused | u
   if (leg2.advMss > leg1.mssClamp) {
     return new SpliceRefused(
       'mss_too_large',
-      `the back end may send ${leg2.advMss}-byte segments but the client accepts at most ${leg1.mssClamp}; set TCP_MAXSEG to ${leg1.mssClamp} or less on the back-end socket before connecting`,
+      `the back end may send ${leg2.advMss}-byte segments but the client accepts at most ${leg1.mssClamp}; set TCP_MAXSEG to ${leg1.mssClamp} or less on the back-end socket before connecting (${clientProfileText(leg1)}; baton's dispatcher does)`,
     );
   }
   return undefined;

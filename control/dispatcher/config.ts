@@ -58,6 +58,12 @@ export interface DispatcherConfig {
   maxHeaderBytes?: number;
   /** passed to baton per splice (ms) */
   quiesceTimeoutMs?: number;
+  /**
+   * Open each client's back-end leg with the client's TCP option profile
+   * (default true; profile.ts): without it only clients whose options match
+   * the LB's own defaults are spliced, the rest relayed (a baseline).
+   */
+  profileLegs?: boolean;
 }
 
 export const DEFAULT_IDLE_PER_BACKEND = 2;
@@ -104,6 +110,7 @@ export function validateConfig(raw: unknown): DispatcherConfig {
     'headerTimeoutMs',
     'maxHeaderBytes',
     'quiesceTimeoutMs',
+    'profileLegs',
   ]);
   for (const k of Object.keys(raw))
     if (!known.has(k)) throw new ConfigError(`unknown field ${JSON.stringify(k)} (known: ${[...known].join(', ')})`);
@@ -136,6 +143,8 @@ export function validateConfig(raw: unknown): DispatcherConfig {
     throw new ConfigError('api: expected {"url": ...} or {"socketPath": ...}');
   if (raw.splice !== undefined && typeof raw.splice !== 'boolean' && raw.splice !== 'keep-alive')
     throw new ConfigError('splice: expected true, false or "keep-alive"');
+  if (raw.profileLegs !== undefined && typeof raw.profileLegs !== 'boolean')
+    throw new ConfigError('profileLegs: expected true or false');
   positiveInt(raw.headerTimeoutMs, 'headerTimeoutMs');
   positiveInt(raw.quiesceTimeoutMs, 'quiesceTimeoutMs');
   const mh = positiveInt(raw.maxHeaderBytes, 'maxHeaderBytes');

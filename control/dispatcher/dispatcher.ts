@@ -23,7 +23,8 @@ import {
   formatHostPort,
   parseHostPort,
 } from './config.js';
-import { BackendPool, type Taken } from './pool.js';
+import { BackendPool, type LaneStats, MarkDenied, type Taken } from './pool.js';
+import { type ClientProfile, describeProfile, readProfile } from './profile.js';
 import { HeadError, type RequestHead, readRequestHead } from './request-head.js';
 import { pickRoute } from './router.js';
 
@@ -39,8 +40,23 @@ interface RoutedConnection {
 
 export type DispatchEvent =
   | { event: 'ready'; listen: string[]; pools: Record<string, Record<string, number>> }
-  | ({ event: 'spliced'; pooled: boolean; id: string; ms: number } & RoutedConnection)
-  | ({ event: 'relayed'; code: string; reason?: string; detail: string } & RoutedConnection)
+  | ({
+      event: 'spliced';
+      pooled: boolean;
+      /** the back-end leg's profile key ('' = the LB's defaults), see profile.ts */
+      profile: string;
+      id: string;
+      ms: number;
+    } & RoutedConnection)
+  | ({
+      event: 'relayed';
+      profile: string;
+      /** the client's TCP options, as people name them */
+      clientProfile?: string;
+      code: string;
+      reason?: string;
+      detail: string;
+    } & RoutedConnection)
   | { event: 'rejected'; conn: number; client: string; status: number; why: string }
   | { event: 'closed'; conn: number; client: string; relayedBytes: { toBackend: number; toClient: number } };
 
@@ -51,6 +67,10 @@ export interface DispatcherStats {
   rejected: number;
   /** connections served per back end ("ip:port"), spliced or relayed */
   byBackend: Record<string, number>;
+  /** relayed / (spliced + relayed); 0 before any connection */
+  relayedFraction: number;
+  /** per back-end leg profile key ('' = the LB's defaults): pool hits/misses, spliced, relayed */
+  byProfile: Record<string, LaneStats & { spliced: number; relayed: number }>;
 }
 
 export interface Dispatcher {
@@ -86,7 +106,22 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
   );
   const maxHeader = cfg.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   const headerTimeout = cfg.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
-  const stats: DispatcherStats = { accepted: 0, spliced: 0, relayed: 0, rejected: 0, byBackend: {} };
+  const stats: DispatcherStats = {
+    accepted: 0,
+    spliced: 0,
+    relayed: 0,
+    rejected: 0,
+    byBackend: {},
+    relayedFraction: 0,
+    byProfile: {},
+  };
+  const outcome: Record<string, { spliced: number; relayed: number }> = {};
+  const count = (profile: string, what: 'spliced' | 'relayed') => {
+    const o = outcome[profile] ?? { spliced: 0, relayed: 0 };
+    outcome[profile] = o;
+    o[what]++;
+    stats[what]++;
+  };
   const servers: net.Server[] = [];
   const open = new Set<net.Socket>();
   let seq = 0;
@@ -113,13 +148,35 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       );
     // The config is validated so that every route names a pool.
     const pool = pools.get(route.pool) as BackendPool;
+    // The back-end leg is opened with the client's option profile, so the
+    // two legs agree and baton can splice them (profile.ts).
+    let profile: ClientProfile | undefined;
+    try {
+      profile = readProfile(client);
+    } catch {
+      profile = undefined; // the client is gone already; the splice or relay below finds out
+    }
     let up: Taken;
     try {
-      up = await pool.take();
+      try {
+        up = await pool.take(cfg.profileLegs === false ? undefined : profile);
+      } catch (e) {
+        // Without the privilege to mark sockets: a default leg, relayed if baton refuses it.
+        if (!(e instanceof MarkDenied)) throw e;
+        up = await pool.take();
+      }
     } catch (e) {
       return reject(conn, peer, client, 502, (e as Error).message);
     }
-    const where = { conn, client: peer, host: head.host, path: head.path, pool: pool.name, backend: up.backend };
+    const where = {
+      conn,
+      client: peer,
+      host: head.host,
+      path: head.path,
+      pool: pool.name,
+      backend: up.backend,
+      profile: up.profile,
+    };
     if (cfg.splice === 'keep-alive' && !head.keepAlive) {
       emit({
         event: 'relayed',
@@ -135,7 +192,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
           client: api,
           ...(cfg.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: cfg.quiesceTimeoutMs } : {}),
         });
-        stats.spliced++;
+        count(up.profile, 'spliced');
         stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;
         emit({ event: 'spliced', ...where, pooled: up.pooled, id: s.id, ms: +(performance.now() - t0).toFixed(3) });
         return;
@@ -145,6 +202,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         emit({
           event: 'relayed',
           ...where,
+          ...(profile ? { clientProfile: describeProfile(profile) } : {}),
           code: err?.code ?? 'SDK_ERROR',
           ...(err?.reason ? { reason: err.reason } : {}),
           detail: err?.detail || (e as Error).message,
@@ -161,7 +219,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         return reject(conn, peer, client, 502, (e as Error).message);
       }
     }
-    stats.relayed++;
+    count(where.profile, 'relayed');
     stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;
     relay(conn, peer, client, up.socket, head.bytes);
   }
@@ -235,7 +293,28 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       for (const s of open) s.destroy();
       if (!deps.client) api.close();
     },
-    stats: () => structuredClone(stats),
+    stats: () => {
+      const out = structuredClone(stats);
+      const done = out.spliced + out.relayed;
+      out.relayedFraction = done ? out.relayed / done : 0;
+      const row = (k: string) => {
+        const r = out.byProfile[k] ?? { hits: 0, misses: 0, spliced: 0, relayed: 0 };
+        out.byProfile[k] = r;
+        return r;
+      };
+      for (const p of pools.values())
+        for (const [k, l] of p.laneStats) {
+          const o = row(k);
+          o.hits += l.hits;
+          o.misses += l.misses;
+        }
+      for (const [k, o] of Object.entries(outcome)) {
+        const e = row(k);
+        e.spliced += o.spliced;
+        e.relayed += o.relayed;
+      }
+      return out;
+    },
     async warm(timeoutMs = 5000) {
       const r = await Promise.all([...pools.values()].map((p) => p.warm(timeoutMs)));
       return r.every(Boolean);

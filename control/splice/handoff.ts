@@ -15,9 +15,11 @@
  *      never the client.
  * Runs as a task on the connection's queue.
  */
+
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FlowKind, FlowState, MAX_LEGS } from '../datapath/abi.js';
+import { FlowKind, FlowState, MAX_LEGS, PROFILE_F_NO_SACK, PROFILE_F_NO_TS, PROFILE_MSS_MAX } from '../datapath/abi.js';
 import { type Boundary, boundaryOf, describeBoundary, planHandoff, retiredLegState } from '../datapath/handoff-plan.js';
+import { profileMark } from '../datapath/profile-mark.js';
 import { key } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { Endpoint, TcpState } from '../tcp/state.js';
@@ -65,12 +67,18 @@ export async function handoffConnection(
   const prev = currentLeg(rec);
   const timeoutMs = Math.max(1, deadline - performance.now());
 
-  // 1. The new leg, advertising the client's MSS so the back end never
-  //    sends a segment the client would not accept.
+  // 1. The new leg with the client's option profile (issue 13): its SYN
+  //    advertises the client's MSS, so the back end never sends a segment
+  //    the client would not accept, and carries neither timestamps nor
+  //    SACK-permitted when the client's leg has none (baton's TC egress
+  //    program edits it per the mark, control/datapath/profile-mark.ts).
+  //    Not TCP_MAXSEG: that would also clamp this socket's view of the back
+  //    end's MSS and refuse the client's full-size segments.
   let fd: number;
   try {
+    const flags = (leg1.timestamps ? 0 : PROFILE_F_NO_TS) | (leg1.sackPermitted ? 0 : PROFILE_F_NO_SACK);
     fd = await ctx.ops.connect(backend, rec.family, {
-      mss: leg1.mssClamp,
+      mark: profileMark(flags, Math.min(leg1.mssClamp, PROFILE_MSS_MAX)) as number,
       timeoutMs,
       ...(rec.netns === undefined ? {} : { netns: rec.netns }),
     });

@@ -31,7 +31,11 @@ export interface SocketOps {
    */
   netnsOf(fd: number): number | undefined;
   /** Opens a connection (established when this resolves); `mss` is advertised to the peer. */
-  connect(remote: Endpoint, family: Family, opts: { mss?: number; timeoutMs: number; netns?: number }): Promise<number>;
+  connect(
+    remote: Endpoint,
+    family: Family,
+    opts: { mss?: number; mark?: number; timeoutMs: number; netns?: number },
+  ): Promise<number>;
   /** Recreates a connection from `state` in repair mode, silent for good: it only holds the 4-tuple. */
   placeholder(state: TcpState, netns?: number): number;
   /** Recreates a connection from `state` and closes it cleanly: the peer gets a FIN. */

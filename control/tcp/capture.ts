@@ -1,3 +1,4 @@
+import { recordedSynMss } from '../datapath/profile-egress.js';
 import { errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
@@ -236,6 +237,10 @@ function readState(fd: number, info: TcpInfo, attempts: number, verifiedLater: b
   const op = 'capture';
   const { seqs, sendQueue, recvQueue } = snapshotQueues(fd, attempts, verifiedLater);
   const mssClamp = getInt(fd, SOL_TCP, TCP_MAXSEG, op); // in repair mode: rx_opt.mss_clamp
+  // A leg opened with a client's profile: baton's TC egress program may have
+  // lowered the MSS its SYN advertised (control/datapath/profile-egress.ts);
+  // the back end then sends no more than that, whatever tcpi_advmss says.
+  const wireMss = recordedSynMss(fd);
   const tsNow = getU32(fd, SOL_TCP, TCP_TIMESTAMP, op);
   const w = getOpt(fd, SOL_TCP, TCP_REPAIR_WINDOW, TCP_REPAIR_WINDOW_LAYOUT.size, op);
   const wf = TCP_REPAIR_WINDOW_LAYOUT.fields;
@@ -258,7 +263,7 @@ function readState(fd: number, info: TcpInfo, attempts: number, verifiedLater: b
     sndUna: u32(seqs.writeSeq - seqs.outq),
     rcvNxt: seqs.rcvNxt,
     mssClamp,
-    advMss: info.advMss,
+    advMss: wireMss === undefined ? info.advMss : Math.min(info.advMss, wireMss),
     sndWscale: wscale ? info.sndWscale : 0,
     rcvWscale: wscale ? info.rcvWscale : 0,
     timestamps: (info.options & TCPI_OPT_TIMESTAMPS) !== 0,

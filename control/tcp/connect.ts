@@ -15,6 +15,7 @@ import {
   IPPROTO_TCP,
   SO_ERROR,
   SO_LINGER,
+  SO_MARK,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
   SOCK_STREAM,
@@ -34,6 +35,12 @@ const EINPROGRESS = errnoValue('EINPROGRESS');
 export interface ConnectOptions {
   /** TCP_MAXSEG before connecting: the MSS advertised to the peer (the largest segment it may send us). */
   mss?: number;
+  /**
+   * SO_MARK before connecting (needs CAP_NET_ADMIN or CAP_NET_RAW): what
+   * baton's TC egress program reads to give the SYN a client's option
+   * profile (control/dispatcher/profile.ts, bpf/lib/tcp_options_profile.h).
+   */
+  mark?: number;
   timeoutMs: number;
   /** Network namespace to open the socket in (default: the calling thread's). */
   netnsFd?: number;
@@ -54,6 +61,7 @@ export async function connectTcp(remote: Endpoint, family: Family, opts: Connect
     );
     try {
       if (opts.mss) setInt(fd, SOL_TCP, TCP_MAXSEG, opts.mss, 'connect');
+      if (opts.mark !== undefined) setInt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'connect');
       const a = encodeSockaddr(remote, family);
       if (libc.connect(fd, a, a.length) < 0 && errno() !== EINPROGRESS)
         throw new SocketError('connect', errno(), `to ${fmt(remote)}`);

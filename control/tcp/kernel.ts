@@ -24,6 +24,7 @@ export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
+export const SO_MARK = 36;
 export const SO_PROTOCOL = 38;
 export const SO_DOMAIN = 39;
 /** The socket's network namespace cookie (u64, Linux 5.14+): unique while the host runs. */

@@ -47,6 +47,7 @@ export function createSocketOps(): SocketOps {
       connectTcp(remote, family, {
         timeoutMs: opts.timeoutMs,
         ...(opts.mss ? { mss: opts.mss } : {}),
+        ...(opts.mark === undefined ? {} : { mark: opts.mark }),
         ...(opts.netns === undefined ? {} : { netnsFd: opts.netns }),
       }),
     placeholder(state, netns) {

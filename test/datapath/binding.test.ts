@@ -75,7 +75,7 @@ describe('libbpf binding', { skip: skipUnlessBpf }, () => {
     const obj = BpfObject.open(DATAPATH_OBJ);
     try {
       assert.throws(() => obj.map('nope'), /has no map "nope" \(has: .*baton_flows/);
-      assert.throws(() => obj.program('nope'), /has no program "nope" \(has: baton_xdp, baton_ctl\)/);
+      assert.throws(() => obj.program('nope'), /has no program "nope" \(has: baton_xdp, baton_ctl, baton_tc_profile\)/);
     } finally {
       obj.close();
     }

@@ -25,6 +25,29 @@
 #define BATON_AF_INET 4
 #define BATON_AF_INET6 6
 
+/* ---- profiles (issue 13): back-end legs opened with a client's TCP option
+ * profile. Linux has no per-socket switch for timestamps, SACK or window
+ * scaling, so the leg's socket carries SO_MARK = BATON_PROFILE_MARK_TAG |
+ * BATON_PROFILE_F_* and baton's TC egress program (bpf/lib/tcp_options_profile.h)
+ * NOPs those options out of its SYN: the back end then answers without
+ * them and the LB's kernel turns them off for that socket, so both legs of
+ * the splice agree. The tag keeps clear of marks other software uses in
+ * its low bits; a mark with another tag is never touched. */
+#define BATON_PROFILE_MARK_TAG 0x0ba70000
+#define BATON_PROFILE_MARK_MASK 0xffff0000
+#define BATON_PROFILE_F_NO_TS 0x1     /* strip TSopt (kind 8) */
+#define BATON_PROFILE_F_NO_SACK 0x2   /* strip SACK-permitted (kind 4) */
+#define BATON_PROFILE_F_NO_WSCALE 0x4 /* strip window scale (kind 3) */
+#define BATON_PROFILE_F_ALL 0x7
+/* Bits 3..15: an MSS (1..8191) the SYN's MSS option is lowered to, so the
+ * back end never sends a segment larger than the client accepts; 0 leaves
+ * it. In the SYN rather than with TCP_MAXSEG, which would also clamp the
+ * LB socket's view of the back end's MSS (rx_opt.mss_clamp) and hide that
+ * the back end accepts the client's full-size segments. */
+#define BATON_PROFILE_MSS_SHIFT 3
+#define BATON_PROFILE_MSS_MAX 0x1fff
+/* ---- end profiles */
+
 /* Connection-table key: a 5-tuple as seen on the wire, IPv4 or IPv6.
  * IPv4 addresses live in addr[0]; the rest is zero so keys compare bytewise. */
 struct baton_flow_key {
@@ -135,7 +158,13 @@ struct baton_nexthop {
 	__u8 pad[3];
 	__u8 smac[6];
 	__u8 dmac[6];
-	__u8 pad2[4];
+	/* ---- profiles (issue 13): the path MTU the FIB reported for this
+	 * next hop, checked per packet (bpf/lib/fwd.h) so a warm cache gives
+	 * the verdict a cold one does. In former padding: 0, as an entry
+	 * written before this field existed holds, means "look up again". */
+	__u16 mtu;
+	__u8 pad2[2];
+	/* ---- end profiles */
 };
 
 #define BATON_NEXTHOP_TTL_NS 500000000ULL /* 500 ms */

@@ -7,6 +7,7 @@ import type { FlowTable } from '../datapath/flow-table.js';
 import { SpliceRefused } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { ConnectionQueue } from './connection-queue.js';
+import type { PortRange } from './leg-ports.js';
 import type { SpliceRecord } from './records.js';
 import type { SocketOps } from './socket-port.js';
 
@@ -15,6 +16,8 @@ export interface SpliceContext {
   readonly ops: SocketOps;
   readonly records: Map<bigint, SpliceRecord>;
   readonly queue: ConnectionQueue;
+  /** Local ports of back-end legs whose tuple the table entry alone reserves (leg-ports.ts): no socket is held. */
+  readonly legPorts: Readonly<PortRange>;
   /**
    * Reclaims connection `id` if it is over (both FINs acknowledged, or a
    * RST: the datapath's rule for letting a new SYN through); true when it

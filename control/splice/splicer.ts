@@ -21,6 +21,7 @@ import { ConnectionQueue } from './connection-queue.js';
 import { notFound, type SpliceContext } from './context.js';
 import { firstSplice, holdAfterAck } from './first-splice.js';
 import { handoffConnection, type RetireFailure } from './handoff.js';
+import { DEFAULT_LEG_PORTS, nextFreePort, type PortRange } from './leg-ports.js';
 import {
   currentLeg,
   DEFAULT_HANDOFF_QUIESCE_MS,
@@ -45,16 +46,48 @@ export class Splicer {
   private readonly queue = new ConnectionQueue();
   private readonly ctx: SpliceContext;
   private readonly table: FlowTable;
+  private legPortCursor = 0;
 
-  constructor(dp: Pick<Datapath, 'table'>, ops: SocketOps) {
+  /**
+   * `legPorts`: the range whose back-end legs hold no socket (leg-ports.ts;
+   * default DEFAULT_LEG_PORTS). Its ports must only be bound to one that
+   * legPort() chose.
+   */
+  constructor(dp: Pick<Datapath, 'table'>, ops: SocketOps, opts: { legPorts?: PortRange } = {}) {
     this.table = dp.table;
     this.ctx = {
       table: dp.table,
       ops,
       records: this.records,
       queue: this.queue,
+      legPorts: Object.freeze({ ...(opts.legPorts ?? DEFAULT_LEG_PORTS) }),
       reclaimIfFinished: (id) => this.reclaimIfFinished(id),
     };
+  }
+
+  /**
+   * A local port of the leg range for a new connection from `localIp` to
+   * `backend`: one whose tuple no spliced connection holds (no back-end
+   * entry). The caller binds it (SO_REUSEADDR) and connects; a bind or
+   * connect that fails with EADDRINUSE / EADDRNOTAVAIL (a live socket on the
+   * same tuple) asks again. Spliced on such a port, the leg holds no socket.
+   */
+  legPort(localIp: string, backend: Endpoint): number {
+    const r = this.ctx.legPorts;
+    const port = nextFreePort(
+      r,
+      this.legPortCursor,
+      (p) => this.table.ownerOf({ src: backend.ip, dst: localIp, sport: backend.port, dport: p }) !== undefined,
+    );
+    if (port === undefined) {
+      throw new BatonError(
+        'TABLE_FULL',
+        `every port of the leg range ${r.lo}-${r.hi} toward ${backend.ip}:${backend.port} from ${localIp} is held by a spliced connection; widen the range or add LB addresses`,
+        'leg_ports_exhausted',
+      );
+    }
+    this.legPortCursor = port;
+    return port;
   }
 
   /** Joins the front end's client socket and back-end socket (fds in this process). */

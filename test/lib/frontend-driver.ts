@@ -24,6 +24,12 @@ export async function startFrontend(
   takeSocket: (pid: number, fd: number) => number,
   listen: { ip: string; port: number },
   backends: string[],
+  /**
+   * The LB's address toward a back end (by its ip): its legs then take a
+   * port from Splicer.legPort and hold no socket once spliced. Undefined (or
+   * an unknown back end): the kernel chooses the port, a socket holds it.
+   */
+  legLocalIp?: (backendIp: string) => string | undefined,
 ): Promise<FrontendDriver> {
   const proc = tb.spawn(
     'lb',
@@ -47,7 +53,18 @@ export async function startFrontend(
   readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
     const [kind, tag, ...rest] = line.split(' ');
     if (kind === 'READY') ready();
-    else if (kind === 'FALLBACK') d.fallbacks.push(`${tag} ${rest.join(' ')}`);
+    else if (kind === 'PORT' && tag) {
+      const [ip, port] = rest;
+      const local = ip === undefined ? undefined : legLocalIp?.(ip);
+      let answer = '- 0';
+      try {
+        if (local !== undefined)
+          answer = `${local} ${splicer.legPort(local, { ip: ip as string, port: Number(port) })}`;
+      } catch (e) {
+        d.failures.push((e as Error).message); // the range is exhausted: the kernel chooses
+      }
+      proc.stdin!.write(`LEGPORT ${tag} ${answer}\n`);
+    } else if (kind === 'FALLBACK') d.fallbacks.push(`${tag} ${rest.join(' ')}`);
     else if (kind === 'SPLICE' && tag) {
       const [pid, cfd, bfd, prefix] = rest;
       void (async () => {

@@ -15,6 +15,8 @@ export interface FrontendDriver {
   splices: SpliceRecord[];
   failures: string[];
   fallbacks: string[];
+  /** Whether back-end legs take ports from the splicer's leg range (when a local address is known); tests may turn it off. */
+  legPorts: boolean;
   stop(): void;
 }
 
@@ -47,7 +49,14 @@ export async function startFrontend(
       stdio: ['pipe', 'pipe', 'inherit'],
     },
   );
-  const d: FrontendDriver = { proc, splices: [], failures: [], fallbacks: [], stop: () => proc.kill() };
+  const d: FrontendDriver = {
+    proc,
+    splices: [],
+    failures: [],
+    fallbacks: [],
+    legPorts: true,
+    stop: () => proc.kill(),
+  };
   let ready: () => void = () => {};
   const readyP = new Promise<void>((r) => (ready = r));
   readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
@@ -55,7 +64,7 @@ export async function startFrontend(
     if (kind === 'READY') ready();
     else if (kind === 'PORT' && tag) {
       const [ip, port] = rest;
-      const local = ip === undefined ? undefined : legLocalIp?.(ip);
+      const local = ip === undefined || !d.legPorts ? undefined : legLocalIp?.(ip);
       let answer = '- 0';
       try {
         if (local !== undefined)

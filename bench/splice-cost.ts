@@ -116,10 +116,10 @@ async function main(): Promise<void> {
     });
     const ops = createSocketOps();
     const capture = ops.capture;
-    ops.capture = async (fds) => {
+    ops.capture = async (fds, endpoints) => {
       inCapture = true;
       try {
-        return await capture(fds);
+        return await capture(fds, endpoints);
       } finally {
         inCapture = false;
       }

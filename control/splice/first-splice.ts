@@ -84,7 +84,7 @@ export async function firstSplice(
     await waitQuiescent(ctx, clientFd, backendFd, opts.quiesceTimeoutMs ?? DEFAULT_QUIESCE_MS);
     const tq = performance.now();
     // 3. Capture.
-    const [leg1, leg2] = (await ctx.ops.capture([clientFd, backendFd])) as [TcpState, TcpState];
+    const [leg1, leg2] = (await ctx.ops.capture([clientFd, backendFd], [e1, e2])) as [TcpState, TcpState];
     captured = true;
     const capturedAt = performance.now();
     const pending = Buffer.concat([opts.prefix ?? Buffer.alloc(0), leg1.recvQueue]);

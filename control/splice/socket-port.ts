@@ -12,8 +12,15 @@ export interface SocketOps {
   endpoints(fd: number): { family: Family; local: Endpoint; remote: Endpoint };
   /** Bytes sent but not yet acknowledged (SIOCOUTQ), plus unread received bytes (SIOCINQ). */
   queued(fd: number): { unacked: number; unread: number };
-  /** Puts every socket in repair mode and reads its full state. */
-  capture(fds: number[]): Promise<TcpState[]>;
+  /**
+   * Puts every socket in repair mode and reads its full state. `endpoints`:
+   * what endpoints() answered for each fd, when the caller has it (saves
+   * reading the addresses again).
+   */
+  capture(
+    fds: number[],
+    endpoints?: ReadonlyArray<{ family: Family; local: Endpoint; remote: Endpoint } | undefined>,
+  ): Promise<TcpState[]>;
   /** Repair mode off: the socket works as before (used on rollback). */
   leaveRepair(fd: number): void;
   /** Closes in repair mode: no FIN, no RST. */

@@ -24,7 +24,7 @@ export function createSocketOps(): SocketOps {
     queued(fd) {
       return { unacked: ioctlInt(fd, SIOCOUTQ, 'siocoutq'), unread: ioctlInt(fd, SIOCINQ, 'siocinq') };
     },
-    capture: (fds) => captureSockets(fds),
+    capture: (fds, endpoints) => captureSockets(fds, endpoints ? { endpoints } : {}),
     leaveRepair,
     enterRepair(fd) {
       setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'enter_repair');

@@ -18,10 +18,10 @@
  * then hold no socket. Without it the kernel chooses, and every spliced
  * connection keeps a socket for its tuple.
  *
- * Run: node --import tsx bench/splice-cost.ts [--pairs N] [--leg-ports]
+ * Run: node --expose-gc --import tsx bench/splice-cost.ts [--pairs N] [--leg-ports]
  * (N default 500, at most 4000)
  */
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { applyHostSettingsUnrecorded } from '../control/daemon/host-settings.js';
 import { Datapath } from '../control/datapath/datapath.js';
 import { withNetns } from '../control/net/netns.js';
@@ -83,6 +83,19 @@ function descriptors(): { total: number; sockets: number } {
 }
 
 const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+
+/** TCP sockets in use in the calling thread's namespace (/proc/net/sockstat "TCP: inuse"). */
+function tcpInUse(): number {
+  const m = /^TCP: inuse (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+/** RSS and the JS heap in use, after a full collection when node runs with --expose-gc. */
+function memory(): { rss: number; heap: number } {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed + m.external };
+}
 const us = (ms: number) => (ms * 1000).toFixed(0);
 
 async function main(): Promise<void> {
@@ -180,7 +193,7 @@ async function main(): Promise<void> {
     const warm = await makePairs(h, WARMUP_PAIRS);
     await spliceAll(warm);
     await splicer.settled();
-    const before = { fds: descriptors(), rss: process.memoryUsage().rss };
+    const before = { fds: descriptors(), ...memory(), tcp: withNetns(lb.ns, tcpInUse) };
 
     await givePorts(n);
     const pairs = await makePairs(h, n);
@@ -189,7 +202,7 @@ async function main(): Promise<void> {
     counting = false;
     // The background steps (pending request bytes acknowledged, then the tuple held) finish here.
     await splicer.settled();
-    const after = { fds: descriptors(), rss: process.memoryUsage().rss };
+    const after = { fds: descriptors(), ...memory(), tcp: withNetns(lb.ns, tcpInUse) };
 
     const dist = (xs: number[]) => {
       const s = [...xs].sort((a, b) => a - b);
@@ -214,7 +227,7 @@ async function main(): Promise<void> {
     console.log(`  libc calls per splice in capture: ${sum(calls.capture).toFixed(1)} (${perSplice(calls.capture)})`);
     console.log(`  libc calls per splice elsewhere:  ${sum(calls.other).toFixed(1)} (${perSplice(calls.other)})`);
     console.log(
-      `  after ${n} splices: descriptors ${before.fds.total} -> ${after.fds.total} (sockets ${before.fds.sockets} -> ${after.fds.sockets}), RSS ${mib(before.rss)} -> ${mib(after.rss)} MiB`,
+      `  after ${n} splices: descriptors ${before.fds.total} -> ${after.fds.total} (sockets ${before.fds.sockets} -> ${after.fds.sockets}), RSS ${mib(before.rss)} -> ${mib(after.rss)} MiB, JS heap + external ${mib(before.heap)} -> ${mib(after.heap)} MiB${'gc' in globalThis ? ' (after a full GC)' : ' (run node with --expose-gc for after-GC figures)'}; TCP sockets in the LB namespace ${before.tcp} -> ${after.tcp}`,
     );
 
     // Every spliced connection answers its request through the datapath.

@@ -51,8 +51,9 @@ const arg = (name: string, dflt: number): number => {
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 
-/** libc calls by name, split into those made inside capture() and the rest. */
-const calls = { capture: new Map<string, number>(), other: new Map<string, number>() };
+/** libc calls by name (count, time in ms), split into those made inside capture() and the rest. */
+type CallStats = Map<string, { n: number; ms: number }>;
+const calls: { capture: CallStats; other: CallStats } = { capture: new Map(), other: new Map() };
 let inCapture = false;
 let counting = false;
 function countLibcCalls(): void {
@@ -60,11 +61,17 @@ function countLibcCalls(): void {
   for (const name of Object.keys(table)) {
     const f = table[name] as (...a: unknown[]) => unknown;
     table[name] = (...a: unknown[]) => {
-      if (counting) {
-        const m = inCapture ? calls.capture : calls.other;
-        m.set(name, (m.get(name) ?? 0) + 1);
+      if (!counting) return f(...a);
+      const m = inCapture ? calls.capture : calls.other;
+      const t = performance.now();
+      try {
+        return f(...a);
+      } finally {
+        const c = m.get(name) ?? { n: 0, ms: 0 };
+        c.n++;
+        c.ms += performance.now() - t;
+        m.set(name, c);
       }
-      return f(...a);
     };
   }
 }
@@ -218,14 +225,21 @@ async function main(): Promise<void> {
     }
     console.log(`      of which the timestamp probe ${dist(probeMs)}`);
     console.log(`  rate: ${(n / run.seconds).toFixed(0)} splices/s (one at a time, descriptor taking included)`);
-    const perSplice = (m: Map<string, number>) =>
+    // Per splice: how many calls of each, and the mean time of one (FFI + system call).
+    const perSplice = (m: CallStats) =>
       [...m.entries()]
-        .sort((a, b) => b[1] - a[1])
-        .map(([k, v]) => `${k} ${(v / n).toFixed(1)}`)
+        .sort((a, b) => b[1].ms - a[1].ms)
+        .map(([k, v]) => `${k} ${(v.n / n).toFixed(1)}x${((v.ms * 1000) / v.n).toFixed(1)}µs`)
         .join(', ');
-    const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0) / n;
-    console.log(`  libc calls per splice in capture: ${sum(calls.capture).toFixed(1)} (${perSplice(calls.capture)})`);
-    console.log(`  libc calls per splice elsewhere:  ${sum(calls.other).toFixed(1)} (${perSplice(calls.other)})`);
+    const sum = (m: CallStats, f: 'n' | 'ms') => [...m.values()].reduce((a, b) => a + b[f], 0) / n;
+    for (const [where, m] of [
+      ['in capture', calls.capture],
+      ['elsewhere', calls.other],
+    ] as const) {
+      console.log(
+        `  libc calls per splice ${where}: ${sum(m, 'n').toFixed(1)}, ${us(sum(m, 'ms'))} µs (${perSplice(m)})`,
+      );
+    }
     console.log(
       `  after ${n} splices: descriptors ${before.fds.total} -> ${after.fds.total} (sockets ${before.fds.sockets} -> ${after.fds.sockets}), RSS ${mib(before.rss)} -> ${mib(after.rss)} MiB, JS heap + external ${mib(before.heap)} -> ${mib(after.heap)} MiB${'gc' in globalThis ? ' (after a full GC)' : ' (run node with --expose-gc for after-GC figures)'}; TCP sockets in the LB namespace ${before.tcp} -> ${after.tcp}`,
     );

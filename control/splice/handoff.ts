@@ -22,6 +22,7 @@ import { key } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { Endpoint, TcpState } from '../tcp/state.js';
 import { asBatonError, notFound, type SpliceContext, stillThere } from './context.js';
+import { inRange } from './leg-ports.js';
 import { currentLeg, type LegRecord, type SpliceRecord } from './records.js';
 
 /**
@@ -69,10 +70,12 @@ export async function handoffConnection(
   //    sends a segment the client would not accept.
   let fd: number;
   try {
+    // From a port of the leg range: once spliced, the leg holds no socket (leg-ports.ts).
     fd = await ctx.ops.connect(backend, rec.family, {
       mss: leg1.mssClamp,
       timeoutMs,
       ...(rec.netns === undefined ? {} : { netns: rec.netns }),
+      localPort: (localIp) => ctx.legPortFor(localIp, backend),
     });
   } catch (e) {
     throw new BatonError(
@@ -92,6 +95,7 @@ export async function handoffConnection(
   const newKey = key(leg2, 'in');
   let held = false;
   let inserted = false;
+  let newLeg!: LegRecord;
   let b: Boundary;
   try {
     // 2-3. A boundary, confirmed under HOLD.
@@ -108,7 +112,7 @@ export async function handoffConnection(
     inserted = true;
     ctx.table.appendLeg(rec.clientKey, plan.toBackend, FlowState.FORWARD);
     held = false;
-    rec.legs.push({
+    const next: LegRecord = {
       index: rec.legs.length,
       backend,
       local: leg2.local,
@@ -119,7 +123,9 @@ export async function handoffConnection(
       heldFd: fd,
       retired: false,
       createdAt: Date.now(),
-    });
+    };
+    rec.legs.push(next);
+    newLeg = next;
   } catch (e) {
     if (held) ctx.table.setState(rec.clientKey, FlowState.FORWARD);
     if (inserted) ctx.table.remove(newKey);
@@ -129,6 +135,16 @@ export async function handoffConnection(
       ctx.ops.close(fd); // an unused connection: a normal close
     }
     throw asBatonError(e);
+  }
+  // A leg on a port of the leg range: its entry reserves the tuple, the socket goes
+  // silently. Should that fail, the socket keeps holding it as before.
+  if (inRange(ctx.legPorts, newLeg.local.port)) {
+    try {
+      ctx.ops.releaseSilently(fd);
+      delete newLeg.heldFd;
+    } catch {
+      /* still held by its socket: correct, only costlier */
+    }
   }
   // 5. Retire the previous back end. The handoff stands whatever happens
   // here: a leg that cannot be closed cleanly is left to the back end's

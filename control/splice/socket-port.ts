@@ -37,8 +37,16 @@ export interface SocketOps {
    * cached per namespace and live as long as the SocketOps.
    */
   netnsOf(fd: number): number | undefined;
-  /** Opens a connection (established when this resolves); `mss` is advertised to the peer. */
-  connect(remote: Endpoint, family: Family, opts: { mss?: number; timeoutMs: number; netns?: number }): Promise<number>;
+  /**
+   * Opens a connection (established when this resolves); `mss` is advertised
+   * to the peer; `localPort` chooses the local port once the source address
+   * is known (asked again when a live socket holds the tuple).
+   */
+  connect(
+    remote: Endpoint,
+    family: Family,
+    opts: { mss?: number; timeoutMs: number; netns?: number; localPort?: (localIp: string) => number },
+  ): Promise<number>;
   /** Recreates a connection from `state` in repair mode, silent for good: it only holds the 4-tuple. */
   placeholder(state: TcpState, netns?: number): number;
   /** Recreates a connection from `state` and closes it cleanly: the peer gets a FIN. */

@@ -61,6 +61,7 @@ export class Splicer {
       records: this.records,
       queue: this.queue,
       legPorts: Object.freeze({ ...(opts.legPorts ?? DEFAULT_LEG_PORTS) }),
+      legPortFor: (localIp, backend) => this.legPort(localIp, backend),
       reclaimIfFinished: (id) => this.reclaimIfFinished(id),
     };
   }

@@ -48,6 +48,7 @@ export function createSocketOps(): SocketOps {
         timeoutMs: opts.timeoutMs,
         ...(opts.mss ? { mss: opts.mss } : {}),
         ...(opts.netns === undefined ? {} : { netnsFd: opts.netns }),
+        ...(opts.localPort ? { localPort: opts.localPort } : {}),
       }),
     placeholder(state, netns) {
       const run = () => restoreTcp(state, { stayInRepair: true });

@@ -145,7 +145,7 @@ async function main(): Promise<void> {
         inCapture = false;
       }
     };
-    const splicer = new Splicer(d, ops);
+    const splicer = new Splicer(d, ops, useLegPorts ? { legPorts: DEFAULT_LEG_PORTS } : {});
     const frontEnd = spawnProgram(tb, 'lb', 'bench/load/pairs.ts', [
       `${VIP4}:${PAIRS_PORT}`,
       `${tb.node('backend1').v4}:${BACKEND_PORT}`,

@@ -17,8 +17,11 @@ export interface SpliceContext {
   readonly ops: SocketOps;
   readonly records: Map<bigint, SpliceRecord>;
   readonly queue: ConnectionQueue;
-  /** Local ports of back-end legs whose tuple the table entry alone reserves (leg-ports.ts): no socket is held. */
-  readonly legPorts: Readonly<PortRange>;
+  /**
+   * Local ports of back-end legs whose tuple the table entry alone reserves
+   * (leg-ports.ts): no socket is held. Undefined: every leg holds a socket.
+   */
+  readonly legPorts: Readonly<PortRange> | undefined;
   /** A port of the leg range for a new leg from `localIp` to `backend` (Splicer.legPort). */
   readonly legPortFor: (localIp: string, backend: Endpoint) => number;
   /**

@@ -70,12 +70,12 @@ export async function handoffConnection(
   //    sends a segment the client would not accept.
   let fd: number;
   try {
-    // From a port of the leg range: once spliced, the leg holds no socket (leg-ports.ts).
+    // From a port of the leg range, when there is one: once spliced, the leg holds no socket (leg-ports.ts).
     fd = await ctx.ops.connect(backend, rec.family, {
       mss: leg1.mssClamp,
       timeoutMs,
       ...(rec.netns === undefined ? {} : { netns: rec.netns }),
-      localPort: (localIp) => ctx.legPortFor(localIp, backend),
+      ...(ctx.legPorts ? { localPort: (localIp: string) => ctx.legPortFor(localIp, backend) } : {}),
     });
   } catch (e) {
     throw new BatonError(

@@ -35,7 +35,9 @@ export const DEFAULT_LEG_PORTS: Readonly<PortRange> = Object.freeze({ lo: 61000,
 
 export const RESERVED_PORTS_SYSCTL = '/proc/sys/net/ipv4/ip_local_reserved_ports';
 
-export const inRange = (r: PortRange, port: number): boolean => port >= r.lo && port <= r.hi;
+/** Whether `port` lies in the range; never true without a range (legs then hold their socket). */
+export const inRange = (r: PortRange | undefined, port: number): boolean =>
+  r !== undefined && port >= r.lo && port <= r.hi;
 
 /** "lo-hi" (or one port) as an operator writes it. */
 export function parsePortRange(text: string): PortRange {

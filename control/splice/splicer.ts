@@ -21,7 +21,7 @@ import { ConnectionQueue } from './connection-queue.js';
 import { notFound, type SpliceContext } from './context.js';
 import { firstSplice, holdAfterAck } from './first-splice.js';
 import { handoffConnection, type RetireFailure } from './handoff.js';
-import { DEFAULT_LEG_PORTS, nextFreePort, type PortRange } from './leg-ports.js';
+import { nextFreePort, type PortRange } from './leg-ports.js';
 import {
   currentLeg,
   DEFAULT_HANDOFF_QUIESCE_MS,
@@ -49,9 +49,12 @@ export class Splicer {
   private legPortCursor = 0;
 
   /**
-   * `legPorts`: the range whose back-end legs hold no socket (leg-ports.ts;
-   * default DEFAULT_LEG_PORTS). Its ports must only be bound to one that
-   * legPort() chose.
+   * `legPorts`: the range whose back-end legs hold no socket (leg-ports.ts).
+   * Pass it only once the range is reserved in the LB's namespace
+   * (reserveLegPorts): otherwise the kernel could hand a released tuple's
+   * port to a new connection. Without it every leg holds its socket, and
+   * handoff legs take kernel-chosen ports. Ports of the range must only be
+   * bound to one that legPort() chose.
    */
   constructor(dp: Pick<Datapath, 'table'>, ops: SocketOps, opts: { legPorts?: PortRange } = {}) {
     this.table = dp.table;
@@ -60,7 +63,7 @@ export class Splicer {
       ops,
       records: this.records,
       queue: this.queue,
-      legPorts: Object.freeze({ ...(opts.legPorts ?? DEFAULT_LEG_PORTS) }),
+      legPorts: opts.legPorts ? Object.freeze({ ...opts.legPorts }) : undefined,
       legPortFor: (localIp, backend) => this.legPort(localIp, backend),
       reclaimIfFinished: (id) => this.reclaimIfFinished(id),
     };
@@ -75,6 +78,13 @@ export class Splicer {
    */
   legPort(localIp: string, backend: Endpoint): number {
     const r = this.ctx.legPorts;
+    if (!r) {
+      throw new BatonError(
+        'CONFIG_INVALID',
+        'this splicer has no leg port range; create it with legPorts (after reserveLegPorts in the LB namespace)',
+        'no_leg_ports',
+      );
+    }
     const port = nextFreePort(
       r,
       this.legPortCursor,

@@ -153,7 +153,7 @@ describe("splicer races (real datapath, socket layer with the kernel's tuple rul
   beforeEach(() => {
     dp.table.clear();
     ops = new TupleOps();
-    splicer = new Splicer(dp, ops);
+    splicer = new Splicer(dp, ops, { legPorts: DEFAULT_LEG_PORTS });
   });
   const spliceLegs = (prefix?: string) =>
     splicer.splice(ops.socket(L1), ops.socket(L2), prefix ? { prefix: Buffer.from(prefix) } : {});
@@ -216,6 +216,16 @@ describe("splicer races (real datapath, socket layer with the kernel's tuple rul
     assert.ok(given.every((p) => p > DEFAULT_LEG_PORTS.lo && p <= DEFAULT_LEG_PORTS.hi));
     assert.equal(await splicer.reclaim(rec.id), true);
     assert.equal(dp.table.ownerOf(backendKey), undefined, 'reclaimed: the tuple is free again');
+    assert.equal(ops.open.size, 0);
+  });
+
+  test('4b. a splicer without a leg range (the range not reserved) holds the socket of every leg, whatever its port', async () => {
+    const plain = new Splicer(dp, ops);
+    const rec = await plain.splice(ops.socket(L1), ops.socket(RANGE_LEG));
+    assert.equal(rec.legs[0]?.heldFd, 101, 'the leg-2 socket holds the tuple');
+    assert.deepEqual([...ops.open.values()], [tuple(RANGE_LEG.local, BACKEND)]);
+    assert.throws(() => plain.legPort(LB.ip, BACKEND), /no leg port range/);
+    assert.equal(await plain.reclaim(rec.id), true);
     assert.equal(ops.open.size, 0);
   });
 

@@ -150,7 +150,7 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     for (const r of splicer.records.values())
       for (const h of r.legs) if (h.heldFd !== undefined) releaseSilently(h.heldFd);
     // The daemon runs in the LB namespace; this test process does not.
-    const again = new Splicer(dp, createSocketOps());
+    const again = new Splicer(dp, createSocketOps(), { legPorts: DEFAULT_LEG_PORTS });
     const lbNs = openSync(`/run/netns/${tb.node('lb').ns}`, 'r');
     after(() => closeSync(lbNs));
     assert.equal(await again.adopt({ netns: lbNs }), 1);

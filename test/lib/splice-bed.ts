@@ -69,7 +69,7 @@ export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed>
         typeof opts.files === 'function' ? opts.files(node) : opts.files,
       );
     }
-    const splicer = new Splicer(d, createSocketOps());
+    const splicer = new Splicer(d, createSocketOps(), { legPorts: DEFAULT_LEG_PORTS }); // reserved above
     const v6 = opts.family === 6;
     const targets = (opts.frontendBackends ?? ['backend1']).map((n) =>
       v6 ? `[${tb.node(n).v6}]:${BACKEND_PORT}` : `${tb.node(n).v4}:${BACKEND_PORT}`,

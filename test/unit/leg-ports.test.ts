@@ -15,6 +15,7 @@ describe('leg ports', () => {
     assert.ok(DEFAULT_LEG_PORTS.lo > 60999 && DEFAULT_LEG_PORTS.hi <= 65535);
     assert.ok(inRange(DEFAULT_LEG_PORTS, 61000) && inRange(DEFAULT_LEG_PORTS, 65535));
     assert.equal(inRange(DEFAULT_LEG_PORTS, 60999), false);
+    assert.equal(inRange(undefined, 61000), false, 'no range: every leg holds its socket');
   });
 
   test('ranges parse; bad ones are refused with what to write', () => {

@@ -64,7 +64,7 @@ const PER_PAIR_TIMEOUT_MS = 10;
 const DELETE_IN_FLIGHT = 8;
 
 /** One front-end pair as pairs.ts prints it. */
-interface Pair {
+export interface Pair {
   pid: number;
   client: number;
   backend: number;
@@ -77,7 +77,7 @@ type ItemOutcome = { ok: true; durationUs: number | null; pair: Pair } | { ok: f
 // ------------------------------------------------------------ helper programs
 
 /** A program that talks in JSON lines: commands on stdin, events on stdout. */
-class LineProgram {
+export class LineProgram {
   private readonly lines: unknown[] = [];
   private waiter: (() => void) | undefined;
   private readonly errs: string[] = [];
@@ -156,7 +156,7 @@ class LineProgram {
   }
 }
 
-function spawnProgram(tb: Testbed, node: string, file: string, args: string[]): LineProgram {
+export function spawnProgram(tb: Testbed, node: string, file: string, args: string[]): LineProgram {
   const proc = tb.spawn(node, process.execPath, ['--import', 'tsx', resolve(ROOT, file), ...args], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -171,7 +171,7 @@ interface Harness {
 }
 
 /** Opens `n` client connections and waits until the front end holds a pair for each. */
-async function makePairs(h: Harness, n: number): Promise<Pair[]> {
+export async function makePairs(h: Pick<Harness, 'clients' | 'frontEnd'>, n: number): Promise<Pair[]> {
   const ms = HELPER_TIMEOUT_MS + n * PER_PAIR_TIMEOUT_MS;
   h.clients.send(`OPEN ${n}`);
   const opened = await h.clients.event<{ event: 'opened'; ports: number[]; failed: number; errors: string[] }>(

@@ -12,6 +12,10 @@
  *   stdin:  CLOSE <clientFd>,<clientFd>,...   destroys those pairs (after a splice
  *           the sockets are released, so closing them sends nothing)
  *           -> {"event":"closed","count":n}
+ *           PORTS <local-ip> <port>,<port>,...  the next back-end connections bind
+ *           these local ports, in order (ports of baton's leg range, chosen by
+ *           Splicer.legPort: such a leg holds no socket once spliced)
+ *           -> {"event":"ports","count":n}
  *
  * Kernel reads stop as soon as the request head is in: bytes Node read ahead
  * would be acknowledged by the kernel but invisible to baton (see
@@ -57,8 +61,16 @@ function stopReading(s: net.Socket): void {
   (s as unknown as { _read: () => void })._read = () => {};
 }
 
+/** Local endpoints for the next back-end connections (PORTS); empty: the kernel chooses. */
+const legPorts: { ip: string; port: number }[] = [];
+
 function pairUp(client: net.Socket, prefix: Buffer): void {
-  const up = net.connect({ host: backendIp, port: backendPort });
+  const local = legPorts.shift();
+  const up = net.connect({
+    host: backendIp,
+    port: backendPort,
+    ...(local ? { localAddress: local.ip, localPort: local.port } : {}),
+  });
   up.on('error', (e) => {
     say({ event: 'error', detail: `back-end connection for client port ${client.remotePort}: ${e.message}` });
     client.destroy();
@@ -105,7 +117,13 @@ server.on('error', (e) => {
 server.listen({ host: listenIp, port: listenPort, backlog: 4096 }, () => say({ event: 'listening' }));
 
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  const [verb, list] = line.trim().split(/\s+/);
+  const [verb, list, more] = line.trim().split(/\s+/);
+  if (verb === 'PORTS') {
+    const ports = (more ?? '').split(',').filter(Boolean).map(Number);
+    for (const port of ports) legPorts.push({ ip: list as string, port });
+    say({ event: 'ports', count: ports.length });
+    return;
+  }
   if (verb !== 'CLOSE') return;
   let count = 0;
   for (const fd of (list ?? '').split(',').filter(Boolean).map(Number)) {

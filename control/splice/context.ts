@@ -6,7 +6,9 @@
 import type { FlowTable } from '../datapath/flow-table.js';
 import { SpliceRefused } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
+import type { Endpoint } from '../tcp/state.js';
 import type { ConnectionQueue } from './connection-queue.js';
+import type { PortRange } from './leg-ports.js';
 import type { SpliceRecord } from './records.js';
 import type { SocketOps } from './socket-port.js';
 
@@ -15,6 +17,13 @@ export interface SpliceContext {
   readonly ops: SocketOps;
   readonly records: Map<bigint, SpliceRecord>;
   readonly queue: ConnectionQueue;
+  /**
+   * Local ports of back-end legs whose tuple the table entry alone reserves
+   * (leg-ports.ts): no socket is held. Undefined: every leg holds a socket.
+   */
+  readonly legPorts: Readonly<PortRange> | undefined;
+  /** A port of the leg range for a new leg from `localIp` to `backend` (Splicer.legPort). */
+  readonly legPortFor: (localIp: string, backend: Endpoint) => number;
   /**
    * Reclaims connection `id` if it is over (both FINs acknowledged, or a
    * RST: the datapath's rule for letting a new SYN through); true when it

@@ -12,9 +12,11 @@
  *      anything unread on the client socket) are sent to the back end by the
  *      back-end socket itself: repair off, write; the background step below
  *      then waits for the back end to acknowledge them.
- * Then the back-end socket (or a placeholder with its tuple) is held in
- * repair mode (silent): while it exists the kernel will not hand its 4-tuple
- * to a new connection, whose packets the datapath would take for this one's.
+ * Then the leg-2 tuple must not go to a new connection, whose packets the
+ * datapath would take for this one's. A local port in baton's leg range
+ * (leg-ports.ts) is reserved by the back-end entry alone: the socket goes
+ * silently. Any other port is held by the back-end socket (or a placeholder
+ * with its tuple) in repair mode, for the connection's life.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type FlowKey, FlowKind, FlowState, type Leg } from '../datapath/abi.js';
@@ -24,6 +26,7 @@ import { key, planSplice } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { TcpState } from '../tcp/state.js';
 import { asBatonError, type SpliceContext, stillThere } from './context.js';
+import { inRange } from './leg-ports.js';
 import { DEFAULT_QUIESCE_MS, type LegRecord, type SpliceOptions, type SpliceRecord } from './records.js';
 import { abortConnection } from './teardown.js';
 
@@ -61,6 +64,7 @@ export async function firstSplice(
   const e2 = socketEndpoints(ctx, backendFd, 'back-end');
   const clientKey = key(e1, 'in');
   const backendKey = key(e2, 'in');
+  const tEndpoints = performance.now();
 
   // 1. Block.
   await insertNew(ctx, clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
@@ -71,6 +75,7 @@ export async function firstSplice(
     throw e;
   }
 
+  const tBlock = performance.now();
   let captured = false;
   let clientReleased = false;
   let rec: SpliceRecord | undefined;
@@ -79,7 +84,7 @@ export async function firstSplice(
     await waitQuiescent(ctx, clientFd, backendFd, opts.quiesceTimeoutMs ?? DEFAULT_QUIESCE_MS);
     const tq = performance.now();
     // 3. Capture.
-    const [leg1, leg2] = (await ctx.ops.capture([clientFd, backendFd])) as [TcpState, TcpState];
+    const [leg1, leg2] = (await ctx.ops.capture([clientFd, backendFd], [e1, e2])) as [TcpState, TcpState];
     captured = true;
     const capturedAt = performance.now();
     const pending = Buffer.concat([opts.prefix ?? Buffer.alloc(0), leg1.recvQueue]);
@@ -87,6 +92,7 @@ export async function firstSplice(
     const plan = planSplice(id, leg1, leg2, pending.length);
     const netns = ctx.ops.netnsOf(clientFd);
     const now = Date.now();
+    const tPlan = performance.now();
     const first: LegRecord = {
       index: 0,
       backend: e2.remote,
@@ -119,18 +125,33 @@ export async function firstSplice(
     ctx.table.replace(plan.clientKey, plan.client);
     rec = made;
     ctx.records.set(id, rec);
+    const tForward = performance.now();
     // 6. Release the client side.
     ctx.ops.releaseSilently(clientFd);
     clientReleased = true;
-    rec.timings.installMs = performance.now() - capturedAt;
+    const tRelease = performance.now();
+    rec.timings.installMs = tRelease - capturedAt;
     // 7. Pending client bytes go out on leg 2; the socket is held once they are acknowledged.
     if (pending.length > 0) {
       ctx.ops.leaveRepair(backendFd);
       ctx.ops.send(backendFd, pending);
+    } else if (inRange(ctx.legPorts, e2.local.port)) {
+      ctx.ops.releaseSilently(backendFd); // the back-end entry reserves the tuple (leg-ports.ts)
     } else {
       first.heldFd = backendFd;
     }
-    rec.timings.totalMs = performance.now() - t0;
+    const tEnd = performance.now();
+    rec.timings.totalMs = tEnd - t0;
+    rec.timings.phases = {
+      endpoints: tEndpoints - t0,
+      block: tBlock - tEndpoints,
+      quiesce: tq - tBlock,
+      capture: capturedAt - tq,
+      plan: tPlan - capturedAt,
+      forward: tForward - tPlan,
+      release: tRelease - tForward,
+      send: tEnd - tRelease,
+    };
     if (pending.length === 0) return { rec };
     return { rec, pending: { leg: first, fd: backendFd, bytes: pending.length, clientRcvNxt: leg1.rcvNxt } };
   } catch (e) {
@@ -205,6 +226,7 @@ export async function holdAfterAck(
   ctx.ops.enterRepair(p.fd);
   ctx.ops.releaseSilently(p.fd);
   if (signal.aborted || !stillThere(ctx, rec) || p.leg.retired || !p.leg.captured) return;
+  if (inRange(ctx.legPorts, p.leg.local.port)) return; // the back-end entry reserves the tuple (leg-ports.ts)
   p.leg.heldFd = ctx.ops.placeholder(placeholderState(p.leg.captured, p.bytes), rec.netns);
 }
 

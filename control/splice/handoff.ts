@@ -24,6 +24,7 @@ import { key } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { Endpoint, TcpState } from '../tcp/state.js';
 import { asBatonError, notFound, type SpliceContext, stillThere } from './context.js';
+import { inRange } from './leg-ports.js';
 import { currentLeg, type LegRecord, type SpliceRecord } from './records.js';
 
 /**
@@ -76,11 +77,13 @@ export async function handoffConnection(
   //    end's MSS and refuse the client's full-size segments.
   let fd: number;
   try {
+    // From a port of the leg range, when there is one: once spliced, the leg holds no socket (leg-ports.ts).
     const flags = (leg1.timestamps ? 0 : PROFILE_F_NO_TS) | (leg1.sackPermitted ? 0 : PROFILE_F_NO_SACK);
     fd = await ctx.ops.connect(backend, rec.family, {
       mark: profileMark(flags, Math.min(leg1.mssClamp, PROFILE_MSS_MAX)) as number,
       timeoutMs,
       ...(rec.netns === undefined ? {} : { netns: rec.netns }),
+      ...(ctx.legPorts ? { localPort: (localIp: string) => ctx.legPortFor(localIp, backend) } : {}),
     });
   } catch (e) {
     throw new BatonError(
@@ -100,6 +103,7 @@ export async function handoffConnection(
   const newKey = key(leg2, 'in');
   let held = false;
   let inserted = false;
+  let newLeg!: LegRecord;
   let b: Boundary;
   try {
     // 2-3. A boundary, confirmed under HOLD.
@@ -116,7 +120,7 @@ export async function handoffConnection(
     inserted = true;
     ctx.table.appendLeg(rec.clientKey, plan.toBackend, FlowState.FORWARD);
     held = false;
-    rec.legs.push({
+    const next: LegRecord = {
       index: rec.legs.length,
       backend,
       local: leg2.local,
@@ -127,7 +131,9 @@ export async function handoffConnection(
       heldFd: fd,
       retired: false,
       createdAt: Date.now(),
-    });
+    };
+    rec.legs.push(next);
+    newLeg = next;
   } catch (e) {
     if (held) ctx.table.setState(rec.clientKey, FlowState.FORWARD);
     if (inserted) ctx.table.remove(newKey);
@@ -137,6 +143,16 @@ export async function handoffConnection(
       ctx.ops.close(fd); // an unused connection: a normal close
     }
     throw asBatonError(e);
+  }
+  // A leg on a port of the leg range: its entry reserves the tuple, the socket goes
+  // silently. Should that fail, the socket keeps holding it as before.
+  if (inRange(ctx.legPorts, newLeg.local.port)) {
+    try {
+      ctx.ops.releaseSilently(fd);
+      delete newLeg.heldFd;
+    } catch {
+      /* still held by its socket: correct, only costlier */
+    }
   }
   // 5. Retire the previous back end. The handoff stands whatever happens
   // here: a leg that cannot be closed cleanly is left to the back end's

@@ -76,7 +76,25 @@ export interface SpliceRecord {
    * them, installing the entries; total is request to sockets released (the
    * wait for the back end to acknowledge pending bytes runs after it).
    */
-  timings: { quiesceMs: number; captureMs: number; installMs: number; totalMs: number };
+  timings: { quiesceMs: number; captureMs: number; installMs: number; totalMs: number; phases?: SplicePhases };
+}
+
+/**
+ * Where a first splice's time went, in order (ms, performance.now() spans):
+ * addresses of both sockets, block entries, quiescence check, TCP_REPAIR
+ * capture with the timestamp probe, plan (refuse or translate), forwarding
+ * entries, silent release of the client side, pending bytes written on leg 2
+ * (or the leg's tuple reserved). bench/splice-cost.ts reports them.
+ */
+export interface SplicePhases {
+  endpoints: number;
+  block: number;
+  quiesce: number;
+  capture: number;
+  plan: number;
+  forward: number;
+  release: number;
+  send: number;
 }
 
 /** The leg the client's new bytes go to. */

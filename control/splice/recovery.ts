@@ -12,6 +12,7 @@ import { FlowKind, FlowState } from '../datapath/abi.js';
 import type { Family } from '../net/addr.js';
 import { minimalState } from '../tcp/connect.js';
 import type { SpliceContext } from './context.js';
+import { inRange } from './leg-ports.js';
 import type { LegRecord, SpliceRecord } from './records.js';
 
 export interface Recovered {
@@ -77,10 +78,14 @@ export function recoverFromTable(ctx: SpliceContext, opts: { netns?: number } = 
   return { records, maxId };
 }
 
-/** The previous process's placeholders died with it: hold the live legs' tuples again. */
+/**
+ * The previous process's placeholders died with it: hold the live legs'
+ * tuples again. A leg in baton's port range needs none: its entry, pinned,
+ * still reserves the tuple (leg-ports.ts).
+ */
 export function holdTuplesAgain(ctx: SpliceContext, rec: SpliceRecord): void {
   for (const h of rec.legs) {
-    if (h.retired) continue;
+    if (h.retired || inRange(ctx.legPorts, h.local.port)) continue;
     try {
       h.heldFd = ctx.ops.placeholder(
         minimalState({ family: rec.family, local: h.local, remote: h.backend, sndNxt: 0, rcvNxt: 0 }),

@@ -12,8 +12,15 @@ export interface SocketOps {
   endpoints(fd: number): { family: Family; local: Endpoint; remote: Endpoint };
   /** Bytes sent but not yet acknowledged (SIOCOUTQ), plus unread received bytes (SIOCINQ). */
   queued(fd: number): { unacked: number; unread: number };
-  /** Puts every socket in repair mode and reads its full state. */
-  capture(fds: number[]): Promise<TcpState[]>;
+  /**
+   * Puts every socket in repair mode and reads its full state. `endpoints`:
+   * what endpoints() answered for each fd, when the caller has it (saves
+   * reading the addresses again).
+   */
+  capture(
+    fds: number[],
+    endpoints?: ReadonlyArray<{ family: Family; local: Endpoint; remote: Endpoint } | undefined>,
+  ): Promise<TcpState[]>;
   /** Repair mode off: the socket works as before (used on rollback). */
   leaveRepair(fd: number): void;
   /** Closes in repair mode: no FIN, no RST. */
@@ -30,11 +37,15 @@ export interface SocketOps {
    * cached per namespace and live as long as the SocketOps.
    */
   netnsOf(fd: number): number | undefined;
-  /** Opens a connection (established when this resolves); `mss` is advertised to the peer. */
+  /**
+   * Opens a connection (established when this resolves); `mss` is advertised
+   * to the peer; `mark` is the socket's SO_MARK (the leg's option profile); `localPort` chooses the local port once the source address
+   * is known (asked again when a live socket holds the tuple).
+   */
   connect(
     remote: Endpoint,
     family: Family,
-    opts: { mss?: number; mark?: number; timeoutMs: number; netns?: number },
+    opts: { mss?: number; mark?: number; timeoutMs: number; netns?: number; localPort?: (localIp: string) => number },
   ): Promise<number>;
   /** Recreates a connection from `state` in repair mode, silent for good: it only holds the 4-tuple. */
   placeholder(state: TcpState, netns?: number): number;

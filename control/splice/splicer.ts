@@ -21,6 +21,7 @@ import { ConnectionQueue } from './connection-queue.js';
 import { notFound, type SpliceContext } from './context.js';
 import { firstSplice, holdAfterAck } from './first-splice.js';
 import { handoffConnection, type RetireFailure } from './handoff.js';
+import { nextFreePort, type PortRange } from './leg-ports.js';
 import {
   ConnectionRecords,
   currentLeg,
@@ -46,16 +47,59 @@ export class Splicer {
   private readonly queue = new ConnectionQueue();
   private readonly ctx: SpliceContext;
   private readonly table: FlowTable;
+  private legPortCursor = 0;
 
-  constructor(dp: Pick<Datapath, 'table'>, ops: SocketOps) {
+  /**
+   * `legPorts`: the range whose back-end legs hold no socket (leg-ports.ts).
+   * Pass it only once the range is reserved in the LB's namespace
+   * (reserveLegPorts): otherwise the kernel could hand a released tuple's
+   * port to a new connection. Without it every leg holds its socket, and
+   * handoff legs take kernel-chosen ports. Ports of the range must only be
+   * bound to one that legPort() chose.
+   */
+  constructor(dp: Pick<Datapath, 'table'>, ops: SocketOps, opts: { legPorts?: PortRange } = {}) {
     this.table = dp.table;
     this.ctx = {
       table: dp.table,
       ops,
       records: this.records,
       queue: this.queue,
+      legPorts: opts.legPorts ? Object.freeze({ ...opts.legPorts }) : undefined,
+      legPortFor: (localIp, backend) => this.legPort(localIp, backend),
       reclaimIfFinished: (id) => this.reclaimIfFinished(id),
     };
+  }
+
+  /**
+   * A local port of the leg range for a new connection from `localIp` to
+   * `backend`: one whose tuple no spliced connection holds (no back-end
+   * entry). The caller binds it (SO_REUSEADDR) and connects; a bind or
+   * connect that fails with EADDRINUSE / EADDRNOTAVAIL (a live socket on the
+   * same tuple) asks again. Spliced on such a port, the leg holds no socket.
+   */
+  legPort(localIp: string, backend: Endpoint): number {
+    const r = this.ctx.legPorts;
+    if (!r) {
+      throw new BatonError(
+        'CONFIG_INVALID',
+        'this splicer has no leg port range; create it with legPorts (after reserveLegPorts in the LB namespace)',
+        'no_leg_ports',
+      );
+    }
+    const port = nextFreePort(
+      r,
+      this.legPortCursor,
+      (p) => this.table.ownerOf({ src: backend.ip, dst: localIp, sport: backend.port, dport: p }) !== undefined,
+    );
+    if (port === undefined) {
+      throw new BatonError(
+        'TABLE_FULL',
+        `every port of the leg range ${r.lo}-${r.hi} toward ${backend.ip}:${backend.port} from ${localIp} is held by a spliced connection; widen the range or add LB addresses`,
+        'leg_ports_exhausted',
+      );
+    }
+    this.legPortCursor = port;
+    return port;
   }
 
   /** Joins the front end's client socket and back-end socket (fds in this process). */

@@ -53,7 +53,7 @@ import {
   setInt,
   socketNetns,
 } from './socket.js';
-import { type TcpState, u32 } from './state.js';
+import { type Endpoint, type TcpState, u32 } from './state.js';
 import { type FillResult, sharedTsProbe, type TsProbe } from './ts-probe.js';
 
 const E = (name: string): number => errnoValue(name);
@@ -69,6 +69,18 @@ export interface CaptureOptions {
    * two that must agree.
    */
   verifiedLater?: boolean;
+  /**
+   * The socket's addresses, when the caller read them already (the splicer
+   * does, to block the flows first): two system calls fewer.
+   */
+  endpoints?: KnownEndpoints;
+}
+
+/** A socket's addresses as the caller read them (getsockname/getpeername). */
+export interface KnownEndpoints {
+  family: TcpState['family'];
+  local: Endpoint;
+  remote: Endpoint;
 }
 
 interface TcpInfo {
@@ -165,6 +177,28 @@ const sameSeqs = (a: Seqs, b: Seqs): boolean =>
   a.outq === b.outq && a.notsent === b.notsent && a.inq === b.inq && a.rcvNxt === b.rcvNxt && a.writeSeq === b.writeSeq;
 
 /**
+ * One pass over the queues: both queue lengths and the unsent bytes
+ * (ioctls), then each queue selected once for its sequence number and its
+ * bytes (10 calls; reading all sequence numbers first and the bytes after
+ * selected each queue twice).
+ */
+function readQueues(fd: number): { seqs: Seqs; sendQueue: Buffer; recvQueue: Buffer } {
+  const op = 'capture';
+  const outq = ioctlInt(fd, SIOCOUTQ, op);
+  const notsent = ioctlInt(fd, SIOCOUTQNSD, op);
+  const inq = ioctlInt(fd, SIOCINQ, op);
+  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, op);
+  const rcvNxt = getU32(fd, SOL_TCP, TCP_QUEUE_SEQ, op);
+  // One byte more than announced, to prove the queue holds exactly that much (libsoccr does the same).
+  const recvQueue = peek(fd, inq + 1, op);
+  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, op);
+  const writeSeq = getU32(fd, SOL_TCP, TCP_QUEUE_SEQ, op);
+  const sendQueue = peek(fd, outq + 1, op);
+  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, op);
+  return { seqs: { outq, notsent, inq, rcvNxt, writeSeq }, sendQueue, recvQueue };
+}
+
+/**
  * Sequence numbers and both queues' bytes, read until two reads agree. With
  * `verifiedLater` (the timestamp probe will compare the kernel's sequence
  * numbers with the state, and reject a socket that moved) one read suffices.
@@ -177,14 +211,9 @@ function snapshotQueues(
   const op = 'capture';
   let last = '';
   for (let i = 0; i < attempts; i++) {
-    const a = readSeqs(fd);
-    // One byte more than announced, to prove the queue holds exactly that much (libsoccr does the same).
-    setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, op);
-    const recvQueue = peek(fd, a.inq + 1, op);
-    setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, op);
-    const sendQueue = peek(fd, a.outq + 1, op);
+    const { seqs: a, sendQueue, recvQueue } = readQueues(fd);
     const b = verifiedLater ? a : readSeqs(fd);
-    setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, op);
+    if (!verifiedLater) setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, op);
     if (sameSeqs(a, b) && recvQueue.length === a.inq && sendQueue.length === a.outq) {
       return { seqs: a, sendQueue: Buffer.from(sendQueue), recvQueue: Buffer.from(recvQueue) };
     }
@@ -217,7 +246,13 @@ function captureOne(fd: number, opts: CaptureOptions): { state: TcpState; turned
   const wasRepair = getInt(fd, SOL_TCP, TCP_REPAIR, 'capture') === 1;
   if (!wasRepair) setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'repair');
   try {
-    const state = readState(fd, info, opts.attempts ?? 5, opts.verifiedLater === true || opts.probe !== undefined);
+    const state = readState(
+      fd,
+      info,
+      opts.attempts ?? 5,
+      opts.verifiedLater === true || opts.probe !== undefined,
+      opts.endpoints,
+    );
     if (opts.probe) probeInSocketNetns(opts.probe, [state], fd);
     return { state, turnedOn: !wasRepair };
   } catch (e) {
@@ -233,7 +268,13 @@ function captureOne(fd: number, opts: CaptureOptions): { state: TcpState; turned
  * which a captured flow does not get (the datapath blocks it, and a
  * verified capture is compared with the kernel's numbers afterwards).
  */
-function readState(fd: number, info: TcpInfo, attempts: number, verifiedLater: boolean): TcpState {
+function readState(
+  fd: number,
+  info: TcpInfo,
+  attempts: number,
+  verifiedLater: boolean,
+  known: KnownEndpoints | undefined,
+): TcpState {
   const op = 'capture';
   const { seqs, sendQueue, recvQueue } = snapshotQueues(fd, attempts, verifiedLater);
   const mssClamp = getInt(fd, SOL_TCP, TCP_MAXSEG, op); // in repair mode: rx_opt.mss_clamp
@@ -244,8 +285,9 @@ function readState(fd: number, info: TcpInfo, attempts: number, verifiedLater: b
   const tsNow = getU32(fd, SOL_TCP, TCP_TIMESTAMP, op);
   const w = getOpt(fd, SOL_TCP, TCP_REPAIR_WINDOW, TCP_REPAIR_WINDOW_LAYOUT.size, op);
   const wf = TCP_REPAIR_WINDOW_LAYOUT.fields;
-  const local = localAddress(fd);
-  const remote = remoteAddress(fd);
+  // The addresses of a connected socket never change: the caller's reading stands.
+  const local = known ? { family: known.family, ...known.local } : localAddress(fd);
+  const remote = known ? { family: known.family, ...known.remote } : remoteAddress(fd);
   if (local.family !== remote.family) {
     throw new SocketError(
       op,
@@ -290,20 +332,24 @@ function probeInSocketNetns(probe: TsProbe, states: TcpState[], fd: number): voi
   } finally {
     if (ns !== undefined) libc.close(ns.fd);
   }
-  if (r.stale > 0) {
-    throw new SocketError(
-      'capture',
-      E('EAGAIN'),
-      `of ${states.length === 1 ? `fd ${fd}` : `${states.length} sockets`}`,
-      `${r.stale} socket(s) received or sent data between capture and timestamp probe; block the flow in the datapath before capturing`,
-    );
-  }
+  if (r.stale > 0) throw staleError(r, states, fd);
+}
+
+function staleError(r: FillResult, states: TcpState[], fd: number): SocketError {
+  return new SocketError(
+    'capture',
+    E('EAGAIN'),
+    `of ${states.length === 1 ? `fd ${fd}` : `${states.length} sockets`}`,
+    `${r.stale} socket(s) received or sent data between capture and timestamp probe; block the flow in the datapath before capturing`,
+  );
 }
 
 export interface CaptureSocketsOptions {
   /** The probe to use; default the shared one (loaded on first use); false: do not probe. */
   probe?: TsProbe | false;
   attempts?: number;
+  /** Each socket's addresses, when the caller has them (same order as the fds). */
+  endpoints?: ReadonlyArray<KnownEndpoints | undefined>;
 }
 
 /**
@@ -317,30 +363,48 @@ export async function captureSockets(fds: readonly number[], opts: CaptureSocket
   const states: TcpState[] = [];
   const turnedOn: number[] = [];
   try {
-    for (const fd of fds) {
+    fds.forEach((fd, i) => {
+      const known = opts.endpoints?.[i];
       const c = captureOne(fd, {
         ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }),
+        ...(known ? { endpoints: known } : {}),
         verifiedLater: probe !== undefined,
       });
       states.push(c.state);
       if (c.turnedOn) turnedOn.push(fd);
-    }
-    if (probe) {
-      const groups = new Map<string, { fd: number; states: TcpState[] }>();
-      fds.forEach((fd, i) => {
-        const ns = socketNetns(fd);
-        if (ns) libc.close(ns.fd);
-        const key = ns?.id ?? 'self';
-        const g = groups.get(key) ?? { fd, states: [] };
-        g.states.push(states[i] as TcpState);
-        groups.set(key, g);
-      });
-      for (const g of groups.values()) probeInSocketNetns(probe, g.states, g.fd);
-    }
+    });
+    if (probe) probeGrouped(probe, fds, states);
     return states;
   } catch (e) {
     for (const fd of turnedOn) libc.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
     throw e;
+  }
+}
+
+/**
+ * One probe run per network namespace of the sockets, each namespace asked
+ * of the kernel once per socket (its fd kept for the run, closed after).
+ */
+function probeGrouped(probe: TsProbe, fds: readonly number[], states: TcpState[]): void {
+  const groups = new Map<string, { nsFd: number | undefined; fd: number; states: TcpState[] }>();
+  const extra: number[] = [];
+  try {
+    fds.forEach((fd, i) => {
+      const ns = socketNetns(fd);
+      const key = ns?.id ?? 'self';
+      const g = groups.get(key);
+      if (g) {
+        if (ns) extra.push(ns.fd);
+        g.states.push(states[i] as TcpState);
+      } else groups.set(key, { nsFd: ns?.fd, fd, states: [states[i] as TcpState] });
+    });
+    for (const g of groups.values()) {
+      const r = probe.fill(g.states, g.nsFd === undefined ? {} : { netnsFd: g.nsFd });
+      if (r.stale > 0) throw staleError(r, g.states, g.fd);
+    }
+  } finally {
+    for (const g of groups.values()) if (g.nsFd !== undefined) libc.close(g.nsFd);
+    for (const nsFd of extra) libc.close(nsFd);
   }
 }
 

@@ -16,7 +16,9 @@ import {
   SO_ERROR,
   SO_LINGER,
   SO_MARK,
+  SO_REUSEADDR,
   SOCK_CLOEXEC,
+  SOCK_DGRAM,
   SOCK_NONBLOCK,
   SOCK_STREAM,
   SOL_SOCKET,
@@ -27,10 +29,12 @@ import {
   TCP_MAXSEG,
 } from './kernel.js';
 import { restoreTcp } from './restore.js';
-import { check, closeFd, encodeSockaddr, fmt, getInt, getOpt, setInt, setOpt } from './socket.js';
+import { bindTo, check, closeFd, encodeSockaddr, fmt, getInt, getOpt, localAddress, setInt, setOpt } from './socket.js';
 import type { Endpoint, TcpState } from './state.js';
 
 const EINPROGRESS = errnoValue('EINPROGRESS');
+const EADDRINUSE = errnoValue('EADDRINUSE');
+const EADDRNOTAVAIL = errnoValue('EADDRNOTAVAIL');
 
 export interface ConnectOptions {
   /** TCP_MAXSEG before connecting: the MSS advertised to the peer (the largest segment it may send us). */
@@ -44,6 +48,28 @@ export interface ConnectOptions {
   timeoutMs: number;
   /** Network namespace to open the socket in (default: the calling thread's). */
   netnsFd?: number;
+  /**
+   * Chooses the local port once the source address toward `remote` is known
+   * (a route lookup: a UDP socket connected to it, nothing sent). A port
+   * that a live socket holds on the same tuple (EADDRINUSE, EADDRNOTAVAIL)
+   * is asked again, up to LOCAL_PORT_ATTEMPTS times.
+   */
+  localPort?: (localIp: string) => number;
+}
+
+/** Ports tried when a chosen local port is held by a live socket on the same tuple. */
+export const LOCAL_PORT_ATTEMPTS = 8;
+
+/** The address the kernel would send from toward `remote` (its route), without sending anything. */
+export function sourceAddressFor(remote: Endpoint, family: Family): string {
+  const fd = check(libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0), 'socket', '(UDP)');
+  try {
+    const a = encodeSockaddr(remote, family);
+    check(libc.connect(fd, a, a.length), 'route', `to ${fmt(remote)}`);
+    return localAddress(fd).ip;
+  } finally {
+    libc.close(fd);
+  }
 }
 
 /**
@@ -53,7 +79,7 @@ export interface ConnectOptions {
  * polling its state, so the event loop keeps running.
  */
 export async function connectTcp(remote: Endpoint, family: Family, opts: ConnectOptions): Promise<number> {
-  const open = (): number => {
+  const attempt = (localIp: string | undefined): number => {
     const fd = check(
       libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP),
       'socket',
@@ -62,6 +88,11 @@ export async function connectTcp(remote: Endpoint, family: Family, opts: Connect
     try {
       if (opts.mss) setInt(fd, SOL_TCP, TCP_MAXSEG, opts.mss, 'connect');
       if (opts.mark !== undefined) setInt(fd, SOL_SOCKET, SO_MARK, opts.mark, 'connect');
+      if (localIp !== undefined && opts.localPort) {
+        // SO_REUSEADDR: the port may be bound by connections to other back ends.
+        setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'connect');
+        bindTo(fd, { ip: localIp, port: opts.localPort(localIp) }, family);
+      }
       const a = encodeSockaddr(remote, family);
       if (libc.connect(fd, a, a.length) < 0 && errno() !== EINPROGRESS)
         throw new SocketError('connect', errno(), `to ${fmt(remote)}`);
@@ -69,6 +100,18 @@ export async function connectTcp(remote: Endpoint, family: Family, opts: Connect
     } catch (e) {
       libc.close(fd);
       throw e;
+    }
+  };
+  const open = (): number => {
+    if (!opts.localPort) return attempt(undefined);
+    const localIp = sourceAddressFor(remote, family);
+    for (let i = 1; ; i++) {
+      try {
+        return attempt(localIp);
+      } catch (e) {
+        const taken = e instanceof SocketError && (e.errno === EADDRINUSE || e.errno === EADDRNOTAVAIL);
+        if (!taken || i >= LOCAL_PORT_ATTEMPTS) throw e;
+      }
     }
   };
   const fd = opts.netnsFd === undefined ? open() : withNetnsFd(opts.netnsFd, open);

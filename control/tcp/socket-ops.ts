@@ -24,7 +24,7 @@ export function createSocketOps(): SocketOps {
     queued(fd) {
       return { unacked: ioctlInt(fd, SIOCOUTQ, 'siocoutq'), unread: ioctlInt(fd, SIOCINQ, 'siocinq') };
     },
-    capture: (fds) => captureSockets(fds),
+    capture: (fds, endpoints) => captureSockets(fds, endpoints ? { endpoints } : {}),
     leaveRepair,
     enterRepair(fd) {
       setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'enter_repair');
@@ -49,6 +49,7 @@ export function createSocketOps(): SocketOps {
         ...(opts.mss ? { mss: opts.mss } : {}),
         ...(opts.mark === undefined ? {} : { mark: opts.mark }),
         ...(opts.netns === undefined ? {} : { netnsFd: opts.netns }),
+        ...(opts.localPort ? { localPort: opts.localPort } : {}),
       }),
     placeholder(state, netns) {
       const run = () => restoreTcp(state, { stayInRepair: true });

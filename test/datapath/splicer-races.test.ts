@@ -18,6 +18,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { testRun } from '../../control/bpf/index.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { withNetns } from '../../control/net/netns.js';
+import { DEFAULT_LEG_PORTS } from '../../control/splice/leg-ports.js';
 import type { SocketOps } from '../../control/splice/socket-port.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import type { Endpoint, TcpState } from '../../control/tcp/state.js';
@@ -29,6 +30,8 @@ import { buildPacket } from '../lib/packet.js';
 const tuple = (local: Endpoint, remote: Endpoint) => `${local.ip}:${local.port}>${remote.ip}:${remote.port}`;
 const L1 = leg1({ timestamps: false });
 const L2 = leg2({ timestamps: false });
+/** Leg 2 from a port of the splicer's leg range (control/splice/leg-ports.ts). */
+const RANGE_LEG = leg2({ timestamps: false, local: { ip: LB.ip, port: DEFAULT_LEG_PORTS.lo } });
 const NEW_LEG = leg2({ timestamps: false, local: { ip: LB.ip, port: 50001 }, sndNxt: 1_000_000, sndUna: 1_000_000 });
 
 /** A socket layer of fds and tuples: what the splicer's orchestration needs, with the kernel's tuple rule. */
@@ -150,7 +153,7 @@ describe("splicer races (real datapath, socket layer with the kernel's tuple rul
   beforeEach(() => {
     dp.table.clear();
     ops = new TupleOps();
-    splicer = new Splicer(dp, ops);
+    splicer = new Splicer(dp, ops, { legPorts: DEFAULT_LEG_PORTS });
   });
   const spliceLegs = (prefix?: string) =>
     splicer.splice(ops.socket(L1), ops.socket(L2), prefix ? { prefix: Buffer.from(prefix) } : {});
@@ -199,6 +202,54 @@ describe("splicer races (real datapath, socket layer with the kernel's tuple rul
     assert.equal(splicer.records.has(rec.id), false);
     assert.equal(dp.table.size(), 0, "no entry left, the new leg's included");
     assert.equal(ops.open.size, 0, `no socket left open: ${[...ops.open.values()].join(', ')}`);
+  });
+
+  test('4. a leg on a port of the leg range holds no socket, and legPort never hands out its tuple while it lives', async () => {
+    const rec = await splicer.splice(ops.socket(L1), ops.socket(RANGE_LEG));
+    assert.equal(rec.legs[0]?.heldFd, undefined, 'no socket held for the tuple');
+    assert.equal(ops.open.size, 0, `both sockets released at once: ${[...ops.open.values()].join(', ')}`);
+    assert.ok(ops.log.includes('release 101'), ops.log.join(', '));
+    const backendKey = rec.legs[0]?.backendKey;
+    assert.ok(backendKey && dp.table.ownerOf(backendKey) === rec.id, 'the back-end entry reserves the tuple');
+    const given = Array.from({ length: 8 }, () => splicer.legPort(LB.ip, BACKEND));
+    assert.equal(given.includes(RANGE_LEG.local.port), false, `legPort skipped ${RANGE_LEG.local.port}: ${given}`);
+    assert.ok(given.every((p) => p > DEFAULT_LEG_PORTS.lo && p <= DEFAULT_LEG_PORTS.hi));
+    assert.equal(await splicer.reclaim(rec.id), true);
+    assert.equal(dp.table.ownerOf(backendKey), undefined, 'reclaimed: the tuple is free again');
+    assert.equal(ops.open.size, 0);
+  });
+
+  test('4b. a splicer without a leg range (the range not reserved) holds the socket of every leg, whatever its port', async () => {
+    const plain = new Splicer(dp, ops);
+    const rec = await plain.splice(ops.socket(L1), ops.socket(RANGE_LEG));
+    assert.equal(rec.legs[0]?.heldFd, 101, 'the leg-2 socket holds the tuple');
+    assert.deepEqual([...ops.open.values()], [tuple(RANGE_LEG.local, BACKEND)]);
+    assert.throws(() => plain.legPort(LB.ip, BACKEND), /no leg port range/);
+    assert.equal(await plain.reclaim(rec.id), true);
+    assert.equal(ops.open.size, 0);
+  });
+
+  test('5. a range leg that carried a prefix: released once the back end acknowledged it, no placeholder', async () => {
+    const prefix = 'GET / HTTP/1.1\r\n\r\n';
+    const rec = await splicer.splice(ops.socket(L1), ops.socket(RANGE_LEG), { prefix: Buffer.from(prefix) });
+    assert.deepEqual([...ops.open.values()], [tuple(RANGE_LEG.local, BACKEND)], 'leg 2 sends the prefix');
+    // The back end acknowledges the prefix (to the leg-range port).
+    const packet = buildPacket({
+      ip: { version: 4, src: BACKEND.ip, dst: LB.ip },
+      tcp: {
+        sport: BACKEND.port,
+        dport: RANGE_LEG.local.port,
+        flags: 'A',
+        seq: RANGE_LEG.rcvNxt,
+        ack: RANGE_LEG.sndNxt + prefix.length,
+      },
+    });
+    withNetns(ns.name, () => testRun(prog(), { packet }));
+    await splicer.settled();
+    assert.equal(ops.open.size, 0, `leg 2 released: ${ops.log.join(', ')}`);
+    assert.ok(!ops.log.some((l) => l.startsWith('placeholder')), `no placeholder: ${ops.log.join(', ')}`);
+    assert.equal(rec.legs[0]?.heldFd, undefined);
+    assert.equal(splicer.records.has(rec.id), true, 'the connection lives on');
   });
 
   test('3. a failure after forwarding started leaves no entry without a record: both ends are reset', async () => {

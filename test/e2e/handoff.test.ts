@@ -11,6 +11,7 @@ import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Datapath } from '../../control/datapath/datapath.js';
+import { DEFAULT_LEG_PORTS, inRange } from '../../control/splice/leg-ports.js';
 import type { SpliceRecord, Splicer } from '../../control/splice/splicer.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import type { FrontendDriver } from '../lib/frontend-driver.js';
@@ -77,6 +78,12 @@ describe('later handoffs end to end', { skip: skipUnlessBpf }, () => {
     await splicer.handoff(rec.id, { ip: tb.node('backend2').v4, port: 8080 });
     assert.equal(rec.legs.length, 2);
     assert.equal(rec.legs[0]?.retired, true);
+    // baton's own leg comes from the leg range: its entry reserves the tuple, no socket is held.
+    const leg = rec.legs[1];
+    assert.ok(leg && inRange(DEFAULT_LEG_PORTS, leg.local.port), `new leg's port ${leg?.local.port} from the range`);
+    assert.equal(leg.heldFd, undefined, 'no socket held for the new leg');
+    const held = await tb.exec('lb', 'ss', ['-tanH', `( sport = :${leg.local.port} )`]);
+    assert.equal(held.stdout.trim(), '', `no socket on the new leg's port in the LB: ${held.stdout}`);
     await expectServedBy('backend2', 3);
   });
 

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FlowKind, FlowState } from '../../control/datapath/abi.js';
 import type { Datapath } from '../../control/datapath/datapath.js';
+import { DEFAULT_LEG_PORTS, inRange } from '../../control/splice/leg-ports.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { type Sweeper, startSweeper } from '../../control/splice/sweeper.js';
 import { releaseSilently } from '../../control/tcp/capture.js';
@@ -86,6 +87,7 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     // One ephemeral port: the front end's back-end connection takes it, and
     // after the splice baton's silent placeholder must still own it.
     await tb.exec('lb', 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=40000 40000']);
+    fe.legPorts = false; // the kernel chooses the port: the placeholder path
     try {
       const { id } = await splicedClient();
       await sleep(100); // the placeholder replaces the socket once the request is acknowledged
@@ -102,8 +104,41 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
       assert.match(r.stderr, /[Cc]ould not (connect|bind)|[Cc]annot assign|[Ff]ailed to connect/);
       assert.equal(await splicer.reclaim(id), true);
     } finally {
+      fe.legPorts = true;
       await tb.exec('lb', 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=32768 60999']);
     }
+  });
+
+  test('a leg on a port of the leg range holds no socket, and the kernel still never hands its tuple out', async () => {
+    const { id } = await splicedClient();
+    await sleep(100); // the background step once the request is acknowledged
+    const leg = splicer.records.get(id)?.legs[0];
+    assert.ok(leg && inRange(DEFAULT_LEG_PORTS, leg.local.port), `leg port ${leg?.local.port} from the range`);
+    assert.equal(leg.heldFd, undefined, 'no socket held');
+    const held = await tb.exec('lb', 'ss', ['-tanH', `( sport = :${leg.local.port} )`]);
+    assert.equal(held.stdout.trim(), '', `no socket on the leg's port in the LB: ${held.stdout}`);
+    assert.equal(dp.table.ownerOf(leg.backendKey), id, 'the back-end entry reserves the tuple');
+    // The ephemeral range narrowed to that port alone: it is reserved, so the kernel has no port to give.
+    await tb.exec('lb', 'sysctl', ['-qw', `net.ipv4.ip_local_port_range=${leg.local.port} ${leg.local.port}`]);
+    try {
+      const r = await tb.exec(
+        'lb',
+        'curl',
+        ['-sS', '--max-time', '2', `http://${tb.node('backend1').v4}:8080/small.txt`],
+        { check: false },
+      );
+      assert.notEqual(r.code, 0, 'the reserved port must not be given to a new connection');
+      assert.match(r.stderr, /[Cc]ould not (connect|bind)|[Cc]annot assign|[Ff]ailed to connect/);
+    } finally {
+      await tb.exec('lb', 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=32768 60999']);
+    }
+    // A port the splicer hands out next is never this tuple while the connection lives.
+    const seen = new Set<number>();
+    for (let i = 0; i < DEFAULT_LEG_PORTS.hi - DEFAULT_LEG_PORTS.lo + 1; i++)
+      seen.add(splicer.legPort(leg.local.ip, leg.backend));
+    assert.equal(seen.has(leg.local.port), false, 'legPort skips a tuple a spliced connection holds');
+    assert.equal(await splicer.reclaim(id), true);
+    assert.equal(dp.table.ownerOf(leg.backendKey), undefined);
   });
 
   test('a restarted splicer adopts live connections and drops half-made entries', async () => {
@@ -115,7 +150,7 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     for (const r of splicer.records.values())
       for (const h of r.legs) if (h.heldFd !== undefined) releaseSilently(h.heldFd);
     // The daemon runs in the LB namespace; this test process does not.
-    const again = new Splicer(dp, createSocketOps());
+    const again = new Splicer(dp, createSocketOps(), { legPorts: DEFAULT_LEG_PORTS });
     const lbNs = openSync(`/run/netns/${tb.node('lb').ns}`, 'r');
     after(() => closeSync(lbNs));
     assert.equal(await again.adopt({ netns: lbNs }), 1);
@@ -128,7 +163,11 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     );
     assert.equal(dp.table.track(stale), undefined, 'half-made entry deleted');
     assert.equal(again.status(id)?.state, 'forwarding');
-    assert.ok(rec.legs[0]?.heldFd !== undefined, 'the back-end tuple is reserved again');
+    // The leg's port is in the leg range: its pinned entry still reserves the tuple, no socket is needed.
+    const leg = rec.legs[0];
+    assert.ok(leg && inRange(DEFAULT_LEG_PORTS, leg.local.port));
+    assert.equal(leg.heldFd, undefined, 'no placeholder for a leg of the range');
+    assert.equal(dp.table.ownerOf(leg.backendKey), id, 'the back-end tuple is reserved by its entry');
     // The connection keeps working, and the adopted record can be aborted.
     assert.equal((await c.get('/small.txt')).body, 'hello');
     await assert.rejects(

@@ -15,6 +15,8 @@ export interface FrontendDriver {
   splices: SpliceRecord[];
   failures: string[];
   fallbacks: string[];
+  /** Whether back-end legs take ports from the splicer's leg range (when a local address is known); tests may turn it off. */
+  legPorts: boolean;
   stop(): void;
 }
 
@@ -24,7 +26,15 @@ export async function startFrontend(
   takeSocket: (pid: number, fd: number) => number,
   listen: { ip: string; port: number },
   backends: string[],
-  opts: { node?: string } = {},
+  opts: {
+    node?: string;
+    /**
+     * The LB's address toward a back end (by its ip): its legs then take a
+     * port from Splicer.legPort and hold no socket once spliced. Undefined (or
+     * an unknown back end): the kernel chooses the port, a socket holds it.
+     */
+    legLocalIp?: (backendIp: string) => string | undefined;
+  } = {},
 ): Promise<FrontendDriver> {
   const proc = tb.spawn(
     opts.node ?? 'lb',
@@ -42,13 +52,31 @@ export async function startFrontend(
       stdio: ['pipe', 'pipe', 'inherit'],
     },
   );
-  const d: FrontendDriver = { proc, splices: [], failures: [], fallbacks: [], stop: () => proc.kill() };
+  const d: FrontendDriver = {
+    proc,
+    splices: [],
+    failures: [],
+    fallbacks: [],
+    legPorts: true,
+    stop: () => proc.kill(),
+  };
   let ready: () => void = () => {};
   const readyP = new Promise<void>((r) => (ready = r));
   readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
     const [kind, tag, ...rest] = line.split(' ');
     if (kind === 'READY') ready();
-    else if (kind === 'FALLBACK') d.fallbacks.push(`${tag} ${rest.join(' ')}`);
+    else if (kind === 'PORT' && tag) {
+      const [ip, port] = rest;
+      const local = ip === undefined || !d.legPorts ? undefined : opts.legLocalIp?.(ip);
+      let answer = '- 0';
+      try {
+        if (local !== undefined)
+          answer = `${local} ${splicer.legPort(local, { ip: ip as string, port: Number(port) })}`;
+      } catch (e) {
+        d.failures.push((e as Error).message); // the range is exhausted: the kernel chooses
+      }
+      proc.stdin!.write(`LEGPORT ${tag} ${answer}\n`);
+    } else if (kind === 'FALLBACK') d.fallbacks.push(`${tag} ${rest.join(' ')}`);
     else if (kind === 'SPLICE' && tag) {
       const [pid, cfd, bfd, prefix] = rest;
       void (async () => {

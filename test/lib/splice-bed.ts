@@ -7,6 +7,7 @@
 import { applyHostSettingsUnrecorded } from '../../control/daemon/host-settings.js';
 import { Datapath } from '../../control/datapath/datapath.js';
 import { withNetns } from '../../control/net/netns.js';
+import { DEFAULT_LEG_PORTS, reserveLegPorts } from '../../control/splice/leg-ports.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { takeSocket } from '../../control/tcp/pidfd.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
@@ -57,6 +58,7 @@ export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed>
       for (const i of lb.ifaces) d.attach(i.ifindex);
       // The namespace goes with the testbed: nothing to record or restore.
       applyHostSettingsUnrecorded(lb.ifaces.map((i) => i.name));
+      reserveLegPorts(DEFAULT_LEG_PORTS);
     });
     for (let k = 1; k <= opts.backends; k++) {
       const node = `backend${k}`;
@@ -67,12 +69,16 @@ export async function startSpliceBed(opts: SpliceBedOptions): Promise<SpliceBed>
         typeof opts.files === 'function' ? opts.files(node) : opts.files,
       );
     }
-    const splicer = new Splicer(d, createSocketOps());
+    const splicer = new Splicer(d, createSocketOps(), { legPorts: DEFAULT_LEG_PORTS }); // reserved above
     const v6 = opts.family === 6;
     const targets = (opts.frontendBackends ?? ['backend1']).map((n) =>
       v6 ? `[${tb.node(n).v6}]:${BACKEND_PORT}` : `${tb.node(n).v4}:${BACKEND_PORT}`,
     );
-    fe = await startFrontend(tb, splicer, takeSocket, { ip: v6 ? VIP6 : VIP4, port: 80 }, targets);
+    // Back-end legs from the splicer's leg range (no socket held once spliced), from the LB's address on each link.
+    const legLocal = new Map(lb.ifaces.map((i) => [v6 ? i.peer.v6 : i.peer.v4, v6 ? i.v6 : i.v4]));
+    fe = await startFrontend(tb, splicer, takeSocket, { ip: v6 ? VIP6 : VIP4, port: 80 }, targets, {
+      legLocalIp: (ip) => legLocal.get(ip),
+    });
     return { tb, dp: d, splicer, fe, nginx, destroy };
   } catch (e) {
     await destroy();

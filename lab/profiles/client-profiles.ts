@@ -101,11 +101,14 @@ export async function applyClientProfile(
   }
 }
 
-/** Tcp OutRsts of a node (/proc/net/snmp), to prove no connection was reset. */
-export async function outRsts(tb: Testbed, node: string): Promise<number> {
+/** A Tcp counter of a node's stack (/proc/net/snmp), e.g. OutRsts or RetransSegs. */
+export async function tcpCounter(tb: Testbed, node: string, name: string): Promise<number> {
   const snmp = (await tb.exec(node, 'cat', ['/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Tcp:'));
   const [names, values] = snmp.map((l) => l.trim().split(/\s+/));
-  const i = names?.indexOf('OutRsts') ?? -1;
-  if (i < 0 || !values?.[i]) throw new Error(`no Tcp OutRsts in /proc/net/snmp of ${node}`);
+  const i = names?.indexOf(name) ?? -1;
+  if (i < 0 || !values?.[i]) throw new Error(`no Tcp ${name} in /proc/net/snmp of ${node}`);
   return Number(values[i]);
 }
+
+/** Tcp OutRsts of a node, to prove no connection was reset. */
+export const outRsts = (tb: Testbed, node: string): Promise<number> => tcpCounter(tb, node, 'OutRsts');

@@ -18,7 +18,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DispatchEvent } from '../../control/dispatcher/dispatcher.js';
-import { applyClientProfile, outRsts, profileName, reducedMatrix } from '../../lab/profiles/client-profiles.js';
+import {
+  applyClientProfile,
+  type ClientTcpProfile,
+  outRsts,
+  profileName,
+  reducedMatrix,
+  tcpCounter,
+} from '../../lab/profiles/client-profiles.js';
 import { type DaemonProc, type DispatcherProc, startDaemon, startDispatcher } from '../lib/baton.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import { type NginxBackend, startNginx } from '../lib/nginx.js';
@@ -110,6 +117,55 @@ describe('every client TCP profile is spliced (reduced matrix, IPv4 and IPv6)', 
     }
   }
 
+  // 3% random loss at both receivers (client and back end INPUT), as in the splice suite. Per profile: three
+  // spliced 1 MiB downloads byte-exact, then three plainly routed ones (client -> back end through the LB's
+  // forwarding, no baton in the path); the back end's retransmissions for the spliced ones must not exceed
+  // twice those of plain routing (floor of 10 segments: at ~700 segments per MiB, 3% loss is ~20 losses per
+  // download, and the floor keeps the ratio from judging a handful of random drops).
+  const LOSSY: ClientTcpProfile[] = [
+    { timestamps: false, sack: false, wscale: 'default', mss: 536, ecn: false },
+    { timestamps: true, sack: true, wscale: 14, mss: 1460, ecn: true },
+  ];
+  for (const p of LOSSY) {
+    test(`3% loss both ways, ${profileName(p)}: spliced, byte-exact, retransmissions within 2x of plain routing`, async (t) => {
+      await applyClientProfile(tb, 'client', p, { v4: VIP4, v6: VIP6 });
+      // The plainly routed downloads get the same profile (the route to the back end gets the advmss too).
+      await applyClientProfile(tb, 'client', p, { v4: tb.node('backend1').v4, v6: tb.node('backend1').v6 });
+      const rule = ['-p', 'tcp', '-m', 'statistic', '--mode', 'random', '--probability', '0.03', '-j', 'DROP'];
+      for (const node of ['client', 'backend1']) await tb.exec(node, 'iptables', ['-A', 'INPUT', ...rule]);
+      const out = join(tmpdir(), `baton-profiles-loss-${process.pid}`);
+      const download = async (url: string, extra: string[] = []) => {
+        const r = await tb.exec(
+          'client',
+          'curl',
+          ['-sS', '--max-time', '60', ...extra, '-o', out, '-w', '%{http_code}', url],
+          { timeoutMs: 65_000 },
+        );
+        assert.equal(r.stdout, '200', r.stderr);
+        assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), nginx.sha256['/big.bin']);
+      };
+      try {
+        const splicedBefore = spliced().length;
+        const r0 = await tcpCounter(tb, 'backend1', 'RetransSegs');
+        for (let i = 0; i < 3; i++) await download(`http://${VIP4}/big.bin`);
+        const r1 = await tcpCounter(tb, 'backend1', 'RetransSegs');
+        for (let i = 0; spliced().length < splicedBefore + 3 && i < 100; i++) await sleep(10);
+        assert.equal(spliced().length, splicedBefore + 3, 'every download was spliced');
+        for (let i = 0; i < 3; i++) await download(`http://${tb.node('backend1').v4}:8080/big.bin`);
+        const r2 = await tcpCounter(tb, 'backend1', 'RetransSegs');
+        const [splicedRetrans, routedRetrans] = [r1 - r0, r2 - r1];
+        t.diagnostic(`retransmitted segments: spliced ${splicedRetrans}, plain routing ${routedRetrans}`);
+        assert.ok(
+          splicedRetrans <= 2 * Math.max(routedRetrans, 10),
+          `spliced ${splicedRetrans} retransmissions vs ${routedRetrans} plainly routed`,
+        );
+      } finally {
+        for (const node of ['client', 'backend1']) await tb.exec(node, 'iptables', ['-D', 'INPUT', ...rule]);
+        rmSync(out, { force: true });
+      }
+    });
+  }
+
   test('the dispatcher reports per-profile pool hits and misses and a relayed fraction of 0', async () => {
     const stats = new Promise<Record<string, unknown>>((resolve) => {
       const t = setInterval(() => {
@@ -126,10 +182,10 @@ describe('every client TCP profile is spliced (reduced matrix, IPv4 and IPv6)', 
       | undefined;
     assert.ok(s, 'stats event');
     assert.equal(s.relayedFraction, 0);
-    assert.equal(s.spliced, reducedMatrix().length * 2);
+    assert.equal(s.spliced, reducedMatrix().length * 2 + LOSSY.length * 3);
     const keys = Object.keys(s.byProfile);
     assert.ok(keys.some((k) => k.includes('no-ts')) && keys.some((k) => k.includes('no-sack')), keys.join(' | '));
     const takes = Object.values(s.byProfile).reduce((a, l) => a + l.hits + l.misses, 0);
-    assert.equal(takes, reducedMatrix().length * 2, 'one take per connection');
+    assert.equal(takes, reducedMatrix().length * 2 + LOSSY.length * 3, 'one take per connection');
   });
 });

@@ -18,6 +18,8 @@ export interface ClusterOptions {
   ttlMs: number;
   /** the peers (without this LB) after every change: where the datapath's peer set comes from */
   onPeers?: (peers: ReadonlyMap<string, PeerInfo>) => void;
+  /** a peer left: deregistered itself, or expired (crashed, partitioned, or a restart slower than the TTL) */
+  onLeave?: (id: string, reason: 'expired' | 'removed') => void;
   onError?: (err: BatonError) => void;
 }
 
@@ -58,7 +60,10 @@ export async function joinCluster(o: ClusterOptions): Promise<Cluster> {
       } else {
         for (const c of event.changes) {
           if (c.type === 'join') changed = set(c.peer) || changed;
-          else if (c.id !== o.self) changed = peers.delete(c.id) || changed;
+          else if (c.id !== o.self) {
+            changed = peers.delete(c.id) || changed;
+            o.onLeave?.(c.id, c.reason);
+          }
         }
       }
       if (changed) o.onPeers?.(peers);

@@ -10,7 +10,7 @@ import type { Registry } from 'prom-client';
 import type { BatonError } from '../errors.js';
 import type { ConnectionRecords, SpliceRecord } from '../splice/records.js';
 import { openStore } from '../store/open.js';
-import type { Store } from '../store/store.js';
+import { STORE_LIMITS, type Store } from '../store/store.js';
 import { type Cluster, joinCluster } from './cluster.js';
 import { OwnerDirectory, type OwnerEntries } from './directory.js';
 import { ownerMetrics } from './metrics.js';
@@ -53,6 +53,13 @@ export const ownedConnectionOf = (rec: SpliceRecord): OwnedConnection => ({
   vip: rec.vip,
 });
 
+/** Withdraws `refs` on behalf of `owner`, in batches the store accepts. */
+async function withdrawFor(store: Store, owner: string, refs: string[]): Promise<void> {
+  for (let i = 0; i < refs.length; i += STORE_LIMITS.batchEntries) {
+    await store.withdraw(owner, refs.slice(i, i + STORE_LIMITS.batchEntries));
+  }
+}
+
 export async function startLbCluster(o: LbClusterOptions): Promise<LbCluster> {
   const store = await openStore(o.storeUrl);
   // Store trouble while running is logged, not fatal: forwarding keeps the
@@ -68,6 +75,13 @@ export async function startLbCluster(o: LbClusterOptions): Promise<LbCluster> {
       info: o.info,
       ttlMs: o.peerTtlMs,
       onError,
+      // An LB that expired cannot withdraw its connections any more: its peers do it, so
+      // the directory does not keep a dead LB's entries for ever (idempotent: every peer may).
+      onLeave: (id, reason) => {
+        if (reason !== 'expired' || !directory) return;
+        const refs = [...directory.peerEntries()].filter(([, e]) => e.owner === id).map(([ref]) => ref);
+        withdrawFor(store, id, refs).catch(onError);
+      },
       ...(o.onPeers ? { onPeers: o.onPeers } : {}),
     });
     const joined = cluster;

@@ -8,9 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyBaseLogger } from 'fastify';
+import { Registry } from 'prom-client';
 import { BatonError } from '../../control/errors.js';
 import { type Cluster, joinCluster } from '../../control/owner/cluster.js';
 import { OwnerDirectory, type OwnerEntries } from '../../control/owner/directory.js';
+import { startLbCluster } from '../../control/owner/lb-cluster.js';
 import {
   decodeOwnedConnection,
   encodeOwnedConnection,
@@ -18,9 +22,11 @@ import {
   type OwnedConnection,
 } from '../../control/owner/owned-connection.js';
 import { decodePeerInfo, encodePeerInfo, type PeerInfo } from '../../control/owner/peer-info.js';
+import { ConnectionRecords } from '../../control/splice/records.js';
 import { MemoryStore } from '../../control/store/memory.js';
 import { RedisStore } from '../../control/store/redis.js';
 import type { Store } from '../../control/store/store.js';
+import { fakeRecord } from '../api/lib.js';
 import { until } from './conformance.js';
 import { haveRedisServer, type RedisServer, startRedis } from './redis-server.js';
 
@@ -289,3 +295,41 @@ if (noRedis && process.getuid?.() === 0) {
     return { open: () => RedisStore.connect(url, { reapIntervalMs: 100 }), close: async () => srv?.stop() };
   });
 }
+
+describe('an LB that expires: its peers withdraw its connections from the directory', { skip: noRedis }, () => {
+  test('lb A owns two connections and stops without leaving; after its TTL, lb B withdraws them', async () => {
+    const srv = await startRedis({ prefix: 'bt:' });
+    const url = srv.url({ prefix: 'bt:expiry:' });
+    const quiet = { warn: () => {}, info: () => {}, error: () => {} } as unknown as FastifyBaseLogger;
+    const start = async (self: string, address: string) => {
+      const records = new ConnectionRecords();
+      const rec = recordingEntries();
+      const c = await startLbCluster({
+        storeUrl: url,
+        self,
+        info: { address, ownerPort: 6181, version: 'test' },
+        peerTtlMs: 300,
+        records,
+        entries: rec.entries,
+        registry: new Registry(),
+        log: quiet,
+      });
+      return { c, records, ...rec };
+    };
+    const reader = await RedisStore.connect(url);
+    try {
+      const a = await start('lbA', '198.18.0.31');
+      const b = await start('lbB', '198.18.0.32');
+      for (const n of [1, 2]) a.records.set(BigInt(n), fakeRecord(BigInt(n), { client: `198.18.1.${n}` }));
+      await until(() => b.installed.size === 2, 5000, "B installs A's two connections");
+      await a.c.close(); // a restart or a crash: no withdraw, no deregister
+      await until(() => b.installed.size === 0, 5000, "B drops A's entries once A expired");
+      for (let i = 0; i < 100 && (await reader.readDirectory()).entries.length > 0; i++) await sleep(20);
+      assert.deepEqual((await reader.readDirectory()).entries, [], "the store no longer holds the dead LB's entries");
+      await b.c.close({ leave: true });
+    } finally {
+      await reader.close();
+      await srv.stop();
+    }
+  });
+});

@@ -26,9 +26,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { openPinnedMap } from '../../control/bpf/index.js';
 import { applyHostSettingsUnrecorded } from '../../control/daemon/host-settings.js';
-import { FlowKind, FlowState } from '../../control/datapath/abi.js';
-import { Datapath } from '../../control/datapath/datapath.js';
+import { ABI_VERSION, FlowKind, FlowState } from '../../control/datapath/abi.js';
+import { Datapath, readCounters } from '../../control/datapath/datapath.js';
 import { AgentChannel } from '../../control/migrate/channel.js';
 import { FlowIdSwitch } from '../../control/migrate/flow-switch.js';
 import { type MigrateResult, migrateSocket } from '../../control/migrate/migrate.js';
@@ -76,6 +77,8 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
   /** RSTs at any host, and segments from the VIP's served port arriving at the LB (they must go straight to the client). */
   const rsts: string[] = [];
   const leaks: string[] = [];
+  /** The same segments arriving at the client over link2: proves the filter matches and the replies' path. */
+  const direct: string[] = [];
   let sdk: AgentConnection;
   let app: http.Server;
   let channel: AgentChannel;
@@ -157,6 +160,18 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     return out;
   };
 
+  const replyFilter = `inbound and tcp and (src host ${VIP4} or src host ${VIP6}) and src port ${SERVED_PORT}`;
+
+  /** The agent's datapath counters, from its pinned map (the agent's own bpffs in the back end's node). */
+  const agentCounters = (): Map<string, bigint> => {
+    const m = openPinnedMap(join(tb.bpffsPath('backend'), 'baton-agent', `agent_baton_counters_v${ABI_VERSION}`));
+    try {
+      return new Map(readCounters(m).map((c) => [c.reason, c.packets]));
+    } finally {
+      libc.close(m.fd); // the fd obj_get opened: BpfMap does not own it
+    }
+  };
+
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-migrate-e2e-'));
     const secret = randomBytes(32).toString('hex');
@@ -210,7 +225,8 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
 
     await Promise.all([
       ...['client', 'lb', 'backend'].map((n) => capture(n, 'tcp[13] & 4 != 0', rsts)),
-      capture('lb', `inbound and tcp and (src host ${VIP4} or src host ${VIP6}) and src port ${SERVED_PORT}`, leaks),
+      capture('lb', replyFilter, leaks),
+      capture('client', replyFilter, direct),
     ]);
 
     const appSocket = join(dir, 'agent.sock');
@@ -288,7 +304,7 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('first request and two keep-alive requests answered by the app; the LB forwards, never sees a reply; no RST', async () => {
+  test('first request and two keep-alive requests answered by the app; the LB forwards, never sees a reply; no RST', async (t) => {
     const before = results.length;
     const urls = ['/one', '/two', '/three'].map((p) => `http://${VIP4}:${SERVED_PORT}${p}`);
     const r = await tb.exec(
@@ -317,8 +333,16 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
       .filter((c) => c.reason === 'redirect' && c.direction === 'to_backend')
       .reduce((a, c) => a + c.packets, 0n);
     assert.ok(toBackend >= 2n, `redirected to the back end: ${toBackend}`);
+    // The agent restored the tuple of the forwarded segments.
+    const restored = agentCounters().get('flow_id_restored') ?? 0n;
+    assert.ok(restored >= 2n, `flow_id_restored ${restored}`);
+    t.diagnostic(`agent: flow_id_restored ${restored}, flow_id_held ${agentCounters().get('flow_id_held') ?? 0n}`);
     await sleep(300);
     assert.deepEqual(leaks, [], 'no back-end -> client segment reached the LB');
+    assert.ok(
+      direct.some((l) => l.includes('link2') || l.includes(`${VIP4}.${SERVED_PORT} >`)),
+      `the replies reached the client directly: ${direct.slice(0, 3).join('\n')}`,
+    );
     assert.deepEqual(rsts, []);
   });
 

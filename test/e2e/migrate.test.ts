@@ -19,6 +19,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -61,6 +62,17 @@ const AGENT_ADDR6 = '2001:db8:3::2';
 const AGENT_PORT = 7400;
 const SERVED_PORT = 80;
 const UNSERVED_PORT = 81; // no app: the agent refuses
+/** argv: VIP, port. GET /r1 at once, GET /r2 on the same connection when a line arrives on stdin; prints what it reads. */
+const KEEPALIVE_CLIENT = `
+const net = require('node:net');
+const [host, port] = process.argv.slice(1);
+const s = net.connect(Number(port), host);
+const get = (p) => s.write('GET ' + p + ' HTTP/1.1\\r\\nHost: vip\\r\\n\\r\\n');
+s.on('connect', () => get('/r1'));
+s.on('data', (d) => process.stdout.write(d));
+s.on('error', (e) => { process.stderr.write(String(e)); process.exit(1); });
+process.stdin.once('data', () => get('/r2'));
+`;
 const BIG = randomBytes(32 * 1024 * 1024);
 const BIG_SHA = createHash('sha256').update(BIG).digest('hex');
 
@@ -172,9 +184,53 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     }
   };
 
+  const secret = randomBytes(32).toString('hex');
+  const appSocket = (): string => join(dir, 'agent.sock');
+
+  /** Starts `baton agent` on the back end with its datapath on every interface; resolves once it listens. */
+  const startAgent = async (): Promise<ChildProcess> => {
+    const from = agentLog.length;
+    const backendIfaces = tb.node('backend').ifaces.flatMap((i) => ['--interface', i.name]);
+    const proc = tb.spawn(
+      'backend',
+      NODE_CLI[0] as string,
+      [
+        ...NODE_CLI.slice(1),
+        'agent',
+        '--listen',
+        `${AGENT_ADDR}:${AGENT_PORT}`,
+        '--peer-secret-file',
+        join(dir, 'peer.secret'),
+        '--app-socket',
+        appSocket(),
+        '--metrics',
+        '127.0.0.1:9400',
+        ...backendIfaces,
+        '--pin-dir',
+        '/sys/fs/bpf/baton-agent',
+      ],
+      { bpffs: true },
+    );
+    proc.stderr?.on('data', (d: Buffer) => agentLog.push(...d.toString().trim().split('\n')));
+    proc.stdout?.resume();
+    const deadline = Date.now() + 20_000;
+    while (!agentLog.slice(from).some((l) => l.includes('agent_started'))) {
+      if (Date.now() > deadline || proc.exitCode !== null) assert.fail(`agent did not start: ${agentLog.join('\n')}`);
+      await sleep(50);
+    }
+    return proc;
+  };
+
+  /** The app registers with the (running) agent; the LB opens its blob channel to it. */
+  const connectApp = async (): Promise<void> => {
+    sdk = await connectAgent({ socketPath: appSocket() });
+    await sdk.attach(app, { vip: `${VIP4}:${SERVED_PORT}` });
+    await sdk.attach(app, { vip: `[${VIP6}]:${SERVED_PORT}` });
+    channel = await AgentChannel.connect({ secret: Buffer.from(secret), socket: lbSocketToAgent() });
+  };
+
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-migrate-e2e-'));
-    const secret = randomBytes(32).toString('hex');
     writeFileSync(join(dir, 'peer.secret'), `${secret}\n`, { mode: 0o600 });
     tb = await createTestbed(
       {
@@ -229,37 +285,8 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
       capture('client', replyFilter, direct),
     ]);
 
-    const appSocket = join(dir, 'agent.sock');
-    const backendIfaces = tb.node('backend').ifaces.flatMap((i) => ['--interface', i.name]);
-    agentProc = tb.spawn(
-      'backend',
-      NODE_CLI[0] as string,
-      [
-        ...NODE_CLI.slice(1),
-        'agent',
-        '--listen',
-        `${AGENT_ADDR}:${AGENT_PORT}`,
-        '--peer-secret-file',
-        join(dir, 'peer.secret'),
-        '--app-socket',
-        appSocket,
-        '--metrics',
-        '127.0.0.1:9400',
-        ...backendIfaces,
-        '--pin-dir',
-        '/sys/fs/bpf/baton-agent',
-      ],
-      { bpffs: true },
-    );
-    agentProc.stderr?.on('data', (d: Buffer) => agentLog.push(...d.toString().trim().split('\n')));
-    agentProc.stdout?.resume();
-    const deadline = Date.now() + 20_000;
-    while (!agentLog.some((l) => l.includes('agent_started'))) {
-      if (Date.now() > deadline || agentProc.exitCode !== null)
-        assert.fail(`agent did not start: ${agentLog.join('\n')}`);
-      await sleep(50);
-    }
-    assert.equal(agentLog.filter((l) => l.includes('agent_xdp_attached')).length, backendIfaces.length / 2);
+    agentProc = await startAgent();
+    assert.equal(agentLog.filter((l) => l.includes('agent_xdp_attached')).length, tb.node('backend').ifaces.length);
 
     app = http.createServer((req, res) => {
       if (req.url === '/big') {
@@ -270,10 +297,7 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
       const mid = (req.socket as MigratedSocket).baton?.migrationId ?? '?';
       res.end(`app ${req.url} migration ${mid}\n`);
     });
-    sdk = await connectAgent({ socketPath: appSocket });
-    await sdk.attach(app, { vip: `${VIP4}:${SERVED_PORT}` });
-    await sdk.attach(app, { vip: `[${VIP6}]:${SERVED_PORT}` });
-    channel = await AgentChannel.connect({ secret: Buffer.from(secret), socket: lbSocketToAgent() });
+    await connectApp();
     for (const [ip, family, port] of [
       [VIP4, 4, SERVED_PORT],
       [VIP4, 4, UNSERVED_PORT],
@@ -412,5 +436,59 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     assert.equal(sw.ids.liveCount(AGENT_ADDR), live);
     await sleep(300);
     assert.deepEqual(rsts, []);
+  });
+
+  // Stops and restarts the agent: last.
+  test('agent SIGTERM keeps a migrated connection served (pinned program and mapping); a restarted agent reuses them and migrates again', async () => {
+    const before = results.length;
+    const client = tb.spawn('client', process.execPath, ['-e', KEEPALIVE_CLIENT, VIP4, String(SERVED_PORT)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    client.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const waitFor = async (re: RegExp, what: string): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!re.test(out)) {
+        if (Date.now() > deadline) assert.fail(`${what}: client output ${JSON.stringify(out)}`);
+        await sleep(20);
+      }
+    };
+    try {
+      await waitFor(/app \/r1 migration \d+/, 'first answer');
+      const m = (await migrationsSince(before, 1))[0] as MigrateResult;
+      assert.ok(m?.migrated);
+      const from = agentLog.length;
+      agentProc.kill('SIGTERM');
+      const [code] = (await once(agentProc, 'exit')) as [number | null];
+      assert.equal(code, 0, agentLog.join('\n'));
+      channel.close();
+      await sdk.close();
+      // The agent is gone; its XDP program and the connection's mapping are not.
+      client.stdin?.write('next\n');
+      await waitFor(/app \/r2 migration \d+/, 'answer after the agent stopped');
+      assert.equal(/app \/r2 migration (\d+)/.exec(out)?.[1], m.migrationId.toString());
+      agentProc = await startAgent();
+      const attached = agentLog.slice(from).filter((l) => l.includes('agent_xdp_attached'));
+      assert.equal(attached.length, tb.node('backend').ifaces.length);
+      for (const l of attached) {
+        const e = JSON.parse(l) as { reused: boolean; mappings: number };
+        assert.equal(e.reused, true, l);
+        assert.ok(e.mappings >= 1, l);
+      }
+      await connectApp();
+      const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '10', `http://${VIP4}:${SERVED_PORT}/again`], {
+        timeoutMs: 15_000,
+      });
+      const again = results.at(-1) as MigrateResult;
+      assert.ok(again.migrated, `after the restart: ${!again.migrated ? again.error.message : ''}`);
+      assert.equal(r.stdout, `app /again migration ${again.migrationId}\n`);
+      await sleep(300);
+      assert.deepEqual(leaks, []);
+      assert.deepEqual(rsts, []);
+    } finally {
+      client.kill('SIGKILL');
+    }
   });
 });

@@ -4,7 +4,16 @@
  * `baton lb`'s (control/daemon/options.ts). Precedence: defaults < file
  * (--config / BATON_AGENT_CONFIG) < environment < flags.
  */
-import { bool, type Daemon, hostPort, loadOptions, type OptionTable, optionsHelp } from '../daemon/options.js';
+import {
+  bool,
+  type Daemon,
+  hostPort,
+  loadOptions,
+  type OptionTable,
+  optionsHelp,
+  parseDuration,
+} from '../daemon/options.js';
+import { DEFAULT_RECLAIM_LINGER_MS } from '../datapath/flow-id.js';
 import { BatonError } from '../errors.js';
 import { parseEndpoint } from '../service/endpoint.js';
 import type { AppRules } from './authorize.js';
@@ -27,6 +36,8 @@ export interface AgentConfig {
   interfaces: string[];
   /** bpffs directory of the agent's pinned maps and links (its own: never the LB's). */
   pinDir: string;
+  /** A finished connection's flow-id mapping is removed after this long without a segment (ms). */
+  reclaimLingerMs: number;
 }
 
 export const DEFAULT_AGENT_LISTEN = { host: '0.0.0.0', port: 7400 };
@@ -160,6 +171,15 @@ export const AGENT_OPTIONS: OptionTable<AgentConfig> = {
       return t.replace(/\/+$/, '') || '/';
     },
     help: "bpffs directory of the agent's pinned maps and links (reused on restart; not the LB's --pin-dir)",
+  },
+  reclaimLingerMs: {
+    key: 'reclaimLingerMs',
+    flag: 'reclaim-linger',
+    env: 'BATON_AGENT_RECLAIM_LINGER',
+    parse: parseDuration,
+    parseJson: (v) => parseDuration(String(v)),
+    default: DEFAULT_RECLAIM_LINGER_MS,
+    help: "how long a migrated connection's flow-id mapping stays after the client's FIN or RST and its last segment (e.g. 60s)",
   },
 };
 

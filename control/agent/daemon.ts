@@ -10,6 +10,10 @@ import { BatonError } from '../errors.js';
 import { Agent } from './agent.js';
 import { agentHelp, loadAgentConfig } from './config.js';
 import { HandshakeError, parseSecret } from './handshake.js';
+import { reclaimFids } from './reclaim.js';
+
+/** How often finished connections' flow-id mappings are looked for. */
+const RECLAIM_EVERY_MS = 1000;
 
 export async function agentCommand(
   io: { out: (s: string) => void; err: (s: string) => void },
@@ -64,11 +68,23 @@ export async function agentCommand(
     transparent: cfg.transparent,
   });
   await agent.start();
+  const reclaimer = dp
+    ? setInterval(() => {
+        const fids = (dp as AgentDatapath).fids;
+        const n = reclaimFids(fids, cfg.reclaimLingerMs);
+        if (n > 0)
+          io.err(
+            `${JSON.stringify({ time: new Date().toISOString(), event: 'agent_fids_reclaimed', count: n, left: fids.size() })}\n`,
+          );
+      }, RECLAIM_EVERY_MS)
+    : undefined;
+  reclaimer?.unref();
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  clearInterval(reclaimer);
   await agent.close();
   // Links and mappings stay pinned: connections already handed to apps keep their flow-id restore.
   dp?.close({ keepPinned: true });

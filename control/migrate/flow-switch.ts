@@ -14,8 +14,8 @@
  * captured, and nothing reaches the back end before its socket exists.
  */
 import { type FlowKey, FlowState } from '../datapath/abi.js';
-import { planMigratedEntry } from '../datapath/flow-id.js';
-import type { FlowTable } from '../datapath/flow-table.js';
+import { DEFAULT_RECLAIM_LINGER_MS, planMigratedEntry, reclaimable } from '../datapath/flow-id.js';
+import { type FlowTable, formatKey } from '../datapath/flow-table.js';
 import { BatonError } from '../errors.js';
 import type { FlowMapping } from '../tcp/blob/index.js';
 
@@ -80,8 +80,11 @@ export interface PendingSwitch {
 }
 
 export class FlowIdSwitch {
+  /** Forwarded migrations, until reclaimed: their entry key, back end and flow id. */
+  private readonly forwarded = new Map<string, { key: FlowKey; backend: string; flowId: number }>();
+
   constructor(
-    private readonly table: Pick<FlowTable, 'insert' | 'setState' | 'remove'>,
+    private readonly table: Pick<FlowTable, 'insert' | 'setState' | 'remove' | 'track'>,
     /** This LB's address, as the blob names it (flow ids are unique per LB and back end). */
     private readonly lb: string,
     readonly ids: FlowIdAllocator = new FlowIdAllocator(),
@@ -116,6 +119,7 @@ export class FlowIdSwitch {
       forward: () => {
         this.table.setState(key, FlowState.FORWARD);
         done = true;
+        this.forwarded.set(formatKey(key), { key, backend, flowId });
       },
       abort: () => {
         if (done) return;
@@ -124,5 +128,28 @@ export class FlowIdSwitch {
         this.ids.release(backend, flowId);
       },
     };
+  }
+
+  /** Forwarded migrations not reclaimed yet. */
+  get forwardedCount(): number {
+    return this.forwarded.size;
+  }
+
+  /**
+   * Removes the entries of forwarded migrations that ended (reclaimable())
+   * and frees their flow ids; an entry already gone (removed elsewhere) only
+   * frees its id. Returns how many were reclaimed. Call it periodically.
+   */
+  reclaim(lingerMs = DEFAULT_RECLAIM_LINGER_MS, nowNs: bigint = process.hrtime.bigint()): number {
+    let n = 0;
+    for (const [k, f] of this.forwarded) {
+      const track = this.table.track(f.key);
+      if (track && !reclaimable(track, nowNs, lingerMs)) continue;
+      if (track) this.table.remove(f.key);
+      this.forwarded.delete(k);
+      this.ids.release(f.backend, f.flowId);
+      n++;
+    }
+    return n;
   }
 }

@@ -73,6 +73,7 @@ s.on('data', (d) => process.stdout.write(d));
 s.on('error', (e) => { process.stderr.write(String(e)); process.exit(1); });
 process.stdin.once('data', () => get('/r2'));
 `;
+const LINGER_MS = 300;
 const BIG = randomBytes(32 * 1024 * 1024);
 const BIG_SHA = createHash('sha256').update(BIG).digest('hex');
 
@@ -174,6 +175,16 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
 
   const replyFilter = `inbound and tcp and (src host ${VIP4} or src host ${VIP6}) and src port ${SERVED_PORT}`;
 
+  /** How many flow-id mappings the agent's pinned table holds. */
+  const agentMappings = (): number => {
+    const m = openPinnedMap(join(tb.bpffsPath('backend'), 'baton-agent', `agent_baton_fids_v${ABI_VERSION}`));
+    try {
+      return [...m.keys()].length;
+    } finally {
+      libc.close(m.fd);
+    }
+  };
+
   /** The agent's datapath counters, from its pinned map (the agent's own bpffs in the back end's node). */
   const agentCounters = (): Map<string, bigint> => {
     const m = openPinnedMap(join(tb.bpffsPath('backend'), 'baton-agent', `agent_baton_counters_v${ABI_VERSION}`));
@@ -208,6 +219,9 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
         ...backendIfaces,
         '--pin-dir',
         '/sys/fs/bpf/baton-agent',
+        // Short, so the reclaim test need not wait a TIME_WAIT.
+        '--reclaim-linger',
+        `${LINGER_MS}ms`,
       ],
       { bpffs: true },
     );
@@ -436,6 +450,31 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     assert.equal(sw.ids.liveCount(AGENT_ADDR), live);
     await sleep(300);
     assert.deepEqual(rsts, []);
+  });
+
+  test('ended connections are reclaimed on both hosts after the linger: LB entry and flow id, agent mapping', async () => {
+    const before = results.length;
+    const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '10', `http://${VIP4}:${SERVED_PORT}/bye`], {
+      timeoutMs: 15_000,
+    });
+    const m = (await migrationsSince(before, 1))[0] as MigrateResult;
+    assert.ok(m?.migrated);
+    assert.equal(r.stdout, `app /bye migration ${m.migrationId}\n`);
+    // curl closed the connection (its FIN, the app's FIN, its last ACK): every migration so far has ended.
+    const deadline = Date.now() + 10_000;
+    let reclaimed = 0;
+    while ((sw.forwardedCount > 0 || agentMappings() > 0) && Date.now() < deadline) {
+      await sleep(200);
+      reclaimed += sw.reclaim(LINGER_MS);
+    }
+    assert.ok(reclaimed >= 1, `reclaimed ${reclaimed}`);
+    assert.equal(sw.forwardedCount, 0, 'every forwarded migration reclaimed at the LB');
+    assert.equal(migratedEntries().length, 0, 'no MIGRATED entry left');
+    assert.equal(sw.ids.liveCount(AGENT_ADDR), 0);
+    assert.equal(agentMappings(), 0, "the agent's mappings reclaimed");
+    assert.ok(agentLog.some((l) => l.includes('agent_fids_reclaimed')));
+    await sleep(300);
+    assert.deepEqual(rsts, [], 'the last ACKs crossed before the reclaim: no RST');
   });
 
   // Stops and restarts the agent: last.

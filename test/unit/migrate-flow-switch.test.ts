@@ -1,8 +1,19 @@
 /** The LB's flow-id allocation and MIGRATED entry steering (control/migrate/flow-switch.ts), and the agent's mapping of a blob. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { reclaimFids } from '../../control/agent/reclaim.js';
 import { fidOfBlob } from '../../control/agent/restore.js';
-import { type FlowKey, FlowKind, FlowState, flowIdPorts } from '../../control/datapath/abi.js';
+import {
+  type FlowKey,
+  FlowKind,
+  FlowState,
+  flowIdPorts,
+  TRACK_F_FIN,
+  TRACK_F_RST,
+  TRACK_F_SEEN,
+  type Track,
+} from '../../control/datapath/abi.js';
+import { reclaimable } from '../../control/datapath/flow-id.js';
 import type { FlowEntry } from '../../control/datapath/flow-table.js';
 import { BatonError } from '../../control/errors.js';
 import { FlowIdAllocator, FlowIdSwitch, isWireFlowId } from '../../control/migrate/flow-switch.js';
@@ -53,9 +64,12 @@ interface Op {
 }
 const fakeTable = (failInsert?: Error) => {
   const ops: Op[] = [];
+  const tracks = new Map<string, Track>();
   return {
     ops,
+    tracks,
     table: {
+      track: (key: FlowKey) => tracks.get(`${key.src}:${key.sport}`),
       insert: (key: FlowKey, entry: FlowEntry) => {
         if (failInsert) throw failInsert;
         ops.push({ op: 'insert', key, entry });
@@ -117,6 +131,78 @@ describe('FlowIdSwitch', () => {
     );
     assert.equal(sw.ids.liveCount(BE1), 0);
   });
+});
+
+describe('reclaim', () => {
+  const MS = 1_000_000n;
+  test('reclaimable: FIN or RST seen, and idle for the linger time', () => {
+    assert.equal(reclaimable({ flags: TRACK_F_SEEN, lastNs: 0n }, 10_000n * MS, 1000), false, 'still open');
+    assert.equal(reclaimable({ flags: TRACK_F_FIN, lastNs: 9_500n * MS }, 10_000n * MS, 1000), false, 'lingering');
+    assert.equal(reclaimable({ flags: TRACK_F_FIN, lastNs: 9_000n * MS }, 10_000n * MS, 1000), true);
+    assert.equal(reclaimable({ flags: TRACK_F_RST, lastNs: 0n }, 10_000n * MS, 1000), true);
+  });
+
+  test('FlowIdSwitch.reclaim removes finished entries, frees their ids, keeps the rest', () => {
+    const { ops, table, tracks } = fakeTable();
+    const sw = new FlowIdSwitch(table, '198.18.1.2');
+    const open = sw.begin(1n, client, BE1);
+    const other = { ...client, sport: 40001 };
+    const done = sw.begin(2n, other, BE1);
+    const track = (flags: number, lastNs: bigint): Track => ({
+      packets: 3n,
+      bytes: 100n,
+      lastNs,
+      seqEnd: 0,
+      ackMax: 0,
+      finSeq: 0,
+      flags,
+    });
+    tracks.set(`${client.src}:${client.sport}`, track(TRACK_F_SEEN, 0n));
+    tracks.set(`${other.src}:${other.sport}`, track(TRACK_F_SEEN | TRACK_F_FIN, 0n));
+    assert.equal(sw.reclaim(1000, 5000n * MS), 0, 'nothing forwarded yet');
+    open.forward();
+    done.forward();
+    assert.equal(sw.reclaim(1000, 5000n * MS), 1);
+    assert.deepEqual(ops.at(-1), { op: 'remove', key: other });
+    assert.equal(sw.ids.liveCount(BE1), 1);
+    assert.equal(sw.forwardedCount, 1);
+    // An entry removed elsewhere only frees its id.
+    tracks.clear();
+    const before = ops.length;
+    assert.equal(sw.reclaim(1000, 5000n * MS), 1);
+    assert.equal(ops.length, before);
+    assert.equal(sw.ids.liveCount(BE1), 0);
+  });
+});
+
+test('reclaimFids removes only the finished, idle mappings', () => {
+  const MS = 1_000_000n;
+  const mk = (flowId: number, flags: number) => ({
+    key: { client: client.src, flowId, family: 4 as const },
+    mapping: {
+      connId: 1n,
+      clientPort: 1,
+      vip: client.dst,
+      vipPort: 80,
+      state: 2 as const,
+      track: { packets: 1n, bytes: 1n, lastNs: 0n, seqEnd: 0, ackMax: 0, finSeq: 0, flags },
+    },
+  });
+  const removed: number[] = [];
+  const fids = {
+    *entries() {
+      yield mk(0x10001, TRACK_F_SEEN);
+      yield mk(0x10002, TRACK_F_SEEN | TRACK_F_FIN);
+      yield mk(0x10003, TRACK_F_SEEN | TRACK_F_RST);
+    },
+    remove: (k: { flowId: number }) => {
+      removed.push(k.flowId);
+      return true;
+    },
+  };
+  assert.equal(reclaimFids(fids, 1000, 500n * MS), 0, 'lingering');
+  assert.equal(reclaimFids(fids, 1000, 2000n * MS), 2);
+  assert.deepEqual(removed, [0x10002, 0x10003]);
 });
 
 describe("the agent's mapping of a blob", () => {

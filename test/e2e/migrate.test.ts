@@ -452,6 +452,29 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     assert.deepEqual(rsts, []);
   });
 
+  test('1,000 keep-alive requests on one migrated connection, every response byte-exact', async (t) => {
+    const before = results.length;
+    const t0 = Date.now();
+    const r = await tb.exec(
+      'client',
+      'curl',
+      ['-sS', '--max-time', '30', '-w', '[%{num_connects}]', `http://${VIP4}:${SERVED_PORT}/k[1-1000]`],
+      { timeoutMs: 35_000 },
+    );
+    const secs = (Date.now() - t0) / 1000;
+    const mine = await migrationsSince(before, 1);
+    assert.equal(mine.length, 1, 'one connection, one migration');
+    const m = mine[0] as MigrateResult;
+    assert.ok(m.migrated);
+    let want = '';
+    for (let i = 1; i <= 1000; i++) want += `app /k${i} migration ${m.migrationId}\n[${i === 1 ? 1 : 0}]`;
+    assert.equal(r.stdout, want);
+    t.diagnostic(`1,000 keep-alive requests in ${secs.toFixed(2)} s`);
+    await sleep(300);
+    assert.deepEqual(leaks, []);
+    assert.deepEqual(rsts, []);
+  });
+
   test('ended connections are reclaimed on both hosts after the linger: LB entry and flow id, agent mapping', async () => {
     const before = results.length;
     const r = await tb.exec('client', 'curl', ['-sS', '--max-time', '10', `http://${VIP4}:${SERVED_PORT}/bye`], {

@@ -452,6 +452,31 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     assert.deepEqual(rsts, []);
   });
 
+  test('four migrations in flight on the one channel, each with its own flow id and entry', async () => {
+    const before = results.length;
+    const outs = await Promise.all(
+      [1, 2, 3, 4].map((i) =>
+        tb.exec('client', 'curl', ['-sS', '--max-time', '10', `http://${VIP4}:${SERVED_PORT}/p${i}`], {
+          timeoutMs: 15_000,
+        }),
+      ),
+    );
+    const mine = await migrationsSince(before, 4);
+    assert.equal(mine.length, 4);
+    assert.ok(
+      mine.every((m) => m.migrated),
+      JSON.stringify(mine.map((m) => (m.migrated ? 'ok' : m.error.message))),
+    );
+    const flowIds = new Set(mine.map((m) => (m.migrated ? m.flowId : undefined)));
+    assert.equal(flowIds.size, 4, 'distinct flow ids');
+    const ids = new Set(mine.map((m) => (m.migrated ? m.migrationId.toString() : '')));
+    for (const [i, o] of outs.entries()) assert.match(o.stdout, new RegExp(`^app /p${i + 1} migration (\\d+)\n$`));
+    assert.deepEqual(new Set(outs.map((o) => /migration (\d+)/.exec(o.stdout)?.[1])), ids);
+    await sleep(300);
+    assert.deepEqual(leaks, []);
+    assert.deepEqual(rsts, []);
+  });
+
   test('1,000 keep-alive requests on one migrated connection, every response byte-exact', async (t) => {
     const before = results.length;
     const t0 = Date.now();

@@ -13,6 +13,9 @@ import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { FidState } from '../datapath/abi-migrate.js';
+import type { FlowIdTable } from '../datapath/fid-table.js';
+import { BatonError } from '../errors.js';
 import { libc } from '../sys/libc.js';
 import { peerCred, socketFd } from '../sys/peercred.js';
 import { sendWithFds } from '../sys/scm-rights.js';
@@ -37,7 +40,7 @@ import {
   type Reply,
   vipKey,
 } from './reply.js';
-import { decodeMigration, discardRestored, restoreMigration } from './restore.js';
+import { decodeMigration, discardRestored, fidOfBlob, restoreMigration } from './restore.js';
 
 export interface AgentOptions {
   secret: Buffer;
@@ -50,6 +53,12 @@ export interface AgentOptions {
   /** IP_TRANSPARENT on restored sockets (VIP not configured on this host). */
   transparent?: boolean;
   handshakeTimeoutMs?: number;
+  /**
+   * The agent datapath's flow-id table (AgentDatapath.fids). Without it a
+   * blob carrying a flow-id mapping is refused (no_datapath): the client's
+   * flow-id segments would reach this host's stack unrestored and be reset.
+   */
+  fids?: Pick<FlowIdTable, 'insert' | 'setState' | 'remove'>;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -198,10 +207,35 @@ export class Agent {
     const vip = vipKey(blob.tcp.local);
     const app = this.apps.get(vip);
     if (!app) return this.refused(id, 'no_app', `no application is registered for ${vip} on this back end`);
+    // The flow-id mapping goes in first, in HOLD: from here until the app holds the socket, the client's
+    // segments forwarded by the LB are dropped (counted flow_id_held) instead of reaching a stack without the
+    // socket, which would answer them with a RST. The client retransmits them once the mapping is RESTORE.
+    const fid = blob.flow ? fidOfBlob(blob) : undefined;
+    if (fid) {
+      const fids = this.opts.fids;
+      if (!fids)
+        return this.refused(
+          id,
+          'no_datapath',
+          'the blob carries a flow-id mapping but this agent runs no datapath; start it with --interface on the interfaces the LBs forward to',
+        );
+      try {
+        fids.insert(fid.key, fid.mapping, { rcvNxt: blob.tcp.rcvNxt });
+      } catch (e) {
+        if (e instanceof BatonError && e.code === 'FLOW_ID_IN_USE')
+          return this.refused(id, 'flow_id_in_use', e.message);
+        if (e instanceof BatonError && e.code === 'TABLE_FULL') return this.refused(id, 'fid_table_full', e.message);
+        return this.refused(id, 'datapath_failed', `installing the flow-id mapping failed: ${(e as Error).message}`);
+      }
+    }
+    const undoFid = (): void => {
+      if (fid) this.opts.fids?.remove(fid.key);
+    };
     let restored: ReturnType<typeof restoreMigration>;
     try {
       restored = restoreMigration(blob, { transparent: this.opts.transparent });
     } catch (e) {
+      undoFid();
       return this.refused(id, 'restore_failed', (e as Error).message);
     }
     const header: ConnectionHeader = {
@@ -216,6 +250,7 @@ export class Agent {
     if (n !== msg.length) {
       // Nothing (or a torn message) reached the app: the socket goes away silently, the LB relays.
       discardRestored(restored.fd);
+      undoFid();
       if (n > 0) app.socket.destroy();
       return this.refused(
         id,
@@ -225,6 +260,21 @@ export class Agent {
     }
     // The app holds its own descriptor now; ours is a second reference.
     discardOurCopy(restored.fd);
+    if (fid) {
+      try {
+        // In place (the control program): the track seeded at insert stays exact.
+        this.opts.fids?.setState(fid.key, FidState.RESTORE);
+      } catch (e) {
+        // Cannot happen short of a datapath fault: the mapping was inserted above. The app's copy has sent
+        // nothing (TCP_REPAIR_OFF_NO_WP); refusing lets the LB keep serving on its own socket.
+        undoFid();
+        return this.refused(
+          id,
+          'datapath_failed',
+          `switching the flow-id mapping to RESTORE failed: ${(e as Error).message}`,
+        );
+      }
+    }
     this.metrics.migrations.labels('restored').inc();
     this.metrics.restoreDuration.observe((performance.now() - t0) / 1000);
     return { migrationId: id, ok: true, queuedBytes: restored.queuedBytes };

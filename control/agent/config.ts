@@ -4,7 +4,16 @@
  * `baton lb`'s (control/daemon/options.ts). Precedence: defaults < file
  * (--config / BATON_AGENT_CONFIG) < environment < flags.
  */
-import { bool, type Daemon, hostPort, loadOptions, type OptionTable, optionsHelp } from '../daemon/options.js';
+import {
+  bool,
+  type Daemon,
+  hostPort,
+  loadOptions,
+  type OptionTable,
+  optionsHelp,
+  parseDuration,
+} from '../daemon/options.js';
+import { DEFAULT_RECLAIM_LINGER_MS } from '../datapath/flow-id.js';
 import { BatonError } from '../errors.js';
 import { parseEndpoint } from '../service/endpoint.js';
 import type { AppRules } from './authorize.js';
@@ -23,11 +32,25 @@ export interface AgentConfig {
   apps: AppRules;
   /** IP_TRANSPARENT on restored sockets: for a VIP not configured on this host's lo. */
   transparent: boolean;
+  /** Interfaces the agent's XDP program (flow-id restore and hold) attaches to; none: no datapath. */
+  interfaces: string[];
+  /** bpffs directory of the agent's pinned maps and links (its own: never the LB's). */
+  pinDir: string;
+  /** A finished connection's flow-id mapping is removed after this long without a segment (ms). */
+  reclaimLingerMs: number;
 }
 
 export const DEFAULT_AGENT_LISTEN = { host: '0.0.0.0', port: 7400 };
 export const DEFAULT_AGENT_METRICS = { host: '127.0.0.1', port: 9400 };
 export const DEFAULT_APP_SOCKET = '/run/baton/agent.sock';
+export const DEFAULT_AGENT_PIN_DIR = '/sys/fs/bpf/baton-agent';
+
+function interfaceNames(t: string): string[] {
+  const names = t.split(/[\s,]+/).filter(Boolean);
+  for (const n of names)
+    if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(n)) throw new Error(`${JSON.stringify(n)} is not an interface name`);
+  return names;
+}
 
 /**
  * App rules from "VIP:PORT=UID[+UID...]" entries separated by commas or
@@ -122,6 +145,41 @@ export const AGENT_OPTIONS: OptionTable<AgentConfig> = {
     parseJson: (v) => (typeof v === 'boolean' ? v : bool(String(v))),
     default: false,
     help: "restore sockets with IP_TRANSPARENT (the VIP is not on this host's lo)",
+  },
+  interfaces: {
+    key: 'interfaces',
+    flag: 'interface',
+    short: 'i',
+    multiple: true,
+    env: 'BATON_AGENT_INTERFACES',
+    default: [],
+    parse: interfaceNames,
+    parseJson: (v) => {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))
+        throw new Error('expected an array of interface names');
+      return interfaceNames(v.join(','));
+    },
+    help: "interfaces the LBs' flow-id segments arrive on: the agent's XDP program attaches there (repeatable; none = no datapath, blobs with a flow-id mapping are refused)",
+  },
+  pinDir: {
+    key: 'pinDir',
+    flag: 'pin-dir',
+    env: 'BATON_AGENT_PIN_DIR',
+    default: DEFAULT_AGENT_PIN_DIR,
+    parse: (t) => {
+      if (!t.startsWith('/')) throw new Error('expected an absolute path on a bpffs');
+      return t.replace(/\/+$/, '') || '/';
+    },
+    help: "bpffs directory of the agent's pinned maps and links (reused on restart; not the LB's --pin-dir)",
+  },
+  reclaimLingerMs: {
+    key: 'reclaimLingerMs',
+    flag: 'reclaim-linger',
+    env: 'BATON_AGENT_RECLAIM_LINGER',
+    parse: parseDuration,
+    parseJson: (v) => parseDuration(String(v)),
+    default: DEFAULT_RECLAIM_LINGER_MS,
+    help: "how long a migrated connection's flow-id mapping stays after the client's FIN or RST and its last segment (e.g. 60s)",
   },
 };
 

@@ -4,10 +4,16 @@
  * are the apps' and keep working).
  */
 import { readFileSync, statSync } from 'node:fs';
+import { ifindexOf, preparePinDir } from '../daemon/pins.js';
+import { AgentDatapath } from '../datapath/agent-datapath.js';
 import { BatonError } from '../errors.js';
 import { Agent } from './agent.js';
 import { agentHelp, loadAgentConfig } from './config.js';
 import { HandshakeError, parseSecret } from './handshake.js';
+import { reclaimFids } from './reclaim.js';
+
+/** How often finished connections' flow-id mappings are looked for. */
+const RECLAIM_EVERY_MS = 1000;
 
 export async function agentCommand(
   io: { out: (s: string) => void; err: (s: string) => void },
@@ -35,7 +41,25 @@ export async function agentCommand(
     if (e instanceof HandshakeError) throw new BatonError('CONFIG_INVALID', e.message, 'weak_secret');
     throw new BatonError('CONFIG_INVALID', `cannot read the peer secret ${path}: ${(e as Error).message}`, 'no_secret');
   }
+  // The datapath first: a blob with a flow-id mapping is only accepted once the program restores and holds.
+  let dp: AgentDatapath | undefined;
+  if (cfg.interfaces.length > 0) {
+    preparePinDir(cfg.pinDir);
+    dp = await AgentDatapath.load({ pinDir: cfg.pinDir });
+    try {
+      for (const ifname of cfg.interfaces) {
+        const { reused } = dp.attachOrReuse(ifindexOf(ifname));
+        io.err(
+          `${JSON.stringify({ time: new Date().toISOString(), event: 'agent_xdp_attached', ifname, reused, mappings: dp.fids.size() })}\n`,
+        );
+      }
+    } catch (e) {
+      dp.close({ keepPinned: true });
+      throw e;
+    }
+  }
   const agent = new Agent({
+    ...(dp ? { fids: dp.fids } : {}),
     secret,
     channel: cfg.listen,
     appSocket: cfg.appSocket,
@@ -44,11 +68,25 @@ export async function agentCommand(
     transparent: cfg.transparent,
   });
   await agent.start();
+  const reclaimer = dp
+    ? setInterval(() => {
+        const fids = (dp as AgentDatapath).fids;
+        const n = reclaimFids(fids, cfg.reclaimLingerMs);
+        if (n > 0)
+          io.err(
+            `${JSON.stringify({ time: new Date().toISOString(), event: 'agent_fids_reclaimed', count: n, left: fids.size() })}\n`,
+          );
+      }, RECLAIM_EVERY_MS)
+    : undefined;
+  reclaimer?.unref();
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  clearInterval(reclaimer);
   await agent.close();
+  // Links and mappings stay pinned: connections already handed to apps keep their flow-id restore.
+  dp?.close({ keepPinned: true });
   return 0;
 }

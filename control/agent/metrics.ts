@@ -8,6 +8,10 @@ export const MIGRATION_OUTCOMES = [
   'restore_failed',
   'handoff_failed',
   'shutting_down',
+  'flow_id_in_use',
+  'fid_table_full',
+  'no_datapath',
+  'datapath_failed',
 ] as const;
 export type MigrationOutcome = (typeof MIGRATION_OUTCOMES)[number];
 

@@ -9,7 +9,18 @@ import { canonicalIp } from '../service/endpoint.js';
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 
 /** Why an agent refused a migration (stable codes the LB logs and counts). */
-export const REFUSAL_CODES = ['blob_invalid', 'no_app', 'restore_failed', 'handoff_failed', 'shutting_down'] as const;
+export const REFUSAL_CODES = [
+  'blob_invalid',
+  'no_app',
+  'restore_failed',
+  'handoff_failed',
+  'shutting_down',
+  // The blob's flow-id mapping could not be installed (migrate datapath, control/datapath/fid-table.ts).
+  'flow_id_in_use',
+  'fid_table_full',
+  'no_datapath',
+  'datapath_failed',
+] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
 export type Reply =

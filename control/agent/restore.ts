@@ -7,6 +7,7 @@
  * nothing until the app answers (the client has nothing outstanding; the
  * first packet cannot race the LB's switch-over).
  */
+import { type FidKey, type FidMapping, FidState } from '../datapath/abi-migrate.js';
 import { libc } from '../sys/libc.js';
 import { decodeStateBlob, receiveQueueOf, type StateBlob } from '../tcp/blob/index.js';
 import { SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from '../tcp/kernel.js';
@@ -58,4 +59,24 @@ export function restoreMigration(blob: StateBlob, opts: { transparent?: boolean 
 export function discardRestored(fd: number): void {
   libc.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_ON), 4);
   libc.close(fd);
+}
+
+/**
+ * The agent's flow-id mapping (HOLD) for a blob that carries one (pure). The
+ * blob codec already checked that the mapping's client is the socket's
+ * remote and its VIP the socket's local endpoint.
+ */
+export function fidOfBlob(blob: StateBlob): { key: FidKey; mapping: FidMapping } | undefined {
+  const f = blob.flow;
+  if (!f) return undefined;
+  return {
+    key: { client: f.client.ip, flowId: f.flowId },
+    mapping: {
+      connId: blob.migrationId,
+      clientPort: f.client.port,
+      vip: f.vip.ip,
+      vipPort: f.vip.port,
+      state: FidState.HOLD,
+    },
+  };
 }

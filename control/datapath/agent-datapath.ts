@@ -12,8 +12,9 @@
  * With pinDir the maps are pinned (and reused by the next load of the same
  * ABI version), so a restarted agent finds its mappings in place.
  */
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type BpfMap, BpfObject, XdpLink } from '../bpf/index.js';
+import { BpfError, type BpfMap, BpfObject, XdpLink } from '../bpf/index.js';
 import { resolveBpfObject } from '../bpf/objects.js';
 import { ABI_VERSION, type Direction } from './abi.js';
 import { type CounterRow, readCounters, readCountersByDirection } from './datapath.js';
@@ -71,6 +72,31 @@ export class AgentDatapath {
     this.links.push(link);
     if (this.pinDir) link.pin(join(this.pinDir, `agent_link_xdp_${ifindex}`));
     return link;
+  }
+
+  /**
+   * Attaches like attach(), or, when an earlier agent left its link pinned
+   * (it stopped with keepPinned), switches that link to this program in one
+   * atomic update: the interface is never without the program, so restored
+   * connections keep their flow-id restore across an agent restart.
+   */
+  attachOrReuse(ifindex: number): { link: XdpLink; reused: boolean } {
+    if (!this.pinDir) return { link: this.attach(ifindex), reused: false };
+    const path = join(this.pinDir, `agent_link_xdp_${ifindex}`);
+    if (existsSync(path)) {
+      const link = XdpLink.openPinned(path, ifindex);
+      try {
+        link.update(this.object.program('baton_agent_xdp'));
+        this.links.push(link);
+        return { link, reused: true };
+      } catch (e) {
+        // A link whose interface is gone (its ifindex reused) cannot be updated: replace it.
+        link.release();
+        if (!(e instanceof BpfError && (e.code === 'ENOLINK' || e.code === 'ENODEV'))) throw e;
+        rmSync(path, { force: true });
+      }
+    }
+    return { link: this.attach(ifindex), reused: false };
   }
 
   /** Per-reason totals, summed over CPUs. */

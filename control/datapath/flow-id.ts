@@ -18,7 +18,7 @@
  * disjoint flow-id ranges (a per-LB prefix in the high bits, say).
  */
 import { familyOf } from '../net/addr.js';
-import { type FlowKey, FlowKind, FlowState } from './abi.js';
+import { type FlowKey, FlowKind, FlowState, TRACK_F_FIN, TRACK_F_RST, type Track } from './abi.js';
 import { type FidKey, type FidMapping, FidState, flowIdPorts } from './abi-migrate.js';
 import type { FlowEntry } from './flow-table.js';
 
@@ -80,4 +80,24 @@ export function planFidMapping(m: MigratedFlow): { key: FidKey; mapping: FidMapp
       state: FidState.HOLD,
     },
   };
+}
+
+/**
+ * Linger after a migrated connection's last client segment once its FIN or
+ * exact RST went through, before its entries go: the client's last ACK and
+ * any retransmitted FIN still need the flow-id path (without it they would
+ * reach a stack with no such socket, which answers with a RST). Linux's
+ * TIME_WAIT is 60 s; the default matches it.
+ */
+export const DEFAULT_RECLAIM_LINGER_MS = 60_000;
+
+/**
+ * Whether a migrated connection's entry (LB) or mapping (agent) may be removed (pure): its track
+ * saw the client's FIN or an exact RST, and nothing for `lingerMs`.
+ * `nowNs` on the clock of bpf_ktime_get_ns (CLOCK_MONOTONIC:
+ * process.hrtime.bigint() on Linux).
+ */
+export function reclaimable(track: Pick<Track, 'flags' | 'lastNs'>, nowNs: bigint, lingerMs: number): boolean {
+  if ((track.flags & (TRACK_F_FIN | TRACK_F_RST)) === 0) return false;
+  return nowNs - track.lastNs >= BigInt(Math.round(lingerMs * 1e6));
 }

@@ -1,13 +1,18 @@
 /**
  * Migrating one client socket from the LB to an agent (migrate mode, the
- * LB's side). The caller has already blocked the client's flow (so nothing
- * changes under the capture) and read the first request from the socket.
+ * LB's side), in the order of design.md §4 "Migrate". The caller has read
+ * the first request from the socket.
  *
- *   capture (socket left in repair mode) -> blob (state + the bytes the
- *   front end read + flow mapping) -> the agent restores, hands it to its
- *   app and confirms -> switchOver (the datapath's seam: the flow-id
- *   forwarding entry; in tests, a route change) -> the LB's socket is
- *   released in repair mode (no FIN, no RST).
+ *   with `datapath`: a flow id and the MIGRATED entry in BLOCK (the client's
+ *   data segments no longer reach this socket) -> capture (socket left in
+ *   repair mode) -> blob (state + the bytes the front end read + the flow-id
+ *   mapping) -> the agent installs the mapping in HOLD, restores, hands the
+ *   socket to its app, switches the mapping to RESTORE and confirms -> the
+ *   entry goes BLOCK -> FORWARD (and `switchOver`, when given, runs) -> the
+ *   LB's socket is released in repair mode (no FIN, no RST).
+ *
+ * Without `datapath`, `switchOver` alone makes the client's packets reach
+ * the back end (in tests: a route change) and the caller blocks the flow.
  *
  * Before the confirmation, any failure (capture, channel, refusal, timeout)
  * turns repair mode off again and returns the socket to the caller intact:
@@ -16,14 +21,19 @@
  * what it restored in repair mode. A TIMEOUT is not fully clean: an agent
  * that answers late may have handed a copy to its app; that copy sent
  * nothing (TCP_REPAIR_OFF_NO_WP) but its app will answer, and the client
- * ignores or RSTs the duplicate. The flow-id datapath (HOLD state) and a
- * cancel message are what closes that gap; not done here.
+ * ignores or RSTs the duplicate. With `datapath` the LB's entry is gone by
+ * then, so the client's segments reach the LB's socket, never that copy;
+ * the agent's HOLD mapping stays until reclaimed. A cancel message is what
+ * would close the gap fully; not done here.
  */
+import type { FlowKey } from '../datapath/abi.js';
 import { BatonError } from '../errors.js';
 import { encodeStateBlob, type FlowMapping, type StateBlob } from '../tcp/blob/index.js';
 import { captureTcp, leaveRepair, releaseSilently } from '../tcp/capture.js';
+import { localAddress, remoteAddress } from '../tcp/socket.js';
 import type { TcpState } from '../tcp/state.js';
 import type { AgentChannel } from './channel.js';
+import type { FlowIdSwitch, PendingSwitch } from './flow-switch.js';
 
 /** The seam to the datapath: once the agent confirmed, make the client's packets reach the back end. */
 export type SwitchOver = (state: TcpState, migrationId: bigint) => Promise<void> | void;
@@ -33,14 +43,18 @@ export interface MigrateOptions {
   /** Bytes the front end already read from the socket (the first request); they go back into the restored receive queue. */
   receivedData: Buffer;
   migrationId: bigint;
-  switchOver: SwitchOver;
+  /** Runs after the confirmation (and after the datapath's FORWARD, with `datapath`). */
+  switchOver?: SwitchOver;
+  /** The LB's datapath: flow id, MIGRATED entry in BLOCK before capture, FORWARD after the confirmation. */
+  datapath?: { switch: FlowIdSwitch; backend: string };
+  /** The blob's flow-id mapping when there is no `datapath` (which makes its own). */
   flow?: FlowMapping;
   appProtocol?: string;
   timeoutMs?: number;
 }
 
 export type MigrateResult =
-  | { migrated: true; migrationId: bigint; queuedBytes: number; state: TcpState }
+  | { migrated: true; migrationId: bigint; queuedBytes: number; state: TcpState; flowId?: number }
   | { migrated: false; error: BatonError };
 
 /**
@@ -52,26 +66,48 @@ export type MigrateResult =
  * left in repair mode for the caller to release).
  */
 export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<MigrateResult> {
+  let pending: PendingSwitch | undefined;
+  if (opts.datapath) {
+    try {
+      const local = localAddress(fd);
+      const remote = remoteAddress(fd);
+      const client: FlowKey = { src: remote.ip, sport: remote.port, dst: local.ip, dport: local.port };
+      pending = opts.datapath.switch.begin(opts.migrationId, client, opts.datapath.backend);
+    } catch (e) {
+      // Nothing changed: no entry, the socket never entered repair mode.
+      return {
+        migrated: false,
+        error:
+          e instanceof BatonError
+            ? e
+            : new BatonError('SOCKET_UNUSABLE', `blocking the flow failed: ${(e as Error).message}`, 'block'),
+      };
+    }
+  }
   let state: TcpState;
   try {
     state = captureTcp(fd);
   } catch (e) {
+    pending?.abort();
     return {
       migrated: false,
       error: new BatonError('SOCKET_UNUSABLE', `capture failed: ${(e as Error).message}`, 'capture'),
     };
   }
   const giveBack = (error: BatonError): MigrateResult => {
+    // The socket first, then the entry: once the entry is gone the client's segments reach a live socket again.
     leaveRepair(fd);
+    pending?.abort();
     return { migrated: false, error };
   };
+  const flow = pending?.mapping ?? opts.flow;
   const blob: StateBlob = {
     migrationId: opts.migrationId,
     createdAtMs: Date.now(),
     app: opts.appProtocol ? { protocol: opts.appProtocol } : {},
     tcp: state,
     receivedData: opts.receivedData,
-    ...(opts.flow ? { flow: opts.flow } : {}),
+    ...(flow ? { flow } : {}),
   };
   let bytes: Buffer;
   try {
@@ -107,7 +143,15 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
       new BatonError('AGENT_REFUSED', `the agent refused migration ${reply.migrationId}: ${reply.reason}`, reply.code),
     );
   }
-  await opts.switchOver(state, opts.migrationId);
+  // The connection lives on the back end now (the agent's mapping is RESTORE): a failure from here on throws.
+  pending?.forward();
+  await opts.switchOver?.(state, opts.migrationId);
   releaseSilently(fd);
-  return { migrated: true, migrationId: opts.migrationId, queuedBytes: reply.queuedBytes, state };
+  return {
+    migrated: true,
+    migrationId: opts.migrationId,
+    queuedBytes: reply.queuedBytes,
+    state,
+    ...(pending ? { flowId: pending.flowId } : {}),
+  };
 }

@@ -1,6 +1,7 @@
 /**
  * Migrate mode's control plane end to end, on real kernels in a netns
- * testbed (no XDP: the flow-id datapath is being written separately):
+ * testbed, without XDP (test/e2e/migrate.test.ts runs the same flow on the
+ * LB's and the agent's flow-id datapath):
  *
  *   client ──link1── lb ──link3── backend      VIP 198.19.0.1 on lo of lb AND backend
  *      └──────────link2──────────────┘

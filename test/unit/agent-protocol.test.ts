@@ -207,5 +207,34 @@ describe('agent configuration', () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ peerSecretFile: '/s', colour: 'red' }));
     code(() => loadAgentConfig(['--config', bad]), /unknown setting "colour"/);
+    code(() => loadAgentConfig(['--peer-secret-file', '/s', '--interface', 'eth/0']), /--interface.*interface name/);
+    code(() => loadAgentConfig(['--peer-secret-file', '/s', '--pin-dir', 'rel']), /--pin-dir.*absolute path/);
+    code(() => loadAgentConfig(['--peer-secret-file', '/s', '--reclaim-linger', 'soon']), /--reclaim-linger/);
+  });
+  test('the datapath settings: interfaces (repeatable, comma lists, JSON array), pin dir, reclaim linger', () => {
+    const none = loadAgentConfig(['--peer-secret-file', '/s']);
+    assert.deepEqual(none.interfaces, []);
+    assert.equal(none.pinDir, '/sys/fs/bpf/baton-agent');
+    assert.equal(none.reclaimLingerMs, 60_000);
+    const c = loadAgentConfig([
+      '--peer-secret-file',
+      '/s',
+      '-i',
+      'eth0',
+      '--interface',
+      'eth1,eth2',
+      '--pin-dir',
+      '/sys/fs/bpf/a/',
+      '--reclaim-linger',
+      '5s',
+    ]);
+    assert.deepEqual(c.interfaces, ['eth0', 'eth1', 'eth2']);
+    assert.equal(c.pinDir, '/sys/fs/bpf/a');
+    assert.equal(c.reclaimLingerMs, 5000);
+    const j = join(dir, 'dp.json');
+    writeFileSync(j, JSON.stringify({ peerSecretFile: '/s', interfaces: ['veth1'], reclaimLingerMs: '250ms' }));
+    const fromFile = loadAgentConfig(['--config', j]);
+    assert.deepEqual(fromFile.interfaces, ['veth1']);
+    assert.equal(fromFile.reclaimLingerMs, 250);
   });
 });

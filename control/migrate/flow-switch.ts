@@ -1,0 +1,155 @@
+/**
+ * The LB's side of migrate mode's datapath (source document 002, claims
+ * 9-10): per migration, a 32-bit flow id from a per-back-end counter and a
+ * BATON_KIND_MIGRATED entry in the LB's connection table, steered through
+ * the order of design.md §4 "Migrate":
+ *
+ *   const pending = sw.begin(connId, clientKey, backend);  // entry in BLOCK, before capture
+ *   ...capture; blob carries pending.mapping; the agent installs it (HOLD), restores, confirms (RESTORE)...
+ *   pending.forward();                                     // BLOCK -> FORWARD, in place
+ *   ...or, on any failure before the confirmation: pending.abort()  // entry gone, flow id free
+ *
+ * In BLOCK the LB's datapath drops the client's data segments (pure ACKs
+ * pass), so nothing the client sends changes the socket while it is
+ * captured, and nothing reaches the back end before its socket exists.
+ */
+import { type FlowKey, FlowState } from '../datapath/abi.js';
+import { DEFAULT_RECLAIM_LINGER_MS, planMigratedEntry, reclaimable } from '../datapath/flow-id.js';
+import { type FlowTable, formatKey } from '../datapath/flow-table.js';
+import { BatonError } from '../errors.js';
+import type { FlowMapping } from '../tcp/blob/index.js';
+
+/** A flow id is usable on the wire when neither 16-bit half is 0 (each half is a TCP port; port 0 is dropped by stacks and middleboxes). */
+export const isWireFlowId = (id: number): boolean => id >>> 16 !== 0 && (id & 0xffff) !== 0;
+
+/**
+ * Flow ids per back end, from a counter (pure). An id is live from next()
+ * until release(); the counter skips live ids and ids with a zero half, and
+ * wraps at 2^32. Ids are reused only after release (the entries on both
+ * hosts reclaimed).
+ */
+export class FlowIdAllocator {
+  private readonly counters = new Map<string, number>();
+  private readonly live = new Map<string, Set<number>>();
+
+  /** `limit`: how many ids may be live per back end (bounds the search of next()). */
+  constructor(readonly limit = 1 << 20) {}
+
+  next(backend: string): number {
+    const live = this.live.get(backend) ?? new Set<number>();
+    if (live.size >= this.limit)
+      throw new BatonError(
+        'TABLE_FULL',
+        `${live.size} migrated connections to ${backend} hold a flow id already (the limit); wait for some to end`,
+        'flow_ids_exhausted',
+      );
+    let id = this.counters.get(backend) ?? 0;
+    // At most limit + 2 * 65536 steps: each live id and each zero-half id is skipped once per pass.
+    for (;;) {
+      id = (id + 1) >>> 0;
+      if (!isWireFlowId(id) || live.has(id)) continue;
+      break;
+    }
+    this.counters.set(backend, id);
+    live.add(id);
+    this.live.set(backend, live);
+    return id;
+  }
+
+  release(backend: string, id: number): void {
+    const live = this.live.get(backend);
+    live?.delete(id);
+    if (live?.size === 0) this.live.delete(backend);
+  }
+
+  liveCount(backend: string): number {
+    return this.live.get(backend)?.size ?? 0;
+  }
+}
+
+/** One migration's entry in the LB's table, between begin() and forward()/abort(). */
+export interface PendingSwitch {
+  readonly flowId: number;
+  readonly key: FlowKey;
+  /** What the blob carries to the agent (control/tcp/blob FLOW_MAPPING). */
+  readonly mapping: FlowMapping;
+  /** The agent confirmed: the client's segments go to the back end with the flow id in the ports. */
+  forward(): void;
+  /** Before the confirmation: the entry goes (segments reach the LB's socket again) and the flow id is free. */
+  abort(): void;
+}
+
+export class FlowIdSwitch {
+  /** Forwarded migrations, until reclaimed: their entry key, back end and flow id. */
+  private readonly forwarded = new Map<string, { key: FlowKey; backend: string; flowId: number }>();
+
+  constructor(
+    private readonly table: Pick<FlowTable, 'insert' | 'setState' | 'remove' | 'track'>,
+    /** This LB's address, as the blob names it (flow ids are unique per LB and back end). */
+    private readonly lb: string,
+    readonly ids: FlowIdAllocator = new FlowIdAllocator(),
+  ) {}
+
+  /**
+   * Allocates a flow id and inserts the MIGRATED entry in BLOCK. `client` is
+   * the client's connection as the LB sees it (client -> VIP). Throws
+   * (ALREADY_SPLICED, TABLE_FULL) with nothing left behind.
+   */
+  begin(connId: bigint, client: FlowKey, backend: string): PendingSwitch {
+    const flowId = this.ids.next(backend);
+    let planned: ReturnType<typeof planMigratedEntry>;
+    try {
+      planned = planMigratedEntry({ connId, client, backend, flowId });
+      this.table.insert(planned.key, planned.entry);
+    } catch (e) {
+      this.ids.release(backend, flowId);
+      throw e;
+    }
+    const { key } = planned;
+    let done = false;
+    return {
+      flowId,
+      key,
+      mapping: {
+        lb: this.lb,
+        flowId,
+        client: { ip: client.src, port: client.sport },
+        vip: { ip: client.dst, port: client.dport },
+      },
+      forward: () => {
+        this.table.setState(key, FlowState.FORWARD);
+        done = true;
+        this.forwarded.set(formatKey(key), { key, backend, flowId });
+      },
+      abort: () => {
+        if (done) return;
+        done = true;
+        this.table.remove(key);
+        this.ids.release(backend, flowId);
+      },
+    };
+  }
+
+  /** Forwarded migrations not reclaimed yet. */
+  get forwardedCount(): number {
+    return this.forwarded.size;
+  }
+
+  /**
+   * Removes the entries of forwarded migrations that ended (reclaimable())
+   * and frees their flow ids; an entry already gone (removed elsewhere) only
+   * frees its id. Returns how many were reclaimed. Call it periodically.
+   */
+  reclaim(lingerMs = DEFAULT_RECLAIM_LINGER_MS, nowNs: bigint = process.hrtime.bigint()): number {
+    let n = 0;
+    for (const [k, f] of this.forwarded) {
+      const track = this.table.track(f.key);
+      if (track && !reclaimable(track, nowNs, lingerMs)) continue;
+      if (track) this.table.remove(f.key);
+      this.forwarded.delete(k);
+      this.ids.release(f.backend, f.flowId);
+      n++;
+    }
+    return n;
+  }
+}

@@ -1,0 +1,223 @@
+/** The LB's flow-id allocation and MIGRATED entry steering (control/migrate/flow-switch.ts), and the agent's mapping of a blob. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { reclaimFids } from '../../control/agent/reclaim.js';
+import { fidOfBlob } from '../../control/agent/restore.js';
+import {
+  type FlowKey,
+  FlowKind,
+  FlowState,
+  TRACK_F_FIN,
+  TRACK_F_RST,
+  TRACK_F_SEEN,
+  type Track,
+} from '../../control/datapath/abi.js';
+import { flowIdPorts } from '../../control/datapath/abi-migrate.js';
+import { reclaimable } from '../../control/datapath/flow-id.js';
+import type { FlowEntry } from '../../control/datapath/flow-table.js';
+import { BatonError } from '../../control/errors.js';
+import { FlowIdAllocator, FlowIdSwitch, isWireFlowId } from '../../control/migrate/flow-switch.js';
+import type { StateBlob } from '../../control/tcp/blob/index.js';
+
+const BE1 = '198.18.3.2';
+const BE2 = '198.18.3.3';
+const client: FlowKey = { src: '198.18.1.1', sport: 40000, dst: '198.19.0.1', dport: 80 };
+
+describe('flow-id allocation', () => {
+  test('no id has a zero 16-bit half (a port 0 on the wire)', () => {
+    const a = new FlowIdAllocator();
+    const first = a.next(BE1);
+    assert.equal(first, 0x0001_0001);
+    const p = flowIdPorts(first);
+    assert.ok(p.sport !== 0 && p.dport !== 0);
+    assert.equal(isWireFlowId(0x0001_0000), false);
+    assert.equal(isWireFlowId(0x0000_0001), false);
+    assert.equal(isWireFlowId(0xffff_ffff), true);
+    // 65535 ids further on, the low half would be 0: it is skipped.
+    for (let i = 0; i < 0xfffe; i++) a.next(BE1);
+    assert.equal(a.next(BE1), 0x0002_0001);
+  });
+
+  test('one counter per back end; live ids are never handed out twice; released ids come back after a wrap', () => {
+    const a = new FlowIdAllocator(3);
+    const x = a.next(BE1);
+    assert.equal(a.next(BE2), x, 'another back end has its own counter');
+    const y = a.next(BE1);
+    const z = a.next(BE1);
+    assert.equal(new Set([x, y, z]).size, 3);
+    assert.throws(
+      () => a.next(BE1),
+      (e: unknown) => e instanceof BatonError && e.code === 'TABLE_FULL',
+    );
+    a.release(BE1, y);
+    assert.equal(a.liveCount(BE1), 2);
+    const w = a.next(BE1);
+    assert.ok(w !== x && w !== z && isWireFlowId(w));
+  });
+});
+
+interface Op {
+  op: string;
+  key: FlowKey;
+  entry?: FlowEntry;
+  state?: number;
+}
+const fakeTable = (failInsert?: Error) => {
+  const ops: Op[] = [];
+  const tracks = new Map<string, Track>();
+  return {
+    ops,
+    tracks,
+    table: {
+      track: (key: FlowKey) => tracks.get(`${key.src}:${key.sport}`),
+      insert: (key: FlowKey, entry: FlowEntry) => {
+        if (failInsert) throw failInsert;
+        ops.push({ op: 'insert', key, entry });
+      },
+      setState: (key: FlowKey, state: number) => void ops.push({ op: 'setState', key, state }),
+      remove: (key: FlowKey) => {
+        ops.push({ op: 'remove', key });
+        return true;
+      },
+    },
+  };
+};
+
+describe('FlowIdSwitch', () => {
+  test('begin inserts the MIGRATED entry in BLOCK toward the back end with the flow id in the ports; forward sets FORWARD', () => {
+    const { ops, table } = fakeTable();
+    const sw = new FlowIdSwitch(table, '198.18.1.2');
+    const p = sw.begin(7n, client, BE1);
+    assert.equal(ops.length, 1);
+    const ins = ops[0] as Op;
+    assert.equal(ins.op, 'insert');
+    assert.deepEqual(ins.key, client);
+    assert.equal(ins.entry?.kind, FlowKind.MIGRATED);
+    assert.equal(ins.entry?.state, FlowState.BLOCK);
+    assert.equal(ins.entry?.connId, 7n);
+    assert.deepEqual(ins.entry?.legs[0]?.x.out, { src: client.src, dst: BE1, ...flowIdPorts(p.flowId) });
+    assert.deepEqual(p.mapping, {
+      lb: '198.18.1.2',
+      flowId: p.flowId,
+      client: { ip: client.src, port: client.sport },
+      vip: { ip: client.dst, port: client.dport },
+    });
+    p.forward();
+    assert.deepEqual(ops[1], { op: 'setState', key: client, state: FlowState.FORWARD });
+    p.abort(); // after forward: no effect
+    assert.equal(ops.length, 2);
+    assert.equal(sw.ids.liveCount(BE1), 1, 'the id stays live until the connection is reclaimed');
+  });
+
+  test('abort removes the entry and frees the id, once', () => {
+    const { ops, table } = fakeTable();
+    const sw = new FlowIdSwitch(table, '198.18.1.2');
+    const p = sw.begin(8n, client, BE1);
+    p.abort();
+    p.abort();
+    assert.deepEqual(
+      ops.map((o) => o.op),
+      ['insert', 'remove'],
+    );
+    assert.equal(sw.ids.liveCount(BE1), 0);
+  });
+
+  test('a failed insert leaves no id allocated', () => {
+    const { table } = fakeTable(new BatonError('ALREADY_SPLICED', 'taken', 'duplicate'));
+    const sw = new FlowIdSwitch(table, '198.18.1.2');
+    assert.throws(
+      () => sw.begin(9n, client, BE1),
+      (e: unknown) => e instanceof BatonError && e.code === 'ALREADY_SPLICED',
+    );
+    assert.equal(sw.ids.liveCount(BE1), 0);
+  });
+});
+
+describe('reclaim', () => {
+  const MS = 1_000_000n;
+  test('reclaimable: FIN or RST seen, and idle for the linger time', () => {
+    assert.equal(reclaimable({ flags: TRACK_F_SEEN, lastNs: 0n }, 10_000n * MS, 1000), false, 'still open');
+    assert.equal(reclaimable({ flags: TRACK_F_FIN, lastNs: 9_500n * MS }, 10_000n * MS, 1000), false, 'lingering');
+    assert.equal(reclaimable({ flags: TRACK_F_FIN, lastNs: 9_000n * MS }, 10_000n * MS, 1000), true);
+    assert.equal(reclaimable({ flags: TRACK_F_RST, lastNs: 0n }, 10_000n * MS, 1000), true);
+  });
+
+  test('FlowIdSwitch.reclaim removes finished entries, frees their ids, keeps the rest', () => {
+    const { ops, table, tracks } = fakeTable();
+    const sw = new FlowIdSwitch(table, '198.18.1.2');
+    const open = sw.begin(1n, client, BE1);
+    const other = { ...client, sport: 40001 };
+    const done = sw.begin(2n, other, BE1);
+    const track = (flags: number, lastNs: bigint): Track => ({
+      packets: 3n,
+      bytes: 100n,
+      lastNs,
+      seqEnd: 0,
+      ackMax: 0,
+      finSeq: 0,
+      flags,
+    });
+    tracks.set(`${client.src}:${client.sport}`, track(TRACK_F_SEEN, 0n));
+    tracks.set(`${other.src}:${other.sport}`, track(TRACK_F_SEEN | TRACK_F_FIN, 0n));
+    assert.equal(sw.reclaim(1000, 5000n * MS), 0, 'nothing forwarded yet');
+    open.forward();
+    done.forward();
+    assert.equal(sw.reclaim(1000, 5000n * MS), 1);
+    assert.deepEqual(ops.at(-1), { op: 'remove', key: other });
+    assert.equal(sw.ids.liveCount(BE1), 1);
+    assert.equal(sw.forwardedCount, 1);
+    // An entry removed elsewhere only frees its id.
+    tracks.clear();
+    const before = ops.length;
+    assert.equal(sw.reclaim(1000, 5000n * MS), 1);
+    assert.equal(ops.length, before);
+    assert.equal(sw.ids.liveCount(BE1), 0);
+  });
+});
+
+test('reclaimFids removes only the finished, idle mappings', () => {
+  const MS = 1_000_000n;
+  const mk = (flowId: number, flags: number) => ({
+    key: { client: client.src, flowId, family: 4 as const },
+    mapping: {
+      connId: 1n,
+      clientPort: 1,
+      vip: client.dst,
+      vipPort: 80,
+      state: 2 as const,
+      track: { packets: 1n, bytes: 1n, lastNs: 0n, seqEnd: 0, ackMax: 0, finSeq: 0, flags },
+    },
+  });
+  const removed: number[] = [];
+  const fids = {
+    *entries() {
+      yield mk(0x10001, TRACK_F_SEEN);
+      yield mk(0x10002, TRACK_F_SEEN | TRACK_F_FIN);
+      yield mk(0x10003, TRACK_F_SEEN | TRACK_F_RST);
+    },
+    remove: (k: { flowId: number }) => {
+      removed.push(k.flowId);
+      return true;
+    },
+  };
+  assert.equal(reclaimFids(fids, 1000, 500n * MS), 0, 'lingering');
+  assert.equal(reclaimFids(fids, 1000, 2000n * MS), 2);
+  assert.deepEqual(removed, [0x10002, 0x10003]);
+});
+
+describe("the agent's mapping of a blob", () => {
+  test('key (client IP, flow id), mapping to (client port, VIP, VIP port) in HOLD; none without FLOW_MAPPING', () => {
+    const flow = {
+      lb: '198.18.1.2',
+      flowId: 0x00010002,
+      client: { ip: client.src, port: 40000 },
+      vip: { ip: client.dst, port: 80 },
+    };
+    const blob = { migrationId: 5n, flow } as unknown as StateBlob;
+    assert.deepEqual(fidOfBlob(blob), {
+      key: { client: client.src, flowId: 0x00010002 },
+      mapping: { connId: 5n, clientPort: 40000, vip: client.dst, vipPort: 80, state: 1 },
+    });
+    assert.equal(fidOfBlob({ migrationId: 5n } as unknown as StateBlob), undefined);
+  });
+});

@@ -2,7 +2,7 @@
 export { BpfArgumentError, BpfError } from './errors.js';
 export { type LibbpfLogSink, setLibbpfLogSink } from './ffi.js';
 export type { LinkHandle, MapHandle, ObjectHandle, ProgramHandle } from './handles.js';
-export { attachTc, detachTc, type TcAttachment, type TcDirection, XdpLink } from './link.js';
+export { attachOrReusePinned, attachTc, detachTc, type TcAttachment, type TcDirection, XdpLink } from './link.js';
 export { BpfMap, MapType, possibleCpus, UpdateFlag, type UpdateMode } from './map.js';
 export { BpfObject, BpfProgram, type MapSettings, type OpenOptions, openPinnedMap } from './object.js';
 export {

@@ -3,6 +3,7 @@
  * outlives the daemon; updatable in place, so an upgrade swaps the program
  * without a window where packets miss it) and TC clsact ingress/egress.
  */
+import { existsSync, rmSync } from 'node:fs';
 import { errno as errnoOf } from '../sys/errno.js';
 import { BpfError } from './errors.js';
 import { bpf } from './ffi.js';
@@ -66,6 +67,46 @@ export class XdpLink {
     bpf.link_disconnect(this.handle);
     bpf.link_destroy(this.handle);
   }
+}
+
+/**
+ * The XDP attachment of a daemon that restarts without detaching: when an
+ * earlier process left its link pinned at `pinPath`, that link is switched
+ * to `prog` in one atomic update (the interface is never without a
+ * program); otherwise (or when the pinned link's interface is gone, its
+ * ifindex reused) `prog` is attached and the new link pinned there.
+ * `onAttachError` may turn an attach failure into a better error.
+ */
+export function attachOrReusePinned(
+  prog: BpfProgram,
+  ifindex: number,
+  pinPath: string,
+  onAttachError: (e: unknown) => unknown = (e) => e,
+): { link: XdpLink; reused: boolean } {
+  if (existsSync(pinPath)) {
+    const link = XdpLink.openPinned(pinPath, ifindex);
+    try {
+      link.update(prog);
+      return { link, reused: true };
+    } catch (e) {
+      link.release();
+      if (!(e instanceof BpfError && (e.code === 'ENOLINK' || e.code === 'ENODEV'))) throw e;
+      rmSync(pinPath, { force: true });
+    }
+  }
+  let link: XdpLink;
+  try {
+    link = XdpLink.attach(prog, ifindex);
+  } catch (e) {
+    throw onAttachError(e);
+  }
+  try {
+    link.pin(pinPath);
+  } catch (e) {
+    link.detach();
+    throw e;
+  }
+  return { link, reused: false };
 }
 
 export type TcDirection = 'ingress' | 'egress';

@@ -9,7 +9,7 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfError, XdpLink } from '../bpf/index.js';
+import { attachOrReusePinned, BpfError, XdpLink } from '../bpf/index.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { attachProfileEgress, detachProfileEgress } from '../datapath/profile-egress.js';
 import { BatonError } from '../errors.js';
@@ -66,42 +66,23 @@ export interface Attachment {
 export function attachOrReuse(dp: Datapath, ifname: string, pinDir: string): Attachment {
   const ifindex = ifindexOf(ifname);
   const path = linkPinPath(pinDir, ifindex);
-  const prog = dp.object.program(XDP_PROGRAM);
-  if (existsSync(path)) {
-    const link = XdpLink.openPinned(path, ifindex);
-    try {
-      link.update(prog);
-      attachProfileEgress(dp.object, ifindex); // profiles (issue 13)
-      return { ifname, ifindex, link, reused: true };
-    } catch (e) {
-      // A link whose interface is gone (same ifindex reused) cannot be updated: replace it.
-      link.release();
-      if (!(e instanceof BpfError && (e.code === 'ENOLINK' || e.code === 'ENODEV'))) throw e;
-      rmSync(path, { force: true });
-    }
-  }
-  let link: XdpLink;
+  const { link, reused } = attachOrReusePinned(dp.object.program(XDP_PROGRAM), ifindex, path, (e) =>
+    e instanceof BpfError && (e.code === 'EBUSY' || e.code === 'EEXIST')
+      ? new BatonError(
+          'CONFIG_INVALID',
+          `${ifname} already has an XDP program that is not baton's pinned link (${path}): remove it (ip link set dev ${ifname} xdp off) or run baton down with the pin directory that holds it`,
+          'xdp_busy',
+          { cause: e },
+        )
+      : e,
+  );
   try {
-    link = XdpLink.attach(prog, ifindex);
-  } catch (e) {
-    if (e instanceof BpfError && (e.code === 'EBUSY' || e.code === 'EEXIST')) {
-      throw new BatonError(
-        'CONFIG_INVALID',
-        `${ifname} already has an XDP program that is not baton's pinned link (${path}): remove it (ip link set dev ${ifname} xdp off) or run baton down with the pin directory that holds it`,
-        'xdp_busy',
-        { cause: e },
-      );
-    }
-    throw e;
-  }
-  try {
-    link.pin(path);
     attachProfileEgress(dp.object, ifindex); // profiles (issue 13)
   } catch (e) {
-    link.detach();
+    if (!reused) link.detach();
     throw e;
   }
-  return { ifname, ifindex, link, reused: false };
+  return { ifname, ifindex, link, reused };
 }
 
 export interface TeardownResult {

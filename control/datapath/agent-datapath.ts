@@ -1,20 +1,6 @@
-/**
- * The loaded agent datapath (migrate mode, back-end hosts): bpf/xdp_agent.c,
- * its flow-id mapping table and its counters, as datapath.ts is for the LB.
- * What the agent daemon holds:
- *
- *   const dp = await AgentDatapath.load({ pinDir: '/sys/fs/bpf/baton-agent' });
- *   dp.attach(ifindex);        // every interface the LB's forwarded segments arrive on
- *   dp.fids.insert(...)        // control/datapath/fid-table.ts
- *   dp.readCounters()          // flow_id_restored, flow_id_held, no_flow, malformed, ...
- *   dp.close({ keepPinned: true })   // on SIGTERM: restored connections keep working
- *
- * With pinDir the maps are pinned (and reused by the next load of the same
- * ABI version), so a restarted agent finds its mappings in place.
- */
-import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfError, type BpfMap, BpfObject, XdpLink } from '../bpf/index.js';
+import { attachOrReusePinned, type BpfMap, BpfObject, XdpLink } from '../bpf/index.js';
+
 import { resolveBpfObject } from '../bpf/objects.js';
 import { ABI_VERSION, type Direction } from './abi.js';
 import { type CounterRow, readCounters, readCountersByDirection } from './datapath.js';
@@ -82,21 +68,13 @@ export class AgentDatapath {
    */
   attachOrReuse(ifindex: number): { link: XdpLink; reused: boolean } {
     if (!this.pinDir) return { link: this.attach(ifindex), reused: false };
-    const path = join(this.pinDir, `agent_link_xdp_${ifindex}`);
-    if (existsSync(path)) {
-      const link = XdpLink.openPinned(path, ifindex);
-      try {
-        link.update(this.object.program('baton_agent_xdp'));
-        this.links.push(link);
-        return { link, reused: true };
-      } catch (e) {
-        // A link whose interface is gone (its ifindex reused) cannot be updated: replace it.
-        link.release();
-        if (!(e instanceof BpfError && (e.code === 'ENOLINK' || e.code === 'ENODEV'))) throw e;
-        rmSync(path, { force: true });
-      }
-    }
-    return { link: this.attach(ifindex), reused: false };
+    const r = attachOrReusePinned(
+      this.object.program('baton_agent_xdp'),
+      ifindex,
+      join(this.pinDir, `agent_link_xdp_${ifindex}`),
+    );
+    this.links.push(r.link);
+    return r;
   }
 
   /** Per-reason totals, summed over CPUs. */

@@ -169,92 +169,7 @@ struct baton_nexthop {
 
 #define BATON_NEXTHOP_TTL_NS 500000000ULL /* 500 ms */
 
-/* ==== BEGIN owner forwarding (source document 004) ======================
- * Several LBs behind ECMP: a packet that lands on an LB which does not hold
- * its connection is forwarded to the owner inside one outer IP + UDP header
- * whose payload starts with struct baton_owner_hdr, followed by the
- * original IP packet (bpf/lib/owner.h). */
-
-/* A peer LB's address (IPv4 in addr[0], the rest zero, so keys compare
- * bytewise): key of baton_peers, value of baton_second_chance. family 0:
- * no peer (an empty second-chance bucket). */
-struct baton_peer_addr {
-	__be32 addr[4];
-	__u8 family; /* BATON_AF_INET or BATON_AF_INET6; 0: none */
-	__u8 pad[3];
-};
-
-/* Value of baton_peers: a peer LB from which the owner header is accepted. */
-struct baton_peer {
-	__u32 index; /* the control plane's number for it (stats, logs) */
-	__u32 flags; /* none defined yet: 0 */
-};
-
-/* The `owner` of an OWNER entry (key: client -> VIP, as a CLIENT entry's):
- * the LB that holds the connection and its application's port there. */
-struct baton_owner {
-	struct baton_peer_addr peer;
-	__be16 port; /* the owner's application port (the VIP port for a splice) */
-	__u8 pad[2];
-};
-
-/* Key of baton_vips: an address the LBs serve (VIP). A non-SYN TCP
- * segment for one that matches no entry and no local socket is never
- * handed to the stack (which would answer it with a RST). */
-struct baton_vip_key {
-	__be32 addr[4];
-	__u8 family;
-	__u8 pad[3];
-};
-
-struct baton_vip {
-	__u32 flags; /* none defined yet: 0 */
-};
-
-/* baton_owner_config[0]. udp_port 0 (the zeroed default) turns owner
- * forwarding off: the datapath then behaves exactly as without it. */
-struct baton_owner_config {
-	__be32 local6[4]; /* outer source of IPv6 owner headers; :: = none */
-	__be32 local4;    /* outer source of IPv4 owner headers; 0 = none */
-	__be16 udp_port;  /* outer UDP destination port (network order) */
-	__u8 max_hops;    /* a header with more hops than this is dropped */
-	__u8 flags;       /* none defined yet: 0 */
-};
-
-/* The owner header, on the wire after the outer UDP header (network
- * order), directly followed by the original IP packet. */
-struct baton_owner_hdr {
-	__u8 version;       /* BATON_OWNER_HDR_VERSION */
-	__u8 hops;          /* forwards so far, this one included (1..max_hops) */
-	__u8 family;        /* of the inner packet and client_addr */
-	__u8 proto;         /* inner L4: IPPROTO_TCP or IPPROTO_UDP */
-	__be16 client_port;
-	__be16 owner_port;
-	__be32 client_addr[4];
-	__be32 owner_addr[4]; /* in the outer header's family (an IPv6 flow may go to an IPv4 owner) */
-};
-
-#define BATON_OWNER_HDR_VERSION 1
-#define BATON_OWNER_PORT_DEFAULT 6181  /* outer UDP port unless configured */
-#define BATON_OWNER_MAX_HOPS_DEFAULT 3 /* owner, second chance, one stale owner */
-#define BATON_SECOND_CHANCE_BUCKETS 256 /* entries of baton_second_chance (power of 2) */
-/* Outer UDP source ports: ephemeral range | 14 bits of the flow hash. */
-#define BATON_OWNER_SPORT_BASE 0xc000
-#define BATON_OWNER_SPORT_MASK 0x3fff
-
-/* Verdict reasons of owner forwarding (appended to BATON_REASONS). */
-#define BATON_OWNER_REASONS(X)                                                  \
-	X(BATON_R_FWD_OWNER,             "forwarded", "to_owner")               \
-	X(BATON_R_FWD_SECOND_CHANCE,     "forwarded", "second_chance")          \
-	X(BATON_R_DROP_OWNER_NOT_PEER,   "dropped",   "owner_header_not_peer")  \
-	X(BATON_R_DROP_OWNER_HOPS,       "dropped",   "owner_hop_limit")        \
-	X(BATON_R_DROP_OWNER_MALFORMED,  "dropped",   "owner_header_malformed") \
-	X(BATON_R_DROP_NO_OWNER,         "dropped",   "no_owner")               \
-	X(BATON_R_DROP_OWNER_TOO_BIG,    "dropped",   "owner_too_big")          \
-	X(BATON_R_DROP_OWNER_NO_ROUTE,   "dropped",   "owner_no_route")         \
-	X(BATON_R_DROP_OWNER_ENCAP,      "dropped",   "owner_encap_failed")
-
-/* ==== END owner forwarding ============================================== */
+#include "abi_owner.h"
 
 /* Value of the connection table. A spliced connection has one CLIENT entry
  * (keyed by client -> VIP) and one BACKEND entry per leg (keyed by back
@@ -349,60 +264,7 @@ struct baton_ctl {
 #define BATON_CTL_SET_STATE      1 /* state := ctl.state */
 #define BATON_CTL_APPEND_LEG 2 /* leg[n++] := ctl.leg, then state := ctl.state */
 
-/* ---- migrate (source document 002): the agent's flow-id mapping table ----
- * The LB forwards a migrated connection's client -> VIP segments with the
- * 32-bit flow id in the TCP port fields (bpf/lib/flowid.h); the agent on
- * the back end (bpf/xdp_agent.c) maps (client IP, flow id) back to (client
- * port, VIP, VIP port). Map baton_fids: HASH, inserted with BPF_NOEXIST,
- * deleted explicitly (control/datapath/fid-table.ts). */
-
-/* Key: the client's address and the flow id exactly as the two port fields
- * carry it, i.e. flow_id is the big-endian word at TCP offset 0 (sport =
- * high 16 bits, dport = low 16): the datapath copies it without any shift. */
-struct baton_fid_key {
-	__be32 saddr[4]; /* client IP; IPv4 in saddr[0], rest zero */
-	__be32 flow_id;  /* network order: sport then dport on the wire */
-	__u8 family;     /* BATON_AF_INET or BATON_AF_INET6 */
-	__u8 proto;      /* IPPROTO_TCP */
-	__u8 pad[2];
-};
-
-enum baton_fid_state {
-	/* The socket is not restored yet: every segment is dropped (counted
-	 * flow_id_held), so the back end's kernel never answers one with a
-	 * RST; the client retransmits once the state is RESTORE. */
-	BATON_FID_HOLD = 1,
-	/* Ports and destination rewritten back to the original tuple, then to
-	 * the stack (XDP_PASS), where the restored socket takes them. */
-	BATON_FID_RESTORE = 2,
-};
-
-/* Value: the original tuple's other fields, and the client direction's track
- * (restored segments only; FIN/RST for reclaiming, see bpf/lib/flowid.h). */
-struct baton_fid_mapping {
-	__u64 conn_id;   /* the control plane's id of the migration */
-	__be32 vip[4];   /* original destination; IPv4 in vip[0] */
-	__be16 cport;    /* original source port (the client's) */
-	__be16 vport;    /* original destination port (the VIP's) */
-	__u8 state;      /* enum baton_fid_state */
-	__u8 pad[3];
-	struct baton_track track;
-};
-
-/* Argument of the agent's control program (bpf/xdp_agent.c, SEC("syscall")):
- * a state change in place, so the track stays exact (struct baton_ctl says
- * why). */
-struct baton_fid_ctl {
-	struct baton_fid_key key;
-	__u32 op;      /* BATON_FID_CTL_* */
-	__u32 state;   /* new enum baton_fid_state */
-	__s32 result;  /* out: 0, or -ENOENT / -EINVAL */
-	__u32 pad;
-};
-
-#define BATON_FID_CTL_SET_STATE 1
-
-/* ---- end migrate ---- */
+#include "abi_migrate.h"
 
 /* TCP state that no socket option exposes, read by bpf/tcp_probe.c for one
  * socket at a time (see struct baton_sk_query). */

@@ -50,29 +50,22 @@ import {
   VIP4,
   VIP6,
 } from '../../lab/testbed/index.js';
+import {
+  AGENT_ADDR,
+  AGENT_ADDR6,
+  AGENT_PORT,
+  directReturnTopology,
+  KEEPALIVE_CLIENT,
+  LB_ADDR,
+  SERVED_PORT,
+  UNSERVED_PORT,
+} from '../lib/migrate-bed.js';
 
 const priv = canRunPrivileged();
 const skip = !priv.ok
   ? priv.reason
   : !existsSync(DEFAULT_XDP_PASS_OBJ) && 'run make bpf first (the testbed needs xdp_pass.o)';
 
-const LB_ADDR = '198.18.3.1'; // lb on link3: the blob's flow.lb
-const AGENT_ADDR = '198.18.3.2'; // backend on link3
-const AGENT_ADDR6 = '2001:db8:3::2';
-const AGENT_PORT = 7400;
-const SERVED_PORT = 80;
-const UNSERVED_PORT = 81; // no app: the agent refuses
-/** argv: VIP, port. GET /r1 at once, GET /r2 on the same connection when a line arrives on stdin; prints what it reads. */
-const KEEPALIVE_CLIENT = `
-const net = require('node:net');
-const [host, port] = process.argv.slice(1);
-const s = net.connect(Number(port), host);
-const get = (p) => s.write('GET ' + p + ' HTTP/1.1\\r\\nHost: vip\\r\\n\\r\\n');
-s.on('connect', () => get('/r1'));
-s.on('data', (d) => process.stdout.write(d));
-s.on('error', (e) => { process.stderr.write(String(e)); process.exit(1); });
-process.stdin.once('data', () => get('/r2'));
-`;
 const LINGER_MS = 300;
 const BIG = randomBytes(32 * 1024 * 1024);
 const BIG_SHA = createHash('sha256').update(BIG).digest('hex');
@@ -247,35 +240,7 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     dir = mkdtempSync(join(tmpdir(), 'baton-migrate-e2e-'));
     writeFileSync(join(dir, 'peer.secret'), `${secret}\n`, { mode: 0o600 });
     tb = await createTestbed(
-      {
-        name: 'migrate',
-        nodes: [
-          {
-            name: 'client',
-            role: 'client',
-            routes: [
-              { to: `${VIP4}/32`, via: 'lb' },
-              { to: `${VIP6}/128`, via: 'lb' },
-            ],
-          },
-          { name: 'lb', role: 'lb', addresses: [`${VIP4}/32`, `${VIP6}/128`] },
-          {
-            name: 'backend',
-            role: 'backend',
-            addresses: [`${VIP4}/32`, `${VIP6}/128`],
-            // Replies go straight to the client (link2), never through the LB.
-            routes: [
-              { to: '198.18.1.0/24', via: 'client' },
-              { to: '2001:db8:1::/64', via: 'client' },
-            ],
-          },
-        ],
-        links: [
-          { a: 'client', b: 'lb' },
-          { a: 'client', b: 'backend' },
-          { a: 'lb', b: 'backend' },
-        ],
-      },
+      directReturnTopology('migrate'),
       // The LB and the back end get baton's programs; the client's end of each link a pass program.
       { passXdp: (node) => node === 'client' },
     );

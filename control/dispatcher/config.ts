@@ -64,6 +64,12 @@ export interface DispatcherConfig {
    * the LB's own defaults are spliced, the rest relayed (a baseline).
    */
   profileLegs?: boolean;
+  /**
+   * Where to serve Prometheus metrics (GET /metrics, "ip:port", e.g.
+   * "127.0.0.1:9301"): connections spliced/relayed/rejected, the relayed
+   * ratio, per leg profile outcomes and pool hits (metrics.ts). Off when absent.
+   */
+  metrics?: string;
 }
 
 export const DEFAULT_IDLE_PER_BACKEND = 2;
@@ -111,6 +117,7 @@ export function validateConfig(raw: unknown): DispatcherConfig {
     'maxHeaderBytes',
     'quiesceTimeoutMs',
     'profileLegs',
+    'metrics',
   ]);
   for (const k of Object.keys(raw))
     if (!known.has(k)) throw new ConfigError(`unknown field ${JSON.stringify(k)} (known: ${[...known].join(', ')})`);
@@ -145,6 +152,7 @@ export function validateConfig(raw: unknown): DispatcherConfig {
     throw new ConfigError('splice: expected true, false or "keep-alive"');
   if (raw.profileLegs !== undefined && typeof raw.profileLegs !== 'boolean')
     throw new ConfigError('profileLegs: expected true or false');
+  if (raw.metrics !== undefined) parseHostPort(raw.metrics, 'metrics');
   positiveInt(raw.headerTimeoutMs, 'headerTimeoutMs');
   positiveInt(raw.quiesceTimeoutMs, 'quiesceTimeoutMs');
   const mh = positiveInt(raw.maxHeaderBytes, 'maxHeaderBytes');

@@ -3,12 +3,16 @@
  *   node --import tsx control/dispatcher/main.ts --config <file.json | '{...json}'>
  * Prints one JSON event per line on stdout ({"event":"ready"...} first,
  * then "spliced" / "relayed" / "rejected" / "closed" per connection); stats
- * on SIGUSR2 ({"event":"stats",...}). Exits on SIGTERM/SIGINT. baton's API
+ * on SIGUSR2 ({"event":"stats",...}); with "metrics" in the config, the same
+ * figures on GET /metrics ({"event":"metrics","address":...} once it
+ * listens). Exits on SIGTERM/SIGINT. baton's API
  * comes from the config's "api", else BATON_API / BATON_TOKEN.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config.js';
+import { type MetricsServer, serveMetrics } from '../metrics/server.js';
+import { ConfigError, loadConfig, parseHostPort } from './config.js';
 import { createDispatcher } from './dispatcher.js';
+import { DispatcherMetrics } from './metrics.js';
 
 const line = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
@@ -27,11 +31,17 @@ async function main(): Promise<number> {
   const d = createDispatcher(cfg, { onEvent: line });
   await d.warm(5000);
   await d.listen();
+  let metrics: MetricsServer | undefined;
+  if (cfg.metrics) {
+    metrics = await serveMetrics(new DispatcherMetrics(() => d.stats()), parseHostPort(cfg.metrics, 'metrics'));
+    line({ event: 'metrics', address: metrics.address });
+  }
   process.on('SIGUSR2', () => line({ event: 'stats', ...d.stats() }));
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  await metrics?.close();
   await d.close();
   line({ event: 'stopped', ...d.stats() });
   return 0;

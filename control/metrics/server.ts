@@ -5,7 +5,11 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { BatonMetrics } from './metrics.js';
+/** What the listener serves: a registry's exposition text (baton lb's, the agent's, the dispatcher's). */
+export interface MetricsSource {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
 
 export interface MetricsServer {
   server: Server;
@@ -15,7 +19,7 @@ export interface MetricsServer {
 }
 
 export async function serveMetrics(
-  metrics: BatonMetrics,
+  metrics: MetricsSource,
   listen: { host: string; port: number },
 ): Promise<MetricsServer> {
   const server = createServer((req, res) => {

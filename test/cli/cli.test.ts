@@ -10,6 +10,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { PROFILE_TC_PROGRAM } from '../../control/datapath/profile-egress.js';
 import { DEFAULT_PIN_DIR } from '../../control/doctor/index.js';
 import { DEFAULT_API, DEFAULT_API_SOCKET, DEFAULT_METRICS_URL, parseEndpoint } from '../../control/sdk/endpoint.js';
 import { type DaemonProc, startDaemon } from '../lib/baton.js';
@@ -241,10 +242,13 @@ describe('baton CLI against the real daemon', { skip: skipUnlessBpf }, () => {
     const raw = await batonIn(tb, 'lb', ['metrics', '--raw']);
     assert.match(raw.stdout, /^# TYPE baton_/m);
   });
-  test('down: after the daemon stops (datapath left attached), detaches and unpins everything; a second down finds nothing', async () => {
+  test('down: after the daemon stops (datapath left attached), detaches and unpins everything, the TC egress filter too; a second down finds nothing', async () => {
     await lb.stop();
     const attached = await tb.exec('lb', 'ip', ['-j', 'link', 'show', 'dev', 'to-client']);
     assert.match(attached.stdout, /"name":"baton_xdp"/, 'SIGTERM leaves the XDP program attached');
+    // The client-profile egress program (issue 13) outlives the daemon the same way, on every LB interface.
+    const egress = async (dev: string) => (await tb.exec('lb', 'tc', ['filter', 'show', 'dev', dev, 'egress'])).stdout;
+    for (const i of tb.node('lb').ifaces) assert.match(await egress(i.name), new RegExp(PROFILE_TC_PROGRAM), i.name);
     const r = await batonIn(tb, 'lb', ['down', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as { pinDir: string; detached: number[]; unpinned: string[] };
@@ -253,6 +257,8 @@ describe('baton CLI against the real daemon', { skip: skipUnlessBpf }, () => {
     assert.ok(j.unpinned.length > 0);
     const detached = await tb.exec('lb', 'ip', ['-j', 'link', 'show', 'dev', 'to-client']);
     assert.doesNotMatch(detached.stdout, /baton_xdp/);
+    for (const i of tb.node('lb').ifaces)
+      assert.doesNotMatch(await egress(i.name), new RegExp(PROFILE_TC_PROGRAM), i.name);
     const again = await batonIn(tb, 'lb', ['down']);
     assert.equal(again.stdout.trim(), 'nothing pinned under /sys/fs/bpf/baton: baton is not attached here');
   });

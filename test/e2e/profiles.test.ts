@@ -33,6 +33,9 @@ import { createTestbed, starTopology, type Testbed, VIP4, VIP6 } from '../lib/te
 
 type Spliced = Extract<DispatchEvent, { event: 'spliced' }>;
 
+/** The dispatcher's metrics listener, inside the LB namespace. */
+const METRICS = '127.0.0.1:9301';
+
 describe('every client TCP profile is spliced (reduced matrix, IPv4 and IPv6)', { skip: skipUnlessBpf }, () => {
   let tb: Testbed;
   let lb: DaemonProc;
@@ -55,6 +58,7 @@ describe('every client TCP profile is spliced (reduced matrix, IPv4 and IPv6)', 
         v6: { backends: [`[${tb.node('backend1').v6}]:8080`] },
       },
       routes: [{ host: 'v6.example', pool: 'v6' }, { pool: 'v4' }],
+      metrics: METRICS,
     });
   });
 
@@ -187,5 +191,26 @@ describe('every client TCP profile is spliced (reduced matrix, IPv4 and IPv6)', 
     assert.ok(keys.some((k) => k.includes('no-ts')) && keys.some((k) => k.includes('no-sack')), keys.join(' | '));
     const takes = Object.values(s.byProfile).reduce((a, l) => a + l.hits + l.misses, 0);
     assert.equal(takes, reducedMatrix().length * 2 + LOSSY.length * 3, 'one take per connection');
+
+    // The same figures as Prometheus metrics (the relayed fraction among them).
+    const text = (await tb.exec('lb', 'curl', ['-sS', '--max-time', '5', `http://${METRICS}/metrics`])).stdout;
+    const value = (series: string) => {
+      const l = text.split('\n').find((x) => x.startsWith(`${series} `));
+      return l === undefined ? undefined : Number(l.slice(series.length + 1));
+    };
+    assert.equal(value('baton_dispatcher_relayed_ratio'), 0, text);
+    assert.equal(value('baton_dispatcher_connections_total{outcome="spliced"}'), s.spliced);
+    assert.equal(value('baton_dispatcher_connections_total{outcome="relayed"}'), 0);
+    const legs = [
+      ...text.matchAll(/^baton_dispatcher_profile_connections_total\{leg_profile="([^"]*)",outcome="(\w+)"\} (\S+)$/gm),
+    ];
+    assert.ok(
+      legs.some(([, k, o, n]) => k?.includes('no-ts') && o === 'spliced' && Number(n) > 0),
+      'a no-ts leg profile with spliced connections',
+    );
+    assert.ok(
+      legs.filter(([, , o]) => o === 'relayed').every(([, , , n]) => Number(n) === 0),
+      'nothing relayed',
+    );
   });
 });

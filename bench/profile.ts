@@ -37,6 +37,10 @@ export interface Profile {
   handoffApiBatchSizes: number[];
   /** Spliced connections per phase that get a second request through the datapath. */
   handoffApiVerifySample: number;
+  /** Client TCP profiles of the profile-share run (bench/profile-share.ts): all 72, or the reduced set of 4. */
+  profileShareMatrix: 'full' | 'reduced';
+  /** Download per connection of the profile-share run (bytes). */
+  profileShareDownloadBytes: number;
 }
 
 export const PROFILES: Record<Mode, Profile> = {
@@ -56,6 +60,8 @@ export const PROFILES: Record<Mode, Profile> = {
     handoffApiInFlight: 8,
     handoffApiBatchSizes: [32, 128],
     handoffApiVerifySample: 200,
+    profileShareMatrix: 'full',
+    profileShareDownloadBytes: 64 * 1024,
   },
   quick: {
     mode: 'quick',
@@ -73,6 +79,8 @@ export const PROFILES: Record<Mode, Profile> = {
     handoffApiInFlight: 8,
     handoffApiBatchSizes: [32, 128],
     handoffApiVerifySample: 50,
+    profileShareMatrix: 'reduced',
+    profileShareDownloadBytes: 64 * 1024,
   },
 };
 

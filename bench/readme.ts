@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from '../lab/paths.js';
+import { profileShareLines } from './profile-share-results.js';
 import { readResults } from './render.js';
 import {
   CHART_FILES,
@@ -65,6 +66,7 @@ export function readmeBlock(r: Results, dir: string): string {
           '',
         ]
       : []),
+    ...(r.profileShare ? ['Client TCP profiles (issue 13):', '', ...profileShareLines(r.profileShare), ''] : []),
     `Latency, CPU per request and the datapath and handoff charts: [${rel}/results.md](${rel}/results.md).`,
     END,
   ].join('\n');

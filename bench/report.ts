@@ -6,6 +6,13 @@
  */
 import { HANDOFF_BUCKETS_MS } from './handoff.js';
 import { targetVerdicts } from './handoff-api-results.js';
+import {
+  PROFILE_SHARE_TARGET,
+  profileShareLines,
+  profileShareTable,
+  profileShareTotals,
+  shareOf,
+} from './profile-share-results.js';
 import { cell, type Results, ratio } from './results.js';
 import { VARIANT_ORDER, type VariantId } from './variants/variant.js';
 
@@ -223,6 +230,19 @@ function handoffApiTargetRows(r: Results, check: (ok: boolean) => string): strin
   );
 }
 
+function profileShareTargetRows(r: Results, check: (ok: boolean) => string): string[] {
+  if (!r.profileShare) return [];
+  const s = shareOf(profileShareTotals(r.profileShare).legs);
+  return [
+    row([
+      `client TCP profiles spliced (${r.profileShare.matrix} matrix, IPv4 and IPv6)`,
+      `${(100 * PROFILE_SHARE_TARGET).toFixed(0)}%`,
+      `${(100 * s).toFixed(0)}%`,
+      check(s >= PROFILE_SHARE_TARGET),
+    ]),
+  ];
+}
+
 export function targetLines(r: Results): string[] {
   const rewrite = r.datapath.rows.filter((x) => x.path.startsWith('rewrite'));
   const worst = Math.max(...rewrite.map((x) => x.nsPerPacket));
@@ -261,6 +281,7 @@ export function targetLines(r: Results): string[] {
     ]),
     row(['rewrite path flat across table sizes (max/min)', '≈ 1.0', `${spread.toFixed(2)}`, check(spread <= 1.2)]),
     ...handoffApiTargetRows(r, check),
+    ...profileShareTargetRows(r, check),
   ];
 }
 
@@ -334,6 +355,16 @@ export function renderReport(r: Results): string {
     '',
     ...(r.handoffApi
       ? ['## Control plane: handoff API, single vs batched', '', ...handoffApiNotes(r), '', ...handoffApiTable(r), '']
+      : []),
+    ...(r.profileShare
+      ? [
+          '## Client TCP profiles: share spliced',
+          '',
+          ...profileShareLines(r.profileShare),
+          '',
+          ...profileShareTable(r.profileShare),
+          '',
+        ]
       : []),
   ].join('\n');
 }

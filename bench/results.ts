@@ -4,6 +4,7 @@ import type { HandoffRun } from './handoff.js';
 import type { HandoffApiResults } from './handoff-api-results.js';
 import type { MachineInfo } from './machine.js';
 import type { Mode, Profile, WorkloadId } from './profile.js';
+import type { ProfileShareResults } from './profile-share-results.js';
 import type { ThroughputCell } from './throughput.js';
 import type { VariantId } from './variants/variant.js';
 
@@ -34,6 +35,8 @@ export interface Results {
   /** the API alone on pre-made pairs, single vs batched (bench/handoff-api.ts); absent in results from before it existed */
   handoffApi?: HandoffApiResults;
   datapath: DatapathResults;
+  /** share of connections spliced per client TCP profile, with and without profile legs; absent in results from before it existed */
+  profileShare?: ProfileShareResults;
 }
 
 /** Today's date as the results directory name. */

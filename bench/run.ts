@@ -9,7 +9,9 @@
  *   3. the load matrix (throughput.ts), then the handoff microbenchmark;
  *   4. the handoff API microbenchmark (handoff-api.ts, its own testbed and daemon);
  *   5. the datapath microbenchmark (its own namespace);
- *   6. results.json, results.md and the SVG charts.
+ *   6. the share of connections spliced per client TCP profile, with and
+ *      without profile legs (profile-share.ts, its own testbeds);
+ *   7. results.json, results.md and the SVG charts.
  *
  *   node --import tsx bench/run.ts [--quick] [--out DIR] [--baton dispatcher|e2e]
  * --baton picks the baton variant's front end: the daemon + dispatcher users
@@ -31,6 +33,7 @@ import { runHandoffBench } from './handoff.js';
 import { runHandoffApiBench } from './handoff-api.js';
 import { machineInfo } from './machine.js';
 import { BACKEND_PORT, BODIES, type Profile, profileFromArgs, WORKLOADS } from './profile.js';
+import { runProfileShareBench } from './profile-share.js';
 import { writeRendered } from './render.js';
 import { isoDate, RESULTS_SCHEMA, type Results } from './results.js';
 import { runThroughput } from './throughput.js';
@@ -152,6 +155,10 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
   const handoffApi = await runHandoffApiBench(profile, log);
   log(`datapath: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs per cell`);
   const datapath = await runDatapathBench(profile, log);
+  log(
+    `client profiles: the share spliced per profile (${profile.profileShareMatrix} matrix, IPv4 and IPv6), with and without profile legs`,
+  );
+  const profileShare = await runProfileShareBench(profile, log);
   return {
     schema: RESULTS_SCHEMA,
     mode: profile.mode,
@@ -167,6 +174,7 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
     ...loads,
     handoffApi,
     datapath,
+    profileShare,
   };
 }
 

@@ -29,7 +29,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openPinnedMap } from '../../control/bpf/index.js';
 import { applyHostSettingsUnrecorded } from '../../control/daemon/host-settings.js';
-import { ABI_VERSION } from '../../control/datapath/abi.js';
+import { agentMapPin } from '../../control/datapath/agent-datapath.js';
 import { Datapath, readCounters } from '../../control/datapath/datapath.js';
 import { AgentChannel } from '../../control/migrate/channel.js';
 import { FlowIdSwitch } from '../../control/migrate/flow-switch.js';
@@ -148,7 +148,7 @@ describe('migrate through a router: two back ends with agents, replies bypass th
   };
 
   const agentCounter = (b: Backend, reason: string): bigint => {
-    const m = openPinnedMap(join(tb.bpffsPath(b), 'baton-agent', `agent_baton_counters_v${ABI_VERSION}`));
+    const m = openPinnedMap(agentMapPin(join(tb.bpffsPath(b), 'baton-agent'), 'baton_counters'));
     try {
       return readCounters(m).find((c) => c.reason === reason)?.packets ?? 0n;
     } finally {

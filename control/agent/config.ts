@@ -235,5 +235,9 @@ export function agentHelp(): string {
   return `${optionsHelp(AGENT_OPTIONS, AGENT)}
 
 App authorization (SO_PEERCRED): root may register for any VIP; another uid only for a VIP an --app entry names it under.
+
+Before the first start: baton doctor --role agent --interface <dev> --vip <ip>. Stop with SIGTERM (the XDP
+program and the flow-id mappings stay pinned: migrated connections keep working; a restart reuses them);
+remove everything with baton agent down.
 `;
 }

@@ -142,10 +142,14 @@ def main():
             return 1
         log(event="registered", vip=reply["vip"])
 
+    workers = []
     while True:
         msg, fd = reader.next()
         if msg is None:
-            log(event="agent_closed")
+            # No new connections; the ones handed over are ours and are served to their end.
+            log(event="agent_closed", serving=sum(t.is_alive() for t in workers))
+            for t in workers:
+                t.join()
             return 0
         if fd is None:
             log(event="unexpected_message", message=msg)
@@ -153,7 +157,10 @@ def main():
         # family/type are read from the descriptor (SO_DOMAIN, SO_TYPE).
         conn = socket.socket(fileno=fd)
         log(event="connection", migrationId=msg["migrationId"], client=msg["client"], queuedBytes=msg["queuedBytes"])
-        threading.Thread(target=serve_http, args=(conn, msg), daemon=True).start()
+        workers = [t for t in workers if t.is_alive()]
+        t = threading.Thread(target=serve_http, args=(conn, msg), daemon=True)
+        t.start()
+        workers.append(t)
 
 
 if __name__ == "__main__":

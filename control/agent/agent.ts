@@ -9,9 +9,10 @@
  *     with a JSON header;
  *   - metrics and health (HTTP): /metrics, /healthz, /readyz.
  */
-import { chmodSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import net from 'node:net';
+import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { FidState } from '../datapath/abi-migrate.js';
 import type { FlowIdTable } from '../datapath/fid-table.js';
@@ -89,6 +90,8 @@ export class Agent {
 
   async start(): Promise<void> {
     this.appServer = net.createServer((s) => this.onApp(s));
+    // /run/baton does not survive a reboot: make it (baton agent down removes it again when empty).
+    mkdirSync(dirname(this.opts.appSocket), { recursive: true, mode: 0o755 });
     try {
       unlinkSync(this.opts.appSocket);
     } catch {}

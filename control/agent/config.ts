@@ -192,9 +192,35 @@ const AGENT: Daemon = {
   configEnv: AGENT_CONFIG_ENV,
 };
 
+/**
+ * The settings without the start-up requirements (no secret needed): what
+ * `baton agent down` and `baton doctor --role agent` read, so they look at
+ * the same pin directory, app socket, interfaces and VIPs the agent uses.
+ */
+export function loadAgentSettings(argv: readonly string[], env: NodeJS.ProcessEnv = {}): AgentConfig {
+  return loadOptions(AGENT_OPTIONS, AGENT, argv, env);
+}
+
+/** `baton agent down --help`: the settings it reads, from the table. */
+export function agentDownHelp(): string {
+  const keep = [AGENT_OPTIONS.pinDir, AGENT_OPTIONS.appSocket];
+  return `Usage: baton agent down [--pin-dir <dir>] [--app-socket <path>] [--config <file>] [--json]
+
+Detaches the XDP links \`baton agent\` pinned under its pin directory, removes its
+pinned maps (the flow-id mappings), the pin directory when empty, and the app
+socket file (and its directory when empty). Connections migrated to this host
+and still open stop getting their segments restored: stop the apps' traffic first.
+Refuses while an agent answers on the app socket (stop it with SIGTERM first).
+Idempotent: a second run reports nothing to remove. Takes the agent's settings:
+
+${keep.map((o) => `  --${o.flag} (${o.env}; default ${String(o.default)}): ${o.help}`).join('\n')}
+  --config <file> (${AGENT_CONFIG_ENV}): the agent's JSON configuration
+`;
+}
+
 /** The configuration from flags (argv after `baton agent`), environment and the config file. */
 export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv = {}): AgentConfig {
-  const cfg = loadOptions(AGENT_OPTIONS, AGENT, argv, env);
+  const cfg = loadAgentSettings(argv, env);
   if (!cfg.peerSecretFile)
     throw new BatonError(
       'CONFIG_INVALID',
@@ -209,5 +235,9 @@ export function agentHelp(): string {
   return `${optionsHelp(AGENT_OPTIONS, AGENT)}
 
 App authorization (SO_PEERCRED): root may register for any VIP; another uid only for a VIP an --app entry names it under.
+
+Before the first start: baton doctor --role agent --interface <dev> --vip <ip>. Stop with SIGTERM (the XDP
+program and the flow-id mappings stay pinned: migrated connections keep working; a restart reuses them);
+remove everything with baton agent down.
 `;
 }

@@ -81,3 +81,21 @@ ${configHelp()
     io.out(`  ${s.entry.name}: ${RESTORE_TEXT[s.action](s.entry.old, s.entry.set, s.current)}`);
   return EXIT.OK;
 }
+
+/** `baton agent down` (control/agent/down.ts): what `baton down` is for the LB, for a back end's agent. */
+export async function agentDownCommand(io: Io, argv: string[]): Promise<number> {
+  const { agentDownHelp, loadAgentSettings } = await import('../agent/config.js');
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.out(agentDownHelp());
+    return EXIT.OK;
+  }
+  const { describeTeardown, teardownAgent } = await import('../agent/down.js');
+  const cfg = loadAgentSettings(
+    argv.filter((a) => a !== '--json'),
+    io.env,
+  );
+  const r = teardownAgent({ pinDir: cfg.pinDir, appSocket: cfg.appSocket });
+  if (io.json) printJson(io, r);
+  else io.out(describeTeardown(r));
+  return EXIT.OK;
+}

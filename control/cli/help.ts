@@ -22,6 +22,7 @@ Run the load balancer (talks to the kernel: loads XDP, pins maps under bpffs):
   lb                   start the daemon on the LB host: datapath on --interface, REST API, metrics
   agent                start the back-end agent (migrate mode): blob endpoint for LBs, app socket, metrics
   down                 tear down what \`baton lb\` pinned (spliced connections stop flowing)
+  agent down           tear down what \`baton agent\` pinned and its app socket (migrated connections stop)
   doctor               check this host for what baton needs (kernel, bpffs, offloads, rp_filter, ...)
 
 Inspect and steer (talk to the daemon's REST API, ${DEFAULT_API} by default):
@@ -106,7 +107,7 @@ Examples:
   baton metrics --raw | grep baton_datapath
   baton metrics --metrics-url http://127.0.0.1:9300/metrics --json`,
 
-  doctor: `Usage: baton doctor [-i|--interface <dev>]... [--pin-dir <dir>] [--config <file>] [--netns <name>] [--json]
+  doctor: `Usage: baton doctor [--role lb|agent] [-i|--interface <dev>]... [--pin-dir <dir>] [--config <file>] [--netns <name>] [--vip <ip>]... [--transparent] [--json]
 
 Checks this host (or network namespace) for what baton needs and for the
 setup mistakes that break splicing, each ok / warn / fail with what to do:
@@ -124,10 +125,20 @@ Options:
 The same BATON_INTERFACES / BATON_PIN_DIR / BATON_CONFIG as baton lb apply.
   --netns <name>       run the checks inside network namespace <name> (ip netns)
   --json               print the checks as JSON
+  --role agent         check a migrate-mode back end for \`baton agent\` instead (docs/agent.md):
+                       bpffs at its pin dir, CAP_NET_ADMIN/CAP_BPF, xdp_agent.o, each --vip on lo
+                       (or --transparent), arp_ignore/arp_announce, rp_filter (strict drops the
+                       LB's forwarded segments: 2 or 0 work), conntrack (tcp_loose=0 never picks
+                       up a restored connection), TCP_REPAIR, and the agent's XDP program
+                       attaching to each --interface (attached and detached again to prove it).
+                       Reads baton agent's flags, BATON_AGENT_* and its --config; the VIPs of its
+                       --app entries are checked too.
+  --vip <ip>           (--role agent) a VIP this back end serves (repeatable)
 
 Exit code 1 when any check fails (warnings do not).
 
 Examples:
   baton doctor --interface eth0 --interface eth1
-  baton doctor --netns lb1 --interface to-client --json`,
+  baton doctor --netns lb1 --interface to-client --json
+  baton doctor --role agent --interface eth0 --vip 198.19.0.1`,
 };

@@ -10,7 +10,7 @@ import { BatonError } from '../errors.js';
 import { type BatonClient, createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
 import { handoffCommand, splicesLs, splicesRm, splicesShow, statusCommand } from './api-commands.js';
-import { downCommand, lbCommand } from './daemon-commands.js';
+import { agentDownCommand, downCommand, lbCommand } from './daemon-commands.js';
 import { type DoctorFlags, doctorCommand } from './doctor-command.js';
 import { COMMAND_HELP, MAIN_HELP } from './help.js';
 import { type Io, printJson, processIo } from './io.js';
@@ -44,6 +44,10 @@ const COMMAND_OPTIONS: Record<string, Options> = {
     'state-dir': { type: 'string' },
     config: { type: 'string', short: 'c' },
     netns: { type: 'string' },
+    // --role agent: a back end in migrate mode (control/doctor/agent-checks.ts)
+    role: { type: 'string' },
+    vip: { type: 'string', multiple: true },
+    transparent: { type: 'boolean' },
   },
 };
 
@@ -78,7 +82,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   try {
     if (command && DAEMON_COMMANDS.has(command)) {
       const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
-      if (command === 'agent') return await agentCommand(io, rest, env);
+      if (command === 'agent') {
+        // `baton agent down`: the first word after `agent` that is not a flag.
+        const sub = rest.findIndex((a) => !a.startsWith('-'));
+        if (sub >= 0 && rest[sub] === 'down')
+          return await agentDownCommand(io, [...rest.slice(0, sub), ...rest.slice(sub + 1)]);
+        return await agentCommand(io, rest, env);
+      }
       return command === 'lb' ? await lbCommand(io, rest) : await downCommand(io, rest);
     }
     if (command === 'help') {

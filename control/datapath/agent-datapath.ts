@@ -8,6 +8,16 @@ import { FlowIdTable } from './fid-table.js';
 
 export const DEFAULT_FIDS_CAPACITY = 65536;
 
+/**
+ * What the agent pins under its --pin-dir (the one place these names are
+ * made): maps as agent_<map>_v<ABI>, XDP links as agent_link_xdp_<ifindex>.
+ * `baton agent down` (control/agent/down.ts) removes exactly these.
+ */
+export const agentMapPin = (pinDir: string, map: string): string => join(pinDir, `agent_${map}_v${ABI_VERSION}`);
+export const agentLinkPin = (pinDir: string, ifindex: number): string => join(pinDir, `agent_link_xdp_${ifindex}`);
+export const AGENT_LINK_PIN = /^agent_link_xdp_(\d+)$/;
+export const AGENT_MAP_PIN = /^agent_[a-z0-9_]+_v\d+$/;
+
 export interface AgentDatapathOptions {
   /** The object file; default: resolveBpfObject('agent', { dir: bpfDir }). */
   objectPath?: string;
@@ -35,8 +45,7 @@ export class AgentDatapath {
   static async load(options: AgentDatapathOptions = {}): Promise<AgentDatapath> {
     const objectPath = resolveBpfObject('agent', { path: options.objectPath, dir: options.bpfDir });
     // Pinned names carry the role: an agent and an LB on one host never share a map.
-    const pin = (name: string) =>
-      options.pinDir ? { pinPath: join(options.pinDir, `agent_${name}_v${ABI_VERSION}`) } : {};
+    const pin = (name: string) => (options.pinDir ? { pinPath: agentMapPin(options.pinDir, name) } : {});
     const obj = BpfObject.open(objectPath, {
       maps: {
         baton_fids: { maxEntries: options.fidsCapacity ?? DEFAULT_FIDS_CAPACITY, ...pin('baton_fids') },
@@ -56,7 +65,7 @@ export class AgentDatapath {
   attach(ifindex: number): XdpLink {
     const link = XdpLink.attach(this.object.program('baton_agent_xdp'), ifindex);
     this.links.push(link);
-    if (this.pinDir) link.pin(join(this.pinDir, `agent_link_xdp_${ifindex}`));
+    if (this.pinDir) link.pin(agentLinkPin(this.pinDir, ifindex));
     return link;
   }
 
@@ -68,11 +77,7 @@ export class AgentDatapath {
    */
   attachOrReuse(ifindex: number): { link: XdpLink; reused: boolean } {
     if (!this.pinDir) return { link: this.attach(ifindex), reused: false };
-    const r = attachOrReusePinned(
-      this.object.program('baton_agent_xdp'),
-      ifindex,
-      join(this.pinDir, `agent_link_xdp_${ifindex}`),
-    );
+    const r = attachOrReusePinned(this.object.program('baton_agent_xdp'), ifindex, agentLinkPin(this.pinDir, ifindex));
     this.links.push(r.link);
     return r;
   }

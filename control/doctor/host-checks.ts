@@ -50,17 +50,20 @@ export function checkBpffs(pinDir: string): Check {
 
 const CAP = { NET_ADMIN: 12n, SYS_PTRACE: 19n, SYS_ADMIN: 21n, PERFMON: 38n, BPF: 39n } as const;
 
-export function checkPrivileges(): Check {
+/** The LB needs all four; the agent (migrate mode's back end) neither iterators nor other processes' sockets. */
+export function checkPrivileges(role: 'lb' | 'agent' = 'lb'): Check {
   const caps = effectiveCaps();
   const has = (c: bigint) => (caps & (1n << c)) !== 0n;
+  const lb = role === 'lb';
   const missing = [
-    !has(CAP.NET_ADMIN) && 'CAP_NET_ADMIN (XDP attach, TCP_REPAIR)',
+    !has(CAP.NET_ADMIN) && `CAP_NET_ADMIN (XDP attach, TCP_REPAIR${lb ? '' : ', IP_TRANSPARENT'})`,
     !has(CAP.BPF) && !has(CAP.SYS_ADMIN) && 'CAP_BPF (load programs, create maps)',
-    !has(CAP.PERFMON) && !has(CAP.SYS_ADMIN) && 'CAP_PERFMON (tracing-type iterator program)',
-    !has(CAP.SYS_PTRACE) && "CAP_SYS_PTRACE (pidfd_getfd of a front end's sockets)",
+    lb && !has(CAP.PERFMON) && !has(CAP.SYS_ADMIN) && 'CAP_PERFMON (tracing-type iterator program)',
+    lb && !has(CAP.SYS_PTRACE) && "CAP_SYS_PTRACE (pidfd_getfd of a front end's sockets)",
   ].filter(Boolean) as string[];
   const who = process.getuid?.() === 0 ? 'root' : `uid ${process.getuid?.()}`;
-  if (missing.length === 0) return ok('privileges', `${who}, with CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE`);
+  if (missing.length === 0)
+    return ok('privileges', `${who}, with CAP_NET_ADMIN, CAP_BPF${lb ? ', CAP_PERFMON, CAP_SYS_PTRACE' : ''}`);
   return bad(
     'privileges',
     'fail',
@@ -94,10 +97,13 @@ export async function checkLibbpf(): Promise<Check> {
 }
 
 /** The objects the daemon loads, found as it finds them (control/bpf/objects.ts), with the same overrides. */
-export function checkObjects(where: Partial<Record<'datapath' | 'probe', ObjectLocation>> = {}): Check {
+export function checkObjects(
+  where: Partial<Record<'datapath' | 'probe' | 'agent', ObjectLocation>> = {},
+  roles: readonly ('datapath' | 'probe' | 'agent')[] = ['datapath', 'probe'],
+): Check {
   const found: string[] = [];
   const missing: string[] = [];
-  for (const role of ['datapath', 'probe'] as const) {
+  for (const role of roles) {
     const candidates = objectCandidates(role, where[role]);
     const hit = candidates.find((p) => existsSync(p));
     if (hit) found.push(hit);
@@ -111,6 +117,6 @@ export function checkObjects(where: Partial<Record<'datapath' | 'probe', ObjectL
     'objects',
     'fail',
     `missing: ${missing.join('; ')}`,
-    `${missingObjectHint('datapath')}; make bpf needs clang, libbpf-dev, bpftool (scripts/setup)`,
+    `${missingObjectHint(roles[0] ?? 'datapath')}; make bpf needs clang, libbpf-dev, bpftool (scripts/setup)`,
   );
 }

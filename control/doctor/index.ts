@@ -6,6 +6,14 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import {
+  checkAgentConntrack,
+  checkAgentRpFilter,
+  checkAgentXdp,
+  checkArp,
+  checkVips,
+  loAddresses,
+} from './agent-checks.js';
 import type { Check } from './check.js';
 import { checkBpffs, checkBtf, checkKernel, checkLibbpf, checkObjects, checkPrivileges } from './host-checks.js';
 import { checkHostSettings, checkInterface } from './interface-checks.js';
@@ -44,6 +52,39 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<Check[]> {
   for (const dev of opts.ifaces ?? []) checks.push(...checkInterface(dev));
   checks.push(...(await checkHostSettings(opts.ifaces ?? [], opts.pinDir ?? DEFAULT_PIN_DIR, opts.stateDir)));
   checks.push(checkForwarding(), checkConntrack(), await checkTcpRepair(), checkTcpOptions());
+  return checks;
+}
+
+export interface AgentDoctorOptions {
+  /** interfaces the agent's XDP program attaches to (its --interface) */
+  ifaces: string[];
+  /** VIPs the back end serves (canonical addresses, no ports) */
+  vips: string[];
+  /** the agent restores with IP_TRANSPARENT: the VIPs need not be on lo */
+  transparent: boolean;
+  /** the agent's --pin-dir */
+  pinDir: string;
+  bpfDir?: string | undefined;
+}
+
+/** `baton doctor --role agent`: the checks for a back end in migrate mode (agent-checks.ts). */
+export async function runAgentDoctor(opts: AgentDoctorOptions): Promise<Check[]> {
+  const onLo = loAddresses();
+  const checks: Check[] = [
+    checkKernel(),
+    checkBtf(),
+    checkBpffs(opts.pinDir),
+    checkPrivileges('agent'),
+    await checkLibbpf(),
+    checkObjects({ agent: { dir: opts.bpfDir } }, ['agent']),
+    ...checkVips(opts.vips, onLo, opts.transparent),
+    ...checkArp(
+      opts.ifaces,
+      opts.vips.some((v) => !v.includes(':') && onLo?.has(v)),
+    ),
+  ];
+  for (const dev of opts.ifaces) checks.push(...(await checkAgentXdp(dev)));
+  checks.push(...checkAgentRpFilter(opts.ifaces), checkAgentConntrack(), await checkTcpRepair());
   return checks;
 }
 

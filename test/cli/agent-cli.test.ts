@@ -63,6 +63,19 @@ describe('baton agent', () => {
     ])
       assert.ok(r.stdout.includes(f), `${f} in help`);
     assert.match(r.stdout, /root may register for any VIP/);
+    assert.match(r.stdout, /baton doctor --role agent/);
+    assert.match(r.stdout, /remove everything with baton agent down/);
+  });
+
+  test('agent down --help names the settings it reads; a bad flag is a usage error', async () => {
+    const r = await baton(['agent', 'down', '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: baton agent down /);
+    for (const f of ['--pin-dir (BATON_AGENT_PIN_DIR; default /sys/fs/bpf/baton-agent)', '--app-socket', '--config'])
+      assert.ok(r.stdout.includes(f), `${f} in help`);
+    const bad = await baton(['agent', 'down', '--no-such-flag']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /CONFIG_INVALID/);
   });
 
   test('refuses to start without a secret, with a weak one, or with one others can read', async () => {

@@ -8,6 +8,7 @@
 #include "lib/ctx.h"
 #include "lib/maps.h"
 #include "lib/counters.h"
+#include "lib/clock.h"
 #include "lib/parse.h"
 #include "lib/splice.h"
 #include "lib/tcp_rewrite.h"
@@ -47,8 +48,9 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 	}
 
 	/* One clock read per packet, for the track and the next-hop cache;
-	 * the coarse clock (jiffies) is enough for both and cheaper. */
-	now = bpf_ktime_get_coarse_ns();
+	 * the coarse clock (jiffies) is enough for both, and lib/clock.h
+	 * reads it once per jiffy. */
+	now = coarse_now_ns();
 
 	/* seq and ack in client sequence space, for the RST rule and the
 	 * track: a BACKEND entry's are translated first. */

@@ -24,6 +24,11 @@ static __always_inline int select_leg(const struct baton_flow *f, const struct b
 	__u32 last = p->seq + (p->payload_len ? p->payload_len - 1 : 0);
 	int k = -1;
 
+	/* One leg (every connection before its first handoff, every BACKEND
+	 * entry): the loop below can only answer 0. */
+	if (f->n_legs == 1)
+		return 0;
+
 #pragma unroll
 	for (int i = 0; i < BATON_MAX_LEGS; i++) {
 		if (i < f->n_legs && !seq_before(last, f->leg[i].seq_start))

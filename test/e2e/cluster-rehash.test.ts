@@ -2,8 +2,9 @@
  * Issue 12's end-to-end test: a cluster of three `baton lb` daemons (real
  * daemons, joined through a real redis-server in the router's namespace)
  * behind an ECMP router, a dispatcher on each LB splicing to two nginx back
- * ends that every LB reaches, three clients. 200 keep-alive connections are
- * spliced, spread over the LBs by the router's hash; three 64 MiB downloads
+ * ends that every LB reaches, three clients. 200 keep-alive connections
+ * (a third of them IPv6) are spliced, spread over the LBs by the router's
+ * hash; three 64 MiB downloads
  * run while, in turn, one next hop is removed, added back and the weights
  * change. Every change moves connections to LBs that do not hold them; the
  * owner directory has told those LBs who does, so they forward the
@@ -35,7 +36,7 @@ import { ROOT } from '../../lab/paths.js';
 import { type DaemonProc, type DispatcherProc, startDaemon, startDispatcher } from '../lib/baton.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import { type NginxBackend, startNginx } from '../lib/nginx.js';
-import { canRunPrivileged, EcmpBed, multipathRouteArgs, VIP4 } from '../lib/testbed.js';
+import { canRunPrivileged, EcmpBed, multipathRouteArgs, VIP4, VIP6 } from '../lib/testbed.js';
 
 const priv = canRunPrivileged();
 const skip = priv.ok ? skipUnlessBpf : priv.reason;
@@ -46,6 +47,8 @@ const REDIS_PORT = 6393;
 const METRICS_PORT = 9311;
 const BACKEND_PORT = 8080;
 const LATE = 4;
+/** The dispatchers route this Host to the back ends' IPv6 addresses (a splice keeps one family). */
+const V6_HOST = 'v6.cluster.test';
 
 type Spliced = Extract<DispatchEvent, { event: 'spliced' }>;
 interface Reply {
@@ -61,11 +64,12 @@ class Clients {
   private readonly replies: Reply[] = [];
   private waiter: (() => void) | undefined;
   readonly proc: ChildProcess;
-  constructor(bed: EcmpBed, node: string, sha: string) {
+  constructor(bed: EcmpBed, node: string, sha: string, family: 4 | 6 = 4) {
+    const [vip, host] = family === 4 ? [VIP4, 'cluster.test'] : [VIP6, V6_HOST];
     this.proc = bed.tb.spawn(
       node,
       process.execPath,
-      ['--import', 'tsx', resolve(ROOT, 'test/e2e/programs/cluster-clients.ts'), VIP4, '80', '/small.txt', sha],
+      ['--import', 'tsx', resolve(ROOT, 'test/e2e/programs/cluster-clients.ts'), vip, '80', '/small.txt', sha, host],
       { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
     );
     readline.createInterface({ input: this.proc.stdout! }).on('line', (l) => {
@@ -179,6 +183,8 @@ describe('a cluster of three LBs behind ECMP survives rehashes (issue 12)', { sk
             bed.lbAddress(lb, 4),
             '--vip',
             VIP4,
+            '--vip',
+            VIP6,
             '--metrics',
             `127.0.0.1:${METRICS_PORT}`,
           ],
@@ -188,23 +194,26 @@ describe('a cluster of three LBs behind ECMP survives rehashes (issue 12)', { sk
       await tb.exec(lb, 'ping', ['-4', '-c', '1', '-W', '1', tb.iface(lb, 'router').peer.v4], { timeoutMs: 5000 });
     }
     const backends = bed.backends.map((b) => `${tb.node(b).v4}:${BACKEND_PORT}`);
+    const backends6 = bed.backends.map((b) => `[${tb.node(b).v6}]:${BACKEND_PORT}`);
     for (const [lb, d] of daemons) {
       dispatchers.set(
         lb,
         await startDispatcher(
           tb,
           {
-            listen: `${VIP4}:80`,
+            listen: [`${VIP4}:80`, `[${VIP6}]:80`],
             api: { socketPath: d.socketPath },
-            pools: { web: { backends } },
-            routes: [{ pool: 'web' }],
+            pools: { web: { backends }, web6: { backends: backends6 } },
+            routes: [{ host: V6_HOST, pool: 'web6' }, { pool: 'web' }],
           },
           { node: lb },
         ),
       );
     }
     for (const c of bed.clients) {
-      const cap = tb.spawn(c, 'tcpdump', ['-i', 'any', '-nn', '-l', 'tcp[13] & 4 != 0'], {
+      // tcp[] reads IPv4 only: IPv6 TCP flags at 40 + 13 (no extension headers here).
+      const filter = 'tcp[13] & 4 != 0 or (ip6 and ip6[6] == 6 and ip6[53] & 4 != 0)';
+      const cap = tb.spawn(c, 'tcpdump', ['-i', 'any', '-nn', '-l', filter], {
         stdio: ['ignore', 'pipe', 'ignore'],
       });
       children.push(cap);
@@ -236,11 +245,12 @@ describe('a cluster of three LBs behind ECMP survives rehashes (issue 12)', { sk
     await bed?.destroy();
   });
 
-  test(`${CONNECTIONS} keep-alive connections are spliced, spread over the three LBs, and in every directory`, async (t) => {
+  test(`${CONNECTIONS} keep-alive connections (a third over IPv6) are spliced, spread over the three LBs, and in every directory`, async (t) => {
     const sha = createHash('sha256').update(SMALL).digest('hex');
     const n = bed.clients.length;
     for (const [i, c] of bed.clients.entries()) {
-      const cl = new Clients(bed, c, sha);
+      // The last client's connections are IPv6: forwarded in an IPv4 owner header (the cluster addresses).
+      const cl = new Clients(bed, c, sha, i === n - 1 ? 6 : 4);
       clients.push(cl);
       const want = Math.floor(CONNECTIONS / n) + (i < CONNECTIONS % n ? 1 : 0);
       const r = await cl.send(`open ${want}`, 60_000);
@@ -249,6 +259,8 @@ describe('a cluster of three LBs behind ECMP survives rehashes (issue 12)', { sk
     }
     await eventually(`${CONNECTIONS} spliced`, () => spliced().length === CONNECTIONS);
     assert.deepEqual(failures(), [], 'no rejected or fallback connection');
+    const v6 = spliced().filter((s) => s.client.split(':').length > 2).length;
+    assert.equal(v6, Math.floor(CONNECTIONS / n), "the last client's connections spliced over IPv6");
     const per = Object.fromEntries(bed.lbs.map((lb) => [lb, spliced().filter((s) => s.lb === lb).length]));
     t.diagnostic(`spliced per LB: ${JSON.stringify(per)}`);
     // The router's L4 hash spreads them: ~67 each expected; 15% leaves room for its variance.

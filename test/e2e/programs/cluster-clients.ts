@@ -3,7 +3,7 @@
  * stdin for the cluster rehash test: every answer is checked byte-exact
  * (SHA-256 of the body) and every reset or unexpected close is reported.
  *
- *   cluster-clients.ts <ip> <port> <path> <body-sha256>
+ *   cluster-clients.ts <ip> <port> <path> <body-sha256> [<host>]
  *   stdin:  open <n>   n new connections, one request each (20 at a time)
  *           connect    one new connection, no request yet: prints when it is established
  *           round      one request on every connection, all at once
@@ -18,9 +18,9 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import readline from 'node:readline';
 
-const [ip, portArg, path, sha] = process.argv.slice(2);
+const [ip, portArg, path, sha, host = 'cluster.test'] = process.argv.slice(2);
 if (!ip || !portArg || !path || !sha) {
-  process.stderr.write('usage: cluster-clients.ts <ip> <port> <path> <body-sha256>\n');
+  process.stderr.write('usage: cluster-clients.ts <ip> <port> <path> <body-sha256> [<host>]\n');
   process.exit(2);
 }
 const port = Number(portArg);
@@ -96,7 +96,7 @@ function request(c: Conn): Promise<string | undefined> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => settle(c, 'timeout'), ANSWER_MS);
     c.pending = { resolve, timer };
-    c.s.write(`GET ${path} HTTP/1.1\r\nHost: cluster.test\r\n\r\n`);
+    c.s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
   });
 }
 

@@ -13,7 +13,7 @@ BPF_HDR    := $(shell find bpf/include bpf/lib -name '*.h' 2>/dev/null)
 # Every test file; `make test TESTS=test/unit/x.test.ts` runs a subset.
 TESTS      ?= $(shell find test/unit test/datapath test/e2e test/cli test/sdk test/api test/store -name '*.test.ts' | sort)
 
-.PHONY: all bpf ts lint format setup test demo bench clean distclean
+.PHONY: all bpf ts lint format setup test demo demo-cluster bench clean distclean
 
 all: bpf ts
 
@@ -62,6 +62,11 @@ test: setup
 demo: setup
 	@$(MAKE) --no-print-directory all
 	node --import tsx scripts/demo.ts
+
+# The cluster block of the demo alone: 2 LBs + Redis behind ECMP, a rehash survived.
+demo-cluster: setup
+	@$(MAKE) --no-print-directory all
+	node --import tsx scripts/demo-cluster.ts
 
 # Benchmarks (docs/benchmarks.md): `make bench` runs the full suite (at most
 # 10 minutes on 2 cores; results in bench/results/<date>/), `make bench-quick`

@@ -97,12 +97,13 @@ int baton_xdp(struct xdp_md *ctx)
 	int verdict;
 	/* BEGIN owner forwarding (004, lib/owner.h): NULL when off. */
 	const struct baton_owner_config *oc = owner_config();
+	struct baton_peer_addr from = {};
 	__u8 hops = 0;
 
 	if (oc) {
 		/* An owner header from a peer is removed here, and the inner
 		 * packet goes on exactly as if it had arrived directly. */
-		verdict = owner_ingress(ctx, oc, &hops, &reason);
+		verdict = owner_ingress(ctx, oc, &hops, &from, &reason);
 		if (verdict != OWNER_CONTINUE)
 			goto count_none;
 	}
@@ -123,7 +124,7 @@ int baton_xdp(struct xdp_md *ctx)
 	if (!f) {
 		/* BEGIN owner forwarding: second chance, never a RST. */
 		if (oc) {
-			verdict = owner_no_flow(ctx, &p, oc, hops, &reason);
+			verdict = owner_no_flow(ctx, &p, oc, hops, &from, &reason);
 			if (verdict != OWNER_CONTINUE)
 				goto count_none;
 		}

@@ -13,6 +13,8 @@
  * a request boundary (`POST /v1/splices/{id}/handoffs`). The demo prints who
  * served what, the handoff count and latency read from /metrics, and tears
  * everything down (daemon stopped, `baton down`, namespaces removed).
+ * Then the cluster block (scripts/demo-cluster.ts, `make demo-cluster`
+ * alone): two LBs and Redis behind an ECMP router, a rehash survived.
  */
 import { bpfUnavailableReason } from '../control/bpf/probe.js';
 import { createClient } from '../control/sdk/client.js';
@@ -24,6 +26,7 @@ import { startDispatcher } from '../lab/launch/dispatcher.js';
 import { startNginx } from '../lab/launch/nginx.js';
 import { BPF_DIR } from '../lab/paths.js';
 import { canRunPrivileged, createTestbed, starTopology, VIP4 } from '../lab/testbed/index.js';
+import { clusterDemo } from './demo-cluster.js';
 
 const METRICS = '127.0.0.1:9300';
 
@@ -180,10 +183,16 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    process.stderr.write(`baton demo failed: ${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exit(1);
-  },
-);
+main()
+  .then(async (code) => {
+    if (code !== 0) return code;
+    say(); // Several LBs (issue 12): one next hop removed mid-download, the download completes.
+    return clusterDemo(say);
+  })
+  .then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(`baton demo failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+      process.exit(1);
+    },
+  );

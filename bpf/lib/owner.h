@@ -88,14 +88,29 @@ static __always_inline int owner_local_socket(ctx_t *ctx, const struct baton_pkt
 	return found;
 }
 
+static __always_inline int owner_peer_eq(const struct baton_peer_addr *a, const struct baton_peer_addr *b)
+{
+	return a->family == b->family && a->addr[0] == b->addr[0] && a->addr[1] == b->addr[1] &&
+	       a->addr[2] == b->addr[2] && a->addr[3] == b->addr[3];
+}
+
 /* A TCP segment that matched no entry. SYNs and segments for addresses
  * that are not VIPs, or that a local socket takes, carry on as before
  * (OWNER_CONTINUE). Any other segment for a VIP belongs to a connection
  * some other LB holds (a hash change moved it here before the directory
  * told us): it goes to this flow's second-chance peer, hop-limited, or is
- * dropped (no_owner) — never to the stack, which would reset it. */
+ * dropped (no_owner) — never to the stack, which would reset it.
+ *
+ * A segment that came on a second chance (`from`: the peer that sent it)
+ * is never sent back there: with three LBs A, B, C and the owner C, A's
+ * bucket may say B and B's the same bucket A, and the segment would bounce
+ * A-B-A until the hop limit while C never sees it (a connection made just
+ * before a hash change, in no directory yet, would hang for good). Then the
+ * neighbouring bucket is taken, which the control plane fills with another
+ * peer whenever there are two (round robin); with none other it is dropped
+ * (no_owner). With two or three LBs every peer is tried within the limit. */
 static __always_inline int owner_no_flow(ctx_t *ctx, const struct baton_pkt *p, const struct baton_owner_config *c,
-					 __u8 hops, __u32 *reason)
+					 __u8 hops, const struct baton_peer_addr *from, __u32 *reason)
 {
 	struct baton_vip_key vk = {};
 	const struct baton_peer_addr *to;
@@ -114,6 +129,12 @@ static __always_inline int owner_no_flow(ctx_t *ctx, const struct baton_pkt *p, 
 		return OWNER_CONTINUE;
 	bucket = owner_flow_hash(&p->key) & (BATON_SECOND_CHANCE_BUCKETS - 1);
 	to = bpf_map_lookup_elem(&baton_second_chance, &bucket);
+	if (to && hops && owner_peer_eq(to, from)) {
+		bucket ^= 1;
+		to = bpf_map_lookup_elem(&baton_second_chance, &bucket);
+		if (to && owner_peer_eq(to, from))
+			to = 0;
+	}
 	if (!to || !to->family) {
 		*reason = BATON_R_DROP_NO_OWNER;
 		return CTX_DROP;

@@ -14,15 +14,16 @@
 
 /* An owner header addressed to this LB: checked (peer, version, hops,
  * lengths) and removed, so the inner packet goes through the same code as
- * one that arrived directly; *hops is the header's count. Returns
+ * one that arrived directly; *hops is the header's count and *from the
+ * peer that sent it (left zero for a packet that arrived directly). Returns
  * OWNER_CONTINUE (header removed, or no owner header: carry on), or a
  * drop verdict with *reason set. */
-static __always_inline int owner_ingress(ctx_t *ctx, const struct baton_owner_config *c, __u8 *hops, __u32 *reason)
+static __always_inline int owner_ingress(ctx_t *ctx, const struct baton_owner_config *c, __u8 *hops,
+					 struct baton_peer_addr *from, __u32 *reason)
 {
 	void *data = ctx_data(ctx);
 	void *end = ctx_data_end(ctx);
 	struct ethhdr *eth = data;
-	struct baton_peer_addr from = {};
 	struct baton_owner_hdr *o;
 	struct udphdr *u;
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN], ver;
@@ -41,8 +42,8 @@ static __always_inline int owner_ingress(ctx_t *ctx, const struct baton_owner_co
 		u = (void *)(ip + 1);
 		if ((void *)(u + 1) > end || u->dest != c->udp_port)
 			return OWNER_CONTINUE;
-		from.family = BATON_AF_INET;
-		from.addr[0] = ip->saddr;
+		from->family = BATON_AF_INET;
+		from->addr[0] = ip->saddr;
 		olen = sizeof(*ip) + sizeof(*u) + sizeof(*o);
 		if (bpf_ntohs(ip->tot_len) < olen || data + sizeof(*eth) + bpf_ntohs(ip->tot_len) > end)
 			goto malformed;
@@ -58,8 +59,8 @@ static __always_inline int owner_ingress(ctx_t *ctx, const struct baton_owner_co
 		u = (void *)(ip6 + 1);
 		if ((void *)(u + 1) > end || u->dest != c->udp_port)
 			return OWNER_CONTINUE;
-		from.family = BATON_AF_INET6;
-		__builtin_memcpy(from.addr, &ip6->saddr, 16);
+		from->family = BATON_AF_INET6;
+		__builtin_memcpy(from->addr, &ip6->saddr, 16);
 		olen = sizeof(*ip6) + sizeof(*u) + sizeof(*o);
 		if (bpf_ntohs(ip6->payload_len) + sizeof(*ip6) < olen ||
 		    data + sizeof(*eth) + sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > end)
@@ -70,7 +71,7 @@ static __always_inline int owner_ingress(ctx_t *ctx, const struct baton_owner_co
 	}
 
 	/* Addressed to us on our port: from here on it is ours to judge. */
-	if (!bpf_map_lookup_elem(&baton_peers, &from)) {
+	if (!bpf_map_lookup_elem(&baton_peers, from)) {
 		*reason = BATON_R_DROP_OWNER_NOT_PEER;
 		return CTX_DROP;
 	}

@@ -26,6 +26,20 @@ export interface DatapathOwners extends OwnerEntries {
   readonly installedCount: number;
 }
 
+/**
+ * The second-chance buckets over the live peers' addresses (pure): round
+ * robin in address order (the same whatever order peers came in), each peer
+ * gets an equal share. The datapath relies on neighbouring buckets (b and
+ * b ^ 1) naming different peers whenever there are two or more: a segment
+ * that came on a second chance is never sent back where it came from, and
+ * takes the neighbouring bucket instead (bpf/lib/owner.h, owner_no_flow).
+ * No peer: every bucket empty (such segments are dropped, no_owner).
+ */
+export function secondChancePlan(addresses: readonly string[]): Array<string | undefined> {
+  const live = [...new Set(addresses)].sort();
+  return Array.from({ length: SECOND_CHANCE_BUCKETS }, (_, b) => live[b % live.length]);
+}
+
 const keyOf = (c: OwnedConnection) => ({ src: c.client.ip, dst: c.vip.ip, sport: c.client.port, dport: c.vip.port });
 
 export function datapathOwners(table: FlowTable, maps: OwnerMaps, onError: (err: BatonError) => void): DatapathOwners {
@@ -76,9 +90,9 @@ export function datapathOwners(table: FlowTable, maps: OwnerMaps, onError: (err:
           if (!indexOf.has(id)) indexOf.set(id, indexOf.size + 1);
           maps.peers.add(info.address, indexOf.get(id) as number);
         }
-        // Second chance: every bucket to some live peer, round robin (none: dropped, no_owner).
-        const live = [...peers.values()].map((p) => p.address).sort();
-        for (let b = 0; b < SECOND_CHANCE_BUCKETS; b++) maps.secondChance.set(b, live[b % live.length]);
+        // Second chance: every bucket to some live peer (none: dropped, no_owner).
+        for (const [b, address] of secondChancePlan([...peers.values()].map((p) => p.address)).entries())
+          maps.secondChance.set(b, address);
       } catch (err) {
         onError(err as BatonError);
       }

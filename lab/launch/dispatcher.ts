@@ -18,11 +18,11 @@ export interface DispatcherProc {
   stop(): Promise<void>;
 }
 
-/** Starts the dispatcher in the LB node (as `opts.uid`, default root); resolves once it reports ready. */
+/** Starts the dispatcher in the LB node (`opts.node`, default "lb"; as `opts.uid`, default root); resolves once it reports ready. */
 export async function startDispatcher(
   tb: Testbed,
   cfg: DispatcherConfig,
-  opts: { uid?: number } = {},
+  opts: { uid?: number; node?: string } = {},
 ): Promise<DispatcherProc> {
   const argv = [
     process.execPath,
@@ -33,7 +33,7 @@ export async function startDispatcher(
     JSON.stringify(cfg),
   ];
   const [cmd, args] = opts.uid === undefined ? [argv[0] as string, argv.slice(1)] : asUser(opts.uid, argv);
-  const proc = tb.spawn('lb', cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = tb.spawn(opts.node ?? 'lb', cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const events: DispatchEvent[] = [];
   const errs: string[] = [];
   proc.stderr?.on('data', (d: Buffer) => errs.push(d.toString()));

@@ -39,6 +39,8 @@ import { buildPacket, type PacketSpec, parsePacket, verifyChecksums } from '../l
 
 const LB_A = '198.18.5.1';
 const LB_B = '198.18.5.2';
+/** a third LB, for where B sends a second chance that A sent it */
+const LB_C = '198.18.5.3';
 const LB_A6 = '2001:db8:5::1';
 const LB_B6 = '2001:db8:5::2';
 const STRANGER = '198.18.5.9';
@@ -411,8 +413,11 @@ describe('owner forwarding fixtures', { skip: skipUnlessBpf }, () => {
       runFixture(a.obj, ns, { name: 'self', input: inner(stray), verdict: 'DROP', reason: 'no_owner' });
     });
 
-    test('at B, a second-chance packet that B cannot place either goes on hop-limited, then dies', () => {
-      b.owner.secondChance.set(secondChanceBucket(keyBytes(stray)), LB_A);
+    test('at B, a second-chance packet that B cannot place either goes on hop-limited to another peer, then dies', () => {
+      const bucket = secondChanceBucket(keyBytes(stray));
+      // B's peers A and C, round robin over the buckets as the control plane fills them.
+      b.owner.secondChance.set(bucket, LB_C);
+      b.owner.secondChance.set(bucket ^ 1, LB_A);
       b.owner.vips.add(VIP);
       try {
         const at = arriving(encapsulated(stray, { from: LB_A, to: LB_B, hops: 1 }));
@@ -421,7 +426,7 @@ describe('owner forwarding fixtures', { skip: skipUnlessBpf }, () => {
           input: at,
           verdict: 'REDIRECT',
           reason: 'second_chance',
-          output: encapsulated(stray, { from: LB_B, to: LB_A, hops: 2 }),
+          output: encapsulated(stray, { from: LB_B, to: LB_C, hops: 2 }),
         });
         const f3 = Buffer.from(at);
         f3.writeUInt8(3, 14 + 28 + 1);
@@ -433,6 +438,45 @@ describe('owner forwarding fixtures', { skip: skipUnlessBpf }, () => {
           reason: 'owner_hop_limit',
           output: inner(stray),
           checksumsValid: false,
+        });
+      } finally {
+        b.owner.secondChance.setAll(undefined);
+        b.owner.vips.remove(VIP);
+      }
+    });
+
+    test('at B, a second chance is never sent back to the peer it came from: the neighbouring bucket, else dropped', () => {
+      const bucket = secondChanceBucket(keyBytes(stray));
+      // Without this, with owner C: A's bucket says B, B's says A, and the segment bounces
+      // A-B-A until the hop limit while C never sees it.
+      b.owner.secondChance.set(bucket, LB_A);
+      b.owner.secondChance.set(bucket ^ 1, LB_C);
+      b.owner.vips.add(VIP);
+      try {
+        const at = arriving(encapsulated(stray, { from: LB_A, to: LB_B, hops: 1 }));
+        runFixture(b.obj, ns, {
+          name: 'not back to A: on to C',
+          input: at,
+          verdict: 'REDIRECT',
+          reason: 'second_chance',
+          output: encapsulated(stray, { from: LB_B, to: LB_C, hops: 2 }),
+        });
+        // Two LBs: B's only peer is A, the sender: nowhere else to try.
+        b.owner.secondChance.set(bucket ^ 1, LB_A);
+        runFixture(b.obj, ns, {
+          name: 'only A: dropped',
+          input: at,
+          verdict: 'DROP',
+          reason: 'no_owner',
+          output: inner(stray), // the header was removed before the decision
+        });
+        // Arrived directly (hops 0), the bucket's peer is used as it is.
+        runFixture(b.obj, ns, {
+          name: 'direct: to A',
+          input: buildPacket(inner(stray)),
+          verdict: 'REDIRECT',
+          reason: 'second_chance',
+          output: encapsulated(stray, { from: LB_B, to: LB_A, hops: 1 }),
         });
       } finally {
         b.owner.secondChance.setAll(undefined);

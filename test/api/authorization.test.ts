@@ -11,7 +11,7 @@ import { buildApi } from '../../control/api/app.js';
 import { Authorizer, type ProcSource, procfs } from '../../control/service/authorize.js';
 import { SpliceService } from '../../control/service/splice-service.js';
 import type { PeerCred } from '../../control/sys/peercred.js';
-import { assertProblem, fakeRecord, fdOf, openFds, StubSplicer, type TcpPair, tcpPair } from './lib.js';
+import { assertProblem, descriptorsOf, fakeRecord, fdOf, StubSplicer, type TcpPair, tcpPair } from './lib.js';
 
 const NOBODY: PeerCred = { pid: process.pid, uid: 65534, gid: 65534 };
 const TOKEN = 'authorization-test-token-0123';
@@ -57,7 +57,7 @@ describe('authorization through the routes', () => {
 
   test("403 FORBIDDEN_PROCESS for a root-owned pid's descriptors, before any is taken (both forms, every batch item)", async () => {
     const app = await appAs(NOBODY);
-    const fds = openFds();
+    const copies = descriptorsOf(pair.accepted, pair.connected, pair.server);
     const p = assertProblem(
       await app.inject({ method: 'POST', url: '/v1/splices', payload: byFd() }),
       403,
@@ -93,7 +93,11 @@ describe('authorization through the routes', () => {
       ],
     );
     assert.deepEqual(stub.calls, [], 'nothing reached the splicer');
-    assert.equal(openFds(), fds, 'no descriptor was taken (or leaked)');
+    assert.equal(
+      descriptorsOf(pair.accepted, pair.connected, pair.server),
+      copies,
+      'no descriptor of the named sockets was taken (or leaked)',
+    );
     assertProblem(
       await app.inject({
         method: 'POST',

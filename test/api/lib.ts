@@ -38,6 +38,22 @@ export const openFds = (): number =>
     }
   }).length;
 
+/**
+ * How many of this process's descriptors refer to these sockets: a copy taken
+ * with pidfd_getfd points at the same socket inode as the original, so this
+ * counts copies, whatever else the process opens meanwhile (libuv, fastify).
+ */
+export const descriptorsOf = (...sockets: Array<net.Socket | net.Server>): number => {
+  const targets = new Set(sockets.map((s) => readlinkSync(`/proc/self/fd/${fdOf(s)}`)));
+  return readdirSync('/proc/self/fd').filter((n) => {
+    try {
+      return targets.has(readlinkSync(`/proc/self/fd/${n}`));
+    } catch {
+      return false; // the directory's own descriptor, gone already
+    }
+  }).length;
+};
+
 export interface TcpPair {
   server: net.Server;
   /** The accepted socket (what a front end's client socket is: local = listen address). */

@@ -53,6 +53,12 @@ export const ERRORS = {
   AGENT_UNREACHABLE: { status: 503, title: "The back end's agent cannot be reached or did not answer" },
   AGENT_UNAUTHENTICATED: { status: 502, title: "The agent refused this LB's shared secret, or is not a baton agent" },
   AGENT_REFUSED: { status: 502, title: 'The agent refused the migration; the LB still holds the connection' },
+  // control/service/migrate-service.ts: POST /v1/migrations on an LB.
+  MIGRATE_DISABLED: {
+    status: 503,
+    title: 'This LB migrates no connections (started without --agent and --agent-secret-file)',
+  },
+  AGENT_UNKNOWN: { status: 400, title: "The agent is not one of this LB's --agent addresses" },
   // control/agent/down.ts: `baton agent down` while the agent still serves its app socket.
   AGENT_RUNNING: { status: 409, title: 'A baton agent is running on this host; stop it before tearing it down' },
 } as const;

@@ -40,7 +40,9 @@ export interface AgentConfig {
   reclaimLingerMs: number;
 }
 
-export const DEFAULT_AGENT_LISTEN = { host: '0.0.0.0', port: 7400 };
+/** Where LBs deliver blobs unless told otherwise (the dispatcher's migrate pools assume it too). */
+export const DEFAULT_AGENT_PORT = 7400;
+export const DEFAULT_AGENT_LISTEN = { host: '0.0.0.0', port: DEFAULT_AGENT_PORT };
 export const DEFAULT_AGENT_METRICS = { host: '127.0.0.1', port: 9400 };
 export const DEFAULT_APP_SOCKET = '/run/baton/agent.sock';
 export const DEFAULT_AGENT_PIN_DIR = '/sys/fs/bpf/baton-agent';

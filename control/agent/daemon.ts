@@ -3,13 +3,11 @@
  * and SIGINT stop taking blobs and apps (connections already handed to apps
  * are the apps' and keep working).
  */
-import { readFileSync, statSync } from 'node:fs';
 import { ifindexOf, preparePinDir } from '../daemon/pins.js';
 import { AgentDatapath } from '../datapath/agent-datapath.js';
-import { BatonError } from '../errors.js';
 import { Agent } from './agent.js';
 import { agentHelp, loadAgentConfig } from './config.js';
-import { HandshakeError, parseSecret } from './handshake.js';
+import { readSecretFile } from './handshake.js';
 import { reclaimFids } from './reclaim.js';
 
 /** How often finished connections' flow-id mappings are looked for. */
@@ -25,22 +23,7 @@ export async function agentCommand(
     return 0;
   }
   const cfg = loadAgentConfig(argv, env);
-  const path = cfg.peerSecretFile as string;
-  let secret: Buffer;
-  try {
-    // A secret others can read lets them deliver live connections into this host's apps.
-    if ((statSync(path).mode & 0o077) !== 0)
-      throw new BatonError(
-        'CONFIG_INVALID',
-        `the peer secret ${path} is open to group or others; chmod 600 ${path} (and chown it to the agent's user)`,
-        'secret_exposed',
-      );
-    secret = parseSecret(readFileSync(path), path);
-  } catch (e) {
-    if (e instanceof BatonError) throw e;
-    if (e instanceof HandshakeError) throw new BatonError('CONFIG_INVALID', e.message, 'weak_secret');
-    throw new BatonError('CONFIG_INVALID', `cannot read the peer secret ${path}: ${(e as Error).message}`, 'no_secret');
-  }
+  const secret = readSecretFile(cfg.peerSecretFile as string, '--peer-secret-file');
   // The datapath first: a blob with a flow-id mapping is only accepted once the program restores and holds.
   let dp: AgentDatapath | undefined;
   if (cfg.interfaces.length > 0) {

@@ -15,6 +15,8 @@
  * Pure functions only: the sockets are in channel.ts and agent-client.ts.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { BatonError } from '../errors.js';
 
 export const HANDSHAKE_VERSION = 1;
 export const NONCE_BYTES = 32;
@@ -104,4 +106,30 @@ export function parseSecret(text: Buffer, path: string): Buffer {
       `the peer secret in ${path} is ${s.length} bytes; use at least ${MIN_SECRET_BYTES} (e.g. openssl rand -hex 32 > ${path})`,
     );
   return s;
+}
+
+/**
+ * The shared secret of an LB and its agents, from its file (`baton agent
+ * --peer-secret-file`, `baton lb --agent-secret-file`): the file must be
+ * readable by its owner only, because whoever holds the secret can deliver
+ * live connections into the back end's apps. CONFIG_INVALID otherwise.
+ */
+export function readSecretFile(path: string, flag: string): Buffer {
+  try {
+    if ((statSync(path).mode & 0o077) !== 0)
+      throw new BatonError(
+        'CONFIG_INVALID',
+        `the peer secret ${path} (${flag}) is open to group or others; chmod 600 ${path} (and chown it to the daemon's user)`,
+        'secret_exposed',
+      );
+    return parseSecret(readFileSync(path), path);
+  } catch (e) {
+    if (e instanceof BatonError) throw e;
+    if (e instanceof HandshakeError) throw new BatonError('CONFIG_INVALID', e.message, 'weak_secret');
+    throw new BatonError(
+      'CONFIG_INVALID',
+      `cannot read the peer secret ${path} (${flag}): ${(e as Error).message}`,
+      'no_secret',
+    );
+  }
 }

@@ -14,14 +14,16 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { BatonError } from '../errors.js';
+import { MigrateService } from '../service/migrate-service.js';
 import type { SpliceService } from '../service/splice-service.js';
 import { versionInfo } from '../service/version.js';
 import type { Transport } from '../sys/peercred.js';
 import { bearerChecker } from './auth.js';
 import { callerResolver } from './callers.js';
+import { migrateRoutes } from './migrate-routes.js';
 import { problemOf, sendProblem, toProblem } from './problem.js';
 import { spliceRoutes } from './routes.js';
-import { Health, Problem, ProblemResponses, Ready, Splice, Version } from './schemas.js';
+import { Health, Migration, Problem, ProblemResponses, Ready, Splice, Version } from './schemas.js';
 import { validatorCompiler } from './validator.js';
 
 /** Told about every answered request (the metrics implement it). `route` is the route pattern, never the raw URL. */
@@ -37,6 +39,8 @@ export interface RateLimitOptions {
 
 export interface ApiOptions {
   service: SpliceService;
+  /** POST /v1/migrations; without it the route answers MIGRATE_DISABLED. */
+  migrations?: MigrateService;
   /**
    * When set, every route but /healthz needs `Authorization: Bearer <token>`,
    * and a TCP caller that has it acts as the operator (root-equivalent).
@@ -140,6 +144,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     },
   });
   app.addSchema(Splice);
+  app.addSchema(Migration);
   app.addSchema(Problem);
 
   if (opts.rateLimit) {
@@ -214,5 +219,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     ...(opts.transportOf ? { transportOf: opts.transportOf } : {}),
   });
   await app.register(spliceRoutes, { service: opts.service, callerOf });
+  const migrations = opts.migrations ?? new MigrateService({ agents: [], operations: opts.service.operations });
+  await app.register(migrateRoutes, { service: migrations, callerOf });
   return app;
 }

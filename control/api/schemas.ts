@@ -9,8 +9,10 @@ import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import { ERRORS } from '../errors.js';
 import {
   DEFAULT_LIST_LIMIT,
+  DEFAULT_MIGRATE_TIMEOUT_MS,
   MAX_BATCH_ITEMS,
   MAX_LIST_LIMIT,
+  MAX_MIGRATE_TIMEOUT_MS,
   MAX_PREFIX_BASE64_CHARS,
   MAX_PREFIX_BYTES,
   MAX_QUIESCE_TIMEOUT_MS,
@@ -81,6 +83,47 @@ export const HandoffBody = Type.Object(
 export const BatchBody = Type.Object(
   { items: Type.Array(Type.Unknown(), { minItems: 1, maxItems: MAX_BATCH_ITEMS }) },
   { additionalProperties: false },
+);
+
+/** POST /v1/migrations (migrate mode): the client socket, the back end's agent, the bytes the front end read. */
+export const MigrationBody = Type.Object(
+  {
+    client: SocketRef,
+    agent: Address,
+    received: Type.Optional(
+      Type.String({
+        maxLength: MAX_PREFIX_BASE64_CHARS,
+        pattern: '^[A-Za-z0-9+/]*={0,2}$',
+        description: `base64 of the client bytes the front end has read (at most ${MAX_PREFIX_BYTES} bytes): the restored socket holds them unread`,
+      }),
+    ),
+    appProtocol: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\x21-\\x7e]+$', examples: ['http/1.1'] }),
+    ),
+    timeoutMs: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_MIGRATE_TIMEOUT_MS,
+        description: `how long the agent may take to confirm (default ${DEFAULT_MIGRATE_TIMEOUT_MS} ms)`,
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type MigrationBody = Static<typeof MigrationBody>;
+
+export const Migration = Type.Object(
+  {
+    id: Type.String({ description: 'migration id (decimal u64), as the agent and its app see it' }),
+    client: Type.String(),
+    vip: Type.String(),
+    agent: Type.String(),
+    backend: Type.String({ description: "where the client's segments go from now on (the agent's IP)" }),
+    flowId: Type.Integer({ description: 'the flow id in the ports of the forwarded segments' }),
+    queuedBytes: Type.Integer({ description: 'received bytes the restored socket holds unread' }),
+    durationUs: Type.Integer({ description: "request received to the LB's socket released" }),
+  },
+  { $id: 'Migration' },
 );
 
 export const IdParams = Type.Object({ id: Id });

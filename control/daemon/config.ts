@@ -10,7 +10,7 @@ import { OWNER_PORT_DEFAULT } from '../datapath/abi-owner.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
 import { DEFAULT_API_SOCKET } from '../sdk/endpoint.js';
-import { canonicalIp } from '../service/endpoint.js';
+import { canonicalIp, formatEndpoint } from '../service/endpoint.js';
 import { SWEEPER_DEFAULTS } from '../splice/sweeper.js';
 import { parseStoreUrl } from '../store/redis-url.js';
 import { STORE_LIMITS } from '../store/store.js';
@@ -74,6 +74,12 @@ export interface DaemonConfig {
   vips: string[];
   /** A registration not refreshed for this long expires (ms): how fast a dead LB disappears. */
   peerTtlMs: number;
+  /** Migrate mode: the back ends' agents ("ip:port", canonical) this LB may migrate connections to; empty: none. */
+  agents: string[];
+  /** The secret this LB proves to its agents (the agents' --peer-secret-file); required with agents. */
+  agentSecretFile: string | undefined;
+  /** This LB's address in the flow-id mappings it sends (default: clusterAddress). */
+  migrateAddress: string | undefined;
 }
 
 export const OPTIONS: OptionTable<DaemonConfig> = {
@@ -291,6 +297,40 @@ export const OPTIONS: OptionTable<DaemonConfig> = {
     },
     help: "how long a peer's registration lives without a refresh: how fast a dead LB is forgotten",
   },
+  agents: {
+    key: 'agents',
+    flag: 'agent',
+    multiple: true,
+    env: 'BATON_AGENTS',
+    default: [],
+    parse: (t) =>
+      list(t).map((a) => {
+        const ep = hostPort(a);
+        return formatEndpoint({ ip: ep.host, port: ep.port });
+      }),
+    parseJson: (v) => {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))
+        throw new Error('expected an array of "ip:port" agent addresses');
+      return OPTIONS.agents.parse(v.join(','));
+    },
+    help: "migrate mode: a back end's agent (ip:port of its blob endpoint; the IP is the back end's) this LB may migrate connections to (repeatable)",
+  },
+  agentSecretFile: {
+    key: 'agentSecretFile',
+    flag: 'agent-secret-file',
+    env: 'BATON_AGENT_SECRET_FILE',
+    default: undefined,
+    parse: (t) => (t.startsWith('/') ? t : fail('expected an absolute path')),
+    help: 'file with the secret shared with the agents (their --peer-secret-file; mode 0600); required with --agent',
+  },
+  migrateAddress: {
+    key: 'migrateAddress',
+    flag: 'migrate-address',
+    env: 'BATON_MIGRATE_ADDRESS',
+    default: undefined,
+    parse: (t) => canonicalIp(t.trim())?.ip ?? fail('expected an IPv4 or IPv6 address'),
+    help: "this LB's address in the flow-id mappings its migrations carry (default: --cluster-address; required with --agent otherwise)",
+  },
 };
 
 const LB: Daemon = {
@@ -318,6 +358,20 @@ export function checkRunnable(cfg: DaemonConfig): void {
       'CONFIG_INVALID',
       "--store makes this LB a cluster member, and its peers need the address to forward packets to: set --cluster-address <this LB's IP on the network between LBs> (BATON_CLUSTER_ADDRESS)",
       'no_cluster_address',
+    );
+  }
+  if (cfg.agents.length > 0 && cfg.agentSecretFile === undefined) {
+    throw new BatonError(
+      'CONFIG_INVALID',
+      '--agent names back ends to migrate connections to, and their agents accept only LBs that prove the shared secret: set --agent-secret-file <the file given to the agents as --peer-secret-file> (BATON_AGENT_SECRET_FILE)',
+      'no_agent_secret',
+    );
+  }
+  if (cfg.agents.length > 0 && (cfg.migrateAddress ?? cfg.clusterAddress) === undefined) {
+    throw new BatonError(
+      'CONFIG_INVALID',
+      "--agent needs this LB's address for the flow-id mappings it sends: set --migrate-address <this LB's IP toward the back ends> (or --cluster-address)",
+      'no_migrate_address',
     );
   }
   checkApiAuth(cfg);

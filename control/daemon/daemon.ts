@@ -17,13 +17,16 @@
 import { existsSync, rmSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
+import { readSecretFile } from '../agent/handshake.js';
 import { buildApi, INSECURE_WARNING } from '../api/app.js';
 import { Datapath } from '../datapath/datapath.js';
 import { forgetProfileRecords } from '../datapath/profile-egress.js';
 import { BatonMetrics } from '../metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
+import { FlowIdSwitch } from '../migrate/flow-switch.js';
 import { datapathOwners } from '../owner/datapath-owners.js';
 import { type LbCluster, startLbCluster } from '../owner/lb-cluster.js';
+import { MigrateService } from '../service/migrate-service.js';
 import { SpliceService } from '../service/splice-service.js';
 import { versionInfo } from '../service/version.js';
 import { Splicer } from '../splice/splicer.js';
@@ -89,6 +92,9 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       : undefined;
   if ('path' in config.api && apiGid !== undefined) prepareApiDir(config.api.path, apiGid);
   preparePinDir(config.pinDir);
+  // Migrate mode's secret before anything is loaded: a bad file fails the start, not the first migration.
+  const agentSecret =
+    config.agents.length > 0 ? readSecretFile(config.agentSecretFile as string, '--agent-secret-file') : undefined;
   const dp = await Datapath.load({
     flowsCapacity: config.tableCapacity,
     pinDir: config.pinDir,
@@ -100,8 +106,10 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
   let metricsServer: MetricsServer | undefined;
   let sweeper: Sweeper | undefined;
   let lbCluster: LbCluster | undefined;
+  let closeMigrations: (() => void) | undefined;
   const releaseDatapath = () => {
     sweeper?.stop();
+    closeMigrations?.();
     for (const a of attachments.splice(0)) a.link.release(); // the pin keeps the attachment
     forgetProfileRecords();
     dp.close({ keepPinned: true });
@@ -135,11 +143,24 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       },
     });
     metrics.watch(service);
+    // Migrate mode (--agent): flow ids and MIGRATED entries in this LB's table, one channel per agent.
+    const migrations = new MigrateService({
+      agents: config.agents,
+      operations: service.operations,
+      ...(agentSecret
+        ? {
+            secret: agentSecret,
+            flowSwitch: new FlowIdSwitch(dp.table, (config.migrateAddress ?? config.clusterAddress) as string),
+          }
+        : {}),
+    });
+    closeMigrations = () => migrations.close();
     sweeper = startSweeper(splicer, { idleMs: config.idleTimeoutMs });
     sweeper.onReclaim = (_id, reason) => metrics.reclaimed(reason);
 
     app = await buildApi({
       service,
+      migrations,
       ...(config.token ? { token: config.token } : {}),
       ...(config.insecureNoAuth ? { insecureNoAuth: true } : {}),
       ...(config.rateLimit > 0 ? { rateLimit: { max: config.rateLimit, timeWindowMs: 1000 } } : {}),
@@ -216,7 +237,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     let closing: Promise<void> | undefined;
     const close = () =>
       (closing ??= (async () => {
-        await service.drain(); // new splices get SHUTTING_DOWN; those under way finish
+        await service.drain(); // new splices and migrations get SHUTTING_DOWN; those under way finish
         await splicer.settled(); // and the work they left in the background (pending bytes acknowledged)
         await running.close();
         // The connections keep flowing through this LB's datapath: peers keep

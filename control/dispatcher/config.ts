@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { DEFAULT_AGENT_PORT } from '../agent/config.js';
 import { formatAddress, splitAddress } from '../net/addr.js';
 import { MAX_PREFIX_BYTES } from '../service/limits.js';
 
@@ -24,10 +25,24 @@ export interface HostPort {
 }
 
 export interface PoolConfig {
+  /** "ip:port" of each back end's app (migrate pools: where a connection is relayed when its migration fails) */
   backends: string[];
-  /** idle pre-connected connections kept per back end (default 2) */
+  /** idle pre-connected connections kept per back end (default 2; migrate pools 0) */
   idle?: number;
+  /**
+   * "splice" (default): baton splices the client to a pooled back-end leg.
+   * "migrate": baton moves the client connection itself to the back end's
+   * agent (on the back end's IP, port `agentPort`); the back end answers
+   * the client directly and the LB only forwards the client's packets.
+   */
+  mode?: PoolMode;
+  /** migrate pools: the agents' blob port (default DEFAULT_AGENT_PORT, baton agent's) */
+  agentPort?: number;
 }
+
+export { DEFAULT_AGENT_PORT };
+export const POOL_MODES = ['splice', 'migrate'] as const;
+export type PoolMode = (typeof POOL_MODES)[number];
 
 export interface RouteConfig {
   /** exact host ("a.example") or suffix wildcard ("*.example"), case-insensitive, port ignored */
@@ -131,6 +146,12 @@ export function validateConfig(raw: unknown): DispatcherConfig {
       throw new ConfigError(`pools.${name}: expected {"backends": ["ip:port", ...]}`);
     for (const [i, b] of p.backends.entries()) parseHostPort(b, `pools.${name}.backends[${i}]`);
     positiveInt(p.idle, `pools.${name}.idle`);
+    if (p.mode !== undefined && !(POOL_MODES as readonly unknown[]).includes(p.mode))
+      throw new ConfigError(`pools.${name}.mode: expected ${POOL_MODES.map((m) => JSON.stringify(m)).join(' or ')}`);
+    const ap = positiveInt(p.agentPort, `pools.${name}.agentPort`);
+    if (ap !== undefined && (ap < 1 || ap > 65535)) throw new ConfigError(`pools.${name}.agentPort: expected 1..65535`);
+    if (ap !== undefined && p.mode !== 'migrate')
+      throw new ConfigError(`pools.${name}.agentPort: only migrate pools have agents (add "mode": "migrate")`);
   }
   if (!Array.isArray(raw.routes) || raw.routes.length === 0)
     throw new ConfigError('routes: expected a list, e.g. [{"pathPrefix": "/api/", "pool": "api"}, {"pool": "web"}]');

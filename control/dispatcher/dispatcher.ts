@@ -14,8 +14,9 @@
 import net from 'node:net';
 import { type BatonClient, createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
-import { splice } from '../sdk/splice.js';
+import { migrate, splice } from '../sdk/splice.js';
 import {
+  DEFAULT_AGENT_PORT,
   DEFAULT_HEADER_TIMEOUT_MS,
   DEFAULT_IDLE_PER_BACKEND,
   DEFAULT_MAX_HEADER_BYTES,
@@ -49,6 +50,15 @@ export type DispatchEvent =
       ms: number;
     } & RoutedConnection)
   | ({
+      event: 'migrated';
+      /** the back end's agent that took the connection */
+      agent: string;
+      /** migration id, as the agent's app sees it */
+      id: string;
+      flowId: number;
+      ms: number;
+    } & RoutedConnection)
+  | ({
       event: 'relayed';
       profile: string;
       /** the client's TCP options, as people name them */
@@ -63,11 +73,13 @@ export type DispatchEvent =
 export interface DispatcherStats {
   accepted: number;
   spliced: number;
+  /** moved to a back end's agent (migrate pools) */
+  migrated: number;
   relayed: number;
   rejected: number;
   /** connections served per back end ("ip:port"), spliced or relayed */
   byBackend: Record<string, number>;
-  /** relayed / (spliced + relayed); 0 before any connection */
+  /** relayed / (spliced + migrated + relayed); 0 before any connection */
   relayedFraction: number;
   /** per back-end leg profile key ('' = the LB's defaults): pool hits/misses, spliced, relayed */
   byProfile: Record<string, LaneStats & { spliced: number; relayed: number }>;
@@ -99,7 +111,11 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
   const emit = deps.onEvent ?? (() => {});
   const api = deps.client ?? createClient({ ...cfg.api });
   const pools = new Map(
-    Object.entries(cfg.pools).map(([name, p]) => [name, new BackendPool(name, p, p.idle ?? DEFAULT_IDLE_PER_BACKEND)]),
+    Object.entries(cfg.pools).map(([name, p]) => [
+      name,
+      // Migrate pools connect to a back end only to relay a connection whose migration failed.
+      new BackendPool(name, p, p.idle ?? (p.mode === 'migrate' ? 0 : DEFAULT_IDLE_PER_BACKEND)),
+    ]),
   );
   const listens = (Array.isArray(cfg.listen) ? cfg.listen : [cfg.listen]).map((l, i) =>
     parseHostPort(l, `listen[${i}]`),
@@ -109,6 +125,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
   const stats: DispatcherStats = {
     accepted: 0,
     spliced: 0,
+    migrated: 0,
     relayed: 0,
     rejected: 0,
     byBackend: {},
@@ -148,6 +165,9 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       );
     // The config is validated so that every route names a pool.
     const pool = pools.get(route.pool) as BackendPool;
+    const poolCfg = cfg.pools[route.pool];
+    if (poolCfg?.mode === 'migrate')
+      return migrateOrRelay(conn, peer, client, head, pool, poolCfg.agentPort ?? DEFAULT_AGENT_PORT);
     // The back-end leg is opened with the client's option profile, so the
     // two legs agree and baton can splice them (profile.ts).
     let profile: ClientProfile | undefined;
@@ -224,6 +244,71 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     relay(conn, peer, client, up.socket, head.bytes);
   }
 
+  /**
+   * Migrate pools: baton moves the client connection to the next back end's
+   * agent, whose app reads the first request from the socket and answers
+   * the client directly. When baton cannot (agent down or refusing, the
+   * socket not capturable), the connection is still ours, untouched: it is
+   * relayed to the same back end's app.
+   */
+  async function migrateOrRelay(
+    conn: number,
+    peer: string,
+    client: net.Socket,
+    head: RequestHead,
+    pool: BackendPool,
+    agentPort: number,
+  ): Promise<void> {
+    const b = pool.pick();
+    const agent = formatHostPort({ host: b.host, port: agentPort });
+    const where = { conn, client: peer, host: head.host, path: head.path, pool: pool.name, backend: b.name };
+    if (cfg.splice !== false) {
+      const t0 = performance.now();
+      try {
+        const m = await migrate(client, { agent, received: head.bytes, appProtocol: 'http/1.1', client: api });
+        stats.migrated++;
+        stats.byBackend[b.name] = (stats.byBackend[b.name] ?? 0) + 1;
+        emit({
+          event: 'migrated',
+          ...where,
+          agent,
+          id: m.id,
+          flowId: m.flowId,
+          ms: +(performance.now() - t0).toFixed(3),
+        });
+        return;
+      } catch (e) {
+        // migrate() gives the socket back untouched on every error, so relaying is always safe.
+        const err = e instanceof BatonApiError ? e : undefined;
+        emit({
+          event: 'relayed',
+          ...where,
+          profile: '',
+          code: err?.code ?? 'SDK_ERROR',
+          ...(err?.reason ? { reason: err.reason } : {}),
+          detail: err?.detail || (e as Error).message,
+        });
+      }
+    } else {
+      emit({
+        event: 'relayed',
+        ...where,
+        profile: '',
+        code: 'SPLICE_DISABLED',
+        detail: 'splice: false in the configuration',
+      });
+    }
+    let up: Taken;
+    try {
+      up = await pool.take(undefined, b.name);
+    } catch (e) {
+      return reject(conn, peer, client, 502, (e as Error).message);
+    }
+    count('', 'relayed');
+    stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;
+    relay(conn, peer, client, up.socket, head.bytes);
+  }
+
   function reject(conn: number, peer: string, client: net.Socket, status: number, why: string): void {
     stats.rejected++;
     emit({ event: 'rejected', conn, client: peer, status, why });
@@ -295,7 +380,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     },
     stats: () => {
       const out = structuredClone(stats);
-      const done = out.spliced + out.relayed;
+      const done = out.spliced + out.migrated + out.relayed;
       out.relayedFraction = done ? out.relayed / done : 0;
       const row = (k: string) => {
         const r = out.byProfile[k] ?? { hits: 0, misses: 0, spliced: 0, relayed: 0 };

@@ -4,7 +4,7 @@
  * scrape time, so the request path pays nothing for them and the figures
  * are the ones the SIGUSR2 stats event prints.
  *
- * Labels are bounded: `outcome` is spliced/relayed/rejected, `result`
+ * Labels are bounded: `outcome` is spliced/migrated/relayed/rejected, `result`
  * hit/miss, and `leg_profile` is the back-end leg's pool key (profile.ts
  * legKey: '' for the LB's defaults, else "no-ts", "no-sack", "mss-N" joined
  * by commas), i.e. at most four flag combinations times the distinct client
@@ -26,20 +26,21 @@ export class DispatcherMetrics {
     // Counters rebuilt from the running totals at each scrape (reset + inc keeps them monotonic: the totals are).
     new Counter({
       name: 'baton_dispatcher_connections_total',
-      help: 'Client connections by outcome: spliced by baton, relayed in userspace by the dispatcher, rejected (bad request head)',
+      help: "Client connections by outcome: spliced by baton, migrated to a back end's agent, relayed in userspace by the dispatcher, rejected (bad request head)",
       labelNames: ['outcome'] as const,
       registers,
       collect() {
         const s = stats();
         this.reset();
         this.labels('spliced').inc(s.spliced);
+        this.labels('migrated').inc(s.migrated);
         this.labels('relayed').inc(s.relayed);
         this.labels('rejected').inc(s.rejected);
       },
     });
     new Gauge({
       name: 'baton_dispatcher_relayed_ratio',
-      help: 'Relayed / (spliced + relayed) since start; 0 before any connection. Above 0 means some clients get no benefit from baton: see baton_dispatcher_profile_connections_total',
+      help: 'Relayed / (spliced + migrated + relayed) since start; 0 before any connection. Above 0 means some clients get no benefit from baton: see baton_dispatcher_profile_connections_total',
       registers,
       collect() {
         this.set(stats().relayedFraction);

@@ -124,9 +124,9 @@ export class BackendPool {
    * (the LB's defaults without one), with nothing of the pool's attached and
    * reads not consumed by anyone: hand it to splice() (or a relay) at once.
    */
-  async take(profile?: ClientProfile): Promise<Taken> {
+  async take(profile?: ClientProfile, at?: string): Promise<Taken> {
     // The config guarantees at least one back end per pool.
-    const b = this.backends[this.next++ % this.backends.length] as Backend;
+    const b = this.backends.find((x) => x.name === at) ?? this.nextBackend();
     const leg = profile && !this.profileLegsDenied ? legOptions(profile, b.advMss) : {};
     const key = legKey(leg);
     let lane = b.lanes.get(key);
@@ -151,6 +151,16 @@ export class BackendPool {
     }
     st.misses++;
     return { socket: await this.connect(b, leg), backend: b.name, pooled: false, profile: key };
+  }
+
+  /** The next back end in turn (round robin), for callers that choose before they take (migrate pools). */
+  pick(): { name: string; host: string } {
+    const b = this.nextBackend();
+    return { name: b.name, host: b.addr.host };
+  }
+
+  private nextBackend(): Backend {
+    return this.backends[this.next++ % this.backends.length] as Backend;
   }
 
   close(): void {

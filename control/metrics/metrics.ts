@@ -23,7 +23,7 @@ export const HANDOFF_BUCKETS = [
 ];
 /** How long one pass over the connections serves scrape-time families (one scrape reads it three times). */
 const SCAN_REUSE_MS = 100;
-export const HANDOFF_MODES: readonly HandoffMode[] = ['splice', 'handoff'];
+export const HANDOFF_MODES: readonly HandoffMode[] = ['splice', 'handoff', 'migrate'];
 
 export interface MetricsSources {
   /** Datapath totals per reason and direction (Datapath.readCountersByDirection). */
@@ -147,7 +147,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
 
     this.handoffs = new Counter({
       name: 'baton_handoffs_total',
-      help: 'Splice requests (mode="splice") and later handoffs to another back end (mode="handoff"), by outcome: ok or the error code',
+      help: 'Splice requests (mode="splice"), later handoffs to another back end (mode="handoff") and migrations to a back end\'s agent (mode="migrate"), by outcome: ok or the error code',
       labelNames: ['mode', 'outcome'] as const,
       registers,
     });

@@ -69,6 +69,11 @@ export class AgentChannel {
     });
   }
 
+  /** False once the channel failed or was closed: a new one must be connected. */
+  get open(): boolean {
+    return this.failure === undefined;
+  }
+
   get inFlight(): number {
     return this.pending.length;
   }

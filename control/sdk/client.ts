@@ -9,7 +9,16 @@ import https from 'node:https';
 import { ERRORS } from '../errors.js';
 import { DEFAULT_API, describeEndpoint, ENV_API, ENV_TOKEN, type Endpoint, parseEndpoint } from './endpoint.js';
 import { BatonApiError, isProblem } from './errors.js';
-import type { BatchResult, ListQuery, Splice, SpliceList, SpliceRequest, Version } from './types.js';
+import type {
+  BatchResult,
+  ListQuery,
+  Migration,
+  MigrationRequest,
+  Splice,
+  SpliceList,
+  SpliceRequest,
+  Version,
+} from './types.js';
 
 export interface ClientOptions {
   /** API address, a URL or unix socket path (default BATON_API, else unix:/run/baton/api.sock) */
@@ -38,6 +47,8 @@ export interface BatonClient {
   /** One request; the body of a 2xx answer, parsed when JSON. Throws BatonApiError otherwise. */
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<Response<T>>;
   createSplice(req: SpliceRequest): Promise<Splice>;
+  /** Migrate mode: moves a client connection to a back end's agent. */
+  createMigration(req: MigrationRequest): Promise<Migration>;
   batchSplices(items: SpliceRequest[]): Promise<BatchResult[]>;
   listSplices(q?: ListQuery): Promise<SpliceList>;
   /** Every splice, following `next` cursors (bounded by maxItems, default 100,000). */
@@ -129,6 +140,7 @@ export function createClient(opts: ClientOptions = {}): BatonClient {
     endpoint,
     request,
     createSplice: async (r) => (await request<Splice>('POST', '/v1/splices', r)).body,
+    createMigration: async (r) => (await request<Migration>('POST', '/v1/migrations', r)).body,
     batchSplices: async (items) =>
       (await request<{ results: BatchResult[] }>('POST', '/v1/splices:batch', { items })).body.results,
     async listSplices(q = {}) {

@@ -26,5 +26,5 @@ export {
   type Sample,
   sumSamples,
 } from './metrics.js';
-export { handoff, type SpliceOptions, splice } from './splice.js';
+export { handoff, type MigrateOptions, migrate, type SpliceOptions, splice } from './splice.js';
 export type * from './types.js';

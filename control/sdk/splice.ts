@@ -22,7 +22,7 @@ import type net from 'node:net';
 import { ERRORS } from '../errors.js';
 import { type BatonClient, createClient } from './client.js';
 import { BatonApiError } from './errors.js';
-import type { Splice } from './types.js';
+import type { Migration, Splice } from './types.js';
 
 export interface SpliceOptions {
   /** Client bytes the caller has read and not forwarded (usually the first request). */
@@ -100,6 +100,46 @@ export async function splice(
     return result;
   } catch (e) {
     giveBack(b);
+    giveBack(c);
+    throw e;
+  }
+}
+
+export interface MigrateOptions {
+  /** The back end's agent ("ip:port"), one of the LB's --agent addresses. */
+  agent: string;
+  /** Client bytes the caller has read (the first request): the back end's app reads them first. */
+  received?: Buffer;
+  appProtocol?: string;
+  /** How long the agent may take to confirm (ms; daemon default when unset). */
+  timeoutMs?: number;
+  client?: BatonClient;
+}
+
+/**
+ * Migrate mode: moves the client connection itself to the back end's agent,
+ * which hands it to the app there; the back end answers the client
+ * directly. The same read-side care as splice(). On success the socket is
+ * destroyed (closing it sends nothing); on any error it is given back as it
+ * was and a BatonApiError is thrown: the caller can relay or answer itself.
+ */
+export async function migrate(clientSocket: net.Socket, opts: MigrateOptions): Promise<Migration> {
+  const c = hold(clientSocket, 'client');
+  try {
+    c.drained = drainReadBuffer(clientSocket);
+    await flushWrites([clientSocket]);
+    const received = Buffer.concat([opts.received ?? Buffer.alloc(0), c.drained]);
+    const api = opts.client ?? sharedClient();
+    const result = await api.createMigration({
+      client: { pid: process.pid, fd: c.handle.fd },
+      agent: opts.agent,
+      ...(received.length > 0 ? { received: received.toString('base64') } : {}),
+      ...(opts.appProtocol ? { appProtocol: opts.appProtocol } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+    });
+    clientSocket.destroy();
+    return result;
+  } catch (e) {
     giveBack(c);
     throw e;
   }

@@ -26,3 +26,6 @@ export interface SpliceList {
   next: string | null;
 }
 export type BatchResult = { status: number; splice: Splice } | { status: number; error: Problem };
+/** POST /v1/migrations (migrate mode). */
+export type MigrationRequest = Static<typeof S.MigrationBody>;
+export type Migration = Static<typeof S.Migration>;

@@ -23,3 +23,6 @@ export const MAX_LIST_LIMIT = 1000;
 
 /** Characters of a base64 text of MAX_PREFIX_BYTES bytes (RFC 4648, padded). */
 export const MAX_PREFIX_BASE64_CHARS = Math.ceil(MAX_PREFIX_BYTES / 3) * 4;
+/** How long an agent may take to confirm a migration when the request names no timeout (ms), and at most. */
+export const DEFAULT_MIGRATE_TIMEOUT_MS = 2000;
+export const MAX_MIGRATE_TIMEOUT_MS = 30_000;

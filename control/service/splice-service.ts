@@ -18,14 +18,17 @@
  * getsockopt/fstat calls and the splice itself: no map scans, no file reads.
  */
 import { CONNECTION_STATES } from '../datapath/connection-plan.js';
-import { BatonError, type ErrorCode } from '../errors.js';
+import { BatonError } from '../errors.js';
 import { Authorizer, type Caller, connectionDecision, isPrivileged, ownerUidOf, seesConnection } from './authorize.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
 import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT, MAX_PREFIX_BYTES } from './limits.js';
+import { type HandoffObserver, Operations } from './operations.js';
 import { type ProcessGate, release, type TakenSocket, takeByAddress, takeByDescriptor } from './sockets.js';
 import type { ConnectionState, SpliceRecord, SplicerPort } from './splicer-port.js';
 import { type SpliceJson, spliceView } from './view.js';
+
+export type { HandoffMode, HandoffObserver, HandoffOutcome } from './operations.js';
 
 export interface SocketRef {
   pid: number;
@@ -64,14 +67,6 @@ export interface ListQuery {
   cursor?: string;
   state?: ConnectionState;
   backend?: string;
-}
-
-export type HandoffMode = 'splice' | 'handoff';
-export type HandoffOutcome = 'ok' | ErrorCode;
-
-/** Told about every splice and handoff (the metrics implement it). */
-export interface HandoffObserver {
-  handoff(mode: HandoffMode, outcome: HandoffOutcome, seconds: number): void;
 }
 
 export type BatchResult = { ok: true; splice: SpliceJson } | { ok: false; error: BatonError };
@@ -115,16 +110,13 @@ function decodePrefix(text: string | undefined): Buffer | undefined {
 export class SpliceService {
   readonly splicer: SplicerPort;
   readonly tableCapacity: number | undefined;
-  private readonly observer: HandoffObserver | undefined;
+  /** Shared with the other services of the daemon (migrations), so shutdown waits for all of them. */
+  readonly operations: Operations;
   private readonly notReady: () => string | undefined;
   readonly authorizer: Authorizer;
-  private inFlight = 0;
-  private closing = false;
-  private idle: (() => void) | undefined;
-
   constructor(opts: SpliceServiceOptions) {
     this.splicer = opts.splicer;
-    this.observer = opts.observer;
+    this.operations = new Operations(opts.observer);
     this.tableCapacity = opts.tableCapacity;
     this.notReady = opts.notReadyReason ?? (() => undefined);
     this.authorizer = opts.authorizer ?? new Authorizer();
@@ -132,7 +124,7 @@ export class SpliceService {
 
   /** Why the service cannot splice right now, or undefined when it can. */
   notReadyReason(): string | undefined {
-    return this.closing ? 'the daemon is shutting down' : this.notReady();
+    return this.operations.shuttingDown ? 'the daemon is shutting down' : this.notReady();
   }
 
   /**
@@ -283,9 +275,7 @@ export class SpliceService {
 
   /** Refuses new work from now on; resolves when the operations under way have finished. */
   async drain(): Promise<void> {
-    this.closing = true;
-    if (this.inFlight === 0) return;
-    await new Promise<void>((resolve) => (this.idle = resolve));
+    await this.operations.drain();
   }
 
   /** The record of connection `id`, if it exists and `caller` may act on it. */
@@ -324,28 +314,8 @@ export class SpliceService {
     return takeByAddress(req.pid, q, gate);
   }
 
-  private async timed<T>(mode: HandoffMode, receivedAt: number, op: () => Promise<T>): Promise<T> {
-    if (this.closing) {
-      const e = new BatonError(
-        'SHUTTING_DOWN',
-        'the daemon is shutting down; retry against its successor',
-        'shutting_down',
-      );
-      this.observer?.handoff(mode, e.code, 0);
-      throw e;
-    }
-    this.inFlight++;
-    try {
-      const out = await op();
-      this.observer?.handoff(mode, 'ok', (performance.now() - receivedAt) / 1000);
-      return out;
-    } catch (e) {
-      const be = toBatonError(e);
-      this.observer?.handoff(mode, be.code, (performance.now() - receivedAt) / 1000);
-      throw be;
-    } finally {
-      if (--this.inFlight === 0 && this.idle) this.idle();
-    }
+  private timed<T>(mode: 'splice' | 'handoff', receivedAt: number, op: () => Promise<T>): Promise<T> {
+    return this.operations.run(mode, receivedAt, op);
   }
 }
 

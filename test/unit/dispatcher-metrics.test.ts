@@ -7,6 +7,7 @@ import { DispatcherMetrics } from '../../control/dispatcher/metrics.js';
 const stats = (over: Partial<DispatcherStats> = {}): DispatcherStats => ({
   accepted: 0,
   spliced: 0,
+  migrated: 0,
   relayed: 0,
   rejected: 0,
   byBackend: {},
@@ -22,11 +23,12 @@ const series = (text: string, name: string): number | undefined => {
 
 test('outcomes, the relayed ratio, per leg profile outcomes and pool takes; the default leg is labelled "default"', async () => {
   const s = stats({
-    accepted: 7,
+    accepted: 9,
     spliced: 5,
+    migrated: 2,
     relayed: 1,
     rejected: 1,
-    relayedFraction: 1 / 6,
+    relayedFraction: 1 / 8,
     byProfile: {
       '': { hits: 3, misses: 0, spliced: 3, relayed: 0 },
       'no-ts,mss-536': { hits: 1, misses: 2, spliced: 2, relayed: 1 },
@@ -34,9 +36,10 @@ test('outcomes, the relayed ratio, per leg profile outcomes and pool takes; the 
   });
   const text = await new DispatcherMetrics(() => s, { processMetrics: false }).metrics();
   assert.equal(series(text, 'baton_dispatcher_connections_total{outcome="spliced"}'), 5);
+  assert.equal(series(text, 'baton_dispatcher_connections_total{outcome="migrated"}'), 2);
   assert.equal(series(text, 'baton_dispatcher_connections_total{outcome="relayed"}'), 1);
   assert.equal(series(text, 'baton_dispatcher_connections_total{outcome="rejected"}'), 1);
-  assert.equal(series(text, 'baton_dispatcher_relayed_ratio'), 1 / 6);
+  assert.equal(series(text, 'baton_dispatcher_relayed_ratio'), 1 / 8);
   assert.equal(series(text, 'baton_dispatcher_profile_connections_total{leg_profile="default",outcome="spliced"}'), 3);
   assert.equal(
     series(text, 'baton_dispatcher_profile_connections_total{leg_profile="no-ts,mss-536",outcome="relayed"}'),

@@ -1,0 +1,200 @@
+/**
+ * The migrate service: what POST /v1/migrations calls on an LB (migrate
+ * mode, design.md §4 "Migrate"). A front end that has read a client's first
+ * request names the client socket ({pid, fd}), the agent of the back end
+ * that will serve it, and the bytes it read; the service takes a duplicate
+ * of the socket (pidfd_getfd, authorized like a splice) and migrates it
+ * (control/migrate/migrate.ts): flow id and MIGRATED entry in BLOCK ->
+ * capture -> blob -> the agent restores and confirms -> FORWARD -> the LB's
+ * socket released in repair mode. The front end's own descriptor then
+ * names a disconnected socket: closing it sends nothing.
+ *
+ * Before the agent confirms, every failure leaves the client's socket as it
+ * was (out of repair mode, no entry, the flow id free): the front end still
+ * holds the connection and relays it or answers it itself.
+ *
+ * Agents are named by the operator (`baton lb --agent ip:port`), never by
+ * the caller alone: the LB proves its secret only to those, and the flow-id
+ * entry sends the client's packets to the agent's IP (the back end's). One
+ * persistent channel per agent carries every migration to it, reconnected
+ * on the next request after it fails. Forwarded entries of connections
+ * that ended are reclaimed periodically (FlowIdSwitch.reclaim).
+ */
+import { BatonError } from '../errors.js';
+import { AgentChannel } from '../migrate/channel.js';
+import type { FlowIdSwitch } from '../migrate/flow-switch.js';
+import { migrateSocket } from '../migrate/migrate.js';
+import { Authorizer, type Caller, isPrivileged } from './authorize.js';
+import { formatEndpoint, parseEndpoint } from './endpoint.js';
+import { DEFAULT_MIGRATE_TIMEOUT_MS, MAX_MIGRATE_TIMEOUT_MS, MAX_PREFIX_BYTES } from './limits.js';
+import type { Operations } from './operations.js';
+import { type ProcessGate, release, takeByDescriptor } from './sockets.js';
+
+export interface MigrationRequest {
+  client: { pid: number; fd: number };
+  /** The agent's blob endpoint, "ip:port"; one of the LB's --agent addresses. */
+  agent: string;
+  /** Base64 of the client bytes the front end has read (the first request): they go back into the restored receive queue. */
+  received?: string;
+  /** The application protocol the agent's app is told (e.g. "http/1.1"). */
+  appProtocol?: string;
+  /** How long the agent may take to confirm (ms). */
+  timeoutMs?: number;
+}
+
+export interface MigrationJson {
+  /** Decimal u64: the migration id the agent's app sees in its header. */
+  id: string;
+  client: string;
+  vip: string;
+  agent: string;
+  /** Where the client's segments go from now on (the agent's IP). */
+  backend: string;
+  flowId: number;
+  /** Received bytes the agent queued in the restored socket. */
+  queuedBytes: number;
+  /** Request received to the LB's socket released. */
+  durationUs: number;
+}
+
+/** How often forwarded entries of ended migrations are looked for (ms). */
+const RECLAIM_EVERY_MS = 1000;
+
+export interface MigrateServiceOptions {
+  /** The LB's MIGRATED entries and flow ids; undefined: migrate mode is off (MIGRATE_DISABLED). */
+  flowSwitch?: FlowIdSwitch;
+  /** The operator's --agent addresses, canonical "ip:port". */
+  agents: readonly string[];
+  secret?: Buffer;
+  /** Shared with the splice service: shutdown refuses and waits for both. */
+  operations: Operations;
+  authorizer?: Authorizer;
+  /** Connects a channel (tests inject their own). */
+  connect?: (agent: { ip: string; port: number }, secret: Buffer) => Promise<AgentChannel>;
+}
+
+function decodeReceived(text: string | undefined): Buffer {
+  if (text === undefined || text === '') return Buffer.alloc(0);
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text))
+    throw new BatonError('BAD_REQUEST', 'received must be standard base64 (RFC 4648, padded)', 'bad_received');
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length > MAX_PREFIX_BYTES)
+    throw new BatonError(
+      'BAD_REQUEST',
+      `received holds ${bytes.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`,
+      'received_too_large',
+    );
+  return bytes;
+}
+
+export class MigrateService {
+  private readonly agents: ReadonlySet<string>;
+  private readonly channels = new Map<string, Promise<AgentChannel>>();
+  private readonly authorizer: Authorizer;
+  private readonly connect: NonNullable<MigrateServiceOptions['connect']>;
+  /** Migration ids: unique across restarts of this LB (the agent's app sees them). */
+  private nextId = BigInt(Date.now()) << 20n;
+  private reclaimTimer: NodeJS.Timeout | undefined;
+  private migrated = 0;
+
+  constructor(private readonly opts: MigrateServiceOptions) {
+    this.agents = new Set(opts.agents);
+    this.authorizer = opts.authorizer ?? new Authorizer();
+    this.connect =
+      opts.connect ?? ((a, secret) => AgentChannel.connect({ host: a.ip, port: a.port, secret, timeoutMs: 2000 }));
+    if (opts.flowSwitch) {
+      const sw = opts.flowSwitch;
+      this.reclaimTimer = setInterval(() => sw.reclaim(), RECLAIM_EVERY_MS);
+      this.reclaimTimer.unref();
+    }
+  }
+
+  get enabled(): boolean {
+    return this.opts.flowSwitch !== undefined && this.opts.secret !== undefined && this.agents.size > 0;
+  }
+
+  /** Migrations confirmed since start; forwarded entries not reclaimed yet. */
+  counts(): { migrated: number; forwarded: number } {
+    return { migrated: this.migrated, forwarded: this.opts.flowSwitch?.forwardedCount ?? 0 };
+  }
+
+  async migrate(caller: Caller, req: MigrationRequest, receivedAt = performance.now()): Promise<MigrationJson> {
+    return this.opts.operations.run('migrate', receivedAt, async () => {
+      if (!this.enabled)
+        throw new BatonError(
+          'MIGRATE_DISABLED',
+          'this LB was started without agents: give baton lb --agent <ip:port of each back end agent> and --agent-secret-file <their --peer-secret-file>, or splice instead (POST /v1/splices)',
+          'no_agents',
+        );
+      const agent = parseEndpoint(req.agent, 'agent');
+      const agentText = formatEndpoint(agent);
+      if (!this.agents.has(agentText))
+        throw new BatonError(
+          'AGENT_UNKNOWN',
+          `${agentText} is not one of this LB's agents (${[...this.agents].join(', ')}); add it with baton lb --agent ${agentText}`,
+          'unknown_agent',
+        );
+      const received = decodeReceived(req.received);
+      const timeoutMs = Math.min(req.timeoutMs ?? DEFAULT_MIGRATE_TIMEOUT_MS, MAX_MIGRATE_TIMEOUT_MS);
+      const gate: ProcessGate | undefined = isPrivileged(caller)
+        ? undefined
+        : (pid) => this.authorizer.checkProcess(caller, pid);
+      const taken = takeByDescriptor(req.client.pid, req.client.fd, 'client', gate);
+      let done = false;
+      try {
+        const channel = await this.channel(agentText, agent);
+        const migrationId = this.nextId++;
+        const r = await migrateSocket(taken.fd, {
+          channel,
+          receivedData: received,
+          migrationId,
+          ...(req.appProtocol ? { appProtocol: req.appProtocol } : {}),
+          datapath: { switch: this.opts.flowSwitch as FlowIdSwitch, backend: agent.ip },
+          timeoutMs,
+        });
+        if (!r.migrated) throw r.error;
+        done = true; // migrateSocket released and closed our duplicate
+        this.migrated++;
+        return {
+          id: migrationId.toString(),
+          client: formatEndpoint(r.state.remote),
+          vip: formatEndpoint(r.state.local),
+          agent: agentText,
+          backend: agent.ip,
+          flowId: r.flowId as number,
+          queuedBytes: r.queuedBytes,
+          durationUs: Math.round((performance.now() - receivedAt) * 1000),
+        };
+      } finally {
+        if (!done) release(taken);
+      }
+    });
+  }
+
+  /** Stops the reclaim timer and closes the channels (the migrated connections live on at the back ends). */
+  close(): void {
+    clearInterval(this.reclaimTimer);
+    for (const ch of this.channels.values()) ch.then((c) => c.close()).catch(() => {});
+    this.channels.clear();
+  }
+
+  /** The agent's channel: the open one, or a new one when there is none or it failed. */
+  private async channel(text: string, agent: { ip: string; port: number }): Promise<AgentChannel> {
+    const cached = this.channels.get(text);
+    if (cached) {
+      const ch = await cached.catch(() => undefined);
+      if (ch?.open) return ch;
+      if (this.channels.get(text) === cached) this.channels.delete(text);
+    }
+    // Concurrent migrations to one agent share one connect.
+    let pending = this.channels.get(text);
+    if (!pending) {
+      pending = this.connect(agent, this.opts.secret as Buffer);
+      this.channels.set(text, pending);
+      pending.catch(() => {
+        if (this.channels.get(text) === pending) this.channels.delete(text);
+      });
+    }
+    return pending;
+  }
+}

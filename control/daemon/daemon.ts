@@ -155,6 +155,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         : {}),
     });
     closeMigrations = () => migrations.close();
+    metrics.watchMigrations(migrations);
     sweeper = startSweeper(splicer, { idleMs: config.idleTimeoutMs });
     sweeper.onReclaim = (_id, reason) => metrics.reclaimed(reason);
 

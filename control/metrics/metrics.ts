@@ -32,6 +32,8 @@ export interface MetricsSources {
   service?: SpliceService;
   /** Connection-table capacity (entries). */
   tableCapacity?: number;
+  /** Migrate mode: migrations confirmed, and forwarded ones whose entry is still in the table. */
+  migrations?: { counts(): { migrated: number; forwarded: number } };
 }
 
 export interface MetricsOptions {
@@ -67,6 +69,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
     const rows = () => sources.counters?.() ?? [];
+    const entries = () => (sources.service?.tableEntries() ?? 0) + (sources.migrations?.counts().forwarded ?? 0);
     new Counter({
       name: 'baton_datapath_packets_total',
       help: 'Packets the XDP program handled, by direction (to_backend, to_client, or none: no connection matched), verdict (action) and reason, summed over CPUs',
@@ -121,10 +124,18 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
     }
     new Gauge({
       name: 'baton_table_entries',
-      help: 'Connection-table entries in use (one per client side, one per live back-end leg)',
+      help: 'Connection-table entries in use (one per client side and per live back-end leg of spliced connections, one per forwarded migration)',
       registers,
       collect() {
-        this.set(sources.service?.tableEntries() ?? 0);
+        this.set(entries());
+      },
+    });
+    new Gauge({
+      name: 'baton_migrated_connections',
+      help: "Connections migrated to a back end's agent whose client packets the LB still forwards (one table entry each)",
+      registers,
+      collect() {
+        this.set(sources.migrations?.counts().forwarded ?? 0);
       },
     });
     new Gauge({
@@ -141,7 +152,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
       registers,
       collect() {
         const cap = sources.tableCapacity ?? 0;
-        this.set(cap > 0 ? (sources.service?.tableEntries() ?? 0) / cap : 0);
+        this.set(cap > 0 ? entries() / cap : 0);
       },
     });
 
@@ -180,6 +191,10 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
   /** Connections and table occupancy come from this service from now on (it is built after the metrics it reports to). */
   watch(service: SpliceService): void {
     this.sources.service = service;
+  }
+
+  watchMigrations(m: NonNullable<MetricsSources['migrations']>): void {
+    this.sources.migrations = m;
   }
 
   handoff(mode: HandoffMode, outcome: HandoffOutcome, seconds: number): void {

@@ -177,4 +177,44 @@ describe('daemon configuration', () => {
         err instanceof BatonError && err.reason === 'no_cluster_address' && /--cluster-address/.test(err.message),
     );
   });
+
+  test('migrate settings: --agent (repeatable, canonical ip:port) needs --agent-secret-file and an LB address', () => {
+    const c = loadConfig(
+      [
+        '-i',
+        'eth0',
+        '--agent',
+        '198.18.3.2:7400',
+        '--agent',
+        '[2001:db8:3:0::2]:7400',
+        '--agent-secret-file',
+        '/etc/baton/peer.secret',
+        '--migrate-address',
+        '198.18.2.2',
+      ],
+      {},
+    );
+    assert.deepEqual(c.agents, ['198.18.3.2:7400', '[2001:db8:3::2]:7400']);
+    assert.deepEqual([c.agentSecretFile, c.migrateAddress], ['/etc/baton/peer.secret', '198.18.2.2']);
+    checkRunnable(c);
+    assert.deepEqual(loadConfig([], { BATON_AGENTS: '198.18.3.2:7400,198.18.4.2:7400' }).agents.length, 2);
+    assert.deepEqual(loadConfig([], {}).agents, [], 'without --agent an LB migrates nothing');
+    rejects(() => loadConfig(['--agent', 'backend1:7400'], {}), /--agent/);
+    rejects(() => loadConfig(['--agent-secret-file', 'peer.secret'], {}), /--agent-secret-file.*absolute path/);
+    const reason = (argv: string[]) => {
+      try {
+        checkRunnable(loadConfig(['-i', 'eth0', ...argv], {}));
+        return 'ok';
+      } catch (e) {
+        return e instanceof BatonError ? `${e.reason}: ${/--[a-z-]+/.exec(e.message)?.[0]}` : String(e);
+      }
+    };
+    assert.equal(reason(['--agent', '198.18.3.2:7400', '--migrate-address', '198.18.2.2']), 'no_agent_secret: --agent');
+    assert.equal(reason(['--agent', '198.18.3.2:7400', '--agent-secret-file', '/s']), 'no_migrate_address: --agent');
+    assert.equal(
+      reason(['--agent', '198.18.3.2:7400', '--agent-secret-file', '/s', '--cluster-address', '198.18.2.2']),
+      'ok',
+      'the cluster address serves as the LB address',
+    );
+  });
 });

@@ -144,15 +144,15 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     });
     metrics.watch(service);
     // Migrate mode (--agent): flow ids and MIGRATED entries in this LB's table, one channel per agent.
+    // The migrations an earlier daemon made keep forwarding (pinned table); this one tracks and reclaims them.
+    const flowSwitch = agentSecret
+      ? new FlowIdSwitch(dp.table, (config.migrateAddress ?? config.clusterAddress) as string)
+      : undefined;
+    const migratedAdopted = flowSwitch?.adopt();
     const migrations = new MigrateService({
       agents: config.agents,
       operations: service.operations,
-      ...(agentSecret
-        ? {
-            secret: agentSecret,
-            flowSwitch: new FlowIdSwitch(dp.table, (config.migrateAddress ?? config.clusterAddress) as string),
-          }
-        : {}),
+      ...(agentSecret && flowSwitch ? { secret: agentSecret, flowSwitch } : {}),
     });
     closeMigrations = () => migrations.close();
     metrics.watchMigrations(migrations);
@@ -227,6 +227,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         interfaces: attachments.map((a) => ({ name: a.ifname, ifindex: a.ifindex, reused: a.reused })),
         pinDir: config.pinDir,
         adopted,
+        ...(migratedAdopted ? { migratedAdopted } : {}),
         ownersRestored: owned,
         api: apiAddress,
         metrics: metricsServer?.address,

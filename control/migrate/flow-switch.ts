@@ -13,7 +13,8 @@
  * pass), so nothing the client sends changes the socket while it is
  * captured, and nothing reaches the back end before its socket exists.
  */
-import { type FlowKey, FlowState } from '../datapath/abi.js';
+import { type FlowKey, FlowKind, FlowState } from '../datapath/abi.js';
+import { flowIdOfPorts } from '../datapath/abi-migrate.js';
 import { DEFAULT_RECLAIM_LINGER_MS, planMigratedEntry, reclaimable } from '../datapath/flow-id.js';
 import { type FlowTable, formatKey } from '../datapath/flow-table.js';
 import { BatonError } from '../errors.js';
@@ -56,6 +57,13 @@ export class FlowIdAllocator {
     return id;
   }
 
+  /** Marks `id` live (a migration an earlier daemon made), so next() skips it until release(). */
+  reserve(backend: string, id: number): void {
+    const live = this.live.get(backend) ?? new Set<number>();
+    live.add(id);
+    this.live.set(backend, live);
+  }
+
   release(backend: string, id: number): void {
     const live = this.live.get(backend);
     live?.delete(id);
@@ -84,7 +92,7 @@ export class FlowIdSwitch {
   private readonly forwarded = new Map<string, { key: FlowKey; backend: string; flowId: number }>();
 
   constructor(
-    private readonly table: Pick<FlowTable, 'insert' | 'setState' | 'remove' | 'track'>,
+    private readonly table: Pick<FlowTable, 'insert' | 'setState' | 'remove' | 'track' | 'entries'>,
     /** This LB's address, as the blob names it (flow ids are unique per LB and back end). */
     private readonly lb: string,
     readonly ids: FlowIdAllocator = new FlowIdAllocator(),
@@ -128,6 +136,34 @@ export class FlowIdSwitch {
         this.ids.release(backend, flowId);
       },
     };
+  }
+
+  /**
+   * After a restart: takes over the MIGRATED entries an earlier daemon left
+   * in the (pinned) table. Forwarded ones are tracked and reclaimed like
+   * this daemon's own, their flow ids kept live; ones still in BLOCK belong
+   * to a migration the earlier daemon never finished (the agent did not
+   * confirm, or the daemon died): removed, so the client's segments reach
+   * the LB's socket again. Returns how many of each.
+   */
+  adopt(): { forwarded: number; removed: number } {
+    let forwarded = 0;
+    const stale: FlowKey[] = [];
+    for (const { key, flow } of this.table.entries()) {
+      if (flow.kind !== FlowKind.MIGRATED) continue;
+      const out = flow.legs[0]?.x.out;
+      if (flow.state !== FlowState.FORWARD || !out) {
+        stale.push(key);
+        continue;
+      }
+      const flowId = flowIdOfPorts(out.sport, out.dport);
+      const k: FlowKey = { src: key.src, sport: key.sport, dst: key.dst, dport: key.dport };
+      this.ids.reserve(out.dst, flowId);
+      this.forwarded.set(formatKey(k), { key: k, backend: out.dst, flowId });
+      forwarded++;
+    }
+    for (const k of stale) this.table.remove(k);
+    return { forwarded, removed: stale.length };
   }
 
   /** Forwarded migrations not reclaimed yet. */

@@ -262,6 +262,8 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
       await waitFor('/r1 migration');
       await daemon.stop();
       daemon = await startLb();
+      // The restarted daemon took the migration over: it tracks (and will reclaim) its entry.
+      assert.ok((await daemonMetric('baton_migrated_connections')) >= 1);
       client.stdin?.write('\n');
       await waitFor('/r2 migration');
     } finally {

@@ -65,19 +65,33 @@ interface Op {
 const fakeTable = (failInsert?: Error) => {
   const ops: Op[] = [];
   const tracks = new Map<string, Track>();
+  /** What the table holds, so a second switch can adopt it (a restarted daemon over the pinned table). */
+  const held = new Map<string, { key: FlowKey; entry: FlowEntry }>();
+  const id = (key: FlowKey) => `${key.src}:${key.sport}`;
+  const noTrack: Track = { packets: 0n, bytes: 0n, lastNs: 0n, seqEnd: 0, ackMax: 0, finSeq: 0, flags: 0 };
   return {
     ops,
     tracks,
+    held,
     table: {
-      track: (key: FlowKey) => tracks.get(`${key.src}:${key.sport}`),
+      track: (key: FlowKey) => tracks.get(id(key)),
       insert: (key: FlowKey, entry: FlowEntry) => {
         if (failInsert) throw failInsert;
         ops.push({ op: 'insert', key, entry });
+        held.set(id(key), { key, entry });
       },
-      setState: (key: FlowKey, state: number) => void ops.push({ op: 'setState', key, state }),
+      setState: (key: FlowKey, state: number) => {
+        ops.push({ op: 'setState', key, state });
+        const h = held.get(id(key));
+        if (h) h.entry = { ...h.entry, state: state as FlowEntry['state'] };
+      },
       remove: (key: FlowKey) => {
         ops.push({ op: 'remove', key });
-        return true;
+        return held.delete(id(key));
+      },
+      *entries() {
+        for (const { key, entry } of held.values())
+          yield { key: { ...key, family: 4 as const }, flow: { ...entry, track: tracks.get(id(key)) ?? noTrack } };
       },
     },
   };
@@ -130,6 +144,24 @@ describe('FlowIdSwitch', () => {
       (e: unknown) => e instanceof BatonError && e.code === 'ALREADY_SPLICED',
     );
     assert.equal(sw.ids.liveCount(BE1), 0);
+  });
+});
+
+describe('FlowIdSwitch.adopt (a restarted daemon over the pinned table)', () => {
+  test('takes over forwarded migrations (tracked, ids kept live) and removes unfinished ones', () => {
+    const { table, held } = fakeTable();
+    const before = new FlowIdSwitch(table, '198.18.1.2');
+    const done = before.begin(1n, client, BE1);
+    done.forward();
+    const cut = { ...client, sport: 40002 };
+    before.begin(2n, cut, BE1); // the daemon died before the agent confirmed
+    const after = new FlowIdSwitch(table, '198.18.1.2');
+    assert.deepEqual(after.adopt(), { forwarded: 1, removed: 1 });
+    assert.equal(after.forwardedCount, 1);
+    assert.deepEqual([...held.keys()], [`${client.src}:${client.sport}`], 'the BLOCK entry is gone');
+    assert.equal(after.ids.liveCount(BE1), 1);
+    const next = after.begin(3n, { ...client, sport: 40003 }, BE1);
+    assert.notEqual(next.flowId, done.flowId, 'an adopted flow id is not handed out again');
   });
 });
 

@@ -56,6 +56,7 @@ export type { IfaceInfo, NodeInfo, PeerInfo } from './node-info.js';
 export { DEFAULT_XDP_PASS_OBJ, type TestbedOptions } from './options.js';
 export { markerPath, type OwnerMarker } from './owner-markers.js';
 export { canRunPrivileged, type Privilege } from './privilege.js';
+export { ROUTED_BACKENDS, ROUTED_LB_ADDR, routedTopology } from './routed.js';
 export { type NsSpawnOptions, Testbed } from './testbed.js';
 export {
   type AddressSpec,

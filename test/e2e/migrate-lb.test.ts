@@ -18,22 +18,25 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DispatchEvent } from '../../control/dispatcher/dispatcher.js';
-import { withNetns } from '../../control/net/netns.js';
-import { type AgentConnection, connectAgent, type MigratedSocket } from '../../control/sdk/agent.js';
-import { SO_REUSEADDR, SOL_SOCKET } from '../../control/tcp/kernel.js';
-import { bindTo, listenOn, openTcpSocket, setInt } from '../../control/tcp/socket.js';
-import { type AgentProc, startAgentIn } from '../../lab/launch/agent.js';
-import { type DaemonProc, startDaemon } from '../../lab/launch/daemon.js';
-import { type DispatcherProc, startDispatcher } from '../../lab/launch/dispatcher.js';
-import { canRunPrivileged, createTestbed, DEFAULT_XDP_PASS_OBJ, type Testbed, VIP4 } from '../../lab/testbed/index.js';
-import { AGENT_PORT, KEEPALIVE_CLIENT, ROUTED_BACKENDS, routedTopology } from '../lib/migrate-bed.js';
+import type { MigratedSocket } from '../../control/sdk/agent.js';
+import type { AgentProc } from '../../lab/launch/agent.js';
+import { type MigrateStack, startMigrateStack } from '../../lab/launch/migrate-stack.js';
+import {
+  canRunPrivileged,
+  createTestbed,
+  DEFAULT_XDP_PASS_OBJ,
+  ROUTED_BACKENDS,
+  routedTopology,
+  type Testbed,
+  VIP4,
+} from '../../lab/testbed/index.js';
+import { KEEPALIVE_CLIENT } from '../lib/migrate-bed.js';
 
 const priv = canRunPrivileged();
 const skip = !priv.ok
@@ -44,7 +47,6 @@ const PORT = 80;
 const BIG = randomBytes(32 * 1024 * 1024);
 const BIG_SHA = createHash('sha256').update(BIG).digest('hex');
 const BACKENDS = ROUTED_BACKENDS.map((b) => b.node);
-type Backend = (typeof BACKENDS)[number];
 
 describe('migrate mode through baton lb and the dispatcher: two back ends with agents', {
   skip,
@@ -52,45 +54,9 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
 }, () => {
   let tb: Testbed;
   let dir: string;
-  let daemon: DaemonProc;
-  let dispatcher: DispatcherProc;
-  const agents = new Map<Backend, AgentProc>();
-  const sdks: AgentConnection[] = [];
-  const apps: http.Server[] = [];
+  let stack: MigrateStack;
   const rsts: string[] = [];
-  const secretFile = (): string => join(dir, 'peer.secret');
-  const appSocket = (b: Backend): string => join(dir, `${b}.sock`);
-  const events = (): DispatchEvent[] => dispatcher.events;
-
-  const startAgent = async (b: Backend): Promise<void> => {
-    const addr = ROUTED_BACKENDS.find((x) => x.node === b) as (typeof ROUTED_BACKENDS)[number];
-    agents.set(
-      b,
-      await startAgentIn(tb, b, {
-        listen: `${addr.ip}:${AGENT_PORT}`,
-        secretFile: secretFile(),
-        appSocket: appSocket(b),
-      }),
-    );
-  };
-
-  /** `baton lb` on the LB with both agents; the API socket's path stays the same across restarts (the dispatcher's). */
-  const startLb = (): Promise<DaemonProc> => {
-    const lb = tb.node('lb');
-    return startDaemon(
-      tb,
-      'lb',
-      lb.ifaces.map((i) => i.name),
-      [
-        ...ROUTED_BACKENDS.flatMap((b) => ['--agent', `${b.ip}:${AGENT_PORT}`]),
-        '--agent-secret-file',
-        secretFile(),
-        '--migrate-address',
-        lb.v4,
-      ],
-      { socketPath: join(dir, 'lb-api.sock') },
-    );
-  };
+  const events = (): DispatchEvent[] => stack.dispatcher.events;
 
   const curl = async (args: string[], timeoutMs = 30_000): Promise<string> => {
     const r = await tb.exec('client', 'curl', ['-sS', '--max-time', String(timeoutMs / 1000), ...args], {
@@ -125,7 +91,6 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-migrate-lb-'));
-    writeFileSync(secretFile(), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     tb = await createTestbed(routedTopology('miglb'), {
       passXdp: (node) => node === 'client' || node === 'router',
     });
@@ -147,48 +112,18 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
           }),
       ),
     );
-    for (const b of BACKENDS) await startAgent(b);
-    for (const b of BACKENDS) {
-      const addr = ROUTED_BACKENDS.find((x) => x.node === b) as (typeof ROUTED_BACKENDS)[number];
-      const app = http.createServer((req, res) => {
+    stack = await startMigrateStack(tb, dir, {
+      port: PORT,
+      serve: (b) => (req, res) => {
         if (req.url === '/big') return void res.writeHead(200, { 'content-length': BIG.length }).end(BIG);
         const m = (req.socket as MigratedSocket).baton?.migrationId;
         res.end(`${b} ${req.url} ${m === undefined ? 'relayed' : `migration ${m}`}\n`);
-      });
-      app.keepAliveTimeout = 60_000; // the restart test keeps a connection idle for seconds
-      apps.push(app);
-      const sdk = await connectAgent({ socketPath: appSocket(b) });
-      sdks.push(sdk);
-      await sdk.attach(app, { vip: `${VIP4}:${PORT}` });
-      // The same app on the back end's own address: where the dispatcher relays what it could not migrate.
-      const fd = withNetns(tb.ns(b), () => {
-        const l = openTcpSocket(4);
-        setInt(l, SOL_SOCKET, SO_REUSEADDR, 1, 'listen');
-        bindTo(l, { ip: addr.ip, port: PORT }, 4);
-        listenOn(l, 64);
-        return l;
-      });
-      await new Promise<void>((r) => app.listen({ fd }, r));
-    }
-    daemon = await startLb();
-    dispatcher = await startDispatcher(tb, {
-      listen: `${VIP4}:${PORT}`,
-      pools: {
-        app: { mode: 'migrate', backends: ROUTED_BACKENDS.map((b) => `${b.ip}:${PORT}`), agentPort: AGENT_PORT },
       },
-      routes: [{ pool: 'app' }],
-      api: { socketPath: daemon.socketPath },
     });
-    // The LB's FIB lookups toward the back ends need neighbour entries.
-    for (const b of ROUTED_BACKENDS) await tb.exec('lb', 'ping', ['-c', '1', '-W', '2', b.ip], { timeoutMs: 5000 });
   });
 
   after(async () => {
-    await dispatcher?.stop();
-    await daemon?.stop();
-    for (const a of agents.values()) await a.stop();
-    for (const s of sdks) await s.close().catch(() => {});
-    for (const a of apps) a.close();
+    await stack?.close();
     await tb?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -226,7 +161,7 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
   });
 
   test('an agent that is down: the request is still answered (relayed), and the LB keeps no entry', async () => {
-    await (agents.get('backend2') as AgentProc).stop();
+    await (stack.agents.get('backend2') as AgentProc).stop();
     const entriesBefore = await daemonMetric('baton_table_entries');
     const from = events().length;
     const bodies = [await curl([`http://${VIP4}/c`]), await curl([`http://${VIP4}/d`])];
@@ -244,7 +179,7 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
     assert.equal(await daemonMetric('baton_table_entries'), entriesBefore + 1);
     assert.equal(await daemonMetric('baton_migrated_connections'), entriesBefore + 1);
     assert.ok((await daemonMetric('baton_handoffs_total{mode="migrate",outcome="agent_unreachable"}')) >= 1);
-    await startAgent('backend2');
+    await stack.startAgent('backend2');
     await assertClean();
   });
 
@@ -260,8 +195,7 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
     };
     try {
       await waitFor('/r1 migration');
-      await daemon.stop();
-      daemon = await startLb();
+      await stack.restartLb();
       // The restarted daemon took the migration over: it tracks (and will reclaim) its entry.
       assert.ok((await daemonMetric('baton_migrated_connections')) >= 1);
       client.stdin?.write('\n');

@@ -13,7 +13,7 @@ BPF_HDR    := $(shell find bpf/include bpf/lib -name '*.h' 2>/dev/null)
 # Every test file; `make test TESTS=test/unit/x.test.ts` runs a subset.
 TESTS      ?= $(shell find test/unit test/datapath test/e2e test/cli test/sdk test/api test/store -name '*.test.ts' | sort)
 
-.PHONY: all bpf ts lint format setup test demo demo-cluster bench clean distclean
+.PHONY: all bpf ts lint format setup test demo demo-migrate demo-cluster bench clean distclean
 
 all: bpf ts
 
@@ -62,6 +62,11 @@ test: setup
 demo: setup
 	@$(MAKE) --no-print-directory all
 	node --import tsx scripts/demo.ts
+
+# The migrate block of the demo alone: a connection moved to a back end's agent, replies bypassing the LB.
+demo-migrate: setup
+	@$(MAKE) --no-print-directory all
+	node --import tsx scripts/demo-migrate.ts
 
 # The cluster block of the demo alone: 2 LBs + Redis behind ECMP, a rehash survived.
 demo-cluster: setup

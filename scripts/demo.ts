@@ -13,7 +13,9 @@
  * a request boundary (`POST /v1/splices/{id}/handoffs`). The demo prints who
  * served what, the handoff count and latency read from /metrics, and tears
  * everything down (daemon stopped, `baton down`, namespaces removed).
- * Then the cluster block (scripts/demo-cluster.ts, `make demo-cluster`
+ * Then the migrate block (scripts/demo-migrate.ts, `make demo-migrate`
+ * alone): a connection moved to a back end's agent, replies bypassing the
+ * LB; and the cluster block (scripts/demo-cluster.ts, `make demo-cluster`
  * alone): two LBs and Redis behind an ECMP router, a rehash survived.
  */
 import { bpfUnavailableReason } from '../control/bpf/probe.js';
@@ -27,6 +29,7 @@ import { startNginx } from '../lab/launch/nginx.js';
 import { BPF_DIR } from '../lab/paths.js';
 import { canRunPrivileged, createTestbed, starTopology, VIP4 } from '../lab/testbed/index.js';
 import { clusterDemo } from './demo-cluster.js';
+import { migrateDemo } from './demo-migrate.js';
 
 const METRICS = '127.0.0.1:9300';
 
@@ -184,6 +187,11 @@ async function main(): Promise<number> {
 }
 
 main()
+  .then(async (code) => {
+    if (code !== 0) return code;
+    say(); // Migrate mode (issue 11): the connection moves to the back end, replies bypass the LB.
+    return migrateDemo(say);
+  })
   .then(async (code) => {
     if (code !== 0) return code;
     say(); // Several LBs (issue 12): one next hop removed mid-download, the download completes.

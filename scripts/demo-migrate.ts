@@ -76,7 +76,13 @@ export async function migrateDemo(say: (line?: string) => void): Promise<number>
     );
     for (const e of stack.dispatcher.events)
       if (e.event === 'migrated')
-        say(`  dispatcher: ${e.client} migrated to ${e.agent} (flow id ${e.flowId}) in ${e.ms} ms`);
+        say(
+          `  dispatcher: ${e.client} migrated to ${e.agent} (flow id ${e.flowId}) in ${e.ms} ms; daemon µs: ${Object.entries(
+            e.phasesUs ?? {},
+          )
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}`,
+        );
       else if (e.event === 'relayed') say(`  dispatcher: ${e.client} relayed: ${e.code} ${e.detail}`);
 
     const families = parseExposition((await tb.exec('lb', 'curl', ['-sS', `http://${METRICS}/metrics`])).stdout);

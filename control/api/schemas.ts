@@ -122,6 +122,19 @@ export const Migration = Type.Object(
     flowId: Type.Integer({ description: 'the flow id in the ports of the forwarded segments' }),
     queuedBytes: Type.Integer({ description: 'received bytes the restored socket holds unread' }),
     durationUs: Type.Integer({ description: "request received to the LB's socket released" }),
+    phasesUs: Type.Object(
+      {
+        take: Type.Integer({ description: "the front end's socket taken, the agent's channel ready" }),
+        block: Type.Integer({ description: 'flow id and MIGRATED entry in BLOCK' }),
+        capture: Type.Integer({ description: 'TCP_REPAIR capture' }),
+        blob: Type.Integer({ description: 'state blob encoded' }),
+        agent: Type.Integer({
+          description: 'blob sent to confirmation: restore and hand-off on the back end, and the round trip',
+        }),
+        release: Type.Integer({ description: "entry to FORWARD, the LB's socket released silently" }),
+      },
+      { description: 'where the time went (µs)' },
+    ),
   },
   { $id: 'Migration' },
 );

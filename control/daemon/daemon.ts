@@ -155,6 +155,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       ...(agentSecret && flowSwitch ? { secret: agentSecret, flowSwitch } : {}),
     });
     closeMigrations = () => migrations.close();
+    migrations.warm();
     metrics.watchMigrations(migrations);
     sweeper = startSweeper(splicer, { idleMs: config.idleTimeoutMs });
     sweeper.onReclaim = (_id, reason) => metrics.reclaimed(reason);

@@ -57,6 +57,8 @@ export type DispatchEvent =
       id: string;
       flowId: number;
       ms: number;
+      /** where the daemon's time went (µs; POST /v1/migrations phasesUs) */
+      phasesUs: Record<string, number>;
     } & RoutedConnection)
   | ({
       event: 'relayed';
@@ -275,6 +277,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
           id: m.id,
           flowId: m.flowId,
           ms: +(performance.now() - t0).toFixed(3),
+          phasesUs: m.phasesUs,
         });
         return;
       } catch (e) {

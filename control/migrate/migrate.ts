@@ -53,8 +53,24 @@ export interface MigrateOptions {
   timeoutMs?: number;
 }
 
+/** Where a migration's time went (µs): block (entry in BLOCK), capture, blob (encode), agent (send to confirmation: restore and hand-off on the back end, and the round trip), release (FORWARD, switch-over, silent release). */
+export interface MigratePhases {
+  block: number;
+  capture: number;
+  blob: number;
+  agent: number;
+  release: number;
+}
+
 export type MigrateResult =
-  | { migrated: true; migrationId: bigint; queuedBytes: number; state: TcpState; flowId?: number }
+  | {
+      migrated: true;
+      migrationId: bigint;
+      queuedBytes: number;
+      state: TcpState;
+      flowId?: number;
+      phasesUs: MigratePhases;
+    }
   | { migrated: false; error: BatonError };
 
 /**
@@ -66,6 +82,8 @@ export type MigrateResult =
  * left in repair mode for the caller to release).
  */
 export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<MigrateResult> {
+  const marks = [performance.now()];
+  const mark = () => marks.push(performance.now());
   let pending: PendingSwitch | undefined;
   if (opts.datapath) {
     try {
@@ -84,6 +102,7 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
       };
     }
   }
+  mark();
   let state: TcpState;
   try {
     state = captureTcp(fd);
@@ -100,6 +119,7 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
     pending?.abort();
     return { migrated: false, error };
   };
+  mark();
   const flow = pending?.mapping ?? opts.flow;
   const blob: StateBlob = {
     migrationId: opts.migrationId,
@@ -117,6 +137,7 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
       new BatonError('BLOB_INVALID', `the state could not be encoded: ${(e as Error).message}`, 'encode'),
     );
   }
+  mark();
   const timeoutMs = opts.timeoutMs ?? 2000;
   let timer: NodeJS.Timeout | undefined;
   let reply: Awaited<ReturnType<AgentChannel['send']>>;
@@ -143,12 +164,16 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
       new BatonError('AGENT_REFUSED', `the agent refused migration ${reply.migrationId}: ${reply.reason}`, reply.code),
     );
   }
+  mark();
   // The connection lives on the back end now (the agent's mapping is RESTORE): a failure from here on throws.
   pending?.forward();
   await opts.switchOver?.(state, opts.migrationId);
   releaseSilently(fd);
+  mark();
+  const us = (i: number) => Math.round(((marks[i + 1] as number) - (marks[i] as number)) * 1000);
   return {
     migrated: true,
+    phasesUs: { block: us(0), capture: us(1), blob: us(2), agent: us(3), release: us(4) },
     migrationId: opts.migrationId,
     queuedBytes: reply.queuedBytes,
     state,

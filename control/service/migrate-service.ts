@@ -23,7 +23,7 @@
 import { BatonError } from '../errors.js';
 import { AgentChannel } from '../migrate/channel.js';
 import type { FlowIdSwitch } from '../migrate/flow-switch.js';
-import { migrateSocket } from '../migrate/migrate.js';
+import { type MigratePhases, migrateSocket } from '../migrate/migrate.js';
 import { Authorizer, type Caller, isPrivileged } from './authorize.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { DEFAULT_MIGRATE_TIMEOUT_MS, MAX_MIGRATE_TIMEOUT_MS, MAX_PREFIX_BYTES } from './limits.js';
@@ -55,6 +55,8 @@ export interface MigrationJson {
   queuedBytes: number;
   /** Request received to the LB's socket released. */
   durationUs: number;
+  /** Where that time went (control/migrate/migrate.ts MigratePhases), plus take (the socket from the front end, and the channel). */
+  phasesUs: MigratePhases & { take: number };
 }
 
 /** How often forwarded entries of ended migrations are looked for (ms). */
@@ -139,11 +141,13 @@ export class MigrateService {
       const gate: ProcessGate | undefined = isPrivileged(caller)
         ? undefined
         : (pid) => this.authorizer.checkProcess(caller, pid);
+      const t0 = performance.now();
       const taken = takeByDescriptor(req.client.pid, req.client.fd, 'client', gate);
       let done = false;
       try {
         const channel = await this.channel(agentText, agent);
         const migrationId = this.nextId++;
+        const take = Math.round((performance.now() - t0) * 1000);
         const r = await migrateSocket(taken.fd, {
           channel,
           receivedData: received,
@@ -164,11 +168,25 @@ export class MigrateService {
           flowId: r.flowId as number,
           queuedBytes: r.queuedBytes,
           durationUs: Math.round((performance.now() - receivedAt) * 1000),
+          phasesUs: { take, ...r.phasesUs },
         };
       } finally {
         if (!done) release(taken);
       }
     });
+  }
+
+  /**
+   * Connects every agent's channel now, so the first migration to each pays
+   * no connect and handshake (a few ms); an agent that is down is tried
+   * again by the next migration to it.
+   */
+  warm(): void {
+    if (!this.enabled) return;
+    for (const text of this.agents) {
+      const agent = parseEndpoint(text, 'agent');
+      this.channel(text, agent).catch(() => {});
+    }
   }
 
   /** Stops the reclaim timer and closes the channels (the migrated connections live on at the back ends). */

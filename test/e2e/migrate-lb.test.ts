@@ -10,8 +10,8 @@
  *   the client directly; the LB forwards the client's segments with the
  *   flow id in the ports.
  *
- * Cases: round robin over both back ends; a 32 MiB download byte-exact and
- * 200 keep-alive requests on migrated connections; the agent stopped: the
+ * Cases: round robin over both back ends; a 64 MiB download byte-exact and
+ * 1,000 keep-alive requests on migrated connections; the agent stopped: the
  * request is still answered (relayed to the same back end's app) and the
  * LB keeps no entry; the daemon restarted: an already migrated connection
  * keeps working. No RST at any node; no LB socket left.
@@ -44,7 +44,7 @@ const skip = !priv.ok
   : !existsSync(DEFAULT_XDP_PASS_OBJ) && 'run make bpf first (the testbed needs xdp_pass.o)';
 
 const PORT = 80;
-const BIG = randomBytes(32 * 1024 * 1024);
+const BIG = randomBytes(64 * 1024 * 1024);
 const BIG_SHA = createHash('sha256').update(BIG).digest('hex');
 const BACKENDS = ROUTED_BACKENDS.map((b) => b.node);
 
@@ -139,15 +139,15 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
     await assertClean();
   });
 
-  test('a 32 MiB download and 200 keep-alive requests on migrated connections, byte-exact', async () => {
+  test('a 64 MiB download and 1,000 keep-alive requests on migrated connections, byte-exact', async () => {
     const from = events().length;
     const out = join(dir, 'big.bin');
     await curl(['-o', out, `http://${VIP4}/big`], 60_000);
     assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), BIG_SHA);
-    const urls = Array.from({ length: 200 }, (_, i) => `http://${VIP4}/k${i}`);
+    const urls = Array.from({ length: 1000 }, (_, i) => `http://${VIP4}/k${i}`);
     const text = await curl(urls, 60_000);
     const lines = text.trim().split('\n');
-    assert.equal(lines.length, 200);
+    assert.equal(lines.length, 1000);
     // One connection (curl reuses it): one migration, every answer from the same back end and migration.
     const first = lines[0] as string;
     const [backend, , , id] = first.split(' ');

@@ -12,7 +12,6 @@
  * an owner entry for the connection (from the owner directory) and forwards
  * them in the owner header. The download completes byte-exact (SHA-256).
  */
-import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,16 +19,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bpfUnavailableReason } from '../control/bpf/probe.js';
 import type { DispatchEvent } from '../control/dispatcher/dispatcher.js';
-import { parseExposition, sumSamples } from '../control/sdk/metrics.js';
-import { batonIn } from '../lab/launch/baton-cli.js';
-import { type DaemonProc, startDaemon } from '../lab/launch/daemon.js';
-import { type DispatcherProc, startDispatcher } from '../lab/launch/dispatcher.js';
+import { startClusterStack } from '../lab/launch/cluster-stack.js';
 import { startNginx } from '../lab/launch/nginx.js';
 import { BPF_DIR } from '../lab/paths.js';
 import { canRunPrivileged, EcmpBed, VIP4 } from '../lab/testbed/index.js';
 
-const METRICS = '127.0.0.1:9300';
-const REDIS_PORT = 6379;
 const SIZE = 24 * 1024 * 1024;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,67 +44,15 @@ export async function clusterDemo(say: (line?: string) => void): Promise<number>
   );
   const tb = bed.tb;
   const stops: Array<() => Promise<unknown>> = [];
-  let redis: ChildProcess | undefined;
   const out = join(tmpdir(), `baton-demo-cluster-${process.pid}`);
   try {
     // A small client receive buffer keeps the download in flight while the route changes.
     await tb.exec('client1', 'sysctl', ['-qw', 'net.ipv4.tcp_rmem=4096 65536 262144']);
     const nginx = await startNginx(tb, 'backend1', 8080, { 'big.bin': SIZE });
     stops.push(() => nginx.stop());
-    const redisAddr = tb.iface('lb1', 'router').peer.v4;
-    redis = tb.spawn(
-      'router',
-      'redis-server',
-      ['--port', String(REDIS_PORT), '--bind', redisAddr, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
-      { stdio: 'ignore' },
-    );
-    for (let i = 0; ; i++) {
-      const r = await tb.exec('lb1', 'bash', ['-c', `exec 3<>/dev/tcp/${redisAddr}/${REDIS_PORT}`], { check: false });
-      if (r.code === 0) break;
-      if (i > 100) throw new Error('redis-server did not answer within 5 s');
-      await sleep(50);
-    }
-    const store = `redis://${redisAddr}:${REDIS_PORT}`;
-    const daemons = new Map<string, DaemonProc>();
-    const dispatchers = new Map<string, DispatcherProc>();
-    for (const lb of bed.lbs) {
-      const d = await startDaemon(
-        tb,
-        lb,
-        tb.node(lb).ifaces.map((i) => i.name),
-        // metrics on the LB's loopback (each LB is its own namespace)
-        [
-          '--store',
-          store,
-          '--cluster-id',
-          lb,
-          '--cluster-address',
-          bed.lbAddress(lb, 4),
-          '--vip',
-          VIP4,
-          '--metrics',
-          METRICS,
-        ],
-      );
-      daemons.set(lb, d);
-      stops.unshift(() => d.stop());
-      // The router's neighbour entry: the owner header's next hop toward the peer.
-      await tb.exec(lb, 'ping', ['-4', '-c', '1', '-W', '1', tb.iface(lb, 'router').peer.v4]);
-    }
-    for (const [lb, d] of daemons) {
-      const fe = await startDispatcher(
-        tb,
-        {
-          listen: `${VIP4}:80`,
-          api: { socketPath: d.socketPath },
-          pools: { web: { backends: [`${tb.node('backend1').v4}:8080`] } },
-          routes: [{ pool: 'web' }],
-        },
-        { node: lb },
-      );
-      dispatchers.set(lb, fe);
-      stops.unshift(() => fe.stop());
-    }
+    const cluster = await startClusterStack(bed, [`${tb.node('backend1').v4}:8080`]);
+    stops.unshift(() => cluster.close());
+    const { store, dispatchers } = cluster;
     say(
       `  ${bed.lbs.map((lb) => `baton lb --store ${store} --cluster-id ${lb} --cluster-address ${bed.lbAddress(lb, 4)} --vip ${VIP4}`).join('\n  ')}`,
     );
@@ -140,14 +82,8 @@ export async function clusterDemo(say: (line?: string) => void): Promise<number>
     }
     if (!owner) throw new Error('no LB spliced the download');
     const other = bed.lbs.find((lb) => lb !== owner) as string;
-    const scrape = async (lb: string) =>
-      parseExposition((await tb.exec(lb, 'curl', ['-sS', '--max-time', '5', `http://${METRICS}/metrics`])).stdout);
-    const value = (fams: ReturnType<typeof parseExposition>, name: string, labels: Record<string, string>) => {
-      const f = fams.find((x) => x.name === name);
-      return f ? sumSamples(f, labels) : 0;
-    };
     for (let i = 0; i < 100; i++) {
-      if (value(await scrape(other), 'baton_owner_connections', { kind: 'forwarded' }) === 1) break;
+      if ((await cluster.metric(other, 'baton_owner_connections', { kind: 'forwarded' })) === 1) break;
       await sleep(20);
     }
     say(`GET /big.bin (${SIZE >> 20} MiB, 8 MB/s): the router sent it to ${owner}, which spliced it;`);
@@ -158,7 +94,7 @@ export async function clusterDemo(say: (line?: string) => void): Promise<number>
     const r = await curl;
     const sha = createHash('sha256').update(readFileSync(out)).digest('hex');
     const exact = r.stdout === `200 ${SIZE}` && sha === nginx.sha256['/big.bin'];
-    const forwarded = value(await scrape(other), 'baton_datapath_packets_total', { reason: 'to_owner' });
+    const forwarded = await cluster.metric(other, 'baton_datapath_packets_total', { reason: 'to_owner' });
     say(
       `  download: HTTP ${r.stdout.split(' ')[0]}, ${r.stdout.split(' ')[1]} bytes, SHA-256 ${exact ? 'matches' : 'DIFFERS'}; ${other} forwarded ${forwarded} client segments to ${owner} in the owner header`,
     );
@@ -168,8 +104,6 @@ export async function clusterDemo(say: (line?: string) => void): Promise<number>
     return exact && forwarded > 0 ? 0 : 1;
   } finally {
     for (const stop of stops) await stop().catch(() => {});
-    if (redis?.pid) process.kill(-redis.pid, 'SIGTERM');
-    for (const lb of bed.lbs) await batonIn(tb, lb, ['down']).catch(() => {});
     rmSync(out, { force: true });
     await bed.destroy();
     say('cluster testbed removed (dispatchers and daemons stopped, baton down on each LB, Redis stopped)');

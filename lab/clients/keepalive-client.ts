@@ -26,9 +26,9 @@ export class KeepAliveClient {
   private waiters: Array<(a: Answer) => void> = [];
   private constructor(readonly proc: ChildProcess) {}
 
-  static async start(tb: Testbed, ip: string, port = 80): Promise<KeepAliveClient> {
+  static async start(tb: Testbed, ip: string, port = 80, node = 'client'): Promise<KeepAliveClient> {
     const proc = tb.spawn(
-      'client',
+      node,
       process.execPath,
       ['--import', 'tsx', resolve(ROOT, 'lab/clients/keepalive-program.ts'), ip, String(port)],
       { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] },

@@ -41,6 +41,13 @@ export interface Profile {
   profileShareMatrix: 'full' | 'reduced';
   /** Download per connection of the profile-share run (bytes). */
   profileShareDownloadBytes: number;
+  /** The cluster run (bench/cluster.ts): BPF_PROG_TEST_RUN runs per owner-header row. */
+  clusterPacketSamples: number;
+  /** Its detour download (MiB) and rounds (direct then detour, on one connection). */
+  clusterDownloadMiB: number;
+  clusterRounds: number;
+  /** New connections whose owner entries the propagation figure is taken from. */
+  clusterConnections: number;
 }
 
 export const PROFILES: Record<Mode, Profile> = {
@@ -62,6 +69,10 @@ export const PROFILES: Record<Mode, Profile> = {
     handoffApiVerifySample: 200,
     profileShareMatrix: 'full',
     profileShareDownloadBytes: 64 * 1024,
+    clusterPacketSamples: 20_000,
+    clusterDownloadMiB: 64,
+    clusterRounds: 3,
+    clusterConnections: 200,
   },
   quick: {
     mode: 'quick',
@@ -81,6 +92,10 @@ export const PROFILES: Record<Mode, Profile> = {
     handoffApiVerifySample: 50,
     profileShareMatrix: 'reduced',
     profileShareDownloadBytes: 64 * 1024,
+    clusterPacketSamples: 2000,
+    clusterDownloadMiB: 16,
+    clusterRounds: 1,
+    clusterConnections: 30,
   },
 };
 

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from '../lab/paths.js';
+import { clusterLines } from './cluster-results.js';
 import { profileShareLines } from './profile-share-results.js';
 import { readResults } from './render.js';
 import {
@@ -67,6 +68,7 @@ export function readmeBlock(r: Results, dir: string): string {
         ]
       : []),
     ...(r.profileShare ? ['Client TCP profiles (issue 13):', '', ...profileShareLines(r.profileShare), ''] : []),
+    ...(r.cluster ? ['Several LBs (issue 12):', '', ...clusterLines(r.cluster), ''] : []),
     `Latency, CPU per request and the datapath and handoff charts: [${rel}/results.md](${rel}/results.md).`,
     END,
   ].join('\n');

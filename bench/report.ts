@@ -4,6 +4,7 @@
  * control-plane microbenchmarks. Pure function of the results, so a report
  * can be rendered again (`bench/render.ts`) without rerunning anything.
  */
+import { clusterLines, clusterTargetRows } from './cluster-results.js';
 import { HANDOFF_BUCKETS_MS } from './handoff.js';
 import { targetVerdicts } from './handoff-api-results.js';
 import {
@@ -282,6 +283,7 @@ export function targetLines(r: Results): string[] {
     row(['rewrite path flat across table sizes (max/min)', '≈ 1.0', `${spread.toFixed(2)}`, check(spread <= 1.2)]),
     ...handoffApiTargetRows(r, check),
     ...profileShareTargetRows(r, check),
+    ...clusterTargetRows(r.cluster, check),
   ];
 }
 
@@ -366,5 +368,6 @@ export function renderReport(r: Results): string {
           '',
         ]
       : []),
+    ...(r.cluster ? ['## Several LBs: owner forwarding', '', ...clusterLines(r.cluster), ''] : []),
   ].join('\n');
 }

@@ -1,4 +1,5 @@
 /** The shape of results.json: everything the report, the charts and the README block are rendered from. */
+import type { ClusterBenchResults } from './cluster-results.js';
 import type { DatapathResults } from './datapath.js';
 import type { HandoffRun } from './handoff.js';
 import type { HandoffApiResults } from './handoff-api-results.js';
@@ -37,6 +38,8 @@ export interface Results {
   datapath: DatapathResults;
   /** share of connections spliced per client TCP profile, with and without profile legs; absent in results from before it existed */
   profileShare?: ProfileShareResults;
+  /** several LBs (owner forwarding): cost per forwarded packet, detour vs direct, directory propagation; absent in results from before it existed */
+  cluster?: ClusterBenchResults;
 }
 
 /** Today's date as the results directory name. */

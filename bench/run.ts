@@ -11,7 +11,9 @@
  *   5. the datapath microbenchmark (its own namespace);
  *   6. the share of connections spliced per client TCP profile, with and
  *      without profile legs (profile-share.ts, its own testbeds);
- *   7. results.json, results.md and the SVG charts.
+ *   7. several LBs (cluster.ts, its own testbed): owner-header cost, detour
+ *      vs direct throughput, owner-directory propagation;
+ *   8. results.json, results.md and the SVG charts.
  *
  *   node --import tsx bench/run.ts [--quick] [--out DIR] [--baton dispatcher|e2e]
  * --baton picks the baton variant's front end: the daemon + dispatcher users
@@ -27,6 +29,7 @@ import { bpfUnavailableReason } from '../control/bpf/probe.js';
 import { type NginxBackend, startNginx } from '../lab/launch/nginx.js';
 import { BPF_DIR, ROOT } from '../lab/paths.js';
 import { canRunPrivileged, createTestbed, starTopology, type Testbed } from '../lab/testbed/index.js';
+import { runClusterBench } from './cluster.js';
 import { cpuSince, sampleCpu } from './cpu.js';
 import { runDatapathBench } from './datapath.js';
 import { runHandoffBench } from './handoff.js';
@@ -159,6 +162,8 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
     `client profiles: the share spliced per profile (${profile.profileShareMatrix} matrix, IPv4 and IPv6), with and without profile legs`,
   );
   const profileShare = await runProfileShareBench(profile, log);
+  log('several LBs: owner header cost, detour vs direct, directory propagation (2 LBs, Redis, ECMP)');
+  const cluster = await runClusterBench(profile, log);
   return {
     schema: RESULTS_SCHEMA,
     mode: profile.mode,
@@ -175,6 +180,7 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
     handoffApi,
     datapath,
     profileShare,
+    cluster,
   };
 }
 

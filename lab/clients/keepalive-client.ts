@@ -15,6 +15,8 @@ export interface Answer {
   length?: number;
   sha256?: string;
   body?: string;
+  /** request sent to last body byte, in the client (ms) */
+  ms?: number;
   event?: string;
   code?: string;
 }
@@ -58,9 +60,9 @@ export class KeepAliveClient {
     this.proc.stdin!.write(`${cmd}\n`);
   }
 
-  get(path: string): Promise<Answer> {
+  get(path: string, timeoutMs = 10_000): Promise<Answer> {
     const p = new Promise<Answer>((r, rej) => {
-      const t = setTimeout(() => rej(new Error(`no answer to GET ${path} within 10 s`)), 10_000);
+      const t = setTimeout(() => rej(new Error(`no answer to GET ${path} within ${timeoutMs} ms`)), timeoutMs);
       this.waiters.push((a) => {
         clearTimeout(t);
         r(a);

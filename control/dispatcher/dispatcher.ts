@@ -109,6 +109,16 @@ const STATUS_TEXT: Record<number, string> = {
   502: 'Bad Gateway',
 };
 
+/** What a relayed event says of the splice or migration baton refused (or the SDK could not ask for). */
+function whyNot(e: unknown): { code: string; reason?: string; detail: string } {
+  const err = e instanceof BatonApiError ? e : undefined;
+  return {
+    code: err?.code ?? 'SDK_ERROR',
+    ...(err?.reason ? { reason: err.reason } : {}),
+    detail: err?.detail || (e as Error).message,
+  };
+}
+
 export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {}): Dispatcher {
   const emit = deps.onEvent ?? (() => {});
   const api = deps.client ?? createClient({ ...cfg.api });
@@ -220,14 +230,11 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         return;
       } catch (e) {
         // splice() gives both sockets back untouched on every error, so relaying is always safe.
-        const err = e instanceof BatonApiError ? e : undefined;
         emit({
           event: 'relayed',
           ...where,
           ...(profile ? { clientProfile: describeProfile(profile) } : {}),
-          code: err?.code ?? 'SDK_ERROR',
-          ...(err?.reason ? { reason: err.reason } : {}),
-          detail: err?.detail || (e as Error).message,
+          ...whyNot(e),
         });
       }
     } else {
@@ -282,15 +289,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         return;
       } catch (e) {
         // migrate() gives the socket back untouched on every error, so relaying is always safe.
-        const err = e instanceof BatonApiError ? e : undefined;
-        emit({
-          event: 'relayed',
-          ...where,
-          profile: '',
-          code: err?.code ?? 'SDK_ERROR',
-          ...(err?.reason ? { reason: err.reason } : {}),
-          detail: err?.detail || (e as Error).message,
-        });
+        emit({ event: 'relayed', ...where, profile: '', ...whyNot(e) });
       }
     } else {
       emit({

@@ -25,8 +25,9 @@ import { AgentChannel } from '../migrate/channel.js';
 import type { FlowIdSwitch } from '../migrate/flow-switch.js';
 import { type MigratePhases, migrateSocket } from '../migrate/migrate.js';
 import { Authorizer, type Caller, isPrivileged } from './authorize.js';
+import { decodeClientBytes } from './client-bytes.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
-import { DEFAULT_MIGRATE_TIMEOUT_MS, MAX_MIGRATE_TIMEOUT_MS, MAX_PREFIX_BYTES } from './limits.js';
+import { DEFAULT_MIGRATE_TIMEOUT_MS, MAX_MIGRATE_TIMEOUT_MS } from './limits.js';
 import type { Operations } from './operations.js';
 import { type ProcessGate, release, takeByDescriptor } from './sockets.js';
 
@@ -73,20 +74,6 @@ export interface MigrateServiceOptions {
   authorizer?: Authorizer;
   /** Connects a channel (tests inject their own). */
   connect?: (agent: { ip: string; port: number }, secret: Buffer) => Promise<AgentChannel>;
-}
-
-function decodeReceived(text: string | undefined): Buffer {
-  if (text === undefined || text === '') return Buffer.alloc(0);
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text))
-    throw new BatonError('BAD_REQUEST', 'received must be standard base64 (RFC 4648, padded)', 'bad_received');
-  const bytes = Buffer.from(text, 'base64');
-  if (bytes.length > MAX_PREFIX_BYTES)
-    throw new BatonError(
-      'BAD_REQUEST',
-      `received holds ${bytes.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`,
-      'received_too_large',
-    );
-  return bytes;
 }
 
 export class MigrateService {
@@ -136,7 +123,7 @@ export class MigrateService {
           `${agentText} is not one of this LB's agents (${[...this.agents].join(', ')}); add it with baton lb --agent ${agentText}`,
           'unknown_agent',
         );
-      const received = decodeReceived(req.received);
+      const received = decodeClientBytes(req.received, 'received') ?? Buffer.alloc(0);
       const timeoutMs = Math.min(req.timeoutMs ?? DEFAULT_MIGRATE_TIMEOUT_MS, MAX_MIGRATE_TIMEOUT_MS);
       const gate: ProcessGate | undefined = isPrivileged(caller)
         ? undefined

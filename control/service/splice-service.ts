@@ -20,9 +20,10 @@
 import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import { BatonError } from '../errors.js';
 import { Authorizer, type Caller, connectionDecision, isPrivileged, ownerUidOf, seesConnection } from './authorize.js';
+import { decodeClientBytes } from './client-bytes.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
-import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT, MAX_PREFIX_BYTES } from './limits.js';
+import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT } from './limits.js';
 import { type HandoffObserver, Operations } from './operations.js';
 import { type ProcessGate, release, type TakenSocket, takeByAddress, takeByDescriptor } from './sockets.js';
 import type { ConnectionState, SpliceRecord, SplicerPort } from './splicer-port.js';
@@ -91,22 +92,6 @@ export function parseId(text: string): bigint {
   return BigInt(text);
 }
 
-function decodePrefix(text: string | undefined): Buffer | undefined {
-  if (text === undefined || text === '') return undefined;
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
-    throw new BatonError('BAD_REQUEST', 'prefix must be standard base64 (RFC 4648, padded)', 'bad_prefix');
-  }
-  const bytes = Buffer.from(text, 'base64');
-  if (bytes.length > MAX_PREFIX_BYTES) {
-    throw new BatonError(
-      'BAD_REQUEST',
-      `prefix holds ${bytes.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`,
-      'prefix_too_large',
-    );
-  }
-  return bytes;
-}
-
 export class SpliceService {
   readonly splicer: SplicerPort;
   readonly tableCapacity: number | undefined;
@@ -133,7 +118,7 @@ export class SpliceService {
    */
   async splice(caller: Caller, req: SpliceRequest, receivedAt = performance.now()): Promise<SpliceJson> {
     return this.timed('splice', receivedAt, async () => {
-      const prefix = decodePrefix(req.prefix);
+      const prefix = decodeClientBytes(req.prefix, 'prefix');
       const { client, backend } = await this.take(caller, req);
       let rec: SpliceRecord | undefined;
       try {

@@ -76,6 +76,7 @@ describe('REST API routes', () => {
       assert.deepEqual(Object.keys(doc.paths).sort(), [
         '/healthz',
         '/readyz',
+        '/v1/migrations',
         '/v1/splices',
         '/v1/splices/{id}',
         '/v1/splices/{id}/handoffs',
@@ -84,6 +85,7 @@ describe('REST API routes', () => {
       ]);
       assert.deepEqual(Object.keys(doc.paths['/v1/splices/{id}']).sort(), ['delete', 'get']);
       assert.ok(doc.components.schemas.Splice && doc.components.schemas.Problem, 'Splice and Problem components');
+      assert.ok(doc.components.schemas.Migration, 'Migration component');
       assert.deepEqual(doc.security, [{ bearer: [] }]);
       const post = doc.paths['/v1/splices'].post;
       assert.ok(post.requestBody.content['application/json'].schema, 'POST /v1/splices has a body schema');

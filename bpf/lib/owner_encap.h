@@ -278,6 +278,7 @@ have_hop:
 	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
 	*reason = fwd_reason;
+	owner_count_peer(to, sizeof(struct ethhdr) + olen + in->ip_len);
 	if (ifindex == ctx_ingress_ifindex(ctx))
 		return CTX_TX;
 	return bpf_redirect(ifindex, 0);

@@ -40,10 +40,23 @@
 /* Filled by the control plane: peer LBs whose owner headers are accepted. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, BATON_PEERS_MAX);
 	__type(key, struct baton_peer_addr);
 	__type(value, struct baton_peer);
 } baton_peers SEC(".maps");
+
+/* Packets (and their bytes as sent) that left in the owner header, per
+ * peer they went to: toward an owner and on a second chance alike. The
+ * control plane creates one entry per live peer and removes it when the
+ * peer leaves, so the keys (metric labels) are bounded by the peers; a
+ * packet toward an address without an entry is sent, just not counted
+ * here (baton_counters still counts it by reason). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, BATON_PEERS_MAX);
+	__type(key, struct baton_peer_addr);
+	__type(value, struct baton_counter);
+} baton_peer_stats SEC(".maps");
 
 /* The addresses the LBs serve. */
 struct {
@@ -77,6 +90,18 @@ static __always_inline const struct baton_owner_config *owner_config(void)
 	const struct baton_owner_config *c = bpf_map_lookup_elem(&baton_owner_config, &k);
 
 	return c && c->udp_port ? c : 0;
+}
+
+/* One packet of `bytes` sent to peer `to` in the owner header. */
+static __always_inline void owner_count_peer(const struct baton_peer_addr *to, __u32 bytes)
+{
+	struct baton_peer_addr k = *to;
+	struct baton_counter *c = bpf_map_lookup_elem(&baton_peer_stats, &k);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
 }
 
 /* ------------------------------------------------------------------ hash */

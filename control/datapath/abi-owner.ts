@@ -15,6 +15,8 @@ export const OWNER_HDR_VERSION = 1;
 export const OWNER_PORT_DEFAULT = 6181;
 export const OWNER_MAX_HOPS_DEFAULT = 3;
 export const SECOND_CHANCE_BUCKETS = 256;
+/** Entries of baton_peers and baton_peer_stats: LBs in one cluster (BATON_PEERS_MAX). */
+export const PEERS_MAX = 256;
 export const OWNER_SPORT_BASE = 0xc000;
 export const OWNER_SPORT_MASK = 0x3fff;
 export const IPPROTO_UDP = 17;

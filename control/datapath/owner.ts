@@ -186,16 +186,69 @@ export class OwnerSettings {
   }
 }
 
-/** All four, over one loaded object's maps. */
+/** What left in the owner header toward one peer, summed over CPUs. */
+export interface PeerTraffic {
+  packets: bigint;
+  bytes: bigint;
+}
+
+/**
+ * baton_peer_stats: packets sent in the owner header per peer (to_owner and
+ * second_chance alike). The datapath only counts into entries that exist:
+ * the control plane tracks each live peer and forgets it when it leaves, so
+ * the keys (the metrics' peer labels) are bounded by the peers.
+ */
+export class PeerStats {
+  constructor(private readonly map: BpfMap) {}
+
+  /** Starts counting for `address`; an entry already there (a daemon restart: pinned) keeps its counts. */
+  track(address: string): void {
+    checkAddress(address, 'a peer');
+    try {
+      this.map.update(encodePeerAddr(address), this.map.replicate(Buffer.alloc(LAYOUTS.baton_counter.size)), 'NOEXIST');
+    } catch (e) {
+      if (e instanceof BpfError && e.code === 'EEXIST') return;
+      if (e instanceof BpfError && e.code === 'E2BIG') throw mapFull('peer stats', this.map.maxEntries, e);
+      throw e;
+    }
+  }
+
+  /** Stops counting for `address` (its counts go); false when it was not tracked. */
+  forget(address: string): boolean {
+    checkAddress(address, 'a peer');
+    return this.map.delete(encodePeerAddr(address));
+  }
+
+  /** Every tracked peer's totals, by address. */
+  read(): Map<string, PeerTraffic> {
+    const out = new Map<string, PeerTraffic>();
+    for (const [k, v] of this.map.entries()) {
+      const address = decodePeerAddr(k);
+      if (!address) continue;
+      const [packets = 0n, bytes = 0n] = this.map.sumU64(v);
+      out.set(address, { packets, bytes });
+    }
+    return out;
+  }
+}
+
+/** All five, over one loaded object's maps. */
 export interface OwnerMaps {
   peers: Peers;
   vips: Vips;
   secondChance: SecondChance;
   settings: OwnerSettings;
+  peerStats: PeerStats;
 }
 
 /** The map names bpf/lib/owner.h defines (pinned by the Datapath with the others). */
-export const OWNER_MAP_NAMES = ['baton_peers', 'baton_vips', 'baton_second_chance', 'baton_owner_config'] as const;
+export const OWNER_MAP_NAMES = [
+  'baton_peers',
+  'baton_vips',
+  'baton_second_chance',
+  'baton_owner_config',
+  'baton_peer_stats',
+] as const;
 
 export function ownerMaps(map: (name: (typeof OWNER_MAP_NAMES)[number]) => BpfMap): OwnerMaps {
   return {
@@ -203,5 +256,6 @@ export function ownerMaps(map: (name: (typeof OWNER_MAP_NAMES)[number]) => BpfMa
     vips: new Vips(map('baton_vips')),
     secondChance: new SecondChance(map('baton_second_chance')),
     settings: new OwnerSettings(map('baton_owner_config')),
+    peerStats: new PeerStats(map('baton_peer_stats')),
   };
 }

@@ -46,6 +46,7 @@ export function datapathOwners(table: FlowTable, maps: OwnerMaps, onError: (err:
   const wanted = new Map<string, { conn: OwnedConnection; owner: string }>();
   const inDatapath = new Set<string>();
   let peers: ReadonlyMap<string, PeerInfo> = new Map();
+  let pruned = false;
   /** Stable datapath index per peer id, for as long as this daemon runs. */
   const indexOf = new Map<string, number>();
 
@@ -85,10 +86,18 @@ export function datapathOwners(table: FlowTable, maps: OwnerMaps, onError: (err:
       const before = peers;
       peers = new Map(next);
       try {
+        const now = new Set([...peers.values()].map((p) => p.address));
         for (const [id, info] of before) if (!peers.has(id)) maps.peers.remove(info.address);
+        // Packets sent per peer: counted for live peers only (the metrics' labels stay bounded).
+        for (const info of before.values()) if (!now.has(info.address)) maps.peerStats.forget(info.address);
+        // The map is pinned: the first time, drop what an earlier daemon counted for peers gone since.
+        if (!pruned)
+          for (const address of maps.peerStats.read().keys()) if (!now.has(address)) maps.peerStats.forget(address);
+        pruned = true;
         for (const [id, info] of peers) {
           if (!indexOf.has(id)) indexOf.set(id, indexOf.size + 1);
           maps.peers.add(info.address, indexOf.get(id) as number);
+          maps.peerStats.track(info.address);
         }
         // Second chance: every bucket to some live peer (none: dropped, no_owner).
         for (const [b, address] of secondChancePlan([...peers.values()].map((p) => p.address)).entries())

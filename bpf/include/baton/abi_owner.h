@@ -75,6 +75,7 @@ struct baton_owner_hdr {
 #define BATON_OWNER_PORT_DEFAULT 6181  /* outer UDP port unless configured */
 #define BATON_OWNER_MAX_HOPS_DEFAULT 3 /* owner, second chance, one stale owner */
 #define BATON_SECOND_CHANCE_BUCKETS 256 /* entries of baton_second_chance (power of 2) */
+#define BATON_PEERS_MAX 256 /* entries of baton_peers and baton_peer_stats: LBs in one cluster */
 /* Outer UDP source ports: ephemeral range | 14 bits of the flow hash. */
 #define BATON_OWNER_SPORT_BASE 0xc000
 #define BATON_OWNER_SPORT_MASK 0x3fff

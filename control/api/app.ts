@@ -14,11 +14,16 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { BatonError } from '../errors.js';
+import type { ClusterStatusJson } from '../owner/cluster-status.js';
+import { aloneStatus } from '../owner/cluster-status.js';
+import type { Caller } from '../service/authorize.js';
+import { Drain } from '../service/drain.js';
 import type { SpliceService } from '../service/splice-service.js';
 import { versionInfo } from '../service/version.js';
 import type { Transport } from '../sys/peercred.js';
 import { bearerChecker } from './auth.js';
 import { callerResolver } from './callers.js';
+import { clusterRoutes } from './cluster-routes.js';
 import { problemOf, sendProblem, toProblem } from './problem.js';
 import { spliceRoutes } from './routes.js';
 import { Health, Problem, ProblemResponses, Ready, Splice, Version } from './schemas.js';
@@ -52,6 +57,11 @@ export interface ApiOptions {
   rateLimit?: RateLimitOptions;
   logger?: FastifyServerOptions['logger'];
   observer?: ApiObserver;
+  /** GET /v1/cluster (default: alone, with the service's connections). */
+  clusterStatus?: () => Promise<ClusterStatusJson>;
+  /** /v1/drain (default: a drain of the service's connections, which refuses nothing unless started). */
+  drain?: Drain;
+  onDrain?: (what: 'start' | 'cancel', caller: Caller) => void;
 }
 
 /** What /readyz and the start-up log say about --insecure-no-auth. */
@@ -214,5 +224,13 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     ...(opts.transportOf ? { transportOf: opts.transportOf } : {}),
   });
   await app.register(spliceRoutes, { service: opts.service, callerOf });
+  const held = () => opts.service.splicer.records.size + opts.service.inFlightCount;
+  const drain = opts.drain ?? new Drain({ held });
+  await app.register(clusterRoutes, {
+    status: opts.clusterStatus ?? (async () => aloneStatus(held(), drain.check())),
+    drain,
+    callerOf,
+    ...(opts.onDrain ? { onDrain: opts.onDrain } : {}),
+  });
   return app;
 }

@@ -5,6 +5,7 @@
  * decimal strings, addresses "ip:port" ("[v6]:port").
  */
 import type { Static } from '@sinclair/typebox';
+import type * as C from '../api/cluster-schemas.js';
 import type * as S from '../api/schemas.js';
 
 export type Splice = Static<typeof S.Splice>;
@@ -26,3 +27,9 @@ export interface SpliceList {
   next: string | null;
 }
 export type BatchResult = { status: number; splice: Splice } | { status: number; error: Problem };
+
+/** GET /v1/cluster: the cluster as this LB sees it (alone: mode "alone"). */
+export type ClusterStatus = C.ClusterStatus;
+export type ClusterPeer = ClusterStatus['peers'][number];
+/** GET/POST/DELETE /v1/drain. */
+export type DrainStatus = C.DrainStatus;

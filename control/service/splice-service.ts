@@ -85,6 +85,8 @@ export interface SpliceServiceOptions {
   tableCapacity?: number;
   /** Reads callers' and targets' credentials (default: /proc). */
   authorizer?: Authorizer;
+  /** Why a new splice is refused now (a drain: control/service/drain.ts), or undefined; handoffs are not. */
+  admission?: () => BatonError | undefined;
 }
 
 const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => typeof r.client === 'object';
@@ -117,6 +119,7 @@ export class SpliceService {
   readonly tableCapacity: number | undefined;
   private readonly observer: HandoffObserver | undefined;
   private readonly notReady: () => string | undefined;
+  private readonly admission: () => BatonError | undefined;
   readonly authorizer: Authorizer;
   private inFlight = 0;
   private closing = false;
@@ -128,6 +131,12 @@ export class SpliceService {
     this.tableCapacity = opts.tableCapacity;
     this.notReady = opts.notReadyReason ?? (() => undefined);
     this.authorizer = opts.authorizer ?? new Authorizer();
+    this.admission = opts.admission ?? (() => undefined);
+  }
+
+  /** Splices and handoffs under way (a drain waits for them too). */
+  get inFlightCount(): number {
+    return this.inFlight;
   }
 
   /** Why the service cannot splice right now, or undefined when it can. */
@@ -141,6 +150,9 @@ export class SpliceService {
    */
   async splice(caller: Caller, req: SpliceRequest, receivedAt = performance.now()): Promise<SpliceJson> {
     return this.timed('splice', receivedAt, async () => {
+      // Before any descriptor is taken: a refused splice leaves the front end's sockets alone.
+      const refused = this.admission();
+      if (refused) throw refused;
       const prefix = decodePrefix(req.prefix);
       const { client, backend } = await this.take(caller, req);
       let rec: SpliceRecord | undefined;

@@ -359,6 +359,48 @@ describe('owner forwarding fixtures', { skip: skipUnlessBpf }, () => {
     });
   });
 
+  test('packets sent in the owner header are counted per tracked peer (baton_peer_stats): to the owner and on a second chance; an untracked peer is not', () => {
+    const stray: Inner = { src: CLIENT, dst: VIP, sport: 41100, dport: 80, proto: 'tcp', flags: 'A' };
+    a.owner.peerStats.track(LB_B);
+    a.owner.peerStats.track(LB_B); // again: keeps the entry (and its counts)
+    a.owner.secondChance.set(secondChanceBucket(keyBytes(stray)), LB_B);
+    try {
+      const zero = a.owner.peerStats.read().get(LB_B);
+      assert.deepEqual(zero, { packets: 0n, bytes: 0n });
+      const direct = runFixture(a.obj, ns, {
+        name: 'to owner, counted',
+        input: inner(TCP4),
+        verdict: 'REDIRECT',
+        reason: 'to_owner',
+        output: encapsulated(TCP4, { from: LB_A, to: LB_B, hops: 1 }),
+      });
+      const second = runFixture(a.obj, ns, {
+        name: 'second chance, counted',
+        input: inner(stray),
+        verdict: 'REDIRECT',
+        reason: 'second_chance',
+        output: encapsulated(stray, { from: LB_A, to: LB_B, hops: 1 }),
+      });
+      assert.deepEqual(a.owner.peerStats.read().get(LB_B), {
+        packets: 2n,
+        bytes: BigInt(direct.length + second.length),
+      });
+      // LB_B6 is a peer but not tracked: its packets go, uncounted here (the map keeps only what the control plane tracks).
+      runFixture(a.obj, ns, {
+        name: 'untracked peer',
+        input: inner(TCP6),
+        verdict: 'REDIRECT',
+        reason: 'to_owner',
+        output: encapsulated(TCP6, { from: LB_A6, to: LB_B6, hops: 1 }),
+      });
+      assert.deepEqual([...a.owner.peerStats.read().keys()], [LB_B]);
+    } finally {
+      a.owner.secondChance.set(secondChanceBucket(keyBytes(stray)), undefined);
+      assert.equal(a.owner.peerStats.forget(LB_B), true);
+      assert.equal(a.owner.peerStats.read().size, 0);
+    }
+  });
+
   describe('second chance (no entry, not a SYN, a VIP, no local socket)', () => {
     const stray: Inner = { src: CLIENT, dst: VIP, sport: 41000, dport: 80, proto: 'tcp', flags: 'A' };
     const stray6: Inner = { src: CLIENT6, dst: VIP6, sport: 41001, dport: 80, proto: 'tcp', flags: 'A' };

@@ -17,7 +17,7 @@
  * and was reclaimed, lb1 reports drained (`baton lb drain --wait`, status,
  * baton_drain_state).
  *
- * Bounded: one 16 MiB download at 4 MB/s, two short requests; every wait has a deadline.
+ * Bounded: one 16 MiB download at 2 MB/s (8 s), two short requests; every wait has a deadline.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -190,7 +190,7 @@ describe('operations: cluster status and drain with two LBs behind ECMP (issue 1
           '--max-time',
           '40',
           '--limit-rate',
-          '4M',
+          '2M',
           '-o',
           out,
           '-w',

@@ -46,15 +46,16 @@ struct {
 } baton_peers SEC(".maps");
 
 /* Packets (and their bytes as sent) that left in the owner header, per
- * peer they went to: toward an owner and on a second chance alike. The
- * control plane creates one entry per live peer and removes it when the
- * peer leaves, so the keys (metric labels) are bounded by the peers; a
- * packet toward an address without an entry is sent, just not counted
- * here (baton_counters still counts it by reason). */
+ * peer they went to: toward an owner and on a second chance alike, in the
+ * slot of the peer's index (baton_peers; slot 0 unused). An array, not a
+ * hash keyed by address: the hot path (an OWNER entry carries its owner's
+ * slot) pays one per-CPU array lookup, not a hash of 20 bytes. The
+ * control plane zeroes a slot when it gives it to a peer and reads only
+ * live peers' slots, so the metrics' labels are bounded by the peers. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, BATON_PEERS_MAX);
-	__type(key, struct baton_peer_addr);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BATON_PEERS_MAX + 1);
+	__type(key, __u32);
 	__type(value, struct baton_counter);
 } baton_peer_stats SEC(".maps");
 
@@ -92,12 +93,22 @@ static __always_inline const struct baton_owner_config *owner_config(void)
 	return c && c->udp_port ? c : 0;
 }
 
-/* One packet of `bytes` sent to peer `to` in the owner header. */
-static __always_inline void owner_count_peer(const struct baton_peer_addr *to, __u32 bytes)
+/* One packet of `bytes` sent to peer `to` in the owner header, counted in
+ * `slot` (an OWNER entry's), or in the slot baton_peers gives `to` when 0
+ * (a second chance, an entry written without one). */
+static __always_inline void owner_count_peer(const struct baton_peer_addr *to, __u32 slot, __u32 bytes)
 {
-	struct baton_peer_addr k = *to;
-	struct baton_counter *c = bpf_map_lookup_elem(&baton_peer_stats, &k);
+	struct baton_counter *c;
 
+	if (!slot) {
+		struct baton_peer_addr k = *to;
+		const struct baton_peer *pe = bpf_map_lookup_elem(&baton_peers, &k);
+
+		if (!pe)
+			return;
+		slot = pe->index;
+	}
+	c = bpf_map_lookup_elem(&baton_peer_stats, &slot);
 	if (c) {
 		c->packets++;
 		c->bytes += bytes;

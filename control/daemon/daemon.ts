@@ -198,12 +198,12 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         registry: metrics.registry,
         log: app.log,
       });
-      peerTrafficMetrics(metrics.registry, () => dp.owner.peerStats.read());
+      peerTrafficMetrics(metrics.registry, () => owners.peerTraffic());
       clusterStatus = lbClusterStatus({
         self: { id: config.clusterId, address: config.clusterAddress as string, ownerPort: config.ownerPort },
         lb: lbCluster,
         forwarded: () => owners.installedCount,
-        traffic: () => dp.owner.peerStats.read(),
+        traffic: () => owners.peerTraffic(),
         owned: () => splicer.records.size,
         drain: () => drain.check(),
       });

@@ -20,6 +20,7 @@ import {
   OWNER_MAX_HOPS_DEFAULT,
   OWNER_PORT_DEFAULT,
   type OwnerConfig,
+  PEERS_MAX,
   SECOND_CHANCE_BUCKETS,
 } from './abi-owner.js';
 
@@ -194,43 +195,31 @@ export interface PeerTraffic {
 
 /**
  * baton_peer_stats: packets sent in the owner header per peer (to_owner and
- * second_chance alike). The datapath only counts into entries that exist:
- * the control plane tracks each live peer and forgets it when it leaves, so
- * the keys (the metrics' peer labels) are bounded by the peers.
+ * second_chance alike), in the slot of the peer's index in baton_peers
+ * (1..PEERS_MAX). The control plane zeroes a slot when it gives it to a
+ * peer and reads only live peers' slots.
  */
 export class PeerStats {
   constructor(private readonly map: BpfMap) {}
 
-  /** Starts counting for `address`; an entry already there (a daemon restart: pinned) keeps its counts. */
-  track(address: string): void {
-    checkAddress(address, 'a peer');
-    try {
-      this.map.update(encodePeerAddr(address), this.map.replicate(Buffer.alloc(LAYOUTS.baton_counter.size)), 'NOEXIST');
-    } catch (e) {
-      if (e instanceof BpfError && e.code === 'EEXIST') return;
-      if (e instanceof BpfError && e.code === 'E2BIG') throw mapFull('peer stats', this.map.maxEntries, e);
-      throw e;
-    }
+  /** Zeroes `slot` (a peer got it: its counts start from nothing). */
+  reset(slot: number): void {
+    this.map.update(slotKey(slot), this.map.replicate(Buffer.alloc(LAYOUTS.baton_counter.size)));
   }
 
-  /** Stops counting for `address` (its counts go); false when it was not tracked. */
-  forget(address: string): boolean {
-    checkAddress(address, 'a peer');
-    return this.map.delete(encodePeerAddr(address));
-  }
-
-  /** Every tracked peer's totals, by address. */
-  read(): Map<string, PeerTraffic> {
-    const out = new Map<string, PeerTraffic>();
-    for (const [k, v] of this.map.entries()) {
-      const address = decodePeerAddr(k);
-      if (!address) continue;
-      const [packets = 0n, bytes = 0n] = this.map.sumU64(v);
-      out.set(address, { packets, bytes });
-    }
-    return out;
+  /** What was sent to the peer in `slot`, summed over CPUs. */
+  read(slot: number): PeerTraffic {
+    const v = this.map.lookup(slotKey(slot));
+    const [packets = 0n, bytes = 0n] = v ? this.map.sumU64(v) : [];
+    return { packets, bytes };
   }
 }
+
+const slotKey = (slot: number): Buffer => {
+  if (!Number.isInteger(slot) || slot < 1 || slot > PEERS_MAX)
+    throw new BatonError('CONFIG_INVALID', `a peer stats slot is 1..${PEERS_MAX}, got ${slot}`, 'bad_slot');
+  return bucketKey(slot);
+};
 
 /** All five, over one loaded object's maps. */
 export interface OwnerMaps {

@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import { describeCluster, drainCommand, parseTimeout } from '../../control/cli/cluster-commands.js';
 import type { Io } from '../../control/cli/io.js';
 import { EXIT, UsageError } from '../../control/cli/usage.js';
+import { PEERS_MAX } from '../../control/datapath/abi-owner.js';
 import {
   aloneStatus,
   buildClusterStatus,
@@ -16,6 +17,7 @@ import {
   PROPAGATION_SAMPLES,
   percentile,
 } from '../../control/owner/cluster-status.js';
+import { peerSlots } from '../../control/owner/datapath-owners.js';
 import type { BatonClient } from '../../control/sdk/client.js';
 import type { DrainStatus } from '../../control/sdk/types.js';
 import { Drain, drainState } from '../../control/service/drain.js';
@@ -207,5 +209,39 @@ describe('baton lb drain', () => {
     assert.equal(parseTimeout('1500ms'), 1500);
     assert.equal(parseTimeout('2'), 2000);
     assert.throws(() => parseTimeout('soon'), UsageError);
+  });
+});
+
+describe('peer stats slots', () => {
+  test('a peer keeps its slot while it stays; a new one takes the lowest free; only new slots are given (zeroed)', () => {
+    const a = peerSlots(new Map(), ['lb3', 'lb2']);
+    assert.deepEqual([...a.slots].sort(), [
+      ['lb2', 1],
+      ['lb3', 2],
+    ]);
+    assert.deepEqual(a.given, [1, 2]);
+    const b = peerSlots(a.slots, ['lb3', 'lb4']); // lb2 left, lb4 joined: lb2's slot is reused
+    assert.deepEqual([...b.slots].sort(), [
+      ['lb3', 2],
+      ['lb4', 1],
+    ]);
+    assert.deepEqual(b.given, [1]);
+    assert.deepEqual(peerSlots(b.slots, ['lb4', 'lb3']).given, [], 'nothing new: nothing zeroed');
+  });
+
+  test('bounded: however many peers come and go, slots stay in 1..PEERS_MAX; beyond it a peer gets none', () => {
+    let cur = new Map<string, number>();
+    for (let round = 0; round < 5; round++) {
+      const live = Array.from({ length: 10 }, (_, i) => `r${round}-lb${i}`);
+      cur = peerSlots(cur, live).slots;
+      assert.ok(
+        [...cur.values()].every((s) => s >= 1 && s <= 10),
+        JSON.stringify([...cur]),
+      );
+    }
+    const many = Array.from({ length: PEERS_MAX + 2 }, (_, i) => `lb${String(i).padStart(4, '0')}`);
+    const r = peerSlots(new Map(), many);
+    assert.equal(r.slots.size, PEERS_MAX);
+    assert.equal(Math.max(...r.slots.values()), PEERS_MAX);
   });
 });

@@ -22,7 +22,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -205,16 +205,16 @@ describe('operations: cluster status and drain with two LBs behind ECMP (issue 1
         () => (finished = true),
       );
       await eventually('lb1 spliced the download', () => spliced('lb1').length === 1);
-      await eventually('owned at lb1, forwarded at lb2', async () => {
-        const [a, b] = [await status('lb1'), await status('lb2')];
-        return a.connections.owned === 1 && b.connections.forwarded === 1 && b.peers[0]?.connections === 1;
-      });
+      // Before the route changes, only fast checks (each `baton status` is a node process of ~1 s):
+      // the download must still have most of its bytes to go when lb1 leaves the router.
+      await eventually(
+        'lb2 installed it as forwarded',
+        async () => (await metric('lb2', 'baton_owner_connections', '{kind="forwarded"}')) === 1,
+      );
 
       const d = await batonIn(tb, 'lb1', ['lb', 'drain', '--api', (daemons.get('lb1') as DaemonProc).api]);
       assert.equal(d.code, 0, d.stderr);
       assert.match(d.stdout, /draining since .*1 connection left/);
-      const draining = await status('lb1');
-      assert.deepEqual([draining.drain.state, draining.drain.connectionsLeft], ['draining', 1]);
       assert.equal(await metric('lb1', 'baton_drain_state', '{state="draining"}'), 1);
 
       // A new connection still routed to lb1: no splice, the dispatcher relays it.
@@ -229,6 +229,13 @@ describe('operations: cluster status and drain with two LBs behind ECMP (issue 1
       // The operator takes lb1 out of the router: new flows go to lb2 (and are spliced there),
       // the download's segments now land on lb2, which forwards them to their owner.
       await bed.setNextHops([{ lb: 'lb2' }]);
+      const atSwitch = statSync(out, { throwIfNoEntry: false })?.size ?? 0;
+      t.diagnostic(`lb1 left the router with ${atSwitch} of ${BIG} bytes downloaded`);
+      assert.ok(atSwitch <= BIG - 4 * 1024 * 1024, `at least 4 MiB to go when lb1 left the router (${atSwitch} done)`);
+      // Mid-download, as the operator sees it: owned at lb1 (draining, 1 left), forwarded at lb2.
+      const [s1, s2] = [await status('lb1'), await status('lb2')];
+      assert.deepEqual([s1.drain.state, s1.drain.connectionsLeft, s1.connections.owned], ['draining', 1, 1]);
+      assert.deepEqual([s2.connections.forwarded, s2.peers[0]?.connections, s2.drain.state], [1, 1, 'serving']);
       const r2 = await get('/small.txt');
       assert.equal(r2.stdout, `${SMALL}\n200`);
       await eventually('lb2 spliced the new connection', () => spliced('lb2').length === 1);
@@ -245,7 +252,8 @@ describe('operations: cluster status and drain with two LBs behind ECMP (issue 1
         valueIn(m, 'baton_datapath_packets_total', `{direction="none",action="forwarded",reason="${reason}"}`) ?? 0;
       const [toOwner, second] = [byReason('to_owner'), byReason('second_chance')];
       t.diagnostic(`lb2 -> lb1 in the owner header: ${perPeer} packets (to_owner ${toOwner}, second_chance ${second})`);
-      assert.ok((perPeer ?? 0) >= 100, `lb2 forwarded the download's segments to lb1: ${perPeer}`);
+      // How many ACKs carry 4+ MiB varies (stretch ACKs, delayed ACKs): 139-1898 seen; all of them took the detour.
+      assert.ok((perPeer ?? 0) >= 50, `lb2 forwarded the download's segments to lb1: ${perPeer}`);
       // lb1 is lb2's only peer: every packet lb2 sent in the owner header went there.
       assert.equal(perPeer, toOwner + second, 'the per-peer count is what the reasons counted');
       const lb2 = await status('lb2');

@@ -53,6 +53,9 @@ export async function runOwnerBench(samples: number, log: (l: string) => void = 
     a.owner.peers.add(LB_B.v6, 2);
     b.owner.peers.add(LB_A.v4, 1);
     b.owner.peers.add(LB_A.v6, 2);
+    // As the daemon does: each peer's index is its stats slot, and OWNER entries carry it.
+    a.owner.peerStats.reset(1);
+    a.owner.peerStats.reset(2);
     const flows: Array<[string, PacketSpec]> = [
       [
         'IPv4 TCP',
@@ -112,7 +115,7 @@ export async function runOwnerBench(samples: number, log: (l: string) => void = 
       a.owner.vips.add(spec.ip.dst);
       rows.push(measure(a, `${name}: unknown flow for a VIP (socket lookup)`, stray));
       a.owner.vips.remove(spec.ip.dst);
-      a.table.insertOwner(k, { owner, ownerPort: 80 });
+      a.table.insertOwner(k, { owner, ownerPort: 80, slot: spec.ip.version === 4 ? 1 : 2 });
       rows.push(measure(a, `${name}: encapsulate toward owner`, direct));
       const encapsulated = Buffer.from(lastOut);
       // As it arrives at B: addressed to B's MAC (any: the program checks addresses, not MACs).

@@ -33,6 +33,10 @@ export const ERRORS = {
   BACKEND_UNREACHABLE: { status: 502, title: 'The new back end could not be reached' },
   NOT_READY: { status: 503, title: 'The datapath is not loaded and attached' },
   SHUTTING_DOWN: { status: 503, title: 'The daemon is shutting down' },
+  // control/service/drain.ts: an operator drains the LB (baton lb drain, POST /v1/drain).
+  DRAINING: { status: 503, title: 'This LB is draining: it serves the connections it holds and takes no new splices' },
+  // Operations on the whole LB (drain): only the operator (token) or root/CAP_SYS_PTRACE.
+  FORBIDDEN_OPERATION: { status: 403, title: 'Only the operator or root may do this' },
   CONFIG_INVALID: { status: 400, title: 'The daemon configuration is invalid' },
   // control/daemon/host-settings.ts: the sysctls baton sets on attach and restores on baton down.
   HOST_SETTINGS: {

@@ -45,7 +45,8 @@ static __always_inline int owner_forward_tcp(ctx_t *ctx, const struct baton_pkt 
 		*reason = BATON_R_DROP_NO_OWNER;
 		return CTX_DROP;
 	}
-	return owner_encap(ctx, &in, &f->owner.peer, f->owner.port, c, &f->nexthop, BATON_R_FWD_OWNER, reason);
+	return owner_encap(ctx, &in, &f->owner.peer, f->owner.port, f->owner.slot, c, &f->nexthop, BATON_R_FWD_OWNER,
+			   reason);
 }
 
 /* Is there a socket on this LB that the segment belongs to? A listener
@@ -139,7 +140,7 @@ static __always_inline int owner_no_flow(ctx_t *ctx, const struct baton_pkt *p, 
 		*reason = BATON_R_DROP_NO_OWNER;
 		return CTX_DROP;
 	}
-	return owner_encap(ctx, &in, to, p->key.dport, c, 0, BATON_R_FWD_SECOND_CHANCE, reason);
+	return owner_encap(ctx, &in, to, p->key.dport, 0, c, 0, BATON_R_FWD_SECOND_CHANCE, reason);
 }
 
 /* A UDP datagram (not an owner header): to its owner when an OWNER entry
@@ -191,7 +192,8 @@ static __always_inline int owner_udp(ctx_t *ctx, const struct baton_owner_config
 	f = bpf_map_lookup_elem(&baton_flows, &key);
 	if (!f || f->kind != BATON_KIND_OWNER)
 		return OWNER_CONTINUE;
-	return owner_encap(ctx, &in, &f->owner.peer, f->owner.port, c, &f->nexthop, BATON_R_FWD_OWNER, reason);
+	return owner_encap(ctx, &in, &f->owner.peer, f->owner.port, f->owner.slot, c, &f->nexthop, BATON_R_FWD_OWNER,
+			   reason);
 }
 
 #endif /* BATON_LIB_OWNER_H */

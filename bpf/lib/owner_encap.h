@@ -59,7 +59,7 @@ static __always_inline __u64 inner_pseudo_sum(const struct owner_inner *in)
  * inner UDP datagram without a checksum (IPv4, 0) gets an outer one of 0
  * as well: the owner's XDP does not check it. */
 static __always_inline int owner_encap(ctx_t *ctx, const struct owner_inner *in, const struct baton_peer_addr *to,
-				       __be16 owner_port, const struct baton_owner_config *c,
+				       __be16 owner_port, __u32 slot, const struct baton_owner_config *c,
 				       struct baton_nexthop *nh, __u32 fwd_reason, __u32 *reason)
 {
 	const struct baton_flow_key *k = in->key;
@@ -278,6 +278,7 @@ have_hop:
 	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
 	*reason = fwd_reason;
+	owner_count_peer(to, slot, sizeof(struct ethhdr) + olen + in->ip_len);
 	if (ifindex == ctx_ingress_ifindex(ctx))
 		return CTX_TX;
 	return bpf_redirect(ifindex, 0);

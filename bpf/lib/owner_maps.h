@@ -40,10 +40,24 @@
 /* Filled by the control plane: peer LBs whose owner headers are accepted. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, BATON_PEERS_MAX);
 	__type(key, struct baton_peer_addr);
 	__type(value, struct baton_peer);
 } baton_peers SEC(".maps");
+
+/* Packets (and their bytes as sent) that left in the owner header, per
+ * peer they went to: toward an owner and on a second chance alike, in the
+ * slot of the peer's index (baton_peers; slot 0 unused). An array, not a
+ * hash keyed by address: the hot path (an OWNER entry carries its owner's
+ * slot) pays one per-CPU array lookup, not a hash of 20 bytes. The
+ * control plane zeroes a slot when it gives it to a peer and reads only
+ * live peers' slots, so the metrics' labels are bounded by the peers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BATON_PEERS_MAX + 1);
+	__type(key, __u32);
+	__type(value, struct baton_counter);
+} baton_peer_stats SEC(".maps");
 
 /* The addresses the LBs serve. */
 struct {
@@ -77,6 +91,28 @@ static __always_inline const struct baton_owner_config *owner_config(void)
 	const struct baton_owner_config *c = bpf_map_lookup_elem(&baton_owner_config, &k);
 
 	return c && c->udp_port ? c : 0;
+}
+
+/* One packet of `bytes` sent to peer `to` in the owner header, counted in
+ * `slot` (an OWNER entry's), or in the slot baton_peers gives `to` when 0
+ * (a second chance, an entry written without one). */
+static __always_inline void owner_count_peer(const struct baton_peer_addr *to, __u32 slot, __u32 bytes)
+{
+	struct baton_counter *c;
+
+	if (!slot) {
+		struct baton_peer_addr k = *to;
+		const struct baton_peer *pe = bpf_map_lookup_elem(&baton_peers, &k);
+
+		if (!pe)
+			return;
+		slot = pe->index;
+	}
+	c = bpf_map_lookup_elem(&baton_peer_stats, &slot);
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
 }
 
 /* ------------------------------------------------------------------ hash */

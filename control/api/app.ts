@@ -14,12 +14,17 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { BatonError } from '../errors.js';
+import type { ClusterStatusJson } from '../owner/cluster-status.js';
+import { aloneStatus } from '../owner/cluster-status.js';
+import type { Caller } from '../service/authorize.js';
+import { Drain } from '../service/drain.js';
 import { MigrateService } from '../service/migrate-service.js';
 import type { SpliceService } from '../service/splice-service.js';
 import { versionInfo } from '../service/version.js';
 import type { Transport } from '../sys/peercred.js';
 import { bearerChecker } from './auth.js';
 import { callerResolver } from './callers.js';
+import { clusterRoutes } from './cluster-routes.js';
 import { migrateRoutes } from './migrate-routes.js';
 import { problemOf, sendProblem, toProblem } from './problem.js';
 import { spliceRoutes } from './routes.js';
@@ -56,6 +61,11 @@ export interface ApiOptions {
   rateLimit?: RateLimitOptions;
   logger?: FastifyServerOptions['logger'];
   observer?: ApiObserver;
+  /** GET /v1/cluster (default: alone, with the service's connections). */
+  clusterStatus?: () => Promise<ClusterStatusJson>;
+  /** /v1/drain (default: a drain of the service's connections, which refuses nothing unless started). */
+  drain?: Drain;
+  onDrain?: (what: 'start' | 'cancel', caller: Caller) => void;
 }
 
 /** What /readyz and the start-up log say about --insecure-no-auth. */
@@ -221,5 +231,13 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   await app.register(spliceRoutes, { service: opts.service, callerOf });
   const migrations = opts.migrations ?? new MigrateService({ agents: [], operations: opts.service.operations });
   await app.register(migrateRoutes, { service: migrations, callerOf });
+  const held = () => opts.service.splicer.records.size + opts.service.inFlightCount;
+  const drain = opts.drain ?? new Drain({ held });
+  await app.register(clusterRoutes, {
+    status: opts.clusterStatus ?? (async () => aloneStatus(held(), drain.check())),
+    drain,
+    callerOf,
+    ...(opts.onDrain ? { onDrain: opts.onDrain } : {}),
+  });
   return app;
 }

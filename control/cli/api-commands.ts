@@ -4,6 +4,7 @@ import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import type { BatonClient } from '../sdk/client.js';
 import { describeEndpoint } from '../sdk/endpoint.js';
 import type { Splice, SpliceState } from '../sdk/types.js';
+import { describeCluster } from './cluster-commands.js';
 import { humanBytes, humanDuration, type Io, printJson, table } from './io.js';
 import { EXIT, UsageError } from './usage.js';
 
@@ -15,6 +16,8 @@ export async function statusCommand(io: Io, api: BatonClient): Promise<number> {
   const ready = await api.ready();
   const version = await api.version().catch(() => undefined);
   const splices = ready.ready ? await api.allSplices({}).catch(() => undefined) : undefined;
+  // A daemon older than GET /v1/cluster answers ROUTE_NOT_FOUND: the rest of the status still stands.
+  const cluster = await api.cluster().catch(() => undefined);
   const byState: Record<string, number> = {};
   for (const s of splices ?? []) byState[s.state] = (byState[s.state] ?? 0) + 1;
   const where = describeEndpoint(api.endpoint);
@@ -26,6 +29,7 @@ export async function statusCommand(io: Io, api: BatonClient): Promise<number> {
       ...(ready.detail ? { readyDetail: ready.detail } : {}),
       version: version ?? null,
       splices: splices ? { total: splices.length, byState } : null,
+      cluster: cluster ?? null,
     });
   } else {
     io.out(`daemon    ${where}: running, ${ready.ready ? 'ready' : `NOT ready (${ready.detail})`}`);
@@ -37,6 +41,7 @@ export async function statusCommand(io: Io, api: BatonClient): Promise<number> {
       const parts = STATES.filter((s) => byState[s]).map((s) => `${s} ${byState[s]}`);
       io.out(`splices   ${splices.length}${parts.length ? ` (${parts.join(', ')})` : ''}`);
     }
+    if (cluster) for (const line of describeCluster(cluster)) io.out(line);
     if (!ready.ready)
       io.out(
         "\nThe datapath is not loaded and attached: check the daemon's log, and `baton doctor --interface <dev>`.",

@@ -20,13 +20,14 @@ Usage: baton <command> [options]
 
 Run the load balancer (talks to the kernel: loads XDP, pins maps under bpffs):
   lb                   start the daemon on the LB host: datapath on --interface, REST API, metrics
+  lb drain             drain the running LB: refuse new splices, serve what it holds (--wait, --cancel)
   agent                start the back-end agent (migrate mode): blob endpoint for LBs, app socket, metrics
   down                 tear down what \`baton lb\` pinned (spliced connections stop flowing)
   agent down           tear down what \`baton agent\` pinned and its app socket (migrated connections stop)
   doctor               check this host for what baton needs (kernel, bpffs, offloads, rp_filter, ...)
 
 Inspect and steer (talk to the daemon's REST API, ${DEFAULT_API} by default):
-  status               is the daemon up and ready, its version, splices by state
+  status               is the daemon up and ready, its version, splices by state, cluster and drain
   splices ls           list spliced connections (--state, --backend, --limit, --all)
   splices show <id>    one connection: addresses, handoffs, per-direction traffic
   splices rm <id>      abort a connection (both ends get a RST)
@@ -50,15 +51,42 @@ Exit codes: 0 ok, 1 the daemon or a check said no, 2 wrong usage, 3 daemon not r
 export const COMMAND_HELP: Record<string, string> = {
   status: `Usage: baton status [--api <url|path>] [--token <t>] [--json]
 
-Asks the daemon (GET /healthz, /readyz, /v1/version, /v1/splices) whether it
-runs, whether its datapath is loaded and attached, which version it is, and
-how many connections it holds in each state.
+Asks the daemon (GET /healthz, /readyz, /v1/version, /v1/splices, /v1/cluster)
+whether it runs, whether its datapath is loaded and attached, which version it
+is, how many connections it holds in each state, and the cluster as this LB
+sees it: its id and address, each live peer (address, TTL left, when it last
+refreshed, its connections installed here, packets forwarded to it in the
+owner header), connections owned here vs forwarded to peers, the owner
+directory's lag (changes pending, last publish, propagation p50/p99) and the
+drain state. Without --store the daemon runs alone, and status says so.
 
 ${GLOBAL_OPTIONS}
 
 Examples:
   baton status
   baton status --api /run/baton/api.sock --json`,
+
+  'lb drain': `Usage: baton lb drain [--wait [--timeout <duration>]] [--cancel] [--api <url|path>] [--token <t>] [--json]
+
+Drains the running LB (POST /v1/drain): it keeps serving every connection it
+holds (spliced connections keep flowing, peers keep forwarding theirs to it in
+the owner header) and refuses new splices with DRAINING, which front ends
+answer by relaying the connection themselves. Then take the LB out of the
+router (remove its next hop for the VIPs) so new flows go to the others; the
+LB reports "drained" once it holds no connection, and the host can be stopped.
+Only the operator (token) or root may drain (FORBIDDEN_OPERATION otherwise).
+A daemon restart serves again.
+
+  --wait               wait until it holds nothing (exit 1 if --timeout passes first)
+  --timeout <d>        bound --wait: 90s, 5m, 1h
+  --cancel             stop draining: accept new splices again (DELETE /v1/drain)
+
+${GLOBAL_OPTIONS}
+
+Examples:
+  baton lb drain
+  baton lb drain --wait --timeout 10m && systemctl stop baton-lb
+  baton lb drain --cancel`,
 
   splices: `Usage: baton splices ls [--state <s>] [--backend <ip:port>] [--limit <n>] [--cursor <id>] [--all]
        baton splices show <id>

@@ -10,6 +10,7 @@ import { BatonError } from '../errors.js';
 import { type BatonClient, createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
 import { handoffCommand, splicesLs, splicesRm, splicesShow, statusCommand } from './api-commands.js';
+import { type DrainFlags, drainCommand } from './cluster-commands.js';
 import { agentDownCommand, downCommand, lbCommand } from './daemon-commands.js';
 import { type DoctorFlags, doctorCommand } from './doctor-command.js';
 import { COMMAND_HELP, MAIN_HELP } from './help.js';
@@ -36,6 +37,8 @@ const COMMAND_OPTIONS: Record<string, Options> = {
     all: { type: 'boolean' },
   },
   handoff: { 'quiesce-timeout-ms': { type: 'string' } },
+  // `baton lb drain`: an API command under lb (the word right after lb).
+  'lb drain': { cancel: { type: 'boolean' }, wait: { type: 'boolean' }, timeout: { type: 'string' } },
   metrics: { 'metrics-url': { type: 'string' }, raw: { type: 'boolean' } },
   doctor: {
     interface: { type: 'string', short: 'i', multiple: true },
@@ -80,6 +83,18 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   const jsonWanted = argv.includes('--json');
   const io = (deps.io ?? ((j) => processIo(j, env)))(jsonWanted);
   try {
+    if (command === 'lb' && argv[index + 1] === 'drain') {
+      return await apiCommand(
+        io,
+        'lb drain',
+        [...argv.slice(0, index), ...argv.slice(index + 2)],
+        env,
+        (api, v, pos) => {
+          if (pos.length) throw new UsageError(`lb drain takes no arguments (got ${pos.join(' ')})`, 'lb drain');
+          return drainCommand(io, api, v as DrainFlags);
+        },
+      );
+    }
     if (command && DAEMON_COMMANDS.has(command)) {
       const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
       if (command === 'agent') {
@@ -199,12 +214,57 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   }
 }
 
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+/** Parses `rest` with the command's options and runs `run` against the API (for commands outside the switch below). */
+async function apiCommand(
+  io: Io,
+  command: string,
+  rest: string[],
+  env: NodeJS.ProcessEnv,
+  run: (api: BatonClient, values: Values, positionals: string[]) => Promise<number>,
+): Promise<number> {
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: rest,
+      options: { ...GLOBAL, ...COMMAND_OPTIONS[command] },
+      allowPositionals: true,
+      strict: true,
+    }) as { values: Values; positionals: string[] });
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''), command);
+  }
+  if (values.help) {
+    io.out(COMMAND_HELP[command] ?? MAIN_HELP);
+    return EXIT.OK;
+  }
+  let api: BatonClient;
+  try {
+    api = createClient({
+      ...(values.api ? { url: values.api as string } : {}),
+      ...(values.token ? { token: values.token as string } : {}),
+      env,
+    });
+  } catch (e) {
+    throw new UsageError(`--api: ${(e as Error).message}`, command);
+  }
+  try {
+    return await run(api, values, positionals);
+  } finally {
+    api.close();
+  }
+}
+
 /** What to do about an API error, said in CLI terms (the daemon's detail speaks HTTP). */
 const CLI_HINTS: Record<string, string> = {
   UNAUTHORIZED: "give the daemon's token with --token <token> or BATON_TOKEN",
   NOT_FOUND: 'baton splices ls lists the connections baton holds',
   RATE_LIMITED: 'the daemon limits API requests per client (baton lb --rate-limit); retry in a moment',
   NOT_READY: "the datapath is not attached: see the daemon's log and baton doctor",
+  FORBIDDEN_OPERATION: 'run it as root on the unix socket, or give the operator token (--token / BATON_TOKEN)',
+  DRAINING: 'this LB is draining (baton lb drain); baton lb drain --cancel serves again',
 };
 
 function report(io: Io, e: unknown): number {

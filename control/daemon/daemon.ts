@@ -21,11 +21,15 @@ import { readSecretFile } from '../agent/handshake.js';
 import { buildApi, INSECURE_WARNING } from '../api/app.js';
 import { Datapath } from '../datapath/datapath.js';
 import { forgetProfileRecords } from '../datapath/profile-egress.js';
+import { drainMetrics } from '../metrics/drain.js';
 import { BatonMetrics } from '../metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
 import { FlowIdSwitch } from '../migrate/flow-switch.js';
+import { aloneStatus, type ClusterStatusJson, lbClusterStatus } from '../owner/cluster-status.js';
 import { datapathOwners } from '../owner/datapath-owners.js';
 import { type LbCluster, startLbCluster } from '../owner/lb-cluster.js';
+import { peerTrafficMetrics } from '../owner/metrics.js';
+import { Drain } from '../service/drain.js';
 import { MigrateService } from '../service/migrate-service.js';
 import { SpliceService } from '../service/splice-service.js';
 import { versionInfo } from '../service/version.js';
@@ -129,8 +133,17 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       counters: () => dp.readCountersByDirection(),
       tableCapacity: config.tableCapacity,
     });
-    const service = new SpliceService({
+    // Operations (issue 12): a drain refuses new splices and reports when nothing is left.
+    const drain: Drain = new Drain({
+      held: (): number => splicer.records.size + service.inFlightCount,
+      onDrained: () => app?.log.info({ drain: 'drained' }, 'drained: this LB holds no connection any more'),
+    });
+    splicer.records.listen({ added: () => {}, removed: () => drain.check() });
+    drainMetrics(metrics.registry, () => drain.check());
+    let clusterStatus = async (): Promise<ClusterStatusJson> => aloneStatus(splicer.records.size, drain.check());
+    const service: SpliceService = new SpliceService({
       splicer,
+      admission: () => drain.refusal(),
       observer: metrics,
       tableCapacity: config.tableCapacity,
       notReadyReason: () => {
@@ -168,6 +181,10 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       ...(config.rateLimit > 0 ? { rateLimit: { max: config.rateLimit, timeWindowMs: 1000 } } : {}),
       logger: { level: config.logLevel },
       observer: metrics,
+      drain,
+      clusterStatus: () => clusterStatus(),
+      onDrain: (what, caller) =>
+        app?.log.warn({ drain: what, caller }, `drain ${what === 'start' ? 'started' : 'cancelled'}`),
     });
     if (config.store !== undefined) {
       // Owner forwarding on: headers go out from (and are accepted by peers
@@ -190,7 +207,12 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       lbCluster = await startLbCluster({
         storeUrl: config.store,
         self: config.clusterId,
-        info: { address: config.clusterAddress as string, ownerPort: config.ownerPort, version: versionInfo().version },
+        info: {
+          address: config.clusterAddress as string,
+          ownerPort: config.ownerPort,
+          version: versionInfo().version,
+          ttlMs: config.peerTtlMs,
+        },
         peerTtlMs: config.peerTtlMs,
         records: splicer.records,
         entries: owners,
@@ -198,6 +220,15 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         onPeers: (peers) => owners.setPeers(peers),
         registry: metrics.registry,
         log: app.log,
+      });
+      peerTrafficMetrics(metrics.registry, () => owners.peerTraffic());
+      clusterStatus = lbClusterStatus({
+        self: { id: config.clusterId, address: config.clusterAddress as string, ownerPort: config.ownerPort },
+        lb: lbCluster,
+        forwarded: () => owners.installedCount,
+        traffic: () => owners.peerTraffic(),
+        owned: () => splicer.records.size,
+        drain: () => drain.check(),
       });
       app.log.info(
         { store: lbCluster.store.kind, clusterId: config.clusterId, peers: lbCluster.cluster.peers().size },

@@ -15,6 +15,8 @@ export const OWNER_HDR_VERSION = 1;
 export const OWNER_PORT_DEFAULT = 6181;
 export const OWNER_MAX_HOPS_DEFAULT = 3;
 export const SECOND_CHANCE_BUCKETS = 256;
+/** Entries of baton_peers (BATON_PEERS_MAX); peer indexes 1..PEERS_MAX are their baton_peer_stats slots. */
+export const PEERS_MAX = 256;
 export const OWNER_SPORT_BASE = 0xc000;
 export const OWNER_SPORT_MASK = 0x3fff;
 export const IPPROTO_UDP = 17;
@@ -55,6 +57,8 @@ export function encodePeer(p: { index: number }): Buffer {
 export interface OwnerRef {
   owner: string;
   ownerPort: number;
+  /** the owner's index in baton_peers (its baton_peer_stats slot); 0 or absent: the datapath looks it up */
+  slot?: number;
 }
 
 /** The value of an OWNER entry: struct baton_flow with kind OWNER and `owner` in the leg union. */
@@ -67,6 +71,10 @@ export function encodeOwnerFlow(connId: bigint, ref: OwnerRef): Buffer {
   b.writeUInt8(FlowKind.OWNER, f.kind);
   encodePeerAddr(ref.owner).copy(b, f.owner + L.baton_owner.fields.peer);
   b.writeUInt16BE(ref.ownerPort, f.owner + L.baton_owner.fields.port);
+  const slot = ref.slot ?? 0;
+  if (!Number.isInteger(slot) || slot < 0 || slot > PEERS_MAX)
+    throw new RangeError(`an owner's stats slot must be 0..${PEERS_MAX}, got ${slot}`);
+  b.writeUInt16LE(slot, f.owner + L.baton_owner.fields.slot);
   return b;
 }
 
@@ -79,6 +87,7 @@ export function decodeOwnerFlow(b: Buffer): (OwnerRef & { connId: bigint }) | un
   return {
     owner,
     ownerPort: b.readUInt16BE(f.owner + L.baton_owner.fields.port),
+    slot: b.readUInt16LE(f.owner + L.baton_owner.fields.slot),
     connId: b.readBigUInt64LE(f.conn_id),
   };
 }

@@ -66,7 +66,7 @@ export const LAYOUTS = {
   // BEGIN owner forwarding (004)
   baton_peer_addr: { size: 20, fields: { addr: 0, family: 16 } },
   baton_peer: { size: 8, fields: { index: 0, flags: 4 } },
-  baton_owner: { size: 24, fields: { peer: 0, port: 20 } },
+  baton_owner: { size: 24, fields: { peer: 0, port: 20, slot: 22 } },
   baton_vip_key: { size: 20, fields: { addr: 0, family: 16 } },
   baton_vip: { size: 4, fields: { flags: 0 } },
   baton_owner_config: { size: 24, fields: { local6: 0, local4: 16, udp_port: 20, max_hops: 22, flags: 23 } },

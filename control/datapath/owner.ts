@@ -20,6 +20,7 @@ import {
   OWNER_MAX_HOPS_DEFAULT,
   OWNER_PORT_DEFAULT,
   type OwnerConfig,
+  PEERS_MAX,
   SECOND_CHANCE_BUCKETS,
 } from './abi-owner.js';
 
@@ -186,16 +187,57 @@ export class OwnerSettings {
   }
 }
 
-/** All four, over one loaded object's maps. */
+/** What left in the owner header toward one peer, summed over CPUs. */
+export interface PeerTraffic {
+  packets: bigint;
+  bytes: bigint;
+}
+
+/**
+ * baton_peer_stats: packets sent in the owner header per peer (to_owner and
+ * second_chance alike), in the slot of the peer's index in baton_peers
+ * (1..PEERS_MAX). The control plane zeroes a slot when it gives it to a
+ * peer and reads only live peers' slots.
+ */
+export class PeerStats {
+  constructor(private readonly map: BpfMap) {}
+
+  /** Zeroes `slot` (a peer got it: its counts start from nothing). */
+  reset(slot: number): void {
+    this.map.update(slotKey(slot), this.map.replicate(Buffer.alloc(LAYOUTS.baton_counter.size)));
+  }
+
+  /** What was sent to the peer in `slot`, summed over CPUs. */
+  read(slot: number): PeerTraffic {
+    const v = this.map.lookup(slotKey(slot));
+    const [packets = 0n, bytes = 0n] = v ? this.map.sumU64(v) : [];
+    return { packets, bytes };
+  }
+}
+
+const slotKey = (slot: number): Buffer => {
+  if (!Number.isInteger(slot) || slot < 1 || slot > PEERS_MAX)
+    throw new BatonError('CONFIG_INVALID', `a peer stats slot is 1..${PEERS_MAX}, got ${slot}`, 'bad_slot');
+  return bucketKey(slot);
+};
+
+/** All five, over one loaded object's maps. */
 export interface OwnerMaps {
   peers: Peers;
   vips: Vips;
   secondChance: SecondChance;
   settings: OwnerSettings;
+  peerStats: PeerStats;
 }
 
 /** The map names bpf/lib/owner.h defines (pinned by the Datapath with the others). */
-export const OWNER_MAP_NAMES = ['baton_peers', 'baton_vips', 'baton_second_chance', 'baton_owner_config'] as const;
+export const OWNER_MAP_NAMES = [
+  'baton_peers',
+  'baton_vips',
+  'baton_second_chance',
+  'baton_owner_config',
+  'baton_peer_stats',
+] as const;
 
 export function ownerMaps(map: (name: (typeof OWNER_MAP_NAMES)[number]) => BpfMap): OwnerMaps {
   return {
@@ -203,5 +245,6 @@ export function ownerMaps(map: (name: (typeof OWNER_MAP_NAMES)[number]) => BpfMa
     vips: new Vips(map('baton_vips')),
     secondChance: new SecondChance(map('baton_second_chance')),
     settings: new OwnerSettings(map('baton_owner_config')),
+    peerStats: new PeerStats(map('baton_peer_stats')),
   };
 }

@@ -11,9 +11,9 @@
  * LB's connections are dead. It is installed as soon as that peer appears.
  */
 
-import { SECOND_CHANCE_BUCKETS } from '../datapath/abi-owner.js';
+import { PEERS_MAX, SECOND_CHANCE_BUCKETS } from '../datapath/abi-owner.js';
 import type { FlowTable } from '../datapath/flow-table.js';
-import type { OwnerMaps } from '../datapath/owner.js';
+import type { OwnerMaps, PeerTraffic } from '../datapath/owner.js';
 import type { BatonError } from '../errors.js';
 import type { OwnerEntries } from './directory.js';
 import type { OwnedConnection } from './owned-connection.js';
@@ -24,6 +24,40 @@ export interface DatapathOwners extends OwnerEntries {
   setPeers(peers: ReadonlyMap<string, PeerInfo>): void;
   /** OWNER entries in the datapath now. */
   readonly installedCount: number;
+  /** Packets and bytes sent in the owner header to each live peer, by address. */
+  peerTraffic(): Map<string, PeerTraffic>;
+}
+
+/**
+ * Each live peer's index in baton_peers, which is also its slot of
+ * baton_peer_stats (pure): a peer keeps its slot while it stays, a new one
+ * gets the lowest free slot (1..PEERS_MAX), so slots stay bounded however
+ * many peers come and go. `given` are the slots handed out now (to be
+ * zeroed: their counts start from nothing); a peer beyond PEERS_MAX gets
+ * none (baton_peers is full then anyway).
+ */
+export function peerSlots(
+  current: ReadonlyMap<string, number>,
+  live: Iterable<string>,
+): { slots: Map<string, number>; given: number[] } {
+  const ids = [...new Set(live)];
+  const slots = new Map<string, number>();
+  for (const id of ids) {
+    const s = current.get(id);
+    if (s !== undefined) slots.set(id, s);
+  }
+  const used = new Set(slots.values());
+  const given: number[] = [];
+  let next = 1;
+  for (const id of [...ids].sort()) {
+    if (slots.has(id)) continue;
+    while (used.has(next)) next++;
+    if (next > PEERS_MAX) break;
+    slots.set(id, next);
+    used.add(next);
+    given.push(next);
+  }
+  return { slots, given };
 }
 
 /**
@@ -46,15 +80,20 @@ export function datapathOwners(table: FlowTable, maps: OwnerMaps, onError: (err:
   const wanted = new Map<string, { conn: OwnedConnection; owner: string }>();
   const inDatapath = new Set<string>();
   let peers: ReadonlyMap<string, PeerInfo> = new Map();
-  /** Stable datapath index per peer id, for as long as this daemon runs. */
-  const indexOf = new Map<string, number>();
+  /** Each live peer's index in baton_peers and slot of baton_peer_stats (peerSlots). */
+  let slotOf = new Map<string, number>();
 
   const put = (ref: string) => {
     const w = wanted.get(ref);
     const info = w && peers.get(w.owner);
     try {
       if (w && info) {
-        table.insertOwner(keyOf(w.conn), { owner: info.address, ownerPort: w.conn.vip.port });
+        // The owner's slot rides in the entry: the datapath counts its packets without a lookup.
+        table.insertOwner(keyOf(w.conn), {
+          owner: info.address,
+          ownerPort: w.conn.vip.port,
+          slot: slotOf.get(w.owner) ?? 0,
+        });
         inDatapath.add(ref);
       } else if (inDatapath.delete(ref) && w) {
         table.removeOwner(keyOf(w.conn));
@@ -85,11 +124,14 @@ export function datapathOwners(table: FlowTable, maps: OwnerMaps, onError: (err:
       const before = peers;
       peers = new Map(next);
       try {
-        for (const [id, info] of before) if (!peers.has(id)) maps.peers.remove(info.address);
-        for (const [id, info] of peers) {
-          if (!indexOf.has(id)) indexOf.set(id, indexOf.size + 1);
-          maps.peers.add(info.address, indexOf.get(id) as number);
-        }
+        const now = new Set([...peers.values()].map((p) => p.address));
+        // By address: a peer that came back with another address leaves no stale one behind.
+        for (const info of before.values()) if (!now.has(info.address)) maps.peers.remove(info.address);
+        const { slots, given } = peerSlots(slotOf, peers.keys());
+        slotOf = slots;
+        // A slot handed out (first use, or a gone peer's): its counts start from nothing.
+        for (const slot of given) maps.peerStats.reset(slot);
+        for (const [id, info] of peers) maps.peers.add(info.address, slotOf.get(id) ?? 0);
         // Second chance: every bucket to some live peer (none: dropped, no_owner).
         for (const [b, address] of secondChancePlan([...peers.values()].map((p) => p.address)).entries())
           maps.secondChance.set(b, address);
@@ -104,6 +146,14 @@ export function datapathOwners(table: FlowTable, maps: OwnerMaps, onError: (err:
     },
     get installedCount() {
       return inDatapath.size;
+    },
+    peerTraffic() {
+      const out = new Map<string, PeerTraffic>();
+      for (const [id, info] of peers) {
+        const slot = slotOf.get(id);
+        if (slot !== undefined) out.set(info.address, maps.peerStats.read(slot));
+      }
+      return out;
     },
   };
 }

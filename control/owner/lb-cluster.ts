@@ -12,6 +12,7 @@ import type { ConnectionRecords, SpliceRecord } from '../splice/records.js';
 import { openStore } from '../store/open.js';
 import { STORE_LIMITS, type Store } from '../store/store.js';
 import { type Cluster, joinCluster } from './cluster.js';
+import { DirectoryTimes } from './cluster-status.js';
 import { OwnerDirectory, type OwnerEntries } from './directory.js';
 import { ownerMetrics } from './metrics.js';
 import type { OwnedConnection } from './owned-connection.js';
@@ -36,6 +37,8 @@ export interface LbCluster {
   readonly store: Store;
   readonly cluster: Cluster;
   readonly directory: OwnerDirectory;
+  /** last publish, last install and recent propagations (status) */
+  readonly times: DirectoryTimes;
   /**
    * Stops publishing and following and closes the store. leave (default
    * false) also withdraws this LB's connections and deregisters it at once;
@@ -68,6 +71,7 @@ export async function startLbCluster(o: LbClusterOptions): Promise<LbCluster> {
   let cluster: Cluster | undefined;
   let directory: OwnerDirectory | undefined;
   let unlisten: (() => void) | undefined;
+  const times = new DirectoryTimes();
   try {
     cluster = await joinCluster({
       store,
@@ -92,7 +96,25 @@ export async function startLbCluster(o: LbClusterOptions): Promise<LbCluster> {
       forwarded: () => o.forwardedCount?.() ?? dir?.peerEntries().size ?? 0,
       pending: () => dir?.pendingCount ?? 0,
     });
-    dir = new OwnerDirectory({ store, self: o.self, entries: o.entries, observer, onError });
+    const t = times;
+    dir = new OwnerDirectory({
+      store,
+      self: o.self,
+      entries: o.entries,
+      // The metrics and the status's timings see every change.
+      observer: {
+        ...observer,
+        published: (n) => {
+          t.published();
+          observer.published(n);
+        },
+        propagation: (s) => {
+          t.propagation(s);
+          observer.propagation(s);
+        },
+      },
+      onError,
+    });
     directory = dir;
     const d = dir;
     for (const rec of o.records.values()) d.own(ownedConnectionOf(rec)); // adopted at start
@@ -114,6 +136,7 @@ export async function startLbCluster(o: LbClusterOptions): Promise<LbCluster> {
     store,
     cluster: joined,
     directory: dir,
+    times,
     async close(options = {}) {
       unlisten?.();
       const leave = options.leave === true;

@@ -66,3 +66,27 @@ export function ownerMetrics(
     propagation: (s) => propagation.observe(s),
   };
 }
+
+/**
+ * Packets (and bytes) this LB sent in the owner header, per peer they went
+ * to (the datapath's baton_peer_stats, read at scrape time). The one family
+ * labelled by an address: the label set is bounded by the live peers (the
+ * map holds only them, at most BATON_PEERS_MAX), never by clients.
+ */
+export function peerTrafficMetrics(
+  registry: Registry,
+  read: () => ReadonlyMap<string, { packets: bigint; bytes: bigint }>,
+): void {
+  for (const unit of ['packets', 'bytes'] as const) {
+    new Counter({
+      name: `baton_owner_forwarded_${unit}_total`,
+      help: `${unit === 'packets' ? 'Packets' : 'Bytes (as sent, owner header included)'} this LB sent in the owner header, by peer address (to an owner or on a second chance); live peers only`,
+      labelNames: ['peer'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [peer, t] of read()) this.inc({ peer }, Number(t[unit]));
+      },
+    });
+  }
+}

@@ -14,6 +14,8 @@ export interface PeerInfo {
   /** UDP port of the owner header on that address */
   ownerPort: number;
   version: string;
+  /** the TTL it registers with (peers tell from it how long ago it refreshed); absent from older LBs */
+  ttlMs?: number;
 }
 
 export function encodePeerInfo(info: PeerInfo): Buffer {
@@ -38,5 +40,12 @@ export function decodePeerInfo(id: string, raw: Buffer): PeerInfo {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
     throw refuse(`ownerPort ${JSON.stringify(port)} is not a port`);
   }
-  return { address: ip.ip, ownerPort: port, version: typeof o.version === 'string' ? o.version : 'unknown' };
+  const ttl = o.ttlMs;
+  return {
+    address: ip.ip,
+    ownerPort: port,
+    version: typeof o.version === 'string' ? o.version : 'unknown',
+    // Informational only (status): a TTL that is not a positive integer is left out, not refused.
+    ...(typeof ttl === 'number' && Number.isInteger(ttl) && ttl > 0 ? { ttlMs: ttl } : {}),
+  };
 }

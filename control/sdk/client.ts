@@ -11,6 +11,8 @@ import { DEFAULT_API, describeEndpoint, ENV_API, ENV_TOKEN, type Endpoint, parse
 import { BatonApiError, isProblem } from './errors.js';
 import type {
   BatchResult,
+  ClusterStatus,
+  DrainStatus,
   ListQuery,
   Migration,
   MigrationRequest,
@@ -60,6 +62,13 @@ export interface BatonClient {
   /** Readiness: true on 200, false on 503 (the problem says why in `detail`). */
   ready(): Promise<{ ready: boolean; detail?: string }>;
   version(): Promise<Version>;
+  /** GET /v1/cluster: peers, owned vs forwarded connections, directory lag, drain. */
+  cluster(): Promise<ClusterStatus>;
+  drainStatus(): Promise<DrainStatus>;
+  /** POST /v1/drain: refuse new splices, keep serving what the LB holds (operator or root only). */
+  drain(): Promise<DrainStatus>;
+  /** DELETE /v1/drain: accept new splices again. */
+  undrain(): Promise<DrainStatus>;
   /** Drops idle keep-alive connections (call before exiting). */
   close(): void;
 }
@@ -177,6 +186,10 @@ export function createClient(opts: ClientOptions = {}): BatonClient {
       }
     },
     version: async () => (await request<Version>('GET', '/v1/version')).body,
+    cluster: async () => (await request<ClusterStatus>('GET', '/v1/cluster')).body,
+    drainStatus: async () => (await request<DrainStatus>('GET', '/v1/drain')).body,
+    drain: async () => (await request<DrainStatus>('POST', '/v1/drain')).body,
+    undrain: async () => (await request<DrainStatus>('DELETE', '/v1/drain')).body,
     close: () => agent.destroy(),
   };
   return client;

@@ -5,6 +5,7 @@
  * decimal strings, addresses "ip:port" ("[v6]:port").
  */
 import type { Static } from '@sinclair/typebox';
+import type * as C from '../api/cluster-schemas.js';
 import type * as S from '../api/schemas.js';
 
 export type Splice = Static<typeof S.Splice>;
@@ -29,3 +30,9 @@ export type BatchResult = { status: number; splice: Splice } | { status: number;
 /** POST /v1/migrations (migrate mode). */
 export type MigrationRequest = Static<typeof S.MigrationBody>;
 export type Migration = Static<typeof S.Migration>;
+
+/** GET /v1/cluster: the cluster as this LB sees it (alone: mode "alone"). */
+export type ClusterStatus = C.ClusterStatus;
+export type ClusterPeer = ClusterStatus['peers'][number];
+/** GET/POST/DELETE /v1/drain. */
+export type DrainStatus = C.DrainStatus;

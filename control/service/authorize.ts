@@ -18,6 +18,9 @@
  *  2. Connections: each splice remembers the uid that created it (ownerUid;
  *     0 for the operator). A caller lists, shows, hands off and aborts only
  *     connections of its own uid; privileged callers all of them.
+ *  3. The whole LB (drain, POST/DELETE /v1/drain): privileged callers only.
+ *     Reading the LB's state (GET /v1/cluster, GET /v1/drain: counts and
+ *     peers' addresses, no connection of anyone) is open to every caller.
  *
  * The decisions are pure functions of the caller and of what /proc says; the
  * Authorizer reads /proc (through an injectable ProcSource) and applies them.
@@ -148,6 +151,19 @@ export function connectionDecision(caller: Caller, id: bigint, ownerUid: number)
     'FORBIDDEN_CONNECTION',
     `connection ${id} is not yours: a caller may see, hand off or abort only the connections its uid created (you are ${describe(caller)}; root/CAP_SYS_PTRACE and token holders: all)`,
     'other_owner',
+  );
+}
+
+/**
+ * Rule 3: may `caller` change the state of the whole LB (`what`, e.g.
+ * "drain this LB")? Undefined when it may, else 403 FORBIDDEN_OPERATION.
+ */
+export function operationDecision(caller: Caller, what: string): BatonError | undefined {
+  if (isPrivileged(caller)) return undefined;
+  return new BatonError(
+    'FORBIDDEN_OPERATION',
+    `you (${describe(caller)}) may not ${what}: it changes the whole LB, so only the operator (a token holder) or root/CAP_SYS_PTRACE on the unix socket may`,
+    'not_operator',
   );
 }
 

@@ -16,11 +16,16 @@ export interface HandoffObserver {
 }
 
 export class Operations {
-  private inFlight = 0;
+  private count = 0;
   private closing = false;
   private idle: (() => void) | undefined;
 
   constructor(private readonly observer?: HandoffObserver) {}
+
+  /** Operations under way. */
+  get inFlight(): number {
+    return this.count;
+  }
 
   get shuttingDown(): boolean {
     return this.closing;
@@ -37,7 +42,7 @@ export class Operations {
       this.observer?.handoff(mode, e.code, 0);
       throw e;
     }
-    this.inFlight++;
+    this.count++;
     try {
       const out = await op();
       this.observer?.handoff(mode, 'ok', (performance.now() - receivedAt) / 1000);
@@ -47,14 +52,14 @@ export class Operations {
       this.observer?.handoff(mode, be.code, (performance.now() - receivedAt) / 1000);
       throw be;
     } finally {
-      if (--this.inFlight === 0 && this.idle) this.idle();
+      if (--this.count === 0 && this.idle) this.idle();
     }
   }
 
   /** Refuses new operations from now on; resolves when those under way have finished. */
   async drain(): Promise<void> {
     this.closing = true;
-    if (this.inFlight === 0) return;
+    if (this.count === 0) return;
     await new Promise<void>((resolve) => (this.idle = resolve));
   }
 }

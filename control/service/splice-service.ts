@@ -81,6 +81,8 @@ export interface SpliceServiceOptions {
   tableCapacity?: number;
   /** Reads callers' and targets' credentials (default: /proc). */
   authorizer?: Authorizer;
+  /** Why a new splice is refused now (a drain: control/service/drain.ts), or undefined; handoffs are not. */
+  admission?: () => BatonError | undefined;
 }
 
 const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => typeof r.client === 'object';
@@ -98,6 +100,7 @@ export class SpliceService {
   /** Shared with the other services of the daemon (migrations), so shutdown waits for all of them. */
   readonly operations: Operations;
   private readonly notReady: () => string | undefined;
+  private readonly admission: () => BatonError | undefined;
   readonly authorizer: Authorizer;
   constructor(opts: SpliceServiceOptions) {
     this.splicer = opts.splicer;
@@ -105,6 +108,12 @@ export class SpliceService {
     this.tableCapacity = opts.tableCapacity;
     this.notReady = opts.notReadyReason ?? (() => undefined);
     this.authorizer = opts.authorizer ?? new Authorizer();
+    this.admission = opts.admission ?? (() => undefined);
+  }
+
+  /** Splices, handoffs and migrations under way (a drain waits for them too). */
+  get inFlightCount(): number {
+    return this.operations.inFlight;
   }
 
   /** Why the service cannot splice right now, or undefined when it can. */
@@ -118,6 +127,9 @@ export class SpliceService {
    */
   async splice(caller: Caller, req: SpliceRequest, receivedAt = performance.now()): Promise<SpliceJson> {
     return this.timed('splice', receivedAt, async () => {
+      // Before any descriptor is taken: a refused splice leaves the front end's sockets alone.
+      const refused = this.admission();
+      if (refused) throw refused;
       const prefix = decodeClientBytes(req.prefix, 'prefix');
       const { client, backend } = await this.take(caller, req);
       let rec: SpliceRecord | undefined;

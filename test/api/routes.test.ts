@@ -76,6 +76,8 @@ describe('REST API routes', () => {
       assert.deepEqual(Object.keys(doc.paths).sort(), [
         '/healthz',
         '/readyz',
+        '/v1/cluster',
+        '/v1/drain',
         '/v1/migrations',
         '/v1/splices',
         '/v1/splices/{id}',
@@ -84,6 +86,7 @@ describe('REST API routes', () => {
         '/v1/version',
       ]);
       assert.deepEqual(Object.keys(doc.paths['/v1/splices/{id}']).sort(), ['delete', 'get']);
+      assert.deepEqual(Object.keys(doc.paths['/v1/drain']).sort(), ['delete', 'get', 'post']);
       assert.ok(doc.components.schemas.Splice && doc.components.schemas.Problem, 'Splice and Problem components');
       assert.ok(doc.components.schemas.Migration, 'Migration component');
       assert.deepEqual(doc.security, [{ bearer: [] }]);
@@ -104,6 +107,10 @@ describe('REST API routes', () => {
         ['POST', '/v1/splices'],
         ['POST', '/v1/splices:batch'],
         ['POST', '/v1/splices/1/handoffs'],
+        ['GET', '/v1/cluster'],
+        ['GET', '/v1/drain'],
+        ['POST', '/v1/drain'],
+        ['DELETE', '/v1/drain'],
         ['GET', '/openapi.json'],
         ['GET', '/no/such/route'],
       ] as const) {

@@ -33,6 +33,7 @@ describe('baton CLI without a daemon', () => {
       'splices rm <id>',
       'handoff <id> <ip:port>',
       'metrics',
+      'lb drain',
     ]) {
       assert.ok(r.stdout.includes(`  ${cmd}`), `help lists ${cmd}`);
     }
@@ -56,6 +57,10 @@ describe('baton CLI without a daemon', () => {
       assert.match(r.stdout, route);
       assert.match(r.stdout, /Examples:/);
     }
+    const drain = await baton(['lb', 'drain', '--help']);
+    assert.equal(drain.code, 0);
+    assert.match(drain.stdout, /POST \/v1\/drain/);
+    assert.match(drain.stdout, /Examples:\n {2}baton lb drain/);
     const lb = await baton(['lb', '--help']);
     assert.equal(lb.code, 0);
     assert.match(lb.stdout, /--interface/);
@@ -72,6 +77,10 @@ describe('baton CLI without a daemon', () => {
       [['handoff', '17'], /handoff needs exactly two arguments: <id> <backend ip:port>/],
       [['splices', 'ls', '--bogus'], /Unknown option '--bogus'/],
       [['status', '--api', 'ftp://x'], /not an API address/],
+      [['lb', 'drain', 'now'], /lb drain takes no arguments \(got now\)/],
+      [['lb', 'drain', '--cancel', '--wait'], /--wait waits for a drain to end; it cannot go with --cancel/],
+      [['lb', 'drain', '--timeout', '5m'], /--timeout bounds --wait; give --wait too/],
+      [['lb', 'drain', '--wait', '--timeout', 'soon'], /--timeout must be a duration like 90s/],
     ];
     for (const [args, msg] of cases) {
       const r = await baton(args);
@@ -188,6 +197,25 @@ describe('baton CLI against the real daemon', { skip: skipUnlessBpf }, () => {
     assert.equal(j.ready, true);
     assert.deepEqual(Object.keys(j.version as object).sort(), ['abi', 'kernel', 'libbpf', 'version']);
     assert.deepEqual(j.splices, { total: 0, byState: {} });
+  });
+
+  test('status says the LB runs alone; lb drain (operator): drained at once with nothing held, status shows it, --cancel serves again', async () => {
+    const t = await cli(['status']);
+    assert.equal(t.code, 0, t.stderr);
+    assert.match(t.stdout, /^cluster\s+alone \(no --store\)/m);
+    assert.match(t.stdout, /^drain\s+serving \(not draining\)$/m);
+    const j = JSON.parse((await cli(['status', '--json'])).stdout) as { cluster: { mode: string; peers: unknown[] } };
+    assert.deepEqual([j.cluster.mode, j.cluster.peers], ['alone', []]);
+    try {
+      const d = await cli(['lb', 'drain', '--wait', '--timeout', '5s']);
+      assert.equal(d.code, 0, d.stderr);
+      assert.match(d.stdout, /^drained: holds no connection/m);
+      assert.match((await cli(['status'])).stdout, /^drain\s+drained: holds no connection/m);
+    } finally {
+      const c = await cli(['lb', 'drain', '--cancel', '--json']);
+      assert.equal(c.code, 0, c.stderr);
+      assert.equal((JSON.parse(c.stdout) as { state: string }).state, 'serving');
+    }
   });
 
   test('splices ls on an empty table; show/rm/handoff of an unknown id say NOT_FOUND', async () => {

@@ -359,6 +359,63 @@ describe('owner forwarding fixtures', { skip: skipUnlessBpf }, () => {
     });
   });
 
+  test("packets sent in the owner header are counted in the peer's stats slot: the entry's slot, else its index in baton_peers; to the owner and on a second chance", () => {
+    const stray: Inner = { src: CLIENT, dst: VIP, sport: 41100, dport: 80, proto: 'tcp', flags: 'A' };
+    const slotted: Inner = { ...TCP4, sport: 40100 };
+    const stranger: Inner = { ...TCP4, sport: 40101 };
+    const STRANGER_PEER = '198.18.9.9';
+    for (const slot of [1, 2, 3]) a.owner.peerStats.reset(slot);
+    a.owner.secondChance.set(secondChanceBucket(keyBytes(stray)), LB_B);
+    a.table.insertOwner(keyOf(slotted), { owner: LB_B, ownerPort: 80, slot: 3 });
+    a.table.insertOwner(keyOf(stranger), { owner: STRANGER_PEER, ownerPort: 80 });
+    try {
+      assert.deepEqual(a.owner.peerStats.read(1), { packets: 0n, bytes: 0n });
+      // TCP4's entry has no slot (0): LB_B's index in baton_peers (1) is its slot.
+      const direct = runFixture(a.obj, ns, {
+        name: 'to owner, slot looked up',
+        input: inner(TCP4),
+        verdict: 'REDIRECT',
+        reason: 'to_owner',
+        output: encapsulated(TCP4, { from: LB_A, to: LB_B, hops: 1 }),
+      });
+      const second = runFixture(a.obj, ns, {
+        name: 'second chance, slot looked up',
+        input: inner(stray),
+        verdict: 'REDIRECT',
+        reason: 'second_chance',
+        output: encapsulated(stray, { from: LB_A, to: LB_B, hops: 1 }),
+      });
+      assert.deepEqual(a.owner.peerStats.read(1), { packets: 2n, bytes: BigInt(direct.length + second.length) });
+      // An entry carrying its owner's slot is counted there, without a lookup.
+      const viaSlot = runFixture(a.obj, ns, {
+        name: 'to owner, slot in the entry',
+        input: inner(slotted),
+        verdict: 'REDIRECT',
+        reason: 'to_owner',
+        output: encapsulated(slotted, { from: LB_A, to: LB_B, hops: 1 }),
+      });
+      assert.deepEqual(a.owner.peerStats.read(3), { packets: 1n, bytes: BigInt(viaSlot.length) });
+      // An owner that is no peer, no slot: sent, counted nowhere.
+      runFixture(a.obj, ns, {
+        name: 'to a non-peer owner',
+        input: inner(stranger),
+        verdict: 'REDIRECT',
+        reason: 'to_owner',
+        output: encapsulated(stranger, { from: LB_A, to: STRANGER_PEER, hops: 1 }),
+      });
+      assert.deepEqual(
+        [1, 2, 3].map((slot) => a.owner.peerStats.read(slot).packets),
+        [2n, 0n, 1n],
+      );
+    } finally {
+      a.owner.secondChance.set(secondChanceBucket(keyBytes(stray)), undefined);
+      a.table.removeOwner(keyOf(slotted));
+      a.table.removeOwner(keyOf(stranger));
+      a.owner.peerStats.reset(1);
+      assert.deepEqual(a.owner.peerStats.read(1), { packets: 0n, bytes: 0n });
+    }
+  });
+
   describe('second chance (no entry, not a SYN, a VIP, no local socket)', () => {
     const stray: Inner = { src: CLIENT, dst: VIP, sport: 41000, dport: 80, proto: 'tcp', flags: 'A' };
     const stray6: Inner = { src: CLIENT6, dst: VIP6, sport: 41001, dport: 80, proto: 'tcp', flags: 'A' };
@@ -584,7 +641,7 @@ describe('owner forwarding fixtures', { skip: skipUnlessBpf }, () => {
       }
       a.table.insertOwner(k, { owner: LB_B, ownerPort: 80 });
       a.table.insertOwner(k, { owner: STRANGER, ownerPort: 8080 });
-      assert.deepEqual(a.table.ownerEntry(k), { owner: STRANGER, ownerPort: 8080, connId: 0n });
+      assert.deepEqual(a.table.ownerEntry(k), { owner: STRANGER, ownerPort: 8080, slot: 0, connId: 0n });
       assert.equal(a.table.removeOwner(k), true);
       assert.equal(a.table.removeOwner(k), false);
       assert.equal(a.table.ownerEntry(k), undefined);

@@ -23,7 +23,7 @@ struct baton_peer_addr {
 
 /* Value of baton_peers: a peer LB from which the owner header is accepted. */
 struct baton_peer {
-	__u32 index; /* the control plane's number for it (stats, logs) */
+	__u32 index; /* the control plane's number for it: 1..BATON_PEERS_MAX, its slot of baton_peer_stats */
 	__u32 flags; /* none defined yet: 0 */
 };
 
@@ -32,7 +32,7 @@ struct baton_peer {
 struct baton_owner {
 	struct baton_peer_addr peer;
 	__be16 port; /* the owner's application port (the VIP port for a splice) */
-	__u8 pad[2];
+	__u16 slot;  /* the owner's index in baton_peers (its baton_peer_stats slot); 0: look it up */
 };
 
 /* Key of baton_vips: an address the LBs serve (VIP). A non-SYN TCP
@@ -75,6 +75,7 @@ struct baton_owner_hdr {
 #define BATON_OWNER_PORT_DEFAULT 6181  /* outer UDP port unless configured */
 #define BATON_OWNER_MAX_HOPS_DEFAULT 3 /* owner, second chance, one stale owner */
 #define BATON_SECOND_CHANCE_BUCKETS 256 /* entries of baton_second_chance (power of 2) */
+#define BATON_PEERS_MAX 256 /* entries of baton_peers; peer indexes 1..this (baton_peer_stats slots) */
 /* Outer UDP source ports: ephemeral range | 14 bits of the flow hash. */
 #define BATON_OWNER_SPORT_BASE 0xc000
 #define BATON_OWNER_SPORT_MASK 0x3fff

@@ -103,7 +103,9 @@ static __always_inline int fid_rewrite(ctx_t *ctx, const struct baton_pkt *p, co
  * rewrites per leg[0].x and forwards through the next-hop cache (lib/fwd.h:
  * FIB, back end's MAC, XDP_TX or redirect). A SYN on an entry whose client
  * has finished (FIN or exact RST tracked) is a new connection reusing the
- * tuple: to the LB's stack, untouched. Returns the verdict, *reason set. */
+ * tuple: to the LB's stack, untouched, and the entry SUPERSEDED, so every
+ * later segment of the new connection goes there too (as lib/syn.h does for
+ * splices). Returns the verdict, *reason set. */
 static __always_inline int handle_migrated(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
 					   __u32 bytes, __u32 *reason)
 {
@@ -111,6 +113,10 @@ static __always_inline int handle_migrated(ctx_t *ctx, struct baton_pkt *p, stru
 	__u64 now;
 	int rc, rst, verdict;
 
+	if (f->state == BATON_STATE_SUPERSEDED) {
+		*reason = BATON_R_PASS_SUPERSEDED;
+		return CTX_PASS;
+	}
 	if (f->state == BATON_STATE_BLOCK) {
 		if (!p->payload_len && !(p->tcp_flags & (TCPF_SYN | TCPF_FIN | TCPF_RST))) {
 			*reason = BATON_R_PASS_BLOCKED_ACK;
@@ -123,7 +129,12 @@ static __always_inline int handle_migrated(ctx_t *ctx, struct baton_pkt *p, stru
 		*reason = BATON_R_DROP_BLOCKED;
 		return CTX_DROP;
 	}
-	if ((p->tcp_flags & TCPF_SYN) && (f->track.flags & (BATON_TRACK_F_FIN | BATON_TRACK_F_RST))) {
+	if ((p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN &&
+	    (f->track.flags & (BATON_TRACK_F_FIN | BATON_TRACK_F_RST))) {
+		/* The rest of the new connection (its handshake's ACK, its request)
+		 * must reach the stack too, not the old flow id: the entry is
+		 * superseded until userspace reclaims it. */
+		WRITE_ONCE(f->state, BATON_STATE_SUPERSEDED);
 		*reason = BATON_R_PASS_SYN_FINISHED;
 		return CTX_PASS;
 	}

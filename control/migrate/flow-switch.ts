@@ -108,7 +108,15 @@ export class FlowIdSwitch {
     let planned: ReturnType<typeof planMigratedEntry>;
     try {
       planned = planMigratedEntry({ connId, client, backend, flowId });
-      this.table.insert(planned.key, planned.entry);
+      try {
+        this.table.insert(planned.key, planned.entry);
+      } catch (e) {
+        // A client reusing its ip:port after an earlier migrated connection on
+        // it ended: that entry (superseded by the new SYN in the datapath) gives
+        // way now instead of after its linger, and its flow id is freed.
+        if (!(e instanceof BatonError && e.code === 'ALREADY_SPLICED') || !this.supersede(planned.key)) throw e;
+        this.table.insert(planned.key, planned.entry);
+      }
     } catch (e) {
       this.ids.release(backend, flowId);
       throw e;
@@ -164,6 +172,18 @@ export class FlowIdSwitch {
     }
     for (const k of stale) this.table.remove(k);
     return { forwarded, removed: stale.length };
+  }
+
+  /** Removes our ended migration at `key` (client FIN or RST seen); false when there is none. */
+  private supersede(key: FlowKey): boolean {
+    const k = formatKey(key);
+    const old = this.forwarded.get(k);
+    const track = old && this.table.track(old.key);
+    if (!old || (track && !reclaimable(track, process.hrtime.bigint(), 0))) return false;
+    this.table.remove(old.key);
+    this.forwarded.delete(k);
+    this.ids.release(old.backend, old.flowId);
+    return true;
   }
 
   /** Forwarded migrations not reclaimed yet. */

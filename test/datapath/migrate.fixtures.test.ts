@@ -466,6 +466,11 @@ describe('migrate fixtures', { skip: skipUnlessBpf }, () => {
         // The client reuses the tuple for a new connection: the LB's stack gets the SYN, untouched.
         const syn = pair(fam, 40002, FID_TRACK, { flags: 'S', seq: 5_000_000, ack: 0, payload: undefined, opts: [] });
         runLb({ name: 'syn on finished', input: syn.client, verdict: 'PASS', reason: 'syn_on_finished' });
+        // And the rest of that new connection too (its handshake's ACK, its request), never the old flow id.
+        const ack = pair(fam, 40002, FID_TRACK, { flags: 'A', seq: 5_000_001, ack: 7, payload: undefined, opts: [] });
+        runLb({ name: 'ack after syn', input: ack.client, verdict: 'PASS', reason: 'superseded' });
+        const req = pair(fam, 40002, FID_TRACK, { flags: 'PA', seq: 5_000_001, ack: 7 });
+        runLb({ name: 'request after syn', input: req.client, verdict: 'PASS', reason: 'superseded' });
       });
     });
   }

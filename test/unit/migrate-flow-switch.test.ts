@@ -77,6 +77,7 @@ const fakeTable = (failInsert?: Error) => {
       track: (key: FlowKey) => tracks.get(id(key)),
       insert: (key: FlowKey, entry: FlowEntry) => {
         if (failInsert) throw failInsert;
+        if (held.has(id(key))) throw new BatonError('ALREADY_SPLICED', 'taken', 'duplicate');
         ops.push({ op: 'insert', key, entry });
         held.set(id(key), { key, entry });
       },
@@ -162,6 +163,35 @@ describe('FlowIdSwitch.adopt (a restarted daemon over the pinned table)', () => 
     assert.equal(after.ids.liveCount(BE1), 1);
     const next = after.begin(3n, { ...client, sport: 40003 }, BE1);
     assert.notEqual(next.flowId, done.flowId, 'an adopted flow id is not handed out again');
+  });
+});
+
+describe('FlowIdSwitch: a client reusing its ip:port', () => {
+  test('an ended migration on the tuple gives way to the new one (its id freed); a live one does not', () => {
+    const { table, tracks } = fakeTable();
+    const sw = new FlowIdSwitch(table, '198.18.1.2');
+    const first = sw.begin(1n, client, BE1);
+    first.forward();
+    const track = (flags: number): Track => ({
+      packets: 3n,
+      bytes: 1n,
+      lastNs: 0n,
+      seqEnd: 0,
+      ackMax: 0,
+      finSeq: 0,
+      flags,
+    });
+    tracks.set(`${client.src}:${client.sport}`, track(TRACK_F_SEEN));
+    assert.throws(
+      () => sw.begin(2n, client, BE1),
+      (e: unknown) => e instanceof BatonError && e.code === 'ALREADY_SPLICED',
+      'still open: refused',
+    );
+    tracks.set(`${client.src}:${client.sport}`, track(TRACK_F_FIN));
+    const second = sw.begin(3n, client, BE1);
+    assert.equal(sw.forwardedCount, 0, 'the old one is gone');
+    assert.equal(sw.ids.liveCount(BE1), 1, "only the new migration's id is live");
+    assert.ok(second.flowId > 0);
   });
 });
 

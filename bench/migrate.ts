@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path';
 import readline from 'node:readline';
 import type { DispatchEvent } from '../control/dispatcher/dispatcher.js';
 import type { MigratedSocket } from '../control/sdk/agent.js';
-import { parseExposition } from '../control/sdk/metrics.js';
+import { parseExposition, sumSamples } from '../control/sdk/metrics.js';
 import { type MigrateStack, startMigrateStack } from '../lab/launch/migrate-stack.js';
 import { ROOT } from '../lab/paths.js';
 import { createTestbed, ROUTED_BACKENDS, routedTopology, type Testbed, VIP4 } from '../lab/testbed/index.js';
@@ -161,6 +161,21 @@ export async function runMigrateBench(profile: Profile, log: (l: string) => void
       return o;
     };
 
+    // Client segments dropped while their entry (LB: BLOCK) or mapping (agent: HOLD) waited for the migration to finish.
+    const drops = async (): Promise<{ lbBlocked: number; agentHeld: number }> => {
+      const count = async (node: string, port: number, reason: string) => {
+        const r = await tb.exec(node, 'curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${port}/metrics`], {
+          check: false,
+        });
+        const f = parseExposition(r.stdout).find((x) => x.name === 'baton_datapath_packets_total');
+        return f ? sumSamples(f, { reason }) : Number.NaN;
+      };
+      return {
+        lbBlocked: await count('lb', 9300, 'blocked'),
+        agentHeld: await count(BACKEND.node, 9400, 'flow_id_held'),
+      };
+    };
+    const dropsBefore = await drops();
     const loadFrom = events().length;
     const workloads = WORKLOADS.filter((w) => (ROWS as readonly string[]).includes(w.id));
     const loadProfile: Profile = {
@@ -172,9 +187,15 @@ export async function runMigrateBench(profile: Profile, log: (l: string) => void
     log(`  loads: ${workloads.length} rows x ${variants.length} variants x ${loadProfile.rounds} round(s)`);
     const throughput = await runThroughput(tb, variants, loadProfile, (l) => log(`  ${l}`), workloads);
     await sleep(200);
-    const loadOutcomes = outcomes(loadFrom);
+    const dropsAfter = await drops();
+    const loadOutcomes = {
+      ...outcomes(loadFrom),
+      lbBlockedDrops: dropsAfter.lbBlocked - dropsBefore.lbBlocked,
+      agentHeldDrops: dropsAfter.agentHeld - dropsBefore.agentHeld,
+    };
     log(
-      `  migrate variant's load connections: ${loadOutcomes.migrated} migrated, ${loadOutcomes.relayed} relayed, ${loadOutcomes.rejected} rejected`,
+      `  migrate variant's load connections: ${loadOutcomes.migrated} migrated, ${loadOutcomes.relayed} relayed, ${loadOutcomes.rejected} rejected; ` +
+        `client segments dropped while migrating: ${loadOutcomes.lbBlockedDrops} at the LB (BLOCK), ${loadOutcomes.agentHeldDrops} at the agent (HOLD)`,
     );
 
     // The agent's restore histogram on backend1, before and after the sequential run.

@@ -250,13 +250,12 @@ export function migrateBreakdown(m: MigrateBenchResults): string {
   if (!s) return '';
   const ph = s.phasesP50Us;
   const parts = MIGRATE_PHASES.map((k) => `${k} ${num(ph[k] ?? Number.NaN)}`).join(', ');
-  const beforeCall = s.heldP50Us - s.frontEndP50Us;
   return (
     `Where a sequential migration's time goes (p50, µs): client's request written → app holds the socket ${num(s.heldP50Us)}; ` +
     `the dispatcher's call (request head read → migrate() answered) ${num(s.frontEndP50Us)}, of which the daemon's phases ${num(s.daemonP50Us)} (${parts}) ` +
     `and the rest (≈ ${num(s.frontEndP50Us - s.daemonP50Us)}) is the HTTP call over the unix socket, JSON and the dispatcher's own work; ` +
     `"agent" is blob sent → confirmation back: the agent's restore and hand-off alone (blob received → descriptor sent to the app) averaged ${num(m.agentRestore.meanUs)} µs over ${num(m.agentRestore.count)} migrations. ` +
-    `held − front end (≈ ${num(beforeCall)}) is the client → dispatcher hop plus accept and reading the head, minus what follows the hand-off (release, the answer back); ` +
+    '"held" starts earlier (the client → dispatcher hop, accept, reading the head) but ends at the hand-off, before the release and the POST answer that "front end" includes; ' +
     `the same client's first byte straight from the app (no LB): p50 ${num(m.plainFirstByte.p50Us)} µs, so migration adds ≈ ${num(s.firstByteP50Us - m.plainFirstByte.p50Us)} µs to a new connection's first byte.`
   );
 }

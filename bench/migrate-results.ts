@@ -66,8 +66,6 @@ export interface MigrateBenchResults {
     rejected: number;
     /** client segments the LB's datapath dropped in BLOCK (entry waiting for the agent's confirmation) during the loads; NaN when unreadable */
     lbBlockedDrops: number;
-    /** client segments the agent's datapath dropped in HOLD (mapping waiting for the socket) during the loads */
-    agentHeldDrops: number;
   };
   /** the same client's sequential connections to the app's own address (no LB, no migration) */
   plainFirstByte: { connections: number; p50Us: number; p99Us: number };
@@ -270,7 +268,7 @@ export function migrateLines(m: MigrateBenchResults): string[] {
     ...migrateThroughputTable(m),
     '',
     `The migrate variant's load connections: ${num(o.migrated)} migrated, ${num(o.relayed)} relayed (a refused migration), ${num(o.rejected)} rejected. ` +
-      `Client segments dropped while a migration was under way: ${num(o.lbBlockedDrops)} at the LB (entry in BLOCK until the agent's confirmation reaches the daemon), ${num(o.agentHeldDrops)} at the agent (mapping in HOLD); ` +
+      `Client segments the LB dropped while a migration was under way (entry in BLOCK until the agent's confirmation reaches the daemon): ${num(o.lbBlockedDrops)}; ` +
       "a dropped ACK of the app's first flight stalls a response longer than the initial window until the back end's retransmission timer fires.",
     '',
     'Migration latency: new connections of one tiny request each (`Connection: close`), timed on CLOCK_MONOTONIC in the client and in the app (one clock across processes). ' +

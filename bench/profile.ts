@@ -48,6 +48,13 @@ export interface Profile {
   clusterRounds: number;
   /** New connections whose owner entries the propagation figure is taken from. */
   clusterConnections: number;
+  /** The migrate run (bench/migrate.ts): rounds and wrk seconds of its rows, 64 MiB downloads per variant per round. */
+  migrateRounds: number;
+  migrateWrkSeconds: number;
+  migrateDownloads: number;
+  /** New connections per latency run, and the connections at once of each run (1 = sequential). */
+  migrateLatencyConnections: number;
+  migrateConcurrency: number[];
 }
 
 export const PROFILES: Record<Mode, Profile> = {
@@ -73,6 +80,11 @@ export const PROFILES: Record<Mode, Profile> = {
     clusterDownloadMiB: 64,
     clusterRounds: 3,
     clusterConnections: 200,
+    migrateRounds: 2,
+    migrateWrkSeconds: 3,
+    migrateDownloads: 2,
+    migrateLatencyConnections: 1000,
+    migrateConcurrency: [1, 8, 32],
   },
   quick: {
     mode: 'quick',
@@ -96,6 +108,11 @@ export const PROFILES: Record<Mode, Profile> = {
     clusterDownloadMiB: 16,
     clusterRounds: 1,
     clusterConnections: 30,
+    migrateRounds: 1,
+    migrateWrkSeconds: 1,
+    migrateDownloads: 1,
+    migrateLatencyConnections: 100,
+    migrateConcurrency: [1, 8],
   },
 };
 

@@ -10,6 +10,7 @@ import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from '../lab/paths.js';
 import { clusterLines } from './cluster-results.js';
+import { migrateLatencyTable, migrateThroughputTable } from './migrate-results.js';
 import { profileShareLines } from './profile-share-results.js';
 import { readResults } from './render.js';
 import {
@@ -64,6 +65,16 @@ export function readmeBlock(r: Results, dir: string): string {
           'The handoff API alone (pre-made {pid, fd} pairs; single calls, concurrent calls, batches):',
           '',
           ...handoffApiTable(r),
+          '',
+        ]
+      : []),
+    ...(r.migrate
+      ? [
+          'Migrate mode (issue 11), on its own routed bed, one app behind plain routing, HAProxy and baton migrate:',
+          '',
+          ...migrateThroughputTable(r.migrate),
+          '',
+          ...migrateLatencyTable(r.migrate),
           '',
         ]
       : []),

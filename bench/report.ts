@@ -7,6 +7,7 @@
 import { clusterLines, clusterTargetRows } from './cluster-results.js';
 import { HANDOFF_BUCKETS_MS } from './handoff.js';
 import { targetVerdicts } from './handoff-api-results.js';
+import { migrateLines, migrateTargetRows } from './migrate-results.js';
 import {
   PROFILE_SHARE_TARGET,
   profileShareLines,
@@ -282,6 +283,7 @@ export function targetLines(r: Results): string[] {
     ]),
     row(['rewrite path flat across table sizes (max/min)', '≈ 1.0', `${spread.toFixed(2)}`, check(spread <= 1.2)]),
     ...handoffApiTargetRows(r, check),
+    ...migrateTargetRows(r.migrate, check),
     ...profileShareTargetRows(r, check),
     ...clusterTargetRows(r.cluster, check),
   ];
@@ -358,6 +360,7 @@ export function renderReport(r: Results): string {
     ...(r.handoffApi
       ? ['## Control plane: handoff API, single vs batched', '', ...handoffApiNotes(r), '', ...handoffApiTable(r), '']
       : []),
+    ...(r.migrate ? ['## Migrate mode (issue 11)', '', ...migrateLines(r.migrate), ''] : []),
     ...(r.profileShare
       ? [
           '## Client TCP profiles: share spliced',

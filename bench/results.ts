@@ -4,6 +4,7 @@ import type { DatapathResults } from './datapath.js';
 import type { HandoffRun } from './handoff.js';
 import type { HandoffApiResults } from './handoff-api-results.js';
 import type { MachineInfo } from './machine.js';
+import type { MigrateBenchResults } from './migrate-results.js';
 import type { Mode, Profile, WorkloadId } from './profile.js';
 import type { ProfileShareResults } from './profile-share-results.js';
 import type { ThroughputCell } from './throughput.js';
@@ -40,6 +41,8 @@ export interface Results {
   profileShare?: ProfileShareResults;
   /** several LBs (owner forwarding): cost per forwarded packet, detour vs direct, directory propagation; absent in results from before it existed */
   cluster?: ClusterBenchResults;
+  /** migrate mode on its own routed bed: rows beside plain routing and HAProxy, migration latency and rate; absent in results from before it existed */
+  migrate?: MigrateBenchResults;
 }
 
 /** Today's date as the results directory name. */

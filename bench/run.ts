@@ -8,12 +8,15 @@
  *      proxy_pass, baton splice;
  *   3. the load matrix (throughput.ts), then the handoff microbenchmark;
  *   4. the handoff API microbenchmark (handoff-api.ts, its own testbed and daemon);
- *   5. the datapath microbenchmark (its own namespace);
- *   6. the share of connections spliced per client TCP profile, with and
+ *   5. migrate mode (migrate.ts, its own routed bed: replies bypass the LB):
+ *      plain routing, HAProxy and baton migrate to one app, migration
+ *      latency and rate;
+ *   6. the datapath microbenchmark (its own namespace);
+ *   7. the share of connections spliced per client TCP profile, with and
  *      without profile legs (profile-share.ts, its own testbeds);
- *   7. several LBs (cluster.ts, its own testbed): owner-header cost, detour
+ *   8. several LBs (cluster.ts, its own testbed): owner-header cost, detour
  *      vs direct throughput, owner-directory propagation;
- *   8. results.json, results.md and the SVG charts.
+ *   9. results.json, results.md and the SVG charts.
  *
  *   node --import tsx bench/run.ts [--quick] [--out DIR] [--baton dispatcher|e2e]
  * --baton picks the baton variant's front end: the daemon + dispatcher users
@@ -35,6 +38,7 @@ import { runDatapathBench } from './datapath.js';
 import { runHandoffBench } from './handoff.js';
 import { runHandoffApiBench } from './handoff-api.js';
 import { machineInfo } from './machine.js';
+import { runMigrateBench } from './migrate.js';
 import { BACKEND_PORT, BODIES, type Profile, profileFromArgs, WORKLOADS } from './profile.js';
 import { runProfileShareBench } from './profile-share.js';
 import { writeRendered } from './render.js';
@@ -156,6 +160,10 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
     `control plane: the handoff API alone, ${profile.handoffApiPairs} pairs per phase (single, ${profile.handoffApiInFlight} in flight, batches of ${profile.handoffApiBatchSizes.join(' and ')})`,
   );
   const handoffApi = await runHandoffApiBench(profile, log);
+  log(
+    `migrate mode: plain routing, HAProxy and baton migrate to one app on the routed bed, ${profile.migrateRounds} round(s); latency over ${profile.migrateLatencyConnections} connections (${profile.migrateConcurrency.join(', ')} at once)`,
+  );
+  const migrate = await runMigrateBench(profile, log);
   log(`datapath: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs per cell`);
   const datapath = await runDatapathBench(profile, log);
   log(
@@ -178,6 +186,7 @@ async function runSuite(profile: Profile, frontEnd: BatonFrontEnd, startedAt: Da
     workloads: WORKLOADS.map((w) => ({ id: w.id, title: w.title, short: w.short })),
     ...loads,
     handoffApi,
+    migrate,
     datapath,
     profileShare,
     cluster,

@@ -39,12 +39,13 @@ export async function runThroughput(
   variants: Variant[],
   profile: Profile,
   log: (line: string) => void,
+  workloads: readonly Workload[] = WORKLOADS,
 ): Promise<ThroughputCell[]> {
   const runs = new Map<string, LoadResult[]>();
   const cellKey = (w: WorkloadId, v: VariantId) => `${w}/${v}`;
   for (let round = 0; round < profile.rounds; round++) {
     const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
-    for (const w of WORKLOADS) {
+    for (const w of workloads) {
       for (const v of order) {
         const r = await runOne(tb, v, w, profile);
         await v.afterRun?.();
@@ -59,7 +60,7 @@ export async function runThroughput(
     }
   }
   const cells: ThroughputCell[] = [];
-  for (const w of WORKLOADS) {
+  for (const w of workloads) {
     for (const v of variants) {
       const rounds = runs.get(cellKey(w.id, v.id)) ?? [];
       cells.push({ workload: w.id, variant: v.id, rounds, summary: summarize(rounds) });

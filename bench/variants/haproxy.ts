@@ -16,9 +16,14 @@ import { PROXY_WORKERS, VARIANT_PORTS, type Variant, waitForHttp } from './varia
 /** Far above the load's concurrency; HAProxy needs about two descriptors per connection within the testbed's open-file limit. */
 const MAXCONN = 4096;
 
-export async function startHaproxy(tb: Testbed, mode: 'http' | 'tcp'): Promise<Variant> {
+/** `backend`: "ip:port" of the server (default backend1's nginx; the migrate bench names its app). */
+export async function startHaproxy(
+  tb: Testbed,
+  mode: 'http' | 'tcp',
+  opts: { backend?: string } = {},
+): Promise<Variant> {
   const port = mode === 'http' ? VARIANT_PORTS['haproxy-http'] : VARIANT_PORTS['haproxy-tcp'];
-  const backend = `${tb.node('backend1').v4}:${BACKEND_PORT}`;
+  const backend = opts.backend ?? `${tb.node('backend1').v4}:${BACKEND_PORT}`;
   const dir = mkdtempSync(join(tmpdir(), `baton-bench-haproxy-${mode}-`));
   const cfg = join(dir, 'haproxy.cfg');
   const splice = mode === 'tcp' ? '  option splice-auto\n' : '';

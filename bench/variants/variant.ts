@@ -10,7 +10,8 @@ import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Testbed } from '../../lab/testbed/index.js';
 
-export type VariantId = 'plain' | 'haproxy-http' | 'haproxy-tcp' | 'nginx' | 'baton';
+/** 'baton-migrate' runs on the migrate bench's own bed (bench/migrate.ts), not in the main matrix. */
+export type VariantId = 'plain' | 'haproxy-http' | 'haproxy-tcp' | 'nginx' | 'baton' | 'baton-migrate';
 
 export interface Variant {
   id: VariantId;

@@ -39,6 +39,8 @@ export interface MigrateStackOptions {
   serve: (backend: RoutedBackend) => http.RequestListener;
   /** The served port, on the VIP and on each back end's address (default 80). */
   port?: number;
+  /** The back ends in the dispatcher's migrate pool (default both; agents and apps run on both either way). */
+  pool?: RoutedBackend[];
 }
 
 export async function startMigrateStack(tb: Testbed, dir: string, opts: MigrateStackOptions): Promise<MigrateStack> {
@@ -104,7 +106,7 @@ export async function startMigrateStack(tb: Testbed, dir: string, opts: MigrateS
       pools: {
         app: {
           mode: 'migrate',
-          backends: ROUTED_BACKENDS.map((b) => `${b.ip}:${port}`),
+          backends: ROUTED_BACKENDS.filter((b) => opts.pool?.includes(b.node) ?? true).map((b) => `${b.ip}:${port}`),
           agentPort: MIGRATE_AGENT_PORT,
         },
       },

@@ -9,6 +9,7 @@ import { chartSpecs, renderSvg } from '../../bench/charts.js';
 import { type CpuSample, cpuSince } from '../../bench/cpu.js';
 import { HANDOFF_API_TARGETS, summarizePhase } from '../../bench/handoff-api-results.js';
 import { type LoadResult, percentile } from '../../bench/load/result.js';
+import { MIGRATE_TARGETS, type MigrateBenchResults, summarizeLatency } from '../../bench/migrate-results.js';
 import { PROFILES, WORKLOADS } from '../../bench/profile.js';
 import { BEGIN, END, readmeBlock, replaceBlock } from '../../bench/readme.js';
 import { renderReport } from '../../bench/report.js';
@@ -260,6 +261,68 @@ describe('bench report', () => {
     assert.doesNotMatch(out, /\nold\n/);
     assert.match(out, /\(bench\/results\/2026-01-02\/throughput\.svg\)/);
     assert.throws(() => replaceBlock('# no markers', 'x'), /bench:begin/);
+  });
+
+  it('migrate: latency figures from per-connection samples, the section and its target verdicts', () => {
+    const phases = { take: 5, block: 10, capture: 10, blob: 5, agent: 50, release: 10 };
+    const seq = summarizeLatency(
+      { title: 'sequential', concurrency: 1, connections: 3, relayed: 0, failed: 1, seconds: 0.01 },
+      [
+        { heldUs: 80, firstByteUs: 120, frontEndUs: 150, phasesUs: phases },
+        { heldUs: 200, firstByteUs: 260, frontEndUs: 300, phasesUs: { ...phases, agent: 150 } },
+      ],
+    );
+    assert.equal(seq.migrated, 2);
+    assert.equal(seq.migrationsPerS, 200);
+    assert.equal(seq.heldP50Us, 80);
+    assert.equal(seq.heldP99Us, 200);
+    assert.equal(seq.daemonP50Us, 90); // the sum of the phases
+    assert.equal(seq.daemonP99Us, 190);
+    assert.equal(seq.phasesP50Us.agent, 50);
+    const cellOf = (
+      workload: 'close-64k' | 'download-64m',
+      variant: 'plain' | 'haproxy-http' | 'baton-migrate',
+      n: number,
+    ) => {
+      const rounds = [load(n, n * 1e3, 1, 300, 900, 2e5)];
+      return { workload, variant, rounds, summary: summarize(rounds) };
+    };
+    const migrate: MigrateBenchResults = {
+      testbed: 'routed synthetic',
+      variants: [
+        { id: 'plain', title: 'plain routing', describe: 'p' },
+        { id: 'haproxy-http', title: 'HAProxy http', describe: 'h' },
+        { id: 'baton-migrate', title: 'baton migrate', describe: 'm' },
+      ],
+      workloads: ['close-64k', 'download-64m'],
+      throughput: [
+        cellOf('close-64k', 'plain', 1000),
+        cellOf('close-64k', 'haproxy-http', 500),
+        cellOf('close-64k', 'baton-migrate', 600),
+        cellOf('download-64m', 'plain', 10),
+        cellOf('download-64m', 'haproxy-http', 5),
+        cellOf('download-64m', 'baton-migrate', 9),
+      ],
+      loadOutcomes: { migrated: 600, relayed: 2, rejected: 0, lbBlockedDrops: 7 },
+      plainFirstByte: { connections: 3, p50Us: 100, p99Us: 150 },
+      latency: [seq],
+      agentRestore: { count: 2, meanUs: 40 },
+      targets: MIGRATE_TARGETS,
+    };
+    const md = renderReport({ ...r, migrate });
+    assert.match(md, /## Migrate mode \(issue 11\)/);
+    assert.match(md, /\| close-64k \| baton migrate \| 600 \| 0\.6 \| 0\.30 \| 0\.90 \| 0\.60x \| 1\.20x \| 0 \|/);
+    assert.match(md, /\| sequential \| 2\/3 \| 0 \| 1 \| 200 \| 80 \| 200 \| 120 \| 260 \| 150 \| 300 \| 90 \| 190 \|/);
+    assert.match(md, /the app holds the socket\), one at a time \| ≤ 100 µs \| 80 µs \| met \|/);
+    assert.match(md, /64 KiB, baton migrate vs HAProxy \(migrate bed\) \| ≥ 1\.0x \| 1\.20x \| met \|/);
+    assert.match(
+      md,
+      /64 MiB download, baton migrate vs plain routing \(migrate bed\) \| ≥ 1\.0x \| 0\.90x \| \*\*not met\*\* \|/,
+    );
+    assert.match(md, /dropped while a migration was under way \(entry in BLOCK [^)]*\): 7;/);
+    assert.match(md, /migration adds ≈ 20 µs to a new connection's first byte/);
+    assert.doesNotMatch(renderReport(r), /Migrate mode/);
+    assert.match(readmeBlock({ ...r, migrate }, 'bench/results/x'), /Migrate mode \(issue 11\)/);
   });
 
   it('charts render to SVG headless', async () => {

@@ -74,8 +74,8 @@ demo-cluster: setup
 	node --import tsx scripts/demo-cluster.ts
 
 # Benchmarks (docs/benchmarks.md): `make bench` runs the full suite (at most
-# 10 minutes on 2 cores; results in bench/results/<date>/), `make bench-quick`
-# or `make bench BENCH=quick` a smoke run (at most 2 minutes; build/bench/).
+# 15 minutes on 2 cores; results in bench/results/<date>/), `make bench-quick`
+# or `make bench BENCH=quick` a smoke run (at most 3 minutes; build/bench/).
 # bench/setup adds HAProxy, which only the benchmarks need.
 BENCH ?= full
 bench: setup

@@ -133,9 +133,11 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       counters: () => dp.readCountersByDirection(),
       tableCapacity: config.tableCapacity,
     });
-    // Operations (issue 12): a drain refuses new splices and reports when nothing is left.
+    // Operations (issue 12): a drain refuses new splices and migrations, and reports when nothing is left.
+    let migrations: MigrateService | undefined; // made below; the drain counts its forwarded connections
     const drain: Drain = new Drain({
-      held: (): number => splicer.records.size + service.inFlightCount,
+      // Migrated connections count too: this LB forwards their client segments until they are reclaimed.
+      held: (): number => splicer.records.size + service.inFlightCount + (migrations?.counts().forwarded ?? 0),
       onDrained: () => app?.log.info({ drain: 'drained' }, 'drained: this LB holds no connection any more'),
     });
     splicer.records.listen({ added: () => {}, removed: () => drain.check() });
@@ -162,9 +164,10 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       ? new FlowIdSwitch(dp.table, (config.migrateAddress ?? config.clusterAddress) as string)
       : undefined;
     const migratedAdopted = flowSwitch?.adopt();
-    const migrations = new MigrateService({
+    migrations = new MigrateService({
       agents: config.agents,
       operations: service.operations,
+      admission: () => drain.refusal(),
       ...(agentSecret && flowSwitch ? { secret: agentSecret, flowSwitch } : {}),
     });
     closeMigrations = () => migrations.close();

@@ -72,6 +72,8 @@ export interface MigrateServiceOptions {
   /** Shared with the splice service: shutdown refuses and waits for both. */
   operations: Operations;
   authorizer?: Authorizer;
+  /** Why new migrations are refused right now (a drain: DRAINING), checked before any descriptor is taken. */
+  admission?: () => BatonError | undefined;
   /** Connects a channel (tests inject their own). */
   connect?: (agent: { ip: string; port: number }, secret: Buffer) => Promise<AgentChannel>;
 }
@@ -115,6 +117,8 @@ export class MigrateService {
           'this LB was started without agents: give baton lb --agent <ip:port of each back end agent> and --agent-secret-file <their --peer-secret-file>, or splice instead (POST /v1/splices)',
           'no_agents',
         );
+      const refused = this.opts.admission?.();
+      if (refused) throw refused;
       const agent = parseEndpoint(req.agent, 'agent');
       const agentText = formatEndpoint(agent);
       if (!this.agents.has(agentText))

@@ -207,6 +207,24 @@ describe('POST /v1/migrations', () => {
     assert.ok((sent[1] as bigint) > (sent[0] as bigint));
   });
 
+  test('503 DRAINING while the LB drains: refused before any descriptor is taken', async () => {
+    const { sw, log } = fakeSwitch();
+    const svc = new MigrateService({
+      flowSwitch: sw,
+      agents: [AGENT],
+      secret: Buffer.alloc(32, 1),
+      operations: splices.operations,
+      admission: () => new BatonError('DRAINING', 'this LB is draining: no new migrations', 'draining'),
+    });
+    services.push(svc);
+    const app = await appWith(svc);
+    const copies = descriptorsOf(pair.accepted);
+    const res = await app.inject({ method: 'POST', url: '/v1/migrations', payload: body() });
+    assertProblem(res, 503, 'DRAINING', 'draining');
+    assert.deepEqual(log, []);
+    assert.equal(descriptorsOf(pair.accepted), copies);
+  });
+
   test('the route is in the OpenAPI document', async () => {
     const app = await appWith(undefined);
     const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as {

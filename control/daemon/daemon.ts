@@ -137,7 +137,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     let migrations: MigrateService | undefined; // made below; the drain counts its forwarded connections
     const drain: Drain = new Drain({
       // Migrated connections count too: this LB forwards their client segments until they are reclaimed.
-      held: (): number => splicer.records.size + service.inFlightCount + (migrations?.counts().forwarded ?? 0),
+      held: (): number => splicer.records.size + service.inFlightCount + (migrations?.forwarded ?? 0),
       onDrained: () => app?.log.info({ drain: 'drained' }, 'drained: this LB holds no connection any more'),
     });
     splicer.records.listen({ added: () => {}, removed: () => drain.check() });

@@ -24,68 +24,13 @@ import {
   formatHostPort,
   parseHostPort,
 } from './config.js';
-import { BackendPool, type LaneStats, MarkDenied, type Taken } from './pool.js';
+import type { DispatchEvent, DispatcherStats } from './events.js';
+import { BackendPool, MarkDenied, type Taken } from './pool.js';
 import { type ClientProfile, describeProfile, readProfile } from './profile.js';
 import { HeadError, type RequestHead, readRequestHead } from './request-head.js';
 import { pickRoute } from './router.js';
 
-/** What every event about a routed connection says: which connection, and where it was sent. */
-interface RoutedConnection {
-  conn: number;
-  client: string;
-  host: string;
-  path: string;
-  pool: string;
-  backend: string;
-}
-
-export type DispatchEvent =
-  | { event: 'ready'; listen: string[]; pools: Record<string, Record<string, number>> }
-  | ({
-      event: 'spliced';
-      pooled: boolean;
-      /** the back-end leg's profile key ('' = the LB's defaults), see profile.ts */
-      profile: string;
-      id: string;
-      ms: number;
-    } & RoutedConnection)
-  | ({
-      event: 'migrated';
-      /** the back end's agent that took the connection */
-      agent: string;
-      /** migration id, as the agent's app sees it */
-      id: string;
-      flowId: number;
-      ms: number;
-      /** where the daemon's time went (µs; POST /v1/migrations phasesUs) */
-      phasesUs: Record<string, number>;
-    } & RoutedConnection)
-  | ({
-      event: 'relayed';
-      profile: string;
-      /** the client's TCP options, as people name them */
-      clientProfile?: string;
-      code: string;
-      reason?: string;
-      detail: string;
-    } & RoutedConnection)
-  | { event: 'rejected'; conn: number; client: string; status: number; why: string }
-  | { event: 'closed'; conn: number; client: string; relayedBytes: { toBackend: number; toClient: number } };
-
-export interface DispatcherStats {
-  accepted: number;
-  spliced: number;
-  /** moved to a back end's agent (migrate pools) */
-  migrated: number;
-  relayed: number;
-  rejected: number;
-  /** connections served per back end ("ip:port"), spliced or relayed */
-  byBackend: Record<string, number>;
-  /** relayed / (spliced + migrated + relayed); 0 before any connection */
-  relayedFraction: number;
-  /** per back-end leg profile key ('' = the LB's defaults): pool hits/misses, spliced, relayed */
-  byProfile: Record<string, LaneStats & { spliced: number; relayed: number }>;
-}
+export type { DispatchEvent, DispatcherStats };
 
 export interface Dispatcher {
   listen(): Promise<string[]>;
@@ -108,6 +53,8 @@ const STATUS_TEXT: Record<number, string> = {
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
 };
+
+const SPLICE_DISABLED = { code: 'SPLICE_DISABLED', detail: 'splice: false in the configuration' } as const;
 
 /** What a relayed event says of the splice or migration baton refused (or the SDK could not ask for). */
 function whyNot(e: unknown): { code: string; reason?: string; detail: string } {
@@ -150,6 +97,9 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     outcome[profile] = o;
     o[what]++;
     stats[what]++;
+  };
+  const served = (backend: string) => {
+    stats.byBackend[backend] = (stats.byBackend[backend] ?? 0) + 1;
   };
   const servers: net.Server[] = [];
   const open = new Set<net.Socket>();
@@ -225,7 +175,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
           ...(cfg.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: cfg.quiesceTimeoutMs } : {}),
         });
         count(up.profile, 'spliced');
-        stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;
+        served(up.backend);
         emit({ event: 'spliced', ...where, pooled: up.pooled, id: s.id, ms: +(performance.now() - t0).toFixed(3) });
         return;
       } catch (e) {
@@ -238,7 +188,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         });
       }
     } else {
-      emit({ event: 'relayed', ...where, code: 'SPLICE_DISABLED', detail: 'splice: false in the configuration' });
+      emit({ event: 'relayed', ...where, ...SPLICE_DISABLED });
     }
     if (up.socket.destroyed || !up.socket.writable) {
       // The back end closed the connection meanwhile (e.g. the reason baton refused): a fresh one.
@@ -248,9 +198,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         return reject(conn, peer, client, 502, (e as Error).message);
       }
     }
-    count(where.profile, 'relayed');
-    stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;
-    relay(conn, peer, client, up.socket, head.bytes);
+    relay(conn, peer, client, up, where.profile, head.bytes);
   }
 
   /**
@@ -276,7 +224,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       try {
         const m = await migrate(client, { agent, received: head.bytes, appProtocol: 'http/1.1', client: api });
         stats.migrated++;
-        stats.byBackend[b.name] = (stats.byBackend[b.name] ?? 0) + 1;
+        served(b.name);
         emit({
           event: 'migrated',
           ...where,
@@ -292,13 +240,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
         emit({ event: 'relayed', ...where, profile: '', ...whyNot(e) });
       }
     } else {
-      emit({
-        event: 'relayed',
-        ...where,
-        profile: '',
-        code: 'SPLICE_DISABLED',
-        detail: 'splice: false in the configuration',
-      });
+      emit({ event: 'relayed', ...where, profile: '', ...SPLICE_DISABLED });
     }
     let up: Taken;
     try {
@@ -306,9 +248,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     } catch (e) {
       return reject(conn, peer, client, 502, (e as Error).message);
     }
-    count('', 'relayed');
-    stats.byBackend[up.backend] = (stats.byBackend[up.backend] ?? 0) + 1;
-    relay(conn, peer, client, up.socket, head.bytes);
+    relay(conn, peer, client, up, '', head.bytes);
   }
 
   function reject(conn: number, peer: string, client: net.Socket, status: number, why: string): void {
@@ -321,7 +261,10 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
   }
 
   /** Userspace fallback: the request bytes read so far, then both directions piped until either side ends. */
-  function relay(conn: number, peer: string, client: net.Socket, up: net.Socket, prefix: Buffer): void {
+  function relay(conn: number, peer: string, client: net.Socket, taken: Taken, profile: string, prefix: Buffer): void {
+    count(profile, 'relayed');
+    served(taken.backend);
+    const up = taken.socket;
     const counts = { toBackend: prefix.length, toClient: 0 };
     open.add(client).add(up);
     up.on('error', () => client.destroy());

@@ -32,8 +32,8 @@ export interface MetricsSources {
   service?: SpliceService;
   /** Connection-table capacity (entries). */
   tableCapacity?: number;
-  /** Migrate mode: migrations confirmed, and forwarded ones whose entry is still in the table. */
-  migrations?: { counts(): { migrated: number; forwarded: number } };
+  /** Migrate mode: forwarded migrations whose entry is still in the table. */
+  migrations?: { readonly forwarded: number };
 }
 
 export interface MetricsOptions {
@@ -69,7 +69,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
     const rows = () => sources.counters?.() ?? [];
-    const entries = () => (sources.service?.tableEntries() ?? 0) + (sources.migrations?.counts().forwarded ?? 0);
+    const entries = () => (sources.service?.tableEntries() ?? 0) + (sources.migrations?.forwarded ?? 0);
     new Counter({
       name: 'baton_datapath_packets_total',
       help: 'Packets the XDP program handled, by direction (to_backend, to_client, or none: no connection matched), verdict (action) and reason, summed over CPUs',
@@ -135,7 +135,7 @@ export class BatonMetrics implements HandoffObserver, ApiObserver {
       help: "Connections migrated to a back end's agent whose client packets the LB still forwards (one table entry each)",
       registers,
       collect() {
-        this.set(sources.migrations?.counts().forwarded ?? 0);
+        this.set(sources.migrations?.forwarded ?? 0);
       },
     });
     new Gauge({

@@ -86,7 +86,6 @@ export class MigrateService {
   /** Migration ids: unique across restarts of this LB (the agent's app sees them). */
   private nextId = BigInt(Date.now()) << 20n;
   private reclaimTimer: NodeJS.Timeout | undefined;
-  private migrated = 0;
 
   constructor(private readonly opts: MigrateServiceOptions) {
     this.agents = new Set(opts.agents);
@@ -104,9 +103,9 @@ export class MigrateService {
     return this.opts.flowSwitch !== undefined && this.opts.secret !== undefined && this.agents.size > 0;
   }
 
-  /** Migrations confirmed since start; forwarded entries not reclaimed yet. */
-  counts(): { migrated: number; forwarded: number } {
-    return { migrated: this.migrated, forwarded: this.opts.flowSwitch?.forwardedCount ?? 0 };
+  /** Confirmed migrations whose entries are not reclaimed yet (how many the LB still forwards); confirmed ones are counted by the metrics' handoffs. */
+  get forwarded(): number {
+    return this.opts.flowSwitch?.forwardedCount ?? 0;
   }
 
   async migrate(caller: Caller, req: MigrationRequest, receivedAt = performance.now()): Promise<MigrationJson> {
@@ -149,7 +148,6 @@ export class MigrateService {
         });
         if (!r.migrated) throw r.error;
         done = true; // migrateSocket released and closed our duplicate
-        this.migrated++;
         return {
           id: migrationId.toString(),
           client: formatEndpoint(r.state.remote),

@@ -74,7 +74,7 @@ describe('POST /v1/migrations', () => {
     return app;
   };
   const serviceWith = (
-    channel: Partial<{ connect: () => Promise<AgentChannel> }> = {},
+    channel: Partial<{ connect: () => Promise<AgentChannel>; admission: () => BatonError | undefined }> = {},
   ): { svc: MigrateService; log: string[] } => {
     const { sw, log } = fakeSwitch();
     const svc = new MigrateService({
@@ -83,6 +83,7 @@ describe('POST /v1/migrations', () => {
       secret: Buffer.alloc(32, 1),
       operations: splices.operations,
       authorizer: new Authorizer(proc),
+      ...(channel.admission ? { admission: channel.admission } : {}),
       connect:
         channel.connect ??
         (async () => {
@@ -208,15 +209,9 @@ describe('POST /v1/migrations', () => {
   });
 
   test('503 DRAINING while the LB drains: refused before any descriptor is taken', async () => {
-    const { sw, log } = fakeSwitch();
-    const svc = new MigrateService({
-      flowSwitch: sw,
-      agents: [AGENT],
-      secret: Buffer.alloc(32, 1),
-      operations: splices.operations,
+    const { svc, log } = serviceWith({
       admission: () => new BatonError('DRAINING', 'this LB is draining: no new migrations', 'draining'),
     });
-    services.push(svc);
     const app = await appWith(svc);
     const copies = descriptorsOf(pair.accepted);
     const res = await app.inject({ method: 'POST', url: '/v1/migrations', payload: body() });

@@ -15,12 +15,20 @@ import net from 'node:net';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { FidState } from '../datapath/abi-migrate.js';
-import type { FlowIdTable } from '../datapath/fid-table.js';
+import { type FlowIdTable, formatFidKey } from '../datapath/fid-table.js';
 import { BatonError } from '../errors.js';
+import { MAX_MIGRATE_TIMEOUT_MS } from '../service/limits.js';
 import { libc } from '../sys/libc.js';
 import { peerCred, socketFd } from '../sys/peercred.js';
 import { sendWithFds } from '../sys/scm-rights.js';
-import { BlobError, BlobFramer, type StateBlob } from '../tcp/blob/index.js';
+import {
+  BlobError,
+  BlobFramer,
+  type ChannelBlob,
+  decodeChannelBlob,
+  type FlowReservation,
+  type StateBlob,
+} from '../tcp/blob/index.js';
 import { type AppRules, mayRegister } from './authorize.js';
 import {
   encodeChallenge,
@@ -41,7 +49,7 @@ import {
   type Reply,
   vipKey,
 } from './reply.js';
-import { decodeMigration, discardRestored, fidOfBlob, restoreMigration } from './restore.js';
+import { discardRestored, fidOfFlow, restoreMigration } from './restore.js';
 
 export interface AgentOptions {
   secret: Buffer;
@@ -59,9 +67,20 @@ export interface AgentOptions {
    * blob carrying a flow-id mapping is refused (no_datapath): the client's
    * flow-id segments would reach this host's stack unrestored and be reset.
    */
-  fids?: Pick<FlowIdTable, 'insert' | 'setState' | 'remove'>;
+  fids?: Pick<FlowIdTable, 'insert' | 'reseed' | 'setState' | 'remove'>;
   log?: (event: Record<string, unknown>) => void;
 }
+
+/**
+ * How long a reservation waits for its state: longer than any LB waits for
+ * the agent (MAX_MIGRATE_TIMEOUT_MS), so an expiry never removes the
+ * mapping under a migration the LB still runs.
+ */
+export const RESERVATION_TTL_MS = MAX_MIGRATE_TIMEOUT_MS + 5000;
+
+type FidOf = NonNullable<ReturnType<typeof fidOfFlow>>;
+/** One channel's reservations whose state has not come yet, by migration id. */
+type Reservations = Map<string, { fid: FidOf; timer: NodeJS.Timeout }>;
 
 interface AppConn {
   socket: net.Socket;
@@ -153,6 +172,7 @@ export class Agent {
     const timer = setTimeout(() => refuse('no handshake response in time'), this.opts.handshakeTimeoutMs ?? 5000);
     let head = Buffer.alloc(0);
     let framer: BlobFramer | undefined;
+    const reservations: Reservations = new Map();
     let refused = false;
     const refuse = (why: string): void => {
       clearTimeout(timer);
@@ -191,55 +211,133 @@ export class Agent {
         s.destroy();
         return;
       }
-      for (const b of blobs) s.write(encodeMessage(this.migrate(b)));
+      for (const b of blobs) s.write(encodeMessage(this.onBlob(b, reservations)));
+    });
+    // Reservations whose state never came: the LB gave up on them (or died); their mappings go.
+    s.on('close', () => {
+      for (const id of [...reservations.keys()]) this.dropReservation(reservations, id, 'abandoned');
     });
   }
 
-  /** One blob -> the reply. Synchronous: restore and hand-off are system calls. */
-  private migrate(bytes: Buffer): Reply {
-    const t0 = performance.now();
-    let blob: StateBlob;
+  /** One blob of a channel -> the reply. Synchronous: mapping, restore and hand-off are system calls. */
+  private onBlob(bytes: Buffer, reservations: Reservations): Reply {
+    let decoded: ChannelBlob;
     try {
-      blob = decodeMigration(bytes);
+      decoded = decodeChannelBlob(bytes);
     } catch (e) {
       if (!(e instanceof BlobError)) throw e;
       return this.refused('0', 'blob_invalid', e.message);
     }
-    const id = blob.migrationId.toString();
+    return decoded.kind === 'reservation'
+      ? this.reserve(decoded.reservation, reservations)
+      : this.migrate(decoded.blob, reservations);
+  }
+
+  /**
+   * A reservation: the LB is capturing the socket now and will switch its
+   * entry to FORWARD once this answers "held", before it sends the state.
+   * So the client's segments (its ACKs of the app's first answer above all)
+   * never go to the LB's captured socket while the app already serves: they
+   * reach this host, dropped in HOLD until the socket is restored. Checked
+   * here what can be checked without the state (an app, the datapath, a
+   * free flow id), so a refusal comes before the LB did anything visible.
+   */
+  private reserve(r: FlowReservation, reservations: Reservations): Reply {
+    const id = r.migrationId.toString();
     if (this.closing) return this.refused(id, 'shutting_down', 'the agent is shutting down');
-    const vip = vipKey(blob.tcp.local);
-    const app = this.apps.get(vip);
-    if (!app) return this.refused(id, 'no_app', `no application is registered for ${vip} on this back end`);
-    // The flow-id mapping goes in first, in HOLD: from here until the app holds the socket, the client's
-    // segments forwarded by the LB are dropped (counted flow_id_held) instead of reaching a stack without the
-    // socket, which would answer them with a RST. The client retransmits them once the mapping is RESTORE.
-    const fid = blob.flow ? fidOfBlob(blob) : undefined;
-    if (fid) {
-      const fids = this.opts.fids;
-      if (!fids)
-        return this.refused(
-          id,
-          'no_datapath',
-          'the blob carries a flow-id mapping but this agent runs no datapath; start it with --interface on the interfaces the LBs forward to',
-        );
-      try {
-        fids.insert(fid.key, fid.mapping, { rcvNxt: blob.tcp.rcvNxt });
-      } catch (e) {
-        if (e instanceof BatonError && e.code === 'FLOW_ID_IN_USE')
-          return this.refused(id, 'flow_id_in_use', e.message);
-        if (e instanceof BatonError && e.code === 'TABLE_FULL') return this.refused(id, 'fid_table_full', e.message);
-        return this.refused(id, 'datapath_failed', `installing the flow-id mapping failed: ${(e as Error).message}`);
-      }
+    const vip = vipKey(r.flow.vip);
+    if (!this.apps.has(vip))
+      return this.refused(id, 'no_app', `no application is registered for ${vip} on this back end`);
+    if (reservations.has(id))
+      return this.refused(id, 'blob_invalid', `migration ${id} is reserved already on this channel`);
+    const fid = fidOfFlow(r.migrationId, r.flow);
+    const refusal = this.insertHeld(id, fid);
+    if (refusal) return refusal;
+    const timer = setTimeout(() => this.dropReservation(reservations, id, 'expired'), RESERVATION_TTL_MS);
+    timer.unref();
+    reservations.set(id, { fid, timer });
+    this.metrics.reservations.labels('held').inc();
+    return { migrationId: id, ok: true, held: true };
+  }
+
+  /** Removes a reservation whose state did not follow, and its HOLD mapping. */
+  private dropReservation(reservations: Reservations, id: string, why: 'expired' | 'abandoned'): void {
+    const r = reservations.get(id);
+    if (!r) return;
+    clearTimeout(r.timer);
+    reservations.delete(id);
+    this.opts.fids?.remove(r.fid.key);
+    this.metrics.reservations.labels(why).inc();
+    this.log({ event: 'reservation_dropped', migrationId: id, why });
+  }
+
+  /** The mapping in HOLD, or the refusal that says why it cannot be. */
+  private insertHeld(id: string, fid: FidOf, rcvNxt?: number): Reply | undefined {
+    const fids = this.opts.fids;
+    if (!fids)
+      return this.refused(
+        id,
+        'no_datapath',
+        'the blob carries a flow-id mapping but this agent runs no datapath; start it with --interface on the interfaces the LBs forward to',
+      );
+    try {
+      fids.insert(fid.key, fid.mapping, rcvNxt === undefined ? {} : { rcvNxt });
+    } catch (e) {
+      if (e instanceof BatonError && e.code === 'FLOW_ID_IN_USE') return this.refused(id, 'flow_id_in_use', e.message);
+      if (e instanceof BatonError && e.code === 'TABLE_FULL') return this.refused(id, 'fid_table_full', e.message);
+      return this.refused(id, 'datapath_failed', `installing the flow-id mapping failed: ${(e as Error).message}`);
     }
+    return undefined;
+  }
+
+  /** One state -> the reply. */
+  private migrate(blob: StateBlob, reservations: Reservations): Reply {
+    const t0 = performance.now();
+    const id = blob.migrationId.toString();
+    const reserved = reservations.get(id);
+    if (reserved) {
+      clearTimeout(reserved.timer);
+      reservations.delete(id);
+    }
+    const fid = blob.flow ? fidOfFlow(blob.migrationId, blob.flow) : undefined;
     const undoFid = (): void => {
       if (fid) this.opts.fids?.remove(fid.key);
     };
+    if (reserved && (!fid || formatFidKey(fid.key) !== formatFidKey(reserved.fid.key))) {
+      this.opts.fids?.remove(reserved.fid.key);
+      return this.refused(
+        id,
+        'blob_invalid',
+        `the state of migration ${id} names another flow-id mapping than its reservation`,
+      );
+    }
+    const refuse = (code: RefusalCode, reason: string): Reply => {
+      undoFid();
+      return this.refused(id, code, reason);
+    };
+    if (this.closing) return refuse('shutting_down', 'the agent is shutting down');
+    const vip = vipKey(blob.tcp.local);
+    const app = this.apps.get(vip);
+    if (!app) return refuse('no_app', `no application is registered for ${vip} on this back end`);
+    // The flow-id mapping is in HOLD from here until the app holds the socket: the client's segments forwarded
+    // by the LB are dropped (counted flow_id_held) instead of reaching a stack without the socket, which would
+    // answer them with a RST; the client retransmits them once the mapping is RESTORE. Reserved: in since the
+    // reservation, now seeded with the socket's rcv_nxt. Not reserved (an LB that sends the state alone): now.
+    if (fid && reserved) {
+      try {
+        this.opts.fids?.reseed(fid.key, fid.mapping, { rcvNxt: blob.tcp.rcvNxt });
+      } catch (e) {
+        return refuse('datapath_failed', `seeding the reserved flow-id mapping failed: ${(e as Error).message}`);
+      }
+    } else if (fid) {
+      const refusal = this.insertHeld(id, fid, blob.tcp.rcvNxt);
+      if (refusal) return refusal;
+    }
     let restored: ReturnType<typeof restoreMigration>;
     try {
       restored = restoreMigration(blob, { transparent: this.opts.transparent });
     } catch (e) {
-      undoFid();
-      return this.refused(id, 'restore_failed', (e as Error).message);
+      return refuse('restore_failed', (e as Error).message);
     }
     const header: ConnectionHeader = {
       type: 'connection',

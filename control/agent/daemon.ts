@@ -8,7 +8,7 @@ import { AgentDatapath } from '../datapath/agent-datapath.js';
 import { Agent } from './agent.js';
 import { agentHelp, loadAgentConfig } from './config.js';
 import { readSecretFile } from './handshake.js';
-import { reclaimFids } from './reclaim.js';
+import { dropHeld, reclaimFids } from './reclaim.js';
 
 /** How often finished connections' flow-id mappings are looked for. */
 const RECLAIM_EVERY_MS = 1000;
@@ -30,6 +30,11 @@ export async function agentCommand(
     preparePinDir(cfg.pinDir);
     dp = await AgentDatapath.load({ pinDir: cfg.pinDir });
     try {
+      const dropped = dropHeld(dp.fids);
+      if (dropped > 0)
+        io.err(
+          `${JSON.stringify({ time: new Date().toISOString(), event: 'agent_held_mappings_dropped', count: dropped })}\n`,
+        );
       for (const ifname of cfg.interfaces) {
         const { reused } = dp.attachOrReuse(ifindexOf(ifname));
         io.err(

@@ -29,6 +29,12 @@ export class AgentMetrics {
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
     registers: [this.registry],
   });
+  readonly reservations = new Counter({
+    name: 'baton_agent_reservations_total',
+    help: 'Flow-id reservations from LBs (a mapping in HOLD ahead of its state), by outcome: held, expired (no state within the TTL), abandoned (the channel closed first)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly handshakesRefused = new Counter({
     name: 'baton_agent_channel_refused_total',
     help: 'Blob-channel connections refused at the handshake (wrong or no shared secret, not baton)',
@@ -38,5 +44,6 @@ export class AgentMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'baton_agent_' });
     // Every outcome exported from the start (at 0), so rate() and alerts see the series before the first event.
     for (const o of MIGRATION_OUTCOMES) this.migrations.labels(o).inc(0);
+    for (const o of ['held', 'expired', 'abandoned']) this.reservations.labels(o).inc(0);
   }
 }

@@ -7,6 +7,7 @@
  * (client IP, flow id) may be installed again by the next blob.
  */
 
+import { FidState } from '../datapath/abi-migrate.js';
 import type { FlowIdTable } from '../datapath/fid-table.js';
 import { DEFAULT_RECLAIM_LINGER_MS, reclaimable } from '../datapath/flow-id.js';
 
@@ -19,4 +20,17 @@ export function reclaimFids(
   const done = [...fids.entries()].filter((e) => reclaimable(e.mapping.track, nowNs, lingerMs));
   for (const e of done) fids.remove({ client: e.key.client, flowId: e.key.flowId });
   return done.length;
+}
+
+/**
+ * At start: removes the mappings an earlier agent left in HOLD. Each belongs
+ * to a migration that agent never confirmed (a reservation whose state did
+ * not come, or a restore cut short); its LB saw the channel fail and gave
+ * the socket back, so nothing will ever restore through them. Returns how
+ * many.
+ */
+export function dropHeld(fids: Pick<FlowIdTable, 'entries' | 'remove'>): number {
+  const held = [...fids.entries()].filter((e) => e.mapping.state === FidState.HOLD);
+  for (const e of held) fids.remove({ client: e.key.client, flowId: e.key.flowId });
+  return held.length;
 }

@@ -23,9 +23,13 @@ export const REFUSAL_CODES = [
 ] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
-export type Reply =
-  | { migrationId: string; ok: true; queuedBytes: number }
-  | { migrationId: string; ok: false; code: RefusalCode; reason: string };
+/** The socket exists in an app: the LB may release its own. */
+export type Confirmation = { migrationId: string; ok: true; queuedBytes: number };
+/** A reservation's mapping is in HOLD: the LB may forward the client's segments here. */
+export type Held = { migrationId: string; ok: true; held: true };
+export type Refusal = { migrationId: string; ok: false; code: RefusalCode; reason: string };
+/** The agent's answer to one blob: a confirmation (state), held (reservation), or a refusal (either). */
+export type Reply = Confirmation | Held | Refusal;
 
 export function encodeMessage(value: unknown): Buffer {
   const json = Buffer.from(JSON.stringify(value), 'utf8');
@@ -71,6 +75,7 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 export function parseReply(v: unknown): Reply {
   if (!isObj(v) || typeof v.migrationId !== 'string' || !/^\d{1,20}$/.test(v.migrationId))
     throw new MessageError('reply without a migrationId');
+  if (v.ok === true && v.held === true) return { migrationId: v.migrationId, ok: true, held: true };
   if (v.ok === true) {
     if (typeof v.queuedBytes !== 'number') throw new MessageError('confirmation without queuedBytes');
     return { migrationId: v.migrationId, ok: true, queuedBytes: v.queuedBytes };

@@ -9,7 +9,7 @@
  */
 import { type FidKey, type FidMapping, FidState } from '../datapath/abi-migrate.js';
 import { libc } from '../sys/libc.js';
-import { decodeStateBlob, receiveQueueOf, type StateBlob } from '../tcp/blob/index.js';
+import { type FlowMapping, receiveQueueOf, type StateBlob } from '../tcp/blob/index.js';
 import { SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from '../tcp/kernel.js';
 import { restoreTcp } from '../tcp/restore.js';
 import { int32, setInt } from '../tcp/socket.js';
@@ -26,9 +26,6 @@ export interface Restored {
   /** Bytes readable in the restored socket: what the front end read, then what was still queued. */
   queuedBytes: number;
 }
-
-/** blob bytes -> the decoded blob (throws BlobError). Separate so the agent can refuse before restoring. */
-export const decodeMigration = (bytes: Buffer): StateBlob => decodeStateBlob(bytes);
 
 /**
  * Restores the socket of a decoded blob in this thread's network namespace.
@@ -62,17 +59,15 @@ export function discardRestored(fd: number): void {
 }
 
 /**
- * The agent's flow-id mapping (HOLD) for a blob that carries one (pure). The
- * blob codec already checked that the mapping's client is the socket's
- * remote and its VIP the socket's local endpoint.
+ * The agent's flow-id mapping (HOLD) of a migration's flow mapping (pure).
+ * For a state blob, the codec already checked that the mapping's client is
+ * the socket's remote and its VIP the socket's local endpoint.
  */
-export function fidOfBlob(blob: StateBlob): { key: FidKey; mapping: FidMapping } | undefined {
-  const f = blob.flow;
-  if (!f) return undefined;
+export function fidOfFlow(migrationId: bigint, f: FlowMapping): { key: FidKey; mapping: FidMapping } {
   return {
     key: { client: f.client.ip, flowId: f.flowId },
     mapping: {
-      connId: blob.migrationId,
+      connId: migrationId,
       clientPort: f.client.port,
       vip: f.vip.ip,
       vipPort: f.vip.port,

@@ -125,13 +125,17 @@ export const Migration = Type.Object(
     phasesUs: Type.Object(
       {
         take: Type.Integer({ description: "the front end's socket taken, the agent's channel ready" }),
-        block: Type.Integer({ description: 'flow id and MIGRATED entry in BLOCK' }),
+        block: Type.Integer({ description: 'flow id and MIGRATED entry in BLOCK, the reservation sent' }),
         capture: Type.Integer({ description: 'TCP_REPAIR capture' }),
         blob: Type.Integer({ description: 'state blob encoded' }),
+        held: Type.Integer({
+          description:
+            "waiting for the agent's answer to the flow-id reservation after the blob was ready (0: it came during the capture), and the entry to FORWARD",
+        }),
         agent: Type.Integer({
           description: 'blob sent to confirmation: restore and hand-off on the back end, and the round trip',
         }),
-        release: Type.Integer({ description: "entry to FORWARD, the LB's socket released silently" }),
+        release: Type.Integer({ description: "the LB's socket released silently" }),
       },
       { description: 'where the time went (µs)' },
     ),

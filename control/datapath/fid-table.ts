@@ -68,11 +68,7 @@ export class FlowIdTable {
    * the table is full, a TypeError/RangeError for a malformed mapping.
    */
   insert(k: FidKey, m: FidMapping, opts: FidInsertOptions = {}): void {
-    const track: Track | undefined =
-      opts.rcvNxt === undefined
-        ? undefined
-        : { packets: 0n, bytes: 0n, lastNs: 0n, seqEnd: opts.rcvNxt >>> 0, ackMax: 0, finSeq: 0, flags: TRACK_F_SEEN };
-    const value = encodeFidMapping(familyOf(k.client), m, track);
+    const value = encodeFidMapping(familyOf(k.client), m, trackOf(opts));
     try {
       this.map.update(encodeFidKey(k), value, 'NOEXIST');
     } catch (e) {
@@ -92,6 +88,21 @@ export class FlowIdTable {
           { cause: e },
         );
       }
+      throw e;
+    }
+  }
+
+  /**
+   * Rewrites a mapping that is still in HOLD (BPF_EXIST), e.g. to seed the
+   * track of a reservation once its state arrived: nothing was restored
+   * through it yet, so its track holds nothing worth keeping. NOT_FOUND
+   * when absent (a reservation removed meanwhile).
+   */
+  reseed(k: FidKey, m: FidMapping, opts: FidInsertOptions = {}): void {
+    try {
+      this.map.update(encodeFidKey(k), encodeFidMapping(familyOf(k.client), m, trackOf(opts)), 'EXIST');
+    } catch (e) {
+      if (e instanceof BpfError && e.code === 'ENOENT') throw gone(k, e);
       throw e;
     }
   }
@@ -143,6 +154,13 @@ export class FlowIdTable {
   clear(): void {
     for (const k of [...this.map.keys()]) this.map.delete(k);
   }
+}
+
+/** The track a mapping starts with: seeded from the restored socket's rcv_nxt when known. */
+function trackOf(opts: FidInsertOptions): Track | undefined {
+  return opts.rcvNxt === undefined
+    ? undefined
+    : { packets: 0n, bytes: 0n, lastNs: 0n, seqEnd: opts.rcvNxt >>> 0, ackMax: 0, finSeq: 0, flags: TRACK_F_SEEN };
 }
 
 function gone(k: FidKey, cause?: unknown): BatonError {

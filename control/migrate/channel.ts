@@ -1,8 +1,9 @@
 /**
  * The LB's end of the blob channel to one agent: a persistent TCP
  * connection, authenticated by the HMAC handshake (control/agent/handshake.ts),
- * carrying many migrations at once. send() resolves with the agent's reply
- * for that migration id (a confirmation or a refusal); it rejects when the
+ * carrying many migrations at once. reserve() sends a migration's flow-id
+ * reservation and resolves with "held" or a refusal; send() sends its state
+ * and resolves with the confirmation or a refusal. Both reject when the
  * channel fails before the reply came (see migrate.ts for what the LB does
  * with its socket then).
  */
@@ -15,7 +16,7 @@ import {
   HandshakeError,
   VERDICT_BYTES,
 } from '../agent/handshake.js';
-import { MessageReader, parseReply, type Reply } from '../agent/reply.js';
+import { type Confirmation, type Held, MessageReader, parseReply, type Refusal, type Reply } from '../agent/reply.js';
 import { BatonError } from '../errors.js';
 
 export interface ChannelOptions {
@@ -30,6 +31,8 @@ export interface ChannelOptions {
 
 interface Pending {
   id: string;
+  /** What answers this blob besides a refusal: held (a reservation) or a confirmation (a state). */
+  expects: 'held' | 'confirmation';
   resolve: (r: Reply) => void;
   reject: (e: Error) => void;
 }
@@ -60,11 +63,20 @@ export class AgentChannel {
     return ch;
   }
 
-  /** Sends one blob and waits for the agent's reply to it. */
-  send(migrationId: bigint, blob: Buffer): Promise<Reply> {
+  /** Sends one state blob and waits for the agent's reply to it: a confirmation or a refusal. */
+  send(migrationId: bigint, blob: Buffer): Promise<Confirmation | Refusal> {
+    return this.request(migrationId, blob, 'confirmation') as Promise<Confirmation | Refusal>;
+  }
+
+  /** Sends a reservation (encodeFlowReservation) and waits for the agent's reply: held or a refusal. */
+  reserve(migrationId: bigint, reservation: Buffer): Promise<Held | Refusal> {
+    return this.request(migrationId, reservation, 'held') as Promise<Held | Refusal>;
+  }
+
+  private request(migrationId: bigint, blob: Buffer, expects: Pending['expects']): Promise<Reply> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      this.pending.push({ id: migrationId.toString(), resolve, reject });
+      this.pending.push({ id: migrationId.toString(), expects, resolve, reject });
       this.socket.write(blob);
     });
   }
@@ -101,9 +113,20 @@ export class AgentChannel {
         this.fail(e as Error);
         return;
       }
-      // The agent answers in order; a refusal of a blob it could not decode names id 0: the oldest.
+      // The agent answers in order; a refusal of a blob it could not decode names id 0: the oldest. A
+      // reservation and its state share an id: the first pending one is the reservation, answered first.
       const i = r.migrationId === '0' ? 0 : this.pending.findIndex((p) => p.id === r.migrationId);
-      const p = i >= 0 ? this.pending.splice(i, 1)[0] : undefined;
+      const p = i >= 0 ? this.pending[i] : undefined;
+      if (p && r.ok && ('held' in r ? p.expects !== 'held' : p.expects !== 'confirmation')) {
+        this.socket.destroy();
+        this.fail(
+          new Error(
+            `the agent answered migration ${r.migrationId} out of step (${'held' in r ? 'held' : 'confirmed'} where ${p.expects} was due)`,
+          ),
+        );
+        return;
+      }
+      if (p) this.pending.splice(i, 1);
       p?.resolve(r);
     }
   }

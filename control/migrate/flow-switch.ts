@@ -5,13 +5,19 @@
  * the order of design.md §4 "Migrate":
  *
  *   const pending = sw.begin(connId, clientKey, backend);  // entry in BLOCK, before capture
- *   ...capture; blob carries pending.mapping; the agent installs it (HOLD), restores, confirms (RESTORE)...
+ *   ...reservation of pending.mapping sent; capture; the agent answers held (its mapping in HOLD)...
  *   pending.forward();                                     // BLOCK -> FORWARD, in place
+ *   ...the state blob sent; the agent restores, hands the socket to its app (RESTORE), confirms...
+ *   pending.confirm();                                     // a forwarded migration from now on
  *   ...or, on any failure before the confirmation: pending.abort()  // entry gone, flow id free
  *
  * In BLOCK the LB's datapath drops the client's data segments (pure ACKs
  * pass), so nothing the client sends changes the socket while it is
- * captured, and nothing reaches the back end before its socket exists.
+ * captured, and nothing reaches the back end before the agent holds a
+ * mapping for it. FORWARD comes before the state is sent, so everything
+ * the client sends once the app answers (its ACKs above all) goes to the
+ * back end: were the entry still in BLOCK, those ACKs would reach the
+ * LB's captured socket and the app's first flight would wait for an RTO.
  */
 import { type FlowKey, FlowKind, FlowState } from '../datapath/abi.js';
 import { flowIdOfPorts } from '../datapath/abi-migrate.js';
@@ -81,8 +87,10 @@ export interface PendingSwitch {
   readonly key: FlowKey;
   /** What the blob carries to the agent (control/tcp/blob FLOW_MAPPING). */
   readonly mapping: FlowMapping;
-  /** The agent confirmed: the client's segments go to the back end with the flow id in the ports. */
+  /** The agent holds a mapping: the client's segments go to the back end with the flow id in the ports. */
   forward(): void;
+  /** The agent confirmed: the migration is forwarded (reclaimed once it ends); abort() does nothing from now on. */
+  confirm(): void;
   /** Before the confirmation: the entry goes (segments reach the LB's socket again) and the flow id is free. */
   abort(): void;
 }
@@ -133,7 +141,10 @@ export class FlowIdSwitch {
         vip: { ip: client.dst, port: client.dport },
       },
       forward: () => {
-        this.table.setState(key, FlowState.FORWARD);
+        if (!done) this.table.setState(key, FlowState.FORWARD);
+      },
+      confirm: () => {
+        if (done) return;
         done = true;
         this.forwarded.set(formatKey(key), { key, backend, flowId });
       },
@@ -151,8 +162,12 @@ export class FlowIdSwitch {
    * in the (pinned) table. Forwarded ones are tracked and reclaimed like
    * this daemon's own, their flow ids kept live; ones still in BLOCK belong
    * to a migration the earlier daemon never finished (the agent did not
-   * confirm, or the daemon died): removed, so the client's segments reach
-   * the LB's socket again. Returns how many of each.
+   * hold a mapping, or the daemon died): removed, so the client's segments
+   * reach the LB's socket again. A FORWARD entry whose state never reached
+   * the agent (the daemon died between held and the confirmation) is
+   * adopted too: its socket died with the capture, and the back end's RST
+   * to the client's next segment ends it and lets it be reclaimed. Returns
+   * how many of each.
    */
   adopt(): { forwarded: number; removed: number } {
     let forwarded = 0;

@@ -4,12 +4,20 @@
  * the first request from the socket.
  *
  *   with `datapath`: a flow id and the MIGRATED entry in BLOCK (the client's
- *   data segments no longer reach this socket) -> capture (socket left in
- *   repair mode) -> blob (state + the bytes the front end read + the flow-id
- *   mapping) -> the agent installs the mapping in HOLD, restores, hands the
- *   socket to its app, switches the mapping to RESTORE and confirms -> the
- *   entry goes BLOCK -> FORWARD (and `switchOver`, when given, runs) -> the
- *   LB's socket is released in repair mode (no FIN, no RST).
+ *   data segments no longer reach this socket) -> the flow-id reservation
+ *   sent (the agent installs the mapping in HOLD and answers "held"; this
+ *   round trip overlaps the capture) -> capture (socket left in repair
+ *   mode) -> blob (state + the bytes the front end read + the mapping) ->
+ *   held: the entry goes BLOCK -> FORWARD -> the state sent: the agent
+ *   restores, hands the socket to its app, switches the mapping to RESTORE
+ *   and confirms -> (`switchOver`, when given, runs) -> the LB's socket is
+ *   released in repair mode (no FIN, no RST).
+ *
+ * FORWARD before the state leaves is what keeps the app's first answer
+ * from stalling: the app can only answer after the agent has the state, so
+ * every ACK of that answer finds the entry forwarding to the back end; in
+ * BLOCK it would reach this captured socket and be lost to the back end,
+ * whose first flight would then wait for a retransmission timeout.
  *
  * Without `datapath`, `switchOver` alone makes the client's packets reach
  * the back end (in tests: a route change) and the caller blocks the flow.
@@ -17,18 +25,22 @@
  * Before the confirmation, any failure (capture, channel, refusal, timeout)
  * turns repair mode off again and returns the socket to the caller intact:
  * it still holds the request's bytes as read, and the caller relays or
- * answers itself. A refusal is clean: the agent restores nothing, or closes
- * what it restored in repair mode. A TIMEOUT is not fully clean: an agent
- * that answers late may have handed a copy to its app; that copy sent
- * nothing (TCP_REPAIR_OFF_NO_WP) but its app will answer, and the client
- * ignores or RSTs the duplicate. With `datapath` the LB's entry is gone by
- * then, so the client's segments reach the LB's socket, never that copy;
- * the agent's HOLD mapping stays until reclaimed. A cancel message is what
+ * answers itself. Segments the client sent meanwhile were dropped (in BLOCK
+ * here, in HOLD on the agent) and are retransmitted to this socket. A
+ * refusal is clean: the agent restores nothing, or closes what it restored
+ * in repair mode, and removes its mapping. A TIMEOUT is not fully clean:
+ * an agent that answers late may have handed a copy to its app; that copy
+ * sent nothing (TCP_REPAIR_OFF_NO_WP) but its app will answer, and the
+ * client ignores or RSTs the duplicate. With `datapath` the LB's entry is
+ * gone by then, so the client's segments reach the LB's socket, never that
+ * copy; the agent's mapping stays until reclaimed. A cancel message is what
  * would close the gap fully; not done here.
  */
+
+import type { Refusal } from '../agent/reply.js';
 import type { FlowKey } from '../datapath/abi.js';
 import { BatonError } from '../errors.js';
-import { encodeStateBlob, type FlowMapping, type StateBlob } from '../tcp/blob/index.js';
+import { encodeFlowReservation, encodeStateBlob, type FlowMapping, type StateBlob } from '../tcp/blob/index.js';
 import { captureTcp, leaveRepair, releaseSilently } from '../tcp/capture.js';
 import { localAddress, remoteAddress } from '../tcp/socket.js';
 import type { TcpState } from '../tcp/state.js';
@@ -53,11 +65,19 @@ export interface MigrateOptions {
   timeoutMs?: number;
 }
 
-/** Where a migration's time went (µs): block (entry in BLOCK), capture, blob (encode), agent (send to confirmation: restore and hand-off on the back end, and the round trip), release (FORWARD, switch-over, silent release). */
+/**
+ * Where a migration's time went (µs): block (entry in BLOCK, reservation
+ * sent), capture, blob (encode), held (waiting for the reservation's
+ * answer once the blob was ready; 0 when it came during the capture, and
+ * the entry to FORWARD), agent (state sent to confirmation: restore and
+ * hand-off on the back end, and the round trip), release (switch-over,
+ * silent release).
+ */
 export interface MigratePhases {
   block: number;
   capture: number;
   blob: number;
+  held: number;
   agent: number;
   release: number;
 }
@@ -102,6 +122,14 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
       };
     }
   }
+  // The reservation goes before the capture: its round trip to the agent runs while the socket is captured.
+  const held = pending
+    ? opts.channel.reserve(
+        opts.migrationId,
+        encodeFlowReservation({ migrationId: opts.migrationId, createdAtMs: Date.now(), flow: pending.mapping }),
+      )
+    : undefined;
+  held?.catch(() => {}); // awaited below; a channel that fails during the capture must not be an unhandled rejection
   mark();
   let state: TcpState;
   try {
@@ -138,45 +166,56 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
     );
   }
   mark();
-  const timeoutMs = opts.timeoutMs ?? 2000;
-  let timer: NodeJS.Timeout | undefined;
-  let reply: Awaited<ReturnType<AgentChannel['send']>>;
+  // One deadline for both answers: the caller's timeout covers the whole exchange with the agent.
+  const deadline = withDeadline(opts.timeoutMs ?? 2000);
+  let queuedBytes: number;
   try {
-    reply = await Promise.race([
-      opts.channel.send(opts.migrationId, bytes),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(new BatonError('AGENT_UNREACHABLE', `the agent did not answer within ${timeoutMs} ms`, 'timeout')),
-          timeoutMs,
-        );
-      }),
-    ]);
+    if (held && pending) {
+      const h = await deadline.race(held);
+      if (!h.ok) return giveBack(refusal(h));
+      // The agent drops what it gets for this flow until its socket exists; nothing reaches a stack that would RST.
+      pending.forward();
+    }
+    mark();
+    const reply = await deadline.race(opts.channel.send(opts.migrationId, bytes));
+    if (!reply.ok) return giveBack(refusal(reply));
+    queuedBytes = reply.queuedBytes;
   } catch (e) {
     return giveBack(
       e instanceof BatonError ? e : new BatonError('AGENT_UNREACHABLE', (e as Error).message, 'channel_failed'),
     );
   } finally {
-    clearTimeout(timer);
-  }
-  if (!reply.ok) {
-    return giveBack(
-      new BatonError('AGENT_REFUSED', `the agent refused migration ${reply.migrationId}: ${reply.reason}`, reply.code),
-    );
+    deadline.clear();
   }
   mark();
   // The connection lives on the back end now (the agent's mapping is RESTORE): a failure from here on throws.
-  pending?.forward();
+  pending?.confirm();
   await opts.switchOver?.(state, opts.migrationId);
   releaseSilently(fd);
   mark();
   const us = (i: number) => Math.round(((marks[i + 1] as number) - (marks[i] as number)) * 1000);
   return {
     migrated: true,
-    phasesUs: { block: us(0), capture: us(1), blob: us(2), agent: us(3), release: us(4) },
+    phasesUs: { block: us(0), capture: us(1), blob: us(2), held: us(3), agent: us(4), release: us(5) },
     migrationId: opts.migrationId,
-    queuedBytes: reply.queuedBytes,
+    queuedBytes,
     state,
     ...(pending ? { flowId: pending.flowId } : {}),
   };
+}
+
+const refusal = (r: Refusal): BatonError =>
+  new BatonError('AGENT_REFUSED', `the agent refused migration ${r.migrationId}: ${r.reason}`, r.code);
+
+/** A timeout shared by several awaits: race() rejects with AGENT_UNREACHABLE once `ms` passed since the start. */
+function withDeadline(ms: number): { race<T>(p: Promise<T>): Promise<T>; clear(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new BatonError('AGENT_UNREACHABLE', `the agent did not answer within ${ms} ms`, 'timeout')),
+      ms,
+    );
+  });
+  expired.catch(() => {});
+  return { race: (p) => Promise.race([p, expired]), clear: () => clearTimeout(timer) };
 }

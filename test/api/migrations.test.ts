@@ -42,6 +42,7 @@ function fakeSwitch() {
           vip: { ip: client.dst, port: client.dport },
         },
         forward: () => log.push('forward'),
+        confirm: () => log.push('confirm'),
         abort: () => log.push('abort'),
       };
     },
@@ -51,8 +52,17 @@ function fakeSwitch() {
   return { sw: sw as unknown as FlowIdSwitch, log };
 }
 
-const channelAnswering = (reply: (id: bigint) => Reply): AgentChannel =>
-  ({ open: true, send: async (id: bigint) => reply(id), close: () => {} }) as unknown as AgentChannel;
+/** A channel whose agent answers the state with `reply`, and the reservation with `held` (default: held). */
+const channelAnswering = (
+  reply: (id: bigint) => Reply,
+  held: (id: bigint) => Reply = (id) => ({ migrationId: id.toString(), ok: true, held: true }),
+): AgentChannel =>
+  ({
+    open: true,
+    send: async (id: bigint) => reply(id),
+    reserve: async (id: bigint) => held(id),
+    close: () => {},
+  }) as unknown as AgentChannel;
 
 describe('POST /v1/migrations', () => {
   let pair: TcpPair;
@@ -197,15 +207,38 @@ describe('POST /v1/migrations', () => {
     const p = assertProblem(res, 502, 'AGENT_REFUSED', 'no_app');
     assert.match(p.detail as string, /no app registered/);
     assert.equal(sent.length, 1, 'one blob sent');
-    assert.equal(log.length, 2);
+    assert.equal(log.length, 3);
     assert.match(log[0] as string, /^begin 127\.0\.0\.1:\d+ -> 198\.18\.3\.2$/);
-    assert.equal(log[1], 'abort');
+    assert.deepEqual(log.slice(1), ['forward', 'abort'], 'forwarding once held, the entry removed on the refusal');
     assert.equal(descriptorsOf(pair.accepted), copies);
     await assertPairWorks();
     // A second migration reuses the channel (one per agent) and gets a new id.
     await app.inject({ method: 'POST', url: '/v1/migrations', payload: body() });
     assert.equal(sent.length, 2);
     assert.ok((sent[1] as bigint) > (sent[0] as bigint));
+  });
+
+  test('502 AGENT_REFUSED on the reservation: no forwarding, no state sent, the socket working', async () => {
+    const sent: bigint[] = [];
+    const { svc, log } = serviceWith({
+      connect: async () =>
+        channelAnswering(
+          (id) => {
+            sent.push(id);
+            return { migrationId: id.toString(), ok: true, queuedBytes: 0 };
+          },
+          (id) => ({ migrationId: id.toString(), ok: false, code: 'flow_id_in_use', reason: 'mapped already' }),
+        ),
+    });
+    const app = await appWith(svc);
+    const copies = descriptorsOf(pair.accepted);
+    const res = await app.inject({ method: 'POST', url: '/v1/migrations', payload: body() });
+    assertProblem(res, 502, 'AGENT_REFUSED', 'flow_id_in_use');
+    assert.equal(sent.length, 0, 'the state is not sent after a refused reservation');
+    assert.equal(log.length, 2);
+    assert.equal(log[1], 'abort');
+    assert.equal(descriptorsOf(pair.accepted), copies);
+    await assertPairWorks();
   });
 
   test('503 DRAINING while the LB drains: refused before any descriptor is taken', async () => {

@@ -38,6 +38,7 @@ import { withNetns } from '../../control/net/netns.js';
 import { type AgentConnection, connectAgent, type MigratedSocket } from '../../control/sdk/agent.js';
 import { libc } from '../../control/sys/libc.js';
 import { socketFd } from '../../control/sys/peercred.js';
+import { encodeFlowReservation, encodeStateBlob } from '../../control/tcp/blob/index.js';
 import { SO_REUSEADDR, SOL_SOCKET } from '../../control/tcp/kernel.js';
 import { takeSocket } from '../../control/tcp/pidfd.js';
 import { bindTo, connectTo, listenOn, openTcpSocket, setInt } from '../../control/tcp/socket.js';
@@ -50,6 +51,7 @@ import {
   VIP4,
   VIP6,
 } from '../../lab/testbed/index.js';
+import { migrateV4 } from '../lib/blob-fixtures.js';
 import {
   AGENT_ADDR,
   AGENT_ADDR6,
@@ -415,6 +417,62 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     assert.equal(sw.ids.liveCount(AGENT_ADDR), live);
     await sleep(300);
     assert.deepEqual(rsts, []);
+  });
+
+  test('a reservation holds its mapping until the state comes; a state naming another mapping, or a channel that closes first, removes it', async () => {
+    const before = agentMappings();
+    const side = await AgentChannel.connect({ secret: Buffer.from(secret), socket: lbSocketToAgent() });
+    const flow = {
+      lb: LB_ADDR,
+      flowId: 0x7ff00001,
+      client: { ip: '198.18.1.1', port: 40000 },
+      vip: { ip: VIP4, port: SERVED_PORT },
+    };
+    try {
+      const held = await side.reserve(
+        901n,
+        encodeFlowReservation({ migrationId: 901n, createdAtMs: Date.now(), flow }),
+      );
+      assert.deepEqual(held, { migrationId: '901', ok: true, held: true });
+      assert.equal(agentMappings(), before + 1, 'the mapping is in HOLD before any state exists');
+      // The same flow id again, while held: refused, nothing added.
+      const dup = await side.reserve(902n, encodeFlowReservation({ migrationId: 902n, createdAtMs: Date.now(), flow }));
+      assert.equal(dup.ok, false);
+      if (!dup.ok) assert.equal(dup.code, 'flow_id_in_use');
+      // A VIP no app serves: refused at the reservation, before the LB captured anything.
+      const noApp = await side.reserve(
+        903n,
+        encodeFlowReservation({
+          migrationId: 903n,
+          createdAtMs: Date.now(),
+          flow: { ...flow, flowId: 0x7ff00002, vip: { ip: VIP4, port: UNSERVED_PORT } },
+        }),
+      );
+      assert.equal(noApp.ok, false);
+      if (!noApp.ok) assert.equal(noApp.code, 'no_app');
+      // The state of 901 names another mapping: refused, and the reservation's mapping goes with it.
+      const state = { ...migrateV4(), migrationId: 901n };
+      const wrong = await side.send(901n, encodeStateBlob(state));
+      assert.equal(wrong.ok, false);
+      if (!wrong.ok) {
+        assert.equal(wrong.code, 'blob_invalid');
+        assert.match(wrong.reason, /another flow-id mapping than its reservation/);
+      }
+      assert.equal(agentMappings(), before);
+      // A reservation whose state never comes: gone once its channel closes.
+      const again = await side.reserve(
+        904n,
+        encodeFlowReservation({ migrationId: 904n, createdAtMs: Date.now(), flow }),
+      );
+      assert.equal(again.ok, true);
+      assert.equal(agentMappings(), before + 1);
+    } finally {
+      side.close();
+    }
+    const deadline = Date.now() + 5000;
+    while (agentMappings() !== before && Date.now() < deadline) await sleep(20);
+    assert.equal(agentMappings(), before, 'the abandoned reservation was removed');
+    assert.ok(agentLog.some((l) => l.includes('reservation_dropped') && l.includes('abandoned')));
   });
 
   test('four migrations in flight on the one channel, each with its own flow id and entry', async () => {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { reclaimFids } from '../../control/agent/reclaim.js';
-import { fidOfBlob } from '../../control/agent/restore.js';
+import { fidOfFlow } from '../../control/agent/restore.js';
 import {
   type FlowKey,
   FlowKind,
@@ -17,7 +17,6 @@ import { reclaimable } from '../../control/datapath/flow-id.js';
 import type { FlowEntry } from '../../control/datapath/flow-table.js';
 import { BatonError } from '../../control/errors.js';
 import { FlowIdAllocator, FlowIdSwitch, isWireFlowId } from '../../control/migrate/flow-switch.js';
-import type { StateBlob } from '../../control/tcp/blob/index.js';
 
 const BE1 = '198.18.3.2';
 const BE2 = '198.18.3.3';
@@ -119,9 +118,27 @@ describe('FlowIdSwitch', () => {
     });
     p.forward();
     assert.deepEqual(ops[1], { op: 'setState', key: client, state: FlowState.FORWARD });
-    p.abort(); // after forward: no effect
+    assert.equal(sw.forwardedCount, 0, 'forwarding is not a migration until the agent confirmed');
+    p.confirm();
+    assert.equal(sw.forwardedCount, 1);
+    p.abort(); // after the confirmation: no effect
+    p.forward();
     assert.equal(ops.length, 2);
     assert.equal(sw.ids.liveCount(BE1), 1, 'the id stays live until the connection is reclaimed');
+  });
+
+  test('forwarding then a refusal: abort still removes the entry and frees the id', () => {
+    const { ops, table } = fakeTable();
+    const sw = new FlowIdSwitch(table, '198.18.1.2');
+    const p = sw.begin(6n, client, BE1);
+    p.forward();
+    p.abort();
+    assert.deepEqual(
+      ops.map((o) => o.op),
+      ['insert', 'setState', 'remove'],
+    );
+    assert.equal(sw.ids.liveCount(BE1), 0);
+    assert.equal(sw.forwardedCount, 0);
   });
 
   test('abort removes the entry and frees the id, once', () => {
@@ -154,6 +171,7 @@ describe('FlowIdSwitch.adopt (a restarted daemon over the pinned table)', () => 
     const before = new FlowIdSwitch(table, '198.18.1.2');
     const done = before.begin(1n, client, BE1);
     done.forward();
+    done.confirm();
     const cut = { ...client, sport: 40002 };
     before.begin(2n, cut, BE1); // the daemon died before the agent confirmed
     const after = new FlowIdSwitch(table, '198.18.1.2');
@@ -172,6 +190,7 @@ describe('FlowIdSwitch: a client reusing its ip:port', () => {
     const sw = new FlowIdSwitch(table, '198.18.1.2');
     const first = sw.begin(1n, client, BE1);
     first.forward();
+    first.confirm();
     const track = (flags: number): Track => ({
       packets: 3n,
       bytes: 1n,
@@ -223,7 +242,9 @@ describe('reclaim', () => {
     tracks.set(`${other.src}:${other.sport}`, track(TRACK_F_SEEN | TRACK_F_FIN, 0n));
     assert.equal(sw.reclaim(1000, 5000n * MS), 0, 'nothing forwarded yet');
     open.forward();
+    open.confirm();
     done.forward();
+    done.confirm();
     assert.equal(sw.reclaim(1000, 5000n * MS), 1);
     assert.deepEqual(ops.at(-1), { op: 'remove', key: other });
     assert.equal(sw.ids.liveCount(BE1), 1);
@@ -267,19 +288,17 @@ test('reclaimFids removes only the finished, idle mappings', () => {
   assert.deepEqual(removed, [0x10002, 0x10003]);
 });
 
-describe("the agent's mapping of a blob", () => {
-  test('key (client IP, flow id), mapping to (client port, VIP, VIP port) in HOLD; none without FLOW_MAPPING', () => {
+describe("the agent's mapping of a flow mapping", () => {
+  test('key (client IP, flow id), mapping to (client port, VIP, VIP port) in HOLD', () => {
     const flow = {
       lb: '198.18.1.2',
       flowId: 0x00010002,
       client: { ip: client.src, port: 40000 },
       vip: { ip: client.dst, port: 80 },
     };
-    const blob = { migrationId: 5n, flow } as unknown as StateBlob;
-    assert.deepEqual(fidOfBlob(blob), {
+    assert.deepEqual(fidOfFlow(5n, flow), {
       key: { client: client.src, flowId: 0x00010002 },
       mapping: { connId: 5n, clientPort: 40000, vip: client.dst, vipPort: 80, state: 1 },
     });
-    assert.equal(fidOfBlob({ migrationId: 5n } as unknown as StateBlob), undefined);
   });
 });

@@ -13,8 +13,11 @@ import {
   BLOB_VERSION,
   BlobError,
   type BlobRefusalReason,
+  decodeChannelBlob,
   decodeStateBlob,
+  encodeFlowReservation,
   encodeStateBlob,
+  type FlowReservation,
   frameFields,
   MAX_BLOB_BYTES,
   MAX_QUEUE_BYTES,
@@ -450,5 +453,54 @@ describe('state blob: refusals', () => {
   it('fields in any order decode the same', () => {
     const fields = fieldsOf(takeoverV6()).reverse();
     assert.deepStrictEqual(decodeStateBlob(frameFields(fields)), takeoverV6());
+  });
+});
+
+describe('flow-id reservation (FLOW_RESERVATION)', () => {
+  const reservation = (): FlowReservation => {
+    const b = migrateV4();
+    return { migrationId: b.migrationId, createdAtMs: b.createdAtMs, flow: b.flow as FlowReservation['flow'] };
+  };
+
+  it('round-trips through decodeChannelBlob, and states still decode as states there', () => {
+    const r = reservation();
+    const bytes = encodeFlowReservation(r);
+    assert.deepStrictEqual(
+      tlvs(bytes).map(([t]) => t),
+      [FIELD.MIGRATION_ID, FIELD.CREATED_AT, FIELD.FLOW_MAPPING, FIELD.FLOW_RESERVATION],
+    );
+    assert.ok(FIELD.FLOW_RESERVATION & FIELD_CRITICAL, 'a reader that does not know reservations must refuse one');
+    assert.deepStrictEqual(decodeChannelBlob(bytes), { kind: 'reservation', reservation: r });
+    assert.deepStrictEqual(decodeChannelBlob(encodeStateBlob(migrateV4())), { kind: 'state', blob: migrateV4() });
+  });
+
+  it('is not a state: decodeStateBlob refuses it', () => {
+    refused('bad_field', () => decodeStateBlob(encodeFlowReservation(reservation())), /reservation.*decodeChannelBlob/);
+  });
+
+  it('refuses a reservation without its mapping, with state fields, or with a value in the marker', () => {
+    const fields = tlvs(encodeFlowReservation(reservation()));
+    const noMapping = fields.filter(([t]) => t !== FIELD.FLOW_MAPPING);
+    refused('missing_field', () => decodeChannelBlob(frameFields(noMapping)), /FLOW_MAPPING/);
+    const withState = [...fields, ...fieldsOf(migrateV4()).filter(([t]) => t === FIELD.TCP_SEQ)].sort(
+      (x, y) => x[0] - y[0],
+    );
+    refused('bad_field', () => decodeChannelBlob(frameFields(withState)), /TCP_SEQ/);
+    const marker = fields.map(([t, v]): [number, Buffer] => [t, t === FIELD.FLOW_RESERVATION ? Buffer.from([1]) : v]);
+    refused('bad_field', () => decodeChannelBlob(frameFields(marker)), /FLOW_RESERVATION/);
+  });
+
+  it('refuses a mapping that mixes families or names port 0, on both sides of the wire', () => {
+    const r = reservation();
+    const mixed = { ...r, flow: { ...r.flow, vip: { ip: '2001:db8::1', port: 80 } } };
+    refused('bad_field', () => encodeFlowReservation(mixed), /flow\.vip/);
+    const port0 = { ...r, flow: { ...r.flow, client: { ...r.flow.client, port: 0 } } };
+    refused('bad_field', () => encodeFlowReservation(port0), /flow\.client\.port/);
+    // The same mapping written by hand (what a broken or hostile sender would put on the wire).
+    const fields = tlvs(encodeFlowReservation(r));
+    const bad = Buffer.from(fields.find(([t]) => t === FIELD.FLOW_MAPPING)?.[1] as Buffer);
+    bad.writeUInt16BE(0, bad.length - 2 - 7); // the client port: flow id 4, lb 5, client address 5, then its port
+    const hand = fields.map(([t, v]): [number, Buffer] => [t, t === FIELD.FLOW_MAPPING ? bad : v]);
+    refused('bad_field', () => decodeChannelBlob(frameFields(hand)), /port/);
   });
 });

@@ -7,6 +7,8 @@ import { addrToKeyBytes, familyOf, formatAddress } from '../../net/addr.js';
 import { type Endpoint, tcpStateInconsistency } from '../state.js';
 import { BlobError } from './errors.js';
 import {
+  type FlowMapping,
+  type FlowReservation,
   MAX_APP_PROTOCOL_BYTES,
   MAX_APP_STATE_BYTES,
   MAX_OBJECT_ID_BYTES,
@@ -49,14 +51,43 @@ function endpoint(e: Endpoint | undefined, family: 4 | 6, name: string): void {
   uint(e.port, 16, `${name}.port`, 1);
 }
 
+function meta(migrationId: unknown, createdAtMs: unknown): void {
+  if (typeof migrationId !== 'bigint' || migrationId < 0n || migrationId > U64_MAX) {
+    bad(`migrationId must be a bigint 0..2^64-1, got ${String(migrationId)}`);
+  }
+  if (!Number.isSafeInteger(createdAtMs) || (createdAtMs as number) < 0) {
+    bad(`createdAtMs must be a non-negative safe integer (ms since the epoch), got ${String(createdAtMs)}`);
+  }
+}
+
+/** A flow-id mapping on its own: id, LB address, client and VIP of `family`. */
+function flowMapping(f: FlowMapping, family: 4 | 6): void {
+  uint(f.flowId, 32, 'flow.flowId');
+  try {
+    familyOf(f.lb);
+  } catch {
+    bad(`flow.lb is not an IP address: ${JSON.stringify(f.lb)}`);
+  }
+  endpoint(f.client, family, 'flow.client');
+  endpoint(f.vip, family, 'flow.vip');
+}
+
+/** Throws BlobError unless `r` is a reservation every reader of this version accepts. */
+export function checkReservation(r: FlowReservation): void {
+  meta(r.migrationId, r.createdAtMs);
+  if (!r.flow || typeof r.flow !== 'object') bad('flow is missing');
+  let family: 4 | 6;
+  try {
+    family = familyOf(r.flow.client?.ip);
+  } catch {
+    bad(`flow.client.ip is not an IP address: ${JSON.stringify(r.flow.client?.ip)}`);
+  }
+  flowMapping(r.flow, family);
+}
+
 /** Throws BlobError unless `b` is a blob every reader of this version accepts. */
 export function checkBlob(b: StateBlob): void {
-  if (typeof b.migrationId !== 'bigint' || b.migrationId < 0n || b.migrationId > U64_MAX) {
-    bad(`migrationId must be a bigint 0..2^64-1, got ${String(b.migrationId)}`);
-  }
-  if (!Number.isSafeInteger(b.createdAtMs) || b.createdAtMs < 0) {
-    bad(`createdAtMs must be a non-negative safe integer (ms since the epoch), got ${String(b.createdAtMs)}`);
-  }
+  meta(b.migrationId, b.createdAtMs);
 
   const app = b.app ?? {};
   if (app.protocol !== undefined) {
@@ -126,14 +157,7 @@ export function checkBlob(b: StateBlob): void {
 
   if (b.flow !== undefined) {
     const f = b.flow;
-    uint(f.flowId, 32, 'flow.flowId');
-    try {
-      familyOf(f.lb);
-    } catch {
-      bad(`flow.lb is not an IP address: ${JSON.stringify(f.lb)}`);
-    }
-    endpoint(f.client, t.family, 'flow.client');
-    endpoint(f.vip, t.family, 'flow.vip');
+    flowMapping(f, t.family);
     // The mapping restores the tuple of this very socket; any other tuple would hand its packets to a stranger.
     if (!sameAddress(f.client.ip, t.remote.ip) || f.client.port !== t.remote.port) {
       bad(

@@ -7,22 +7,26 @@
  */
 import { bytesToIp, type Family } from '../../net/addr.js';
 import type { Endpoint, TcpState } from '../state.js';
-import { checkBlob } from './check.js';
+import { checkBlob, checkReservation } from './check.js';
 import { blobChecksum } from './checksum.js';
 import { BlobError } from './errors.js';
 import {
   BLOB_MAGIC,
   BLOB_VERSION,
+  type ChannelBlob,
   FIELD,
   FIELD_CRITICAL,
   FIELD_HEADER_BYTES,
   FIXED_SIZE,
   type FieldType,
+  type FlowMapping,
+  type FlowReservation,
   HEADER,
   HEADER_BYTES,
   MAX_APP_STATE_BYTES,
   MAX_BLOB_BYTES,
   REQUIRED_FIELDS,
+  RESERVATION_FIELDS,
   type StateBlob,
   TCP_FLAG,
   TCP_FLAGS_DEFINED,
@@ -155,7 +159,7 @@ class Cursor {
   }
 }
 
-/** Splits the field area into known field values; skips unknown fields, refuses unknown critical ones. */
+/** Splits the field area into known field values; skips unknown fields, refuses unknown critical ones and duplicates. */
 function splitFields(blob: Buffer, start: number): Map<FieldType, Buffer> {
   const fields = new Map<FieldType, Buffer>();
   let off = start;
@@ -195,15 +199,19 @@ function splitFields(blob: Buffer, start: number): Map<FieldType, Buffer> {
     }
     fields.set(known, blob.subarray(valueAt, valueAt + length));
   }
-  for (const type of REQUIRED_FIELDS) {
+  return fields;
+}
+
+/** Refuses a blob that lacks one of `required` ('missing_field'). */
+function requireFields(fields: Map<FieldType, Buffer>, required: readonly FieldType[], what: string): void {
+  for (const type of required) {
     if (!fields.has(type)) {
       throw new BlobError(
         'missing_field',
-        `state blob lacks the required field ${fieldName(type)}; the sender wrote an incomplete state, nothing was restored`,
+        `${what} lacks the required field ${fieldName(type)}; the sender wrote an incomplete ${what}, nothing was restored`,
       );
     }
   }
-  return fields;
 }
 
 /** The parsed blob, its Buffers still views of the input (copied once everything passed). */
@@ -211,14 +219,7 @@ function parse(fields: Map<FieldType, Buffer>): StateBlob {
   const cursor = (type: FieldType): Cursor => new Cursor(fields.get(type) as Buffer, type);
   const optional = (type: FieldType): Cursor | undefined => (fields.has(type) ? cursor(type) : undefined);
 
-  const migrationId = cursor(FIELD.MIGRATION_ID).u64();
-  const createdAt = cursor(FIELD.CREATED_AT).u64();
-  if (createdAt > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new BlobError(
-      'bad_field',
-      `state blob field ${fieldName(FIELD.CREATED_AT)} is ${createdAt} ms, beyond any real clock; the sender is broken`,
-    );
-  }
+  const { migrationId, createdAtMs } = parseMeta(fields);
 
   const app: StateBlob['app'] = {};
   const protocol = fields.get(FIELD.APP_PROTOCOL);
@@ -284,7 +285,7 @@ function parse(fields: Map<FieldType, Buffer>): StateBlob {
 
   const out: StateBlob = {
     migrationId,
-    createdAtMs: Number(createdAt),
+    createdAtMs,
     app,
     tcp,
     receivedData: fields.get(FIELD.TCP_RECEIVED_DATA) as Buffer,
@@ -292,15 +293,29 @@ function parse(fields: Map<FieldType, Buffer>): StateBlob {
   const ip = optional(FIELD.IP_OPTIONS);
   if (ip) out.ip = { tos: ip.u8(), ttl: ip.u8() };
   const flow = optional(FIELD.FLOW_MAPPING);
-  if (flow) {
-    const flowId = flow.u32();
-    const lb = flow.address().ip;
-    const client = flow.endpoint();
-    const vip = flow.endpoint();
-    flow.end();
-    out.flow = { lb, flowId, client: { ip: client.ip, port: client.port }, vip: { ip: vip.ip, port: vip.port } };
-  }
+  if (flow) out.flow = parseFlow(flow);
   return out;
+}
+
+function parseMeta(fields: Map<FieldType, Buffer>): { migrationId: bigint; createdAtMs: number } {
+  const migrationId = new Cursor(fields.get(FIELD.MIGRATION_ID) as Buffer, FIELD.MIGRATION_ID).u64();
+  const createdAt = new Cursor(fields.get(FIELD.CREATED_AT) as Buffer, FIELD.CREATED_AT).u64();
+  if (createdAt > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new BlobError(
+      'bad_field',
+      `state blob field ${fieldName(FIELD.CREATED_AT)} is ${createdAt} ms, beyond any real clock; the sender is broken`,
+    );
+  }
+  return { migrationId, createdAtMs: Number(createdAt) };
+}
+
+function parseFlow(flow: Cursor): FlowMapping {
+  const flowId = flow.u32();
+  const lb = flow.address().ip;
+  const client = flow.endpoint();
+  const vip = flow.endpoint();
+  flow.end();
+  return { lb, flowId, client: { ip: client.ip, port: client.port }, vip: { ip: vip.ip, port: vip.port } };
 }
 
 const copy = (b: Buffer): Buffer => Buffer.from(b);
@@ -310,6 +325,58 @@ const copy = (b: Buffer): Buffer => Buffer.from(b);
  * stable `reason` for anything wrong; never returns a partial state.
  */
 export function decodeStateBlob(input: Uint8Array): StateBlob {
+  const fields = openBlob(input);
+  if (fields.has(FIELD.FLOW_RESERVATION)) {
+    throw new BlobError(
+      'bad_field',
+      'this blob is a flow-id reservation (FLOW_RESERVATION), not a state; decode channel traffic with decodeChannelBlob',
+    );
+  }
+  return stateOf(fields);
+}
+
+/**
+ * Decodes one blob of a channel: a state, or a reservation ahead of one
+ * (FLOW_RESERVATION). The same all-or-nothing checks as decodeStateBlob.
+ */
+export function decodeChannelBlob(input: Uint8Array): ChannelBlob {
+  const fields = openBlob(input);
+  if (!fields.has(FIELD.FLOW_RESERVATION)) return { kind: 'state', blob: stateOf(fields) };
+  requireFields(fields, RESERVATION_FIELDS, 'flow-id reservation');
+  for (const type of fields.keys()) {
+    if (!RESERVATION_FIELDS.includes(type)) {
+      throw new BlobError(
+        'bad_field',
+        `a flow-id reservation carries ${fieldName(type)}; it holds only the migration id, its time and the flow-id mapping (the state follows in its own blob)`,
+      );
+    }
+  }
+  const reservation: FlowReservation = {
+    ...parseMeta(fields),
+    flow: parseFlow(new Cursor(fields.get(FIELD.FLOW_MAPPING) as Buffer, FIELD.FLOW_MAPPING)),
+  };
+  checkReservation(reservation);
+  return { kind: 'reservation', reservation };
+}
+
+/** The state of a blob that opened: required fields, parse, check, then copies detached from the input. */
+function stateOf(fields: Map<FieldType, Buffer>): StateBlob {
+  requireFields(fields, REQUIRED_FIELDS, 'state blob');
+  const parsed = parse(fields);
+  checkBlob(parsed);
+
+  // Everything passed: detach the Buffers from the input.
+  const { app, tcp } = parsed;
+  if (app.state) app.state = copy(app.state);
+  if (app.object) app.object.id = copy(app.object.id);
+  tcp.sendQueue = copy(tcp.sendQueue);
+  tcp.recvQueue = copy(tcp.recvQueue);
+  parsed.receivedData = copy(parsed.receivedData);
+  return parsed;
+}
+
+/** Header, length, checksum and version of exactly one blob, then its known fields (views of the input). */
+function openBlob(input: Uint8Array): Map<FieldType, Buffer> {
   const blob = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   const header = peekBlobHeader(blob);
   if (header === undefined) {
@@ -344,15 +411,5 @@ export function decodeStateBlob(input: Uint8Array): StateBlob {
       `state blob is format version ${header.version}; this baton reads version ${BLOB_VERSION}; run the same baton release on sender and receiver`,
     );
   }
-  const parsed = parse(splitFields(blob, header.headerLength));
-  checkBlob(parsed);
-
-  // Everything passed: detach the Buffers from the input.
-  const { app, tcp } = parsed;
-  if (app.state) app.state = copy(app.state);
-  if (app.object) app.object.id = copy(app.object.id);
-  tcp.sendQueue = copy(tcp.sendQueue);
-  tcp.recvQueue = copy(tcp.recvQueue);
-  parsed.receivedData = copy(parsed.receivedData);
-  return parsed;
+  return splitFields(blob, header.headerLength);
 }

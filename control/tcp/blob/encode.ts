@@ -5,7 +5,7 @@
  */
 import { addrToKeyBytes, familyOf } from '../../net/addr.js';
 import type { Endpoint } from '../state.js';
-import { checkBlob } from './check.js';
+import { checkBlob, checkReservation } from './check.js';
 import { sealBlob } from './checksum.js';
 import { BlobError } from './errors.js';
 import {
@@ -14,6 +14,8 @@ import {
   BLOB_VERSION,
   FIELD,
   FIELD_HEADER_BYTES,
+  type FlowMapping,
+  type FlowReservation,
   HEADER,
   HEADER_BYTES,
   MAX_BLOB_BYTES,
@@ -45,12 +47,7 @@ function fieldsOf(b: StateBlob): Array<[number, Buffer]> {
   const t = b.tcp;
   const out: Array<[number, Buffer]> = [];
 
-  const id = Buffer.alloc(8);
-  id.writeBigUInt64BE(b.migrationId);
-  out.push([FIELD.MIGRATION_ID, id]);
-  const at = Buffer.alloc(8);
-  at.writeBigUInt64BE(BigInt(b.createdAtMs));
-  out.push([FIELD.CREATED_AT, at]);
+  out.push(...metaFields(b.migrationId, b.createdAtMs));
 
   const app = b.app ?? {};
   if (app.protocol !== undefined) out.push([FIELD.APP_PROTOCOL, Buffer.from(app.protocol, 'latin1')]);
@@ -104,14 +101,26 @@ function fieldsOf(b: StateBlob): Array<[number, Buffer]> {
   out.push([FIELD.IP_ENDPOINTS, ends.buf]);
   if (b.ip !== undefined) out.push([FIELD.IP_OPTIONS, Buffer.from([b.ip.tos, b.ip.ttl])]);
 
-  if (b.flow !== undefined) {
-    const f = b.flow;
-    const m = endpoints([f.client, f.vip], 4 + addressBytes(familyOf(f.lb)));
-    m.buf.writeUInt32BE(f.flowId, 0);
-    writeEndpoint(m.buf, writeEndpoint(m.buf, writeAddress(m.buf, 4, f.lb), f.client), f.vip);
-    out.push([FIELD.FLOW_MAPPING, m.buf]);
-  }
+  if (b.flow !== undefined) out.push([FIELD.FLOW_MAPPING, flowMappingValue(b.flow)]);
   return out;
+}
+
+function metaFields(migrationId: bigint, createdAtMs: number): Array<[number, Buffer]> {
+  const id = Buffer.alloc(8);
+  id.writeBigUInt64BE(migrationId);
+  const at = Buffer.alloc(8);
+  at.writeBigUInt64BE(BigInt(createdAtMs));
+  return [
+    [FIELD.MIGRATION_ID, id],
+    [FIELD.CREATED_AT, at],
+  ];
+}
+
+function flowMappingValue(f: FlowMapping): Buffer {
+  const m = endpoints([f.client, f.vip], 4 + addressBytes(familyOf(f.lb)));
+  m.buf.writeUInt32BE(f.flowId, 0);
+  writeEndpoint(m.buf, writeEndpoint(m.buf, writeAddress(m.buf, 4, f.lb), f.client), f.vip);
+  return m.buf;
 }
 
 /**
@@ -147,4 +156,14 @@ export function frameFields(fields: ReadonlyArray<readonly [number, Uint8Array]>
 export function encodeStateBlob(blob: StateBlob): Buffer {
   checkBlob(blob);
   return frameFields(fieldsOf(blob));
+}
+
+/** Encodes a reservation (FLOW_RESERVATION): the flow-id mapping ahead of its state. Throws BlobError ('bad_field'). */
+export function encodeFlowReservation(r: FlowReservation): Buffer {
+  checkReservation(r);
+  return frameFields([
+    ...metaFields(r.migrationId, r.createdAtMs),
+    [FIELD.FLOW_MAPPING, flowMappingValue(r.flow)],
+    [FIELD.FLOW_RESERVATION, Buffer.alloc(0)],
+  ]);
 }

@@ -105,6 +105,16 @@ export const FIELD = {
   // 0x05: flow-id mapping for the receiving agent's datapath (migrate).
   /** u32 flow id, ADDRESS lb, ENDPOINT client, ENDPOINT vip. */
   FLOW_MAPPING: 0x0501,
+  /**
+   * empty, critical: this blob is a reservation, not a state. It carries
+   * MIGRATION_ID, CREATED_AT and FLOW_MAPPING and nothing else, and asks the
+   * receiving agent to install the mapping in HOLD before the state exists
+   * (migrate: the LB sends it before it captures, and switches its entry to
+   * FORWARD once the agent answers "held"). The state follows in a blob
+   * with the same MIGRATION_ID and FLOW_MAPPING. Critical, so a reader that
+   * does not know reservations refuses one instead of misreading it.
+   */
+  FLOW_RESERVATION: 0x8502,
 } as const;
 
 export type FieldType = (typeof FIELD)[keyof typeof FIELD];
@@ -122,6 +132,14 @@ export const REQUIRED_FIELDS: readonly FieldType[] = [
   FIELD.TCP_RECV_QUEUE,
   FIELD.TCP_RECEIVED_DATA,
   FIELD.IP_ENDPOINTS,
+];
+
+/** A reservation carries exactly these (FLOW_RESERVATION); any other known field in it is a refusal. */
+export const RESERVATION_FIELDS: readonly FieldType[] = [
+  FIELD.MIGRATION_ID,
+  FIELD.CREATED_AT,
+  FIELD.FLOW_MAPPING,
+  FIELD.FLOW_RESERVATION,
 ];
 
 /** Bits of the TCP_OPTIONS flags byte; the others must be zero. */
@@ -145,6 +163,7 @@ export const FIXED_SIZE: Partial<Record<FieldType, number>> = {
   [FIELD.TCP_TS_RECENT]: 4,
   [FIELD.TCP_WINDOW]: 20,
   [FIELD.IP_OPTIONS]: 2,
+  [FIELD.FLOW_RESERVATION]: 0,
 };
 
 /**
@@ -198,6 +217,19 @@ export interface StateBlob {
   ip?: IpOptions;
   flow?: FlowMapping;
 }
+
+/**
+ * A reservation (FLOW_RESERVATION): the flow-id mapping of a migration whose
+ * state is still being captured, for the agent to install in HOLD ahead of it.
+ */
+export interface FlowReservation {
+  migrationId: bigint;
+  createdAtMs: number;
+  flow: FlowMapping;
+}
+
+/** What one blob on a channel is: a state, or a reservation ahead of one. */
+export type ChannelBlob = { kind: 'state'; blob: StateBlob } | { kind: 'reservation'; reservation: FlowReservation };
 
 /**
  * The bytes the restored socket's receive queue must hold: what the front end

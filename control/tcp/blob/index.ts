@@ -6,13 +6,15 @@
  */
 export { checkBlob } from './check.js';
 export { blobChecksum, sealBlob } from './checksum.js';
-export { type BlobHeader, decodeStateBlob, peekBlobHeader } from './decode.js';
-export { encodeStateBlob, frameFields } from './encode.js';
+export { type BlobHeader, decodeChannelBlob, decodeStateBlob, peekBlobHeader } from './decode.js';
+export { encodeFlowReservation, encodeStateBlob, frameFields } from './encode.js';
 export { BLOB_REFUSAL_REASONS, BlobError, type BlobRefusalReason } from './errors.js';
 export {
   type AppLayer,
   BLOB_VERSION,
+  type ChannelBlob,
   type FlowMapping,
+  type FlowReservation,
   type IpOptions,
   MAX_BLOB_BYTES,
   MAX_QUEUE_BYTES,

@@ -13,7 +13,7 @@ import type { VariantId } from './variants/variant.js';
 export const MIGRATE_TARGETS = { p50Us: 100, close64kVsHaproxy: 1.0, downloadVsPlain: 1.0 } as const;
 
 /** The daemon's phases of one migration, in order (POST /v1/migrations phasesUs). */
-export const MIGRATE_PHASES = ['take', 'block', 'capture', 'blob', 'agent', 'release'] as const;
+export const MIGRATE_PHASES = ['take', 'block', 'capture', 'blob', 'reserve', 'agent', 'release'] as const;
 
 /** One migrated connection as the benchmark saw it, µs. */
 export interface MigrationSample {

@@ -339,6 +339,17 @@ export class Agent {
     } catch (e) {
       return refuse('restore_failed', (e as Error).message);
     }
+    // RESTORE before the hand-off: the app may answer at once, and the client's ACKs of that answer must reach
+    // the socket. Were the mapping still in HOLD they would be dropped here, and the app's first flight would
+    // wait for a retransmission timeout. In place (the control program): the track seeded at insert stays exact.
+    if (fid) {
+      try {
+        this.opts.fids?.setState(fid.key, FidState.RESTORE);
+      } catch (e) {
+        discardRestored(restored.fd);
+        return refuse('datapath_failed', `switching the flow-id mapping to RESTORE failed: ${(e as Error).message}`);
+      }
+    }
     const header: ConnectionHeader = {
       type: 'connection',
       migrationId: id,
@@ -349,7 +360,10 @@ export class Agent {
     const msg = encodeMessage(header);
     const n = sendWithFds(app.fd, msg, [restored.fd]);
     if (n !== msg.length) {
-      // Nothing (or a torn message) reached the app: the socket goes away silently, the LB relays.
+      // Nothing (or a torn message) reached the app: the socket goes away silently (repair mode, no packet),
+      // then its mapping, and the LB serves on its own socket. The client is waiting for an answer and sends
+      // nothing new in the microseconds the mapping was RESTORE; what it retransmits meanwhile is data the
+      // LB's socket has too.
       discardRestored(restored.fd);
       undoFid();
       if (n > 0) app.socket.destroy();
@@ -361,21 +375,6 @@ export class Agent {
     }
     // The app holds its own descriptor now; ours is a second reference.
     discardOurCopy(restored.fd);
-    if (fid) {
-      try {
-        // In place (the control program): the track seeded at insert stays exact.
-        this.opts.fids?.setState(fid.key, FidState.RESTORE);
-      } catch (e) {
-        // Cannot happen short of a datapath fault: the mapping was inserted above. The app's copy has sent
-        // nothing (TCP_REPAIR_OFF_NO_WP); refusing lets the LB keep serving on its own socket.
-        undoFid();
-        return this.refused(
-          id,
-          'datapath_failed',
-          `switching the flow-id mapping to RESTORE failed: ${(e as Error).message}`,
-        );
-      }
-    }
     this.metrics.migrations.labels('restored').inc();
     this.metrics.restoreDuration.observe((performance.now() - t0) / 1000);
     return { migrationId: id, ok: true, queuedBytes: restored.queuedBytes };

@@ -128,9 +128,9 @@ export const Migration = Type.Object(
         block: Type.Integer({ description: 'flow id and MIGRATED entry in BLOCK, the reservation sent' }),
         capture: Type.Integer({ description: 'TCP_REPAIR capture' }),
         blob: Type.Integer({ description: 'state blob encoded' }),
-        held: Type.Integer({
+        reserve: Type.Integer({
           description:
-            "waiting for the agent's answer to the flow-id reservation after the blob was ready (0: it came during the capture), and the entry to FORWARD",
+            "waiting for the agent's held (its answer to the flow-id reservation) once the blob was ready (≈ 0: it came during the capture), and the entry to FORWARD",
         }),
         agent: Type.Integer({
           description: 'blob sent to confirmation: restore and hand-off on the back end, and the round trip',

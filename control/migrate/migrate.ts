@@ -9,7 +9,7 @@
  *   round trip overlaps the capture) -> capture (socket left in repair
  *   mode) -> blob (state + the bytes the front end read + the mapping) ->
  *   held: the entry goes BLOCK -> FORWARD -> the state sent: the agent
- *   restores, hands the socket to its app, switches the mapping to RESTORE
+ *   restores, switches the mapping to RESTORE, hands the socket to its app
  *   and confirms -> (`switchOver`, when given, runs) -> the LB's socket is
  *   released in repair mode (no FIN, no RST).
  *
@@ -67,9 +67,9 @@ export interface MigrateOptions {
 
 /**
  * Where a migration's time went (µs): block (entry in BLOCK, reservation
- * sent), capture, blob (encode), held (waiting for the reservation's
- * answer once the blob was ready; 0 when it came during the capture, and
- * the entry to FORWARD), agent (state sent to confirmation: restore and
+ * sent), capture, blob (encode), reserve (waiting for the agent's "held"
+ * once the blob was ready, ≈ 0 when it came during the capture; and the
+ * entry to FORWARD), agent (state sent to confirmation: restore and
  * hand-off on the back end, and the round trip), release (switch-over,
  * silent release).
  */
@@ -77,7 +77,7 @@ export interface MigratePhases {
   block: number;
   capture: number;
   blob: number;
-  held: number;
+  reserve: number;
   agent: number;
   release: number;
 }
@@ -196,7 +196,7 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
   const us = (i: number) => Math.round(((marks[i + 1] as number) - (marks[i] as number)) * 1000);
   return {
     migrated: true,
-    phasesUs: { block: us(0), capture: us(1), blob: us(2), held: us(3), agent: us(4), release: us(5) },
+    phasesUs: { block: us(0), capture: us(1), blob: us(2), reserve: us(3), agent: us(4), release: us(5) },
     migrationId: opts.migrationId,
     queuedBytes,
     state,

@@ -15,6 +15,7 @@ import net from 'node:net';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { FidState } from '../datapath/abi-migrate.js';
+import type { CounterRow } from '../datapath/datapath.js';
 import { type FlowIdTable, formatFidKey } from '../datapath/fid-table.js';
 import { BatonError } from '../errors.js';
 import { MAX_MIGRATE_TIMEOUT_MS } from '../service/limits.js';
@@ -67,7 +68,9 @@ export interface AgentOptions {
    * blob carrying a flow-id mapping is refused (no_datapath): the client's
    * flow-id segments would reach this host's stack unrestored and be reset.
    */
-  fids?: Pick<FlowIdTable, 'insert' | 'reseed' | 'setState' | 'remove'>;
+  fids?: Pick<FlowIdTable, 'insert' | 'reseed' | 'setState' | 'remove' | 'entries'>;
+  /** The agent datapath's counters (AgentDatapath.readCounters), exported as baton_agent_datapath_*. */
+  datapathCounters?: () => CounterRow[];
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -77,6 +80,9 @@ export interface AgentOptions {
  * mapping under a migration the LB still runs.
  */
 export const RESERVATION_TTL_MS = MAX_MIGRATE_TIMEOUT_MS + 5000;
+
+/** How long before a state's REPLY_BY the agent stops handing it to an app: time for the confirmation to reach the LB (and for clocks a little apart). */
+export const REPLY_MARGIN_MS = 100;
 
 type FidOf = NonNullable<ReturnType<typeof fidOfFlow>>;
 /** One channel's reservations whose state has not come yet, by migration id. */
@@ -91,7 +97,7 @@ interface AppConn {
 }
 
 export class Agent {
-  readonly metrics = new AgentMetrics();
+  readonly metrics: AgentMetrics;
   private channelServer?: net.Server;
   private appServer?: net.Server;
   private httpServer?: HttpServer;
@@ -103,6 +109,10 @@ export class Agent {
   metricsAddress?: net.AddressInfo;
 
   constructor(readonly opts: AgentOptions) {
+    this.metrics = new AgentMetrics({
+      ...(opts.datapathCounters ? { counters: opts.datapathCounters } : {}),
+      ...(opts.fids ? { fids: opts.fids } : {}),
+    });
     this.log =
       opts.log ?? ((e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`));
   }
@@ -338,6 +348,15 @@ export class Agent {
       restored = restoreMigration(blob, { transparent: this.opts.transparent });
     } catch (e) {
       return refuse('restore_failed', (e as Error).message);
+    }
+    // The last moment to refuse cleanly: past the sender's REPLY_BY (less the way back) it serves the
+    // connection itself, and a copy handed to the app now would answer a client that is not listening to it.
+    if (blob.replyByMs !== undefined && Date.now() > blob.replyByMs - REPLY_MARGIN_MS) {
+      discardRestored(restored.fd);
+      return refuse(
+        'too_late',
+        `the state arrived too late: its LB stops waiting at ${new Date(blob.replyByMs).toISOString()} (less ${REPLY_MARGIN_MS} ms for the answer to travel); it serves the connection itself (if this repeats, check this host's load and both hosts' clocks)`,
+      );
     }
     // RESTORE before the hand-off: the app may answer at once, and the client's ACKs of that answer must reach
     // the socket. Were the mapping still in HOLD they would be dropped here, and the app's first flight would

@@ -47,7 +47,7 @@ export async function agentCommand(
     }
   }
   const agent = new Agent({
-    ...(dp ? { fids: dp.fids } : {}),
+    ...(dp ? { fids: dp.fids, datapathCounters: () => (dp as AgentDatapath).readCounters() } : {}),
     secret,
     channel: cfg.listen,
     appSocket: cfg.appSocket,

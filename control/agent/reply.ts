@@ -20,6 +20,8 @@ export const REFUSAL_CODES = [
   'fid_table_full',
   'no_datapath',
   'datapath_failed',
+  // The state came too late: its sender stops waiting (REPLY_BY) before a confirmation could reach it.
+  'too_late',
 ] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 

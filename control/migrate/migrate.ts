@@ -28,13 +28,14 @@
  * answers itself. Segments the client sent meanwhile were dropped (in BLOCK
  * here, in HOLD on the agent) and are retransmitted to this socket. A
  * refusal is clean: the agent restores nothing, or closes what it restored
- * in repair mode, and removes its mapping. A TIMEOUT is not fully clean:
- * an agent that answers late may have handed a copy to its app; that copy
- * sent nothing (TCP_REPAIR_OFF_NO_WP) but its app will answer, and the
- * client ignores or RSTs the duplicate. With `datapath` the LB's entry is
- * gone by then, so the client's segments reach the LB's socket, never that
- * copy; the agent's mapping stays until reclaimed. A cancel message is what
- * would close the gap fully; not done here.
+ * in repair mode, and removes its mapping. A TIMEOUT is clean as far as
+ * the two hosts' clocks agree: the state carries REPLY_BY (when this side
+ * stops waiting), and an agent that would hand the socket to its app later
+ * than that (less its margin for the way back) refuses too_late instead.
+ * Clocks further apart than that margin (100 ms) reopen the gap: a late
+ * copy in the app, which sent nothing (TCP_REPAIR_OFF_NO_WP) but whose app
+ * will answer a client that now talks to this side (with `datapath` the
+ * LB's entry is gone, so the client's segments never reach that copy).
  */
 
 import type { Refusal } from '../agent/reply.js';
@@ -149,9 +150,13 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
   };
   mark();
   const flow = pending?.mapping ?? opts.flow;
+  const timeoutMs = opts.timeoutMs ?? 2000;
+  const now = Date.now();
   const blob: StateBlob = {
     migrationId: opts.migrationId,
-    createdAtMs: Date.now(),
+    createdAtMs: now,
+    // The agent refuses to hand the socket over after this (its clock), so a late answer is a refusal, not a copy.
+    replyByMs: now + timeoutMs,
     app: opts.appProtocol ? { protocol: opts.appProtocol } : {},
     tcp: state,
     receivedData: opts.receivedData,
@@ -167,7 +172,7 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
   }
   mark();
   // One deadline for both answers: the caller's timeout covers the whole exchange with the agent.
-  const deadline = withDeadline(opts.timeoutMs ?? 2000);
+  const deadline = withDeadline(timeoutMs);
   let queuedBytes: number;
   try {
     if (held && pending) {

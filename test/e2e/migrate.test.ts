@@ -82,6 +82,8 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
   let sw: FlowIdSwitch;
   let agentProc: ChildProcess;
   const agentLog: string[] = [];
+  /** Migrated connections the app got (the SDK emits each as the server's 'connection'). */
+  let sdkConnections = 0;
   /** RSTs at any host, and segments from the VIP's served port arriving at the LB (they must go straight to the client). */
   const rsts: string[] = [];
   const leaks: string[] = [];
@@ -278,6 +280,7 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
       const mid = (req.socket as MigratedSocket).baton?.migrationId ?? '?';
       res.end(`app ${req.url} migration ${mid}\n`);
     });
+    app.on('connection', () => sdkConnections++);
     await connectApp();
     for (const [ip, family, port] of [
       [VIP4, 4, SERVED_PORT],
@@ -342,6 +345,14 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     const restored = agentCounters().get('flow_id_restored') ?? 0n;
     assert.ok(restored >= 2n, `flow_id_restored ${restored}`);
     t.diagnostic(`agent: flow_id_restored ${restored}, flow_id_held ${agentCounters().get('flow_id_held') ?? 0n}`);
+    // The same counters on the agent's /metrics, and the mapping counted as served here.
+    const metrics = (await tb.exec('backend', 'curl', ['-sS', 'http://127.0.0.1:9400/metrics'])).stdout;
+    const scraped = Number(
+      /baton_agent_datapath_packets_total\{action="[a-z]+",reason="flow_id_restored"\} (\d+)/.exec(metrics)?.[1],
+    );
+    assert.ok(scraped >= Number(restored), `scraped flow_id_restored ${scraped} >= ${restored}`);
+    assert.match(metrics, /baton_agent_flow_id_mappings\{state="restore"\} [1-9]/);
+    assert.match(metrics, /baton_agent_reservations_total\{outcome="held"\} [1-9]/);
     await sleep(300);
     assert.deepEqual(leaks, [], 'no back-end -> client segment reached the LB');
     assert.ok(
@@ -473,6 +484,28 @@ describe('migrate on the flow-id datapath: client -> LB (XDP) -> agent (XDP) -> 
     while (agentMappings() !== before && Date.now() < deadline) await sleep(20);
     assert.equal(agentMappings(), before, 'the abandoned reservation was removed');
     assert.ok(agentLog.some((l) => l.includes('reservation_dropped') && l.includes('abandoned')));
+  });
+
+  test('a state that arrives after its LB stopped waiting (REPLY_BY) is refused too_late: no copy reaches the app', async () => {
+    const before = agentMappings();
+    const handed = sdkConnections;
+    const side = await AgentChannel.connect({ secret: Buffer.from(secret), socket: lbSocketToAgent() });
+    try {
+      // A consistent state for VIP:80 (the app's), as an LB that gave up a second ago would have sent it.
+      const state = { ...migrateV4(), migrationId: 905n, replyByMs: Date.now() - 1000 };
+      state.tcp = { ...state.tcp, local: { ip: VIP4, port: SERVED_PORT } };
+      state.flow = { lb: LB_ADDR, flowId: 0x7ff00003, client: state.tcp.remote, vip: state.tcp.local };
+      const r = await side.send(905n, encodeStateBlob(state));
+      assert.equal(r.ok, false, JSON.stringify(r));
+      if (!r.ok) {
+        assert.equal(r.code, 'too_late', r.reason);
+        assert.match(r.reason, /stops waiting/);
+      }
+    } finally {
+      side.close();
+    }
+    assert.equal(agentMappings(), before, 'its mapping is gone');
+    assert.equal(sdkConnections, handed, 'the app got no socket');
   });
 
   test('four migrations in flight on the one channel, each with its own flow id and entry', async () => {

@@ -504,3 +504,16 @@ describe('flow-id reservation (FLOW_RESERVATION)', () => {
     refused('bad_field', () => decodeChannelBlob(frameFields(hand)), /port/);
   });
 });
+
+describe('REPLY_BY', () => {
+  it('round-trips when present, is absent otherwise, and is refused beyond a real clock', () => {
+    const b = { ...migrateV4(), replyByMs: 1_760_000_002_123 };
+    const bytes = encodeStateBlob(b);
+    assert.ok(tlvs(bytes).some(([t, v]) => t === FIELD.REPLY_BY && v.readBigUInt64BE(0) === 1_760_000_002_123n));
+    assert.deepStrictEqual(decodeStateBlob(bytes), b);
+    assert.equal('replyByMs' in decodeStateBlob(encodeStateBlob(migrateV4())), false);
+    refused('bad_field', () => encodeStateBlob({ ...migrateV4(), replyByMs: -1 }), /replyByMs/);
+    const huge = Buffer.alloc(8, 0xff);
+    refused('bad_field', () => decodeStateBlob(frameFields(replaced(b, FIELD.REPLY_BY, huge))), /REPLY_BY/);
+  });
+});

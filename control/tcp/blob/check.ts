@@ -88,6 +88,9 @@ export function checkReservation(r: FlowReservation): void {
 /** Throws BlobError unless `b` is a blob every reader of this version accepts. */
 export function checkBlob(b: StateBlob): void {
   meta(b.migrationId, b.createdAtMs);
+  if (b.replyByMs !== undefined && (!Number.isSafeInteger(b.replyByMs) || b.replyByMs < 0)) {
+    bad(`replyByMs must be a non-negative safe integer (ms since the epoch), got ${String(b.replyByMs)}`);
+  }
 
   const app = b.app ?? {};
   if (app.protocol !== undefined) {

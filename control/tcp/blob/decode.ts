@@ -283,9 +283,17 @@ function parse(fields: Map<FieldType, Buffer>): StateBlob {
   const recent = optional(FIELD.TCP_TS_RECENT);
   if (recent) tcp.tsRecent = recent.u32();
 
+  const replyBy = optional(FIELD.REPLY_BY)?.u64();
+  if (replyBy !== undefined && replyBy > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new BlobError(
+      'bad_field',
+      `state blob field ${fieldName(FIELD.REPLY_BY)} is ${replyBy} ms, beyond any real clock; the sender is broken`,
+    );
+  }
   const out: StateBlob = {
     migrationId,
     createdAtMs,
+    ...(replyBy === undefined ? {} : { replyByMs: Number(replyBy) }),
     app,
     tcp,
     receivedData: fields.get(FIELD.TCP_RECEIVED_DATA) as Buffer,

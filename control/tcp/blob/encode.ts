@@ -48,6 +48,11 @@ function fieldsOf(b: StateBlob): Array<[number, Buffer]> {
   const out: Array<[number, Buffer]> = [];
 
   out.push(...metaFields(b.migrationId, b.createdAtMs));
+  if (b.replyByMs !== undefined) {
+    const by = Buffer.alloc(8);
+    by.writeBigUInt64BE(BigInt(b.replyByMs));
+    out.push([FIELD.REPLY_BY, by]);
+  }
 
   const app = b.app ?? {};
   if (app.protocol !== undefined) out.push([FIELD.APP_PROTOCOL, Buffer.from(app.protocol, 'latin1')]);

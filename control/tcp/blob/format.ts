@@ -73,6 +73,14 @@ export const FIELD = {
   MIGRATION_ID: 0x0101,
   /** u64: milliseconds since the Unix epoch when the state was captured. */
   CREATED_AT: 0x0102,
+  /**
+   * u64: milliseconds since the Unix epoch when the sender stops waiting for
+   * the answer (it then serves the connection itself). A receiver that
+   * would restore after it refuses instead (agent: too_late), so a late
+   * restore never makes a second copy of a connection the sender kept.
+   * Compared across hosts' clocks; absent: no limit.
+   */
+  REPLY_BY: 0x0103,
   // 0x02: application layer.
   /** printable ASCII, 1..MAX_APP_PROTOCOL_BYTES. */
   APP_PROTOCOL: 0x0201,
@@ -157,6 +165,7 @@ export const TCP_FLAGS_DEFINED = 0x0f;
 export const FIXED_SIZE: Partial<Record<FieldType, number>> = {
   [FIELD.MIGRATION_ID]: 8,
   [FIELD.CREATED_AT]: 8,
+  [FIELD.REPLY_BY]: 8,
   [FIELD.TCP_SEQ]: 12,
   [FIELD.TCP_OPTIONS]: 7,
   [FIELD.TCP_TS_CLOCK]: 4,
@@ -208,6 +217,8 @@ export interface StateBlob {
   migrationId: bigint;
   /** Milliseconds since the Unix epoch when the state was captured. */
   createdAtMs: number;
+  /** Milliseconds since the Unix epoch when the sender stops waiting for the answer (REPLY_BY). */
+  replyByMs?: number;
   app: AppLayer;
   /** The socket: sequence numbers, options, windows, queues, family and endpoints. */
   tcp: TcpState;

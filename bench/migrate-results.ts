@@ -64,8 +64,10 @@ export interface MigrateBenchResults {
     migrated: number;
     relayed: number;
     rejected: number;
-    /** client segments the LB's datapath dropped in BLOCK (entry waiting for the agent's confirmation) during the loads; NaN when unreadable */
+    /** client segments the LB's datapath dropped in BLOCK (entry waiting for the agent's held) during the loads; NaN when unreadable */
     lbBlockedDrops: number;
+    /** client segments the agent's datapath dropped in HOLD (mapping waiting for its socket) during the loads; NaN when unreadable */
+    agentHeldDrops: number;
   };
   /** the same client's sequential connections to the app's own address (no LB, no migration) */
   plainFirstByte: { connections: number; p50Us: number; p99Us: number };
@@ -268,8 +270,10 @@ export function migrateLines(m: MigrateBenchResults): string[] {
     ...migrateThroughputTable(m),
     '',
     `The migrate variant's load connections: ${num(o.migrated)} migrated, ${num(o.relayed)} relayed (a refused migration), ${num(o.rejected)} rejected. ` +
-      `Client segments the LB dropped while a migration was under way (entry in BLOCK until the agent's confirmation reaches the daemon): ${num(o.lbBlockedDrops)}; ` +
-      "a dropped ACK of the app's first flight stalls a response longer than the initial window until the back end's retransmission timer fires.",
+      `Client segments dropped while a migration was under way: by the LB (entry in BLOCK, capture until the agent's held) ${num(o.lbBlockedDrops)}, ` +
+      `by the agent (mapping in HOLD until its socket is restored) ${num(o.agentHeldDrops ?? Number.NaN)}. ` +
+      "Neither may be an ACK of the app's first flight (the entry forwards before the state leaves the LB, the mapping restores before the app gets the socket): " +
+      "a dropped one would stall a response longer than the initial window until the back end's retransmission timer fires.",
     '',
     'Migration latency: new connections of one tiny request each (`Connection: close`), timed on CLOCK_MONOTONIC in the client and in the app (one clock across processes). ' +
       '"held": the client wrote its request → the app\'s `connection` event (the SDK hands it the restored socket); "first byte": → the first response byte at the client; ' +

@@ -19,7 +19,7 @@
  *      dispatcher's `migrated` events give the front end's and the daemon's
  *      views (phasesUs); sequential, then with some connections at once.
  *
- *   node --import tsx bench/migrate.ts [--quick]
+ *   node --import tsx bench/migrate.ts [--quick] [--latency-only]
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -101,7 +101,12 @@ async function firstByteClient(
   return { lines: lines.filter((l) => l.port !== undefined), seconds: Number(done.wallNs) / 1e9 };
 }
 
-export async function runMigrateBench(profile: Profile, log: (l: string) => void): Promise<MigrateBenchResults> {
+/** `latencyOnly`: skip the load rows (the migration latency and rate alone, for profiling). */
+export async function runMigrateBench(
+  profile: Profile,
+  log: (l: string) => void,
+  { latencyOnly = false }: { latencyOnly?: boolean } = {},
+): Promise<MigrateBenchResults> {
   const bodies = new Map<string, Buffer>(Object.entries(BODIES).map(([path, size]) => [path, randomBytes(size)]));
   const sha = (path: string) =>
     createHash('sha256')
@@ -161,16 +166,23 @@ export async function runMigrateBench(profile: Profile, log: (l: string) => void
       return o;
     };
 
-    // Client segments the LB dropped while their entry waited in BLOCK for the agent's confirmation
-    // (the agent exports no datapath counters, so its HOLD drops are not counted here).
-    const blockedDrops = async (): Promise<number> => {
-      const r = await tb.exec('lb', 'curl', ['-sS', '--max-time', '5', 'http://127.0.0.1:9300/metrics'], {
-        check: false,
-      });
-      const f = parseExposition(r.stdout).find((x) => x.name === 'baton_datapath_packets_total');
-      return f ? sumSamples(f, { reason: 'blocked' }) : Number.NaN;
+    // Client segments dropped while a migration was under way: by the LB in BLOCK, by the agent in HOLD.
+    const scrapedPackets = async (node: string, url: string, family: string, reason: string): Promise<number> => {
+      const r = await tb.exec(node, 'curl', ['-sS', '--max-time', '5', url], { check: false });
+      const f = parseExposition(r.stdout).find((x) => x.name === family);
+      return f ? sumSamples(f, { reason }) : Number.NaN;
     };
+    const blockedDrops = () =>
+      scrapedPackets('lb', 'http://127.0.0.1:9300/metrics', 'baton_datapath_packets_total', 'blocked');
+    const heldDrops = () =>
+      scrapedPackets(
+        BACKEND.node,
+        'http://127.0.0.1:9400/metrics',
+        'baton_agent_datapath_packets_total',
+        'flow_id_held',
+      );
     const dropsBefore = await blockedDrops();
+    const heldBefore = await heldDrops();
     const loadFrom = events().length;
     const workloads = WORKLOADS.filter((w) => (ROWS as readonly string[]).includes(w.id));
     const loadProfile: Profile = {
@@ -180,12 +192,18 @@ export async function runMigrateBench(profile: Profile, log: (l: string) => void
       downloadsPerRound: profile.migrateDownloads,
     };
     log(`  loads: ${workloads.length} rows x ${variants.length} variants x ${loadProfile.rounds} round(s)`);
-    const throughput = await runThroughput(tb, variants, loadProfile, (l) => log(`  ${l}`), workloads);
+    const throughput = latencyOnly
+      ? []
+      : await runThroughput(tb, variants, loadProfile, (l) => log(`  ${l}`), workloads);
     await sleep(200);
-    const loadOutcomes = { ...outcomes(loadFrom), lbBlockedDrops: (await blockedDrops()) - dropsBefore };
+    const loadOutcomes = {
+      ...outcomes(loadFrom),
+      lbBlockedDrops: (await blockedDrops()) - dropsBefore,
+      agentHeldDrops: (await heldDrops()) - heldBefore,
+    };
     log(
       `  migrate variant's load connections: ${loadOutcomes.migrated} migrated, ${loadOutcomes.relayed} relayed, ${loadOutcomes.rejected} rejected; ` +
-        `client segments the LB dropped in BLOCK: ${loadOutcomes.lbBlockedDrops}`,
+        `client segments dropped by the LB in BLOCK: ${loadOutcomes.lbBlockedDrops}, by the agent in HOLD: ${loadOutcomes.agentHeldDrops}`,
     );
 
     // The agent's restore histogram on backend1, before and after the sequential run.
@@ -280,7 +298,10 @@ export async function runMigrateBench(profile: Profile, log: (l: string) => void
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  runMigrateBench(profileFromArgs(process.argv.slice(2)), (l) => process.stdout.write(`${l}\n`)).then(
+  const argv = process.argv.slice(2);
+  runMigrateBench(profileFromArgs(argv), (l) => process.stdout.write(`${l}\n`), {
+    latencyOnly: argv.includes('--latency-only'),
+  }).then(
     (r) => {
       process.stdout.write(`${JSON.stringify({ latency: r.latency, agentRestore: r.agentRestore }, null, 2)}\n`);
       process.exit(0);

@@ -303,7 +303,7 @@ describe('bench report', () => {
         cellOf('download-64m', 'haproxy-http', 5),
         cellOf('download-64m', 'baton-migrate', 9),
       ],
-      loadOutcomes: { migrated: 600, relayed: 2, rejected: 0, lbBlockedDrops: 7 },
+      loadOutcomes: { migrated: 600, relayed: 2, rejected: 0, lbBlockedDrops: 7, agentHeldDrops: 3 },
       plainFirstByte: { connections: 3, p50Us: 100, p99Us: 150 },
       latency: [seq],
       agentRestore: { count: 2, meanUs: 40 },
@@ -319,7 +319,7 @@ describe('bench report', () => {
       md,
       /64 MiB download, baton migrate vs plain routing \(migrate bed\) \| ≥ 1\.0x \| 0\.90x \| \*\*not met\*\* \|/,
     );
-    assert.match(md, /dropped while a migration was under way \(entry in BLOCK [^)]*\): 7;/);
+    assert.match(md, /dropped while a migration was under way: by the LB \(entry in BLOCK[^)]*\) 7, by the agent \(mapping in HOLD[^)]*\) 3\./);
     assert.match(md, /migration adds ≈ 20 µs to a new connection's first byte/);
     assert.doesNotMatch(renderReport(r), /Migrate mode/);
     assert.match(readmeBlock({ ...r, migrate }, 'bench/results/x'), /Migrate mode \(issue 11\)/);

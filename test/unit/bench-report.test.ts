@@ -319,7 +319,10 @@ describe('bench report', () => {
       md,
       /64 MiB download, baton migrate vs plain routing \(migrate bed\) \| ≥ 1\.0x \| 0\.90x \| \*\*not met\*\* \|/,
     );
-    assert.match(md, /dropped while a migration was under way: by the LB \(entry in BLOCK[^)]*\) 7, by the agent \(mapping in HOLD[^)]*\) 3\./);
+    assert.match(
+      md,
+      /dropped while a migration was under way: by the LB \(entry in BLOCK[^)]*\) 7, by the agent \(mapping in HOLD[^)]*\) 3\./,
+    );
     assert.match(md, /migration adds ≈ 20 µs to a new connection's first byte/);
     assert.doesNotMatch(renderReport(r), /Migrate mode/);
     assert.match(readmeBlock({ ...r, migrate }, 'bench/results/x'), /Migrate mode \(issue 11\)/);

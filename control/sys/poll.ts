@@ -58,6 +58,8 @@ export class ReadPoller {
   private readonly handlers = new Map<number, () => void>();
   private readonly wakeFd: number;
   private waiting = false;
+  /** True while callbacks run: the wait started after them picks up any change they make. */
+  private dispatching = false;
   private closed = false;
   private onIdle: (() => void) | undefined;
 
@@ -95,11 +97,11 @@ export class ReadPoller {
   /** A wait in progress is woken to pick up the new set; otherwise one is started. */
   private rearm(): void {
     if (this.waiting) write(this.wakeFd, ONE, 8);
-    else this.wait();
+    else if (!this.dispatching) this.wait();
   }
 
   private wait(): void {
-    if (this.closed || this.handlers.size === 0) return;
+    if (this.waiting || this.closed || this.handlers.size === 0) return;
     const fds = [this.wakeFd, ...this.handlers.keys()];
     const size = POLLFD_SIZE * fds.length;
     // Native memory: the worker thread writes revents while the JS heap may move.
@@ -121,6 +123,7 @@ export class ReadPoller {
         setTimeout(() => this.wait(), 1);
         return;
       }
+      this.dispatching = true;
       for (const fd of ready) {
         if (fd === this.wakeFd) {
           read(this.wakeFd, Buffer.alloc(8), 8);
@@ -132,6 +135,7 @@ export class ReadPoller {
           process.emitWarning(`a poll handler threw: ${(ex as Error).message}`);
         }
       }
+      this.dispatching = false;
       this.wait();
     });
   }

@@ -34,15 +34,7 @@ import { libc } from '../sys/libc.js';
 import { type PeerCred, peerCred, socketFd } from '../sys/peercred.js';
 import { ReadPoller } from '../sys/poll.js';
 import { MAX_FDS_PER_RECV, MSG_DONTWAIT, recvWithFds, ScmError } from '../sys/scm-rights.js';
-import {
-  decodeSpliceBody,
-  encodeReply,
-  FRAME_TYPE,
-  type Frame,
-  FrameReader,
-  SPLICE_FDS,
-  WireError,
-} from './wire.js';
+import { decodeSpliceBody, encodeReply, FRAME_TYPE, type Frame, FrameReader, SPLICE_FDS, WireError } from './wire.js';
 
 /** Requests one connection may have under way; more are answered RATE_LIMITED (their descriptors closed). */
 export const MAX_IN_FLIGHT_PER_CONNECTION = 256;
@@ -180,7 +172,6 @@ export class HandoffServer {
       if (r.truncated) {
         this.violation(
           c,
-          0,
           'bad_fds',
           `one message carried more than ${MAX_FDS_PER_RECV} descriptors; the kernel closed the rest`,
         );
@@ -189,7 +180,6 @@ export class HandoffServer {
       if (c.fds.length > MAX_QUEUED_FDS) {
         this.violation(
           c,
-          0,
           'bad_fds',
           `${c.fds.length} descriptors arrived ahead of their frames (at most ${MAX_QUEUED_FDS})`,
         );
@@ -205,7 +195,7 @@ export class HandoffServer {
         frames = c.reader.push(r.data);
       } catch (e) {
         if (e instanceof WireError) {
-          this.violation(c, 0, e.reason, e.message);
+          this.violation(c, e.reason, e.message);
           return;
         }
         throw e;
@@ -223,7 +213,6 @@ export class HandoffServer {
     if (c.fds.length < SPLICE_FDS) {
       this.violation(
         c,
-        f.id,
         'bad_fds',
         `a splice frame needs ${SPLICE_FDS} descriptors (client, back end) sent with it; ${c.fds.length} arrived`,
       );
@@ -237,7 +226,7 @@ export class HandoffServer {
       libc.close(client);
       libc.close(backend);
       if (e instanceof WireError) {
-        this.violation(c, f.id, e.reason, e.message);
+        this.violation(c, e.reason, e.message);
         return;
       }
       throw e;
@@ -292,14 +281,15 @@ export class HandoffServer {
   }
 
   /** A frame that cannot be trusted: say why (BAD_REQUEST with the wire reason), then hang up. */
-  private violation(c: Connection, id: number, reason: string, detail: string): void {
+  private violation(c: Connection, reason: string, detail: string): void {
     const e = new BatonError(
       'BAD_REQUEST',
       `the handoff channel closed this connection: ${detail} (is the front end's baton SDK of the daemon's version?)`,
       reason,
     );
     this.opts.onProtocolError?.(e, c.cred);
-    const frame = encodeReply(FRAME_TYPE.ERROR, id, problemOf(e));
+    // Id 0: about the connection, not one request (the SDK fails every request under way with it).
+    const frame = encodeReply(FRAME_TYPE.ERROR, 0, problemOf(e));
     this.flush(c);
     this.end(c, frame);
   }

@@ -98,24 +98,88 @@ describe('handoff wire format', () => {
       edit(b);
       return b;
     };
-    assert.throws(() => decodeHeader(bad((b) => b.writeUInt16LE(0x1234, 0)), 'request'), reason('bad_magic'));
-    assert.throws(() => decodeHeader(bad((b) => b.writeUInt8(2, 2)), 'request'), reason('bad_version'));
-    assert.throws(() => decodeHeader(bad((b) => b.writeUInt8(0x07, 3)), 'request'), reason('bad_type'));
     assert.throws(
-      () => decodeHeader(bad((b) => b.writeUInt8(FRAME_TYPE.SPLICED, 3)), 'request'),
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt16LE(0x1234, 0)),
+          'request',
+        ),
+      reason('bad_magic'),
+    );
+    assert.throws(
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt8(2, 2)),
+          'request',
+        ),
+      reason('bad_version'),
+    );
+    assert.throws(
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt8(0x07, 3)),
+          'request',
+        ),
+      reason('bad_type'),
+    );
+    assert.throws(
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt8(FRAME_TYPE.SPLICED, 3)),
+          'request',
+        ),
       reason('bad_type'),
       'a reply type is not a request',
     );
     assert.throws(() => decodeHeader(good, 'reply'), reason('bad_type'), 'nor a request a reply');
-    assert.throws(() => decodeHeader(bad((b) => b.writeUInt8(1, 14)), 'request'), reason('bad_reserved'));
-    assert.throws(() => decodeHeader(bad((b) => b.writeUInt8(1, 12)), 'request'), reason('bad_fds'));
-    assert.throws(() => decodeHeader(bad((b) => b.writeUInt8(3, 12)), 'request'), reason('bad_fds'));
     assert.throws(
-      () => decodeHeader(bad((b) => b.writeUInt32LE(MAX_REQUEST_BODY + 1, 8)), 'request'),
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt8(1, 14)),
+          'request',
+        ),
+      reason('bad_reserved'),
+    );
+    assert.throws(
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt8(1, 12)),
+          'request',
+        ),
+      reason('bad_fds'),
+    );
+    assert.throws(
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt8(3, 12)),
+          'request',
+        ),
+      reason('bad_fds'),
+    );
+    assert.throws(
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt32LE(MAX_REQUEST_BODY + 1, 8)),
+          'request',
+        ),
       reason('too_large'),
     );
-    assert.throws(() => decodeHeader(bad((b) => b.writeUInt32LE(0xffffffff, 8)), 'request'), reason('too_large'));
-    assert.throws(() => decodeHeader(bad((b) => b.writeUInt32LE(4, 8)), 'request'), reason('bad_length'));
+    assert.throws(
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt32LE(0xffffffff, 8)),
+          'request',
+        ),
+      reason('too_large'),
+    );
+    assert.throws(
+      () =>
+        decodeHeader(
+          bad((b) => b.writeUInt32LE(4, 8)),
+          'request',
+        ),
+      reason('bad_length'),
+    );
     const reply = encodeHeader({ type: FRAME_TYPE.ERROR, id: 1, bodyLength: MAX_REPLY_BODY + 1, fds: 0 });
     assert.throws(() => decodeHeader(reply, 'reply'), reason('too_large'));
     // The largest legal request body passes.

@@ -58,8 +58,13 @@ async function main(): Promise<number> {
       profile,
       log,
     );
-    const refusals = { ...baton.refusals(), ...baton.rest.refusals() };
-    if (Object.keys(refusals).length) log(`  refusals: ${JSON.stringify(refusals)}`);
+    for (const [path, v] of [
+      ['channel', baton],
+      ['REST', baton.rest],
+    ] as const) {
+      const refusals = v.refusals();
+      if (Object.keys(refusals).length) log(`  refusals (${path}): ${JSON.stringify(refusals)}`);
+    }
   } finally {
     await baton?.stop().catch(() => {});
     await backend?.stop().catch(() => {});

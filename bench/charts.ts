@@ -123,10 +123,11 @@ export function chartSpecs(r: Results): Record<keyof typeof CHART_FILES, TopLeve
   const sizeLabel = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
   const sizes = [...new Set(r.datapath.rows.map((d) => d.connections))];
   const buckets = [...HANDOFF_BUCKETS_MS.map((b) => `≤ ${b}`), `> ${HANDOFF_BUCKETS_MS.at(-1)}`];
+  const runLabel = (h: Results['handoff'][number]) =>
+    `${h.concurrency === 1 ? 'sequential' : `${h.concurrency} at once`}${h.path ? ` (${h.path === 'rest' ? 'REST' : 'channel'})` : ''}`;
   const handoffValues = r.handoff.flatMap((h) => {
     const total = h.histogram.reduce((a, b) => a + b.count, 0) || 1;
-    const label = h.concurrency === 1 ? 'sequential' : `${h.concurrency} at once`;
-    return h.histogram.map((b, i) => ({ bucket: buckets[i], run: label, share: (100 * b.count) / total }));
+    return h.histogram.map((b, i) => ({ bucket: buckets[i], run: runLabel(h), share: (100 * b.count) / total }));
   });
   return {
     throughput: groupedBars(
@@ -198,13 +199,13 @@ export function chartSpecs(r: Results): Record<keyof typeof CHART_FILES, TopLeve
         xOffset: {
           field: 'run',
           type: 'nominal',
-          sort: r.handoff.map((h) => (h.concurrency === 1 ? 'sequential' : `${h.concurrency} at once`)),
+          sort: r.handoff.map(runLabel),
         },
         y: { field: 'share', type: 'quantitative', title: '% of handoffs' },
         color: {
           field: 'run',
           type: 'nominal',
-          sort: r.handoff.map((h) => (h.concurrency === 1 ? 'sequential' : `${h.concurrency} at once`)),
+          sort: r.handoff.map(runLabel),
           title: null,
         },
       },

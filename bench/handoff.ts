@@ -18,6 +18,8 @@ export const HANDOFF_BUCKETS_MS = [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 
 
 export interface HandoffRun {
   concurrency: number;
+  /** the front end's path to the daemon (absent: the only one, in results from before the channel) */
+  path?: HandoffPath;
   handoffs: number;
   refused: number;
   seconds: number;
@@ -36,6 +38,15 @@ export interface HandoffRun {
   histogram: Array<{ le: number | null; count: number }>;
 }
 
+/** How the baton front end asked for its splices: the daemon's local handoff channel or REST (control/dispatcher/splice-path.ts). */
+export type HandoffPath = 'channel' | 'rest';
+
+/** One front end of the same daemon, by the path its splices take. */
+export interface HandoffFrontEnd {
+  path: HandoffPath;
+  variant: BatonVariant;
+}
+
 export async function runHandoffBench(
   tb: Testbed,
   baton: BatonVariant,
@@ -43,50 +54,76 @@ export async function runHandoffBench(
   log: (line: string) => void,
 ): Promise<HandoffRun[]> {
   const out: HandoffRun[] = [];
-  for (const concurrency of profile.handoffConcurrency) {
-    const first = baton.handoffs().length;
-    const refusedBefore = baton.refusedCount();
-    const r = await runWrk(tb, baton.url('/k1.bin'), {
-      seconds: profile.handoffSeconds,
-      connections: concurrency,
-      newConnectionPerRequest: true,
-    });
-    await baton.afterRun?.();
-    const recs = baton.handoffs().slice(first);
-    const sorted = (xs: Array<number | undefined>) =>
-      xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
-    const total = sorted(recs.map((s) => s.totalMs));
-    const quiesce = sorted(recs.map((s) => s.quiesceMs));
-    const frontEnd = sorted(recs.map((s) => s.frontEndMs));
-    const seconds = r.durationUs / 1e6;
-    const run: HandoffRun = {
-      concurrency,
-      handoffs: recs.length,
-      refused: baton.refusedCount() - refusedBefore,
-      seconds,
-      handoffsPerS: recs.length / seconds,
-      p50Ms: percentile(total, 50),
-      p90Ms: percentile(total, 90),
-      p99Ms: percentile(total, 99),
-      maxMs: total.at(-1) ?? Number.NaN,
-      quiesceP50Ms: percentile(quiesce, 50),
-      frontEndP50Ms: percentile(frontEnd, 50),
-      frontEndP99Ms: percentile(frontEnd, 99),
-      histogram: histogram(total),
-    };
-    out.push(run);
-    log(
-      `  ${concurrency === 1 ? 'sequential' : `${concurrency} concurrent`}`.padEnd(16) +
-        `${run.handoffs} handoffs in ${seconds.toFixed(1)} s = ${run.handoffsPerS.toFixed(0)}/s  p50 ${run.p50Ms.toFixed(2)} ms  p99 ${run.p99Ms.toFixed(2)} ms  ` +
-        `max ${run.maxMs.toFixed(2)} ms` +
-        (Number.isFinite(run.quiesceP50Ms) ? `  quiesce p50 ${run.quiesceP50Ms.toFixed(2)} ms` : '') +
-        (Number.isFinite(run.frontEndP50Ms)
-          ? `  front end p50 ${run.frontEndP50Ms.toFixed(2)} ms p99 ${run.frontEndP99Ms.toFixed(2)} ms`
-          : '') +
-        (run.refused ? `  refused ${run.refused}` : ''),
-    );
-  }
+  for (const concurrency of profile.handoffConcurrency) out.push(await runOne(tb, baton, concurrency, profile, log));
   return out;
+}
+
+/**
+ * The same runs for several front ends of one daemon (the channel and REST
+ * paths), interleaved per concurrency so that both see the same machine.
+ */
+export async function runHandoffPaths(
+  tb: Testbed,
+  frontEnds: readonly HandoffFrontEnd[],
+  profile: Profile,
+  log: (line: string) => void,
+): Promise<HandoffRun[]> {
+  const out: HandoffRun[] = [];
+  for (const concurrency of profile.handoffConcurrency)
+    for (const fe of frontEnds) out.push(await runOne(tb, fe.variant, concurrency, profile, log, fe.path));
+  return out;
+}
+
+async function runOne(
+  tb: Testbed,
+  baton: BatonVariant,
+  concurrency: number,
+  profile: Profile,
+  log: (line: string) => void,
+  path?: HandoffPath,
+): Promise<HandoffRun> {
+  const first = baton.handoffs().length;
+  const refusedBefore = baton.refusedCount();
+  const r = await runWrk(tb, baton.url('/k1.bin'), {
+    seconds: profile.handoffSeconds,
+    connections: concurrency,
+    newConnectionPerRequest: true,
+  });
+  await baton.afterRun?.();
+  const recs = baton.handoffs().slice(first);
+  const sorted = (xs: Array<number | undefined>) =>
+    xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  const total = sorted(recs.map((s) => s.totalMs));
+  const quiesce = sorted(recs.map((s) => s.quiesceMs));
+  const frontEnd = sorted(recs.map((s) => s.frontEndMs));
+  const seconds = r.durationUs / 1e6;
+  const run: HandoffRun = {
+    concurrency,
+    ...(path ? { path } : {}),
+    handoffs: recs.length,
+    refused: baton.refusedCount() - refusedBefore,
+    seconds,
+    handoffsPerS: recs.length / seconds,
+    p50Ms: percentile(total, 50),
+    p90Ms: percentile(total, 90),
+    p99Ms: percentile(total, 99),
+    maxMs: total.at(-1) ?? Number.NaN,
+    quiesceP50Ms: percentile(quiesce, 50),
+    frontEndP50Ms: percentile(frontEnd, 50),
+    frontEndP99Ms: percentile(frontEnd, 99),
+    histogram: histogram(total),
+  };
+  log(
+    `  ${concurrency === 1 ? 'sequential' : `${concurrency} concurrent`}${path ? ` ${path}` : ''}`.padEnd(24) +
+      `${run.handoffs} handoffs in ${seconds.toFixed(1)} s = ${run.handoffsPerS.toFixed(0)}/s  p50 ${run.p50Ms.toFixed(2)} ms  p99 ${run.p99Ms.toFixed(2)} ms  ` +
+      `max ${run.maxMs.toFixed(2)} ms` +
+      (Number.isFinite(run.quiesceP50Ms) ? `  quiesce p50 ${run.quiesceP50Ms.toFixed(2)} ms` : '') +
+      (Number.isFinite(run.frontEndP50Ms)
+        ? `  front end p50 ${run.frontEndP50Ms.toFixed(2)} ms p99 ${run.frontEndP99Ms.toFixed(2)} ms`
+        : '') +
+      (run.refused ? `  refused ${run.refused}` : ''),
+  );
+  return run;
 }
 
 function histogram(sortedMs: readonly number[]): HandoffRun['histogram'] {

@@ -125,9 +125,12 @@ export function memoryLines(r: Results): string[] {
 }
 
 export function handoffTable(r: Results): string[] {
+  // Results with the dispatcher's two paths (channel, REST) get a column saying which row is which.
+  const paths = r.handoff.some((h) => h.path !== undefined);
   const lines = [
     row([
       'client connections at once',
+      ...(paths ? ['front end → daemon'] : []),
       'handoffs',
       'handoffs/s',
       'p50 ms',
@@ -139,12 +142,13 @@ export function handoffTable(r: Results): string[] {
       'front end p99 ms',
       'refused',
     ]),
-    align(10),
+    align(paths ? 11 : 10),
   ];
   for (const h of r.handoff) {
     lines.push(
       row([
         h.concurrency === 1 ? '1 (sequential)' : String(h.concurrency),
+        ...(paths ? [h.path === 'rest' ? 'REST' : h.path === 'channel' ? 'handoff channel' : '-'] : []),
         num(h.handoffs),
         num(h.handoffsPerS),
         num(h.p50Ms, 2),

@@ -6,7 +6,8 @@
  *   2. every variant started side by side on the LB and checked to serve the
  *      right bytes: plain routing, HAProxy http, HAProxy tcp+splice, nginx
  *      proxy_pass, baton splice;
- *   3. the load matrix (throughput.ts), then the handoff microbenchmark;
+ *   3. the load matrix (throughput.ts), then the handoff microbenchmark
+ *      (the dispatcher's splices over the local handoff channel and over REST);
  *   4. the handoff API microbenchmark (handoff-api.ts, its own testbed and daemon);
  *   5. migrate mode (migrate.ts, its own routed bed: replies bypass the LB):
  *      plain routing, HAProxy and baton migrate to one app, migration
@@ -35,7 +36,7 @@ import { canRunPrivileged, createTestbed, starTopology, type Testbed } from '../
 import { runClusterBench } from './cluster.js';
 import { cpuSince, sampleCpu } from './cpu.js';
 import { runDatapathBench } from './datapath.js';
-import { runHandoffBench } from './handoff.js';
+import { runHandoffBench, runHandoffPaths } from './handoff.js';
 import { runHandoffApiBench } from './handoff-api.js';
 import { machineInfo } from './machine.js';
 import { runMigrateBench } from './migrate.js';
@@ -89,7 +90,7 @@ type LoadFigures = Pick<Results, 'variants' | 'throughput' | 'batonStats' | 'bat
 
 type BatonFrontEnd = Results['batonFrontEnd'];
 
-function startBatonVariant(tb: Testbed, frontEnd: BatonFrontEnd): Promise<BatonVariant> {
+function startBatonVariant(tb: Testbed, frontEnd: BatonFrontEnd): Promise<BatonVariant & { rest?: BatonVariant }> {
   return frontEnd === 'dispatcher' ? startBatonDaemon(tb) : startBaton(tb);
 }
 
@@ -126,7 +127,18 @@ async function runLoads(profile: Profile, frontEnd: BatonFrontEnd): Promise<Load
     log(`load matrix: ${WORKLOADS.length} workloads x ${variants.length} variants x ${profile.rounds} round(s)`);
     const throughput = await runThroughput(tb, variants, profile, log);
     log('control plane: handoffs');
-    const handoff = await runHandoffBench(tb, baton, profile, log);
+    // The dispatcher's two paths to the daemon side by side: the local handoff channel, and REST.
+    const handoff = baton.rest
+      ? await runHandoffPaths(
+          tb,
+          [
+            { path: 'channel', variant: baton },
+            { path: 'rest', variant: baton.rest },
+          ],
+          profile,
+          log,
+        )
+      : await runHandoffBench(tb, baton, profile, log);
     return {
       variants: variants.map((v) => ({ id: v.id, title: v.title, describe: v.describe })),
       throughput,

@@ -7,10 +7,12 @@
  * program rewrites every segment and no process touches the connection.
  *
  * Started before the other variants: the daemon attaches the XDP program to
- * the LB's interfaces, and it stays attached for every variant.
+ * the LB's interfaces, and it stays attached for every variant. A second
+ * dispatcher of the same daemon asks over REST instead of the local handoff
+ * channel, so the handoff benchmark shows both paths in one run.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createClient } from '../../control/sdk/client.js';
+import { type BatonClient, createClient } from '../../control/sdk/client.js';
 import { startDaemon } from '../../lab/launch/daemon.js';
 import { type DispatcherProc, startDispatcher } from '../../lab/launch/dispatcher.js';
 import { type Testbed, VIP4 } from '../../lab/testbed/index.js';
@@ -20,9 +22,15 @@ import { VARIANT_PORTS, waitForHttp } from './variant.js';
 
 /** Pre-connected back-end connections the dispatcher keeps, above the loads' concurrency. */
 const DISPATCHER_IDLE = 16;
+/** Where the second dispatcher (splices over REST) listens: the handoff benchmark runs it beside the channel's. */
+export const REST_FRONT_END_PORT = 8004;
 
-export async function startBatonDaemon(tb: Testbed): Promise<BatonVariant> {
-  const port = VARIANT_PORTS.baton;
+/** baton's variant, and the same daemon's second front end whose splices go over REST. */
+export interface BatonDaemonVariant extends BatonVariant {
+  rest: BatonVariant;
+}
+
+export async function startBatonDaemon(tb: Testbed): Promise<BatonDaemonVariant> {
   const lb = tb.node('lb');
   const daemon = await startDaemon(
     tb,
@@ -30,66 +38,90 @@ export async function startBatonDaemon(tb: Testbed): Promise<BatonVariant> {
     lb.ifaces.map((i) => i.name),
     ['--table-capacity', String(BATON_FLOWS_CAPACITY), '--rate-limit', '0', '--metrics', 'off'],
   );
-  let dispatcher: DispatcherProc | undefined;
   const api = createClient({ socketPath: daemon.socketPath, timeoutMs: 10_000 });
+  const started: DispatcherProc[] = [];
   try {
-    const fe = await startDispatcher(tb, {
-      listen: `${VIP4}:${port}`,
-      pools: { web: { backends: [`${tb.node('backend1').v4}:${BACKEND_PORT}`], idle: DISPATCHER_IDLE } },
-      routes: [{ pool: 'web' }],
-      api: { socketPath: daemon.socketPath },
-    });
-    dispatcher = fe;
-    const samples: HandoffSample[] = [];
-    /** Dispatcher events already turned into samples or refusals. */
-    let seen = 0;
-    const refusals: string[] = [];
-    const url = (path: string) => `http://${VIP4}:${port}${path}`;
-
-    /**
-     * After a load: pair every splice the front end saw (API round trip
-     * included) with the daemon's own duration, then remove them all
-     * (DELETE aborts; the connections are already closed) so each load
-     * starts from an empty table.
-     */
-    const collectAndRelease = async () => {
-      await sleep(CLOSE_GRACE_MS);
-      const frontEndMs = new Map<string, number>();
-      for (const e of fe.events.slice(seen)) {
-        if (e.event === 'spliced') frontEndMs.set(e.id, e.ms);
-        else if (e.event === 'relayed') refusals.push(`${e.code}${e.reason ? ` (${e.reason})` : ''}: ${e.detail}`);
-      }
-      seen = fe.events.length;
-      const all = await api.allSplices();
-      for (const s of all) {
-        const ms = frontEndMs.get(s.id);
-        samples.push({ totalMs: (s.durationUs ?? Number.NaN) / 1000, ...(ms === undefined ? {} : { frontEndMs: ms }) });
-      }
-      for (const s of all) await api.deleteSplice(s.id).catch(() => {});
-    };
-    await waitForHttp(tb, url('/k1.bin'), 'baton dispatcher', fe.proc);
-    await collectAndRelease();
-
+    const channel = await frontEnd(tb, daemon.socketPath, api, VARIANT_PORTS.baton, 'channel', started);
+    const rest = await frontEnd(tb, daemon.socketPath, api, REST_FRONT_END_PORT, 'rest', started);
     return {
-      id: 'baton',
-      title: 'baton splice',
-      describe: `baton lb daemon (XDP on ${lb.ifaces.map((i) => i.name).join(', ')}, API on a unix socket) + dispatcher on ${VIP4}:${port} (pool of ${DISPATCHER_IDLE} pre-connected back-end connections); each new connection is spliced after its first request`,
-      url,
-      handoffs: () => samples,
-      refusedCount: () => refusals.length,
-      refusals: () => groupMessages(refusals),
-      afterRun: collectAndRelease,
-      stats: () => ({ splices: samples.length, refused: refusals.length }),
+      ...channel,
+      rest,
       async stop() {
-        await fe.stop();
+        for (const fe of started) await fe.stop();
         api.close();
         await daemon.stop();
       },
     };
   } catch (e) {
-    await dispatcher?.stop();
+    for (const fe of started) await fe.stop();
     api.close();
     await daemon.stop();
     throw e;
   }
+}
+
+/** One dispatcher on `port` whose splices take `handoff`; stopping it is the caller's (it goes into `started`). */
+async function frontEnd(
+  tb: Testbed,
+  socketPath: string,
+  api: BatonClient,
+  port: number,
+  handoff: 'channel' | 'rest',
+  started: DispatcherProc[],
+): Promise<BatonVariant> {
+  const lb = tb.node('lb');
+  const fe = await startDispatcher(tb, {
+    listen: `${VIP4}:${port}`,
+    pools: { web: { backends: [`${tb.node('backend1').v4}:${BACKEND_PORT}`], idle: DISPATCHER_IDLE } },
+    routes: [{ pool: 'web' }],
+    api: { socketPath },
+    handoff,
+  });
+  started.push(fe);
+  const samples: HandoffSample[] = [];
+  /** Dispatcher events already turned into samples or refusals. */
+  let seen = 0;
+  const refusals: string[] = [];
+  const url = (path: string) => `http://${VIP4}:${port}${path}`;
+
+  /**
+   * After a load: pair every splice the front end saw (its call included)
+   * with the daemon's own duration, then remove them all (DELETE aborts;
+   * the connections are already closed) so each load starts from an empty
+   * table. Loads run one at a time, so every splice listed is this front end's.
+   */
+  const collectAndRelease = async () => {
+    await sleep(CLOSE_GRACE_MS);
+    const frontEndMs = new Map<string, number>();
+    for (const e of fe.events.slice(seen)) {
+      if (e.event === 'spliced') frontEndMs.set(e.id, e.ms);
+      else if (e.event === 'relayed') refusals.push(`${e.code}${e.reason ? ` (${e.reason})` : ''}: ${e.detail}`);
+    }
+    seen = fe.events.length;
+    const all = await api.allSplices();
+    for (const s of all) {
+      const ms = frontEndMs.get(s.id);
+      samples.push({ totalMs: (s.durationUs ?? Number.NaN) / 1000, ...(ms === undefined ? {} : { frontEndMs: ms }) });
+    }
+    for (const s of all) await api.deleteSplice(s.id).catch(() => {});
+  };
+  await waitForHttp(tb, url('/k1.bin'), `baton dispatcher (${handoff})`, fe.proc);
+  await collectAndRelease();
+  const how =
+    handoff === 'channel'
+      ? 'splices over the local handoff channel (descriptors passed with SCM_RIGHTS)'
+      : 'splices over REST (POST /v1/splices, {pid, fd})';
+
+  return {
+    id: 'baton',
+    title: handoff === 'channel' ? 'baton splice' : 'baton splice (REST)',
+    describe: `baton lb daemon (XDP on ${lb.ifaces.map((i) => i.name).join(', ')}, API on a unix socket) + dispatcher on ${VIP4}:${port} (pool of ${DISPATCHER_IDLE} pre-connected back-end connections; ${how}); each new connection is spliced after its first request`,
+    url,
+    handoffs: () => samples,
+    refusedCount: () => refusals.length,
+    refusals: () => groupMessages(refusals),
+    afterRun: collectAndRelease,
+    stats: () => ({ splices: samples.length, refused: refusals.length }),
+    stop: () => fe.stop(),
+  };
 }

@@ -6,10 +6,11 @@
  */
 
 import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
 import { OWNER_PORT_DEFAULT } from '../datapath/abi-owner.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
-import { DEFAULT_API_SOCKET } from '../sdk/endpoint.js';
+import { DEFAULT_API_SOCKET, HANDOFF_SOCKET_NAME } from '../sdk/endpoint.js';
 import { canonicalIp, formatEndpoint } from '../service/endpoint.js';
 import { SWEEPER_DEFAULTS } from '../splice/sweeper.js';
 import { parseStoreUrl } from '../store/redis-url.js';
@@ -43,6 +44,12 @@ export interface DaemonConfig {
   /** Directory for state that must outlive the daemon but not a reboot: the record of host settings baton changed. */
   stateDir: string;
   api: Listen;
+  /**
+   * The local handoff channel's unix socket (control/handoff/server.ts);
+   * undefined: handoff.sock beside the API's unix socket (none with a TCP
+   * --api); false: no channel.
+   */
+  handoffSocket: string | false | undefined;
   /** Group (name or gid) given the API's unix socket and its directory; undefined: root's. */
   apiGroup: string | undefined;
   /** Let a TCP API run without a token (every TCP caller acts as root): labs only. */
@@ -131,6 +138,25 @@ export const OPTIONS: OptionTable<DaemonConfig> = {
     default: { path: DEFAULT_API_SOCKET },
     parse: parseListen,
     help: 'REST API listen address: unix:/path (callers known by their uid) or host:port (needs --token)',
+  },
+  handoffSocket: {
+    key: 'handoffSocket',
+    flag: 'handoff-socket',
+    env: 'BATON_HANDOFF_SOCKET',
+    default: undefined,
+    parse: (t) => {
+      const v = t.trim();
+      if (v === 'off') return false;
+      const path = v.startsWith('unix:') ? v.slice('unix:'.length) : v;
+      return path.startsWith('/') ? path : fail('expected an absolute path (unix:/path or /path) or off');
+    },
+    parseJson: (v) =>
+      v === false
+        ? false
+        : typeof v === 'string'
+          ? (OPTIONS.handoffSocket.parse(v) as string | false)
+          : fail('expected a path or false'),
+    help: `local handoff channel for front ends on this host (splices with the sockets passed over SCM_RIGHTS; the same rules as the unix --api): a unix socket path, or off (default: ${HANDOFF_SOCKET_NAME} beside the unix --api socket; none with a TCP --api)`,
   },
   apiGroup: {
     key: 'apiGroup',
@@ -377,6 +403,20 @@ export function checkRunnable(cfg: DaemonConfig): void {
     );
   }
   checkApiAuth(cfg);
+  if ('path' in cfg.api && handoffSocketPath(cfg) === cfg.api.path) {
+    throw new BatonError(
+      'CONFIG_INVALID',
+      `--handoff-socket names the API's own socket (${cfg.api.path}): give the handoff channel another path, or leave it unset (${HANDOFF_SOCKET_NAME} beside the API socket)`,
+      'handoff_is_api',
+    );
+  }
+}
+
+/** Where the handoff channel listens for this configuration, or undefined when it has none. */
+export function handoffSocketPath(cfg: Pick<DaemonConfig, 'api' | 'handoffSocket'>): string | undefined {
+  if (cfg.handoffSocket === false) return undefined;
+  if (cfg.handoffSocket !== undefined) return cfg.handoffSocket;
+  return 'path' in cfg.api ? join(dirname(cfg.api.path), HANDOFF_SOCKET_NAME) : undefined;
 }
 
 /** `baton lb --help`: generated from the table, so it never disagrees with it. */

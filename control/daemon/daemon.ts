@@ -21,6 +21,7 @@ import { readSecretFile } from '../agent/handshake.js';
 import { buildApi, INSECURE_WARNING } from '../api/app.js';
 import { Datapath } from '../datapath/datapath.js';
 import { forgetProfileRecords } from '../datapath/profile-egress.js';
+import { HandoffServer } from '../handoff/server.js';
 import { drainMetrics } from '../metrics/drain.js';
 import { BatonMetrics } from '../metrics/metrics.js';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
@@ -38,7 +39,7 @@ import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
 import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
 import { listenOnSocket, prepareApiDir, resolveGroup } from './api-socket.js';
-import { checkApiAuth, checkRunnable, type DaemonConfig, loadConfig } from './config.js';
+import { checkApiAuth, checkRunnable, type DaemonConfig, handoffSocketPath, loadConfig } from './config.js';
 import { applyHostSettings, type HostLog, restoreHostSettings } from './host-settings.js';
 import type { RestoreStep } from './host-settings-plan.js';
 import { mapIdOf, ownersToSave, readOwners, restoreOwners, saveOwners } from './owners.js';
@@ -64,6 +65,8 @@ export interface RunningDaemon {
   apiAddress: string;
   /** "host:port" of the metrics listener, when enabled. */
   metricsAddress: string | undefined;
+  /** The local handoff channel's socket, when it listens. */
+  handoffAddress: string | undefined;
   attachments: Attachment[];
   /** Connections rebuilt from the pinned table at start. */
   adopted: number;
@@ -107,6 +110,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
   });
   const attachments: Attachment[] = [];
   let app: FastifyInstance | undefined;
+  let handoff: HandoffServer | undefined;
   let metricsServer: MetricsServer | undefined;
   let sweeper: Sweeper | undefined;
   let lbCluster: LbCluster | undefined;
@@ -254,6 +258,18 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       apiAddress = await app.listen({ host: config.api.host, port: config.api.port });
       apiAddress = apiAddress.replace(/^http:\/\//, '');
     }
+    const handoffPath = handoffSocketPath(config);
+    if (handoffPath !== undefined) {
+      // Same directory, mode and group as the API socket; the same authorizer and service behind it.
+      const log = app.log;
+      handoff = await HandoffServer.listen({
+        service,
+        path: handoffPath,
+        gid: apiGid ?? process.getgid?.() ?? 0,
+        onProtocolError: (err, cred) =>
+          log.warn({ code: err.code, reason: err.reason, peer: cred }, `handoff channel: ${err.message}`),
+      });
+    }
     if (config.metrics) metricsServer = await serveMetrics(metrics, config.metrics);
     if (config.insecureNoAuth) app.log.warn({ api: apiAddress, insecureNoAuth: true }, `INSECURE: ${INSECURE_WARNING}`);
 
@@ -265,6 +281,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         ...(migratedAdopted ? { migratedAdopted } : {}),
         ownersRestored: owned,
         api: apiAddress,
+        handoff: handoff?.path,
         metrics: metricsServer?.address,
       },
       `baton lb ready: ${attachments.length} interface(s), ${adopted} connection(s) recovered`,
@@ -276,6 +293,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       (closing ??= (async () => {
         await service.drain(); // new splices and migrations get SHUTTING_DOWN; those under way finish
         await splicer.settled(); // and the work they left in the background (pending bytes acknowledged)
+        await handoff?.close();
         await running.close();
         // The connections keep flowing through this LB's datapath: peers keep
         // forwarding to it, and the next daemon refreshes the registration.
@@ -291,6 +309,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         releaseDatapath();
         await closeSharedTsProbe();
         if ('path' in config.api) rmSync(config.api.path, { force: true });
+        if (handoff) rmSync(handoff.path, { force: true });
       })());
 
     if (opts.handleSignals) {
@@ -304,8 +323,18 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       );
     }
 
-    return { config, apiAddress, metricsAddress: metricsServer?.address, attachments, adopted, service, close };
+    return {
+      config,
+      apiAddress,
+      metricsAddress: metricsServer?.address,
+      handoffAddress: handoff?.path,
+      attachments,
+      adopted,
+      service,
+      close,
+    };
   } catch (e) {
+    await handoff?.close().catch(() => {});
     await lbCluster?.close().catch(() => {});
     await app?.close().catch(() => {});
     await metricsServer?.close().catch(() => {});

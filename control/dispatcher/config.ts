@@ -61,6 +61,15 @@ export interface DispatcherConfig {
   /** baton's API (default: BATON_API / BATON_TOKEN, else unix:/run/baton/api.sock) */
   api?: { url?: string; socketPath?: string; token?: string };
   /**
+   * How splices are asked for: "channel" (default) over the daemon's local
+   * handoff channel (the sockets passed with SCM_RIGHTS, binary frames),
+   * falling back to REST while the daemon offers none; "rest" always over
+   * POST /v1/splices.
+   */
+  handoff?: HandoffPath;
+  /** the channel's socket (default: handoff.sock beside the API's unix socket; none for a TCP API) */
+  handoffSocket?: string;
+  /**
    * When to ask baton to splice: true (default) every connection; "keep-alive"
    * only connections whose first request asks to stay open (a one-shot
    * request is relayed in userspace: a splice costs about a millisecond and
@@ -86,6 +95,10 @@ export interface DispatcherConfig {
    */
   metrics?: string;
 }
+
+export const HANDOFF_PATHS = ['channel', 'rest'] as const;
+export type HandoffPath = (typeof HANDOFF_PATHS)[number];
+export const DEFAULT_HANDOFF_PATH: HandoffPath = 'channel';
 
 export const DEFAULT_IDLE_PER_BACKEND = 2;
 export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
@@ -127,6 +140,8 @@ export function validateConfig(raw: unknown): DispatcherConfig {
     'pools',
     'routes',
     'api',
+    'handoff',
+    'handoffSocket',
     'splice',
     'headerTimeoutMs',
     'maxHeaderBytes',
@@ -169,6 +184,10 @@ export function validateConfig(raw: unknown): DispatcherConfig {
   });
   if (raw.api !== undefined && !isObject(raw.api))
     throw new ConfigError('api: expected {"url": ...} or {"socketPath": ...}');
+  if (raw.handoff !== undefined && !(HANDOFF_PATHS as readonly unknown[]).includes(raw.handoff))
+    throw new ConfigError(`handoff: expected ${HANDOFF_PATHS.map((m) => JSON.stringify(m)).join(' or ')}`);
+  if (raw.handoffSocket !== undefined && (typeof raw.handoffSocket !== 'string' || !raw.handoffSocket.startsWith('/')))
+    throw new ConfigError('handoffSocket: expected an absolute path (e.g. "/run/baton/handoff.sock")');
   if (raw.splice !== undefined && typeof raw.splice !== 'boolean' && raw.splice !== 'keep-alive')
     throw new ConfigError('splice: expected true, false or "keep-alive"');
   if (raw.profileLegs !== undefined && typeof raw.profileLegs !== 'boolean')

@@ -14,9 +14,10 @@
 import net from 'node:net';
 import { type BatonClient, createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
-import { migrate, splice } from '../sdk/splice.js';
+import { migrate } from '../sdk/splice.js';
 import {
   DEFAULT_AGENT_PORT,
+  DEFAULT_HANDOFF_PATH,
   DEFAULT_HEADER_TIMEOUT_MS,
   DEFAULT_IDLE_PER_BACKEND,
   DEFAULT_MAX_HEADER_BYTES,
@@ -29,6 +30,7 @@ import { BackendPool, MarkDenied, type Taken } from './pool.js';
 import { type ClientProfile, describeProfile, readProfile } from './profile.js';
 import { HeadError, type RequestHead, readRequestHead } from './request-head.js';
 import { pickRoute } from './router.js';
+import { channelPathOf, SplicePath } from './splice-path.js';
 
 export type { DispatchEvent, DispatcherStats };
 
@@ -69,6 +71,10 @@ function whyNot(e: unknown): { code: string; reason?: string; detail: string } {
 export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {}): Dispatcher {
   const emit = deps.onEvent ?? (() => {});
   const api = deps.client ?? createClient({ ...cfg.api });
+  const splicePath = new SplicePath(
+    api,
+    (cfg.handoff ?? DEFAULT_HANDOFF_PATH) === 'channel' ? channelPathOf(cfg) : undefined,
+  );
   const pools = new Map(
     Object.entries(cfg.pools).map(([name, p]) => [
       name,
@@ -169,14 +175,20 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     } else if (cfg.splice !== false) {
       const t0 = performance.now();
       try {
-        const s = await splice(client, up.socket, {
+        const { splice: s, via } = await splicePath.splice(client, up.socket, {
           prefix: head.bytes,
-          client: api,
           ...(cfg.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: cfg.quiesceTimeoutMs } : {}),
         });
         count(up.profile, 'spliced');
         served(up.backend);
-        emit({ event: 'spliced', ...where, pooled: up.pooled, id: s.id, ms: +(performance.now() - t0).toFixed(3) });
+        emit({
+          event: 'spliced',
+          ...where,
+          pooled: up.pooled,
+          id: s.id,
+          via,
+          ms: +(performance.now() - t0).toFixed(3),
+        });
         return;
       } catch (e) {
         // splice() gives both sockets back untouched on every error, so relaying is always safe.
@@ -321,6 +333,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
       for (const p of pools.values()) p.close();
       for (const s of open) s.destroy();
+      splicePath.close();
       if (!deps.client) api.close();
     },
     stats: () => {

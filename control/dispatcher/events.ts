@@ -23,6 +23,8 @@ export type DispatchEvent =
       /** the back-end leg's profile key ('' = the LB's defaults), see profile.ts */
       profile: string;
       id: string;
+      /** how baton was asked: the local handoff channel or REST (splice-path.ts) */
+      via: 'channel' | 'rest';
       ms: number;
     } & RoutedConnection)
   | ({

@@ -195,7 +195,8 @@ export function createClient(opts: ClientOptions = {}): BatonClient {
   return client;
 }
 
-function unreachable(endpoint: Endpoint, cause: Error & { code?: string }): BatonApiError {
+/** API_UNREACHABLE for a daemon that could not be asked (also the handoff channel's, so both say the same). */
+export function unreachable(endpoint: Endpoint, cause: Error & { code?: string }): BatonApiError {
   const where = describeEndpoint(endpoint);
   const why = cause.code ?? cause.message;
   const notRunning = cause.code === 'ECONNREFUSED' || cause.code === 'ENOENT';

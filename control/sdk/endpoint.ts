@@ -7,6 +7,8 @@
 
 /** The daemon's default API listener, a unix socket (docs/api.md); the daemon's configuration takes it from here. */
 export const DEFAULT_API_SOCKET = '/run/baton/api.sock';
+/** The local handoff channel's socket, in the API socket's directory (control/handoff/wire.ts). */
+export const HANDOFF_SOCKET_NAME = 'handoff.sock';
 /** The same as an API address for --api / BATON_API. */
 export const DEFAULT_API = `unix:${DEFAULT_API_SOCKET}`;
 /** The daemon's default metrics listener (docs/api.md). */

@@ -13,6 +13,10 @@
  * socket with buffered response bytes cannot be spliced byte-exactly and is
  * refused before asking the daemon.
  *
+ * The daemon is asked over REST (POST /v1/splices with {pid, fd}) or, with
+ * `channel`, over the local handoff channel (control/sdk/handoff-channel.ts:
+ * the descriptors themselves, SCM_RIGHTS); everything else is the same.
+ *
  * On 201 the daemon has taken both sockets in repair mode and released them:
  * closing ours sends nothing, so both are destroyed. On any error both are
  * given back exactly as they were (buffered bytes restored, reading resumed)
@@ -31,6 +35,13 @@ export interface SpliceOptions {
   client?: BatonClient;
   /** How long the daemon may wait for both connections to go quiet (ms; daemon default when unset). */
   quiesceTimeoutMs?: number;
+  /** Ask over the local handoff channel instead of REST (openHandoffChannel; `client` is not used then). */
+  channel?: SpliceChannel;
+}
+
+/** What splice() needs of the handoff channel: one request with the two descriptors (control/sdk/handoff-channel.ts). */
+export interface SpliceChannel {
+  request(clientFd: number, backendFd: number, prefix: Buffer, quiesceTimeoutMs?: number): Promise<Splice>;
 }
 
 /** What splice() needs of Node's internal TCP handle (stable since Node 12, present through 24). */
@@ -87,13 +98,14 @@ export async function splice(
     }
     await flushWrites([clientSocket, backendSocket]);
     const prefix = Buffer.concat([opts.prefix ?? Buffer.alloc(0), c.drained]);
-    const api = opts.client ?? sharedClient();
-    const result = await api.createSplice({
-      client: { pid: process.pid, fd: c.handle.fd },
-      backend: { pid: process.pid, fd: b.handle.fd },
-      ...(prefix.length > 0 ? { prefix: prefix.toString('base64') } : {}),
-      ...(opts.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: opts.quiesceTimeoutMs } : {}),
-    });
+    const result = opts.channel
+      ? await opts.channel.request(c.handle.fd, b.handle.fd, prefix, opts.quiesceTimeoutMs)
+      : await (opts.client ?? sharedClient()).createSplice({
+          client: { pid: process.pid, fd: c.handle.fd },
+          backend: { pid: process.pid, fd: b.handle.fd },
+          ...(prefix.length > 0 ? { prefix: prefix.toString('base64') } : {}),
+          ...(opts.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: opts.quiesceTimeoutMs } : {}),
+        });
     // Both sockets are in repair mode (and released by baton): closing them is silent.
     clientSocket.destroy();
     backendSocket.destroy();

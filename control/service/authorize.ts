@@ -94,7 +94,7 @@ export interface TargetProcess {
   pid: number;
   /** undefined: the process does not exist (or exited while being looked at). */
   creds: ProcCreds | undefined;
-  /** Owner of /proc/<pid>: the process's euid while it is dumpable, root once it is not. */
+  /** Owner of /proc/<pid>/status: the process's euid while it is dumpable, root once it is not. */
   procDirUid?: number;
 }
 
@@ -170,7 +170,7 @@ export function operationDecision(caller: Caller, what: string): BatonError | un
 /** Where the Authorizer reads process credentials; tests stand in their own. */
 export interface ProcSource {
   status(pid: number): ProcCreds | undefined;
-  /** Owner uid of /proc/<pid>, undefined when it cannot be read. */
+  /** Owner uid of /proc/<pid>/status (root once the process is not dumpable), undefined when it cannot be read. */
   procDirUid(pid: number): number | undefined;
 }
 
@@ -184,7 +184,10 @@ export const procfs: ProcSource = {
   },
   procDirUid(pid) {
     try {
-      return statSync(`/proc/${pid}`).uid;
+      // The files inside /proc/<pid>, not the directory: on some kernels
+      // (6.18 here) the directory keeps the euid of a process that is not
+      // dumpable, while its files turn root's as ptrace_may_access() rules.
+      return statSync(`/proc/${pid}/status`).uid;
     } catch {
       return undefined;
     }

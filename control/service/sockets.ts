@@ -38,7 +38,8 @@ export interface TakenSocket {
   readonly dev: number;
 }
 
-function identify(fd: number): TakenSocket {
+/** `fd` with the inode and device it names now. */
+export function identify(fd: number): TakenSocket {
   const st = fstatSync(fd);
   return { fd, ino: st.ino, dev: st.dev };
 }

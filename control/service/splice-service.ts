@@ -16,6 +16,9 @@
  *
  * The hot path (POST /v1/splices by descriptor) does two pidfd_getfd, a few
  * getsockopt/fstat calls and the splice itself: no map scans, no file reads.
+ * The local handoff channel (control/handoff/server.ts) comes in through the
+ * same splice() with descriptors the front end passed (SCM_RIGHTS), so
+ * admission, drain, limits, metrics and rollback are one code path.
  */
 import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import { BatonError } from '../errors.js';
@@ -23,9 +26,17 @@ import { Authorizer, type Caller, connectionDecision, isPrivileged, ownerUidOf, 
 import { decodeClientBytes } from './client-bytes.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
-import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT } from './limits.js';
+import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT, MAX_PREFIX_BYTES } from './limits.js';
 import { type HandoffObserver, Operations } from './operations.js';
-import { type ProcessGate, release, type TakenSocket, takeByAddress, takeByDescriptor } from './sockets.js';
+import {
+  assertEstablishedTcp,
+  identify,
+  type ProcessGate,
+  release,
+  type TakenSocket,
+  takeByAddress,
+  takeByDescriptor,
+} from './sockets.js';
 import type { ConnectionState, SpliceRecord, SplicerPort } from './splicer-port.js';
 import { type SpliceJson, spliceView } from './view.js';
 
@@ -56,7 +67,19 @@ export interface SpliceByAddress extends SpliceCommon {
   local?: string;
 }
 
-export type SpliceRequest = SpliceByDescriptor | SpliceByAddress;
+/**
+ * The local handoff channel: descriptors the front end passed over its unix
+ * socket (SCM_RIGHTS), already this process's. They belong to the service
+ * from the call on: spliced, or closed on any failure (refusals included).
+ */
+export interface SpliceByPassing {
+  passed: { client: number; backend: number };
+  /** The client bytes themselves (the channel carries bytes, not base64). */
+  prefixBytes?: Buffer;
+  quiesceTimeoutMs?: number;
+}
+
+export type SpliceRequest = SpliceByDescriptor | SpliceByAddress | SpliceByPassing;
 
 export interface HandoffRequest {
   backend: string;
@@ -85,7 +108,8 @@ export interface SpliceServiceOptions {
   admission?: () => BatonError | undefined;
 }
 
-const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => typeof r.client === 'object';
+const isPassed = (r: SpliceRequest): r is SpliceByPassing => 'passed' in r;
+const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => !isPassed(r) && typeof r.client === 'object';
 
 /** A u64 connection id from its decimal text; NOT_FOUND for anything that cannot be one. */
 export function parseId(text: string): bigint {
@@ -126,31 +150,42 @@ export class SpliceService {
    * performance.now() when the request arrived (the handoff clock starts there).
    */
   async splice(caller: Caller, req: SpliceRequest, receivedAt = performance.now()): Promise<SpliceJson> {
-    return this.timed('splice', receivedAt, async () => {
-      // Before any descriptor is taken: a refused splice leaves the front end's sockets alone.
-      const refused = this.admission();
-      if (refused) throw refused;
-      const prefix = decodeClientBytes(req.prefix, 'prefix');
-      const { client, backend } = await this.take(caller, req);
-      let rec: SpliceRecord | undefined;
-      try {
-        if (client.ino === backend.ino && client.dev === backend.dev) {
-          throw new BatonError('BAD_REQUEST', 'client and backend name the same socket', 'same_socket');
+    // Passed descriptors are ours already: identified now, so that every way
+    // out below (a shutdown or a drain refusing before the work starts too) closes them.
+    const passed = isPassed(req) ? identifyPassed(req) : undefined;
+    let spliced = false;
+    try {
+      return await this.timed('splice', receivedAt, async () => {
+        // Before any descriptor is taken: a refused splice leaves the front end's sockets alone.
+        const refused = this.admission();
+        if (refused) throw refused;
+        const prefix = isPassed(req) ? checkedPrefix(req.prefixBytes) : decodeClientBytes(req.prefix, 'prefix');
+        const { client, backend } = isPassed(req)
+          ? this.checkPassed(caller, passed ?? identifyPassed(req))
+          : await this.take(caller, req);
+        let rec: SpliceRecord | undefined;
+        try {
+          if (client.ino === backend.ino && client.dev === backend.dev) {
+            throw new BatonError('BAD_REQUEST', 'client and backend name the same socket', 'same_socket');
+          }
+          rec = await this.splicer.splice(client.fd, backend.fd, {
+            ...(prefix ? { prefix } : {}),
+            ...(req.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: req.quiesceTimeoutMs } : {}),
+            ownerUid: ownerUidOf(caller),
+          });
+          spliced = true;
+        } finally {
+          // A splice takes both descriptors over (it closes or holds them, some
+          // after it answers); a failed one leaves them to us, though it may
+          // have closed one already: release() closes only what still names
+          // the same socket.
+          if (!rec) for (const s of [client, backend]) release(s);
         }
-        rec = await this.splicer.splice(client.fd, backend.fd, {
-          ...(prefix ? { prefix } : {}),
-          ...(req.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: req.quiesceTimeoutMs } : {}),
-          ownerUid: ownerUidOf(caller),
-        });
-      } finally {
-        // A splice takes both descriptors over (it closes or holds them, some
-        // after it answers); a failed one leaves them to us, though it may
-        // have closed one already: release() closes only what still names
-        // the same socket.
-        if (!rec) for (const s of [client, backend]) release(s);
-      }
-      return this.view(rec);
-    });
+        return this.view(rec);
+      });
+    } finally {
+      if (passed && !spliced) for (const s of passed) release(s);
+    }
   }
 
   /**
@@ -288,7 +323,22 @@ export class SpliceService {
     return spliceView(rec, this.splicer.status(rec.id), process.hrtime.bigint());
   }
 
-  private async take(caller: Caller, req: SpliceRequest): Promise<{ client: TakenSocket; backend: TakenSocket }> {
+  /**
+   * Passed descriptors: TCP and established, like taken ones. A descriptor
+   * the caller passes is one it holds, which is what naming its own pid on
+   * REST asks for: the same rule 1 decides, on the peer's own process.
+   */
+  private checkPassed(caller: Caller, [client, backend]: [TakenSocket, TakenSocket]) {
+    if (!isPrivileged(caller) && caller.kind === 'peer') this.authorizer.checkProcess(caller, caller.pid);
+    assertEstablishedTcp(client.fd, 'client');
+    assertEstablishedTcp(backend.fd, 'back-end');
+    return { client, backend };
+  }
+
+  private async take(
+    caller: Caller,
+    req: SpliceByDescriptor | SpliceByAddress,
+  ): Promise<{ client: TakenSocket; backend: TakenSocket }> {
     // Privileged callers skip the gate: no /proc read on their hot path.
     const gate: ProcessGate | undefined = isPrivileged(caller)
       ? undefined
@@ -314,6 +364,23 @@ export class SpliceService {
   private timed<T>(mode: 'splice' | 'handoff', receivedAt: number, op: () => Promise<T>): Promise<T> {
     return this.operations.run(mode, receivedAt, op);
   }
+}
+
+/** The two passed descriptors as TakenSockets (fstat: what they must still name to be closed by us). */
+function identifyPassed(req: SpliceByPassing): [TakenSocket, TakenSocket] {
+  return [identify(req.passed.client), identify(req.passed.backend)];
+}
+
+/** The channel's prefix bytes, within the REST API's limit. */
+function checkedPrefix(bytes: Buffer | undefined): Buffer | undefined {
+  if (!bytes || bytes.length === 0) return undefined;
+  if (bytes.length > MAX_PREFIX_BYTES)
+    throw new BatonError(
+      'BAD_REQUEST',
+      `prefix holds ${bytes.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`,
+      'prefix_too_large',
+    );
+  return bytes;
 }
 
 function notFound(id: bigint): BatonError {

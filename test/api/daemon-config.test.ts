@@ -4,7 +4,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { checkApiAuth, checkRunnable, configHelp, loadConfig, OPTIONS } from '../../control/daemon/config.js';
+import {
+  checkApiAuth,
+  checkRunnable,
+  configHelp,
+  handoffSocketPath,
+  loadConfig,
+  OPTIONS,
+} from '../../control/daemon/config.js';
 import { parseDuration, parseListen } from '../../control/daemon/options.js';
 import { DEFAULT_FLOWS_CAPACITY } from '../../control/datapath/datapath.js';
 import { BatonError } from '../../control/errors.js';
@@ -154,6 +161,40 @@ describe('daemon configuration', () => {
     assert.equal(loadConfig(['--api-group', 'baton'], {}).apiGroup, 'baton');
     assert.equal(loadConfig([], { BATON_API_GROUP: '998' }).apiGroup, '998');
     rejects(() => loadConfig(['--api-group', 'no such'], {}), /--api-group.*group name or a numeric gid/);
+  });
+
+  test('--handoff-socket: beside the unix API socket by default, a path or off; file < env < flag; in --help', () => {
+    assert.equal(handoffSocketPath(loadConfig([], {})), '/run/baton/handoff.sock');
+    assert.equal(handoffSocketPath(loadConfig(['--api', 'unix:/srv/b/api.sock'], {})), '/srv/b/handoff.sock');
+    assert.equal(
+      handoffSocketPath(loadConfig(['--api', '127.0.0.1:7300', '--token', 'a-token-of-16-chars'], {})),
+      undefined,
+      'none with a TCP API unless named',
+    );
+    assert.equal(handoffSocketPath(loadConfig(['--handoff-socket', 'off'], {})), undefined);
+    const cfg = file('h.json', { handoffSocket: '/from/file.sock' });
+    assert.equal(loadConfig(['--config', cfg], {}).handoffSocket, '/from/file.sock');
+    assert.equal(
+      loadConfig(['--config', cfg], { BATON_HANDOFF_SOCKET: 'unix:/from/env.sock' }).handoffSocket,
+      '/from/env.sock',
+      'env over file',
+    );
+    assert.equal(
+      loadConfig(['--config', cfg, '--handoff-socket', '/from/flag.sock'], { BATON_HANDOFF_SOCKET: '/from/env.sock' })
+        .handoffSocket,
+      '/from/flag.sock',
+      'flag over env',
+    );
+    assert.equal(loadConfig(['--config', file('h2.json', { handoffSocket: false })], {}).handoffSocket, false);
+    rejects(() => loadConfig(['--handoff-socket', 'relative.sock'], {}), /--handoff-socket.*absolute path.*or off/);
+    rejects(
+      () => checkRunnable(loadConfig(['-i', 'eth0', '--handoff-socket', '/run/baton/api.sock'], {})),
+      /names the API's own socket/,
+    );
+    assert.match(
+      configHelp(),
+      /--handoff-socket <value>\n\s+local handoff channel.*\n\s+env BATON_HANDOFF_SOCKET, config file "handoffSocket"/,
+    );
   });
 
   test('cluster settings: --store is checked at load, needs --cluster-address, and the TTL is bounded', () => {

@@ -1,0 +1,93 @@
+/**
+ * How the dispatcher asks baton to splice: over the daemon's local handoff
+ * channel (control/sdk/handoff-channel.ts: descriptors passed with
+ * SCM_RIGHTS, binary frames; the default) when the daemon offers it, and
+ * over REST (POST /v1/splices) otherwise. The channel is opened at start
+ * and again after it breaks; while it cannot be opened (an older daemon, a
+ * daemon started with --handoff-socket off, a TCP API on another host)
+ * splices go over REST, and the channel is tried again every
+ * CHANNEL_RETRY_MS. A splice that failed on the channel is never repeated
+ * over REST: its outcome is the daemon's answer, as on REST.
+ */
+import type net from 'node:net';
+import { type BatonClient, resolveEndpoint } from '../sdk/client.js';
+import { HandoffChannel, handoffSocketFor } from '../sdk/handoff-channel.js';
+import { splice } from '../sdk/splice.js';
+import type { Splice } from '../sdk/types.js';
+import type { DispatcherConfig, HandoffPath } from './config.js';
+
+/** How often an unavailable channel is tried again (ms). */
+export const CHANNEL_RETRY_MS = 1000;
+
+export interface SpliceVia {
+  splice: Splice;
+  via: HandoffPath;
+}
+
+export interface SpliceAsk {
+  prefix: Buffer;
+  quiesceTimeoutMs?: number;
+}
+
+/** The channel's socket for a configuration: handoffSocket, else beside the API's unix socket; undefined for a TCP API. */
+export function channelPathOf(cfg: Pick<DispatcherConfig, 'api' | 'handoffSocket'>): string | undefined {
+  if (cfg.handoffSocket) return cfg.handoffSocket;
+  const ep = resolveEndpoint({ ...cfg.api });
+  return ep.socketPath !== undefined ? handoffSocketFor(ep.socketPath) : undefined;
+}
+
+export class SplicePath {
+  private channel: HandoffChannel | undefined;
+  private opening: Promise<HandoffChannel | undefined> | undefined;
+  private lastFailure = Number.NEGATIVE_INFINITY;
+  private closed = false;
+
+  constructor(
+    private readonly api: BatonClient,
+    /** undefined: REST only */
+    private readonly channelPath: string | undefined,
+  ) {
+    if (channelPath) void this.ready();
+  }
+
+  async splice(client: net.Socket, backend: net.Socket, ask: SpliceAsk): Promise<SpliceVia> {
+    const opts = {
+      prefix: ask.prefix,
+      ...(ask.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: ask.quiesceTimeoutMs } : {}),
+    };
+    const channel = await this.ready();
+    if (channel) return { splice: await channel.splice(client, backend, opts), via: 'channel' };
+    return { splice: await splice(client, backend, { ...opts, client: this.api }), via: 'rest' };
+  }
+
+  /** The open channel, one being opened, or undefined (REST) while it cannot be had. */
+  private ready(): Promise<HandoffChannel | undefined> | HandoffChannel | undefined {
+    if (!this.channelPath || this.closed) return undefined;
+    if (this.channel?.usable) return this.channel;
+    if (this.opening) return this.opening;
+    if (performance.now() - this.lastFailure < CHANNEL_RETRY_MS) return undefined;
+    const path = this.channelPath;
+    this.opening = HandoffChannel.open(path).then(
+      (c) => {
+        this.opening = undefined;
+        if (this.closed) {
+          c.close();
+          return undefined;
+        }
+        this.channel = c;
+        return c;
+      },
+      () => {
+        this.opening = undefined;
+        this.lastFailure = performance.now();
+        return undefined;
+      },
+    );
+    return this.opening;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.channel?.close();
+  }
+}

@@ -276,6 +276,14 @@ export async function runMigrateBench(
             .map(([k, v]) => `${k} ${v}`)
             .join(', ')})`,
       );
+      // Why the relayed ones were not migrated, as the dispatcher said (code and reason, counted).
+      const why = new Map<string, number>();
+      for (const e of events().slice(from))
+        if (e.event === 'relayed') {
+          const k = `${e.code}${e.reason ? ` ${e.reason}` : ''}`;
+          why.set(k, (why.get(k) ?? 0) + 1);
+        }
+      if (why.size > 0) log(`             relayed: ${[...why].map(([k, v]) => `${k} x${v}`).join(', ')}`);
     }
     log(`  agent restore + hand-off (sequential run): mean ${agentRestore.meanUs} µs over ${agentRestore.count}`);
     return {

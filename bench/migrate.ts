@@ -277,13 +277,13 @@ export async function runMigrateBench(
             .join(', ')})`,
       );
       // Why the relayed ones were not migrated, as the dispatcher said (code and reason, counted).
-      const why = new Map<string, number>();
+      const why = new Map<string, { n: number; detail: string }>();
       for (const e of events().slice(from))
         if (e.event === 'relayed') {
           const k = `${e.code}${e.reason ? ` ${e.reason}` : ''}`;
-          why.set(k, (why.get(k) ?? 0) + 1);
+          why.set(k, { n: (why.get(k)?.n ?? 0) + 1, detail: e.detail });
         }
-      if (why.size > 0) log(`             relayed: ${[...why].map(([k, v]) => `${k} x${v}`).join(', ')}`);
+      for (const [k, { n, detail }] of why) log(`             relayed x${n}: ${k} (${detail})`);
     }
     log(`  agent restore + hand-off (sequential run): mean ${agentRestore.meanUs} µs over ${agentRestore.count}`);
     return {

@@ -46,7 +46,6 @@ import {
   MessageReader,
   parseRegisterRequest,
   parseVip,
-  type Refusal,
   type RefusalCode,
   type Reply,
   vipKey,
@@ -86,15 +85,8 @@ export const RESERVATION_TTL_MS = MAX_MIGRATE_TIMEOUT_MS + 5000;
 export const REPLY_MARGIN_MS = 100;
 
 type FidOf = NonNullable<ReturnType<typeof fidOfFlow>>;
-/**
- * One channel's reservations whose state has not come yet, by migration id:
- * held (the mapping in HOLD) or refused. The LB sends a migration's state
- * right behind its reservation, without waiting for the answer, so a state
- * can arrive for a reservation this agent refused; it is refused too (by
- * then the LB gives its socket back), even if what made the reservation
- * fail (no app registered, say) changed in between.
- */
-type Reservations = Map<string, { timer: NodeJS.Timeout } & ({ fid: FidOf } | { refusal: Refusal })>;
+/** One channel's reservations whose state has not come yet, by migration id. */
+type Reservations = Map<string, { fid: FidOf; timer: NodeJS.Timeout }>;
 
 interface AppConn {
   socket: net.Socket;
@@ -253,9 +245,8 @@ export class Agent {
 
   /**
    * A reservation: the LB is capturing the socket now and will switch its
-   * entry to FORWARD once this answers "held" (its state follows without
-   * waiting; this answer leaves before the state is even read). So the
-   * client's segments (its ACKs of the app's first answer above all)
+   * entry to FORWARD once this answers "held", before it sends the state.
+   * So the client's segments (its ACKs of the app's first answer above all)
    * never go to the LB's captured socket while the app already serves: they
    * reach this host, dropped in HOLD until the socket is restored. Checked
    * here what can be checked without the state (an app, the datapath, a
@@ -263,23 +254,12 @@ export class Agent {
    */
   private reserve(r: FlowReservation, reservations: Reservations): Reply {
     const id = r.migrationId.toString();
-    if (reservations.has(id))
-      return this.refused(id, 'blob_invalid', `migration ${id} is reserved already on this channel`);
-    const reply = this.holdReserved(r, id, reservations);
-    if (!reply.ok) {
-      const timer = setTimeout(() => reservations.delete(id), RESERVATION_TTL_MS);
-      timer.unref();
-      reservations.set(id, { refusal: reply, timer });
-    }
-    return reply;
-  }
-
-  /** The reservation's mapping in HOLD: held, or the refusal. */
-  private holdReserved(r: FlowReservation, id: string, reservations: Reservations): Reply {
     if (this.closing) return this.refused(id, 'shutting_down', 'the agent is shutting down');
     const vip = vipKey(r.flow.vip);
     if (!this.apps.has(vip))
       return this.refused(id, 'no_app', `no application is registered for ${vip} on this back end`);
+    if (reservations.has(id))
+      return this.refused(id, 'blob_invalid', `migration ${id} is reserved already on this channel`);
     const fid = fidOfFlow(r.migrationId, r.flow);
     const refusal = this.insertHeld(id, fid);
     if (refusal) return refusal;
@@ -296,7 +276,6 @@ export class Agent {
     if (!r) return;
     clearTimeout(r.timer);
     reservations.delete(id);
-    if (!('fid' in r)) return;
     this.opts.fids?.remove(r.fid.key);
     this.metrics.reservations.labels(why).inc();
     this.log({ event: 'reservation_dropped', migrationId: id, why });
@@ -325,14 +304,11 @@ export class Agent {
   private migrate(blob: StateBlob, reservations: Reservations): Reply {
     const t0 = performance.now();
     const id = blob.migrationId.toString();
-    const entry = reservations.get(id);
-    if (entry) {
-      clearTimeout(entry.timer);
+    const reserved = reservations.get(id);
+    if (reserved) {
+      clearTimeout(reserved.timer);
       reservations.delete(id);
-      if ('refusal' in entry)
-        return this.refused(id, entry.refusal.code, `its reservation was refused: ${entry.refusal.reason}`);
     }
-    const reserved = entry && 'fid' in entry ? entry : undefined;
     const fid = blob.flow ? fidOfFlow(blob.migrationId, blob.flow) : undefined;
     const undoFid = (): void => {
       if (fid) this.opts.fids?.remove(fid.key);
@@ -423,7 +399,7 @@ export class Agent {
     return { migrationId: id, ok: true, queuedBytes: restored.queuedBytes };
   }
 
-  private refused(migrationId: string, code: RefusalCode, reason: string): Refusal {
+  private refused(migrationId: string, code: RefusalCode, reason: string): Reply {
     this.metrics.migrations.labels(code as MigrationOutcome).inc();
     this.log({ event: 'migration_refused', migrationId, code, reason });
     return { migrationId, ok: false, code, reason };

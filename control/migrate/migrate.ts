@@ -7,19 +7,17 @@
  *   data segments no longer reach this socket) -> the flow-id reservation
  *   sent (the agent installs the mapping in HOLD and answers "held"; this
  *   round trip overlaps the capture) -> capture (socket left in repair
- *   mode) -> blob (state + the bytes the front end read + the mapping),
- *   sent at once -> held: the entry goes BLOCK -> FORWARD -> the agent
+ *   mode) -> blob (state + the bytes the front end read + the mapping) ->
+ *   held: the entry goes BLOCK -> FORWARD -> the state sent: the agent
  *   restores, switches the mapping to RESTORE, hands the socket to its app
  *   and confirms -> (`switchOver`, when given, runs) -> the LB's socket is
  *   released in repair mode (no FIN, no RST).
  *
- * FORWARD on "held" is what keeps the app's first answer from stalling:
- * the agent sends "held" before it reads the state, and the app can only
- * answer after the restore and the hand-off, so the ACKs of that answer
- * find the entry forwarding to the back end; in BLOCK they would reach this
- * captured socket and be lost to the back end, whose first flight would
- * then wait for a retransmission timeout. (Not waiting for "held" before
- * sending the state saves a round trip to the agent per migration.)
+ * FORWARD before the state leaves is what keeps the app's first answer
+ * from stalling: the app can only answer after the agent has the state, so
+ * every ACK of that answer finds the entry forwarding to the back end; in
+ * BLOCK it would reach this captured socket and be lost to the back end,
+ * whose first flight would then wait for a retransmission timeout.
  *
  * Without `datapath`, `switchOver` alone makes the client's packets reach
  * the back end (in tests: a route change) and the caller blocks the flow.
@@ -70,10 +68,11 @@ export interface MigrateOptions {
 
 /**
  * Where a migration's time went (µs): block (entry in BLOCK, reservation
- * sent), capture, blob (encode), reserve (the state sent, then waiting
- * for the agent's "held", ≈ 0 when it came during the capture; and the
- * entry to FORWARD), agent ("held" to the confirmation: restore and
- * hand-off on the back end), release (switch-over, silent release).
+ * sent), capture, blob (encode), reserve (waiting for the agent's "held"
+ * once the blob was ready, ≈ 0 when it came during the capture; and the
+ * entry to FORWARD), agent (state sent to confirmation: restore and
+ * hand-off on the back end, and the round trip), release (switch-over,
+ * silent release).
  */
 export interface MigratePhases {
   block: number;
@@ -175,20 +174,15 @@ export async function migrateSocket(fd: number, opts: MigrateOptions): Promise<M
   // One deadline for both answers: the caller's timeout covers the whole exchange with the agent.
   const deadline = withDeadline(timeoutMs);
   let queuedBytes: number;
-  // The state goes right behind the reservation, without waiting for "held": the agent answers in order, so
-  // "held" leaves it before it reads the state, and the entry is FORWARD before the app can answer the client.
-  const confirmed = opts.channel.send(opts.migrationId, bytes);
-  confirmed.catch(() => {}); // awaited below; a refused reservation gives the socket back without waiting for it
   try {
     if (held && pending) {
       const h = await deadline.race(held);
-      // The agent refuses the state of a migration whose reservation it refused: nothing is restored there.
       if (!h.ok) return giveBack(refusal(h));
       // The agent drops what it gets for this flow until its socket exists; nothing reaches a stack that would RST.
       pending.forward();
     }
     mark();
-    const reply = await deadline.race(confirmed);
+    const reply = await deadline.race(opts.channel.send(opts.migrationId, bytes));
     if (!reply.ok) return giveBack(refusal(reply));
     queuedBytes = reply.queuedBytes;
   } catch (e) {

@@ -159,6 +159,19 @@ export async function runMigrateBench(
       log(`  ${v.title.padEnd(14)} ${v.describe}`);
     }
     const events = (): DispatchEvent[] => s.dispatcher.events;
+    // Why the connections since event `from` were relayed or rejected, as the dispatcher said (counted, one detail each).
+    const logRelayReasons = (from: number): void => {
+      const why = new Map<string, { n: number; detail: string }>();
+      for (const e of events().slice(from))
+        if (e.event === 'relayed' || e.event === 'rejected') {
+          const k =
+            e.event === 'relayed'
+              ? `relayed: ${e.code}${e.reason ? ` ${e.reason}` : ''}`
+              : `rejected: ${e.status} ${e.why}`;
+          why.set(k, { n: (why.get(k)?.n ?? 0) + 1, detail: e.event === 'relayed' ? e.detail : '' });
+        }
+      for (const [k, { n, detail }] of why) log(`             ${n} ${k}${detail ? ` (${detail})` : ''}`);
+    };
     const outcomes = (from: number) => {
       const o = { migrated: 0, relayed: 0, rejected: 0 };
       for (const e of events().slice(from))
@@ -205,6 +218,7 @@ export async function runMigrateBench(
       `  migrate variant's load connections: ${loadOutcomes.migrated} migrated, ${loadOutcomes.relayed} relayed, ${loadOutcomes.rejected} rejected; ` +
         `client segments dropped by the LB in BLOCK: ${loadOutcomes.lbBlockedDrops}, by the agent in HOLD: ${loadOutcomes.agentHeldDrops}`,
     );
+    logRelayReasons(loadFrom);
 
     // The agent's restore histogram on backend1, before and after the sequential run.
     const restoreTotals = async (): Promise<{ sum: number; count: number }> => {
@@ -277,13 +291,7 @@ export async function runMigrateBench(
             .join(', ')})`,
       );
       // Why the relayed ones were not migrated, as the dispatcher said (code and reason, counted).
-      const why = new Map<string, { n: number; detail: string }>();
-      for (const e of events().slice(from))
-        if (e.event === 'relayed') {
-          const k = `${e.code}${e.reason ? ` ${e.reason}` : ''}`;
-          why.set(k, { n: (why.get(k)?.n ?? 0) + 1, detail: e.detail });
-        }
-      for (const [k, { n, detail }] of why) log(`             relayed x${n}: ${k} (${detail})`);
+      logRelayReasons(from);
     }
     log(`  agent restore + hand-off (sequential run): mean ${agentRestore.meanUs} µs over ${agentRestore.count}`);
     return {

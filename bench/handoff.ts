@@ -38,7 +38,7 @@ export interface HandoffRun {
   histogram: Array<{ le: number | null; count: number }>;
 }
 
-/** How the baton front end asked for its splices: the daemon's local handoff channel or REST (control/dispatcher/splice-path.ts). */
+/** How the baton front end asked for its splices: the daemon's local handoff channel or REST (control/dispatcher/baton-path.ts). */
 export type HandoffPath = 'channel' | 'rest';
 
 /** One front end of the same daemon, by the path its splices take. */

@@ -4,6 +4,8 @@
  * them against issue 11's targets. Pure: no sockets, so the report and the
  * unit tests use it without privileges.
  */
+
+import type { HandoffPath } from '../control/dispatcher/config.js';
 import { percentile } from './load/result.js';
 import type { WorkloadId } from './profile.js';
 import type { ThroughputCell } from './throughput.js';
@@ -30,6 +32,8 @@ export interface MigrationSample {
 export interface LatencyRun {
   /** "sequential", "8 at once" */
   title: string;
+  /** how the front end asked: the local handoff channel or REST (absent in results from before the channel took migrations: REST) */
+  via?: HandoffPath;
   concurrency: number;
   /** connections the client opened */
   connections: number;
@@ -82,7 +86,15 @@ const p = (xs: number[], q: number): number => Math.round(percentile(asc(xs), q)
 
 /** A latency run's figures from its samples (pure: tested in test/unit). */
 export function summarizeLatency(
-  spec: { title: string; concurrency: number; connections: number; relayed: number; failed: number; seconds: number },
+  spec: {
+    title: string;
+    via?: HandoffPath;
+    concurrency: number;
+    connections: number;
+    relayed: number;
+    failed: number;
+    seconds: number;
+  },
   samples: readonly MigrationSample[],
 ): LatencyRun {
   const daemon = samples.map((s) => MIGRATE_PHASES.reduce((a, k) => a + (s.phasesUs[k] ?? 0), 0));
@@ -146,7 +158,10 @@ export function migrateRatio(m: MigrateBenchResults, w: WorkloadId, v: VariantId
   return a !== undefined && b !== undefined && b > 0 ? a / b : Number.NaN;
 }
 
-const sequential = (m: MigrateBenchResults): LatencyRun | undefined => m.latency.find((l) => l.concurrency === 1);
+const viaOf = (l: LatencyRun): HandoffPath => l.via ?? 'rest';
+/** The sequential run of the front end's default path (the channel), else the first sequential one. */
+const sequential = (m: MigrateBenchResults): LatencyRun | undefined =>
+  m.latency.find((l) => l.concurrency === 1 && viaOf(l) === 'channel') ?? m.latency.find((l) => l.concurrency === 1);
 
 export function migrateTargetRows(m: MigrateBenchResults | undefined, check: (ok: boolean) => string): string[] {
   if (!m) return [];
@@ -207,6 +222,7 @@ export function migrateThroughputTable(m: MigrateBenchResults): string[] {
 export function migrateLatencyTable(m: MigrateBenchResults): string[] {
   const lines = [
     row([
+      'front end asks over',
       'connections at once',
       'migrated',
       'relayed',
@@ -221,11 +237,12 @@ export function migrateLatencyTable(m: MigrateBenchResults): string[] {
       'daemon p50 µs',
       'daemon p99 µs',
     ]),
-    row(['---', ...new Array<string>(12).fill('---:')]),
+    row(['---', '---', ...new Array<string>(12).fill('---:')]),
   ];
   for (const l of m.latency)
     lines.push(
       row([
+        viaOf(l) === 'channel' ? 'handoff channel' : 'REST',
         l.title,
         `${num(l.migrated)}/${num(l.connections)}`,
         num(l.relayed),
@@ -251,9 +268,9 @@ export function migrateBreakdown(m: MigrateBenchResults): string {
   const ph = s.phasesP50Us;
   const parts = MIGRATE_PHASES.map((k) => `${k} ${num(ph[k] ?? Number.NaN)}`).join(', ');
   return (
-    `Where a sequential migration's time goes (p50, µs): client's request written → app holds the socket ${num(s.heldP50Us)}; ` +
+    `Where a sequential migration's time goes (p50, µs, the front end asking over ${viaOf(s) === 'channel' ? 'the local handoff channel' : 'REST'}): client's request written → app holds the socket ${num(s.heldP50Us)}; ` +
     `the dispatcher's call (request head read → migrate() answered) ${num(s.frontEndP50Us)}, of which the daemon's phases ${num(s.daemonP50Us)} (${parts}) ` +
-    `and the rest (≈ ${num(s.frontEndP50Us - s.daemonP50Us)}) is the HTTP call over the unix socket, JSON and the dispatcher's own work; ` +
+    `and the rest (≈ ${num(s.frontEndP50Us - s.daemonP50Us)}) is the call to the daemon (${viaOf(s) === 'channel' ? 'a binary frame with the socket passed over a unix socket' : 'HTTP and JSON over the unix socket'}) and the dispatcher's own work; ` +
     `"agent" is blob sent → confirmation back: the agent's restore and hand-off alone (blob received → descriptor sent to the app) averaged ${num(m.agentRestore.meanUs)} µs over ${num(m.agentRestore.count)} migrations. ` +
     '"held" starts earlier (the client → dispatcher hop, accept, reading the head) but ends at the hand-off, before the release and the POST answer that "front end" includes; ' +
     `the same client's first byte straight from the app (no LB): p50 ${num(m.plainFirstByte.p50Us)} µs, so migration adds ≈ ${num(s.firstByteP50Us - m.plainFirstByte.p50Us)} µs to a new connection's first byte.`
@@ -277,7 +294,8 @@ export function migrateLines(m: MigrateBenchResults): string[] {
     '',
     'Migration latency: new connections of one tiny request each (`Connection: close`), timed on CLOCK_MONOTONIC in the client and in the app (one clock across processes). ' +
       '"held": the client wrote its request → the app\'s `connection` event (the SDK hands it the restored socket); "first byte": → the first response byte at the client; ' +
-      '"front end": the dispatcher\'s `migrated` event (`ms`: request head read → migrate() answered, the POST included); "daemon": the sum of the POST answer\'s `phasesUs`. ' +
+      '"front end": the dispatcher\'s `migrated` event (`ms`: request head read → migrate() answered, the call to the daemon included); "daemon": the sum of the answer\'s `phasesUs`. ' +
+      'Each way a front end asks is run with its own dispatcher: the local handoff channel (the default: the client socket passed with SCM_RIGHTS, a binary MIGRATE frame) and REST (POST /v1/migrations, pidfd_getfd). ' +
       "migrations/s: migrated connections over the client's wall time (each also answered and closed).",
     '',
     ...migrateLatencyTable(m),

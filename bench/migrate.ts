@@ -27,6 +27,7 @@ import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import readline from 'node:readline';
+import type { HandoffPath } from '../control/dispatcher/config.js';
 import type { DispatchEvent } from '../control/dispatcher/dispatcher.js';
 import type { MigratedSocket } from '../control/sdk/agent.js';
 import { parseExposition, sumSamples } from '../control/sdk/metrics.js';
@@ -49,6 +50,8 @@ const APP_PORT = 80;
 /** The tiny answer of the latency runs. */
 const TINY_PATH = '/t';
 const ROWS = ['close-1k', 'close-64k', 'close-1m', 'download-64m'] as const;
+/** How the front end asks for migrations in the latency runs, in order: the dispatcher's default first. */
+const LATENCY_PATHS: readonly HandoffPath[] = ['channel', 'rest'];
 const FIRST_BYTE_PROGRAM = resolve(ROOT, 'bench/load/first-byte-program.ts');
 const BACKEND = ROUTED_BACKENDS[0];
 const TESTBED =
@@ -243,10 +246,13 @@ export async function runMigrateBench(
 
     const latency: LatencyRun[] = [];
     let agentRestore = { count: 0, meanUs: Number.NaN };
-    for (const c of profile.migrateConcurrency) {
+    // Both ways a front end asks, side by side: the local handoff channel (the dispatcher's default, what the
+    // loads above used) and REST (POST /v1/migrations), each with a dispatcher of its own.
+    for (const [via, c] of LATENCY_PATHS.flatMap((v) => profile.migrateConcurrency.map((c) => [v, c] as const))) {
+      if (c === profile.migrateConcurrency[0] && via !== LATENCY_PATHS[0]) await s.restartDispatcher(via);
       const from = events().length;
       held.clear();
-      const before = c === 1 ? await restoreTotals() : undefined;
+      const before = c === 1 && via === LATENCY_PATHS[0] ? await restoreTotals() : undefined;
       const run = await firstByteClient(tb, VIP4, n, c);
       // The dispatcher's event lines may trail the client's last answer a little.
       for (let i = 0; i < 200 && outcomes(from).migrated + outcomes(from).relayed < run.lines.length; i++)
@@ -275,6 +281,7 @@ export async function runMigrateBench(
       const r = summarizeLatency(
         {
           title: c === 1 ? 'sequential' : `${c} at once`,
+          via,
           concurrency: c,
           connections: run.lines.length,
           relayed: o.relayed,
@@ -285,7 +292,7 @@ export async function runMigrateBench(
       );
       latency.push(r);
       log(
-        `  ${r.title.padEnd(10)} ${r.migrated}/${r.connections} migrated, ${r.migrationsPerS.toFixed(0)}/s; held p50 ${r.heldP50Us} p99 ${r.heldP99Us} µs; ` +
+        `  ${via.padEnd(7)} ${r.title.padEnd(10)} ${r.migrated}/${r.connections} migrated, ${r.migrationsPerS.toFixed(0)}/s; held p50 ${r.heldP50Us} p99 ${r.heldP99Us} µs; ` +
           `front end p50 ${r.frontEndP50Us} µs; daemon p50 ${r.daemonP50Us} µs (${Object.entries(r.phasesP50Us)
             .map(([k, v]) => `${k} ${v}`)
             .join(', ')})`,

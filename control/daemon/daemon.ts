@@ -264,6 +264,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
       const log = app.log;
       handoff = await HandoffServer.listen({
         service,
+        ...(migrations ? { migrations } : {}),
         path: handoffPath,
         gid: apiGid ?? process.getgid?.() ?? 0,
         onProtocolError: (err, cred) =>

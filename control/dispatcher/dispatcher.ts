@@ -14,7 +14,7 @@
 import net from 'node:net';
 import { type BatonClient, createClient } from '../sdk/client.js';
 import { BatonApiError } from '../sdk/errors.js';
-import { migrate } from '../sdk/splice.js';
+import { BatonPath, channelPathOf } from './baton-path.js';
 import {
   DEFAULT_AGENT_PORT,
   DEFAULT_HANDOFF_PATH,
@@ -30,7 +30,6 @@ import { BackendPool, MarkDenied, type Taken } from './pool.js';
 import { type ClientProfile, describeProfile, readProfile } from './profile.js';
 import { HeadError, type RequestHead, readRequestHead } from './request-head.js';
 import { pickRoute } from './router.js';
-import { channelPathOf, SplicePath } from './splice-path.js';
 
 export type { DispatchEvent, DispatcherStats };
 
@@ -71,7 +70,7 @@ function whyNot(e: unknown): { code: string; reason?: string; detail: string } {
 export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {}): Dispatcher {
   const emit = deps.onEvent ?? (() => {});
   const api = deps.client ?? createClient({ ...cfg.api });
-  const splicePath = new SplicePath(
+  const batonPath = new BatonPath(
     api,
     (cfg.handoff ?? DEFAULT_HANDOFF_PATH) === 'channel' ? channelPathOf(cfg) : undefined,
   );
@@ -175,7 +174,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     } else if (cfg.splice !== false) {
       const t0 = performance.now();
       try {
-        const { splice: s, via } = await splicePath.splice(client, up.socket, {
+        const { splice: s, via } = await batonPath.splice(client, up.socket, {
           prefix: head.bytes,
           ...(cfg.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: cfg.quiesceTimeoutMs } : {}),
         });
@@ -234,7 +233,11 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     if (cfg.splice !== false) {
       const t0 = performance.now();
       try {
-        const m = await migrate(client, { agent, received: head.bytes, appProtocol: 'http/1.1', client: api });
+        const { migration: m, via } = await batonPath.migrate(client, {
+          agent,
+          received: head.bytes,
+          appProtocol: 'http/1.1',
+        });
         stats.migrated++;
         served(b.name);
         emit({
@@ -243,6 +246,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
           agent,
           id: m.id,
           flowId: m.flowId,
+          via,
           ms: +(performance.now() - t0).toFixed(3),
           phasesUs: m.phasesUs,
         });
@@ -333,7 +337,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
       await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
       for (const p of pools.values()) p.close();
       for (const s of open) s.destroy();
-      splicePath.close();
+      batonPath.close();
       if (!deps.client) api.close();
     },
     stats: () => {

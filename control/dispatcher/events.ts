@@ -3,6 +3,8 @@
  * as JSON lines, so a demo or a test can see which back end served which
  * client) and the running totals behind its stats and metrics.
  */
+
+import type { HandoffPath } from './config.js';
 import type { LaneStats } from './pool.js';
 
 /** What every event about a routed connection says: which connection, and where it was sent. */
@@ -23,8 +25,8 @@ export type DispatchEvent =
       /** the back-end leg's profile key ('' = the LB's defaults), see profile.ts */
       profile: string;
       id: string;
-      /** how baton was asked: the local handoff channel or REST (splice-path.ts) */
-      via: 'channel' | 'rest';
+      /** how baton was asked: the local handoff channel or REST (baton-path.ts) */
+      via: HandoffPath;
       ms: number;
     } & RoutedConnection)
   | ({
@@ -34,6 +36,8 @@ export type DispatchEvent =
       /** migration id, as the agent's app sees it */
       id: string;
       flowId: number;
+      /** how baton was asked: the local handoff channel or REST (baton-path.ts) */
+      via: HandoffPath;
       ms: number;
       /** where the daemon's time went (µs; POST /v1/migrations phasesUs) */
       phasesUs: Record<string, number>;

@@ -1,15 +1,16 @@
 /**
  * The daemon's local handoff channel: a unix socket next to the API socket
  * (the same directory, mode and group rules: control/daemon/api-socket.ts)
- * on which same-host front ends ask for splices in binary frames
- * (control/handoff/wire.ts) and pass their two sockets as SCM_RIGHTS
- * descriptors: no HTTP, no JSON request parsing, no pidfd_getfd.
+ * on which same-host front ends ask for splices (and, in migrate mode,
+ * migrations) in binary frames (control/handoff/wire.ts) and pass their
+ * sockets as SCM_RIGHTS descriptors: no HTTP, no JSON request parsing, no
+ * pidfd_getfd.
  *
  * Who may ask is decided as on the REST API's unix socket: the peer's
  * SO_PEERCRED, read once per connection, made a Caller by the service's own
  * Authorizer (control/service/authorize.ts), which then rules on every
- * request inside SpliceService.splice, the same code path REST takes
- * (admission, drain, limits, metrics, rollback).
+ * request inside SpliceService.splice (MigrateService.migrate), the same
+ * code path REST takes (admission, drain, limits, metrics, rollback).
  *
  * Node's net.Server accepts (pauseOnConnect: libuv never reads these
  * sockets: read() would drop the descriptors); reads are recvmsg on the
@@ -28,13 +29,23 @@ import { listenOnSocket, prepareApiDir } from '../daemon/api-socket.js';
 import { BatonError } from '../errors.js';
 import type { Caller } from '../service/authorize.js';
 import { toBatonError } from '../service/errors.js';
+import type { MigrateService } from '../service/migrate-service.js';
 import type { SpliceService } from '../service/splice-service.js';
 import { errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { type PeerCred, peerCred, socketFd } from '../sys/peercred.js';
 import { ReadPoller } from '../sys/poll.js';
 import { MAX_FDS_PER_RECV, MSG_DONTWAIT, recvWithFds, ScmError } from '../sys/scm-rights.js';
-import { decodeSpliceBody, encodeReply, FRAME_TYPE, type Frame, FrameReader, SPLICE_FDS, WireError } from './wire.js';
+import {
+  decodeMigrateBody,
+  decodeSpliceBody,
+  encodeReply,
+  FRAME_TYPE,
+  type Frame,
+  FrameReader,
+  type ReplyType,
+  WireError,
+} from './wire.js';
 
 /** Requests one connection may have under way; more are answered RATE_LIMITED (their descriptors closed). */
 export const MAX_IN_FLIGHT_PER_CONNECTION = 256;
@@ -52,6 +63,8 @@ const LAST_WORDS_MS = 1000;
 
 export interface HandoffServerOptions {
   service: SpliceService;
+  /** MIGRATE frames go here (migrate mode, the same service as POST /v1/migrations); without it they are refused MIGRATE_DISABLED. */
+  migrations?: MigrateService;
   /** The socket's path. */
   path: string;
   /** Group of the socket and of the directory it creates (the API's, --api-group). */
@@ -208,17 +221,116 @@ export class HandoffServer {
   }
 
   private frame(c: Connection, f: Frame): void {
-    const receivedAt = performance.now();
-    // decodeHeader let through only SPLICE frames that say they carry SPLICE_FDS.
-    if (c.fds.length < SPLICE_FDS) {
+    if (f.type === FRAME_TYPE.MIGRATE) this.migrateFrame(c, f);
+    else this.spliceFrame(c, f);
+  }
+
+  /** The frame's descriptors off the queue; undefined (and the connection ended) when they did not come with it. */
+  private takeFds(c: Connection, f: Frame, what: string): number[] | undefined {
+    // decodeHeader let through only frames that say they carry their type's descriptors.
+    if (c.fds.length < f.fds) {
       this.violation(
         c,
         'bad_fds',
-        `a splice frame needs ${SPLICE_FDS} descriptors (client, back end) sent with it; ${c.fds.length} arrived`,
+        `a ${what} frame needs ${f.fds} descriptor(s) sent with it; ${c.fds.length} arrived`,
+      );
+      return undefined;
+    }
+    return c.fds.splice(0, f.fds);
+  }
+
+  /** RATE_LIMITED (and the descriptors closed) when the connection has too many requests under way. */
+  private overLimit(c: Connection, f: Frame, fds: number[]): boolean {
+    if (c.inFlight < MAX_IN_FLIGHT_PER_CONNECTION) return false;
+    for (const fd of fds) libc.close(fd);
+    this.reply(
+      c,
+      FRAME_TYPE.ERROR,
+      f.id,
+      problemOf(
+        new BatonError(
+          'RATE_LIMITED',
+          `${c.inFlight} requests of this connection are under way (at most ${MAX_IN_FLIGHT_PER_CONNECTION}); wait for answers before sending more`,
+          'too_many_in_flight',
+        ),
+      ),
+    );
+    return true;
+  }
+
+  /** The service's outcome as the reply frame; the in-flight count goes down once it is known. */
+  private answer(
+    c: Connection,
+    f: Frame,
+    type: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED,
+    p: Promise<unknown>,
+  ) {
+    c.inFlight++;
+    p.then(
+      (doc) => this.reply(c, type, f.id, doc),
+      (e: unknown) => this.reply(c, FRAME_TYPE.ERROR, f.id, problemOf(toBatonError(e))),
+    ).finally(() => c.inFlight--);
+  }
+
+  /** MIGRATE: the client socket to an agent (migrate mode), through the same service as POST /v1/migrations. */
+  private migrateFrame(c: Connection, f: Frame): void {
+    const receivedAt = performance.now();
+    const fds = this.takeFds(c, f, 'migrate');
+    if (!fds) return;
+    const [client] = fds as [number];
+    let body: ReturnType<typeof decodeMigrateBody>;
+    try {
+      body = decodeMigrateBody(f.body);
+    } catch (e) {
+      libc.close(client);
+      if (e instanceof WireError) {
+        this.violation(c, e.reason, e.message);
+        return;
+      }
+      throw e;
+    }
+    if (this.overLimit(c, f, fds)) return;
+    const migrations = this.opts.migrations;
+    if (!migrations) {
+      libc.close(client);
+      this.reply(
+        c,
+        FRAME_TYPE.ERROR,
+        f.id,
+        problemOf(
+          new BatonError(
+            'MIGRATE_DISABLED',
+            'this daemon takes no migrations on its handoff channel; use POST /v1/migrations',
+            'no_agents',
+          ),
+        ),
       );
       return;
     }
-    const [client, backend] = c.fds.splice(0, SPLICE_FDS) as [number, number];
+    // The service owns the descriptor from here: migrated and released, or closed on any failure.
+    this.answer(
+      c,
+      f,
+      FRAME_TYPE.MIGRATED,
+      migrations.migrate(
+        c.caller,
+        {
+          passed: client,
+          agent: body.agent,
+          ...(body.received ? { receivedBytes: body.received } : {}),
+          ...(body.appProtocol ? { appProtocol: body.appProtocol } : {}),
+          ...(body.timeoutMs !== undefined ? { timeoutMs: body.timeoutMs } : {}),
+        },
+        receivedAt,
+      ),
+    );
+  }
+
+  private spliceFrame(c: Connection, f: Frame): void {
+    const receivedAt = performance.now();
+    const fds = this.takeFds(c, f, 'splice');
+    if (!fds) return;
+    const [client, backend] = fds as [number, number];
     let body: ReturnType<typeof decodeSpliceBody>;
     try {
       body = decodeSpliceBody(f.body);
@@ -231,27 +343,13 @@ export class HandoffServer {
       }
       throw e;
     }
-    if (c.inFlight >= MAX_IN_FLIGHT_PER_CONNECTION) {
-      libc.close(client);
-      libc.close(backend);
-      this.reply(
-        c,
-        FRAME_TYPE.ERROR,
-        f.id,
-        problemOf(
-          new BatonError(
-            'RATE_LIMITED',
-            `${c.inFlight} splices of this connection are under way (at most ${MAX_IN_FLIGHT_PER_CONNECTION}); wait for answers before sending more`,
-            'too_many_in_flight',
-          ),
-        ),
-      );
-      return;
-    }
-    c.inFlight++;
+    if (this.overLimit(c, f, fds)) return;
     // The service owns both descriptors from here: spliced, or closed on any failure.
-    this.opts.service
-      .splice(
+    this.answer(
+      c,
+      f,
+      FRAME_TYPE.SPLICED,
+      this.opts.service.splice(
         c.caller,
         {
           passed: { client, backend },
@@ -259,15 +357,11 @@ export class HandoffServer {
           ...(body.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: body.quiesceTimeoutMs } : {}),
         },
         receivedAt,
-      )
-      .then(
-        (splice) => this.reply(c, FRAME_TYPE.SPLICED, f.id, splice),
-        (e: unknown) => this.reply(c, FRAME_TYPE.ERROR, f.id, problemOf(toBatonError(e))),
-      )
-      .finally(() => c.inFlight--);
+      ),
+    );
   }
 
-  private reply(c: Connection, type: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.ERROR, id: number, doc: unknown) {
+  private reply(c: Connection, type: ReplyType, id: number, doc: unknown) {
     if (c.closed) return;
     c.out.push(encodeReply(type, id, doc));
     if (c.out.length === 1) setImmediate(() => this.flush(c));

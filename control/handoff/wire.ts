@@ -14,14 +14,23 @@
  *   3  u8  type (FRAME_TYPE)
  *   4  u32 request id (the front end's; a reply repeats it; 0: about the connection)
  *   8  u32 body length
- *   12 u8  descriptors that belong to this frame (SPLICE: 2, client then back end; replies: 0)
+ *   12 u8  descriptors that belong to this frame (SPLICE: 2, client then
+ *          back end; MIGRATE: 1, the client; replies: 0)
  *   13 u8[3] reserved, zero
  * SPLICE body:
- *   0  u32 quiesce timeout (ms; NO_QUIESCE_TIMEOUT: the daemon's default)
+ *   0  u32 quiesce timeout (ms; NO_TIMEOUT: the daemon's default)
  *   4  u32 prefix length (client bytes read and not forwarded; = body length - 8)
  *   8  prefix bytes
- * SPLICED body: the UTF-8 JSON of the Splice, as POST /v1/splices answers it.
- * ERROR body:   the UTF-8 JSON of the problem document, as the REST route answers it.
+ * MIGRATE body (migrate mode: POST /v1/migrations' fields):
+ *   0  u32 agent timeout (ms; NO_TIMEOUT: the daemon's default)
+ *   4  u8  agent length A (ASCII "ip:port", one of the LB's --agent)
+ *   5  u8  app protocol length P (ASCII, 0: none)
+ *   6  u16 reserved, zero
+ *   8  u32 received length (client bytes the front end read; = body length - 12 - A - P)
+ *   12 agent, then app protocol, then received bytes
+ * SPLICED body:  the UTF-8 JSON of the Splice, as POST /v1/splices answers it.
+ * MIGRATED body: the UTF-8 JSON of the Migration, as POST /v1/migrations answers it.
+ * ERROR body:    the UTF-8 JSON of the problem document, as the REST route answers it.
  * Replies are JSON inside binary frames: they are the REST contract's own
  * documents, so both paths give a front end exactly the same result.
  *
@@ -38,24 +47,45 @@ export const HEADER_BYTES = 16;
 export const FRAME_TYPE = {
   /** front end -> daemon: splice the two descriptors attached */
   SPLICE: 0x01,
+  /** front end -> daemon: migrate the client socket attached to an agent (migrate mode) */
+  MIGRATE: 0x02,
   /** daemon -> front end: the splice was made; body: Splice JSON */
   SPLICED: 0x81,
   /** daemon -> front end: refused or failed; body: problem JSON */
   ERROR: 0x82,
+  /** daemon -> front end: the connection lives on the back end now; body: Migration JSON */
+  MIGRATED: 0x83,
 } as const;
 export type FrameType = (typeof FRAME_TYPE)[keyof typeof FRAME_TYPE];
+export type ReplyType = typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED | typeof FRAME_TYPE.ERROR;
 
-const REQUEST_TYPES: ReadonlySet<number> = new Set([FRAME_TYPE.SPLICE]);
-const REPLY_TYPES: ReadonlySet<number> = new Set([FRAME_TYPE.SPLICED, FRAME_TYPE.ERROR]);
+const REQUEST_TYPES: ReadonlySet<number> = new Set([FRAME_TYPE.SPLICE, FRAME_TYPE.MIGRATE]);
+const REPLY_TYPES: ReadonlySet<number> = new Set([FRAME_TYPE.SPLICED, FRAME_TYPE.MIGRATED, FRAME_TYPE.ERROR]);
 
 /** Descriptors a SPLICE frame carries: the client socket, then the back-end socket. */
 export const SPLICE_FDS = 2;
+/** Descriptors a MIGRATE frame carries: the client socket. */
+export const MIGRATE_FDS = 1;
 /** The fixed part of a SPLICE body, before the prefix. */
 export const SPLICE_FIXED_BYTES = 8;
-/** The quiesce timeout field's "not set": the daemon's default applies. */
-export const NO_QUIESCE_TIMEOUT = 0xffff_ffff;
-/** Largest request body: the fixed part and the largest prefix the REST API accepts. */
-export const MAX_REQUEST_BODY = SPLICE_FIXED_BYTES + MAX_PREFIX_BYTES;
+/** The fixed part of a MIGRATE body, before the agent, the app protocol and the received bytes. */
+export const MIGRATE_FIXED_BYTES = 12;
+/** A timeout field's "not set": the daemon's default applies. */
+export const NO_TIMEOUT = 0xffff_ffff;
+/** Longest agent address and app protocol of a MIGRATE frame (as POST /v1/migrations accepts them). */
+export const MAX_AGENT_BYTES = 64;
+export const MAX_APP_PROTOCOL_BYTES = 32;
+
+/** What each request type carries: its descriptors and the fixed part of its body. */
+const REQUEST_SHAPE: Record<number, { fds: number; fixed: number }> = {
+  [FRAME_TYPE.SPLICE]: { fds: SPLICE_FDS, fixed: SPLICE_FIXED_BYTES },
+  [FRAME_TYPE.MIGRATE]: { fds: MIGRATE_FDS, fixed: MIGRATE_FIXED_BYTES },
+};
+/** Descriptors a frame of `type` carries (replies: none). */
+export const fdsOf = (type: number): number => REQUEST_SHAPE[type]?.fds ?? 0;
+
+/** Largest request body: a MIGRATE's fixed part, longest names and the largest prefix the REST API accepts. */
+export const MAX_REQUEST_BODY = MIGRATE_FIXED_BYTES + MAX_AGENT_BYTES + MAX_APP_PROTOCOL_BYTES + MAX_PREFIX_BYTES;
 /** Largest reply body (a Splice with every handoff, or a problem, is a few KiB). */
 export const MAX_REPLY_BODY = 256 * 1024;
 /** Request ids are u32; 0 is kept for errors about the connection itself. */
@@ -75,6 +105,7 @@ export type WireReason =
   | 'bad_fds'
   | 'too_large'
   | 'bad_length'
+  | 'bad_field'
   | 'bad_json';
 
 export class WireError extends Error {
@@ -139,16 +170,17 @@ export function decodeHeader(b: Buffer, dir: Direction): FrameHeader {
   const max = dir === 'request' ? MAX_REQUEST_BODY : MAX_REPLY_BODY;
   if (bodyLength > max)
     throw new WireError('too_large', `a frame body of ${bodyLength} bytes; at most ${max} are accepted`);
-  const wantFds = type === FRAME_TYPE.SPLICE ? SPLICE_FDS : 0;
+  const wantFds = fdsOf(type);
   if (fds !== wantFds)
     throw new WireError(
       'bad_fds',
       `a frame of type 0x${type.toString(16)} carries ${wantFds} descriptors, this one says ${fds}`,
     );
-  if (type === FRAME_TYPE.SPLICE && bodyLength < SPLICE_FIXED_BYTES)
+  const fixed = REQUEST_SHAPE[type]?.fixed ?? 0;
+  if (bodyLength < fixed)
     throw new WireError(
       'bad_length',
-      `a splice body is at least ${SPLICE_FIXED_BYTES} bytes, this one says ${bodyLength}`,
+      `a ${type === FRAME_TYPE.SPLICE ? 'splice' : 'migrate'} body is at least ${fixed} bytes, this one says ${bodyLength}`,
     );
   return { type: type as FrameType, id, bodyLength, fds };
 }
@@ -164,9 +196,8 @@ export function encodeSplice(r: SpliceFrame): Buffer {
   const prefix = r.prefix ?? Buffer.alloc(0);
   if (prefix.length > MAX_PREFIX_BYTES)
     throw new RangeError(`a prefix of ${prefix.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`);
-  const q = r.quiesceTimeoutMs ?? NO_QUIESCE_TIMEOUT;
-  if (!Number.isInteger(q) || q < 0 || q > NO_QUIESCE_TIMEOUT)
-    throw new RangeError(`quiesce timeout ${q} is not a u32`);
+  const q = r.quiesceTimeoutMs ?? NO_TIMEOUT;
+  if (!Number.isInteger(q) || q < 0 || q > NO_TIMEOUT) throw new RangeError(`quiesce timeout ${q} is not a u32`);
   const body = Buffer.alloc(SPLICE_FIXED_BYTES + prefix.length);
   body.writeUInt32LE(q, 0);
   body.writeUInt32LE(prefix.length, 4);
@@ -189,17 +220,90 @@ export function decodeSpliceBody(body: Buffer): Omit<SpliceFrame, 'id'> {
       `the splice body says its prefix is ${n} bytes, but ${body.length - SPLICE_FIXED_BYTES} follow`,
     );
   return {
-    ...(q === NO_QUIESCE_TIMEOUT ? {} : { quiesceTimeoutMs: q }),
+    ...(q === NO_TIMEOUT ? {} : { quiesceTimeoutMs: q }),
     ...(n > 0 ? { prefix: Buffer.from(body.subarray(SPLICE_FIXED_BYTES)) } : {}),
   };
 }
 
-/** A reply frame: SPLICED with the Splice, ERROR with the problem document. */
-export function encodeReply(
-  type: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.ERROR,
-  id: number,
-  doc: unknown,
-): Buffer {
+export interface MigrateFrame {
+  id: number;
+  /** The agent's blob endpoint, "ip:port". */
+  agent: string;
+  /** Client bytes the front end read (the first request). */
+  received?: Buffer;
+  appProtocol?: string;
+  /** undefined: the daemon's default */
+  timeoutMs?: number;
+}
+
+const PRINTABLE_ASCII = /^[\x21-\x7e]*$/;
+
+export function encodeMigrate(r: MigrateFrame): Buffer {
+  const agent = Buffer.from(r.agent, 'latin1');
+  const proto = Buffer.from(r.appProtocol ?? '', 'latin1');
+  const received = r.received ?? Buffer.alloc(0);
+  if (!PRINTABLE_ASCII.test(r.agent) || agent.length === 0 || agent.length > MAX_AGENT_BYTES)
+    throw new RangeError(`agent ${JSON.stringify(r.agent)} is not 1-${MAX_AGENT_BYTES} printable ASCII characters`);
+  if (!PRINTABLE_ASCII.test(r.appProtocol ?? '') || proto.length > MAX_APP_PROTOCOL_BYTES)
+    throw new RangeError(
+      `app protocol ${JSON.stringify(r.appProtocol)} is not up to ${MAX_APP_PROTOCOL_BYTES} printable ASCII characters`,
+    );
+  if (received.length > MAX_PREFIX_BYTES)
+    throw new RangeError(`${received.length} received bytes; at most ${MAX_PREFIX_BYTES} are accepted`);
+  const t = r.timeoutMs ?? NO_TIMEOUT;
+  if (!Number.isInteger(t) || t < 0 || t > NO_TIMEOUT) throw new RangeError(`timeout ${t} is not a u32`);
+  const body = Buffer.alloc(MIGRATE_FIXED_BYTES + agent.length + proto.length + received.length);
+  body.writeUInt32LE(t, 0);
+  body.writeUInt8(agent.length, 4);
+  body.writeUInt8(proto.length, 5);
+  body.writeUInt32LE(received.length, 8);
+  agent.copy(body, MIGRATE_FIXED_BYTES);
+  proto.copy(body, MIGRATE_FIXED_BYTES + agent.length);
+  received.copy(body, MIGRATE_FIXED_BYTES + agent.length + proto.length);
+  return Buffer.concat([
+    encodeHeader({ type: FRAME_TYPE.MIGRATE, id: r.id, bodyLength: body.length, fds: MIGRATE_FDS }),
+    body,
+  ]);
+}
+
+/**
+ * A MIGRATE frame's body; throws WireError when its lengths disagree with
+ * the body's or its names are not printable ASCII. The values themselves
+ * (a timeout out of range, an agent that is not one of the LB's) are the
+ * service's to refuse, with the REST route's errors.
+ */
+export function decodeMigrateBody(body: Buffer): Omit<MigrateFrame, 'id'> {
+  if (body.length < MIGRATE_FIXED_BYTES)
+    throw new WireError('bad_length', `a migrate body is at least ${MIGRATE_FIXED_BYTES} bytes, got ${body.length}`);
+  if (body.readUInt16LE(6) !== 0) throw new WireError('bad_reserved', 'the reserved migrate body bytes must be zero');
+  const t = body.readUInt32LE(0);
+  const a = body.readUInt8(4);
+  const p = body.readUInt8(5);
+  const n = body.readUInt32LE(8);
+  if (MIGRATE_FIXED_BYTES + a + p + n !== body.length)
+    throw new WireError(
+      'bad_length',
+      `the migrate body says ${a} + ${p} + ${n} bytes follow its fixed part, but ${body.length - MIGRATE_FIXED_BYTES} do`,
+    );
+  const agent = body.toString('latin1', MIGRATE_FIXED_BYTES, MIGRATE_FIXED_BYTES + a);
+  const proto = body.toString('latin1', MIGRATE_FIXED_BYTES + a, MIGRATE_FIXED_BYTES + a + p);
+  if (a === 0 || a > MAX_AGENT_BYTES || !PRINTABLE_ASCII.test(agent))
+    throw new WireError('bad_field', `the agent must be 1-${MAX_AGENT_BYTES} printable ASCII characters`);
+  if (p > MAX_APP_PROTOCOL_BYTES || !PRINTABLE_ASCII.test(proto))
+    throw new WireError(
+      'bad_field',
+      `the app protocol must be up to ${MAX_APP_PROTOCOL_BYTES} printable ASCII characters`,
+    );
+  return {
+    agent,
+    ...(p > 0 ? { appProtocol: proto } : {}),
+    ...(n > 0 ? { received: Buffer.from(body.subarray(MIGRATE_FIXED_BYTES + a + p)) } : {}),
+    ...(t === NO_TIMEOUT ? {} : { timeoutMs: t }),
+  };
+}
+
+/** A reply frame: SPLICED with the Splice, MIGRATED with the Migration, ERROR with the problem document. */
+export function encodeReply(type: ReplyType, id: number, doc: unknown): Buffer {
   const body = Buffer.from(JSON.stringify(doc), 'utf8');
   if (body.length > MAX_REPLY_BODY) throw new RangeError(`a reply of ${body.length} bytes is over ${MAX_REPLY_BODY}`);
   return Buffer.concat([encodeHeader({ type, id, bodyLength: body.length, fds: 0 }), body]);

@@ -10,7 +10,8 @@
  *
  * splice() is control/sdk/splice.ts's with the channel as transport: the
  * same read-side care, the same result, the same BatonApiError on refusal
- * (both sockets given back untouched). Requests made in one event-loop
+ * (both sockets given back untouched); migrate() likewise for migrate mode
+ * (`channel.migrate(clientSocket, { agent, received })`). Requests made in one event-loop
  * tick leave in as few sendmsg calls as the descriptor limit allows.
  *
  * Replies carry no descriptors, so they are read by Node as usual; requests
@@ -22,12 +23,13 @@ import { dirname, join } from 'node:path';
 import { ERRORS } from '../errors.js';
 import {
   decodeReplyBody,
+  encodeMigrate,
   encodeSplice,
   FRAME_TYPE,
   FrameReader,
   MAX_FDS_PER_MESSAGE,
   MAX_REQUEST_ID,
-  SPLICE_FDS,
+  type MigrateFrame,
   WireError,
 } from '../handoff/wire.js';
 import { errnoValue } from '../sys/errno.js';
@@ -36,8 +38,8 @@ import { MSG_DONTWAIT, MSG_NOSIGNAL, sendWithFds } from '../sys/scm-rights.js';
 import { unreachable } from './client.js';
 import { DEFAULT_API_SOCKET, HANDOFF_SOCKET_NAME } from './endpoint.js';
 import { BatonApiError, isProblem } from './errors.js';
-import { type SpliceOptions, splice } from './splice.js';
-import type { Splice } from './types.js';
+import { type MigrateOptions, migrate, type SpliceOptions, splice } from './splice.js';
+import type { Migration, Splice } from './types.js';
 
 /** The channel's socket beside an API socket (default: beside /run/baton/api.sock). */
 export const handoffSocketFor = (apiSocketPath: string = DEFAULT_API_SOCKET): string =>
@@ -50,7 +52,9 @@ const SEND_RETRY_MS = 1;
 const EAGAIN = errnoValue('EAGAIN');
 
 interface Pending {
-  resolve: (s: Splice) => void;
+  /** The reply type that answers it besides ERROR: SPLICED for a splice, MIGRATED for a migration. */
+  expects: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED;
+  resolve: (doc: unknown) => void;
   reject: (e: Error) => void;
 }
 
@@ -63,7 +67,7 @@ interface Outgoing {
 export class HandoffChannel {
   private readonly reader = new FrameReader('reply');
   private readonly pending = new Map<number, Pending>();
-  /** Frames of this tick, not yet sent: [frame, its two descriptors]. */
+  /** Frames of this tick, not yet sent: [frame, its descriptors]. */
   private batch: Array<[Buffer, number[]]> = [];
   private outgoing: Outgoing[] = [];
   private retry: NodeJS.Timeout | undefined;
@@ -110,23 +114,42 @@ export class HandoffChannel {
 
   /** One splice request for two descriptors of this process (what splice() calls once they are held). */
   request(clientFd: number, backendFd: number, prefix: Buffer, quiesceTimeoutMs?: number): Promise<Splice> {
+    return this.enqueue<Splice>(
+      FRAME_TYPE.SPLICED,
+      (id) =>
+        encodeSplice({
+          id,
+          ...(prefix.length ? { prefix } : {}),
+          ...(quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs } : {}),
+        }),
+      [clientFd, backendFd],
+    );
+  }
+
+  /** migrate() of control/sdk/splice.ts over this channel. */
+  migrate(clientSocket: net.Socket, opts: Omit<MigrateOptions, 'channel' | 'client'>) {
+    return migrate(clientSocket, { ...opts, channel: this });
+  }
+
+  /** One migrate request for a client descriptor of this process (what migrate() calls once it is held). */
+  requestMigrate(clientFd: number, r: Omit<MigrateFrame, 'id'>): Promise<Migration> {
+    return this.enqueue<Migration>(FRAME_TYPE.MIGRATED, (id) => encodeMigrate({ ...r, id }), [clientFd]);
+  }
+
+  private enqueue<T>(expects: Pending['expects'], encode: (id: number) => Buffer, fds: number[]): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.takeId();
     let frame: Buffer;
     try {
-      frame = encodeSplice({
-        id,
-        ...(prefix.length ? { prefix } : {}),
-        ...(quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs } : {}),
-      });
+      frame = encode(id);
     } catch (e) {
       return Promise.reject(
         new BatonApiError({ code: 'BAD_REQUEST', ...ERRORS.BAD_REQUEST, detail: (e as Error).message }),
       );
     }
-    return new Promise<Splice>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.batch.push([frame, [clientFd, backendFd]]);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { expects, resolve: resolve as (doc: unknown) => void, reject });
+      this.batch.push([frame, fds]);
       if (this.batch.length === 1) setImmediate(() => this.flushBatch());
     });
   }
@@ -147,11 +170,20 @@ export class HandoffChannel {
   private flushBatch(): void {
     const frames = this.batch;
     this.batch = [];
-    const perMessage = MAX_FDS_PER_MESSAGE / SPLICE_FDS;
-    for (let i = 0; i < frames.length; i += perMessage) {
-      const part = frames.slice(i, i + perMessage);
+    let part: Array<[Buffer, number[]]> = [];
+    let partFds = 0;
+    const cut = () => {
+      if (part.length === 0) return;
       this.outgoing.push({ data: Buffer.concat(part.map(([f]) => f)), fds: part.flatMap(([, fds]) => fds) });
+      part = [];
+      partFds = 0;
+    };
+    for (const entry of frames) {
+      if (partFds + entry[1].length > MAX_FDS_PER_MESSAGE) cut();
+      part.push(entry);
+      partFds += entry[1].length;
     }
+    cut();
     this.send();
   }
 
@@ -203,7 +235,9 @@ export class HandoffChannel {
         return;
       }
       this.pending.delete(f.id);
-      if (f.type === FRAME_TYPE.SPLICED) p.resolve(doc as Splice);
+      if (f.type === p.expects) p.resolve(doc);
+      else if (f.type !== FRAME_TYPE.ERROR)
+        this.fail(this.badResponse(`a reply of type 0x${f.type.toString(16)} to request ${f.id}`));
       else if (isProblem(doc)) p.reject(BatonApiError.fromProblem(doc));
       else p.reject(this.badResponse('an error frame without a problem document'));
     }

@@ -126,6 +126,16 @@ export interface MigrateOptions {
   /** How long the agent may take to confirm (ms; daemon default when unset). */
   timeoutMs?: number;
   client?: BatonClient;
+  /** Ask over the local handoff channel instead of REST (openHandoffChannel; `client` is not used then). */
+  channel?: MigrateChannel;
+}
+
+/** What migrate() needs of the handoff channel: one request with the client descriptor (control/sdk/handoff-channel.ts). */
+export interface MigrateChannel {
+  requestMigrate(
+    clientFd: number,
+    r: { agent: string; received?: Buffer; appProtocol?: string; timeoutMs?: number },
+  ): Promise<Migration>;
 }
 
 /**
@@ -141,14 +151,18 @@ export async function migrate(clientSocket: net.Socket, opts: MigrateOptions): P
     c.drained = drainReadBuffer(clientSocket);
     await flushWrites([clientSocket]);
     const received = Buffer.concat([opts.received ?? Buffer.alloc(0), c.drained]);
-    const api = opts.client ?? sharedClient();
-    const result = await api.createMigration({
-      client: { pid: process.pid, fd: c.handle.fd },
+    const common = {
       agent: opts.agent,
-      ...(received.length > 0 ? { received: received.toString('base64') } : {}),
       ...(opts.appProtocol ? { appProtocol: opts.appProtocol } : {}),
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-    });
+    };
+    const result = opts.channel
+      ? await opts.channel.requestMigrate(c.handle.fd, { ...common, ...(received.length > 0 ? { received } : {}) })
+      : await (opts.client ?? sharedClient()).createMigration({
+          client: { pid: process.pid, fd: c.handle.fd },
+          ...common,
+          ...(received.length > 0 ? { received: received.toString('base64') } : {}),
+        });
     clientSocket.destroy();
     return result;
   } catch (e) {

@@ -25,11 +25,18 @@ import { AgentChannel } from '../migrate/channel.js';
 import type { FlowIdSwitch } from '../migrate/flow-switch.js';
 import { type MigratePhases, migrateSocket } from '../migrate/migrate.js';
 import { Authorizer, type Caller, isPrivileged } from './authorize.js';
-import { decodeClientBytes } from './client-bytes.js';
+import { checkedClientBytes, decodeClientBytes } from './client-bytes.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { DEFAULT_MIGRATE_TIMEOUT_MS, MAX_MIGRATE_TIMEOUT_MS } from './limits.js';
 import type { Operations } from './operations.js';
-import { type ProcessGate, release, takeByDescriptor } from './sockets.js';
+import {
+  assertEstablishedTcp,
+  identify,
+  type ProcessGate,
+  release,
+  type TakenSocket,
+  takeByDescriptor,
+} from './sockets.js';
 
 export interface MigrationRequest {
   client: { pid: number; fd: number };
@@ -42,6 +49,23 @@ export interface MigrationRequest {
   /** How long the agent may take to confirm (ms). */
   timeoutMs?: number;
 }
+
+/**
+ * The local handoff channel's MIGRATE (control/handoff/server.ts): the
+ * client socket passed by the front end (SCM_RIGHTS), already this
+ * process's descriptor and the service's from the call on: migrated and
+ * released, or closed on any failure (the front end keeps its own, usable).
+ */
+export interface MigrationByPassing {
+  passed: number;
+  agent: string;
+  /** The client bytes themselves (the channel carries bytes, not base64). */
+  receivedBytes?: Buffer;
+  appProtocol?: string;
+  timeoutMs?: number;
+}
+
+const isPassed = (r: MigrationRequest | MigrationByPassing): r is MigrationByPassing => 'passed' in r;
 
 export interface MigrationJson {
   /** Decimal u64: the migration id the agent's app sees in its header. */
@@ -108,7 +132,30 @@ export class MigrateService {
     return this.opts.flowSwitch?.forwardedCount ?? 0;
   }
 
-  async migrate(caller: Caller, req: MigrationRequest, receivedAt = performance.now()): Promise<MigrationJson> {
+  async migrate(
+    caller: Caller,
+    req: MigrationRequest | MigrationByPassing,
+    receivedAt = performance.now(),
+  ): Promise<MigrationJson> {
+    // A passed descriptor is ours already: identified now, so that every way out (a refusal before the work
+    // starts too) closes it.
+    const passed = isPassed(req) ? identify(req.passed) : undefined;
+    let migrated = false;
+    try {
+      const m = await this.migrateTaken(caller, req, passed, receivedAt);
+      migrated = true;
+      return m;
+    } finally {
+      if (passed && !migrated) release(passed);
+    }
+  }
+
+  private migrateTaken(
+    caller: Caller,
+    req: MigrationRequest | MigrationByPassing,
+    passed: TakenSocket | undefined,
+    receivedAt: number,
+  ): Promise<MigrationJson> {
     return this.opts.operations.run('migrate', receivedAt, async () => {
       if (!this.enabled)
         throw new BatonError(
@@ -126,13 +173,19 @@ export class MigrateService {
           `${agentText} is not one of this LB's agents (${[...this.agents].join(', ')}); add it with baton lb --agent ${agentText}`,
           'unknown_agent',
         );
-      const received = decodeClientBytes(req.received, 'received') ?? Buffer.alloc(0);
-      const timeoutMs = Math.min(req.timeoutMs ?? DEFAULT_MIGRATE_TIMEOUT_MS, MAX_MIGRATE_TIMEOUT_MS);
-      const gate: ProcessGate | undefined = isPrivileged(caller)
-        ? undefined
-        : (pid) => this.authorizer.checkProcess(caller, pid);
+      const received =
+        (isPassed(req)
+          ? checkedClientBytes(req.receivedBytes, 'received')
+          : decodeClientBytes(req.received, 'received')) ?? Buffer.alloc(0);
+      if (req.timeoutMs !== undefined && (req.timeoutMs < 1 || req.timeoutMs > MAX_MIGRATE_TIMEOUT_MS))
+        throw new BatonError(
+          'BAD_REQUEST',
+          `timeoutMs must be 1-${MAX_MIGRATE_TIMEOUT_MS} ms, got ${req.timeoutMs}`,
+          'bad_timeout',
+        );
+      const timeoutMs = req.timeoutMs ?? DEFAULT_MIGRATE_TIMEOUT_MS;
       const t0 = performance.now();
-      const taken = takeByDescriptor(req.client.pid, req.client.fd, 'client', gate);
+      const taken = passed ? this.checkPassed(caller, passed) : this.take(caller, req as MigrationRequest);
       let done = false;
       try {
         const channel = await this.channel(agentText, agent);
@@ -160,9 +213,25 @@ export class MigrateService {
           phasesUs: { take, ...r.phasesUs },
         };
       } finally {
-        if (!done) release(taken);
+        // A passed descriptor is released by migrate() (once); a taken duplicate here.
+        if (!done && !passed) release(taken);
       }
     });
+  }
+
+  /** The front end's client socket, duplicated from its process (pidfd_getfd), authorized like a splice. */
+  private take(caller: Caller, req: MigrationRequest): TakenSocket {
+    const gate: ProcessGate | undefined = isPrivileged(caller)
+      ? undefined
+      : (pid) => this.authorizer.checkProcess(caller, pid);
+    return takeByDescriptor(req.client.pid, req.client.fd, 'client', gate);
+  }
+
+  /** A passed socket: its sender may act on its own sockets (as for a passed splice), and it is a TCP connection. */
+  private checkPassed(caller: Caller, passed: TakenSocket): TakenSocket {
+    if (!isPrivileged(caller) && caller.kind === 'peer') this.authorizer.checkProcess(caller, caller.pid);
+    assertEstablishedTcp(passed.fd, 'client');
+    return passed;
   }
 
   /**

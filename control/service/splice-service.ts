@@ -23,10 +23,10 @@
 import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import { BatonError } from '../errors.js';
 import { Authorizer, type Caller, connectionDecision, isPrivileged, ownerUidOf, seesConnection } from './authorize.js';
-import { decodeClientBytes } from './client-bytes.js';
+import { checkedClientBytes, decodeClientBytes } from './client-bytes.js';
 import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
-import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT, MAX_PREFIX_BYTES } from './limits.js';
+import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT } from './limits.js';
 import { type HandoffObserver, Operations } from './operations.js';
 import {
   assertEstablishedTcp,
@@ -159,7 +159,9 @@ export class SpliceService {
         // Before any descriptor is taken: a refused splice leaves the front end's sockets alone.
         const refused = this.admission();
         if (refused) throw refused;
-        const prefix = isPassed(req) ? checkedPrefix(req.prefixBytes) : decodeClientBytes(req.prefix, 'prefix');
+        const prefix = isPassed(req)
+          ? checkedClientBytes(req.prefixBytes, 'prefix')
+          : decodeClientBytes(req.prefix, 'prefix');
         const { client, backend } = isPassed(req)
           ? this.checkPassed(caller, passed ?? identifyPassed(req))
           : await this.take(caller, req);
@@ -369,18 +371,6 @@ export class SpliceService {
 /** The two passed descriptors as TakenSockets (fstat: what they must still name to be closed by us). */
 function identifyPassed(req: SpliceByPassing): [TakenSocket, TakenSocket] {
   return [identify(req.passed.client), identify(req.passed.backend)];
-}
-
-/** The channel's prefix bytes, within the REST API's limit. */
-function checkedPrefix(bytes: Buffer | undefined): Buffer | undefined {
-  if (!bytes || bytes.length === 0) return undefined;
-  if (bytes.length > MAX_PREFIX_BYTES)
-    throw new BatonError(
-      'BAD_REQUEST',
-      `prefix holds ${bytes.length} bytes; at most ${MAX_PREFIX_BYTES} are accepted`,
-      'prefix_too_large',
-    );
-  return bytes;
 }
 
 function notFound(id: bigint): BatonError {

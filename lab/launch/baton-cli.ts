@@ -8,8 +8,19 @@ import { resolve } from 'node:path';
 import { ROOT } from '../paths.js';
 import type { Testbed } from '../testbed/index.js';
 
+/**
+ * Node's flags for baton's own processes started here: with
+ * BATON_CPU_PROF_DIR set, each (daemon, agent, dispatcher, CLI) writes a
+ * V8 CPU profile there when it exits (open it in Chrome DevTools, or
+ * summarize it with `node lab/cpu-profile.ts <file>`). For finding where a
+ * benchmark's time goes; NODE_OPTIONS cannot carry --cpu-prof.
+ */
+export const NODE_FLAGS = process.env.BATON_CPU_PROF_DIR
+  ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BATON_CPU_PROF_DIR}`]
+  : [];
+
 /** The CLI, run from source. */
-export const NODE_CLI = [process.execPath, '--import', 'tsx', resolve(ROOT, 'control/cli.ts')];
+export const NODE_CLI = [process.execPath, ...NODE_FLAGS, '--import', 'tsx', resolve(ROOT, 'control/cli.ts')];
 
 export interface CliResult {
   code: number;

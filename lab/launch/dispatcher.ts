@@ -11,6 +11,7 @@ import type { DispatchEvent } from '../../control/dispatcher/dispatcher.js';
 import { ROOT } from '../paths.js';
 import type { Testbed } from '../testbed/index.js';
 import { asUser } from './as-user.js';
+import { NODE_FLAGS } from './baton-cli.js';
 
 export interface DispatcherProc {
   proc: ChildProcess;
@@ -26,6 +27,7 @@ export async function startDispatcher(
 ): Promise<DispatcherProc> {
   const argv = [
     process.execPath,
+    ...NODE_FLAGS,
     '--import',
     'tsx',
     resolve(ROOT, 'control/dispatcher/main.ts'),

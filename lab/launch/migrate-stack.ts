@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
+import type { HandoffPath } from '../../control/dispatcher/config.js';
 import { withNetns } from '../../control/net/netns.js';
 import { type AgentConnection, connectAgent } from '../../control/sdk/agent.js';
 import { SO_REUSEADDR, SOL_SOCKET } from '../../control/tcp/kernel.js';
@@ -31,6 +32,8 @@ export interface MigrateStack {
   startAgent(b: RoutedBackend): Promise<void>;
   /** Stops and starts `baton lb` again, on the same API socket (the dispatcher's). */
   restartLb(): Promise<void>;
+  /** Stops the dispatcher and starts one that asks baton over `handoff` (the local channel or REST). */
+  restartDispatcher(handoff: HandoffPath): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -41,6 +44,8 @@ export interface MigrateStackOptions {
   port?: number;
   /** The back ends in the dispatcher's migrate pool (default both; agents and apps run on both either way). */
   pool?: RoutedBackend[];
+  /** How the dispatcher asks baton (default: its own default, the local handoff channel). */
+  handoff?: HandoffPath;
 }
 
 export async function startMigrateStack(tb: Testbed, dir: string, opts: MigrateStackOptions): Promise<MigrateStack> {
@@ -73,6 +78,20 @@ export async function startMigrateStack(tb: Testbed, dir: string, opts: MigrateS
       ],
       { socketPath: join(dir, 'lb-api.sock') },
     );
+  const startFrontEnd = (handoff: HandoffPath | undefined) =>
+    startDispatcher(tb, {
+      listen: `${VIP4}:${port}`,
+      pools: {
+        app: {
+          mode: 'migrate',
+          backends: ROUTED_BACKENDS.filter((b) => opts.pool?.includes(b.node) ?? true).map((b) => `${b.ip}:${port}`),
+          agentPort: MIGRATE_AGENT_PORT,
+        },
+      },
+      routes: [{ pool: 'app' }],
+      api: { socketPath: join(dir, 'lb-api.sock') },
+      ...(handoff ? { handoff } : {}),
+    });
   const stack: Partial<MigrateStack> & { agents: typeof agents; apps: typeof apps } = { agents, apps };
   const close = async () => {
     await stack.dispatcher?.stop();
@@ -101,18 +120,7 @@ export async function startMigrateStack(tb: Testbed, dir: string, opts: MigrateS
       await new Promise<void>((r) => app.listen({ fd }, r));
     }
     stack.daemon = await startLb();
-    stack.dispatcher = await startDispatcher(tb, {
-      listen: `${VIP4}:${port}`,
-      pools: {
-        app: {
-          mode: 'migrate',
-          backends: ROUTED_BACKENDS.filter((b) => opts.pool?.includes(b.node) ?? true).map((b) => `${b.ip}:${port}`),
-          agentPort: MIGRATE_AGENT_PORT,
-        },
-      },
-      routes: [{ pool: 'app' }],
-      api: { socketPath: join(dir, 'lb-api.sock') },
-    });
+    stack.dispatcher = await startFrontEnd(opts.handoff);
     // The LB's FIB lookups toward the back ends need neighbour entries.
     for (const b of ROUTED_BACKENDS) await tb.exec('lb', 'ping', ['-c', '1', '-W', '2', b.ip], { timeoutMs: 5000 });
   } catch (e) {
@@ -125,6 +133,10 @@ export async function startMigrateStack(tb: Testbed, dir: string, opts: MigrateS
     async restartLb() {
       await stack.daemon?.stop();
       stack.daemon = await startLb();
+    },
+    async restartDispatcher(handoff: HandoffPath) {
+      await stack.dispatcher?.stop();
+      stack.dispatcher = await startFrontEnd(handoff);
     },
   });
 }

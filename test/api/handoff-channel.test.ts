@@ -14,7 +14,11 @@
  *   - a front end killed mid-call: nothing left in the daemon;
  *   - peers as uid 65534 (setpriv): outside the socket's group (refused as
  *     REST refuses), in it (spliced as its own), and not dumpable
- *     (FORBIDDEN_PROCESS, as REST answers for its own pid).
+ *     (FORBIDDEN_PROCESS, as REST answers for its own pid);
+ *   - MIGRATE (migrate mode): refusals as POST /v1/migrations answers them
+ *     (no agents, an agent that is not the LB's, a descriptor that is not a
+ *     TCP socket, a malformed body), the client socket given back usable
+ *     and no copy kept. Migrations that succeed: test/e2e/migrate-lb.test.ts.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -34,14 +38,17 @@ import {
   decodeHeader,
   decodeReplyBody,
   encodeHeader,
+  encodeMigrate,
   encodeSplice,
   FRAME_TYPE,
   FrameReader,
   MAX_REQUEST_BODY,
 } from '../../control/handoff/wire.js';
+import type { FlowIdSwitch } from '../../control/migrate/flow-switch.js';
 import { type BatonClient, createClient } from '../../control/sdk/client.js';
 import { BatonApiError } from '../../control/sdk/errors.js';
 import { type HandoffChannel, openHandoffChannel } from '../../control/sdk/handoff-channel.js';
+import { MigrateService } from '../../control/service/migrate-service.js';
 import { SpliceService } from '../../control/service/splice-service.js';
 import { socketFd } from '../../control/sys/peercred.js';
 import { sendWithFds } from '../../control/sys/scm-rights.js';
@@ -341,6 +348,141 @@ describe('the local handoff channel', () => {
     assert.match(s.id, /^[0-9]+$/);
     await p.close();
     assert.equal(decodeHeader(good, 'request').id, 3);
+  });
+
+  describe('MIGRATE', () => {
+    const AGENT = '198.18.3.2:7070';
+    let migrating: {
+      dir: string;
+      handoff: HandoffServer;
+      api: FastifyInstance;
+      migrations: MigrateService;
+      rest: BatonClient;
+    };
+    before(async () => {
+      // Enabled (agents, a secret, a flow switch) so that every check before the agent's channel runs; the
+      // stand-in switch is never reached by these requests, which are all refused before the capture.
+      const migrations = new MigrateService({
+        agents: [AGENT],
+        secret: Buffer.alloc(32, 1),
+        flowSwitch: { reclaim: () => 0, forwardedCount: 0 } as unknown as FlowIdSwitch,
+        operations: service.operations,
+      });
+      const dir = `${ROOT_DIR}-migrate`;
+      const handoff = await HandoffServer.listen({
+        service,
+        migrations,
+        path: `${dir}/handoff.sock`,
+        gid: 0,
+        onProtocolError: (e) => protocolErrors.push(e),
+      });
+      const api = await buildApi({ service, migrations });
+      await listenOnSocket(`${dir}/api.sock`, 0, () => api.listen({ path: `${dir}/api.sock` }));
+      migrating = { dir, handoff, api, migrations, rest: createClient({ socketPath: `${dir}/api.sock` }) };
+    });
+    after(async () => {
+      migrating.migrations.close();
+      migrating.rest.close();
+      await migrating.handoff.close();
+      await migrating.api.close();
+      rmSync(migrating.dir, { recursive: true, force: true });
+    });
+    const restMigrate = async (fd: number, agent: string) => {
+      try {
+        await migrating.rest.request('POST', '/v1/migrations', { client: { pid: process.pid, fd }, agent });
+        return assert.fail('REST migrated');
+      } catch (e) {
+        if (!(e instanceof BatonApiError)) throw e;
+        return e;
+      }
+    };
+    const refusedBy = (ch: HandoffChannel, socket: net.Socket, agent: string) =>
+      ch.migrate(socket, { agent, received: Buffer.from('GET / HTTP/1.1\r\n\r\n') }).then(
+        () => assert.fail('migrated'),
+        (e: unknown) => e as BatonApiError,
+      );
+
+    test('a daemon without agents, and an agent that is not the LB’s: refused as REST refuses, the socket given back', async () => {
+      const p = await tcpPair();
+      // The root bed's server has no migrate service at all; the migrating one has one agent.
+      const err = await refusedBy(channel, p.accepted, AGENT);
+      assert.deepEqual([err.code, err.reason], ['MIGRATE_DISABLED', 'no_agents']);
+      const ch = await openHandoffChannel(migrating.handoff.path);
+      try {
+        const unknown = await refusedBy(ch, p.accepted, '198.18.9.9:7070');
+        assert.deepEqual([unknown.code, unknown.status, unknown.reason], ['AGENT_UNKNOWN', 400, 'unknown_agent']);
+        const viaRest = await restMigrate(fdOf(p.accepted), '198.18.9.9:7070');
+        assert.deepEqual(
+          [unknown.code, unknown.detail],
+          [viaRest.code, viaRest.detail],
+          'the same problem as POST /v1/migrations',
+        );
+      } finally {
+        ch.close();
+      }
+      await until(() => descriptorsOf(p.accepted, p.connected) === 2, 'the daemon closed its copies');
+      // Given back: the connection still carries bytes both ways (the first request was read back into Node).
+      p.connected.write('ping');
+      p.accepted.resume();
+      const got = await new Promise<string>((r) => {
+        let all = '';
+        p.accepted.on('data', (x: Buffer) => {
+          all += x.toString();
+          if (all.endsWith('ping')) r(all);
+        });
+      });
+      assert.ok(got.endsWith('ping'));
+      await p.close();
+    });
+
+    test('a descriptor that is not an established TCP socket: SOCKET_UNUSABLE, as REST says; nothing kept', async () => {
+      const [rd, wr] = await pipePair();
+      const listener = net.createServer();
+      await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+      const peer = await rawPeer(migrating.handoff.path);
+      const cases: Array<[string, number, string]> = [
+        ['a pipe', rd, 'not_a_socket'],
+        ['a listening socket', fdOf(listener), 'not_established'],
+      ];
+      for (const [what, fd, reason] of cases) {
+        peer.send(encodeMigrate({ id: 21, agent: AGENT }), [fd]);
+        const f = await peer.next();
+        assert.deepEqual([f.type, f.id], [FRAME_TYPE.ERROR, 21], what);
+        assert.deepEqual([f.doc.code, f.doc.reason], ['SOCKET_UNUSABLE', reason], what);
+        const r = await restMigrate(fd, AGENT);
+        assert.deepEqual([r.code, r.reason], [f.doc.code, f.doc.reason], `REST for ${what}`);
+      }
+      assert.equal(peer.ended, false, 'a refused request does not end the connection');
+      await until(() => descriptorsOf(listener) === 1, 'the daemon closed the descriptors it was given');
+      peer.close();
+      closeSync(rd);
+      closeSync(wr);
+      listener.close();
+    });
+
+    test('a malformed migrate body: the connection closed with the reason, the descriptor closed', async () => {
+      const p = await tcpPair();
+      const good = encodeMigrate({ id: 5, agent: AGENT, received: Buffer.from('GET / HTTP/1.1\r\n\r\n') });
+      const cases: Array<[string, Buffer, string]> = [
+        ['received length that lies', Buffer.from(good), 'bad_length'],
+        ['a newline in the agent', Buffer.from(good), 'bad_field'],
+        ['reserved bytes set', Buffer.from(good), 'bad_reserved'],
+      ];
+      (cases[0] as [string, Buffer, string])[1].writeUInt32LE(999, 16 + 8);
+      (cases[1] as [string, Buffer, string])[1][16 + 12] = 0x0a;
+      (cases[2] as [string, Buffer, string])[1].writeUInt16LE(1, 16 + 6);
+      for (const [what, frame, reason] of cases) {
+        protocolErrors.length = 0;
+        const peer = await rawPeer(migrating.handoff.path);
+        peer.send(frame, [fdOf(p.accepted)]);
+        const f = await peer.next();
+        assert.deepEqual([f.type, f.doc.code, f.doc.reason], [FRAME_TYPE.ERROR, 'BAD_REQUEST', reason], what);
+        await until(() => peer.ended, `${what}: the daemon hangs up`);
+        await until(() => descriptorsOf(p.accepted, p.connected) === 2, `${what}: the descriptor is closed`);
+        assert.equal(protocolErrors.length, 1, `${what}: reported to the daemon's log`);
+      }
+      await p.close();
+    });
   });
 
   test('a front end killed mid-call: the splice finishes (or is rolled back) and nothing is left in the daemon', async () => {

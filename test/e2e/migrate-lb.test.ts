@@ -4,13 +4,16 @@
  * `baton agent` on each back end and a Node app behind the SDK there; the
  * routed bed (test/lib/migrate-bed.ts), so replies bypass the LB.
  *
- *   curl -> VIP:80 -> dispatcher reads the request -> POST /v1/migrations
- *   (the daemon takes the socket, blocks the flow, captures, sends the blob
+ *   curl -> VIP:80 -> dispatcher reads the request -> a MIGRATE frame on the
+ *   daemon's local handoff channel with the socket passed (or POST
+ *   /v1/migrations, the socket taken with pidfd_getfd)
+ *   (the daemon blocks the flow, captures, sends the blob
  *   over its channel to the agent) -> the app holds the socket and answers
  *   the client directly; the LB forwards the client's segments with the
  *   flow id in the ports.
  *
- * Cases: round robin over both back ends; a 64 MiB download byte-exact and
+ * Cases: round robin over both back ends (over the channel); the same over
+ * REST; a 64 MiB download byte-exact and
  * 1,000 keep-alive requests on migrated connections; the agent stopped: the
  * request is still answered (relayed to the same back end's app) and the
  * LB keeps no entry; the daemon restarted: an already migrated connection
@@ -131,12 +134,36 @@ describe('migrate mode through baton lb and the dispatcher: two back ends with a
   test('requests are migrated round robin to both back ends and answered by their apps', async () => {
     const from = events().length;
     const bodies = [await curl([`http://${VIP4}/a`]), await curl([`http://${VIP4}/b`])];
-    const seen = (await outcomes(from, 2)).map((e) => e.event);
-    assert.deepEqual(seen, ['migrated', 'migrated'], JSON.stringify(events().slice(from)));
+    const got = await outcomes(from, 2);
+    assert.deepEqual(
+      got.map((e) => e.event),
+      ['migrated', 'migrated'],
+      JSON.stringify(events().slice(from)),
+    );
+    // The dispatcher's default: the client socket passed over the daemon's local handoff channel (MIGRATE frame).
+    assert.deepEqual(
+      got.map((e) => (e.event === 'migrated' ? e.via : undefined)),
+      ['channel', 'channel'],
+    );
     assert.deepEqual(bodies.map((b) => b.split(' ')[0]).sort(), ['backend1', 'backend2']);
     for (const b of bodies) assert.match(b, / \/[ab] migration \d+\n$/);
     assert.equal(await daemonMetric('baton_handoffs_total{mode="migrate",outcome="ok"}'), 2);
     await assertClean();
+  });
+
+  test('a dispatcher that asks over REST (POST /v1/migrations) migrates the same way', async () => {
+    await stack.restartDispatcher('rest');
+    try {
+      const from = events().length;
+      const body = await curl([`http://${VIP4}/r`]);
+      const [e] = await outcomes(from, 1);
+      assert.equal(e?.event, 'migrated', JSON.stringify(events().slice(from)));
+      if (e?.event === 'migrated') assert.equal(e.via, 'rest');
+      assert.match(body, / \/r migration \d+\n$/);
+      await assertClean();
+    } finally {
+      await stack.restartDispatcher('channel');
+    }
   });
 
   test('a 64 MiB download and 1,000 keep-alive requests on migrated connections, byte-exact', async () => {

@@ -1,8 +1,8 @@
 /** The dispatcher's configuration: migrate pools (mode, agentPort) are checked with messages that name the field. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { channelPathOf } from '../../control/dispatcher/baton-path.js';
 import { ConfigError, DEFAULT_HANDOFF_PATH, validateConfig } from '../../control/dispatcher/config.js';
-import { channelPathOf } from '../../control/dispatcher/splice-path.js';
 
 const base = (pool: Record<string, unknown>) => ({
   listen: '198.18.1.1:80',

@@ -7,18 +7,24 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   decodeHeader,
+  decodeMigrateBody,
   decodeReplyBody,
   decodeSpliceBody,
   encodeHeader,
+  encodeMigrate,
   encodeReply,
   encodeSplice,
   FRAME_TYPE,
   FrameReader,
   HANDOFF_MAGIC,
   HEADER_BYTES,
+  MAX_AGENT_BYTES,
+  MAX_APP_PROTOCOL_BYTES,
   MAX_REPLY_BODY,
   MAX_REQUEST_BODY,
-  NO_QUIESCE_TIMEOUT,
+  MIGRATE_FDS,
+  MIGRATE_FIXED_BYTES,
+  NO_TIMEOUT,
   SPLICE_FDS,
   SPLICE_FIXED_BYTES,
   WireError,
@@ -51,7 +57,7 @@ describe('handoff wire format', () => {
   test('no prefix and no timeout: an 8-byte body, the timeout field "unset"', () => {
     const f = encodeSplice({ id: 7 });
     assert.equal(f.length, HEADER_BYTES + SPLICE_FIXED_BYTES);
-    assert.equal(f.readUInt32LE(16), NO_QUIESCE_TIMEOUT);
+    assert.equal(f.readUInt32LE(16), NO_TIMEOUT);
     assert.deepEqual(decodeSpliceBody(f.subarray(HEADER_BYTES)), {});
   });
 
@@ -208,6 +214,85 @@ describe('handoff wire format', () => {
     assert.throws(() => encodeSplice({ id: 1, prefix: Buffer.alloc(MAX_PREFIX_BYTES + 1) }), RangeError);
     assert.throws(() => encodeSplice({ id: 1, quiesceTimeoutMs: -1 }), RangeError);
     const big = encodeSplice({ id: 1, prefix: Buffer.alloc(MAX_PREFIX_BYTES) });
+    assert.equal(decodeHeader(big, 'request').bodyLength, SPLICE_FIXED_BYTES + MAX_PREFIX_BYTES);
+  });
+
+  test('a migrate frame: the documented bytes, and back', () => {
+    const received = Buffer.from('GET /a HTTP/1.1\r\nHost: x\r\n\r\n');
+    const f = encodeMigrate({ id: 7, agent: '198.18.3.2:7070', appProtocol: 'http/1.1', received, timeoutMs: 900 });
+    const a = '198.18.3.2:7070'.length;
+    const p = 'http/1.1'.length;
+    assert.equal(f.length, HEADER_BYTES + MIGRATE_FIXED_BYTES + a + p + received.length);
+    assert.equal(f[3], FRAME_TYPE.MIGRATE);
+    assert.equal(f.readUInt32LE(4), 7);
+    assert.equal(f[12], MIGRATE_FDS);
+    const body = f.subarray(HEADER_BYTES);
+    assert.equal(body.readUInt32LE(0), 900);
+    assert.equal(body[4], a);
+    assert.equal(body[5], p);
+    assert.equal(body.readUInt16LE(6), 0);
+    assert.equal(body.readUInt32LE(8), received.length);
+    assert.equal(body.toString('latin1', MIGRATE_FIXED_BYTES, MIGRATE_FIXED_BYTES + a), '198.18.3.2:7070');
+    const [frame] = new FrameReader('request').push(f);
+    assert.deepEqual(decodeMigrateBody((frame as { body: Buffer }).body), {
+      agent: '198.18.3.2:7070',
+      appProtocol: 'http/1.1',
+      received,
+      timeoutMs: 900,
+    });
+    // Only the agent: no protocol, no bytes, the daemon's timeout.
+    const bare = encodeMigrate({ id: 8, agent: '[2001:db8::2]:7070' });
+    assert.equal(bare.subarray(HEADER_BYTES).readUInt32LE(0), NO_TIMEOUT);
+    assert.deepEqual(decodeMigrateBody(bare.subarray(HEADER_BYTES)), { agent: '[2001:db8::2]:7070' });
+    // The largest one is the largest request body.
+    const big = encodeMigrate({
+      id: 9,
+      agent: 'a'.repeat(MAX_AGENT_BYTES),
+      appProtocol: 'p'.repeat(MAX_APP_PROTOCOL_BYTES),
+      received: Buffer.alloc(MAX_PREFIX_BYTES),
+    });
     assert.equal(decodeHeader(big, 'request').bodyLength, MAX_REQUEST_BODY);
+  });
+
+  test('a malformed migrate frame is refused with its reason', () => {
+    const f = encodeMigrate({ id: 1, agent: '198.18.3.2:7070', received: Buffer.from('GET / HTTP/1.1\r\n\r\n') });
+    const wrongFds = Buffer.from(f);
+    wrongFds[12] = 2;
+    assert.throws(() => decodeHeader(wrongFds, 'request'), reason('bad_fds'));
+    const short = encodeHeader({ type: FRAME_TYPE.MIGRATE, id: 1, bodyLength: MIGRATE_FIXED_BYTES - 1, fds: 1 });
+    assert.throws(() => decodeHeader(short, 'request'), reason('bad_length'));
+    assert.throws(() => decodeHeader(f, 'reply'), reason('bad_type'));
+    const body = f.subarray(HEADER_BYTES);
+    const longer = Buffer.from(body);
+    longer.writeUInt32LE(body.readUInt32LE(8) + 1, 8);
+    assert.throws(() => decodeMigrateBody(longer), reason('bad_length'));
+    const reserved = Buffer.from(body);
+    reserved.writeUInt16LE(1, 6);
+    assert.throws(() => decodeMigrateBody(reserved), reason('bad_reserved'));
+    const noAgent = Buffer.alloc(MIGRATE_FIXED_BYTES);
+    assert.throws(() => decodeMigrateBody(noAgent), reason('bad_field'));
+    const control = Buffer.from(body);
+    control[MIGRATE_FIXED_BYTES] = 0x0a; // a newline in the agent
+    assert.throws(() => decodeMigrateBody(control), reason('bad_field'));
+    assert.throws(() => decodeMigrateBody(Buffer.alloc(4)), reason('bad_length'));
+  });
+
+  test('the migrate encoder refuses what the decoder would', () => {
+    assert.throws(() => encodeMigrate({ id: 1, agent: '' }), RangeError);
+    assert.throws(() => encodeMigrate({ id: 1, agent: 'a'.repeat(MAX_AGENT_BYTES + 1) }), RangeError);
+    assert.throws(() => encodeMigrate({ id: 1, agent: 'x:1', appProtocol: 'http 1.1' }), RangeError);
+    assert.throws(
+      () => encodeMigrate({ id: 1, agent: 'x:1', received: Buffer.alloc(MAX_PREFIX_BYTES + 1) }),
+      RangeError,
+    );
+    assert.throws(() => encodeMigrate({ id: 1, agent: 'x:1', timeoutMs: -1 }), RangeError);
+  });
+
+  test('a MIGRATED reply is a reply type, with no descriptors', () => {
+    const r = encodeReply(FRAME_TYPE.MIGRATED, 5, { id: '12', flowId: 3 });
+    const [frame] = new FrameReader('reply').push(r);
+    assert.equal(frame?.type, FRAME_TYPE.MIGRATED);
+    assert.deepEqual(decodeReplyBody((frame as { body: Buffer }).body), { id: '12', flowId: 3 });
+    assert.throws(() => new FrameReader('request').push(r), reason('bad_type'));
   });
 });

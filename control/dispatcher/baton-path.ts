@@ -1,19 +1,19 @@
 /**
- * How the dispatcher asks baton to splice: over the daemon's local handoff
- * channel (control/sdk/handoff-channel.ts: descriptors passed with
- * SCM_RIGHTS, binary frames; the default) when the daemon offers it, and
- * over REST (POST /v1/splices) otherwise. The channel is opened at start
+ * How the dispatcher asks baton to splice or migrate: over the daemon's
+ * local handoff channel (control/sdk/handoff-channel.ts: descriptors passed
+ * with SCM_RIGHTS, binary frames; the default) when the daemon offers it,
+ * and over REST (POST /v1/splices, POST /v1/migrations) otherwise. The channel is opened at start
  * and again after it breaks; while it cannot be opened (an older daemon, a
  * daemon started with --handoff-socket off, a TCP API on another host)
- * splices go over REST, and the channel is tried again every
- * CHANNEL_RETRY_MS. A splice that failed on the channel is never repeated
+ * requests go over REST, and the channel is tried again every
+ * CHANNEL_RETRY_MS. A request that failed on the channel is never repeated
  * over REST: its outcome is the daemon's answer, as on REST.
  */
 import type net from 'node:net';
 import { type BatonClient, resolveEndpoint } from '../sdk/client.js';
 import { HandoffChannel, handoffSocketFor } from '../sdk/handoff-channel.js';
-import { splice } from '../sdk/splice.js';
-import type { Splice } from '../sdk/types.js';
+import { type MigrateOptions, migrate, splice } from '../sdk/splice.js';
+import type { Migration, Splice } from '../sdk/types.js';
 import type { DispatcherConfig, HandoffPath } from './config.js';
 
 /** How often an unavailable channel is tried again (ms). */
@@ -21,6 +21,11 @@ export const CHANNEL_RETRY_MS = 1000;
 
 export interface SpliceVia {
   splice: Splice;
+  via: HandoffPath;
+}
+
+export interface MigrationVia {
+  migration: Migration;
   via: HandoffPath;
 }
 
@@ -36,7 +41,7 @@ export function channelPathOf(cfg: Pick<DispatcherConfig, 'api' | 'handoffSocket
   return ep.socketPath !== undefined ? handoffSocketFor(ep.socketPath) : undefined;
 }
 
-export class SplicePath {
+export class BatonPath {
   private channel: HandoffChannel | undefined;
   private opening: Promise<HandoffChannel | undefined> | undefined;
   private lastFailure = Number.NEGATIVE_INFINITY;
@@ -58,6 +63,12 @@ export class SplicePath {
     const channel = await this.ready();
     if (channel) return { splice: await channel.splice(client, backend, opts), via: 'channel' };
     return { splice: await splice(client, backend, { ...opts, client: this.api }), via: 'rest' };
+  }
+
+  async migrate(client: net.Socket, ask: Omit<MigrateOptions, 'client' | 'channel'>): Promise<MigrationVia> {
+    const channel = await this.ready();
+    if (channel) return { migration: await channel.migrate(client, ask), via: 'channel' };
+    return { migration: await migrate(client, { ...ask, client: this.api }), via: 'rest' };
   }
 
   /** The open channel, one being opened, or undefined (REST) while it cannot be had. */

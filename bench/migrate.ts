@@ -52,6 +52,10 @@ const TINY_PATH = '/t';
 const ROWS = ['close-1k', 'close-64k', 'close-1m', 'download-64m'] as const;
 /** How the front end asks for migrations in the latency runs, in order: the dispatcher's default first. */
 const LATENCY_PATHS: readonly HandoffPath[] = ['channel', 'rest'];
+/** Untimed migrations through each fresh dispatcher before its timed runs. */
+const WARMUP_CONNECTIONS = 200;
+/** Timed runs per path and concurrency, alternating the paths A B B A. */
+const LATENCY_ROUNDS = 2;
 const FIRST_BYTE_PROGRAM = resolve(ROOT, 'bench/load/first-byte-program.ts');
 const BACKEND = ROUTED_BACKENDS[0];
 const TESTBED =
@@ -116,7 +120,8 @@ export async function runMigrateBench(
       .update(bodies.get(path) as Buffer)
       .digest('hex');
   /** CLOCK_MONOTONIC ns at which the app got each migrated socket, by the client's port. */
-  const held = new Map<number, bigint>();
+  /** When the app got each migrated socket, by client port: in order, as a port may serve several connections of a run. */
+  const held = new Map<number, bigint[]>();
   const serve = (): http.RequestListener => (req, res) => {
     const body = bodies.get(req.url ?? '');
     if (body) return void res.writeHead(200, { 'content-length': body.length }).end(body);
@@ -135,7 +140,12 @@ export async function runMigrateBench(
     const s = stack;
     for (const app of s.apps.values())
       app.on('connection', (sock: MigratedSocket) => {
-        if (sock.baton) held.set(sock.baton.client.port, process.hrtime.bigint());
+        if (sock.baton) {
+          const at = process.hrtime.bigint();
+          const list = held.get(sock.baton.client.port);
+          if (list) list.push(at);
+          else held.set(sock.baton.client.port, [at]);
+        }
       });
     haproxy = await startHaproxy(tb, 'http', { backend: `${BACKEND.ip}:${APP_PORT}` });
     const variants: Variant[] = [
@@ -248,28 +258,46 @@ export async function runMigrateBench(
     let agentRestore = { count: 0, meanUs: Number.NaN };
     // Both ways a front end asks, side by side: the local handoff channel (the dispatcher's default, what the
     // loads above used) and REST (POST /v1/migrations), each with a dispatcher of its own.
-    for (const [via, c] of LATENCY_PATHS.flatMap((v) => profile.migrateConcurrency.map((c) => [v, c] as const))) {
-      if (c === profile.migrateConcurrency[0] && via !== LATENCY_PATHS[0]) await s.restartDispatcher(via);
+    // Both ways a front end asks, side by side: the local handoff channel (the dispatcher's default, what the
+    // loads above used) and REST (POST /v1/migrations), each with a dispatcher of its own. They share the daemon,
+    // the agent and the machine, so the runs alternate A B B A per concurrency (measured: run one after the
+    // other, whichever came second won by ~20%), and each fresh dispatcher gets untimed connections first.
+    let current: HandoffPath = LATENCY_PATHS[0] as HandoffPath;
+    const useDispatcher = async (via: HandoffPath, first = false): Promise<void> => {
+      if (via === current && !first) return;
+      if (via !== current) await s.restartDispatcher(via);
+      current = via;
+      await firstByteClient(tb, VIP4, Math.min(n, WARMUP_CONNECTIONS), 4);
+    };
+    await useDispatcher(current, true);
+    /** One timed run of `count` connections, `c` at once, through the current dispatcher. */
+    const measure = async (c: number, count: number) => {
       const from = events().length;
       held.clear();
-      const before = c === 1 && via === LATENCY_PATHS[0] ? await restoreTotals() : undefined;
-      const run = await firstByteClient(tb, VIP4, n, c);
+      const run = await firstByteClient(tb, VIP4, count, c);
       // The dispatcher's event lines may trail the client's last answer a little.
       for (let i = 0; i < 200 && outcomes(from).migrated + outcomes(from).relayed < run.lines.length; i++)
         await sleep(10);
-      if (before) {
-        const after = await restoreTotals();
-        const count = after.count - before.count;
-        agentRestore = { count, meanUs: count > 0 ? Math.round(((after.sum - before.sum) / count) * 1e6) : Number.NaN };
-      }
-      const byPort = new Map<number, Extract<DispatchEvent, { event: 'migrated' }>>();
-      for (const e of events().slice(from)) if (e.event === 'migrated') byPort.set(portOf(e.client), e);
+      // A client port can come back within a run (the app closes first, so the client keeps no TIME_WAIT):
+      // each connection is matched with the first hand-off and dispatcher event of its port after its request.
+      const byPort = new Map<number, Array<Extract<DispatchEvent, { event: 'migrated' }>>>();
+      for (const e of events().slice(from))
+        if (e.event === 'migrated') byPort.set(portOf(e.client), [...(byPort.get(portOf(e.client)) ?? []), e]);
       const samples: MigrationSample[] = [];
-      for (const l of run.lines) {
-        const e = byPort.get(l.port as number);
-        const h = held.get(l.port as number);
-        if (!l.ok || !e || h === undefined) continue;
-        const sent = BigInt(l.sentNs as string);
+      const ordered = [...run.lines].sort((a, b) => (BigInt(a.sentNs ?? '0') < BigInt(b.sentNs ?? '0') ? -1 : 1));
+      let reused = 0;
+      const seenPorts = new Set<number>();
+      for (const l of ordered) {
+        const port = l.port as number;
+        if (seenPorts.has(port)) reused++;
+        seenPorts.add(port);
+        if (!l.ok || l.sentNs === undefined) continue;
+        const sent = BigInt(l.sentNs);
+        const hs = held.get(port) ?? [];
+        const hi = hs.findIndex((t) => t >= sent);
+        const h = hi >= 0 ? hs.splice(hi, 1)[0] : undefined;
+        const e = byPort.get(port)?.shift();
+        if (!e || h === undefined) continue;
         samples.push({
           heldUs: Number(h - sent) / 1000,
           firstByteUs: Number(BigInt(l.firstNs as string) - sent) / 1000,
@@ -277,28 +305,73 @@ export async function runMigrateBench(
           phasesUs: e.phasesUs,
         });
       }
-      const o = outcomes(from);
-      const r = summarizeLatency(
-        {
-          title: c === 1 ? 'sequential' : `${c} at once`,
-          via,
-          concurrency: c,
-          connections: run.lines.length,
-          relayed: o.relayed,
-          failed: run.lines.filter((l) => !l.ok).length,
-          seconds: run.seconds,
-        },
-        samples,
-      );
-      latency.push(r);
-      log(
-        `  ${via.padEnd(7)} ${r.title.padEnd(10)} ${r.migrated}/${r.connections} migrated, ${r.migrationsPerS.toFixed(0)}/s; held p50 ${r.heldP50Us} p99 ${r.heldP99Us} µs; ` +
-          `front end p50 ${r.frontEndP50Us} µs; daemon p50 ${r.daemonP50Us} µs (${Object.entries(r.phasesP50Us)
-            .map(([k, v]) => `${k} ${v}`)
-            .join(', ')})`,
-      );
+      if (reused > 0)
+        log(`             ${reused} connection(s) reused a client port of the same run (matched in order)`);
       // Why the relayed ones were not migrated, as the dispatcher said (code and reason, counted).
       logRelayReasons(from);
+      return {
+        samples,
+        connections: run.lines.length,
+        relayed: outcomes(from).relayed,
+        failed: run.lines.filter((l) => !l.ok).length,
+        seconds: run.seconds,
+      };
+    };
+    for (const c of profile.migrateConcurrency) {
+      const acc = new Map<HandoffPath, Awaited<ReturnType<typeof measure>>>();
+      for (let round = 0; round < LATENCY_ROUNDS; round++) {
+        // The path already running first, then the other: A B, B A, A B ... with one restart per switch.
+        const order = [current, ...LATENCY_PATHS.filter((v) => v !== current)];
+        for (const via of order) {
+          await useDispatcher(via);
+          const before = c === 1 && via === 'channel' && !acc.has(via) ? await restoreTotals() : undefined;
+          const m = await measure(c, Math.ceil(n / LATENCY_ROUNDS));
+          if (before) {
+            const after = await restoreTotals();
+            const count = after.count - before.count;
+            agentRestore = {
+              count,
+              meanUs: count > 0 ? Math.round(((after.sum - before.sum) / count) * 1e6) : Number.NaN,
+            };
+          }
+          const a = acc.get(via);
+          acc.set(
+            via,
+            a
+              ? {
+                  samples: [...a.samples, ...m.samples],
+                  connections: a.connections + m.connections,
+                  relayed: a.relayed + m.relayed,
+                  failed: a.failed + m.failed,
+                  seconds: a.seconds + m.seconds,
+                }
+              : m,
+          );
+        }
+      }
+      for (const via of LATENCY_PATHS) {
+        const a = acc.get(via);
+        if (!a) continue;
+        const r = summarizeLatency(
+          {
+            title: c === 1 ? 'sequential' : `${c} at once`,
+            via,
+            concurrency: c,
+            connections: a.connections,
+            relayed: a.relayed,
+            failed: a.failed,
+            seconds: a.seconds,
+          },
+          a.samples,
+        );
+        latency.push(r);
+        log(
+          `  ${via.padEnd(7)} ${r.title.padEnd(10)} ${r.migrated}/${r.connections} migrated, ${r.migrationsPerS.toFixed(0)}/s; held p50 ${r.heldP50Us} p99 ${r.heldP99Us} µs; ` +
+            `front end p50 ${r.frontEndP50Us} µs; daemon p50 ${r.daemonP50Us} µs (${Object.entries(r.phasesP50Us)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')})`,
+        );
+      }
     }
     log(`  agent restore + hand-off (sequential run): mean ${agentRestore.meanUs} µs over ${agentRestore.count}`);
     return {

@@ -266,7 +266,7 @@ describe('bench report', () => {
   it('migrate: latency figures from per-connection samples, the section and its target verdicts', () => {
     const phases = { take: 5, block: 10, capture: 10, blob: 5, agent: 50, release: 10 };
     const seq = summarizeLatency(
-      { title: 'sequential', concurrency: 1, connections: 3, relayed: 0, failed: 1, seconds: 0.01 },
+      { title: 'sequential', via: 'channel', concurrency: 1, connections: 3, relayed: 0, failed: 1, seconds: 0.01 },
       [
         { heldUs: 80, firstByteUs: 120, frontEndUs: 150, phasesUs: phases },
         { heldUs: 200, firstByteUs: 260, frontEndUs: 300, phasesUs: { ...phases, agent: 150 } },
@@ -305,14 +305,26 @@ describe('bench report', () => {
       ],
       loadOutcomes: { migrated: 600, relayed: 2, rejected: 0, lbBlockedDrops: 7, agentHeldDrops: 3 },
       plainFirstByte: { connections: 3, p50Us: 100, p99Us: 150 },
-      latency: [seq],
+      // REST first: the targets still take the channel's (the dispatcher's default path).
+      latency: [
+        summarizeLatency(
+          { title: 'sequential', via: 'rest', concurrency: 1, connections: 1, relayed: 0, failed: 0, seconds: 0.01 },
+          [{ heldUs: 500, firstByteUs: 600, frontEndUs: 700, phasesUs: phases }],
+        ),
+        seq,
+      ],
       agentRestore: { count: 2, meanUs: 40 },
       targets: MIGRATE_TARGETS,
     };
     const md = renderReport({ ...r, migrate });
     assert.match(md, /## Migrate mode \(issue 11\)/);
     assert.match(md, /\| close-64k \| baton migrate \| 600 \| 0\.6 \| 0\.30 \| 0\.90 \| 0\.60x \| 1\.20x \| 0 \|/);
-    assert.match(md, /\| sequential \| 2\/3 \| 0 \| 1 \| 200 \| 80 \| 200 \| 120 \| 260 \| 150 \| 300 \| 90 \| 190 \|/);
+    assert.match(
+      md,
+      /\| handoff channel \| sequential \| 2\/3 \| 0 \| 1 \| 200 \| 80 \| 200 \| 120 \| 260 \| 150 \| 300 \| 90 \| 190 \|/,
+    );
+    assert.match(md, /\| REST \| sequential \| 1\/1 \| 0 \| 0 \| 100 \| 500 \|/);
+    assert.match(md, /the front end asking over the local handoff channel\)/);
     assert.match(md, /the app holds the socket\), one at a time \| ≤ 100 µs \| 80 µs \| met \|/);
     assert.match(md, /64 KiB, baton migrate vs HAProxy \(migrate bed\) \| ≥ 1\.0x \| 1\.20x \| met \|/);
     assert.match(

@@ -239,6 +239,20 @@ export class HandoffServer {
     return c.fds.splice(0, f.fds);
   }
 
+  /** A frame's body, or undefined when it is malformed: its descriptors closed, the connection ended. */
+  private decodeBody<T>(c: Connection, fds: number[], decode: () => T): T | undefined {
+    try {
+      return decode();
+    } catch (e) {
+      for (const fd of fds) libc.close(fd);
+      if (e instanceof WireError) {
+        this.violation(c, e.reason, e.message);
+        return undefined;
+      }
+      throw e;
+    }
+  }
+
   /** RATE_LIMITED (and the descriptors closed) when the connection has too many requests under way. */
   private overLimit(c: Connection, f: Frame, fds: number[]): boolean {
     if (c.inFlight < MAX_IN_FLIGHT_PER_CONNECTION) return false;
@@ -278,18 +292,8 @@ export class HandoffServer {
     const fds = this.takeFds(c, f, 'migrate');
     if (!fds) return;
     const [client] = fds as [number];
-    let body: ReturnType<typeof decodeMigrateBody>;
-    try {
-      body = decodeMigrateBody(f.body);
-    } catch (e) {
-      libc.close(client);
-      if (e instanceof WireError) {
-        this.violation(c, e.reason, e.message);
-        return;
-      }
-      throw e;
-    }
-    if (this.overLimit(c, f, fds)) return;
+    const body = this.decodeBody(c, fds, () => decodeMigrateBody(f.body));
+    if (!body || this.overLimit(c, f, fds)) return;
     const migrations = this.opts.migrations;
     if (!migrations) {
       libc.close(client);
@@ -331,19 +335,8 @@ export class HandoffServer {
     const fds = this.takeFds(c, f, 'splice');
     if (!fds) return;
     const [client, backend] = fds as [number, number];
-    let body: ReturnType<typeof decodeSpliceBody>;
-    try {
-      body = decodeSpliceBody(f.body);
-    } catch (e) {
-      libc.close(client);
-      libc.close(backend);
-      if (e instanceof WireError) {
-        this.violation(c, e.reason, e.message);
-        return;
-      }
-      throw e;
-    }
-    if (this.overLimit(c, f, fds)) return;
+    const body = this.decodeBody(c, fds, () => decodeSpliceBody(f.body));
+    if (!body || this.overLimit(c, f, fds)) return;
     // The service owns both descriptors from here: spliced, or closed on any failure.
     this.answer(
       c,

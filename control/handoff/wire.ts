@@ -185,6 +185,11 @@ export function decodeHeader(b: Buffer, dir: Direction): FrameHeader {
   return { type: type as FrameType, id, bodyLength, fds };
 }
 
+/** A whole frame: the header (its descriptor count the type's) and `body`. */
+function frameOf(type: FrameType, id: number, body: Buffer): Buffer {
+  return Buffer.concat([encodeHeader({ type, id, bodyLength: body.length, fds: fdsOf(type) }), body]);
+}
+
 export interface SpliceFrame {
   id: number;
   /** undefined: the daemon's default */
@@ -202,10 +207,7 @@ export function encodeSplice(r: SpliceFrame): Buffer {
   body.writeUInt32LE(q, 0);
   body.writeUInt32LE(prefix.length, 4);
   prefix.copy(body, SPLICE_FIXED_BYTES);
-  return Buffer.concat([
-    encodeHeader({ type: FRAME_TYPE.SPLICE, id: r.id, bodyLength: body.length, fds: SPLICE_FDS }),
-    body,
-  ]);
+  return frameOf(FRAME_TYPE.SPLICE, r.id, body);
 }
 
 /** A SPLICE frame's body; throws WireError when its prefix length disagrees with the body's. */
@@ -260,10 +262,7 @@ export function encodeMigrate(r: MigrateFrame): Buffer {
   agent.copy(body, MIGRATE_FIXED_BYTES);
   proto.copy(body, MIGRATE_FIXED_BYTES + agent.length);
   received.copy(body, MIGRATE_FIXED_BYTES + agent.length + proto.length);
-  return Buffer.concat([
-    encodeHeader({ type: FRAME_TYPE.MIGRATE, id: r.id, bodyLength: body.length, fds: MIGRATE_FDS }),
-    body,
-  ]);
+  return frameOf(FRAME_TYPE.MIGRATE, r.id, body);
 }
 
 /**
@@ -306,7 +305,7 @@ export function decodeMigrateBody(body: Buffer): Omit<MigrateFrame, 'id'> {
 export function encodeReply(type: ReplyType, id: number, doc: unknown): Buffer {
   const body = Buffer.from(JSON.stringify(doc), 'utf8');
   if (body.length > MAX_REPLY_BODY) throw new RangeError(`a reply of ${body.length} bytes is over ${MAX_REPLY_BODY}`);
-  return Buffer.concat([encodeHeader({ type, id, bodyLength: body.length, fds: 0 }), body]);
+  return frameOf(type, id, body);
 }
 
 /** A reply frame's JSON document; throws WireError when it is not JSON. */

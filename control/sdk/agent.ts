@@ -9,8 +9,9 @@
  * server as an ordinary 'connection' (server.emit('connection', socket)),
  * with the client's first request already readable in the socket. The
  * server need not listen. The unix socket carries descriptors (SCM_RIGHTS),
- * which Node's net sockets cannot receive, so this reads it with recvmsg on
- * a libuv worker thread (one thread of the pool while connected).
+ * which Node's net sockets cannot receive, so this reads it with recvmsg
+ * when the event loop says it is readable (control/sys/poll.ts: a uv_poll_t
+ * on the main loop, no worker thread in the way of a hand-off).
  */
 import type { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -23,7 +24,19 @@ import {
   vipKey,
 } from '../agent/reply.js';
 import { BatonError } from '../errors.js';
-import { closeFd, connectUnix, recvWithFdsAsync, sendWithFds, shutdownFd } from '../sys/scm-rights.js';
+import { errnoValue } from '../sys/errno.js';
+import { ReadPoller } from '../sys/poll.js';
+import {
+  closeFd,
+  connectUnix,
+  MSG_DONTWAIT,
+  recvWithFds,
+  ScmError,
+  sendWithFds,
+  shutdownFd,
+} from '../sys/scm-rights.js';
+
+const EAGAIN = errnoValue('EAGAIN');
 
 export const DEFAULT_AGENT_SOCKET = '/run/baton/agent.sock';
 
@@ -50,8 +63,13 @@ export class AgentConnection {
   /** Resolves when the agent connection ends (closed by us or by the agent). */
   readonly done: Promise<void>;
 
+  private readonly poller = new ReadPoller();
+  private finish: () => void = () => {};
+  private ended = false;
+
   constructor(private readonly fd: number) {
-    this.done = this.readLoop();
+    this.done = new Promise((resolve) => (this.finish = resolve));
+    this.poller.add(fd, () => this.readable());
   }
 
   /**
@@ -99,24 +117,45 @@ export class AgentConnection {
     });
   }
 
-  private async readLoop(): Promise<void> {
-    try {
-      for (;;) {
-        const r = await recvWithFdsAsync(this.fd, 64 * 1024);
-        // Descriptors arrive with the first byte of their message: queue them, the message takes one when complete.
-        this.fds.push(...r.fds);
-        if (r.eof) break;
-        for (const m of this.reader.push(r.data)) this.onMessage(m);
+  /** Reads what the agent sent until EAGAIN; the end of the connection (or a failure) ends this side. */
+  private readable(): void {
+    while (!this.ended) {
+      let r: ReturnType<typeof recvWithFds>;
+      try {
+        r = recvWithFds(this.fd, 64 * 1024, MSG_DONTWAIT);
+      } catch (e) {
+        if (e instanceof ScmError && e.errno === EAGAIN) return;
+        if (!this.closed) process.emitWarning(`baton agent connection failed: ${(e as Error).message}`);
+        this.end();
+        return;
       }
-    } catch (e) {
-      if (!this.closed) process.emitWarning(`baton agent connection failed: ${(e as Error).message}`);
-    } finally {
-      this.closed = true;
-      for (const w of this.waiters.splice(0))
-        w.reject(new BatonError('API_UNREACHABLE', 'the agent closed the connection'));
-      for (const fd of this.fds.splice(0)) closeFd(fd);
-      closeFd(this.fd);
+      // Descriptors arrive with the first byte of their message: queue them, the message takes one when complete.
+      this.fds.push(...r.fds);
+      if (r.eof) {
+        this.end();
+        return;
+      }
+      try {
+        for (const m of this.reader.push(r.data)) this.onMessage(m);
+      } catch (e) {
+        process.emitWarning(`baton agent connection failed: ${(e as Error).message}`);
+        this.end();
+        return;
+      }
     }
+  }
+
+  /** Once: requests under way fail, queued descriptors close, the watch goes, then the socket. */
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.closed = true;
+    for (const w of this.waiters.splice(0))
+      w.reject(new BatonError('API_UNREACHABLE', 'the agent closed the connection'));
+    for (const fd of this.fds.splice(0)) closeFd(fd);
+    this.poller.remove(this.fd);
+    closeFd(this.fd);
+    void this.poller.close().then(this.finish);
   }
 
   private onMessage(m: unknown): void {

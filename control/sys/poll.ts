@@ -3,140 +3,140 @@
  *
  * A unix socket that carries SCM_RIGHTS descriptors has to be read with
  * recvmsg: a plain read() (what libuv does for a net.Socket) drops the
- * descriptors. Node exposes no way to wait for a descriptor to become
- * readable without reading it, so this waits in poll(2) on one libuv
- * worker thread (koffi's async call) for every registered descriptor at
- * once, plus an eventfd that wakes the wait when the set changes. Each
- * readable descriptor's callback then runs on the main thread, and must
- * read until EAGAIN (the poll is level-triggered: what it leaves is
- * reported again at once). Callbacks may be spurious (a descriptor number
- * reused between a remove() and the wait's return): reading EAGAIN is fine.
+ * descriptors. Node has no JavaScript API to wait for a descriptor to become
+ * readable without reading it, but its event loop has one: libuv's
+ * uv_poll_t. Node exports libuv's symbols (for addons), so koffi binds
+ * them from the process itself, and each watched descriptor gets a
+ * uv_poll_t on the main loop. Its callback runs on the main thread in the
+ * loop's poll phase, the same epoll wait that serves every net.Socket: no
+ * worker thread, no hop between threads (an earlier version waited in
+ * poll(2) on a libuv worker thread and cost a thread wake-up per request).
  *
- * One worker thread is held while any descriptor is registered, none otherwise.
- *
- * struct pollfd { int fd; short events; short revents; }  8 bytes
+ * libuv keeps one watcher per descriptor number, and the net.Socket that
+ * owns the descriptor registers its own when a write has to wait; so the
+ * uv_poll_t watches a dup() of it (the same open socket, another number),
+ * closed once libuv has closed the handle. Callbacks must read until EAGAIN
+ * (epoll is level-triggered here: what they leave is reported again) and
+ * may be spurious; reading EAGAIN is fine. A hang-up or an error is
+ * reported as readable: the read then says what happened.
  */
 import { errno } from './errno.js';
 import { bind, koffi } from './koffi.js';
 
-const lib = koffi.load('libc.so.6');
-type Ptr = unknown;
-const poll = bind<[Ptr, number, number], number>(lib, 'int poll(void *fds, unsigned long nfds, int timeout)');
-const eventfd = bind<[number, number], number>(lib, 'int eventfd(unsigned int initval, int flags)');
-const write = bind<[number, Buffer, number], number>(lib, 'long write(int fd, const void *buf, size_t n)');
-const read = bind<[number, Buffer, number], number>(lib, 'long read(int fd, void *buf, size_t n)');
-const close = bind<[number], number>(lib, 'int close(int fd)');
+const libc = koffi.load('libc.so.6');
+const dup = bind<[number], number>(libc, 'int dup(int fd)');
+const closeFd = bind<[number], number>(libc, 'int close(int fd)');
 
-export const POLLIN = 0x001;
-export const POLLERR = 0x008;
-export const POLLHUP = 0x010;
-export const POLLNVAL = 0x020;
-export const POLLFD_SIZE = 8;
-const EFD_NONBLOCK = 0o4000;
-const EFD_CLOEXEC = 0o2000000;
+// libuv, from the node binary's own exported symbols.
+const self = koffi.load(null as unknown as string);
+koffi.proto('void baton_uv_poll_cb(void *handle, int status, int events)');
+koffi.proto('void baton_uv_close_cb(void *handle)');
+type Handle = unknown;
+const uvDefaultLoop = bind<[], Handle>(self, 'void *uv_default_loop(void)');
+const uvHandleSize = bind<[number], number>(self, 'size_t uv_handle_size(int type)');
+const uvPollInit = bind<[Handle, Handle, number], number>(self, 'int uv_poll_init(void *loop, void *handle, int fd)');
+const uvPollStart = bind<[Handle, number, bigint], number>(
+  self,
+  'int uv_poll_start(void *handle, int events, baton_uv_poll_cb *cb)',
+);
+const uvPollStop = bind<[Handle], number>(self, 'int uv_poll_stop(void *handle)');
+const uvClose = bind<[Handle, bigint], void>(self, 'void uv_close(void *handle, baton_uv_close_cb *cb)');
+const uvStrerror = bind<[number], string>(self, 'const char *uv_strerror(int err)');
 
-const ONE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
+/** uv_handle_type UV_POLL and uv_poll_event UV_READABLE | UV_DISCONNECT (uv.h). */
+const UV_POLL = 8;
+const UV_READABLE = 1;
+const UV_DISCONNECT = 4;
+const POLL_HANDLE_BYTES = uvHandleSize(UV_POLL);
 
-/** pollfd array of `fds`, each waiting for POLLIN (pure). */
-export function encodePollfds(fds: readonly number[]): Buffer {
-  const b = Buffer.alloc(POLLFD_SIZE * fds.length);
-  for (const [i, fd] of fds.entries()) {
-    b.writeInt32LE(fd, i * POLLFD_SIZE);
-    b.writeInt16LE(POLLIN, i * POLLFD_SIZE + 4);
+interface Watch {
+  handle: Handle;
+  /** the dup() libuv watches */
+  fd: number;
+  onReadable: () => void;
+  /** set once uv_close was called: the memory and the dup go when libuv says it is closed */
+  closing?: () => void;
+}
+
+/** Every live uv_poll_t of the process, by the address of its handle (the callbacks get that address). */
+const watches = new Map<bigint, Watch>();
+
+const onPoll = (handle: Handle): void => {
+  const w = watches.get(koffi.address(handle));
+  if (!w || w.closing) return;
+  try {
+    w.onReadable();
+  } catch (ex) {
+    process.emitWarning(`a poll handler threw: ${(ex as Error).message}`);
   }
-  return b;
-}
+};
 
-/** The descriptors of a pollfd array whose revents say something happened (pure). */
-export function readyFds(b: Buffer, n: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) if (b.readInt16LE(i * POLLFD_SIZE + 6) !== 0) out.push(b.readInt32LE(i * POLLFD_SIZE));
-  return out;
-}
+const onClosed = (handle: Handle): void => {
+  const key = koffi.address(handle);
+  const w = watches.get(key);
+  if (!w) return;
+  watches.delete(key);
+  closeFd(w.fd);
+  koffi.free(w.handle as never);
+  w.closing?.();
+};
+
+// Two callbacks for the whole process (koffi has a limited number of registered slots), never unregistered.
+const POLL_CB = koffi.register(onPoll, 'baton_uv_poll_cb *');
+const CLOSE_CB = koffi.register(onClosed, 'baton_uv_close_cb *');
 
 export class ReadPoller {
-  private readonly handlers = new Map<number, () => void>();
-  private readonly wakeFd: number;
-  private waiting = false;
-  /** True while callbacks run: the wait started after them picks up any change they make. */
-  private dispatching = false;
+  private readonly byFd = new Map<number, bigint>();
   private closed = false;
-  private onIdle: (() => void) | undefined;
-
-  constructor() {
-    this.wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (this.wakeFd < 0) throw new Error(`eventfd failed: errno ${errno()}`);
-  }
 
   /** Calls `onReadable` (on the main thread) whenever `fd` is readable, hung up or in error. */
   add(fd: number, onReadable: () => void): void {
     if (this.closed) throw new Error('ReadPoller is closed');
-    this.handlers.set(fd, onReadable);
-    this.rearm();
-  }
-
-  /** Stops watching `fd`. Call before closing it. */
-  remove(fd: number): void {
-    if (this.handlers.delete(fd)) this.rearm();
-  }
-
-  /** Stops the wait and frees the worker thread; resolves when it has returned. */
-  close(): Promise<void> {
-    this.closed = true;
-    this.handlers.clear();
-    if (!this.waiting) {
-      close(this.wakeFd);
-      return Promise.resolve();
+    if (this.byFd.has(fd)) this.remove(fd);
+    const watched = dup(fd);
+    if (watched < 0) throw new Error(`dup(${fd}) failed: errno ${errno()}`);
+    const handle = koffi.alloc('uint8_t', POLL_HANDLE_BYTES);
+    const fail = (what: string, rc: number): never => {
+      koffi.free(handle as never);
+      closeFd(watched);
+      throw new Error(`${what} failed for descriptor ${fd}: ${uvStrerror(rc)}`);
+    };
+    const init = uvPollInit(uvDefaultLoop(), handle, watched);
+    if (init < 0) fail('uv_poll_init', init);
+    const key = koffi.address(handle);
+    watches.set(key, { handle, fd: watched, onReadable });
+    const start = uvPollStart(handle, UV_READABLE | UV_DISCONNECT, POLL_CB);
+    if (start < 0) {
+      // An initialized handle can only go through uv_close; onClosed frees it.
+      uvClose(handle, CLOSE_CB);
+      throw new Error(`uv_poll_start failed for descriptor ${fd}: ${uvStrerror(start)}`);
     }
+    this.byFd.set(fd, key);
+  }
+
+  /** Stops watching `fd` (at once: no callback for it after this returns). Call before closing it. */
+  remove(fd: number): void {
+    const key = this.byFd.get(fd);
+    if (key === undefined) return;
+    this.byFd.delete(fd);
+    this.release(key);
+  }
+
+  /** Stops watching everything; resolves once libuv has closed every handle. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const keys = [...this.byFd.values()];
+    this.byFd.clear();
+    await Promise.all(keys.map((k) => this.release(k)));
+  }
+
+  private release(key: bigint): Promise<void> {
+    const w = watches.get(key);
+    if (!w || w.closing) return Promise.resolve();
     return new Promise((resolve) => {
-      this.onIdle = resolve;
-      write(this.wakeFd, ONE, 8);
-    });
-  }
-
-  /** A wait in progress is woken to pick up the new set; otherwise one is started. */
-  private rearm(): void {
-    if (this.waiting) write(this.wakeFd, ONE, 8);
-    else if (!this.dispatching) this.wait();
-  }
-
-  private wait(): void {
-    if (this.waiting || this.closed || this.handlers.size === 0) return;
-    const fds = [this.wakeFd, ...this.handlers.keys()];
-    const size = POLLFD_SIZE * fds.length;
-    // Native memory: the worker thread writes revents while the JS heap may move.
-    const mem = koffi.alloc('uint8_t', size);
-    const view = Buffer.from(koffi.view(mem as never, size) as ArrayBuffer);
-    encodePollfds(fds).copy(view);
-    this.waiting = true;
-    poll.async(mem, fds.length, -1, (err, n) => {
-      const ready = err || n <= 0 ? [] : readyFds(view, fds.length);
-      koffi.free(mem as never);
-      this.waiting = false;
-      if (this.closed) {
-        close(this.wakeFd);
-        this.onIdle?.();
-        return;
-      }
-      if (err || n < 0) {
-        // poll itself failed (EINTR, ENOMEM; errno stayed on the worker thread): again shortly, never a spin.
-        setTimeout(() => this.wait(), 1);
-        return;
-      }
-      this.dispatching = true;
-      for (const fd of ready) {
-        if (fd === this.wakeFd) {
-          read(this.wakeFd, Buffer.alloc(8), 8);
-          continue;
-        }
-        try {
-          this.handlers.get(fd)?.();
-        } catch (ex) {
-          process.emitWarning(`a poll handler threw: ${(ex as Error).message}`);
-        }
-      }
-      this.dispatching = false;
-      this.wait();
+      w.closing = resolve;
+      uvPollStop(w.handle);
+      uvClose(w.handle, CLOSE_CB);
     });
   }
 }

@@ -156,26 +156,6 @@ export function recvWithFds(sock: number, max: number, flags = 0): Received {
   }
 }
 
-/**
- * recvmsg on a libuv worker thread (blocking socket): the SDK's reader waits
- * here without polling. Resolves like recvWithFds; rejects with ScmError.
- */
-export function recvWithFdsAsync(sock: number, max: number): Promise<Received> {
-  const controlLen = cmsgSpace(4 * MAX_FDS_PER_RECV);
-  const { b, ctl, data } = layout(max, controlLen);
-  return new Promise((resolve, reject) => {
-    recvmsg.async(sock, b.ptr, MSG_CMSG_CLOEXEC, (err, n) => {
-      try {
-        if (err) reject(err);
-        else if (n < 0) reject(new ScmError('recvmsg', errno()));
-        else resolve(unpack(b.view, n, ctl, data));
-      } finally {
-        koffi.free(b.ptr as never);
-      }
-    });
-  });
-}
-
 function unpack(v: Buffer, n: number, ctl: number, data: number): Received {
   const controlUsed = Number(v.readBigUInt64LE(MSGHDR.controllen));
   const flags = v.readInt32LE(MSGHDR.flags);

@@ -236,6 +236,75 @@ function handoffApiTargetRows(r: Results, check: (ok: boolean) => string): strin
   );
 }
 
+/** Issue 14's goals: a splice in tens of microseconds, short connections faster than HAProxy, ≤ 100 ns and ≤ 256 B per connection. */
+export const SPLICE_COST_TARGETS = {
+  daemonP50Us: 50,
+  frontEndP50Us: 100,
+  splicesPerS: 10_000,
+  close1kVsHaproxy: 1.0,
+  rewriteFlatMaxOverMin: 1.1,
+  kernelBytesPerConnection: 256,
+} as const;
+
+function spliceCostTargetRows(r: Results, check: (ok: boolean) => string): string[] {
+  const t = SPLICE_COST_TARGETS;
+  // One at a time over the front end's default path (the channel), else the only path of older results.
+  const seq =
+    r.handoff.find((h) => h.concurrency === 1 && h.path === 'channel') ?? r.handoff.find((h) => h.concurrency === 1);
+  const daemonUs = (seq?.p50Ms ?? Number.NaN) * 1000;
+  const frontUs = (seq?.frontEndP50Ms ?? Number.NaN) * 1000;
+  const rates = r.handoff.map((h) => h.handoffsPerS).filter(Number.isFinite);
+  const rate = rates.length > 0 ? Math.max(...rates) : Number.NaN;
+  const c1 = ratio(r, 'close-1k', 'baton', HAPROXY_REF);
+  const opts = r.datapath.rows.filter((x) => x.path === 'rewrite + timestamps + SACK(3)').map((x) => x.nsPerPacket);
+  const flat = opts.length > 0 ? Math.max(...opts) / Math.min(...opts) : Number.NaN;
+  const bytes = r.datapath.memory.bytesPerConnection;
+  return [
+    row([
+      'splice p50, one at a time, in the daemon (block to release) (issue 14)',
+      `≤ ${t.daemonP50Us} µs`,
+      `${num(daemonUs)} µs`,
+      check(daemonUs <= t.daemonP50Us),
+    ]),
+    row([
+      'splice p50, one at a time, as the front end sees it (issue 14)',
+      `≤ ${t.frontEndP50Us} µs`,
+      `${num(frontUs)} µs`,
+      check(frontUs <= t.frontEndP50Us),
+    ]),
+    row([
+      'splices per second through the front end (wrk, a new connection per request), best row (issue 14)',
+      `≥ ${num(t.splicesPerS)}`,
+      num(rate),
+      check(rate >= t.splicesPerS),
+    ]),
+    row([
+      'new connection per request, 1 KiB, baton vs HAProxy (issue 14)',
+      `≥ ${t.close1kVsHaproxy.toFixed(1)}x`,
+      x(c1),
+      check(c1 >= t.close1kVsHaproxy),
+    ]),
+    row([
+      'rewrite + timestamps + SACK, flat from 1k to 1M connections (max/min) (issue 14)',
+      `≤ ${t.rewriteFlatMaxOverMin.toFixed(1)}`,
+      flat.toFixed(2),
+      check(flat <= t.rewriteFlatMaxOverMin),
+    ]),
+    row([
+      "kernel memory per spliced connection (table entries; legs in baton's port range hold no socket) (issue 14)",
+      `≤ ${t.kernelBytesPerConnection} B`,
+      `${num(bytes)} B`,
+      check(bytes <= t.kernelBytesPerConnection),
+    ]),
+    row([
+      'daemon RSS after 100,000 splices within 10% of after 10,000 (issue 14)',
+      '≤ 1.1x',
+      'not measured by make bench (bench/splice-cost.ts measures RSS per N splices)',
+      '**not measured**',
+    ]),
+  ];
+}
+
 function profileShareTargetRows(r: Results, check: (ok: boolean) => string): string[] {
   if (!r.profileShare) return [];
   const s = shareOf(profileShareTotals(r.profileShare).legs);
@@ -287,6 +356,7 @@ export function targetLines(r: Results): string[] {
     ]),
     row(['rewrite path flat across table sizes (max/min)', '≈ 1.0', `${spread.toFixed(2)}`, check(spread <= 1.2)]),
     ...handoffApiTargetRows(r, check),
+    ...spliceCostTargetRows(r, check),
     ...migrateTargetRows(r.migrate, check),
     ...profileShareTargetRows(r, check),
     ...clusterTargetRows(r.cluster, check),

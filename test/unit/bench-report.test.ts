@@ -232,6 +232,19 @@ describe('bench report', () => {
     assert.match(md, /load generator closed/);
   });
 
+  it("issue 14's goals: each reported met or not from what the run measured, RSS said to be unmeasured", () => {
+    const md = renderReport(r);
+    // The sequential handoff row: p50 1 ms in the daemon, 2 ms at the front end; 10 splices/s at best.
+    assert.match(md, /in the daemon \(block to release\) \(issue 14\) \| ≤ 50 µs \| 1,000 µs \| \*\*not met\*\* \|/);
+    assert.match(md, /as the front end sees it \(issue 14\) \| ≤ 100 µs \| 2,000 µs \| \*\*not met\*\* \|/);
+    assert.match(md, /best row \(issue 14\) \| ≥ 10,000 \| 10 \| \*\*not met\*\* \|/);
+    assert.match(
+      md,
+      /per spliced connection \(table entries[^|]*\(issue 14\) \| ≤ 256 B \| 1,400 B \| \*\*not met\*\* \|/,
+    );
+    assert.match(md, /daemon RSS after 100,000 splices[^|]*\| ≤ 1\.1x \| not measured[^|]*\| \*\*not measured\*\* \|/);
+  });
+
   it('results.md has the handoff API table, its refusals and failed checks, and its targets', () => {
     const md = renderReport(r);
     assert.match(md, /## Control plane: handoff API, single vs batched/);

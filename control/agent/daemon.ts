@@ -8,7 +8,7 @@ import { AgentDatapath } from '../datapath/agent-datapath.js';
 import { Agent } from './agent.js';
 import { agentHelp, loadAgentConfig } from './config.js';
 import { readSecretFile } from './handshake.js';
-import { dropHeld, reclaimFids } from './reclaim.js';
+import { dropHeld, FidReclaimer } from './reclaim.js';
 
 /** How often finished connections' flow-id mappings are looked for. */
 const RECLAIM_EVERY_MS = 1000;
@@ -56,13 +56,15 @@ export async function agentCommand(
     transparent: cfg.transparent,
   });
   await agent.start();
+  const reclaim = dp ? new FidReclaimer(dp.fids, cfg.reclaimLingerMs) : undefined;
   const reclaimer = dp
     ? setInterval(() => {
-        const fids = (dp as AgentDatapath).fids;
-        const n = reclaimFids(fids, cfg.reclaimLingerMs);
+        const r = reclaim as FidReclaimer;
+        const n = r.tick();
+        // `tracked`: the mappings the reclaimer knows of (as of its last full pass); counting the table would walk it.
         if (n > 0)
           io.err(
-            `${JSON.stringify({ time: new Date().toISOString(), event: 'agent_fids_reclaimed', count: n, left: fids.size() })}\n`,
+            `${JSON.stringify({ time: new Date().toISOString(), event: 'agent_fids_reclaimed', count: n, tracked: r.tracked })}\n`,
           );
       }, RECLAIM_EVERY_MS)
     : undefined;

@@ -7,19 +7,99 @@
  * (client IP, flow id) may be installed again by the next blob.
  */
 
-import { FidState } from '../datapath/abi-migrate.js';
+import { type FidKey, FidState } from '../datapath/abi-migrate.js';
 import type { FlowIdTable } from '../datapath/fid-table.js';
-import { DEFAULT_RECLAIM_LINGER_MS, reclaimable } from '../datapath/flow-id.js';
+import { formatFidKey } from '../datapath/fid-table.js';
+import { DEFAULT_RECLAIM_LINGER_MS, nextReclaimCheck, reclaimable } from '../datapath/flow-id.js';
 
-/** Removes every reclaimable mapping; returns how many. */
+type Fids = Pick<FlowIdTable, 'entries' | 'get' | 'remove'>;
+
+/**
+ * The agent's reclaim passes. A full pass reads every mapping (one syscall
+ * pair each), so it runs only every `scanEveryMs` (at most half the linger,
+ * 30 s by default): a mapping inserted since cannot be reclaimable before
+ * the linger ends, so the next full pass finds it in time. Between full
+ * passes a tick reads only the known mappings that are due
+ * (nextReclaimCheck): an ended one when its linger runs out, an open one
+ * every 1-30 s. Before, every mapping was read every second: at a few
+ * hundred migrations a second, each lingering a minute, that was tens of
+ * thousands of lookups a second on a 2-core host.
+ */
+export class FidReclaimer {
+  private readonly known = new Map<string, { key: FidKey; atNs: bigint; intervalNs: bigint }>();
+  private nextScanNs = 0n;
+  private readonly scanEveryNs: bigint;
+
+  constructor(
+    private readonly fids: Fids,
+    private readonly lingerMs = DEFAULT_RECLAIM_LINGER_MS,
+    scanEveryMs = Math.min(30_000, lingerMs / 2),
+  ) {
+    this.scanEveryNs = BigInt(Math.round(scanEveryMs * 1e6));
+  }
+
+  /** Mappings this reclaimer watches (those of its last full pass, less the ones removed since). */
+  get tracked(): number {
+    return this.known.size;
+  }
+
+  /** One pass; returns how many mappings were removed. */
+  tick(nowNs: bigint = process.hrtime.bigint()): number {
+    return nowNs >= this.nextScanNs ? this.fullScan(nowNs) : this.due(nowNs);
+  }
+
+  private fullScan(nowNs: bigint): number {
+    this.nextScanNs = nowNs + this.scanEveryNs;
+    const seen = new Set<string>();
+    let n = 0;
+    for (const e of [...this.fids.entries()]) {
+      const key = { client: e.key.client, flowId: e.key.flowId };
+      const k = formatFidKey(key);
+      if (reclaimable(e.mapping.track, nowNs, this.lingerMs)) {
+        this.fids.remove(key);
+        this.known.delete(k);
+        n++;
+        continue;
+      }
+      seen.add(k);
+      const prev = this.known.get(k);
+      const next = nextReclaimCheck(e.mapping.track, nowNs, this.lingerMs, prev?.intervalNs);
+      this.known.set(k, { key, atNs: next.atNs, intervalNs: next.intervalNs });
+    }
+    for (const k of [...this.known.keys()]) if (!seen.has(k)) this.known.delete(k);
+    return n;
+  }
+
+  private due(nowNs: bigint): number {
+    let n = 0;
+    for (const [k, w] of this.known) {
+      if (w.atNs > nowNs) continue;
+      const m = this.fids.get(w.key);
+      if (!m) {
+        this.known.delete(k); // removed elsewhere (a refusal, a restart's dropHeld)
+        continue;
+      }
+      if (reclaimable(m.track, nowNs, this.lingerMs)) {
+        this.fids.remove(w.key);
+        this.known.delete(k);
+        n++;
+        continue;
+      }
+      const next = nextReclaimCheck(m.track, nowNs, this.lingerMs, w.intervalNs);
+      w.atNs = next.atNs;
+      w.intervalNs = next.intervalNs;
+    }
+    return n;
+  }
+}
+
+/** Removes every reclaimable mapping in one full pass; returns how many. */
 export function reclaimFids(
   fids: Pick<FlowIdTable, 'entries' | 'remove'>,
   lingerMs = DEFAULT_RECLAIM_LINGER_MS,
   nowNs: bigint = process.hrtime.bigint(),
 ): number {
-  const done = [...fids.entries()].filter((e) => reclaimable(e.mapping.track, nowNs, lingerMs));
-  for (const e of done) fids.remove({ client: e.key.client, flowId: e.key.flowId });
-  return done.length;
+  return new FidReclaimer({ ...fids, get: () => undefined } as Fids, lingerMs).tick(nowNs);
 }
 
 /**

@@ -91,6 +91,39 @@ export function planFidMapping(m: MigratedFlow): { key: FidKey; mapping: FidMapp
  */
 export const DEFAULT_RECLAIM_LINGER_MS = 60_000;
 
+/** Bounds of the interval between two looks at an open migrated connection (nextReclaimCheck). */
+export const RECLAIM_CHECK_LEAST_MS = 1000;
+export const RECLAIM_CHECK_MOST_MS = 30_000;
+
+/**
+ * When to look at a migrated connection's track again (pure), so that a
+ * reclaim pass costs a lookup only for the entries that may be done, not
+ * one per entry per pass (thousands a second at a few hundred migrations a
+ * second, each lingering a minute). Ended (FIN or exact RST seen): when the
+ * linger runs out, as of its last segment (a later segment moves lastNs and
+ * the next look reschedules). Still open: after twice the last interval,
+ * from the least (1 s, or the linger if shorter) up to the most (30 s, or
+ * half the linger if shorter), so a long connection costs a lookup every
+ * 30 s and its end is seen at most that late, plus the linger.
+ */
+export function nextReclaimCheck(
+  track: Pick<Track, 'flags' | 'lastNs'>,
+  nowNs: bigint,
+  lingerMs: number,
+  lastIntervalNs = 0n,
+): { atNs: bigint; intervalNs: bigint } {
+  const ms = (x: number) => BigInt(Math.round(x * 1e6));
+  const least = ms(Math.min(RECLAIM_CHECK_LEAST_MS, lingerMs));
+  const most = ms(Math.max(Math.min(RECLAIM_CHECK_MOST_MS, lingerMs / 2), Math.min(RECLAIM_CHECK_LEAST_MS, lingerMs)));
+  if ((track.flags & (TRACK_F_FIN | TRACK_F_RST)) !== 0) {
+    const at = track.lastNs + ms(lingerMs);
+    return { atNs: at > nowNs ? at : nowNs, intervalNs: least };
+  }
+  const doubled = lastIntervalNs * 2n;
+  const interval = doubled < least ? least : doubled > most ? most : doubled;
+  return { atNs: nowNs + interval, intervalNs: interval };
+}
+
 /**
  * Whether a migrated connection's entry (LB) or mapping (agent) may be removed (pure): its track
  * saw the client's FIN or an exact RST, and nothing for `lingerMs`.

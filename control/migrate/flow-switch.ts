@@ -21,7 +21,7 @@
  */
 import { type FlowKey, FlowKind, FlowState } from '../datapath/abi.js';
 import { flowIdOfPorts } from '../datapath/abi-migrate.js';
-import { DEFAULT_RECLAIM_LINGER_MS, planMigratedEntry, reclaimable } from '../datapath/flow-id.js';
+import { DEFAULT_RECLAIM_LINGER_MS, nextReclaimCheck, planMigratedEntry, reclaimable } from '../datapath/flow-id.js';
 import { type FlowTable, formatKey } from '../datapath/flow-table.js';
 import { BatonError } from '../errors.js';
 import type { FlowMapping } from '../tcp/blob/index.js';
@@ -97,7 +97,11 @@ export interface PendingSwitch {
 
 export class FlowIdSwitch {
   /** Forwarded migrations, until reclaimed: their entry key, back end and flow id. */
-  private readonly forwarded = new Map<string, { key: FlowKey; backend: string; flowId: number }>();
+  /** Confirmed migrations, with when reclaim() looks at each next (nextReclaimCheck; 0: at its next pass). */
+  private readonly forwarded = new Map<
+    string,
+    { key: FlowKey; backend: string; flowId: number; checkAtNs: bigint; intervalNs: bigint }
+  >();
 
   constructor(
     private readonly table: Pick<FlowTable, 'insert' | 'setState' | 'remove' | 'track' | 'entries'>,
@@ -146,7 +150,7 @@ export class FlowIdSwitch {
       confirm: () => {
         if (done) return;
         done = true;
-        this.forwarded.set(formatKey(key), { key, backend, flowId });
+        this.forwarded.set(formatKey(key), { key, backend, flowId, checkAtNs: 0n, intervalNs: 0n });
       },
       abort: () => {
         if (done) return;
@@ -182,7 +186,7 @@ export class FlowIdSwitch {
       const flowId = flowIdOfPorts(out.sport, out.dport);
       const k: FlowKey = { src: key.src, sport: key.sport, dst: key.dst, dport: key.dport };
       this.ids.reserve(out.dst, flowId);
-      this.forwarded.set(formatKey(k), { key: k, backend: out.dst, flowId });
+      this.forwarded.set(formatKey(k), { key: k, backend: out.dst, flowId, checkAtNs: 0n, intervalNs: 0n });
       forwarded++;
     }
     for (const k of stale) this.table.remove(k);
@@ -209,13 +213,21 @@ export class FlowIdSwitch {
   /**
    * Removes the entries of forwarded migrations that ended (reclaimable())
    * and frees their flow ids; an entry already gone (removed elsewhere) only
-   * frees its id. Returns how many were reclaimed. Call it periodically.
+   * frees its id. Looks only at the entries due (nextReclaimCheck), so an
+   * entry is read a few times in its life rather than once a pass. Returns
+   * how many were reclaimed. Call it periodically.
    */
   reclaim(lingerMs = DEFAULT_RECLAIM_LINGER_MS, nowNs: bigint = process.hrtime.bigint()): number {
     let n = 0;
     for (const [k, f] of this.forwarded) {
+      if (f.checkAtNs > nowNs) continue;
       const track = this.table.track(f.key);
-      if (track && !reclaimable(track, nowNs, lingerMs)) continue;
+      if (track && !reclaimable(track, nowNs, lingerMs)) {
+        const next = nextReclaimCheck(track, nowNs, lingerMs, f.intervalNs);
+        f.checkAtNs = next.atNs;
+        f.intervalNs = next.intervalNs;
+        continue;
+      }
       if (track) this.table.remove(f.key);
       this.forwarded.delete(k);
       this.ids.release(f.backend, f.flowId);

@@ -1,7 +1,7 @@
 /** The LB's flow-id allocation and MIGRATED entry steering (control/migrate/flow-switch.ts), and the agent's mapping of a blob. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { reclaimFids } from '../../control/agent/reclaim.js';
+import { FidReclaimer, reclaimFids } from '../../control/agent/reclaim.js';
 import { fidOfFlow } from '../../control/agent/restore.js';
 import {
   type FlowKey,
@@ -13,7 +13,7 @@ import {
   type Track,
 } from '../../control/datapath/abi.js';
 import { flowIdPorts } from '../../control/datapath/abi-migrate.js';
-import { reclaimable } from '../../control/datapath/flow-id.js';
+import { nextReclaimCheck, reclaimable } from '../../control/datapath/flow-id.js';
 import type { FlowEntry } from '../../control/datapath/flow-table.js';
 import { BatonError } from '../../control/errors.js';
 import { FlowIdAllocator, FlowIdSwitch, isWireFlowId } from '../../control/migrate/flow-switch.js';
@@ -249,13 +249,88 @@ describe('reclaim', () => {
     assert.deepEqual(ops.at(-1), { op: 'remove', key: other });
     assert.equal(sw.ids.liveCount(BE1), 1);
     assert.equal(sw.forwardedCount, 1);
-    // An entry removed elsewhere only frees its id.
+    // The open one was looked at and is not due again until a second later: no lookup before then.
+    let reads = 0;
+    const read = table.track;
+    table.track = (k: FlowKey) => {
+      reads++;
+      return read(k);
+    };
+    assert.equal(sw.reclaim(1000, 5500n * MS), 0);
+    assert.equal(reads, 0, 'not due: not read');
+    // An entry removed elsewhere only frees its id (at its next look).
     tracks.clear();
     const before = ops.length;
-    assert.equal(sw.reclaim(1000, 5000n * MS), 1);
+    assert.equal(sw.reclaim(1000, 6000n * MS), 1);
     assert.equal(ops.length, before);
     assert.equal(sw.ids.liveCount(BE1), 0);
   });
+});
+
+test('nextReclaimCheck: an ended connection when its linger runs out, an open one ever less often, 1 s to 30 s', () => {
+  const MS = 1_000_000n;
+  const fin = { flags: TRACK_F_SEEN | TRACK_F_FIN, lastNs: 1000n * MS };
+  assert.equal(nextReclaimCheck(fin, 2000n * MS, 60_000).atNs, 61_000n * MS, 'last segment + linger');
+  assert.equal(nextReclaimCheck(fin, 90_000n * MS, 60_000).atNs, 90_000n * MS, 'overdue: now');
+  const open = { flags: TRACK_F_SEEN, lastNs: 0n };
+  let interval = 0n;
+  const seen: bigint[] = [];
+  for (let i = 0; i < 8; i++) {
+    const next = nextReclaimCheck(open, 0n, 60_000, interval);
+    interval = next.intervalNs;
+    seen.push(interval / MS);
+  }
+  assert.deepEqual(seen, [1000n, 2000n, 4000n, 8000n, 16_000n, 30_000n, 30_000n, 30_000n]);
+  // A short linger (tests) keeps the looks at least as often as half the linger.
+  assert.equal(nextReclaimCheck(open, 0n, 300, 10_000n * MS).intervalNs, 300n * MS);
+  assert.equal(nextReclaimCheck(open, 0n, 300).intervalNs, 300n * MS);
+});
+
+test('FidReclaimer: a full pass finds every mapping, later ticks read only those due', () => {
+  const MS = 1_000_000n;
+  const mapping = (flags: number, lastNs: bigint) => ({
+    connId: 1n,
+    clientPort: 1,
+    vip: client.dst,
+    vipPort: 80,
+    state: 2 as const,
+    track: { packets: 1n, bytes: 1n, lastNs, seqEnd: 0, ackMax: 0, finSeq: 0, flags },
+  });
+  const table = new Map<number, ReturnType<typeof mapping>>([
+    [0x10001, mapping(TRACK_F_SEEN, 0n)],
+    [0x10002, mapping(TRACK_F_SEEN | TRACK_F_FIN, 0n)],
+  ]);
+  let fullPasses = 0;
+  let gets = 0;
+  const fids = {
+    *entries() {
+      fullPasses++;
+      for (const [flowId, m] of table) yield { key: { client: client.src, flowId, family: 4 as const }, mapping: m };
+    },
+    get: (k: { flowId: number }) => {
+      gets++;
+      return table.get(k.flowId);
+    },
+    remove: (k: { flowId: number }) => table.delete(k.flowId),
+  };
+  const r = new FidReclaimer(fids as never, 60_000);
+  assert.equal(r.tick(1000n * MS), 0, 'the first tick is a full pass; nothing has lingered a minute');
+  assert.equal(fullPasses, 1);
+  assert.equal(r.tracked, 2);
+  assert.equal(r.tick(1500n * MS), 0);
+  assert.equal(gets, 0, 'nothing due half a second later');
+  assert.equal(r.tick(2000n * MS), 0);
+  assert.equal(gets, 1, 'the open one, due after 1 s');
+  assert.equal(r.tick(20_000n * MS), 0);
+  assert.equal(gets, 2, 'the open one again (now every 2 s); the ended one is not read before its linger ends');
+  assert.equal(r.tick(31_000n * MS), 0);
+  assert.equal(fullPasses, 2, 'a full pass every 30 s');
+  assert.equal(r.tick(60_000n * MS), 1, 'the ended one, read when its linger ran out, removed');
+  assert.equal(fullPasses, 2);
+  assert.equal(table.has(0x10002), false);
+  table.set(0x10001, mapping(TRACK_F_SEEN | TRACK_F_RST, 0n));
+  assert.equal(r.tick(61_000n * MS), 1, 'the next full pass finds the other one ended');
+  assert.equal(r.tracked, 0);
 });
 
 test('reclaimFids removes only the finished, idle mappings', () => {

@@ -93,15 +93,6 @@ export class FidReclaimer {
   }
 }
 
-/** Removes every reclaimable mapping in one full pass; returns how many. */
-export function reclaimFids(
-  fids: Pick<FlowIdTable, 'entries' | 'remove'>,
-  lingerMs = DEFAULT_RECLAIM_LINGER_MS,
-  nowNs: bigint = process.hrtime.bigint(),
-): number {
-  return new FidReclaimer({ ...fids, get: () => undefined } as Fids, lingerMs).tick(nowNs);
-}
-
 /**
  * At start: removes the mappings an earlier agent left in HOLD. Each belongs
  * to a migration that agent never confirmed (a reservation whose state did

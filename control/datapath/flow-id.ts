@@ -113,8 +113,9 @@ export function nextReclaimCheck(
   lastIntervalNs = 0n,
 ): { atNs: bigint; intervalNs: bigint } {
   const ms = (x: number) => BigInt(Math.round(x * 1e6));
-  const least = ms(Math.min(RECLAIM_CHECK_LEAST_MS, lingerMs));
-  const most = ms(Math.max(Math.min(RECLAIM_CHECK_MOST_MS, lingerMs / 2), Math.min(RECLAIM_CHECK_LEAST_MS, lingerMs)));
+  const leastMs = Math.min(RECLAIM_CHECK_LEAST_MS, lingerMs);
+  const least = ms(leastMs);
+  const most = ms(Math.max(leastMs, Math.min(RECLAIM_CHECK_MOST_MS, lingerMs / 2)));
   if ((track.flags & (TRACK_F_FIN | TRACK_F_RST)) !== 0) {
     const at = track.lastNs + ms(lingerMs);
     return { atNs: at > nowNs ? at : nowNs, intervalNs: least };

@@ -29,23 +29,15 @@ import { listenOnSocket, prepareApiDir } from '../daemon/api-socket.js';
 import { BatonError } from '../errors.js';
 import type { Caller } from '../service/authorize.js';
 import { toBatonError } from '../service/errors.js';
-import type { MigrateService } from '../service/migrate-service.js';
+import { MigrateService } from '../service/migrate-service.js';
 import type { SpliceService } from '../service/splice-service.js';
 import { errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { type PeerCred, peerCred, socketFd } from '../sys/peercred.js';
 import { ReadPoller } from '../sys/poll.js';
 import { MAX_FDS_PER_RECV, MSG_DONTWAIT, recvWithFds, ScmError } from '../sys/scm-rights.js';
-import {
-  decodeMigrateBody,
-  decodeSpliceBody,
-  encodeReply,
-  FRAME_TYPE,
-  type Frame,
-  FrameReader,
-  type ReplyType,
-  WireError,
-} from './wire.js';
+import { type HandoffServices, type PreparedRequest, REQUEST_KINDS, type RequestKind } from './requests.js';
+import { encodeReply, FRAME_TYPE, type Frame, FrameReader, type ReplyType, requestName, WireError } from './wire.js';
 
 /** Requests one connection may have under way; more are answered RATE_LIMITED (their descriptors closed). */
 export const MAX_IN_FLIGHT_PER_CONNECTION = 256;
@@ -63,7 +55,7 @@ const LAST_WORDS_MS = 1000;
 
 export interface HandoffServerOptions {
   service: SpliceService;
-  /** MIGRATE frames go here (migrate mode, the same service as POST /v1/migrations); without it they are refused MIGRATE_DISABLED. */
+  /** MIGRATE frames go here (migrate mode, the same service as POST /v1/migrations); without it, one with no agents refuses them (MIGRATE_DISABLED), as REST does. */
   migrations?: MigrateService;
   /** The socket's path. */
   path: string;
@@ -94,9 +86,14 @@ export class HandoffServer {
   private readonly poller = new ReadPoller();
   private readonly conns = new Set<Connection>();
   private readonly credOf: (fd: number) => PeerCred;
+  private readonly services: HandoffServices;
 
   private constructor(private readonly opts: HandoffServerOptions) {
     this.credOf = opts.credOf ?? peerCred;
+    this.services = {
+      splices: opts.service,
+      migrations: opts.migrations ?? new MigrateService({ agents: [], operations: opts.service.operations }),
+    };
     this.server = net.createServer({ pauseOnConnect: true }, (s) => this.accept(s));
   }
 
@@ -221,137 +218,53 @@ export class HandoffServer {
   }
 
   private frame(c: Connection, f: Frame): void {
-    if (f.type === FRAME_TYPE.MIGRATE) this.migrateFrame(c, f);
-    else this.spliceFrame(c, f);
-  }
-
-  /** The frame's descriptors off the queue; undefined (and the connection ended) when they did not come with it. */
-  private takeFds(c: Connection, f: Frame, what: string): number[] | undefined {
+    const receivedAt = performance.now();
+    const kind = REQUEST_KINDS[f.type] as RequestKind; // decodeHeader let through only request types
     // decodeHeader let through only frames that say they carry their type's descriptors.
     if (c.fds.length < f.fds) {
       this.violation(
         c,
         'bad_fds',
-        `a ${what} frame needs ${f.fds} descriptor(s) sent with it; ${c.fds.length} arrived`,
+        `a ${requestName(f.type)} frame needs ${f.fds} descriptor(s) sent with it; ${c.fds.length} arrived`,
       );
-      return undefined;
+      return;
     }
-    return c.fds.splice(0, f.fds);
-  }
-
-  /** A frame's body, or undefined when it is malformed: its descriptors closed, the connection ended. */
-  private decodeBody<T>(c: Connection, fds: number[], decode: () => T): T | undefined {
+    const fds = c.fds.splice(0, f.fds);
+    let run: PreparedRequest;
     try {
-      return decode();
+      run = kind.prepare(f.body);
     } catch (e) {
       for (const fd of fds) libc.close(fd);
       if (e instanceof WireError) {
         this.violation(c, e.reason, e.message);
-        return undefined;
+        return;
       }
       throw e;
     }
-  }
-
-  /** RATE_LIMITED (and the descriptors closed) when the connection has too many requests under way. */
-  private overLimit(c: Connection, f: Frame, fds: number[]): boolean {
-    if (c.inFlight < MAX_IN_FLIGHT_PER_CONNECTION) return false;
-    for (const fd of fds) libc.close(fd);
-    this.reply(
-      c,
-      FRAME_TYPE.ERROR,
-      f.id,
-      problemOf(
-        new BatonError(
-          'RATE_LIMITED',
-          `${c.inFlight} requests of this connection are under way (at most ${MAX_IN_FLIGHT_PER_CONNECTION}); wait for answers before sending more`,
-          'too_many_in_flight',
-        ),
-      ),
-    );
-    return true;
-  }
-
-  /** The service's outcome as the reply frame; the in-flight count goes down once it is known. */
-  private answer(
-    c: Connection,
-    f: Frame,
-    type: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED,
-    p: Promise<unknown>,
-  ) {
-    c.inFlight++;
-    p.then(
-      (doc) => this.reply(c, type, f.id, doc),
-      (e: unknown) => this.reply(c, FRAME_TYPE.ERROR, f.id, problemOf(toBatonError(e))),
-    ).finally(() => c.inFlight--);
-  }
-
-  /** MIGRATE: the client socket to an agent (migrate mode), through the same service as POST /v1/migrations. */
-  private migrateFrame(c: Connection, f: Frame): void {
-    const receivedAt = performance.now();
-    const fds = this.takeFds(c, f, 'migrate');
-    if (!fds) return;
-    const [client] = fds as [number];
-    const body = this.decodeBody(c, fds, () => decodeMigrateBody(f.body));
-    if (!body || this.overLimit(c, f, fds)) return;
-    const migrations = this.opts.migrations;
-    if (!migrations) {
-      libc.close(client);
+    if (c.inFlight >= MAX_IN_FLIGHT_PER_CONNECTION) {
+      for (const fd of fds) libc.close(fd);
       this.reply(
         c,
         FRAME_TYPE.ERROR,
         f.id,
         problemOf(
           new BatonError(
-            'MIGRATE_DISABLED',
-            'this daemon takes no migrations on its handoff channel; use POST /v1/migrations',
-            'no_agents',
+            'RATE_LIMITED',
+            `${c.inFlight} requests of this connection are under way (at most ${MAX_IN_FLIGHT_PER_CONNECTION}); wait for answers before sending more`,
+            'too_many_in_flight',
           ),
         ),
       );
       return;
     }
-    // The service owns the descriptor from here: migrated and released, or closed on any failure.
-    this.answer(
-      c,
-      f,
-      FRAME_TYPE.MIGRATED,
-      migrations.migrate(
-        c.caller,
-        {
-          passed: client,
-          agent: body.agent,
-          ...(body.received ? { receivedBytes: body.received } : {}),
-          ...(body.appProtocol ? { appProtocol: body.appProtocol } : {}),
-          ...(body.timeoutMs !== undefined ? { timeoutMs: body.timeoutMs } : {}),
-        },
-        receivedAt,
-      ),
-    );
-  }
-
-  private spliceFrame(c: Connection, f: Frame): void {
-    const receivedAt = performance.now();
-    const fds = this.takeFds(c, f, 'splice');
-    if (!fds) return;
-    const [client, backend] = fds as [number, number];
-    const body = this.decodeBody(c, fds, () => decodeSpliceBody(f.body));
-    if (!body || this.overLimit(c, f, fds)) return;
-    // The service owns both descriptors from here: spliced, or closed on any failure.
-    this.answer(
-      c,
-      f,
-      FRAME_TYPE.SPLICED,
-      this.opts.service.splice(
-        c.caller,
-        {
-          passed: { client, backend },
-          ...(body.prefix ? { prefixBytes: body.prefix } : {}),
-          ...(body.quiesceTimeoutMs !== undefined ? { quiesceTimeoutMs: body.quiesceTimeoutMs } : {}),
-        },
-        receivedAt,
-      ),
-    );
+    c.inFlight++;
+    // The service owns the descriptors from here: spliced or migrated, or closed on any failure.
+    run(this.services, c.caller, fds, receivedAt)
+      .then(
+        (doc) => this.reply(c, kind.reply, f.id, doc),
+        (e: unknown) => this.reply(c, FRAME_TYPE.ERROR, f.id, problemOf(toBatonError(e))),
+      )
+      .finally(() => c.inFlight--);
   }
 
   private reply(c: Connection, type: ReplyType, id: number, doc: unknown) {

@@ -77,12 +77,14 @@ export const MAX_AGENT_BYTES = 64;
 export const MAX_APP_PROTOCOL_BYTES = 32;
 
 /** What each request type carries: its descriptors and the fixed part of its body. */
-const REQUEST_SHAPE: Record<number, { fds: number; fixed: number }> = {
-  [FRAME_TYPE.SPLICE]: { fds: SPLICE_FDS, fixed: SPLICE_FIXED_BYTES },
-  [FRAME_TYPE.MIGRATE]: { fds: MIGRATE_FDS, fixed: MIGRATE_FIXED_BYTES },
+const REQUEST_SHAPE: Record<number, { name: string; fds: number; fixed: number }> = {
+  [FRAME_TYPE.SPLICE]: { name: 'splice', fds: SPLICE_FDS, fixed: SPLICE_FIXED_BYTES },
+  [FRAME_TYPE.MIGRATE]: { name: 'migrate', fds: MIGRATE_FDS, fixed: MIGRATE_FIXED_BYTES },
 };
 /** Descriptors a frame of `type` carries (replies: none). */
 export const fdsOf = (type: number): number => REQUEST_SHAPE[type]?.fds ?? 0;
+/** A request type's name in messages ("splice", "migrate"). */
+export const requestName = (type: number): string => REQUEST_SHAPE[type]?.name ?? `0x${type.toString(16)}`;
 
 /** Largest request body: a MIGRATE's fixed part, longest names and the largest prefix the REST API accepts. */
 export const MAX_REQUEST_BODY = MIGRATE_FIXED_BYTES + MAX_AGENT_BYTES + MAX_APP_PROTOCOL_BYTES + MAX_PREFIX_BYTES;
@@ -180,7 +182,7 @@ export function decodeHeader(b: Buffer, dir: Direction): FrameHeader {
   if (bodyLength < fixed)
     throw new WireError(
       'bad_length',
-      `a ${type === FRAME_TYPE.SPLICE ? 'splice' : 'migrate'} body is at least ${fixed} bytes, this one says ${bodyLength}`,
+      `a ${requestName(type)} body is at least ${fixed} bytes, this one says ${bodyLength}`,
     );
   return { type: type as FrameType, id, bodyLength, fds };
 }

@@ -218,4 +218,13 @@ export class Authorizer {
     });
     if (refusal) throw refusal;
   }
+
+  /**
+   * Rule 1 for descriptors a caller passed itself (the handoff channel's
+   * SCM_RIGHTS): they are its own, so it is ruled on its own process, as
+   * REST rules a request that names the caller's own pid.
+   */
+  checkPassedBy(caller: Caller): void {
+    if (caller.kind === 'peer') this.checkProcess(caller, caller.pid);
+  }
 }

@@ -229,7 +229,7 @@ export class MigrateService {
 
   /** A passed socket: its sender may act on its own sockets (as for a passed splice), and it is a TCP connection. */
   private checkPassed(caller: Caller, passed: TakenSocket): TakenSocket {
-    if (!isPrivileged(caller) && caller.kind === 'peer') this.authorizer.checkProcess(caller, caller.pid);
+    this.authorizer.checkPassedBy(caller);
     assertEstablishedTcp(passed.fd, 'client');
     return passed;
   }

@@ -331,7 +331,7 @@ export class SpliceService {
    * REST asks for: the same rule 1 decides, on the peer's own process.
    */
   private checkPassed(caller: Caller, [client, backend]: [TakenSocket, TakenSocket]) {
-    if (!isPrivileged(caller) && caller.kind === 'peer') this.authorizer.checkProcess(caller, caller.pid);
+    this.authorizer.checkPassedBy(caller);
     assertEstablishedTcp(client.fd, 'client');
     assertEstablishedTcp(backend.fd, 'back-end');
     return { client, backend };

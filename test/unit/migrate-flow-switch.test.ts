@@ -1,7 +1,7 @@
 /** The LB's flow-id allocation and MIGRATED entry steering (control/migrate/flow-switch.ts), and the agent's mapping of a blob. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FidReclaimer, reclaimFids } from '../../control/agent/reclaim.js';
+import { FidReclaimer } from '../../control/agent/reclaim.js';
 import { fidOfFlow } from '../../control/agent/restore.js';
 import {
   type FlowKey,
@@ -333,7 +333,7 @@ test('FidReclaimer: a full pass finds every mapping, later ticks read only those
   assert.equal(r.tracked, 0);
 });
 
-test('reclaimFids removes only the finished, idle mappings', () => {
+test('a full reclaim pass removes only the finished, idle mappings', () => {
   const MS = 1_000_000n;
   const mk = (flowId: number, flags: number) => ({
     key: { client: client.src, flowId, family: 4 as const },
@@ -358,8 +358,10 @@ test('reclaimFids removes only the finished, idle mappings', () => {
       return true;
     },
   };
-  assert.equal(reclaimFids(fids, 1000, 500n * MS), 0, 'lingering');
-  assert.equal(reclaimFids(fids, 1000, 2000n * MS), 2);
+  // The first tick of a reclaimer is a full pass.
+  const fullPass = (nowNs: bigint) => new FidReclaimer({ ...fids, get: () => undefined } as never, 1000).tick(nowNs);
+  assert.equal(fullPass(500n * MS), 0, 'lingering');
+  assert.equal(fullPass(2000n * MS), 2);
   assert.deepEqual(removed, [0x10002, 0x10003]);
 });
 

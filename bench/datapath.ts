@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { testRun, xdpActionName } from '../control/bpf/index.js';
-import { type Flow, FlowKind, FlowState } from '../control/datapath/abi.js';
+import { type Flow, FlowKind, FlowState, type Leg } from '../control/datapath/abi.js';
 import { FidState, flowIdOfPorts, flowIdPorts } from '../control/datapath/abi-migrate.js';
 import { AgentDatapath } from '../control/datapath/agent-datapath.js';
 import { Datapath } from '../control/datapath/datapath.js';
@@ -50,8 +50,12 @@ export interface TableMemory {
   /** the kernel's own accounting of the map (fdinfo `memlock`), bytes */
   mapBytes: number;
   bytesPerEntry: number;
-  /** a spliced connection holds a client entry and one back-end entry per handoff */
+  /** the leg-list map (not preallocated) with no list in it: its bucket array, shared by all connections */
+  legListMapBytes?: number;
+  /** a spliced connection holds a client entry and one back-end entry per handoff, and its share of the leg-list map's buckets */
   bytesPerConnection: number;
+  /** what a connection handed off again adds: its leg list (measured over LEG_LIST_SAMPLE appended legs) */
+  legListBytesPerHandedOff?: number;
   /** growth of the kernel's vmalloc + slab + per-CPU memory (/proc/meminfo) over load and fill: a cross-check from outside the map's own accounting */
   kernelGrowthBytes: number;
   /** for comparison: slab object sizes a userspace proxy pays per connection (two TCP sockets) */
@@ -126,6 +130,8 @@ const BLOCKED_KEY = { src: '198.18.251.1', dst: '198.19.0.1', sport: 1, dport: 8
 
 /** Entries besides the benchmarked connections: the blocked flow and the rewrite mirror. */
 const EXTRA_ENTRIES = 2;
+/** Connections given a second leg after the timed rows, to measure a leg list's memory. */
+const LEG_LIST_SAMPLE = 1000;
 /** Capacity above the largest size: room for the extra entries with margin. */
 const TABLE_SLACK = 16;
 
@@ -197,9 +203,14 @@ export async function runDatapathBench(
         );
       }
     }
-    const { fd, keyBytes, valueBytes } = dp.table.layout;
+    const { fd, keyBytes, valueBytes, legListsFd } = dp.table.layout;
     const capacity = dp.table.capacity;
     const mapBytes = mapMemlock(fd);
+    const legListMapBytes = mapMemlock(legListsFd);
+    // A second leg on some connections: what their out-of-line lists cost.
+    const sample = Math.min(LEG_LIST_SAMPLE, filled - 1);
+    for (let i = 1; i <= sample; i++) dp.table.appendLeg(key(i), flow(i).legs[0] as Leg, FlowState.FORWARD);
+    const legListBytesPerHandedOff = sample > 0 ? (mapMemlock(legListsFd) - legListMapBytes) / sample : Number.NaN;
     const memory: TableMemory = {
       capacity,
       entriesFilled: filled + EXTRA_ENTRIES,
@@ -207,7 +218,9 @@ export async function runDatapathBench(
       valueBytes,
       mapBytes,
       bytesPerEntry: mapBytes / capacity,
-      bytesPerConnection: (2 * mapBytes) / capacity,
+      legListMapBytes,
+      bytesPerConnection: (2 * (mapBytes + legListMapBytes)) / capacity,
+      legListBytesPerHandedOff,
       kernelGrowthBytes: kernelAllocated() - kernelBefore,
       proxySocketBytes: proxySocketBytes(),
     };
@@ -349,7 +362,7 @@ async function main(): Promise<void> {
   const r = await runDatapathBench(profile, (l) => console.log(l));
   const m = r.memory;
   console.log(
-    `connection table: ${m.mapBytes} bytes for ${m.capacity} entries (preallocated) = ${m.bytesPerEntry.toFixed(0)} B/entry, ${m.bytesPerConnection.toFixed(0)} B per spliced connection; kernel vmalloc+slab+percpu grew ${m.kernelGrowthBytes} bytes`,
+    `connection table: ${m.mapBytes} bytes for ${m.capacity} entries (preallocated) = ${m.bytesPerEntry.toFixed(0)} B/entry, leg-list buckets ${m.legListMapBytes ?? 0} bytes; ${m.bytesPerConnection.toFixed(0)} B per spliced connection, +${(m.legListBytesPerHandedOff ?? Number.NaN).toFixed(0)} B once handed off again; kernel vmalloc+slab+percpu grew ${m.kernelGrowthBytes} bytes`,
   );
   console.log(`migrate, flow id in the ports: ns/packet via BPF_PROG_TEST_RUN, ${profile.datapathRepeat} runs each`);
   await runFlowIdBench(profile.datapathRepeat, (l) => console.log(l));

@@ -111,13 +111,24 @@ export function datapathTable(r: Results): string[] {
   return lines;
 }
 
+/** Results before the leg lists moved out of line (2026-12-04 and older) have no leg-list map. */
+const legListBuckets = (m: Results['datapath']['memory']): string =>
+  m.legListMapBytes === undefined
+    ? ''
+    : ` plus the leg-list map's buckets (${num(m.legListMapBytes / 2 ** 20, 1)} MiB, not preallocated)`;
+
 export function memoryLines(r: Results): string[] {
   const m = r.datapath.memory;
   const proxy = m.proxySocketBytes;
   return [
     `- connection table (BPF hash, preallocated): ${num(m.mapBytes / 2 ** 20, 1)} MiB for ${num(m.capacity)} entries = ${num(m.bytesPerEntry)} B per entry ` +
-      `(key ${m.keyBytes} B, value ${m.valueBytes} B), so ${num(m.bytesPerConnection)} B of kernel memory per spliced connection (client entry + back-end entry), ` +
+      `(key ${m.keyBytes} B, value ${m.valueBytes} B)${legListBuckets(m)}, so ${num(m.bytesPerConnection)} B of kernel memory per spliced connection (client entry + back-end entry), ` +
       `reserved at load for the whole capacity (cross-check: the kernel's vmalloc + slab + per-CPU memory grew by ${num(m.kernelGrowthBytes / 2 ** 20, 1)} MiB over load and fill)`,
+    ...(Number.isFinite(m.legListBytesPerHandedOff ?? Number.NaN)
+      ? [
+          `- a connection handed off again (a second back-end leg) adds its leg list out of line: ${num(m.legListBytesPerHandedOff ?? Number.NaN)} B, allocated when the second leg is appended`,
+        ]
+      : []),
     proxy
       ? `- for comparison, a userspace proxy holds two TCP sockets per connection: 2 × (${proxy.tcpSock} B tcp_sock + ${proxy.sockInode} B socket inode) = ${num(proxy.perConnection)} B of slab before any buffered data`
       : '- (slab sizes of TCP sockets unavailable: /proc/slabinfo not readable)',

@@ -55,18 +55,17 @@ static __always_inline int handle_flow(ctx_t *ctx, struct baton_pkt *p, struct b
 	/* seq and ack in client sequence space, for the RST rule and the
 	 * track: a BACKEND entry's are translated first. */
 	if (f->kind == BATON_KIND_CLIENT) {
-		k = select_leg(f, p);
-		if (k < 0 || k >= BATON_MAX_LEGS) {
+		h = select_leg(f, p, &k);
+		if (!h) {
 			*reason = BATON_R_DROP_NO_LEG;
 			return CTX_DROP;
 		}
-		h = &f->leg[k];
 		ack = clamp_ack(h, p->ack);
 		seq_c = p->seq;
 		ack_c = p->ack;
 	} else {
 		k = 0;
-		h = &f->leg[0];
+		h = &f->leg;
 		seq_c = p->seq + h->x.seq_delta;
 		ack_c = p->ack + h->x.ack_delta;
 	}
@@ -160,6 +159,7 @@ SEC("syscall")
 int baton_ctl(struct baton_ctl *c)
 {
 	struct baton_flow_key key;
+	struct baton_leg_list *l;
 	struct baton_flow *f;
 	__u32 n;
 
@@ -184,11 +184,24 @@ int baton_ctl(struct baton_ctl *c)
 			c->n_legs = n;
 			return 0;
 		}
-		__builtin_memcpy(&f->leg[n], &c->leg, sizeof(c->leg));
-		/* The entry is complete before it becomes visible to
-		 * select_leg(), which only reads entries below n_legs.
-		 * BPF has no fence instruction: a compiler barrier keeps the
-		 * store order, which x86's memory model preserves for readers. */
+		if (n == 0) {
+			__builtin_memcpy(&f->leg, &c->leg, sizeof(c->leg));
+		} else {
+			l = bpf_map_lookup_elem(&baton_legs, &f->conn_id);
+			if (!l) {
+				c->result = -28; /* ENOSPC: userspace creates the list first */
+				c->n_legs = n;
+				return 0;
+			}
+			if (n == 1)
+				__builtin_memcpy(&l->leg[0], &f->leg, sizeof(f->leg));
+			__builtin_memcpy(&l->leg[n & (BATON_MAX_LEGS - 1)], &c->leg, sizeof(c->leg));
+		}
+		/* The leg is complete before it becomes visible to
+		 * select_leg(), which only reads legs below n_legs (and the
+		 * list only once n_legs > 1). BPF has no fence instruction: a
+		 * compiler barrier keeps the store order, which x86's memory
+		 * model preserves for readers. */
 		asm volatile("" ::: "memory");
 		WRITE_ONCE(f->n_legs, n + 1);
 		n++;

@@ -100,7 +100,7 @@ static __always_inline int fid_rewrite(ctx_t *ctx, const struct baton_pkt *p, co
  * BLOCK behaves as splice's block (the LB's socket is being captured: pure
  * ACKs reach it so its send queue drains, anything else is dropped and
  * retransmitted by the client once forwarding is in place); FORWARD
- * rewrites per leg[0].x and forwards through the next-hop cache (lib/fwd.h:
+ * rewrites per leg.x and forwards through the next-hop cache (lib/fwd.h:
  * FIB, back end's MAC, XDP_TX or redirect). A SYN on an entry whose client
  * has finished (FIN or exact RST tracked) is a new connection reusing the
  * tuple: to the LB's stack, untouched, and the entry SUPERSEDED, so every
@@ -109,7 +109,7 @@ static __always_inline int fid_rewrite(ctx_t *ctx, const struct baton_pkt *p, co
 static __always_inline int handle_migrated(ctx_t *ctx, struct baton_pkt *p, struct baton_flow *f,
 					   __u32 bytes, __u32 *reason)
 {
-	const struct baton_xlate *x = &f->leg[0].x;
+	const struct baton_xlate *x = &f->leg.x;
 	__u64 now;
 	int rc, rst, verdict;
 

@@ -12,35 +12,60 @@
 #include "track.h"
 
 
-/* Index of the leg a client segment goes to: the last leg whose
+/* An entry's legs: its own for one leg, else its list in baton_legs
+ * (abi.h, struct baton_leg_list). NULL for an entry with no leg, or when
+ * the list is missing (it never is while n_legs > 1: userspace creates it
+ * before the second leg is appended). */
+static __always_inline const struct baton_leg *legs_of(const struct baton_flow *f)
+{
+	const struct baton_leg_list *l;
+
+	if (f->n_legs == 1)
+		return &f->leg;
+	if (f->n_legs == 0)
+		return 0;
+	l = bpf_map_lookup_elem(&baton_legs, &f->conn_id);
+	/* Keeps clang from moving the callers' index arithmetic ahead of
+	 * their NULL check, which the verifier refuses. */
+	asm volatile("" : "+r"(l));
+	return l ? l->leg : 0;
+}
+
+/* The leg a client segment goes to (its index in *k): the last leg whose
  * seq_start is at or before the segment's last byte. A retransmission that
  * straddles a leg's start therefore goes to the later back end, which
  * discards the prefix it already holds (an old-data overlap, handled by any
  * TCP receiver); a segment wholly before the point still reaches the
  * earlier back end, and one wholly before the first point the first back
- * end. Returns -1 when the entry has no leg. */
-static __always_inline int select_leg(const struct baton_flow *f, const struct baton_pkt *p)
+ * end. NULL when the entry has no leg. */
+static __always_inline const struct baton_leg *select_leg(const struct baton_flow *f, const struct baton_pkt *p,
+							   int *k)
 {
 	__u32 last = p->seq + (p->payload_len ? p->payload_len - 1 : 0);
-	int k = -1;
+	const struct baton_leg *legs;
+	__u32 n = f->n_legs;
+	int i, j = 0;
 
 	/* One leg (every connection before its first handoff, every BACKEND
-	 * entry): the loop below can only answer 0. */
-	if (f->n_legs == 1)
+	 * entry): no list to look up, and the answer is 0. */
+	*k = 0;
+	if (n == 1)
+		return &f->leg;
+	legs = legs_of(f);
+	if (!legs || n > BATON_MAX_LEGS)
 		return 0;
-
-#pragma unroll
-	for (int i = 0; i < BATON_MAX_LEGS; i++) {
-		if (i < f->n_legs && !seq_before(last, f->leg[i].seq_start))
-			k = i;
-	}
 	/* Wholly before the first leg: a keepalive probe (seq_start - 1,
 	 * no data) or a retransmission of bytes the LB socket had received.
 	 * The first back end sees old data and answers with an ACK, which is
-	 * what the client asked for; dropping it fails the client's keepalives. */
-	if (k < 0 && f->n_legs > 0)
-		k = 0;
-	return k;
+	 * what the client asked for; dropping it fails the client's keepalives.
+	 * So the search starts at leg 0. */
+#pragma unroll
+	for (i = 1; i < BATON_MAX_LEGS; i++) {
+		if (i < n && !seq_before(last, legs[i].seq_start))
+			j = i;
+	}
+	*k = j;
+	return &legs[j & (BATON_MAX_LEGS - 1)];
 }
 
 /* Client ack as this back end must see it: never below the point at which
@@ -53,11 +78,15 @@ static __always_inline __u32 clamp_ack(const struct baton_leg *h, __u32 ack)
 /* The leg whose tuple this entry's segments are rewritten to now. */
 static __always_inline const struct baton_leg *current_leg(const struct baton_flow *f)
 {
+	const struct baton_leg *legs;
 	__u32 n = f->n_legs;
 
 	if (n == 0 || n > BATON_MAX_LEGS)
 		return 0;
-	return &f->leg[(n - 1) & (BATON_MAX_LEGS - 1)];
+	legs = legs_of(f);
+	if (!legs)
+		return 0;
+	return &legs[(n - 1) & (BATON_MAX_LEGS - 1)];
 }
 
 /* The entry of the other direction of the same connection: its key is the

@@ -85,6 +85,10 @@ export const bpf = {
     'int bpf_map_lookup_elem(int fd, const void *key, void *value)',
   ),
   map_delete_elem: fn<[number, Buffer], number>(libbpf, 'int bpf_map_delete_elem(int fd, const void *key)'),
+  map_lookup_and_delete_elem: fn<[number, Buffer, Buffer], number>(
+    libbpf,
+    'int bpf_map_lookup_and_delete_elem(int fd, const void *key, void *value)',
+  ),
   map_get_next_key: fn<[number, Buf, Buffer], number>(
     libbpf,
     'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',

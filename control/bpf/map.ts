@@ -105,6 +105,16 @@ export class BpfMap {
     return true;
   }
 
+  /** Deletes and returns the value in one call (hash maps, kernel 5.14+); undefined when the key was absent. */
+  lookupAndDelete(key: Buffer): Buffer | undefined {
+    this.checkKey('lookup_and_delete', key);
+    const out = Buffer.alloc(this.valueBytes);
+    const rc = bpf.map_lookup_and_delete_elem(this.fd, key, out);
+    if (rc === -2) return undefined; // ENOENT
+    if (rc < 0) throw new BpfError('lookup_and_delete', -rc, `in map ${this.name}`);
+    return out;
+  }
+
   /** Keys in kernel order. Entries deleted meanwhile may restart the walk. */
   *keys(): Generator<Buffer> {
     let prev: Buffer | null = null;

@@ -9,7 +9,7 @@ import type { Layout } from '../sys/struct-layout.js';
 import { IPPROTO_TCP } from '../tcp/kernel.js';
 import { u32 } from '../tcp/state.js';
 
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 export const MAX_LEGS = 8;
 export type { Layout } from '../sys/struct-layout.js';
 
@@ -38,9 +38,10 @@ export const LAYOUTS = {
   },
   baton_nexthop: { size: 32, fields: { expires_ns: 0, ifindex: 8, leg: 12, smac: 16, dmac: 22, mtu: 28 } },
   baton_flow: {
-    size: 600,
+    size: 152,
     fields: { conn_id: 0, state: 8, kind: 9, n_legs: 10, challenge_ms: 12, track: 16, nexthop: 56, leg: 88, owner: 88 },
   },
+  baton_leg_list: { size: 512, fields: { leg: 0 } },
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   baton_ctl: { size: 120, fields: { key: 0, op: 40, state: 44, result: 48, n_legs: 52, leg: 56 } },
   baton_tcp_probe: {
@@ -269,6 +270,12 @@ export interface Flow {
   track?: Track;
 }
 
+/**
+ * The entry's value: its first leg inline, n_legs = every leg. A CLIENT
+ * entry with more than one leg also needs its list (encodeLegList) in
+ * baton_legs, written before the entry (control/datapath/flow-table.ts,
+ * writeFlow).
+ */
 export function encodeFlow(flow: Flow): Buffer {
   if (flow.legs.length > MAX_LEGS)
     throw new RangeError(`at most ${MAX_LEGS} back-end legs per connection, got ${flow.legs.length}`);
@@ -279,9 +286,30 @@ export function encodeFlow(flow: Flow): Buffer {
   b.writeUInt8(flow.kind, f.kind);
   b.writeUInt8(flow.legs.length, f.n_legs);
   if (flow.track) encodeTrack(flow.track, b, f.track);
-  for (const [i, h] of flow.legs.entries()) encodeLeg(h, b, f.leg + i * L.baton_leg.size);
+  const first = flow.legs[0];
+  if (first) encodeLeg(first, b, f.leg);
   return b;
 }
+
+/** Key of baton_legs: the entry's conn_id. */
+export function encodeConnId(connId: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(connId);
+  return b;
+}
+
+/** struct baton_leg_list of every leg, or undefined when one leg (or none) fits in the entry itself. */
+export function encodeLegList(legs: readonly Leg[]): Buffer | undefined {
+  if (legs.length <= 1) return undefined;
+  if (legs.length > MAX_LEGS)
+    throw new RangeError(`at most ${MAX_LEGS} back-end legs per connection, got ${legs.length}`);
+  const b = Buffer.alloc(L.baton_leg_list.size);
+  for (const [i, h] of legs.entries()) encodeLeg(h, b, L.baton_leg_list.fields.leg + i * L.baton_leg.size);
+  return b;
+}
+
+/** How many legs an entry holds (n_legs), without decoding them. */
+export const decodeFlowLegCount = (b: Buffer): number => b.readUInt8(L.baton_flow.fields.n_legs);
 
 function encodeLeg(h: Leg, b: Buffer, at: number): void {
   b.writeUInt32LE(u32(h.seqStart), at + L.baton_leg.fields.seq_start);
@@ -342,18 +370,25 @@ export const decodeFlowConnId = (b: Buffer): bigint => b.readBigUInt64LE(L.baton
 /** Just the state byte of a flow value (no decoding of its legs). */
 export const decodeFlowState = (b: Buffer): Flow['state'] => b.readUInt8(L.baton_flow.fields.state) as Flow['state'];
 
-export function decodeFlow(b: Buffer, family: Family): Flow & { track: Track } {
+const decodeLeg = (b: Buffer, at: number, family: Family): Leg => ({
+  seqStart: b.readUInt32LE(at + L.baton_leg.fields.seq_start),
+  ackFloor: b.readUInt32LE(at + L.baton_leg.fields.ack_floor),
+  x: decodeXlate(b, at + L.baton_leg.fields.x, family),
+});
+
+/**
+ * An entry, with its legs: the inline one, or, when it holds more than
+ * one, those of `legList` (its baton_legs value). Without the list such an
+ * entry decodes with its first leg only.
+ */
+export function decodeFlow(b: Buffer, family: Family, legList?: Buffer): Flow & { track: Track } {
   const f = L.baton_flow.fields;
-  const n = Math.min(b.readUInt8(f.n_legs), MAX_LEGS);
+  const n = Math.min(decodeFlowLegCount(b), MAX_LEGS);
   const legs: Leg[] = [];
-  for (let i = 0; i < n; i++) {
-    const at = f.leg + i * L.baton_leg.size;
-    legs.push({
-      seqStart: b.readUInt32LE(at + L.baton_leg.fields.seq_start),
-      ackFloor: b.readUInt32LE(at + L.baton_leg.fields.ack_floor),
-      x: decodeXlate(b, at + L.baton_leg.fields.x, family),
-    });
-  }
+  if (n > 1 && legList) {
+    for (let i = 0; i < n; i++)
+      legs.push(decodeLeg(legList, L.baton_leg_list.fields.leg + i * L.baton_leg.size, family));
+  } else if (n >= 1) legs.push(decodeLeg(b, f.leg, family));
   return {
     connId: b.readBigUInt64LE(f.conn_id),
     state: decodeFlowState(b),

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { type BpfMap, BpfObject, XdpLink } from '../bpf/index.js';
 import { resolveBpfObject } from '../bpf/objects.js';
 import { ABI_VERSION, type Action, DIRECTIONS, type Direction, REASONS, type ReasonName } from './abi.js';
-import { FlowTable } from './flow-table.js';
+import { FLOWS_MAP, FlowTable, LEG_LISTS_MAP } from './flow-table.js';
 import { OWNER_MAP_NAMES, type OwnerMaps, ownerMaps } from './owner.js';
 
 export const DEFAULT_FLOWS_CAPACITY = 65536;
@@ -42,7 +42,7 @@ export class Datapath {
     readonly object: BpfObject,
     readonly options: Required<Omit<DatapathOptions, 'pinDir' | 'bpfDir'>> & { pinDir?: string },
   ) {
-    this.table = new FlowTable(object.map('baton_flows'), object.program('baton_ctl'));
+    this.table = FlowTable.of(object);
     this.counters = object.map('baton_counters');
     this.owner = ownerMaps((name) => object.map(name));
   }
@@ -53,7 +53,9 @@ export class Datapath {
     const pin = (name: string) => (options.pinDir ? { pinPath: join(options.pinDir, `${name}_v${ABI_VERSION}`) } : {});
     const obj = BpfObject.open(objectPath, {
       maps: {
-        baton_flows: { maxEntries: flowsCapacity, ...pin('baton_flows') },
+        [FLOWS_MAP]: { maxEntries: flowsCapacity, ...pin(FLOWS_MAP) },
+        // One list per CLIENT entry at most, and a connection has two entries or more.
+        [LEG_LISTS_MAP]: { maxEntries: Math.max(1, Math.floor(flowsCapacity / 2)), ...pin(LEG_LISTS_MAP) },
         baton_counters: pin('baton_counters'),
         ...Object.fromEntries(OWNER_MAP_NAMES.map((n) => [n, pin(n)])),
       },

@@ -4,12 +4,16 @@
  * flows, owner entries and roam translations later) is inserted, replaced,
  * read and removed here, and map errors leave as catalogue errors.
  *
+ * A CLIENT entry handed off again keeps its leg list out of line, in map
+ * baton_legs under its conn_id (abi.h, struct baton_leg_list): written
+ * before the entry, removed with it, read with it.
+ *
  * In-place changes that must keep an entry's per-direction track exact
  * (state, a leg appended) go through the control program (SEC("syscall")
  * baton_ctl): a userspace update replaces the whole value, so a packet in
  * flight on another CPU would lose its track update.
  */
-import { BpfError, type BpfMap, type BpfProgram, runSyscallProgram } from '../bpf/index.js';
+import { BpfError, type BpfMap, type BpfObject, type BpfProgram, runSyscallProgram } from '../bpf/index.js';
 import { BatonError } from '../errors.js';
 import { type Family, formatAddress } from '../net/addr.js';
 import { IPPROTO_TCP } from '../tcp/kernel.js';
@@ -19,11 +23,14 @@ import {
   decodeFlow,
   decodeFlowConnId,
   decodeFlowKey,
+  decodeFlowLegCount,
   decodeFlowState,
   decodeTrack,
+  encodeConnId,
   encodeCtl,
   encodeFlow,
   encodeFlowKey,
+  encodeLegList,
   type Flow,
   type FlowKey,
   FlowKind,
@@ -48,17 +55,29 @@ export class FlowTable {
 
   constructor(
     private readonly map: BpfMap,
+    private readonly legLists: BpfMap,
     private readonly ctlProgram: BpfProgram,
   ) {}
+
+  /** The table of a loaded datapath object (bpf/xdp_baton.c). */
+  static of(object: Pick<BpfObject, 'map' | 'program'>): FlowTable {
+    return new FlowTable(object.map(FLOWS_MAP), object.map(LEG_LISTS_MAP), object.program('baton_ctl'));
+  }
 
   /** Entries the table can hold. */
   get capacity(): number {
     return this.map.maxEntries;
   }
 
-  /** Key and value sizes and the map's fd (for memory accounting in the benchmarks). */
-  get layout(): { fd: number; keyBytes: number; valueBytes: number } {
-    return { fd: this.map.fd, keyBytes: this.map.keySize, valueBytes: this.map.valueSize };
+  /** Key and value sizes and the maps' fds (for memory accounting in the benchmarks). */
+  get layout(): { fd: number; keyBytes: number; valueBytes: number; legListsFd: number; legListBytes: number } {
+    return {
+      fd: this.map.fd,
+      keyBytes: this.map.keySize,
+      valueBytes: this.map.valueSize,
+      legListsFd: this.legLists.fd,
+      legListBytes: this.legLists.valueSize,
+    };
   }
 
   /**
@@ -67,7 +86,7 @@ export class FlowTable {
    */
   insert(k: FlowKey, entry: FlowEntry): void {
     try {
-      this.map.update(this.kb(k), encodeFlow(entry), 'NOEXIST');
+      writeFlow(this.map, this.legLists, this.kb(k), entry, 'NOEXIST');
     } catch (e) {
       if (e instanceof BpfError && e.code === 'EEXIST') {
         throw new BatonError(
@@ -89,7 +108,7 @@ export class FlowTable {
    */
   replace(k: FlowKey, entry: FlowEntry): void {
     try {
-      this.map.update(this.kb(k), encodeFlow(entry), 'EXIST');
+      writeFlow(this.map, this.legLists, this.kb(k), entry, 'EXIST');
     } catch (e) {
       if (e instanceof BpfError && e.code === 'ENOENT') throw gone(k, e);
       throw e;
@@ -104,7 +123,9 @@ export class FlowTable {
 
   /** Deletes an entry; false when it was not there. */
   remove(k: FlowKey): boolean {
-    return this.map.delete(this.kb(k));
+    const v = this.map.lookupAndDelete(this.kb(k));
+    if (v && decodeFlowLegCount(v) > 1) this.legLists.delete(encodeConnId(decodeFlowConnId(v)));
+    return v !== undefined;
   }
 
   /** The entry's per-direction track (what the datapath forwarded), or undefined when absent. */
@@ -130,6 +151,19 @@ export class FlowTable {
    * list is full.
    */
   appendLeg(k: FlowKey, leg: Leg, state: FlowStateValue): number {
+    // The second leg moves the list out of line: its (empty) entry must
+    // exist for the control program to fill, which it cannot create itself.
+    const v = this.map.lookup(this.kb(k));
+    if (v && decodeFlowLegCount(v) === 1) {
+      try {
+        this.legLists.update(encodeConnId(decodeFlowConnId(v)), EMPTY_LEG_LIST, 'NOEXIST');
+      } catch (e) {
+        if (!(e instanceof BpfError && e.code === 'EEXIST')) {
+          if (e instanceof BpfError && e.code === 'E2BIG') throw tableFull(this.legLists.maxEntries, e, 'leg-list');
+          throw e;
+        }
+      }
+    }
     return this.control(k, () => ({ op: CtlOp.APPEND_LEG, key: k, state, leg }));
   }
 
@@ -137,7 +171,7 @@ export class FlowTable {
   *entries(): Generator<{ key: FlowKey & { family: Family }; flow: Flow & { track: Track } }> {
     for (const [kb, vb] of this.map.entries()) {
       const key = decodeFlowKey(kb);
-      yield { key, flow: decodeFlow(vb, key.family) };
+      yield { key, flow: this.decode(vb, key.family) };
     }
   }
 
@@ -148,9 +182,21 @@ export class FlowTable {
     return n;
   }
 
+  /** The entry at `k`, decoded with all its legs, or undefined when absent. */
+  get(k: FlowKey & { family: Family }): (Flow & { track: Track }) | undefined {
+    const v = this.map.lookup(this.kb(k));
+    return v ? this.decode(v, k.family) : undefined;
+  }
+
   /** Deletes every entry (tests, `baton down`). */
   clear(): void {
     for (const k of [...this.map.keys()]) this.map.delete(k);
+    for (const k of [...this.legLists.keys()]) this.legLists.delete(k);
+  }
+
+  private decode(v: Buffer, family: Family): Flow & { track: Track } {
+    const list = decodeFlowLegCount(v) > 1 ? this.legLists.lookup(encodeConnId(decodeFlowConnId(v))) : undefined;
+    return decodeFlow(v, family, list);
   }
 
   // ------------------------------------------------------------ BEGIN owner forwarding (004)
@@ -236,6 +282,28 @@ export class FlowTable {
   }
 }
 
+export const FLOWS_MAP = 'baton_flows';
+export const LEG_LISTS_MAP = 'baton_legs';
+
+const EMPTY_LEG_LIST = Buffer.alloc(LAYOUTS.baton_leg_list.size);
+
+/**
+ * Writes an entry with map update `mode`: for more than one leg its list
+ * first (the datapath reads the list once n_legs > 1), then the entry. A
+ * list written for an entry that then failed is removed again.
+ */
+export function writeFlow(flows: BpfMap, legLists: BpfMap, key: Buffer, flow: Flow, mode: 'NOEXIST' | 'EXIST'): void {
+  const list = encodeLegList(flow.legs);
+  const listKey = list ? encodeConnId(flow.connId) : undefined;
+  if (list && listKey) legLists.update(listKey, list, 'ANY');
+  try {
+    flows.update(key, encodeFlow(flow), mode);
+  } catch (e) {
+    if (listKey) legLists.delete(listKey);
+    throw e;
+  }
+}
+
 const ownerKey = (k: FlowKey, proto: 'tcp' | 'udp' = 'tcp'): Buffer =>
   encodeFlowKeyProto(k, proto === 'udp' ? IPPROTO_UDP : IPPROTO_TCP);
 
@@ -251,10 +319,10 @@ function ownerConflict(k: FlowKey, value: Buffer): BatonError {
   );
 }
 
-function tableFull(capacity: number, cause: unknown): BatonError {
+function tableFull(capacity: number, cause: unknown, which = 'connection'): BatonError {
   return new BatonError(
     'TABLE_FULL',
-    `the connection table is full (${capacity} entries); raise --table-capacity or wait for connections to end`,
+    `the ${which} table is full (${capacity} entries); raise --table-capacity or wait for connections to end`,
     'table_full',
     { cause },
   );

@@ -183,7 +183,7 @@ describe('migrate fixtures', { skip: skipUnlessBpf }, () => {
     ns = await FixtureNetns.create();
     lb = BpfObject.open(DATAPATH_OBJ);
     await lb.load();
-    table = new FlowTable(lb.map('baton_flows'), lb.program('baton_ctl'));
+    table = FlowTable.of(lb);
     agent = BpfObject.open(AGENT_OBJ, { maps: { baton_fids: { maxEntries: 16 } } });
     await agent.load();
     fids = new FlowIdTable(agent.map('baton_fids'), agent.program('baton_agent_ctl'));

@@ -156,7 +156,7 @@ async function loadLb(self: { v4: string; v6: string }, peers: string[], vips: b
     owner.vips.add(VIP);
     owner.vips.add(VIP6);
   }
-  return { obj, table: new FlowTable(obj.map('baton_flows'), obj.program('baton_ctl')), owner };
+  return { obj, table: FlowTable.of(obj), owner };
 }
 
 function run(obj: BpfObject, ns: FixtureNetns, packet: Buffer): { verdict: string; packet: Buffer } {

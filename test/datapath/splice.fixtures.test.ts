@@ -20,9 +20,9 @@ import {
   CtlOp,
   type CtlRequest,
   decodeCtlResult,
-  decodeFlow,
+  type decodeFlow,
+  encodeConnId,
   encodeCtl,
-  encodeFlow,
   encodeFlowKey,
   type Flow,
   type FlowKey,
@@ -34,6 +34,7 @@ import {
   type Track,
   type Xlate,
 } from '../../control/datapath/abi.js';
+import { FlowTable } from '../../control/datapath/flow-table.js';
 import { planSplice, TS_MARGIN } from '../../control/datapath/splice-plan.js';
 import { DATAPATH_OBJ, skipUnlessBpf } from '../lib/env.js';
 import { type Fixture, FixtureNetns, FX, runFixture } from '../lib/fixture.js';
@@ -207,8 +208,8 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     before(async () => {
       obj = BpfObject.open(DATAPATH_OBJ);
       await obj.load();
-      const flows = obj.map('baton_flows');
-      for (const [k, f] of entries()) flows.update(encodeFlowKey(k), encodeFlow(f), 'NOEXIST');
+      const table = FlowTable.of(obj);
+      for (const [k, f] of entries()) table.insert(k, f);
     });
     after(() => obj?.close());
     const get = (): BpfObject => {
@@ -218,9 +219,9 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     return {
       obj: get,
       flow: (k) => {
-        const v = get().map('baton_flows').lookup(encodeFlowKey(k));
+        const v = FlowTable.of(get()).get({ ...k, family: k.src.includes(':') ? 6 : 4 });
         assert.ok(v, 'flow entry present');
-        return decodeFlow(v, k.src.includes(':') ? 6 : 4);
+        return v;
       },
     };
   }
@@ -1451,12 +1452,24 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
     test('held data is not tracked: seq_end stays at the boundary', () => {
       assert.equal(dp.flow(key).track.seqEnd, 1100);
     });
-    test('APPEND_LEG adds back end 2 and forwards again, track kept', () => {
-      assert.equal(ctl({ op: CtlOp.APPEND_LEG, key, state: FlowState.FORWARD, leg: h1 }), 2);
+    test('APPEND_LEG of a second leg before its list exists: ENOSPC, entry unchanged', () => {
+      assert.throws(
+        () => ctl({ op: CtlOp.APPEND_LEG, key, state: FlowState.FORWARD, leg: h1 }),
+        (e: unknown) => e instanceof BpfError && e.code === 'ENOSPC',
+      );
+      const f = dp.flow(key);
+      assert.equal(f.state, FlowState.HOLD);
+      assert.equal(f.legs.length, 1);
+    });
+    test('APPEND_LEG adds back end 2 and forwards again, track kept; both legs now in the out-of-line list', () => {
+      const [first] = dp.flow(key).legs;
+      assert.equal(FlowTable.of(dp.obj()).appendLeg(key, h1, FlowState.FORWARD), 2);
       const f = dp.flow(key);
       assert.equal(f.state, FlowState.FORWARD);
-      assert.deepEqual(f.legs[1], h1);
+      assert.deepEqual(f.legs, [first, h1]);
       assert.equal(f.track.seqEnd, 1100);
+      const list = dp.obj().map('baton_legs').lookup(encodeConnId(f.connId));
+      assert.ok(list, 'the leg list was created under the conn_id');
     });
     fixtures(dp, [
       {
@@ -1486,6 +1499,20 @@ describe('splice fixtures', { skip: skipUnlessBpf }, () => {
         () => ctl({ op: CtlOp.APPEND_LEG, key: be1Key, state: FlowState.FORWARD, leg: h1 }),
         (e: unknown) => e instanceof BpfError && e.code === 'EINVAL',
       );
+    });
+    test('removing an entry with a leg list removes the list too', () => {
+      const lists = dp.obj().map('baton_legs');
+      const table = FlowTable.of(dp.obj());
+      for (const [k, id] of [
+        [key, 30n],
+        [fullKey, 31n],
+      ] as const) {
+        const connId = dp.flow(k).connId;
+        assert.equal(connId, id);
+        assert.ok(lists.lookup(encodeConnId(connId)), 'list present before');
+        assert.equal(table.remove(k), true);
+        assert.equal(lists.lookup(encodeConnId(connId)), undefined, 'list gone with its entry');
+      }
     });
   });
 

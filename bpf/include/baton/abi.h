@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define BATON_ABI_VERSION 6
+#define BATON_ABI_VERSION 7
 
 /* Back-end legs one client connection can hold: the first splice's and up
  * to seven later handoffs (source document 000, claim 2). */
@@ -136,7 +136,7 @@ enum baton_flow_kind {
 	BATON_KIND_BACKEND = 2, /* back end -> LB leg: reverse-mapped to client */
 	/* Migrate (source document 002, bpf/lib/flowid.h): a client connection
 	 * whose socket moved to a back end. Keyed like CLIENT (client -> VIP);
-	 * leg[0].x only (n_legs 1): x.daddr = the back end, x.saddr = the
+	 * leg.x only (n_legs 1): x.daddr = the back end, x.saddr = the
 	 * client (unchanged), x.sport:x.dport = the flow id (high 16 bits in
 	 * sport, low 16 in dport); seq/ack/window/option fields unused. States
 	 * BLOCK (migration in flight) and FORWARD. */
@@ -178,7 +178,7 @@ struct baton_flow {
 	__u64 conn_id;
 	__u8 state;      /* enum baton_flow_state */
 	__u8 kind;       /* enum baton_flow_kind */
-	__u8 n_legs; /* CLIENT: used entries of leg[]; BACKEND: 1 */
+	__u8 n_legs; /* legs held: 0 (BLOCK) or 1 in `leg`; a CLIENT entry's 2.. in baton_legs */
 	__u8 pad;
 	/* Datapath only: when this entry last answered a SYN with a challenge
 	 * ACK (bpf_ktime_get_coarse_ns() in ms, low 32 bits, bit 0 set; 0:
@@ -187,9 +187,22 @@ struct baton_flow {
 	struct baton_track track;
 	struct baton_nexthop nexthop;
 	union {
-		struct baton_leg leg[BATON_MAX_LEGS]; /* CLIENT, BACKEND */
-		struct baton_owner owner;             /* OWNER (004) */
+		/* CLIENT, BACKEND, MIGRATED: the first leg, the only one for
+		 * every entry but a CLIENT entry handed off again. */
+		struct baton_leg leg;
+		struct baton_owner owner; /* OWNER (004) */
 	};
+};
+
+/* Value of baton_legs, keyed by the entry's conn_id: a CLIENT entry's
+ * whole leg list once it holds more than one leg (n_legs > 1); leg[0]
+ * repeats the entry's own. Out of line because most connections are never
+ * handed off again: inline, eight legs were 448 of an entry's 600 bytes,
+ * paid twice per connection (client and back-end entry) for the table's
+ * whole capacity. The list map is not preallocated, so only connections
+ * with a later handoff pay for it. */
+struct baton_leg_list {
+	struct baton_leg leg[BATON_MAX_LEGS];
 };
 
 /* Datapath verdicts with typed reasons. The counter map is indexed by this
@@ -256,13 +269,15 @@ struct baton_ctl {
 	struct baton_flow_key key;
 	__u32 op;       /* BATON_CTL_* */
 	__u32 state;    /* new enum baton_flow_state (both ops) */
-	__s32 result;   /* out: 0, or -ENOENT / -E2BIG / -EINVAL */
+	__s32 result;   /* out: 0, or -ENOENT / -E2BIG / -EINVAL / -ENOSPC (no baton_legs entry) */
 	__u32 n_legs; /* out: legs held after the call */
 	struct baton_leg leg; /* BATON_CTL_APPEND_LEG: the new last entry */
 };
 
 #define BATON_CTL_SET_STATE      1 /* state := ctl.state */
-#define BATON_CTL_APPEND_LEG 2 /* leg[n++] := ctl.leg, then state := ctl.state */
+/* leg n := ctl.leg (n = n_legs; from n = 1 on in baton_legs, whose entry
+ * userspace creates first), n_legs := n + 1, then state := ctl.state */
+#define BATON_CTL_APPEND_LEG 2
 
 #include "abi_migrate.h"
 

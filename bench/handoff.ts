@@ -126,6 +126,74 @@ async function runOne(
   return run;
 }
 
+/** The daemon's memory under sustained splicing (issue 14: RSS after 100,000 splices within 10% of after 10,000). */
+export interface SustainedRss {
+  /** client connections at once (wrk, a new connection per request) */
+  concurrency: number;
+  /** connections completed through the front end: one splice each, but for those it relayed (refused) */
+  connections: number;
+  refused: number;
+  seconds: number;
+  /** the daemon's RSS after each load chunk, in order */
+  samples: Array<{ connections: number; rssBytes: number }>;
+  /** the RSS at the first sample at or past each mark (profile.rssMarks); absent for a mark not reached */
+  marks: Array<{ connections: number; rssBytes?: number }>;
+}
+
+const RSS_CHUNK_S = 2;
+const RSS_CONCURRENCY = 32;
+
+/**
+ * Splices without pause, in chunks of RSS_CHUNK_S seconds of wrk, reading
+ * the daemon's RSS after each chunk, until the last mark or the budget.
+ * Records live their natural life (the sweeper reclaims closed
+ * connections); only at the end are the rest released.
+ */
+export async function runSustainedRss(
+  tb: Testbed,
+  baton: BatonVariant,
+  profile: Profile,
+  log: (line: string) => void,
+): Promise<SustainedRss | undefined> {
+  if (!baton.rssBytes || profile.rssMarks.length === 0) return undefined;
+  const last = Math.max(...profile.rssMarks);
+  const refusedBefore = baton.refusedCount();
+  const samples: SustainedRss['samples'] = [];
+  let connections = 0;
+  const t0 = performance.now();
+  while (connections < last && performance.now() - t0 < profile.rssBudgetSeconds * 1000) {
+    const r = await runWrk(tb, baton.url('/k1.bin'), {
+      seconds: RSS_CHUNK_S,
+      connections: RSS_CONCURRENCY,
+      newConnectionPerRequest: true,
+    });
+    connections += r.requests;
+    const rssBytes = baton.rssBytes();
+    if (rssBytes === undefined) throw new Error('the daemon is gone: no RSS to read');
+    samples.push({ connections, rssBytes });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await baton.afterRun?.();
+  const marks = profile.rssMarks.map((m) => {
+    const s = samples.find((x) => x.connections >= m);
+    return s ? { connections: m, rssBytes: s.rssBytes } : { connections: m };
+  });
+  const run: SustainedRss = {
+    concurrency: RSS_CONCURRENCY,
+    connections,
+    refused: baton.refusedCount() - refusedBefore,
+    seconds,
+    samples,
+    marks,
+  };
+  const mib = (b?: number) => (b === undefined ? 'not reached' : `${(b / 2 ** 20).toFixed(1)} MiB`);
+  log(
+    `  sustained: ${connections} connections (${run.refused} refused) in ${seconds.toFixed(0)} s; daemon RSS ` +
+      marks.map((m) => `${mib(m.rssBytes)} at ${m.connections}`).join(', '),
+  );
+  return run;
+}
+
 function histogram(sortedMs: readonly number[]): HandoffRun['histogram'] {
   const counts = new Array<number>(HANDOFF_BUCKETS_MS.length + 1).fill(0);
   for (const ms of sortedMs) {

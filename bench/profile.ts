@@ -29,6 +29,10 @@ export interface Profile {
   handoffSeconds: number;
   /** Concurrent splices for the control-plane runs (1 = sequential). */
   handoffConcurrency: number[];
+  /** Sustained splicing (bench/handoff.ts, runSustainedRss): the daemon's RSS is read as the splice count passes each mark. */
+  rssMarks: number[];
+  /** Its bound in seconds, whether or not the last mark was reached. */
+  rssBudgetSeconds: number;
   /** The handoff API microbenchmark (bench/handoff-api.ts): connection pairs spliced per phase. */
   handoffApiPairs: number;
   /** Calls in flight in its concurrent single-splice phase. */
@@ -70,6 +74,8 @@ export const PROFILES: Record<Mode, Profile> = {
     datapathRepeat: 1_000_000,
     handoffSeconds: 5,
     handoffConcurrency: [1, 8, 32],
+    rssMarks: [10_000, 100_000],
+    rssBudgetSeconds: 150,
     handoffApiPairs: 2000,
     handoffApiInFlight: 8,
     handoffApiBatchSizes: [32, 128],
@@ -98,6 +104,8 @@ export const PROFILES: Record<Mode, Profile> = {
     datapathRepeat: 100_000,
     handoffSeconds: 1,
     handoffConcurrency: [1, 8],
+    rssMarks: [3_000, 12_000],
+    rssBudgetSeconds: 20,
     handoffApiPairs: 200,
     handoffApiInFlight: 8,
     handoffApiBatchSizes: [32, 128],

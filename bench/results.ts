@@ -1,7 +1,7 @@
 /** The shape of results.json: everything the report, the charts and the README block are rendered from. */
 import type { ClusterBenchResults } from './cluster-results.js';
 import type { DatapathResults } from './datapath.js';
-import type { HandoffRun } from './handoff.js';
+import type { HandoffRun, SustainedRss } from './handoff.js';
 import type { HandoffApiResults } from './handoff-api-results.js';
 import type { MachineInfo } from './machine.js';
 import type { MigrateBenchResults } from './migrate-results.js';
@@ -34,6 +34,8 @@ export interface Results {
   /** why splices were refused (the front end relayed those connections itself), message -> count */
   batonRefusals: Record<string, number>;
   handoff: HandoffRun[];
+  /** the daemon's RSS under sustained splicing; absent in results from before it was measured */
+  handoffRss?: SustainedRss;
   /** the API alone on pre-made pairs, single vs batched (bench/handoff-api.ts); absent in results from before it existed */
   handoffApi?: HandoffApiResults;
   datapath: DatapathResults;

@@ -36,7 +36,7 @@ import { canRunPrivileged, createTestbed, starTopology, type Testbed } from '../
 import { runClusterBench } from './cluster.js';
 import { cpuSince, sampleCpu } from './cpu.js';
 import { runDatapathBench } from './datapath.js';
-import { runHandoffBench, runHandoffPaths } from './handoff.js';
+import { runHandoffBench, runHandoffPaths, runSustainedRss } from './handoff.js';
 import { runHandoffApiBench } from './handoff-api.js';
 import { machineInfo } from './machine.js';
 import { runMigrateBench } from './migrate.js';
@@ -139,12 +139,15 @@ async function runLoads(profile: Profile, frontEnd: BatonFrontEnd): Promise<Load
           log,
         )
       : await runHandoffBench(tb, baton, profile, log);
+    log(`control plane: sustained splicing, the daemon's RSS at ${profile.rssMarks.join(' and ')} connections`);
+    const handoffRss = await runSustainedRss(tb, baton, profile, log);
     return {
       variants: variants.map((v) => ({ id: v.id, title: v.title, describe: v.describe })),
       throughput,
       batonStats: baton.stats?.() ?? {},
       batonRefusals: baton.refusals(),
       handoff,
+      ...(handoffRss ? { handoffRss } : {}),
     };
   } finally {
     for (const v of variants.reverse()) await v.stop().catch(() => {});

@@ -46,6 +46,7 @@ export async function startBatonDaemon(tb: Testbed): Promise<BatonDaemonVariant>
     return {
       ...channel,
       rest,
+      rssBytes: () => daemon.rssBytes(),
       async stop() {
         for (const fe of started) await fe.stop();
         api.close();

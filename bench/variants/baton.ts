@@ -44,6 +44,8 @@ export interface BatonVariant extends Variant {
   refusedCount(): number;
   /** refusal messages with their numbers masked, counted: what went wrong, not which connection */
   refusals(): Record<string, number>;
+  /** resident memory of the process that splices (the daemon), bytes; absent when it is this process */
+  rssBytes?(): number | undefined;
 }
 
 export function groupMessages(messages: readonly string[]): Record<string, number> {

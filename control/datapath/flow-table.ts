@@ -154,9 +154,12 @@ export class FlowTable {
     // The second leg moves the list out of line: its (empty) entry must
     // exist for the control program to fill, which it cannot create itself.
     const v = this.map.lookup(this.kb(k));
+    let created: Buffer | undefined;
     if (v && decodeFlowLegCount(v) === 1) {
+      const listKey = encodeConnId(decodeFlowConnId(v));
       try {
-        this.legLists.update(encodeConnId(decodeFlowConnId(v)), EMPTY_LEG_LIST, 'NOEXIST');
+        this.legLists.update(listKey, EMPTY_LEG_LIST, 'NOEXIST');
+        created = listKey;
       } catch (e) {
         if (!(e instanceof BpfError && e.code === 'EEXIST')) {
           if (e instanceof BpfError && e.code === 'E2BIG') throw tableFull(this.legLists.maxEntries, e, 'leg-list');
@@ -164,7 +167,13 @@ export class FlowTable {
         }
       }
     }
-    return this.control(k, () => ({ op: CtlOp.APPEND_LEG, key: k, state, leg }));
+    try {
+      return this.control(k, () => ({ op: CtlOp.APPEND_LEG, key: k, state, leg }));
+    } catch (e) {
+      // The entry went meanwhile (or refused the leg): no list left behind.
+      if (created) this.legLists.delete(created);
+      throw e;
+    }
   }
 
   /** Every entry, decoded (recovery after a restart, inspection). */

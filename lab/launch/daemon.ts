@@ -4,7 +4,7 @@
  * every namespace). Shared by the demo, the end-to-end tests and the benchmarks.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +20,8 @@ export interface DaemonProc {
   /** `--api` value for the CLI */
   api: string;
   log: string[];
+  /** The daemon's resident memory (VmRSS of its node process), bytes; undefined once it is gone. */
+  rssBytes(): number | undefined;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -77,6 +79,10 @@ export async function startDaemon(
     socketPath,
     api: `unix:${socketPath}`,
     log,
+    rssBytes: () => {
+      const pid = nodeOfGroup(proc.pid!);
+      return pid === undefined ? undefined : vmRssBytes(pid);
+    },
     async stop(signal = 'SIGTERM') {
       if (!exited) {
         const gone = new Promise((r) => proc.once('exit', r));
@@ -86,4 +92,32 @@ export async function startDaemon(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The node process of the process group `pgid` (ip netns exec, sh, node: the daemon is the node one). */
+export function nodeOfGroup(pgid: number): number | undefined {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      // After the comm: state ppid pgrp ...
+      const pgrp = Number(stat.slice(close + 2).split(' ')[2]);
+      if (pgrp === pgid && comm === 'node') return Number(name);
+    } catch {
+      /* the process ended while the list was read */
+    }
+  }
+  return undefined;
+}
+
+/** VmRSS of a process, bytes; undefined when it is gone. */
+export function vmRssBytes(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -232,7 +232,7 @@ describe('bench report', () => {
     assert.match(md, /load generator closed/);
   });
 
-  it("issue 14's goals: each reported met or not from what the run measured, RSS said to be unmeasured", () => {
+  it("issue 14's goals: each reported met or not from what the run measured, RSS unmeasured without a sustained run", () => {
     const md = renderReport(r);
     // The sequential handoff row: p50 1 ms in the daemon, 2 ms at the front end; 10 splices/s at best.
     assert.match(md, /in the daemon \(block to release\) \(issue 14\) \| ≤ 50 µs \| 1,000 µs \| \*\*not met\*\* \|/);
@@ -243,6 +243,29 @@ describe('bench report', () => {
       /per spliced connection \(table entries[^|]*\(issue 14\) \| ≤ 256 B \| 1,400 B \| \*\*not met\*\* \|/,
     );
     assert.match(md, /daemon RSS after 100,000 splices[^|]*\| ≤ 1\.1x \| not measured[^|]*\| \*\*not measured\*\* \|/);
+  });
+
+  it("issue 14's RSS goal from the sustained run: its last mark over its first, a mark not reached said so", () => {
+    const sustained = (hi?: number) => ({
+      concurrency: 32,
+      connections: 100_500,
+      refused: 100,
+      seconds: 60,
+      samples: [],
+      marks: [
+        { connections: 10_000, rssBytes: 100 * 2 ** 20 },
+        { connections: 100_000, ...(hi === undefined ? {} : { rssBytes: hi }) },
+      ],
+    });
+    const flat = renderReport({ ...r, handoffRss: sustained(105 * 2 ** 20) });
+    assert.match(
+      flat,
+      /daemon RSS after 100,000 splices[^|]*\| ≤ 1\.1x \| 1\.05x \(100\.0 MiB → 105\.0 MiB\) \| met \|/,
+    );
+    const grew = renderReport({ ...r, handoffRss: sustained(150 * 2 ** 20) });
+    assert.match(grew, /\| 1\.50x \(100\.0 MiB → 150\.0 MiB\) \| \*\*not met\*\* \|/);
+    const short = renderReport({ ...r, handoffRss: sustained() });
+    assert.match(short, /\| – \(100\.0 MiB → not reached\) \| \*\*not reached\*\* \|/);
   });
 
   it('results.md has the handoff API table, its refusals and failed checks, and its targets', () => {

@@ -439,7 +439,10 @@ export function renderReport(r: Results): string {
     '',
     '## Datapath: ns per packet (BPF_PROG_TEST_RUN)',
     '',
-    `${num(r.datapath.repeat)} repetitions per cell, 100-byte TCP payload, IPv4; the kernel's own average per run.`,
+    `${num(r.datapath.repeat)} repetitions per cell, 100-byte TCP payload, IPv4; the kernel's own average per run` +
+      (r.datapath.runsPerCell
+        ? `, the median of ${r.datapath.runsPerCell} runs of ${num(r.datapath.repeat / r.datapath.runsPerCell)} repetitions.`
+        : '.'),
     '',
     ...datapathTable(r),
     '',

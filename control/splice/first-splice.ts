@@ -133,7 +133,10 @@ export async function firstSplice(
     rec.timings.installMs = tRelease - capturedAt;
     // 7. Pending client bytes go out on leg 2; the socket is held once they are acknowledged.
     if (pending.length > 0) {
-      ctx.ops.leaveRepair(backendFd);
+      // No window probe: the back end would answer it with an ACK that the
+      // datapath forwards to the client, two needless segments per splice;
+      // the pending bytes draw the ACK that matters.
+      ctx.ops.leaveRepair(backendFd, { windowProbe: false });
       ctx.ops.send(backendFd, pending);
     } else if (inRange(ctx.legPorts, e2.local.port)) {
       ctx.ops.releaseSilently(backendFd); // the back-end entry reserves the tuple (leg-ports.ts)

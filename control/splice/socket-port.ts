@@ -21,8 +21,8 @@ export interface SocketOps {
     fds: number[],
     endpoints?: ReadonlyArray<{ family: Family; local: Endpoint; remote: Endpoint } | undefined>,
   ): Promise<TcpState[]>;
-  /** Repair mode off: the socket works as before (used on rollback). */
-  leaveRepair(fd: number): void;
+  /** Repair mode off: the socket works as before (rollback; with windowProbe false, before sending on it). */
+  leaveRepair(fd: number, opts?: { windowProbe?: boolean }): void;
   /** Closes in repair mode: no FIN, no RST. */
   releaseSilently(fd: number): void;
   /** Repair mode on again (no capture): the socket stays silent. */

@@ -19,6 +19,7 @@ import {
   TCP_MAXSEG,
   TCP_REPAIR,
   TCP_REPAIR_OFF,
+  TCP_REPAIR_OFF_NO_WP,
   TCP_REPAIR_ON,
   TCP_REPAIR_WINDOW,
   TCP_REPAIR_WINDOW_LAYOUT,
@@ -352,7 +353,13 @@ export function releaseSilently(fd: number): void {
   closeFd(fd);
 }
 
-/** Turns repair mode off: the socket works normally again (the kernel sends a window probe to resync). */
-export function leaveRepair(fd: number): void {
-  setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_OFF, 'leave_repair');
+/**
+ * Turns repair mode off: the socket works normally again. The kernel then
+ * sends a window probe (a segment below snd_una, which the peer answers with
+ * an ACK) unless `windowProbe` is false: a caller about to send data has no
+ * use for it, the data segment draws the same ACK.
+ */
+export function leaveRepair(fd: number, opts: { windowProbe?: boolean } = {}): void {
+  const off = opts.windowProbe === false ? TCP_REPAIR_OFF_NO_WP : TCP_REPAIR_OFF;
+  setInt(fd, SOL_TCP, TCP_REPAIR, off, 'leave_repair');
 }

@@ -12,6 +12,7 @@ import { DEFAULT_FLOWS_CAPACITY } from '../datapath/datapath.js';
 import { BatonError } from '../errors.js';
 import { DEFAULT_API_SOCKET, HANDOFF_SOCKET_NAME } from '../sdk/endpoint.js';
 import { canonicalIp, formatEndpoint } from '../service/endpoint.js';
+import { DEFAULT_LEG_PORTS, type PortRange, parsePortRange } from '../splice/leg-ports.js';
 import { SWEEPER_DEFAULTS } from '../splice/sweeper.js';
 import { parseStoreUrl } from '../store/redis-url.js';
 import { STORE_LIMITS } from '../store/store.js';
@@ -60,6 +61,12 @@ export interface DaemonConfig {
   token: string | undefined;
   /** Connection-table entries (two or more per spliced connection). */
   tableCapacity: number;
+  /**
+   * Local ports of back-end legs that hold no socket once spliced
+   * (control/splice/leg-ports.ts): reserved in the daemon's namespace at
+   * start and handed to front ends on request; false: every leg holds a socket.
+   */
+  legPorts: PortRange | false;
   /** A connection idle this long (no segment either way) is reclaimed (ms); 0 never. */
   idleTimeoutMs: number;
   /** API requests per second per client; 0 disables the limit. */
@@ -209,6 +216,23 @@ export const OPTIONS: OptionTable<DaemonConfig> = {
     default: DEFAULT_FLOWS_CAPACITY,
     parse: positiveInt(1 << 26),
     help: 'connection-table entries (two per spliced connection, one more per later handoff)',
+  },
+  legPorts: {
+    key: 'legPorts',
+    flag: 'leg-ports',
+    env: 'BATON_LEG_PORTS',
+    default: DEFAULT_LEG_PORTS,
+    parse: (t) => {
+      if (t.trim() === 'off') return false;
+      try {
+        return parsePortRange(t);
+      } catch (e) {
+        throw new Error(`${(e as Error).message}, or off`);
+      }
+    },
+    parseJson: (v) =>
+      v === false ? false : typeof v === 'string' ? OPTIONS.legPorts.parse(v) : fail('expected "lo-hi" or false'),
+    help: `local ports of back-end legs that hold no socket once spliced, "lo-hi" (added to net.ipv4.ip_local_reserved_ports at start, so the kernel never picks them), or off: every spliced leg keeps a socket (default ${DEFAULT_LEG_PORTS.lo}-${DEFAULT_LEG_PORTS.hi})`,
   },
   idleTimeoutMs: {
     key: 'idleTimeoutMs',

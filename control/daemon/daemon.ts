@@ -34,6 +34,7 @@ import { Drain } from '../service/drain.js';
 import { MigrateService } from '../service/migrate-service.js';
 import { SpliceService } from '../service/splice-service.js';
 import { versionInfo } from '../service/version.js';
+import { reserveLegPorts } from '../splice/leg-ports.js';
 import { Splicer } from '../splice/splicer.js';
 import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
@@ -126,7 +127,10 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
     for (const ifname of config.interfaces) attachments.push(attachOrReuse(dp, ifname, config.pinDir));
     // Loading the timestamp probe takes tens of ms: do it now, not in the first splice.
     await sharedTsProbe({ objectPath: config.probeObjectPath, bpfDir: config.bpfDir });
-    const splicer = new Splicer(dp, createSocketOps());
+    // Leg ports: reserved in this namespace first, so the kernel never hands
+    // one to connect() or bind(0) while a spliced leg's entry holds its tuple.
+    if (config.legPorts) reserveLegPorts(config.legPorts);
+    const splicer = new Splicer(dp, createSocketOps(), config.legPorts ? { legPorts: config.legPorts } : {});
     const adopted = await splicer.adopt();
     // Adopted connections belong to root unless the previous daemon saved their owners.
     const tableId = mapIdOf(dp.table.layout.fd);

@@ -11,6 +11,7 @@
  */
 import type net from 'node:net';
 import { type BatonClient, resolveEndpoint } from '../sdk/client.js';
+import { BatonApiError } from '../sdk/errors.js';
 import { HandoffChannel, handoffSocketFor } from '../sdk/handoff-channel.js';
 import { type MigrateOptions, migrate, splice } from '../sdk/splice.js';
 import type { Migration, Splice } from '../sdk/types.js';
@@ -70,6 +71,28 @@ export class BatonPath {
     if (channel) return { migration: await channel.migrate(client, ask), via: 'channel' };
     return { migration: await migrate(client, { ...ask, client: this.api }), via: 'rest' };
   }
+
+  /**
+   * A port of the daemon's leg range for a new back-end connection from
+   * `local` to `backend` ("ip:port"), so that its leg holds no socket in
+   * the daemon once spliced; undefined when there is none to be had (REST
+   * only, or a daemon without a leg range: the kernel chooses, as before).
+   * Over the channel only: a REST front end's legs keep their socket.
+   */
+  async legPort(local: string, backend: string): Promise<number | undefined> {
+    const channel = await this.ready();
+    if (!channel || this.noLegPorts === channel) return undefined;
+    try {
+      return await channel.legPort(local, backend);
+    } catch (e) {
+      // This daemon has no range (--leg-ports off): ask again only on a new channel.
+      if (e instanceof BatonApiError && e.code === 'CONFIG_INVALID') this.noLegPorts = channel;
+      return undefined;
+    }
+  }
+
+  /** The channel whose daemon said it has no leg range. */
+  private noLegPorts: HandoffChannel | undefined;
 
   /** The open channel, one being opened, or undefined (REST) while it cannot be had. */
   private ready(): Promise<HandoffChannel | undefined> | HandoffChannel | undefined {

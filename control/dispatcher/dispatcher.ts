@@ -78,7 +78,12 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     Object.entries(cfg.pools).map(([name, p]) => [
       name,
       // Migrate pools connect to a back end only to relay a connection whose migration failed.
-      new BackendPool(name, p, p.idle ?? (p.mode === 'migrate' ? 0 : DEFAULT_IDLE_PER_BACKEND)),
+      p.mode === 'migrate'
+        ? new BackendPool(name, p, p.idle ?? 0)
+        : // Spliced legs on ports of baton's leg range hold no socket in the daemon.
+          new BackendPool(name, p, p.idle ?? DEFAULT_IDLE_PER_BACKEND, (local, backend) =>
+            batonPath.legPort(local, backend),
+          ),
     ]),
   );
   const listens = (Array.isArray(cfg.listen) ? cfg.listen : [cfg.listen]).map((l, i) =>

@@ -16,7 +16,7 @@
  */
 import net from 'node:net';
 import { socketFd } from '../sys/peercred.js';
-import { connectTcp } from '../tcp/connect.js';
+import { connectTcp, sourceAddressFor } from '../tcp/connect.js';
 import { SocketError } from '../tcp/errors.js';
 import { SOL_TCP, TCP_INFO, TCP_INFO_LAYOUT } from '../tcp/kernel.js';
 import { getOpt } from '../tcp/socket.js';
@@ -63,6 +63,23 @@ export interface Taken {
   profile: string;
 }
 
+/** Where leg ports come from: a port for a connection from `local` to `backend` ("ip:port"), or undefined (the kernel chooses). */
+export type LegPortSource = (local: string, backend: string) => Promise<number | undefined>;
+
+/** Leases tried for one connection before it takes a kernel-chosen port. */
+const LEG_PORT_LEASES = 4;
+
+/** connectOnLegPort's signal that a leased port was held: lease another. */
+class LeaseSpent extends Error {}
+
+/** A connected descriptor made by hand, as a Node socket. */
+function adopt(fd: number): net.Socket {
+  const s = new net.Socket({ fd, readable: true, writable: true });
+  s.setNoDelay(true);
+  s.on('error', () => {}); // later errors surface as 'close' to whoever holds it
+  return s;
+}
+
 /** Longest pause between reconnect attempts to a failing back end (ms). */
 const MAX_BACKOFF_MS = 2000;
 const CONNECT_TIMEOUT_MS = 3000;
@@ -79,6 +96,8 @@ export class BackendPool {
     readonly name: string,
     cfg: PoolConfig,
     private readonly idlePerBackend: number,
+    /** Ports of baton's leg range for new connections (BatonPath.legPort); none: the kernel chooses. */
+    private readonly legPorts?: LegPortSource,
   ) {
     this.backends = cfg.backends.map((b, i) => {
       const addr = parseHostPort(b, `pools.${name}.backends[${i}]`);
@@ -185,7 +204,48 @@ export class BackendPool {
     );
   }
 
-  private connectDefault(b: Backend): Promise<net.Socket> {
+  private async connectDefault(b: Backend): Promise<net.Socket> {
+    if (this.legPorts && net.isIP(b.addr.host)) {
+      const fd = await this.connectOnLegPort(b, undefined);
+      if (fd !== undefined) return adopt(fd);
+    }
+    return this.connectByNode(b);
+  }
+
+  /**
+   * A connection on a port of baton's leg range (its leg then holds no
+   * socket in the daemon once spliced), or undefined when no port is to be
+   * had: the caller connects on a kernel-chosen port. A leased port that a
+   * live socket or a TIME_WAIT holds toward this back end (EADDRINUSE,
+   * EADDRNOTAVAIL) is leased again, up to LEG_PORT_LEASES times.
+   */
+  private async connectOnLegPort(b: Backend, mark: number | undefined): Promise<number | undefined> {
+    const remote = { ip: b.addr.host, port: b.addr.port };
+    const family = net.isIPv6(b.addr.host) ? 6 : 4;
+    const local = sourceAddressFor(remote, family);
+    for (let i = 0; i < LEG_PORT_LEASES; i++) {
+      const port = await this.legPorts?.(local, b.name);
+      if (port === undefined) return undefined;
+      let bound = false;
+      try {
+        return await connectTcp(remote, family, {
+          timeoutMs: CONNECT_TIMEOUT_MS,
+          ...(mark !== undefined ? { mark } : {}),
+          // connectTcp asks again when the port is held; a lease is good for one try.
+          localPort: () => {
+            if (bound) throw new LeaseSpent();
+            bound = true;
+            return port;
+          },
+        });
+      } catch (e) {
+        if (!(e instanceof LeaseSpent)) throw e;
+      }
+    }
+    return undefined;
+  }
+
+  private connectByNode(b: Backend): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const s = net.connect({ host: b.addr.host, port: b.addr.port, noDelay: true });
       const timer = setTimeout(
@@ -215,10 +275,12 @@ export class BackendPool {
     const family = net.isIPv6(b.addr.host) ? 6 : 4;
     let fd: number;
     try {
-      fd = await connectTcp({ ip: b.addr.host, port: b.addr.port }, family, {
-        timeoutMs: CONNECT_TIMEOUT_MS,
-        mark,
-      });
+      fd =
+        (this.legPorts ? await this.connectOnLegPort(b, mark) : undefined) ??
+        (await connectTcp({ ip: b.addr.host, port: b.addr.port }, family, {
+          timeoutMs: CONNECT_TIMEOUT_MS,
+          mark,
+        }));
     } catch (e) {
       if (e instanceof SocketError && e.code === 'EPERM') {
         this.profileLegsDenied = `SO_MARK refused (${e.message}): the dispatcher needs CAP_NET_ADMIN or CAP_NET_RAW to open back-end legs with a client's TCP options`;
@@ -226,10 +288,7 @@ export class BackendPool {
       }
       throw new Error(`back end ${b.name} (leg ${legKey({ mark })}): ${(e as Error).message}`);
     }
-    const s = new net.Socket({ fd, readable: true, writable: true });
-    s.setNoDelay(true);
-    s.on('error', () => {});
-    return s;
+    return adopt(fd);
   }
 
   private refill(b: Backend, lane: Lane): void {

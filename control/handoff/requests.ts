@@ -9,7 +9,7 @@
 import type { Caller } from '../service/authorize.js';
 import type { MigrateService } from '../service/migrate-service.js';
 import type { SpliceService } from '../service/splice-service.js';
-import { decodeMigrateBody, decodeSpliceBody, FRAME_TYPE } from './wire.js';
+import { decodeLegPortBody, decodeMigrateBody, decodeSpliceBody, FRAME_TYPE } from './wire.js';
 
 export interface HandoffServices {
   splices: SpliceService;
@@ -26,7 +26,7 @@ export type PreparedRequest = (
 
 export interface RequestKind {
   /** The reply frame of a success. */
-  reply: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED;
+  reply: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED | typeof FRAME_TYPE.LEG_PORT_CHOSEN;
   /** Decodes the body; throws WireError when it is malformed. */
   prepare(body: Buffer): PreparedRequest;
 }
@@ -47,6 +47,14 @@ export const REQUEST_KINDS: Readonly<Record<number, RequestKind>> = {
           },
           at,
         );
+    },
+  },
+  // A port of the leg range for a front end's next back-end connection (no descriptor).
+  [FRAME_TYPE.LEG_PORT]: {
+    reply: FRAME_TYPE.LEG_PORT_CHOSEN,
+    prepare(body) {
+      const b = decodeLegPortBody(body);
+      return async (s, caller) => s.splices.legPort(caller, b);
     },
   },
   // Migrate mode: the client socket to an agent, through the same service as POST /v1/migrations.

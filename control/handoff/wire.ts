@@ -28,7 +28,14 @@
  *   6  u16 reserved, zero
  *   8  u32 received length (client bytes the front end read; = body length - 12 - A - P)
  *   12 agent, then app protocol, then received bytes
+ * LEG_PORT body (a local port for a new back-end connection, whose leg then
+ * holds no socket once spliced: control/splice/leg-ports.ts):
+ *   0  u8  local address length L (ASCII IP: the source address toward the back end)
+ *   1  u8  back end length B (ASCII "ip:port")
+ *   2  u16 reserved, zero
+ *   4  local address, then back end
  * SPLICED body:  the UTF-8 JSON of the Splice, as POST /v1/splices answers it.
+ * LEG_PORT_CHOSEN body: the UTF-8 JSON {"port": n}.
  * MIGRATED body: the UTF-8 JSON of the Migration, as POST /v1/migrations answers it.
  * ERROR body:    the UTF-8 JSON of the problem document, as the REST route answers it.
  * Replies are JSON inside binary frames: they are the REST contract's own
@@ -53,14 +60,27 @@ export const FRAME_TYPE = {
   SPLICED: 0x81,
   /** daemon -> front end: refused or failed; body: problem JSON */
   ERROR: 0x82,
+  /** front end -> daemon: a local port of the leg range for a new back-end connection */
+  LEG_PORT: 0x03,
   /** daemon -> front end: the connection lives on the back end now; body: Migration JSON */
   MIGRATED: 0x83,
+  /** daemon -> front end: the port to bind; body: {"port": n} */
+  LEG_PORT_CHOSEN: 0x84,
 } as const;
 export type FrameType = (typeof FRAME_TYPE)[keyof typeof FRAME_TYPE];
-export type ReplyType = typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED | typeof FRAME_TYPE.ERROR;
+export type ReplyType =
+  | typeof FRAME_TYPE.SPLICED
+  | typeof FRAME_TYPE.MIGRATED
+  | typeof FRAME_TYPE.LEG_PORT_CHOSEN
+  | typeof FRAME_TYPE.ERROR;
 
-const REQUEST_TYPES: ReadonlySet<number> = new Set([FRAME_TYPE.SPLICE, FRAME_TYPE.MIGRATE]);
-const REPLY_TYPES: ReadonlySet<number> = new Set([FRAME_TYPE.SPLICED, FRAME_TYPE.MIGRATED, FRAME_TYPE.ERROR]);
+const REQUEST_TYPES: ReadonlySet<number> = new Set([FRAME_TYPE.SPLICE, FRAME_TYPE.MIGRATE, FRAME_TYPE.LEG_PORT]);
+const REPLY_TYPES: ReadonlySet<number> = new Set([
+  FRAME_TYPE.SPLICED,
+  FRAME_TYPE.MIGRATED,
+  FRAME_TYPE.LEG_PORT_CHOSEN,
+  FRAME_TYPE.ERROR,
+]);
 
 /** Descriptors a SPLICE frame carries: the client socket, then the back-end socket. */
 export const SPLICE_FDS = 2;
@@ -70,23 +90,28 @@ export const MIGRATE_FDS = 1;
 export const SPLICE_FIXED_BYTES = 8;
 /** The fixed part of a MIGRATE body, before the agent, the app protocol and the received bytes. */
 export const MIGRATE_FIXED_BYTES = 12;
+/** The fixed part of a LEG_PORT body, before the two addresses. */
+export const LEG_PORT_FIXED_BYTES = 4;
 /** A timeout field's "not set": the daemon's default applies. */
 export const NO_TIMEOUT = 0xffff_ffff;
+/** Longest address ("ip" or "ip:port", IPv6 in brackets) a frame carries: a MIGRATE's agent, a LEG_PORT's two. */
+export const MAX_ENDPOINT_BYTES = 64;
 /** Longest agent address and app protocol of a MIGRATE frame (as POST /v1/migrations accepts them). */
-export const MAX_AGENT_BYTES = 64;
+export const MAX_AGENT_BYTES = MAX_ENDPOINT_BYTES;
 export const MAX_APP_PROTOCOL_BYTES = 32;
 
 /** What each request type carries: its descriptors and the fixed part of its body. */
 const REQUEST_SHAPE: Record<number, { name: string; fds: number; fixed: number }> = {
   [FRAME_TYPE.SPLICE]: { name: 'splice', fds: SPLICE_FDS, fixed: SPLICE_FIXED_BYTES },
   [FRAME_TYPE.MIGRATE]: { name: 'migrate', fds: MIGRATE_FDS, fixed: MIGRATE_FIXED_BYTES },
+  [FRAME_TYPE.LEG_PORT]: { name: 'leg port', fds: 0, fixed: LEG_PORT_FIXED_BYTES },
 };
 /** Descriptors a frame of `type` carries (replies: none). */
 export const fdsOf = (type: number): number => REQUEST_SHAPE[type]?.fds ?? 0;
 /** A request type's name in messages ("splice", "migrate"). */
 export const requestName = (type: number): string => REQUEST_SHAPE[type]?.name ?? `0x${type.toString(16)}`;
 
-/** Largest request body: a MIGRATE's fixed part, longest names and the largest prefix the REST API accepts. */
+/** Largest request body: a MIGRATE's fixed part, longest names and the largest prefix the REST API accepts (a LEG_PORT's is far smaller). */
 export const MAX_REQUEST_BODY = MIGRATE_FIXED_BYTES + MAX_AGENT_BYTES + MAX_APP_PROTOCOL_BYTES + MAX_PREFIX_BYTES;
 /** Largest reply body (a Splice with every handoff, or a problem, is a few KiB). */
 export const MAX_REPLY_BODY = 256 * 1024;
@@ -301,6 +326,54 @@ export function decodeMigrateBody(body: Buffer): Omit<MigrateFrame, 'id'> {
     ...(n > 0 ? { received: Buffer.from(body.subarray(MIGRATE_FIXED_BYTES + a + p)) } : {}),
     ...(t === NO_TIMEOUT ? {} : { timeoutMs: t }),
   };
+}
+
+export interface LegPortFrame {
+  id: number;
+  /** The source address toward the back end (the LB's side of the new connection). */
+  local: string;
+  /** The back end, "ip:port". */
+  backend: string;
+}
+
+export function encodeLegPort(r: LegPortFrame): Buffer {
+  for (const [what, v] of [
+    ['local address', r.local],
+    ['back end', r.backend],
+  ] as const) {
+    if (!PRINTABLE_ASCII.test(v) || v.length === 0 || v.length > MAX_ENDPOINT_BYTES)
+      throw new RangeError(`${what} ${JSON.stringify(v)} is not 1-${MAX_ENDPOINT_BYTES} printable ASCII characters`);
+  }
+  const body = Buffer.alloc(LEG_PORT_FIXED_BYTES + r.local.length + r.backend.length);
+  body.writeUInt8(r.local.length, 0);
+  body.writeUInt8(r.backend.length, 1);
+  body.write(r.local, LEG_PORT_FIXED_BYTES, 'latin1');
+  body.write(r.backend, LEG_PORT_FIXED_BYTES + r.local.length, 'latin1');
+  return frameOf(FRAME_TYPE.LEG_PORT, r.id, body);
+}
+
+/** A LEG_PORT frame's body; throws WireError when its lengths disagree with the body's or a field is not printable ASCII. */
+export function decodeLegPortBody(body: Buffer): Omit<LegPortFrame, 'id'> {
+  if (body.length < LEG_PORT_FIXED_BYTES)
+    throw new WireError('bad_length', `a leg port body is at least ${LEG_PORT_FIXED_BYTES} bytes, got ${body.length}`);
+  if (body.readUInt16LE(2) !== 0) throw new WireError('bad_reserved', 'the reserved leg port body bytes must be zero');
+  const l = body.readUInt8(0);
+  const b = body.readUInt8(1);
+  if (LEG_PORT_FIXED_BYTES + l + b !== body.length)
+    throw new WireError(
+      'bad_length',
+      `the leg port body says ${l} + ${b} bytes follow its fixed part, but ${body.length - LEG_PORT_FIXED_BYTES} do`,
+    );
+  const local = body.toString('latin1', LEG_PORT_FIXED_BYTES, LEG_PORT_FIXED_BYTES + l);
+  const backend = body.toString('latin1', LEG_PORT_FIXED_BYTES + l);
+  for (const [what, v] of [
+    ['local address', local],
+    ['back end', backend],
+  ] as const) {
+    if (v.length === 0 || v.length > MAX_ENDPOINT_BYTES || !PRINTABLE_ASCII.test(v))
+      throw new WireError('bad_field', `the ${what} must be 1-${MAX_ENDPOINT_BYTES} printable ASCII characters`);
+  }
+  return { local, backend };
 }
 
 /** A reply frame: SPLICED with the Splice, MIGRATED with the Migration, ERROR with the problem document. */

@@ -23,6 +23,7 @@ import { dirname, join } from 'node:path';
 import { ERRORS } from '../errors.js';
 import {
   decodeReplyBody,
+  encodeLegPort,
   encodeMigrate,
   encodeSplice,
   FRAME_TYPE,
@@ -52,8 +53,8 @@ const SEND_RETRY_MS = 1;
 const EAGAIN = errnoValue('EAGAIN');
 
 interface Pending {
-  /** The reply type that answers it besides ERROR: SPLICED for a splice, MIGRATED for a migration. */
-  expects: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED;
+  /** The reply type that answers it besides ERROR: SPLICED for a splice, MIGRATED for a migration, LEG_PORT_CHOSEN for a port. */
+  expects: typeof FRAME_TYPE.SPLICED | typeof FRAME_TYPE.MIGRATED | typeof FRAME_TYPE.LEG_PORT_CHOSEN;
   resolve: (doc: unknown) => void;
   reject: (e: Error) => void;
 }
@@ -134,6 +135,25 @@ export class HandoffChannel {
   /** One migrate request for a client descriptor of this process (what migrate() calls once it is held). */
   requestMigrate(clientFd: number, r: Omit<MigrateFrame, 'id'>): Promise<Migration> {
     return this.enqueue<Migration>(FRAME_TYPE.MIGRATED, (id) => encodeMigrate({ ...r, id }), [clientFd]);
+  }
+
+  /**
+   * A local port of the daemon's leg range for a new connection from
+   * `local` (the source address toward the back end) to `backend`
+   * ("ip:port"): bind it (SO_REUSEADDR) and connect, and the leg holds no
+   * socket in the daemon once spliced. A bind or connect refused with
+   * EADDRINUSE / EADDRNOTAVAIL asks again. CONFIG_INVALID when the daemon
+   * has no leg range (--leg-ports off): let the kernel choose.
+   */
+  async legPort(local: string, backend: string): Promise<number> {
+    const doc = await this.enqueue<{ port?: unknown }>(
+      FRAME_TYPE.LEG_PORT_CHOSEN,
+      (id) => encodeLegPort({ id, local, backend }),
+      [],
+    );
+    if (typeof doc.port !== 'number' || !Number.isInteger(doc.port) || doc.port < 1 || doc.port > 65535)
+      throw this.badResponse(`a leg port answer without a port (${JSON.stringify(doc)})`);
+    return doc.port;
   }
 
   private enqueue<T>(expects: Pending['expects'], encode: (id: number) => Buffer, fds: number[]): Promise<T> {

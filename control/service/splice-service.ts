@@ -24,7 +24,7 @@ import { CONNECTION_STATES } from '../datapath/connection-plan.js';
 import { BatonError } from '../errors.js';
 import { Authorizer, type Caller, connectionDecision, isPrivileged, ownerUidOf, seesConnection } from './authorize.js';
 import { checkedClientBytes, decodeClientBytes } from './client-bytes.js';
-import { formatEndpoint, parseEndpoint } from './endpoint.js';
+import { canonicalIp, formatEndpoint, parseEndpoint } from './endpoint.js';
 import { toBatonError } from './errors.js';
 import { BATCH_CONCURRENCY, DEFAULT_LIST_LIMIT } from './limits.js';
 import { type HandoffObserver, Operations } from './operations.js';
@@ -188,6 +188,35 @@ export class SpliceService {
     } finally {
       if (passed && !spliced) for (const s of passed) release(s);
     }
+  }
+
+  /**
+   * A local port of the LB's leg range for a front end's new connection
+   * from `local` (an IP: the source address toward the back end) to
+   * `backend` ("ip:port"): spliced, that connection's leg then holds no
+   * socket (control/splice/leg-ports.ts). Who may splice passed sockets may
+   * ask. CONFIG_INVALID (no_leg_ports) when the daemon has no leg range: the
+   * front end then lets the kernel choose.
+   */
+  legPort(caller: Caller, req: { local: string; backend: string }): { port: number } {
+    this.authorizer.checkPassedBy(caller);
+    const local = canonicalIp(req.local);
+    if (!local) {
+      throw new BatonError(
+        'BAD_REQUEST',
+        `local: ${JSON.stringify(req.local)} is not an IP address; give the source address toward the back end`,
+        'bad_address',
+      );
+    }
+    const backend = parseEndpoint(req.backend, 'backend');
+    if (backend.family !== local.family) {
+      throw new BatonError(
+        'BAD_REQUEST',
+        `local ${req.local} and backend ${req.backend} are of different address families`,
+        'family_mismatch',
+      );
+    }
+    return { port: this.splicer.legPort(local.ip, backend) };
   }
 
   /**

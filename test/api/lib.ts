@@ -3,12 +3,13 @@
  * (their fds are what a front end would name), a recording stand-in for the
  * splicer where a real splice would need a testbed, and problem checks.
  */
+
 import assert from 'node:assert/strict';
 import { closeSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import type { FlowKey, Leg, Xlate } from '../../control/datapath/abi.js';
-import { ERRORS, type ErrorCode } from '../../control/errors.js';
+import { BatonError, ERRORS, type ErrorCode } from '../../control/errors.js';
 import type { ConnectionStatus, SpliceRecord, SplicerPort } from '../../control/service/splicer-port.js';
 import { ConnectionRecords } from '../../control/splice/records.js';
 import type { SpliceOptions } from '../../control/splice/splicer.js';
@@ -171,6 +172,15 @@ export class StubSplicer implements SplicerPort {
     closeSync(clientFd);
     closeSync(backendFd);
     return rec;
+  }
+
+  /** Ports legPort() hands out in turn (none: the splicer has no leg range). */
+  legPorts: number[] = [];
+  legPort(localIp: string, backend: { ip: string; port: number }): number {
+    this.calls.push(`legPort ${localIp} ${backend.ip}:${backend.port}`);
+    const port = this.legPorts.shift();
+    if (port === undefined) throw new BatonError('CONFIG_INVALID', 'no leg port range', 'no_leg_ports');
+    return port;
   }
 
   handoff(id: bigint, backend: { ip: string; port: number }): Promise<SpliceRecord> {

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -19,6 +19,8 @@ import type { DispatchEvent } from '../../control/dispatcher/dispatcher.js';
 import { HeadError, parseHead } from '../../control/dispatcher/request-head.js';
 import { pickRoute } from '../../control/dispatcher/router.js';
 import type { Check } from '../../control/doctor/index.js';
+import { DEFAULT_LEG_PORTS, inRange } from '../../control/splice/leg-ports.js';
+import { nodeOfGroup } from '../../lab/launch/daemon.js';
 import { baton, batonIn } from '../cli/baton-proc.js';
 import { type DaemonProc, type DispatcherProc, startDaemon, startDispatcher } from '../lib/baton.js';
 import { skipUnlessBpf } from '../lib/env.js';
@@ -237,6 +239,43 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
         `the daemon's durationUs for the ${us.length} still listed: p50 ${us[Math.floor(us.length / 2)]} µs, max ${us.at(-1)} µs`,
       );
     assert.ok(q(0.5) < 1000, `p50 ${q(0.5)} ms`);
+  });
+
+  test("spliced legs take ports of the daemon's leg range (reserved in its namespace) and hold no socket in the daemon", async () => {
+    const daemon = nodeOfGroup(lb.proc.pid as number);
+    assert.ok(daemon, 'the daemon process');
+    const sockets = () =>
+      readdirSync(`/proc/${daemon}/fd`).filter((fd) => {
+        try {
+          return readlinkSync(`/proc/${daemon}/fd/${fd}`).startsWith('socket:');
+        } catch {
+          return false; // closed while listed
+        }
+      }).length;
+    const reserved = await tb.exec('lb', 'cat', ['/proc/sys/net/ipv4/ip_local_reserved_ports']);
+    assert.match(reserved.stdout, new RegExp(`\\b${DEFAULT_LEG_PORTS.lo}-${DEFAULT_LEG_PORTS.hi}\\b`));
+    const held = sockets();
+    const before = spliced().length;
+    for (let i = 0; i < 20; i++)
+      assert.equal((await curl([`http://${VIP4}/one.txt?leg${i}`])).stdout.trim(), 'one from backend1');
+    for (let i = 0; spliced().length < before + 20 && i < 100; i++) await sleep(10);
+    const ids = new Set(
+      spliced()
+        .slice(before)
+        .map((e) => e.id),
+    );
+    assert.equal(ids.size, 20, 'every connection spliced');
+    // Their records stay for the sweeper's grace period after the clients closed: a leg
+    // on a kernel-chosen port would keep a placeholder socket in the daemon all that time.
+    const after = sockets();
+    assert.ok(after - held < 5, `the daemon's sockets went from ${held} to ${after} over 20 splices`);
+    const ls = JSON.parse((await baton(['splices', 'ls', '--all', '--json', '--api', lb.api])).stdout) as {
+      items: { id: string; handoffs: { local: string }[] }[];
+    };
+    const ports = ls.items.filter((x) => ids.has(x.id)).map((x) => Number(x.handoffs[0]?.local.split(':').at(-1)));
+    assert.ok(ports.length > 0, 'the splices are listed');
+    for (const p of ports)
+      assert.ok(inRange(DEFAULT_LEG_PORTS, p), `leg port ${p} in ${DEFAULT_LEG_PORTS.lo}-${DEFAULT_LEG_PORTS.hi}`);
   });
 
   test('the dispatcher holds no client socket; the CLI lists the splices and their metrics', async () => {

@@ -7,10 +7,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   decodeHeader,
+  decodeLegPortBody,
   decodeMigrateBody,
   decodeReplyBody,
   decodeSpliceBody,
   encodeHeader,
+  encodeLegPort,
   encodeMigrate,
   encodeReply,
   encodeSplice,
@@ -18,8 +20,10 @@ import {
   FrameReader,
   HANDOFF_MAGIC,
   HEADER_BYTES,
+  LEG_PORT_FIXED_BYTES,
   MAX_AGENT_BYTES,
   MAX_APP_PROTOCOL_BYTES,
+  MAX_ENDPOINT_BYTES,
   MAX_REPLY_BODY,
   MAX_REQUEST_BODY,
   MIGRATE_FDS,
@@ -286,6 +290,60 @@ describe('handoff wire format', () => {
       RangeError,
     );
     assert.throws(() => encodeMigrate({ id: 1, agent: 'x:1', timeoutMs: -1 }), RangeError);
+  });
+
+  test('a leg port frame: the documented bytes, no descriptor, and back; its reply a reply type', () => {
+    const f = encodeLegPort({ id: 11, local: '198.18.2.1', backend: '198.18.3.10:8080' });
+    assert.equal(f.length, HEADER_BYTES + LEG_PORT_FIXED_BYTES + '198.18.2.1'.length + '198.18.3.10:8080'.length);
+    assert.equal(f[3], FRAME_TYPE.LEG_PORT);
+    assert.equal(f.readUInt32LE(4), 11);
+    assert.equal(f[12], 0);
+    const body = f.subarray(HEADER_BYTES);
+    assert.equal(body[0], '198.18.2.1'.length);
+    assert.equal(body[1], '198.18.3.10:8080'.length);
+    assert.equal(body.readUInt16LE(2), 0);
+    const [frame] = new FrameReader('request').push(f);
+    assert.deepEqual(decodeLegPortBody((frame as { body: Buffer }).body), {
+      local: '198.18.2.1',
+      backend: '198.18.3.10:8080',
+    });
+    const six = encodeLegPort({ id: 12, local: '2001:db8:2::1', backend: '[2001:db8:3::10]:8080' });
+    assert.deepEqual(decodeLegPortBody(six.subarray(HEADER_BYTES)), {
+      local: '2001:db8:2::1',
+      backend: '[2001:db8:3::10]:8080',
+    });
+    const r = encodeReply(FRAME_TYPE.LEG_PORT_CHOSEN, 11, { port: 61234 });
+    const [reply] = new FrameReader('reply').push(r);
+    assert.equal(reply?.type, FRAME_TYPE.LEG_PORT_CHOSEN);
+    assert.deepEqual(decodeReplyBody((reply as { body: Buffer }).body), { port: 61234 });
+    assert.throws(() => new FrameReader('request').push(r), reason('bad_type'));
+  });
+
+  test('a malformed leg port frame is refused with its reason; the encoder refuses what the decoder would', () => {
+    const f = encodeLegPort({ id: 1, local: '198.18.2.1', backend: '198.18.3.10:8080' });
+    const withFd = Buffer.from(f);
+    withFd[12] = 1;
+    assert.throws(() => decodeHeader(withFd, 'request'), reason('bad_fds'));
+    const short = encodeHeader({ type: FRAME_TYPE.LEG_PORT, id: 1, bodyLength: LEG_PORT_FIXED_BYTES - 1, fds: 0 });
+    assert.throws(() => decodeHeader(short, 'request'), reason('bad_length'));
+    const body = f.subarray(HEADER_BYTES);
+    const longer = Buffer.from(body);
+    longer[1] = (body[1] as number) + 1;
+    assert.throws(() => decodeLegPortBody(longer), reason('bad_length'));
+    const reserved = Buffer.from(body);
+    reserved.writeUInt16LE(1, 2);
+    assert.throws(() => decodeLegPortBody(reserved), reason('bad_reserved'));
+    assert.throws(() => decodeLegPortBody(Buffer.alloc(LEG_PORT_FIXED_BYTES)), reason('bad_field'));
+    const control = Buffer.from(body);
+    control[LEG_PORT_FIXED_BYTES] = 0x0a; // a newline in the local address
+    assert.throws(() => decodeLegPortBody(control), reason('bad_field'));
+    assert.throws(() => decodeLegPortBody(Buffer.alloc(2)), reason('bad_length'));
+    assert.throws(() => encodeLegPort({ id: 1, local: '', backend: 'x:1' }), RangeError);
+    assert.throws(
+      () => encodeLegPort({ id: 1, local: '1.2.3.4', backend: 'a'.repeat(MAX_ENDPOINT_BYTES + 1) }),
+      RangeError,
+    );
+    assert.throws(() => encodeLegPort({ id: 1, local: '1.2.3.4 ', backend: 'x:1' }), RangeError);
   });
 
   test('a MIGRATED reply is a reply type, with no descriptors', () => {

@@ -134,10 +134,10 @@ export interface SustainedRss {
   connections: number;
   refused: number;
   seconds: number;
-  /** the daemon's RSS after each load chunk, in order */
-  samples: Array<{ connections: number; rssBytes: number }>;
-  /** the RSS at the first sample at or past each mark (profile.rssMarks); absent for a mark not reached */
-  marks: Array<{ connections: number; rssBytes?: number }>;
+  /** the daemon's RSS and open sockets after each load chunk, in order */
+  samples: Array<{ connections: number; rssBytes: number; sockets?: number }>;
+  /** the RSS and sockets at the first sample at or past each mark (profile.rssMarks); absent for a mark not reached */
+  marks: Array<{ connections: number; rssBytes?: number; sockets?: number }>;
 }
 
 const RSS_CHUNK_S = 2;
@@ -170,13 +170,16 @@ export async function runSustainedRss(
     connections += r.requests;
     const rssBytes = baton.rssBytes();
     if (rssBytes === undefined) throw new Error('the daemon is gone: no RSS to read');
-    samples.push({ connections, rssBytes });
+    const sockets = baton.socketCount?.();
+    samples.push({ connections, rssBytes, ...(sockets === undefined ? {} : { sockets }) });
   }
   const seconds = (performance.now() - t0) / 1000;
   await baton.afterRun?.();
-  const marks = profile.rssMarks.map((m) => {
+  const marks: SustainedRss['marks'] = profile.rssMarks.map((m) => {
     const s = samples.find((x) => x.connections >= m);
-    return s ? { connections: m, rssBytes: s.rssBytes } : { connections: m };
+    return s
+      ? { connections: m, rssBytes: s.rssBytes, ...(s.sockets === undefined ? {} : { sockets: s.sockets }) }
+      : { connections: m };
   });
   const run: SustainedRss = {
     concurrency: RSS_CONCURRENCY,
@@ -189,7 +192,11 @@ export async function runSustainedRss(
   const mib = (b?: number) => (b === undefined ? 'not reached' : `${(b / 2 ** 20).toFixed(1)} MiB`);
   log(
     `  sustained: ${connections} connections (${run.refused} refused) in ${seconds.toFixed(0)} s; daemon RSS ` +
-      marks.map((m) => `${mib(m.rssBytes)} at ${m.connections}`).join(', '),
+      marks
+        .map(
+          (m) => `${mib(m.rssBytes)}${m.sockets === undefined ? '' : ` and ${m.sockets} sockets`} at ${m.connections}`,
+        )
+        .join(', '),
   );
   return run;
 }

@@ -326,7 +326,9 @@ function rssRow(r: Results, check: (ok: boolean) => string): string {
   return row([
     name,
     `≤ ${t.rssGrowthMax}x`,
-    `${Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : '–'} (${mib(lo.rssBytes)} → ${mib(hi.rssBytes)})`,
+    `${Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : '–'} (${mib(lo.rssBytes)} → ${mib(hi.rssBytes)}${
+      lo.sockets !== undefined && hi.sockets !== undefined ? `; sockets ${num(lo.sockets)} → ${num(hi.sockets)}` : ''
+    })`,
     Number.isFinite(ratio) ? check(ratio <= t.rssGrowthMax) : '**not reached**',
   ]);
 }

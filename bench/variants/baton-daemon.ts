@@ -47,6 +47,7 @@ export async function startBatonDaemon(tb: Testbed): Promise<BatonDaemonVariant>
       ...channel,
       rest,
       rssBytes: () => daemon.rssBytes(),
+      socketCount: () => daemon.socketCount(),
       async stop() {
         for (const fe of started) await fe.stop();
         api.close();

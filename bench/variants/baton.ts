@@ -46,6 +46,8 @@ export interface BatonVariant extends Variant {
   refusals(): Record<string, number>;
   /** resident memory of the process that splices (the daemon), bytes; absent when it is this process */
   rssBytes?(): number | undefined;
+  /** sockets that process holds open */
+  socketCount?(): number | undefined;
 }
 
 export function groupMessages(messages: readonly string[]): Record<string, number> {

@@ -4,7 +4,7 @@
  * every namespace). Shared by the demo, the end-to-end tests and the benchmarks.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +22,8 @@ export interface DaemonProc {
   log: string[];
   /** The daemon's resident memory (VmRSS of its node process), bytes; undefined once it is gone. */
   rssBytes(): number | undefined;
+  /** Sockets the daemon's node process holds open; undefined once it is gone. */
+  socketCount(): number | undefined;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -83,6 +85,10 @@ export async function startDaemon(
       const pid = nodeOfGroup(proc.pid!);
       return pid === undefined ? undefined : vmRssBytes(pid);
     },
+    socketCount: () => {
+      const pid = nodeOfGroup(proc.pid!);
+      return pid === undefined ? undefined : socketsOf(pid);
+    },
     async stop(signal = 'SIGTERM') {
       if (!exited) {
         const gone = new Promise((r) => proc.once('exit', r));
@@ -120,4 +126,23 @@ export function vmRssBytes(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Sockets among a process's open descriptors; undefined when it is gone. */
+export function socketsOf(pid: number): number | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return undefined;
+  }
+  let n = 0;
+  for (const fd of names) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) n++;
+    } catch {
+      /* closed while listed */
+    }
+  }
+  return n;
 }

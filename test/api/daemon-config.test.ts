@@ -197,6 +197,19 @@ describe('daemon configuration', () => {
     );
   });
 
+  test('--leg-ports: 61000-65535 by default, a range or off from flag, env or file; a bad range says what is accepted', () => {
+    assert.deepEqual(loadConfig([], {}).legPorts, { lo: 61000, hi: 65535 });
+    assert.deepEqual(loadConfig(['--leg-ports', '62000-62999'], {}).legPorts, { lo: 62000, hi: 62999 });
+    assert.equal(loadConfig([], { BATON_LEG_PORTS: 'off' }).legPorts, false);
+    assert.equal(loadConfig(['--config', file('legs.json', '{"legPorts": false}')], {}).legPorts, false);
+    assert.deepEqual(loadConfig(['--config', file('legs2.json', '{"legPorts": "61000-61999"}')], {}).legPorts, {
+      lo: 61000,
+      hi: 61999,
+    });
+    rejects(() => loadConfig(['--leg-ports', '65000-61000'], {}), /--leg-ports.*lo-hi.*or off/);
+    rejects(() => loadConfig(['--leg-ports', 'many'], {}), /--leg-ports.*not a port range/);
+  });
+
   test('cluster settings: --store is checked at load, needs --cluster-address, and the TTL is bounded', () => {
     const c = loadConfig(
       ['-i', 'eth0', '--store', 'redis://198.18.0.1:6379', '--cluster-address', '198.18.0.2', '--peer-ttl', '2s'],

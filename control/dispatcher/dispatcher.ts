@@ -78,8 +78,8 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     Object.entries(cfg.pools).map(([name, p]) => [
       name,
       // Migrate pools connect to a back end only to relay a connection whose migration failed.
-      p.mode === 'migrate'
-        ? new BackendPool(name, p, p.idle ?? 0)
+      p.mode === 'migrate' || !cfg.legPorts
+        ? new BackendPool(name, p, p.idle ?? (p.mode === 'migrate' ? 0 : DEFAULT_IDLE_PER_BACKEND))
         : // Spliced legs on ports of baton's leg range hold no socket in the daemon.
           new BackendPool(name, p, p.idle ?? DEFAULT_IDLE_PER_BACKEND, (local, backend) =>
             batonPath.legPort(local, backend),

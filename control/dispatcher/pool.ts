@@ -206,8 +206,19 @@ export class BackendPool {
 
   private async connectDefault(b: Backend): Promise<net.Socket> {
     if (this.legPorts && net.isIP(b.addr.host)) {
-      const fd = await this.connectOnLegPort(b, undefined);
-      if (fd !== undefined) return adopt(fd);
+      const remote = { ip: b.addr.host, port: b.addr.port };
+      const local = sourceAddressFor(remote, net.isIPv6(b.addr.host) ? 6 : 4);
+      for (let i = 0; i < LEG_PORT_LEASES; i++) {
+        const port = await this.legPorts(local, b.name);
+        if (port === undefined) break;
+        try {
+          // libuv binds with SO_REUSEADDR, and the handshake is event-driven.
+          return await this.connectByNode(b, { localAddress: local, localPort: port });
+        } catch (e) {
+          const code = (e as { cause?: { code?: string } }).cause?.code;
+          if (code !== 'EADDRINUSE' && code !== 'EADDRNOTAVAIL') throw e;
+        }
+      }
     }
     return this.connectByNode(b);
   }
@@ -245,9 +256,9 @@ export class BackendPool {
     return undefined;
   }
 
-  private connectByNode(b: Backend): Promise<net.Socket> {
+  private connectByNode(b: Backend, bind: { localAddress?: string; localPort?: number } = {}): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: b.addr.host, port: b.addr.port, noDelay: true });
+      const s = net.connect({ host: b.addr.host, port: b.addr.port, noDelay: true, ...bind });
       const timer = setTimeout(
         () => s.destroy(new Error(`connect to ${b.name} timed out after ${CONNECT_TIMEOUT_MS} ms`)),
         CONNECT_TIMEOUT_MS,
@@ -260,7 +271,7 @@ export class BackendPool {
       });
       s.once('error', (e) => {
         clearTimeout(timer);
-        reject(new Error(`back end ${b.name}: ${(e as Error).message}`));
+        reject(new Error(`back end ${b.name}: ${(e as Error).message}`, { cause: e }));
       });
     });
   }

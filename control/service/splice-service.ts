@@ -198,7 +198,7 @@ export class SpliceService {
    * ask. CONFIG_INVALID (no_leg_ports) when the daemon has no leg range: the
    * front end then lets the kernel choose.
    */
-  legPort(caller: Caller, req: { local: string; backend: string }): { port: number } {
+  async legPort(caller: Caller, req: { local: string; backend: string }): Promise<{ port: number }> {
     this.authorizer.checkPassedBy(caller);
     const local = canonicalIp(req.local);
     if (!local) {
@@ -216,7 +216,7 @@ export class SpliceService {
         'family_mismatch',
       );
     }
-    return { port: this.splicer.legPort(local.ip, backend) };
+    return { port: await this.splicer.leaseLegPort(local.ip, backend) };
   }
 
   /**

@@ -176,7 +176,7 @@ export class StubSplicer implements SplicerPort {
 
   /** Ports legPort() hands out in turn (none: the splicer has no leg range). */
   legPorts: number[] = [];
-  legPort(localIp: string, backend: { ip: string; port: number }): number {
+  async leaseLegPort(localIp: string, backend: { ip: string; port: number }): Promise<number> {
     this.calls.push(`legPort ${localIp} ${backend.ip}:${backend.port}`);
     const port = this.legPorts.shift();
     if (port === undefined) throw new BatonError('CONFIG_INVALID', 'no leg port range', 'no_leg_ports');

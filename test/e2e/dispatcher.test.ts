@@ -123,6 +123,7 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
     fe = await startDispatcher(tb, {
       listen: `${VIP4}:80`,
       api: { socketPath: lb.socketPath },
+      legPorts: true,
       pools: { one: { backends: [b1] }, two: { backends: [b2] }, both: { backends: [b1, b2] } },
       routes: [
         { host: 'two.example', pool: 'two' },
@@ -240,7 +241,7 @@ describe('dispatcher end to end (real daemon, nginx, curl)', { skip: skipUnlessB
     assert.ok(q(0.5) < 1000, `p50 ${q(0.5)} ms`);
   });
 
-  test("spliced legs take ports of the daemon's leg range (reserved in its namespace) and hold no socket in the daemon", async () => {
+  test("with legPorts, spliced legs take ports of the daemon's leg range (reserved in its namespace) and hold no socket in the daemon", async () => {
     const sockets = () => {
       const n = lb.socketCount();
       assert.ok(n !== undefined, 'the daemon process');

@@ -70,13 +70,12 @@ export class FlowTable {
   }
 
   /** Key and value sizes and the maps' fds (for memory accounting in the benchmarks). */
-  get layout(): { fd: number; keyBytes: number; valueBytes: number; legListsFd: number; legListBytes: number } {
+  get layout(): { fd: number; keyBytes: number; valueBytes: number; legListsFd: number } {
     return {
       fd: this.map.fd,
       keyBytes: this.map.keySize,
       valueBytes: this.map.valueSize,
       legListsFd: this.legLists.fd,
-      legListBytes: this.legLists.valueSize,
     };
   }
 

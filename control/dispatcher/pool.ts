@@ -69,8 +69,11 @@ export type LegPortSource = (local: string, backend: string) => Promise<number |
 /** Leases tried for one connection before it takes a kernel-chosen port. */
 const LEG_PORT_LEASES = 4;
 
-/** connectOnLegPort's signal that a leased port was held: lease another. */
-class LeaseSpent extends Error {}
+/** A bind or connect refused because the tuple is held (a live socket, a TIME_WAIT): lease another port. */
+function portTaken(e: unknown): boolean {
+  const code = e instanceof SocketError ? e.code : (e as { cause?: { code?: unknown } }).cause?.code;
+  return code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL';
+}
 
 /** A connected descriptor made by hand, as a Node socket. */
 function adopt(fd: number): net.Socket {
@@ -205,52 +208,31 @@ export class BackendPool {
   }
 
   private async connectDefault(b: Backend): Promise<net.Socket> {
-    if (this.legPorts && net.isIP(b.addr.host)) {
-      const remote = { ip: b.addr.host, port: b.addr.port };
-      const local = sourceAddressFor(remote, net.isIPv6(b.addr.host) ? 6 : 4);
-      for (let i = 0; i < LEG_PORT_LEASES; i++) {
-        const port = await this.legPorts(local, b.name);
-        if (port === undefined) break;
-        try {
-          // libuv binds with SO_REUSEADDR, and the handshake is event-driven.
-          return await this.connectByNode(b, { localAddress: local, localPort: port });
-        } catch (e) {
-          const code = (e as { cause?: { code?: string } }).cause?.code;
-          if (code !== 'EADDRINUSE' && code !== 'EADDRNOTAVAIL') throw e;
-        }
-      }
-    }
-    return this.connectByNode(b);
+    // libuv binds with SO_REUSEADDR, and the handshake is event-driven.
+    const leased = await this.onLegPort(b, (localAddress, localPort) =>
+      this.connectByNode(b, { localAddress, localPort }),
+    );
+    return leased ?? this.connectByNode(b);
   }
 
   /**
-   * A connection on a port of baton's leg range (its leg then holds no
-   * socket in the daemon once spliced), or undefined when no port is to be
-   * had: the caller connects on a kernel-chosen port. A leased port that a
-   * live socket or a TIME_WAIT holds toward this back end (EADDRINUSE,
-   * EADDRNOTAVAIL) is leased again, up to LEG_PORT_LEASES times.
+   * `connect(local, port)` on a port of baton's leg range (its leg then
+   * holds no socket in the daemon once spliced), or undefined when no port
+   * is to be had (no lease source, a back end named by host name, a daemon
+   * without a range): the caller connects on a kernel-chosen port. A port
+   * that a live socket or a TIME_WAIT holds toward this back end
+   * (EADDRINUSE, EADDRNOTAVAIL) is leased again, up to LEG_PORT_LEASES times.
    */
-  private async connectOnLegPort(b: Backend, mark: number | undefined): Promise<number | undefined> {
-    const remote = { ip: b.addr.host, port: b.addr.port };
-    const family = net.isIPv6(b.addr.host) ? 6 : 4;
-    const local = sourceAddressFor(remote, family);
+  private async onLegPort<T>(b: Backend, connect: (local: string, port: number) => Promise<T>): Promise<T | undefined> {
+    if (!this.legPorts || !net.isIP(b.addr.host)) return undefined;
+    const local = sourceAddressFor({ ip: b.addr.host, port: b.addr.port }, net.isIPv6(b.addr.host) ? 6 : 4);
     for (let i = 0; i < LEG_PORT_LEASES; i++) {
-      const port = await this.legPorts?.(local, b.name);
+      const port = await this.legPorts(local, b.name);
       if (port === undefined) return undefined;
-      let bound = false;
       try {
-        return await connectTcp(remote, family, {
-          timeoutMs: CONNECT_TIMEOUT_MS,
-          ...(mark !== undefined ? { mark } : {}),
-          // connectTcp asks again when the port is held; a lease is good for one try.
-          localPort: () => {
-            if (bound) throw new LeaseSpent();
-            bound = true;
-            return port;
-          },
-        });
+        return await connect(local, port);
       } catch (e) {
-        if (!(e instanceof LeaseSpent)) throw e;
+        if (!portTaken(e)) throw e;
       }
     }
     return undefined;
@@ -284,14 +266,13 @@ export class BackendPool {
    */
   private async connectWith(b: Backend, mark: number): Promise<net.Socket> {
     const family = net.isIPv6(b.addr.host) ? 6 : 4;
+    const remote = { ip: b.addr.host, port: b.addr.port };
+    const opts = { timeoutMs: CONNECT_TIMEOUT_MS, mark };
     let fd: number;
     try {
       fd =
-        (this.legPorts ? await this.connectOnLegPort(b, mark) : undefined) ??
-        (await connectTcp({ ip: b.addr.host, port: b.addr.port }, family, {
-          timeoutMs: CONNECT_TIMEOUT_MS,
-          mark,
-        }));
+        (await this.onLegPort(b, (_local, port) => connectTcp(remote, family, { ...opts, localPort: () => port }))) ??
+        (await connectTcp(remote, family, opts));
     } catch (e) {
       if (e instanceof SocketError && e.code === 'EPERM') {
         this.profileLegsDenied = `SO_MARK refused (${e.message}): the dispatcher needs CAP_NET_ADMIN or CAP_NET_RAW to open back-end legs with a client's TCP options`;

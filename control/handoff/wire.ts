@@ -267,11 +267,15 @@ export interface MigrateFrame {
 
 const PRINTABLE_ASCII = /^[\x21-\x7e]*$/;
 
+/** An address field as frames carry it: 1..MAX_ENDPOINT_BYTES printable ASCII characters. */
+const isEndpointText = (v: string): boolean =>
+  v.length > 0 && v.length <= MAX_ENDPOINT_BYTES && PRINTABLE_ASCII.test(v);
+
 export function encodeMigrate(r: MigrateFrame): Buffer {
   const agent = Buffer.from(r.agent, 'latin1');
   const proto = Buffer.from(r.appProtocol ?? '', 'latin1');
   const received = r.received ?? Buffer.alloc(0);
-  if (!PRINTABLE_ASCII.test(r.agent) || agent.length === 0 || agent.length > MAX_AGENT_BYTES)
+  if (!isEndpointText(r.agent))
     throw new RangeError(`agent ${JSON.stringify(r.agent)} is not 1-${MAX_AGENT_BYTES} printable ASCII characters`);
   if (!PRINTABLE_ASCII.test(r.appProtocol ?? '') || proto.length > MAX_APP_PROTOCOL_BYTES)
     throw new RangeError(
@@ -313,7 +317,7 @@ export function decodeMigrateBody(body: Buffer): Omit<MigrateFrame, 'id'> {
     );
   const agent = body.toString('latin1', MIGRATE_FIXED_BYTES, MIGRATE_FIXED_BYTES + a);
   const proto = body.toString('latin1', MIGRATE_FIXED_BYTES + a, MIGRATE_FIXED_BYTES + a + p);
-  if (a === 0 || a > MAX_AGENT_BYTES || !PRINTABLE_ASCII.test(agent))
+  if (!isEndpointText(agent))
     throw new WireError('bad_field', `the agent must be 1-${MAX_AGENT_BYTES} printable ASCII characters`);
   if (p > MAX_APP_PROTOCOL_BYTES || !PRINTABLE_ASCII.test(proto))
     throw new WireError(
@@ -341,7 +345,7 @@ export function encodeLegPort(r: LegPortFrame): Buffer {
     ['local address', r.local],
     ['back end', r.backend],
   ] as const) {
-    if (!PRINTABLE_ASCII.test(v) || v.length === 0 || v.length > MAX_ENDPOINT_BYTES)
+    if (!isEndpointText(v))
       throw new RangeError(`${what} ${JSON.stringify(v)} is not 1-${MAX_ENDPOINT_BYTES} printable ASCII characters`);
   }
   const body = Buffer.alloc(LEG_PORT_FIXED_BYTES + r.local.length + r.backend.length);
@@ -370,7 +374,7 @@ export function decodeLegPortBody(body: Buffer): Omit<LegPortFrame, 'id'> {
     ['local address', local],
     ['back end', backend],
   ] as const) {
-    if (v.length === 0 || v.length > MAX_ENDPOINT_BYTES || !PRINTABLE_ASCII.test(v))
+    if (!isEndpointText(v))
       throw new WireError('bad_field', `the ${what} must be 1-${MAX_ENDPOINT_BYTES} printable ASCII characters`);
   }
   return { local, backend };

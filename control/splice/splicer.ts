@@ -81,26 +81,9 @@ export class Splicer {
    * same tuple) asks again. Spliced on such a port, the leg holds no socket.
    */
   legPort(localIp: string, backend: Endpoint): number {
-    const r = this.ctx.legPorts;
-    if (!r) {
-      throw new BatonError(
-        'CONFIG_INVALID',
-        'this splicer has no leg port range; create it with legPorts (after reserveLegPorts in the LB namespace)',
-        'no_leg_ports',
-      );
-    }
-    const port = nextFreePort(
-      r,
-      this.legPortCursor,
-      (p) => this.table.ownerOf({ src: backend.ip, dst: localIp, sport: backend.port, dport: p }) !== undefined,
-    );
-    if (port === undefined) {
-      throw new BatonError(
-        'TABLE_FULL',
-        `every port of the leg range ${r.lo}-${r.hi} toward ${backend.ip}:${backend.port} from ${localIp} is held by a spliced connection; widen the range or add LB addresses`,
-        'leg_ports_exhausted',
-      );
-    }
+    const r = this.legRange();
+    const port = nextFreePort(r, this.legPortCursor, (p) => this.legOwner(localIp, backend, p) !== undefined);
+    if (port === undefined) throw legPortsExhausted(r, localIp, backend, 'every port');
     this.legPortCursor = port;
     return port;
   }
@@ -115,19 +98,29 @@ export class Splicer {
    * per back end by default) at a few hundred connections per second.
    */
   async leaseLegPort(localIp: string, backend: Endpoint): Promise<number> {
-    const r = this.ctx.legPorts;
-    if (!r) return this.legPort(localIp, backend); // CONFIG_INVALID, as legPort says it
+    const r = this.legRange();
     for (let i = 0; i < LEASE_SCAN; i++) {
-      const port = nextFreePort(r, this.legPortCursor, () => false) as number;
+      const port = nextFreePort(r, this.legPortCursor, () => false) as number; // the next one, wrapping
       this.legPortCursor = port;
-      const owner = this.table.ownerOf({ src: backend.ip, dst: localIp, sport: backend.port, dport: port });
+      const owner = this.legOwner(localIp, backend, port);
       if (owner === undefined || (await this.reclaimIfFinished(owner))) return port;
     }
+    throw legPortsExhausted(r, localIp, backend, `the next ${LEASE_SCAN} ports`);
+  }
+
+  private legRange(): PortRange {
+    const r = this.ctx.legPorts;
+    if (r) return r;
     throw new BatonError(
-      'TABLE_FULL',
-      `the next ${LEASE_SCAN} ports of the leg range ${r.lo}-${r.hi} toward ${backend.ip}:${backend.port} from ${localIp} are held by live spliced connections; widen the range or add LB addresses`,
-      'leg_ports_exhausted',
+      'CONFIG_INVALID',
+      'this splicer has no leg port range; create it with legPorts (after reserveLegPorts in the LB namespace)',
+      'no_leg_ports',
     );
+  }
+
+  /** The connection whose back-end entry holds the tuple backend -> localIp:port, if any. */
+  private legOwner(localIp: string, backend: Endpoint, port: number): bigint | undefined {
+    return this.table.ownerOf({ src: backend.ip, dst: localIp, sport: backend.port, dport: port });
   }
 
   /** Joins the front end's client socket and back-end socket (fds in this process). */
@@ -248,4 +241,12 @@ export class Splicer {
   private noteRetireFailure(f: RetireFailure): void {
     if (this.retireFailures.push(f) > 100) this.retireFailures.shift();
   }
+}
+
+function legPortsExhausted(r: PortRange, localIp: string, backend: Endpoint, which: string): BatonError {
+  return new BatonError(
+    'TABLE_FULL',
+    `${which} of the leg range ${r.lo}-${r.hi} toward ${backend.ip}:${backend.port} from ${localIp}: held by spliced connections; widen the range or add LB addresses`,
+    'leg_ports_exhausted',
+  );
 }

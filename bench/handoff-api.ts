@@ -53,7 +53,7 @@ import { BACKEND_PORT, BATON_FLOWS_CAPACITY, BODIES, type Profile, profileFromAr
 /** Where the pairs helper listens (the VIP; no other listener runs in this testbed). */
 const PAIRS_PORT = 80;
 const PATH = '/k1.bin';
-/** Unmeasured splices before the first phase: the daemon loads its timestamp probe and warms its JIT on these. */
+/** Unmeasured splices before the first phase: the daemon loads its socket probe and warms its JIT on these. */
 const WARMUP_PAIRS = 32;
 /** How long a spliced connection may take to answer a request in the check (ms). */
 const CHECK_TIMEOUT_MS = 3000;

@@ -31,7 +31,7 @@ import { Splicer } from '../control/splice/splicer.js';
 import { libc } from '../control/sys/libc.js';
 import { takeSocket } from '../control/tcp/pidfd.js';
 import { createSocketOps } from '../control/tcp/socket-ops.js';
-import { sharedTsProbe } from '../control/tcp/ts-probe.js';
+import { sharedSocketProbe } from '../control/tcp/socket-probe.js';
 import { type NginxBackend, startNginx } from '../lab/launch/nginx.js';
 import { createTestbed, starTopology, VIP4 } from '../lab/testbed/index.js';
 import { type LineProgram, makePairs, type Pair, spawnProgram } from './handoff-api.js';
@@ -183,14 +183,14 @@ async function main(): Promise<void> {
       return { out, seconds: (performance.now() - t0) / 1000 };
     };
 
-    // The timestamp probe's share of capture: two BPF_PROG_TEST_RUNs (and a setns pair when the sockets live in another namespace).
-    const probe = await sharedTsProbe();
-    const fill = probe.fill.bind(probe);
+    // The socket probe's share of capture: one BPF_PROG_TEST_RUN per namespace (and a setns pair when the sockets live in another).
+    const probe = await sharedSocketProbe();
+    const read = probe.read.bind(probe);
     const probeMs: number[] = [];
-    probe.fill = (states, o) => {
+    probe.read = (tuples, o) => {
       const t = performance.now();
       try {
-        return fill(states, o);
+        return read(tuples, o);
       } finally {
         if (counting) probeMs.push(performance.now() - t);
       }
@@ -223,7 +223,7 @@ async function main(): Promise<void> {
     for (const k of Object.keys(run.out[0]?.phases ?? {}) as (keyof SplicePhases)[]) {
       console.log(`    ${k.padEnd(28)} ${dist(run.out.map((o) => o.phases[k]))}`);
     }
-    console.log(`      of which the timestamp probe ${dist(probeMs)}`);
+    console.log(`      of which the socket probe ${dist(probeMs)}`);
     console.log(`  rate: ${(n / run.seconds).toFixed(0)} splices/s (one at a time, descriptor taking included)`);
     // Per splice: how many calls of each, and the mean time of one (FFI + system call).
     const perSplice = (m: CallStats) =>

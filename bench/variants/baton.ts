@@ -74,7 +74,7 @@ export async function startBaton(tb: Testbed): Promise<BatonVariant> {
     fe = await startFrontend(tb, splicer, takeSocket, { ip: VIP4, port }, [
       `${tb.node('backend1').v4}:${BACKEND_PORT}`,
     ]);
-    // The first splice loads the timestamp probe; keep that out of the figures.
+    // The first splice loads the socket probe; keep that out of the figures.
     await waitForHttp(tb, url('/k1.bin'), 'baton front end', fe.proc);
   } catch (e) {
     fe?.stop();

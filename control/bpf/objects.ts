@@ -1,6 +1,6 @@
 /**
  * Where baton's compiled BPF objects are: the one resolver for the daemon,
- * the timestamp probe, the doctor, the tests and the demo. Objects live in
+ * the socket probe, the doctor, the tests and the demo. Objects live in
  * `build/bpf/<name>.o` of baton's package root, which is found by walking up
  * from this module to the directory whose package.json is baton's: the same
  * answer from the source tree (control/bpf/), from the compiled tree

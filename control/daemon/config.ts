@@ -74,7 +74,7 @@ export interface DaemonConfig {
   logLevel: LogLevel;
   /** The datapath object file; undefined: xdp_baton.o in bpfDir (control/bpf/objects.ts). */
   objectPath: string | undefined;
-  /** The timestamp probe's object file; undefined: tcp_probe.o in bpfDir. */
+  /** The socket probe's object file; undefined: tcp_probe.o in bpfDir. */
   probeObjectPath: string | undefined;
   /** Directory of the BPF objects; undefined: build/bpf of baton's package. */
   bpfDir: string | undefined;
@@ -276,7 +276,7 @@ export const OPTIONS: OptionTable<DaemonConfig> = {
     env: 'BATON_PROBE_OBJECT',
     default: undefined,
     parse: (t) => (t.length > 0 ? t : fail('expected a path')),
-    help: 'timestamp probe object file (default: tcp_probe.o in the BPF object directory)',
+    help: 'socket probe object file (default: tcp_probe.o in the BPF object directory)',
   },
   bpfDir: {
     key: 'bpfDir',

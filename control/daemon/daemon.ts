@@ -38,7 +38,7 @@ import { reserveLegPorts } from '../splice/leg-ports.js';
 import { Splicer } from '../splice/splicer.js';
 import { type Sweeper, startSweeper } from '../splice/sweeper.js';
 import { createSocketOps } from '../tcp/socket-ops.js';
-import { closeSharedTsProbe, sharedTsProbe } from '../tcp/ts-probe.js';
+import { closeSharedSocketProbe, sharedSocketProbe } from '../tcp/socket-probe.js';
 import { listenOnSocket, prepareApiDir, resolveGroup } from './api-socket.js';
 import { checkApiAuth, checkRunnable, type DaemonConfig, handoffSocketPath, loadConfig } from './config.js';
 import { applyHostSettings, type HostLog, restoreHostSettings } from './host-settings.js';
@@ -125,8 +125,8 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
   };
   try {
     for (const ifname of config.interfaces) attachments.push(attachOrReuse(dp, ifname, config.pinDir));
-    // Loading the timestamp probe takes tens of ms: do it now, not in the first splice.
-    await sharedTsProbe({ objectPath: config.probeObjectPath, bpfDir: config.bpfDir });
+    // Loading the socket probe takes tens of ms: do it now, not in the first splice.
+    await sharedSocketProbe({ objectPath: config.probeObjectPath, bpfDir: config.bpfDir });
     // Leg ports: reserved in this namespace first, so the kernel never hands
     // one to connect() or bind(0) while a spliced leg's entry holds its tuple.
     if (config.legPorts) reserveLegPorts(config.legPorts);
@@ -312,7 +312,7 @@ export async function startDaemon(config: DaemonConfig, opts: RunOptions = {}): 
         }
         attached = false;
         releaseDatapath();
-        await closeSharedTsProbe();
+        await closeSharedSocketProbe();
         if ('path' in config.api) rmSync(config.api.path, { force: true });
         if (handoff) rmSync(handoff.path, { force: true });
       })());

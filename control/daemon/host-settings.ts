@@ -34,8 +34,8 @@ import {
 import { dirname, join } from 'node:path';
 import { BatonError } from '../errors.js';
 import { libc } from '../sys/libc.js';
-import { SIOCGIFINDEX, SO_NETNS_COOKIE, SOL_SOCKET } from '../tcp/kernel.js';
-import { closeFd, getOpt, openTcpSocket } from '../tcp/socket.js';
+import { SIOCGIFINDEX } from '../tcp/kernel.js';
+import { closeFd, openTcpSocket, threadNetnsCookie } from '../tcp/socket.js';
 
 import {
   allSysctl,
@@ -63,18 +63,8 @@ export interface RecordOptions {
   pinDir: string;
 }
 
-/** This network namespace's cookie (SO_NETNS_COOKIE, Linux 5.14+): unlike its inode, never reused while the host runs. */
-export function netnsCookie(): string {
-  const fd = openTcpSocket(4);
-  try {
-    return getOpt(fd, SOL_SOCKET, SO_NETNS_COOKIE, 8, 'netns_cookie').readBigUInt64LE().toString();
-  } finally {
-    closeFd(fd);
-  }
-}
-
 /** The record of the baton instance with pins in `pinDir`, in this network namespace. */
-export function recordPath(o: RecordOptions, netns = netnsCookie()): string {
+export function recordPath(o: RecordOptions, netns = threadNetnsCookie()): string {
   const id = createHash('sha256').update(`${netns}\0${o.pinDir}`).digest('hex').slice(0, 16);
   return join(o.stateDir, 'sysctls', `${id}.json`);
 }
@@ -195,7 +185,7 @@ function writeAll(writes: readonly SysctlWrite[], log: HostLog | undefined, reco
  * (none when everything is in place already).
  */
 export function applyHostSettings(ifnames: readonly string[], opts: RecordOptions & { log?: HostLog }): SysctlWrite[] {
-  const netns = netnsCookie();
+  const netns = threadNetnsCookie();
   const path = recordPath(opts, netns);
   const plan = planApply(readRecord(path), observe(ifnames), {
     netns,

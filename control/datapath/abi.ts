@@ -45,7 +45,7 @@ export const LAYOUTS = {
   baton_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   baton_ctl: { size: 120, fields: { key: 0, op: 40, state: 44, result: 48, n_legs: 52, leg: 56 } },
   baton_tcp_probe: {
-    size: 40,
+    size: 76,
     fields: {
       ts_recent: 0,
       ts_recent_stamp: 4,
@@ -57,9 +57,21 @@ export const LAYOUTS = {
       rcv_nxt: 28,
       write_seq: 32,
       flags: 36,
+      copied_seq: 40,
+      ts_now: 44,
+      snd_wl1: 48,
+      snd_wnd: 52,
+      max_window: 56,
+      rcv_wnd: 60,
+      rcv_wup: 64,
+      mss_clamp: 68,
+      advmss: 70,
+      state: 72,
+      snd_wscale: 73,
+      rcv_wscale: 74,
     },
   },
-  baton_sk_query: { size: 80, fields: { key: 0, result: 40 } },
+  baton_sk_query: { size: 116, fields: { key: 0, result: 40 } },
   // ---- migrate: the agent's flow-id mapping table (bpf/xdp_agent.c)
   baton_fid_key: { size: 24, fields: { saddr: 0, flow_id: 16, family: 20, proto: 21 } },
   baton_fid_mapping: { size: 72, fields: { conn_id: 0, vip: 8, cport: 24, vport: 26, state: 28, track: 32 } },
@@ -404,6 +416,10 @@ export const PROBE_F_FOUND = 0x01;
 export const PROBE_F_TSTAMP_OK = 0x02;
 export const PROBE_F_USEC_TS = 0x04;
 export const PROBE_F_REPAIR = 0x08;
+export const PROBE_F_SACK_OK = 0x10;
+export const PROBE_F_WSCALE_OK = 0x20;
+/** Queries per probe run (BATON_PROBE_BATCH). */
+export const PROBE_BATCH = 8;
 
 /** What bpf/tcp_probe.c reports for one socket (struct baton_tcp_probe). */
 export interface TcpProbe {
@@ -411,6 +427,9 @@ export interface TcpProbe {
   timestamps: boolean;
   usecTs: boolean;
   repair: boolean;
+  sackPermitted: boolean;
+  /** Window scaling negotiated; sndWscale/rcvWscale are 0 without. */
+  wscale: boolean;
   tsRecent: number;
   tsRecentStamp: number;
   rcvTsval: number;
@@ -420,6 +439,16 @@ export interface TcpProbe {
   sndNxt: number;
   rcvNxt: number;
   writeSeq: number;
+  copiedSeq: number;
+  /** TCP_TIMESTAMP: the socket's TSval clock when probed (low bit: usecTs). */
+  tsNow: number;
+  window: { sndWl1: number; sndWnd: number; maxWindow: number; rcvWnd: number; rcvWup: number };
+  mssClamp: number;
+  advMss: number;
+  /** sk_state (TCP_ESTABLISHED is 1). */
+  state: number;
+  sndWscale: number;
+  rcvWscale: number;
 }
 
 export function decodeTcpProbe(b: Buffer): TcpProbe {
@@ -430,6 +459,8 @@ export function decodeTcpProbe(b: Buffer): TcpProbe {
     timestamps: (flags & PROBE_F_TSTAMP_OK) !== 0,
     usecTs: (flags & PROBE_F_USEC_TS) !== 0,
     repair: (flags & PROBE_F_REPAIR) !== 0,
+    sackPermitted: (flags & PROBE_F_SACK_OK) !== 0,
+    wscale: (flags & PROBE_F_WSCALE_OK) !== 0,
     tsRecent: b.readUInt32LE(f.ts_recent),
     tsRecentStamp: b.readUInt32LE(f.ts_recent_stamp),
     rcvTsval: b.readUInt32LE(f.rcv_tsval),
@@ -439,5 +470,19 @@ export function decodeTcpProbe(b: Buffer): TcpProbe {
     sndNxt: b.readUInt32LE(f.snd_nxt),
     rcvNxt: b.readUInt32LE(f.rcv_nxt),
     writeSeq: b.readUInt32LE(f.write_seq),
+    copiedSeq: b.readUInt32LE(f.copied_seq),
+    tsNow: b.readUInt32LE(f.ts_now),
+    window: {
+      sndWl1: b.readUInt32LE(f.snd_wl1),
+      sndWnd: b.readUInt32LE(f.snd_wnd),
+      maxWindow: b.readUInt32LE(f.max_window),
+      rcvWnd: b.readUInt32LE(f.rcv_wnd),
+      rcvWup: b.readUInt32LE(f.rcv_wup),
+    },
+    mssClamp: b.readUInt16LE(f.mss_clamp),
+    advMss: b.readUInt16LE(f.advmss),
+    state: b.readUInt8(f.state),
+    sndWscale: b.readUInt8(f.snd_wscale),
+    rcvWscale: b.readUInt8(f.rcv_wscale),
   };
 }

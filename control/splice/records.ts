@@ -82,7 +82,7 @@ export interface SpliceRecord {
 /**
  * Where a first splice's time went, in order (ms, performance.now() spans):
  * addresses of both sockets, block entries, quiescence check, TCP_REPAIR
- * capture with the timestamp probe, plan (refuse or translate), forwarding
+ * capture with the socket probe, plan (refuse or translate), forwarding
  * entries, silent release of the client side, pending bytes written on leg 2
  * (or the leg's tuple reserved). bench/splice-cost.ts reports them.
  */

@@ -31,7 +31,7 @@ import {
   TCPI_OPT_WSCALE,
   TCPI_WSCALE_BYTE,
 } from './kernel.js';
-import { snapshotQueues } from './repair-queues.js';
+import { queueBytes, snapshotQueues } from './repair-queues.js';
 import {
   closeFd,
   disconnect,
@@ -41,26 +41,18 @@ import {
   getU32,
   int32,
   localAddress,
+  NetnsFds,
   remoteAddress,
   setInt,
-  socketNetns,
 } from './socket.js';
+import { type SocketProbe, sharedSocketProbe, type TcpProbe } from './socket-probe.js';
 import { type Endpoint, type TcpState, u32 } from './state.js';
-import { type FillResult, sharedTsProbe, type TsProbe } from './ts-probe.js';
 
 const E = (name: string): number => errnoValue(name);
 
 export interface CaptureOptions {
-  /** A loaded probe: tsRecent is filled in the same call. Without one tsRecent stays undefined. */
-  probe?: TsProbe;
   /** Reads of the queues before giving up on a socket that keeps changing (default 5). */
   attempts?: number;
-  /**
-   * The caller checks the state against the kernel's sequence numbers
-   * afterwards (the timestamp probe does): one read of the queues instead of
-   * two that must agree.
-   */
-  verifiedLater?: boolean;
   /**
    * The socket's addresses, when the caller read them already (the splicer
    * does, to block the flows first): two system calls fewer.
@@ -146,89 +138,51 @@ function checkCapturable(fd: number): TcpInfo {
 }
 
 /**
- * Puts the socket in repair mode and reads its complete TCP state. The
- * socket is LEFT IN REPAIR MODE on success: the caller either releases it
- * (releaseSilently) or resumes it (leaveRepair). On failure, repair mode is
- * turned off again if this call turned it on.
- *
- * tsRecent is filled only when `opts.probe` is given; captureSockets() does
- * captures and one probe for all.
+ * Puts the socket in repair mode and reads its complete TCP state by socket
+ * options (no BPF; tsRecent stays undefined: captureSockets reads it too,
+ * with the probe). The socket is LEFT IN REPAIR MODE on success: the caller
+ * either releases it (releaseSilently) or resumes it (leaveRepair). On
+ * failure, repair mode is turned off again if this call turned it on.
  */
 export function captureTcp(fd: number, opts: CaptureOptions = {}): TcpState {
-  return captureOne(fd, opts).state;
-}
-
-/** captureTcp, also saying whether this call turned repair mode on (captureSockets undoes that on failure). */
-function captureOne(fd: number, opts: CaptureOptions): { state: TcpState; turnedOn: boolean } {
   const info = checkCapturable(fd);
   const wasRepair = getInt(fd, SOL_TCP, TCP_REPAIR, 'capture') === 1;
   if (!wasRepair) setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'repair');
   try {
-    const state = readState(
-      fd,
-      info,
-      opts.attempts ?? 5,
-      opts.verifiedLater === true || opts.probe !== undefined,
-      opts.endpoints,
-    );
-    if (opts.probe) probeInSocketNetns(opts.probe, [state], fd);
-    return { state, turnedOn: !wasRepair };
+    return readState(fd, info, opts.attempts ?? 5, opts.endpoints);
   } catch (e) {
-    if (!wasRepair) libc.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
+    if (!wasRepair) repairOff(fd);
     throw e;
   }
 }
 
+const repairOff = (fd: number): void => {
+  libc.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
+};
+
 /**
- * The state of a socket in repair mode. `info` is its TCP_INFO from before
- * repair mode: options, window scales and MSS are fixed for the life of a
- * connection, and the state cannot leave ESTABLISHED without a segment,
- * which a captured flow does not get (the datapath blocks it, and a
- * verified capture is compared with the kernel's numbers afterwards).
+ * The state of a socket in repair mode, by socket options. `info` is its
+ * TCP_INFO from before repair mode: options, window scales and MSS are
+ * fixed for the life of a connection, and the state cannot leave
+ * ESTABLISHED without a segment.
  */
-function readState(
-  fd: number,
-  info: TcpInfo,
-  attempts: number,
-  verifiedLater: boolean,
-  known: KnownEndpoints | undefined,
-): TcpState {
+function readState(fd: number, info: TcpInfo, attempts: number, known: KnownEndpoints | undefined): TcpState {
   const op = 'capture';
-  const { seqs, sendQueue, recvQueue } = snapshotQueues(fd, attempts, verifiedLater);
-  const mssClamp = getInt(fd, SOL_TCP, TCP_MAXSEG, op); // in repair mode: rx_opt.mss_clamp
-  // A leg opened with a client's profile: baton's TC egress program may have
-  // lowered the MSS its SYN advertised (control/datapath/profile-egress.ts);
-  // the back end then sends no more than that, whatever tcpi_advmss says.
-  const wireMss = recordedSynMss(fd);
-  const tsNow = getU32(fd, SOL_TCP, TCP_TIMESTAMP, op);
+  const { seqs, sendQueue, recvQueue } = snapshotQueues(fd, attempts);
   const w = getOpt(fd, SOL_TCP, TCP_REPAIR_WINDOW, TCP_REPAIR_WINDOW_LAYOUT.size, op);
   const wf = TCP_REPAIR_WINDOW_LAYOUT.fields;
-  // The addresses of a connected socket never change: the caller's reading stands.
-  const local = known ? { family: known.family, ...known.local } : localAddress(fd);
-  const remote = known ? { family: known.family, ...known.remote } : remoteAddress(fd);
-  if (local.family !== remote.family) {
-    throw new SocketError(
-      op,
-      E('EAFNOSUPPORT'),
-      `of fd ${fd}`,
-      `local ${fmt(local)} and remote ${fmt(remote)} differ in address family`,
-    );
-  }
   const wscale = (info.options & TCPI_OPT_WSCALE) !== 0;
-  return {
-    family: local.family,
-    local: { ip: local.ip, port: local.port },
-    remote: { ip: remote.ip, port: remote.port },
+  return buildState(fd, addresses(fd, known), {
     sndNxt: u32(seqs.writeSeq - seqs.notsent),
     sndUna: u32(seqs.writeSeq - seqs.outq),
     rcvNxt: seqs.rcvNxt,
-    mssClamp,
-    advMss: wireMss === undefined ? info.advMss : Math.min(info.advMss, wireMss),
+    mssClamp: getInt(fd, SOL_TCP, TCP_MAXSEG, op), // in repair mode: rx_opt.mss_clamp
+    advMss: info.advMss,
     sndWscale: wscale ? info.sndWscale : 0,
     rcvWscale: wscale ? info.rcvWscale : 0,
     timestamps: (info.options & TCPI_OPT_TIMESTAMPS) !== 0,
     sackPermitted: (info.options & TCPI_OPT_SACK) !== 0,
-    tsNow,
+    tsNow: getU32(fd, SOL_TCP, TCP_TIMESTAMP, op),
     usecTs: (info.options & TCPI_OPT_USEC_TS) !== 0,
     sendQueue,
     recvQueue,
@@ -239,91 +193,177 @@ function readState(
       rcvWnd: w.readUInt32LE(wf.rcv_wnd),
       rcvWup: w.readUInt32LE(wf.rcv_wup),
     },
+  });
+}
+
+/**
+ * The state of a socket in repair mode from its probe reading: no socket
+ * option at all unless a queue holds bytes (then those bytes are read).
+ * The reading is the truth: the socket was already in repair mode (the
+ * application can neither read nor write) and its flow is blocked.
+ */
+function probedState(fd: number, ends: KnownEndpoints, p: TcpProbe): TcpState {
+  const { sendQueue, recvQueue } = queueBytes(fd, u32(p.rcvNxt - p.copiedSeq), u32(p.writeSeq - p.sndUna));
+  return buildState(fd, ends, {
+    sndNxt: p.sndNxt,
+    sndUna: p.sndUna,
+    rcvNxt: p.rcvNxt,
+    mssClamp: p.mssClamp,
+    advMss: p.advMss,
+    sndWscale: p.wscale ? p.sndWscale : 0,
+    rcvWscale: p.wscale ? p.rcvWscale : 0,
+    timestamps: p.timestamps,
+    sackPermitted: p.sackPermitted,
+    tsNow: p.tsNow,
+    usecTs: p.usecTs,
+    ...(p.timestamps ? { tsRecent: p.tsRecent } : {}),
+    sendQueue,
+    recvQueue,
+    window: p.window,
+  });
+}
+
+/** A socket's addresses: the caller's reading (those of a connected socket never change), or asked now. */
+function addresses(fd: number, known: KnownEndpoints | undefined): KnownEndpoints {
+  if (known) return known;
+  const local = localAddress(fd);
+  const remote = remoteAddress(fd);
+  if (local.family !== remote.family) {
+    throw new SocketError(
+      'capture',
+      E('EAFNOSUPPORT'),
+      `of fd ${fd}`,
+      `local ${fmt(local)} and remote ${fmt(remote)} differ in address family`,
+    );
+  }
+  return {
+    family: local.family,
+    local: { ip: local.ip, port: local.port },
+    remote: { ip: remote.ip, port: remote.port },
   };
 }
 
-function probeInSocketNetns(probe: TsProbe, states: TcpState[], fd: number): void {
-  const ns = socketNetns(fd);
-  let r: FillResult;
-  try {
-    r = probe.fill(states, ns === undefined ? {} : { netnsFd: ns.fd });
-  } finally {
-    if (ns !== undefined) libc.close(ns.fd);
-  }
-  if (r.stale > 0) throw staleError(r, states, fd);
-}
-
-function staleError(r: FillResult, states: TcpState[], fd: number): SocketError {
-  return new SocketError(
-    'capture',
-    E('EAGAIN'),
-    `of ${states.length === 1 ? `fd ${fd}` : `${states.length} sockets`}`,
-    `${r.stale} socket(s) received or sent data between capture and timestamp probe; block the flow in the datapath before capturing`,
-  );
+/** The one place a TcpState is put together, whichever way it was read. */
+function buildState(fd: number, ends: KnownEndpoints, s: Omit<TcpState, 'family' | 'local' | 'remote'>): TcpState {
+  // A leg opened with a client's profile: baton's TC egress program may have
+  // lowered the MSS its SYN advertised (control/datapath/profile-egress.ts);
+  // the back end then sends no more than that, whatever tp->advmss says.
+  const wireMss = recordedSynMss(fd);
+  return {
+    family: ends.family,
+    local: { ip: ends.local.ip, port: ends.local.port },
+    remote: { ip: ends.remote.ip, port: ends.remote.port },
+    ...s,
+    advMss: wireMss === undefined ? s.advMss : Math.min(s.advMss, wireMss),
+  };
 }
 
 export interface CaptureSocketsOptions {
-  /** The probe to use; default the shared one (loaded on first use); false: do not probe. */
-  probe?: TsProbe | false;
+  /** The probe to use; default the shared one (loaded on first use). captureTcp captures without. */
+  probe?: SocketProbe;
   attempts?: number;
   /** Each socket's addresses, when the caller has them (same order as the fds). */
   endpoints?: ReadonlyArray<KnownEndpoints | undefined>;
+  /** Namespace fds the caller keeps (the splicer's); default: opened for this call and closed after. */
+  netns?: NetnsFds;
 }
 
 /**
- * Captures several sockets and fills tsRecent for all of them, setting the
- * thread into each network namespace once. All or nothing: if one capture
- * fails, the sockets this call put in repair mode leave it again, and the
- * error is thrown. The probe is loaded before any socket is touched.
+ * Captures several sockets, all or nothing: if one capture fails, the
+ * sockets this call put in repair mode leave it again, and the error is
+ * thrown. Repair mode on for each socket, then one probe run per network namespace reads every number of every
+ * state, tsRecent included; a socket whose queues are empty takes two
+ * system calls (TCP_REPAIR read and set) besides its share of the run.
  */
 export async function captureSockets(fds: readonly number[], opts: CaptureSocketsOptions = {}): Promise<TcpState[]> {
-  const probe = opts.probe === false ? undefined : (opts.probe ?? (await sharedTsProbe()));
-  const states: TcpState[] = [];
+  const probe = opts.probe ?? (await sharedSocketProbe());
   const turnedOn: number[] = [];
+  const netns = opts.netns ?? new NetnsFds();
   try {
-    fds.forEach((fd, i) => {
-      const known = opts.endpoints?.[i];
-      const c = captureOne(fd, {
-        ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }),
-        ...(known ? { endpoints: known } : {}),
-        verifiedLater: probe !== undefined,
-      });
-      states.push(c.state);
-      if (c.turnedOn) turnedOn.push(fd);
+    const ends = fds.map((fd, i) => {
+      if (enterRepair(fd)) turnedOn.push(fd);
+      try {
+        return addresses(fd, opts.endpoints?.[i]);
+      } catch (e) {
+        throw explained(fd, e);
+      }
     });
-    if (probe) probeGrouped(probe, fds, states);
-    return states;
+    const rows = probeByNetns(probe, fds, ends, netns);
+    return fds.map((fd, i) => {
+      const p = rows[i];
+      const e = ends[i] as KnownEndpoints;
+      if (p?.state !== TCP_ESTABLISHED) {
+        throw explained(
+          fd,
+          new SocketError(
+            'capture',
+            E('ENOENT'),
+            `of fd ${fd}`,
+            `the socket probe found no established socket ${fmt(e.local)} -> ${fmt(e.remote)} in the socket's network namespace`,
+          ),
+        );
+      }
+      return probedState(fd, e, p);
+    });
   } catch (e) {
-    for (const fd of turnedOn) libc.setsockopt(fd, SOL_TCP, TCP_REPAIR, int32(TCP_REPAIR_OFF), 4);
+    for (const fd of turnedOn) repairOff(fd);
     throw e;
+  } finally {
+    if (!opts.netns) netns.close();
   }
 }
 
 /**
- * One probe run per network namespace of the sockets, each namespace asked
- * of the kernel once per socket (its fd kept for the run, closed after).
+ * Puts a socket in repair mode; true when this call turned it on. A socket
+ * that refuses (not TCP, not a socket, not established: the kernel allows
+ * repair of established and closed sockets only) gets the error that says
+ * what it is instead.
  */
-function probeGrouped(probe: TsProbe, fds: readonly number[], states: TcpState[]): void {
-  const groups = new Map<string, { nsFd: number | undefined; fd: number; states: TcpState[] }>();
-  const extra: number[] = [];
+function enterRepair(fd: number): boolean {
   try {
-    fds.forEach((fd, i) => {
-      const ns = socketNetns(fd);
-      const key = ns?.id ?? 'self';
-      const g = groups.get(key);
-      if (g) {
-        if (ns) extra.push(ns.fd);
-        g.states.push(states[i] as TcpState);
-      } else groups.set(key, { nsFd: ns?.fd, fd, states: [states[i] as TcpState] });
-    });
-    for (const g of groups.values()) {
-      const r = probe.fill(g.states, g.nsFd === undefined ? {} : { netnsFd: g.nsFd });
-      if (r.stale > 0) throw staleError(r, g.states, g.fd);
-    }
-  } finally {
-    for (const g of groups.values()) if (g.nsFd !== undefined) libc.close(g.nsFd);
-    for (const nsFd of extra) libc.close(nsFd);
+    if (getInt(fd, SOL_TCP, TCP_REPAIR, 'capture') === 1) return false;
+    setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'repair');
+    return true;
+  } catch (e) {
+    throw explained(fd, e);
   }
+}
+
+/** checkCapturable's explanation of why `fd` cannot be captured, or `cause` when it finds nothing wrong. */
+function explained(fd: number, cause: unknown): unknown {
+  try {
+    checkCapturable(fd);
+  } catch (why) {
+    return why;
+  }
+  return cause;
+}
+
+/** One probe run per network namespace of the sockets (usually one: the caller's own). */
+function probeByNetns(
+  probe: SocketProbe,
+  fds: readonly number[],
+  ends: readonly KnownEndpoints[],
+  netns: NetnsFds,
+): Array<TcpProbe | undefined> {
+  const groups = new Map<number | undefined, number[]>();
+  fds.forEach((fd, i) => {
+    const ns = netns.of(fd);
+    const g = groups.get(ns);
+    if (g) g.push(i);
+    else groups.set(ns, [i]);
+  });
+  const rows = new Array<TcpProbe | undefined>(fds.length);
+  for (const [ns, idx] of groups) {
+    const got = probe.read(
+      idx.map((i) => ends[i] as KnownEndpoints),
+      ns === undefined ? {} : { netnsFd: ns },
+    );
+    idx.forEach((i, j) => {
+      rows[i] = got[j];
+    });
+  }
+  return rows;
 }
 
 /**

@@ -6,11 +6,11 @@ import { captureSockets, leaveRepair, releaseSilently } from './capture.js';
 import { connectTcp, resetConnection } from './connect.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';
 import { restoreTcp, writeUnsent } from './restore.js';
-import { closeFd, ioctlInt, localAddress, remoteAddress, setInt, socketNetns } from './socket.js';
+import { closeFd, ioctlInt, localAddress, NetnsFds, remoteAddress, setInt } from './socket.js';
 
 export function createSocketOps(): SocketOps {
-  /** One fd per foreign namespace seen, keyed by its inode. */
-  const namespaces = new Map<string, number>();
+  /** One fd per foreign namespace seen, for the life of the splicer: captures and restores share them. */
+  const namespaces = new NetnsFds();
   return {
     endpoints(fd) {
       const local = localAddress(fd);
@@ -24,7 +24,7 @@ export function createSocketOps(): SocketOps {
     queued(fd) {
       return { unacked: ioctlInt(fd, SIOCOUTQ, 'siocoutq'), unread: ioctlInt(fd, SIOCINQ, 'siocinq') };
     },
-    capture: (fds, endpoints) => captureSockets(fds, endpoints ? { endpoints } : {}),
+    capture: (fds, endpoints) => captureSockets(fds, { netns: namespaces, ...(endpoints ? { endpoints } : {}) }),
     leaveRepair,
     enterRepair(fd) {
       setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'enter_repair');
@@ -32,17 +32,7 @@ export function createSocketOps(): SocketOps {
     releaseSilently,
     send: writeUnsent,
     close: closeFd,
-    netnsOf(fd) {
-      const ns = socketNetns(fd);
-      if (ns === undefined) return undefined;
-      const known = namespaces.get(ns.id);
-      if (known !== undefined) {
-        closeFd(ns.fd);
-        return known;
-      }
-      namespaces.set(ns.id, ns.fd);
-      return ns.fd;
-    },
+    netnsOf: (fd) => namespaces.of(fd),
     connect: (remote, family, opts) =>
       connectTcp(remote, family, {
         timeoutMs: opts.timeoutMs,

@@ -4,9 +4,8 @@
  * addresses are encoded and decoded here, and nothing else in control/tcp/
  * handles raw sockaddr bytes or errno.
  */
-import { fstatSync } from 'node:fs';
 import { bytesToIp, type Family, familyOf, formatAddress, ipv4Bytes, ipv6Bytes, unmappedIpv4 } from '../net/addr.js';
-import { threadNetnsId } from '../net/netns.js';
+import { awayFromHome } from '../net/netns.js';
 import { errno, errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
@@ -21,8 +20,10 @@ import {
   MSG_NOSIGNAL,
   MSG_PEEK,
   SIOCGSKNS,
+  SO_NETNS_COOKIE,
   SOCK_CLOEXEC,
   SOCK_STREAM,
+  SOL_SOCKET,
 } from './kernel.js';
 import type { Endpoint } from './state.js';
 
@@ -208,21 +209,55 @@ export function sendSome(fd: number, data: Buffer, op: string): { sent: number; 
 export const fmt = (ep: Endpoint): string => formatAddress(ep.ip, ep.port);
 
 /**
- * The network namespace of a socket: a new fd for it (ioctl SIOCGSKNS) and
- * its identity ("dev:ino"), or undefined when it is the calling thread's
- * own namespace (or the kernel will not say: then the socket is assumed to
- * be ours). The caller owns the fd.
+ * A socket's network namespace by its cookie (SO_NETNS_COOKIE: one call, and
+ * unlike an inode never reused while the host runs), or undefined when it
+ * is the calling thread's own namespace.
  */
-export function socketNetns(fd: number): { fd: number; id: string } | undefined {
-  const ns = libc.ioctl(fd, SIOCGSKNS, 'void *', Buffer.alloc(8));
-  if (ns < 0) return undefined;
-  const st = fstatSync(ns);
-  const id = `${st.dev}:${st.ino}`;
-  if (id === threadNetnsId()) {
-    libc.close(ns);
-    return undefined;
+export function socketNetnsCookie(fd: number): string | undefined {
+  const cookie = netnsCookieOf(fd, 'netns_cookie');
+  return cookie === threadNetnsCookie() ? undefined : cookie;
+}
+
+const netnsCookieOf = (fd: number, op: string): string =>
+  getOpt(fd, SOL_SOCKET, SO_NETNS_COOKIE, 8, op).readBigUInt64LE().toString();
+
+let homeCookie: string | undefined;
+/** The cookie of the calling thread's namespace: asked of a new socket once (again each time inside withNetnsFd). */
+export function threadNetnsCookie(): string {
+  if (homeCookie !== undefined && !awayFromHome()) return homeCookie;
+  const fd = openTcpSocket(4);
+  try {
+    const cookie = netnsCookieOf(fd, 'netns_cookie');
+    if (!awayFromHome()) homeCookie = cookie;
+    return cookie;
+  } finally {
+    closeFd(fd);
   }
-  return { fd: ns, id };
+}
+
+/**
+ * Namespace fds for sockets, each namespace opened once (ioctl SIOCGSKNS on
+ * the first of its sockets) and kept until close(). A socket of the calling
+ * thread's own namespace has none (undefined): it costs one getsockopt.
+ */
+export class NetnsFds {
+  private readonly byCookie = new Map<string, number>();
+
+  of(fd: number): number | undefined {
+    const cookie = socketNetnsCookie(fd);
+    if (cookie === undefined) return undefined;
+    let ns = this.byCookie.get(cookie);
+    if (ns === undefined) {
+      ns = check(libc.ioctl(fd, SIOCGSKNS, 'void *', Buffer.alloc(8)), 'netns', `of fd ${fd}`);
+      this.byCookie.set(cookie, ns);
+    }
+    return ns;
+  }
+
+  close(): void {
+    for (const ns of this.byCookie.values()) libc.close(ns);
+    this.byCookie.clear();
+  }
 }
 
 /** A C int as setsockopt takes it (native little-endian, 4 bytes). */

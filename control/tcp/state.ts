@@ -1,6 +1,6 @@
 /**
  * What baton knows of one TCP socket: everything TCP_REPAIR (and the
- * timestamp probe) can read, enough to translate between two legs or to
+ * socket probe) can read, enough to translate between two legs or to
  * recreate the socket elsewhere. Sequence numbers and timestamps are u32
  * and wrap; compare them with seqBefore, never with <.
  */

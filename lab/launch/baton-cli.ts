@@ -16,7 +16,7 @@ import type { Testbed } from '../testbed/index.js';
  * benchmark's time goes; NODE_OPTIONS cannot carry --cpu-prof.
  */
 export const NODE_FLAGS = process.env.BATON_CPU_PROF_DIR
-  ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BATON_CPU_PROF_DIR}`]
+  ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BATON_CPU_PROF_DIR}`, '--cpu-prof-interval=100']
   : [];
 
 /** The CLI, run from source. */

@@ -17,7 +17,7 @@ import { formatKey } from '../../control/datapath/flow-table.js';
 import { SpliceService } from '../../control/service/splice-service.js';
 import { Splicer } from '../../control/splice/splicer.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
-import { closeSharedTsProbe } from '../../control/tcp/ts-probe.js';
+import { closeSharedSocketProbe } from '../../control/tcp/socket-probe.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import { assertProblem, fdOf, openFds, type TcpPair, tcpPair } from './lib.js';
 
@@ -62,7 +62,7 @@ describe('API over the real splicer', { skip: skipUnlessBpf }, () => {
   after(async () => {
     await app?.close();
     dp?.close();
-    await closeSharedTsProbe();
+    await closeSharedSocketProbe();
   });
   afterEach(async () => {
     dp.table.clear();

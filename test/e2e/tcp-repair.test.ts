@@ -44,8 +44,8 @@ import {
   openTcpSocket,
   sendSome,
 } from '../../control/tcp/socket.js';
+import { closeSharedSocketProbe, sharedSocketProbe } from '../../control/tcp/socket-probe.js';
 import { type TcpState, u32 } from '../../control/tcp/state.js';
-import { closeSharedTsProbe, sharedTsProbe } from '../../control/tcp/ts-probe.js';
 import { skipUnlessBpf } from '../lib/env.js';
 
 const PROBE_OBJECT = objectCandidates('probe')[0] ?? 'build/bpf/tcp_probe.o';
@@ -132,6 +132,21 @@ function nft(ns: string, script: string): void {
   execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
+/**
+ * The probe's capture (captureSockets) reads what the socket options say
+ * (captureTcp, on the socket still in repair mode): every field, byte for
+ * byte, but the clock, which moved on by at most a tick or two.
+ */
+function assertOptionsAgree(fd: number, probed: TcpState): void {
+  const byOptions = captureTcp(fd);
+  const { tsRecent, tsNow, ...rest } = probed;
+  const { tsNow: optionsNow, ...options } = byOptions;
+  assert.deepEqual(rest, options, 'probe and socket options agree');
+  const tick = diff(optionsNow, tsNow);
+  assert.ok(tick >= 0 && tick <= 4, `TCP_TIMESTAMP ${optionsNow} is ${tick} past the probe's clock ${tsNow}`);
+  assert.equal(tsRecent !== undefined, probed.timestamps);
+}
+
 /** How far the peer's TSval clock is past the captured tsRecent (ms; -1 allowed: TCP_TIMESTAMP clears bit 0). */
 function tsLag(peerFd: number, s: TcpState): number {
   assert.ok(s.tsRecent !== undefined, 'tsRecent filled');
@@ -147,7 +162,7 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
   after(async () => {
     for (const fd of owned) libc.close(fd);
     owned.clear();
-    await closeSharedTsProbe();
+    await closeSharedSocketProbe();
     try {
       execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
     } catch {
@@ -166,6 +181,8 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
 
       const [cs, ps] = (await captureSockets([c, p])) as [TcpState, TcpState];
       assert.equal(getInt(c, SOL_TCP, TCP_REPAIR, 'repair'), 1, 'left in repair mode');
+      assertOptionsAgree(c, cs);
+      assertOptionsAgree(p, ps);
       assert.equal(cs.family, family);
       assert.deepEqual(cs.local, ps.remote);
       assert.deepEqual(cs.remote, ps.local);
@@ -243,6 +260,7 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
         assert.equal(u32(cs.sndNxt - cs.sndUna), inflight.length, 'sent, not acknowledged');
         assert.ok(cs.sendQueue.equals(Buffer.concat([inflight, unsent])), 'send queue = in-flight then unsent bytes');
         assert.ok(cs.recvQueue.equals(toClient));
+        assertOptionsAgree(c, cs);
         releaseSilently(c);
         disown(c);
       } finally {
@@ -395,7 +413,7 @@ describe('TCP_REPAIR capture, release and restore', { skip }, () => {
         assert.ok(lag >= -1 && lag < 2000, `socket ${i}: tsRecent ${lag} ms behind its peer`);
       });
       // From this namespace, the private one's sockets are invisible.
-      const probe = await sharedTsProbe();
+      const probe = await sharedSocketProbe();
       const rows = probe.read(states);
       assert.deepEqual(
         rows.map((r) => r !== undefined),

@@ -281,8 +281,12 @@ struct baton_ctl {
 
 #include "abi_migrate.h"
 
-/* TCP state that no socket option exposes, read by bpf/tcp_probe.c for one
- * socket at a time (see struct baton_sk_query). */
+/* What a splice's capture needs of one TCP socket, read by bpf/tcp_probe.c
+ * (see struct baton_sk_query): the state no socket option exposes (above all
+ * ts_recent) and everything TCP_INFO, TCP_MAXSEG (in repair mode), TCP_TIMESTAMP,
+ * TCP_REPAIR_WINDOW, TCP_QUEUE_SEQ and the queue ioctls would report, so that
+ * capturing a socket with empty queues takes no socket option beyond
+ * TCP_REPAIR itself (control/tcp/capture.ts). */
 struct baton_tcp_probe {
 	__u32 ts_recent;       /* rx_opt.ts_recent: peer's latest TSval (PAWS) */
 	__u32 ts_recent_stamp; /* rx_opt.ts_recent_stamp: when stored, seconds (ktime_get_seconds) */
@@ -294,21 +298,40 @@ struct baton_tcp_probe {
 	__u32 rcv_nxt;
 	__u32 write_seq;
 	__u32 flags;           /* BATON_PROBE_F_* */
+	__u32 copied_seq;      /* rcv_nxt - copied_seq: bytes received, not read (SIOCINQ) */
+	__u32 ts_now;          /* TCP_TIMESTAMP: the socket's TSval clock now, low bit = usec_ts */
+	__u32 snd_wl1;         /* TCP_REPAIR_WINDOW's five fields */
+	__u32 snd_wnd;
+	__u32 max_window;
+	__u32 rcv_wnd;
+	__u32 rcv_wup;
+	__u16 mss_clamp;       /* rx_opt.mss_clamp: the peer's MSS (TCP_MAXSEG in repair mode) */
+	__u16 advmss;          /* tp->advmss: the MSS this socket advertised (tcpi_advmss) */
+	__u8 state;            /* sk_state: TCP_ESTABLISHED is 1 */
+	__u8 snd_wscale;       /* rx_opt.snd_wscale, 0 unless BATON_PROBE_F_WSCALE_OK */
+	__u8 rcv_wscale;       /* rx_opt.rcv_wscale, 0 unless BATON_PROBE_F_WSCALE_OK */
+	__u8 pad;
 };
 
 #define BATON_PROBE_F_FOUND     0x01 /* a socket with this tuple was seen */
 #define BATON_PROBE_F_TSTAMP_OK 0x02 /* timestamps negotiated (rx_opt.tstamp_ok) */
 #define BATON_PROBE_F_USEC_TS   0x04 /* TSval ticks in microseconds (tcp_usec_ts) */
 #define BATON_PROBE_F_REPAIR    0x08 /* socket is in TCP_REPAIR mode */
+#define BATON_PROBE_F_SACK_OK   0x10 /* SACK negotiated (rx_opt.sack_ok) */
+#define BATON_PROBE_F_WSCALE_OK 0x20 /* window scaling negotiated (rx_opt.wscale_ok) */
 
-/* The query frame of bpf/tcp_probe.c, after a 14-byte Ethernet header: the
+/* The query frame of bpf/tcp_probe.c, after a 14-byte Ethernet header: up to
+ * BATON_PROBE_BATCH queries back to back, one per socket. Each names the
  * socket's tuple in its own local -> remote orientation (saddr/sport = local,
  * daddr/dport = remote; an AF_INET6 socket with IPv4-mapped addresses is
- * named as IPv4, the way its packets look on the wire), and the answer,
- * which the program writes (flags 0: no full TCP socket with that tuple). */
+ * named as IPv4, the way its packets look on the wire), and the program
+ * writes the answer (flags 0: no full TCP socket with that tuple). */
 struct baton_sk_query {
 	struct baton_flow_key key;
 	struct baton_tcp_probe result;
 };
+
+/* Queries per probe run: both sockets of a splice, and batches of them. */
+#define BATON_PROBE_BATCH 8
 
 #endif /* BATON_ABI_H */

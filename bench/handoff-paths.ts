@@ -9,6 +9,10 @@
  * `make bench` runs the same rows inside the suite (bench/run.ts).
  *
  *   node --import tsx bench/handoff-paths.ts [--quick]
+ *
+ * BENCH_LEG_PORTS=0 runs the dispatchers with "legPorts": false (every
+ * spliced leg keeps a placeholder socket in the daemon), for an A/B with
+ * the default.
  */
 import { bpfUnavailableReason } from '../control/bpf/probe.js';
 import { type NginxBackend, startNginx } from '../lab/launch/nginx.js';

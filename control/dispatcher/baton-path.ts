@@ -20,6 +20,14 @@ import type { DispatcherConfig, HandoffPath } from './config.js';
 /** How often an unavailable channel is tried again (ms). */
 export const CHANNEL_RETRY_MS = 1000;
 
+/**
+ * How long leased leg ports are kept for later connections (ms). A lease
+ * reserves nothing (the kernel refuses a port a socket holds, and a stale
+ * one is leased again), so they are used soon or dropped: the daemon's
+ * cursor comes round the range again after a few thousand leases.
+ */
+export const LEG_PORT_KEEP_MS = 250;
+
 export interface SpliceVia {
   splice: Splice;
   via: HandoffPath;
@@ -77,13 +85,44 @@ export class BatonPath {
    * `local` to `backend` ("ip:port"), so that its leg holds no socket in
    * the daemon once spliced; undefined when there is none to be had (REST
    * only, or a daemon without a leg range: the kernel chooses, as before).
-   * Over the channel only: a REST front end's legs keep their socket.
+   * Over the channel only: a REST front end's legs keep their socket. The
+   * daemon leases several at once; the rest serve the next connections for
+   * LEG_PORT_KEEP_MS.
    */
   async legPort(local: string, backend: string): Promise<number | undefined> {
     const channel = await this.ready();
     if (!channel || this.noLegPorts === channel) return undefined;
+    const key = `${local}|${backend}`;
+    for (;;) {
+      const kept = this.keptLegPorts.get(key);
+      if (kept?.channel === channel && performance.now() - kept.at < LEG_PORT_KEEP_MS && kept.ports.length > 0)
+        return kept.ports.shift();
+      // One lease at a time per back end: the connections waiting for it share its ports.
+      const leasing = this.leasing.get(key);
+      if (leasing) {
+        await leasing;
+        continue;
+      }
+      break;
+    }
     try {
-      return await channel.legPort(local, backend);
+      const lease = channel.legPorts(local, backend);
+      this.leasing.set(
+        key,
+        lease.then(
+          () => undefined,
+          () => undefined,
+        ),
+      );
+      let ports: number[];
+      try {
+        ports = await lease;
+      } finally {
+        this.leasing.delete(key);
+      }
+      const [port, ...rest] = ports;
+      this.keptLegPorts.set(key, { channel, at: performance.now(), ports: rest });
+      return port;
     } catch (e) {
       // This daemon has no range (--leg-ports off): ask again only on a new channel.
       if (e instanceof BatonApiError && e.code === 'CONFIG_INVALID') this.noLegPorts = channel;
@@ -93,6 +132,10 @@ export class BatonPath {
 
   /** The channel whose daemon said it has no leg range. */
   private noLegPorts: HandoffChannel | undefined;
+  /** Leases under way, by "local|backend". */
+  private readonly leasing = new Map<string, Promise<void>>();
+  /** Leased ports not used yet, by "local|backend". */
+  private readonly keptLegPorts = new Map<string, { channel: HandoffChannel; at: number; ports: number[] }>();
 
   /** The open channel, one being opened, or undefined (REST) while it cannot be had. */
   private ready(): Promise<HandoffChannel | undefined> | HandoffChannel | undefined {

@@ -71,10 +71,13 @@ export interface DispatcherConfig {
   handoffSocket?: string;
   /**
    * Connect pooled back-end connections on ports of the daemon's leg range
-   * (a LEG_PORT request on the channel per connection), so that a spliced
-   * leg holds no socket in the daemon (default false: measured on 2 cores,
-   * the lease per connection capped the channel at ~830 splices/s with 8 or
-   * 32 clients at once, against ~1,400-1,800 without; see issue 14's note).
+   * (a LEG_PORT request on the channel leases 16 at once), so that a spliced
+   * leg holds no socket in the daemon (default true; a daemon without a
+   * range, or REST, leaves the choice to the kernel). false: every spliced
+   * leg keeps a placeholder socket in the daemon (a descriptor and a full
+   * tcp_sock) for the connection's life; measured on 2 cores
+   * (bench/handoff-paths.ts) that is ~6% more splices per second with 8 or
+   * 32 clients, for that memory.
    */
   legPorts?: boolean;
   /**

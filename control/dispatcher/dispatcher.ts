@@ -78,7 +78,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
     Object.entries(cfg.pools).map(([name, p]) => [
       name,
       // Migrate pools connect to a back end only to relay a connection whose migration failed.
-      p.mode === 'migrate' || !cfg.legPorts
+      p.mode === 'migrate' || cfg.legPorts === false
         ? new BackendPool(name, p, p.idle ?? (p.mode === 'migrate' ? 0 : DEFAULT_IDLE_PER_BACKEND))
         : // Spliced legs on ports of baton's leg range hold no socket in the daemon.
           new BackendPool(name, p, p.idle ?? DEFAULT_IDLE_PER_BACKEND, (local, backend) =>
@@ -192,6 +192,7 @@ export function createDispatcher(cfg: DispatcherConfig, deps: DispatcherDeps = {
           id: s.id,
           via,
           ms: +(performance.now() - t0).toFixed(3),
+          ...(typeof s.durationUs === 'number' ? { daemonUs: s.durationUs } : {}),
         });
         return;
       } catch (e) {

@@ -28,6 +28,8 @@ export type DispatchEvent =
       /** how baton was asked: the local handoff channel or REST (baton-path.ts) */
       via: HandoffPath;
       ms: number;
+      /** the daemon's own part (block entries to sockets released, µs), from its answer */
+      daemonUs?: number;
     } & RoutedConnection)
   | ({
       event: 'migrated';

@@ -28,14 +28,15 @@
  *   6  u16 reserved, zero
  *   8  u32 received length (client bytes the front end read; = body length - 12 - A - P)
  *   12 agent, then app protocol, then received bytes
- * LEG_PORT body (a local port for a new back-end connection, whose leg then
- * holds no socket once spliced: control/splice/leg-ports.ts):
+ * LEG_PORT body (local ports for new back-end connections, whose legs then
+ * hold no socket once spliced: control/splice/leg-ports.ts):
  *   0  u8  local address length L (ASCII IP: the source address toward the back end)
  *   1  u8  back end length B (ASCII "ip:port")
  *   2  u16 reserved, zero
  *   4  local address, then back end
  * SPLICED body:  the UTF-8 JSON of the Splice, as POST /v1/splices answers it.
- * LEG_PORT_CHOSEN body: the UTF-8 JSON {"port": n}.
+ * LEG_PORT_CHOSEN body: the UTF-8 JSON {"port": n, "ports": [n, ...]}: the
+ *                ports leased, `port` the first (a front end may use one).
  * MIGRATED body: the UTF-8 JSON of the Migration, as POST /v1/migrations answers it.
  * ERROR body:    the UTF-8 JSON of the problem document, as the REST route answers it.
  * Replies are JSON inside binary frames: they are the REST contract's own

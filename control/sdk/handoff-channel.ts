@@ -138,22 +138,26 @@ export class HandoffChannel {
   }
 
   /**
-   * A local port of the daemon's leg range for a new connection from
-   * `local` (the source address toward the back end) to `backend`
-   * ("ip:port"): bind it (SO_REUSEADDR) and connect, and the leg holds no
-   * socket in the daemon once spliced. A bind or connect refused with
-   * EADDRINUSE / EADDRNOTAVAIL asks again. CONFIG_INVALID when the daemon
-   * has no leg range (--leg-ports off): let the kernel choose.
+   * Local ports of the daemon's leg range for new connections from `local`
+   * (the source address toward the back end) to `backend` ("ip:port"), one
+   * or more (the daemon leases several at once): bind one (SO_REUSEADDR)
+   * and connect, and the leg holds no socket in the daemon once spliced. Use
+   * them soon: a lease reserves nothing, and a bind or connect refused with
+   * EADDRINUSE / EADDRNOTAVAIL takes the next. CONFIG_INVALID when the
+   * daemon has no leg range (--leg-ports off): let the kernel choose.
    */
-  async legPort(local: string, backend: string): Promise<number> {
-    const doc = await this.enqueue<{ port?: unknown }>(
+  async legPorts(local: string, backend: string): Promise<number[]> {
+    const doc = await this.enqueue<{ port?: unknown; ports?: unknown }>(
       FRAME_TYPE.LEG_PORT_CHOSEN,
       (id) => encodeLegPort({ id, local, backend }),
       [],
     );
-    if (typeof doc.port !== 'number' || !Number.isInteger(doc.port) || doc.port < 1 || doc.port > 65535)
-      throw this.badResponse(`a leg port answer without a port (${JSON.stringify(doc)})`);
-    return doc.port;
+    const isPort = (p: unknown): p is number => typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
+    // An older daemon answers {"port": n} alone.
+    const ports = Array.isArray(doc.ports) ? doc.ports : [doc.port];
+    if (ports.length === 0 || !ports.every(isPort))
+      throw this.badResponse(`a leg port answer without valid ports (${JSON.stringify(doc)})`);
+    return ports;
   }
 
   private enqueue<T>(expects: Pending['expects'], encode: (id: number) => Buffer, fds: number[]): Promise<T> {

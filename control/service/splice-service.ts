@@ -108,6 +108,9 @@ export interface SpliceServiceOptions {
   admission?: () => BatonError | undefined;
 }
 
+/** Ports one LEG_PORT request leases (a front end keeps the rest for its next connections, briefly). */
+export const LEG_PORTS_PER_LEASE = 16;
+
 const isPassed = (r: SpliceRequest): r is SpliceByPassing => 'passed' in r;
 const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => !isPassed(r) && typeof r.client === 'object';
 
@@ -191,14 +194,17 @@ export class SpliceService {
   }
 
   /**
-   * A local port of the LB's leg range for a front end's new connection
+   * Local ports of the LB's leg range for a front end's next connections
    * from `local` (an IP: the source address toward the back end) to
-   * `backend` ("ip:port"): spliced, that connection's leg then holds no
-   * socket (control/splice/leg-ports.ts). Who may splice passed sockets may
+   * `backend` ("ip:port"): spliced, such a connection's leg then holds no
+   * socket (control/splice/leg-ports.ts). Up to LEG_PORTS_PER_LEASE at once
+   * ({port, ports}: `port` the first, for front ends that take one), so
+   * that a front end under one-shot load asks once per that many
+   * connections, not once per connection. Who may splice passed sockets may
    * ask. CONFIG_INVALID (no_leg_ports) when the daemon has no leg range: the
    * front end then lets the kernel choose.
    */
-  async legPort(caller: Caller, req: { local: string; backend: string }): Promise<{ port: number }> {
+  async legPort(caller: Caller, req: { local: string; backend: string }): Promise<{ port: number; ports: number[] }> {
     this.authorizer.checkPassedBy(caller);
     const local = canonicalIp(req.local);
     if (!local) {
@@ -216,7 +222,8 @@ export class SpliceService {
         'family_mismatch',
       );
     }
-    return { port: await this.splicer.leaseLegPort(local.ip, backend) };
+    const ports = await this.splicer.leaseLegPorts(local.ip, backend, LEG_PORTS_PER_LEASE);
+    return { port: ports[0] as number, ports };
   }
 
   /**

@@ -7,4 +7,4 @@ import type { Splicer } from '../splice/splicer.js';
 
 export type { ConnectionState, ConnectionStatus, SpliceRecord, TrafficView } from '../splice/splicer.js';
 
-export type SplicerPort = Pick<Splicer, 'records' | 'splice' | 'handoff' | 'abort' | 'status' | 'leaseLegPort'>;
+export type SplicerPort = Pick<Splicer, 'records' | 'splice' | 'handoff' | 'abort' | 'status' | 'leaseLegPorts'>;

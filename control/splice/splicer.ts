@@ -89,23 +89,27 @@ export class Splicer {
   }
 
   /**
-   * legPort() for a front end's new connection (the LEG_PORT request): the
-   * ports after the cursor in turn, at most LEASE_SCAN of them, the first
-   * whose tuple no connection holds, or one whose connection is over and is
-   * reclaimed now. Under a steady load of short connections most ports of
+   * legPort() for a front end's next `count` connections (the LEG_PORT
+   * request): the ports after the cursor in turn, at most LEASE_SCAN of
+   * them, those whose tuple no connection holds, or whose connection is over
+   * and is reclaimed now (at least one, or LEG_PORTS_EXHAUSTED). A lease
+   * reserves nothing: the front end's bind and connect do (the kernel
+   * refuses a tuple a socket holds), then the splice's back-end entry. Under a steady load of short connections most ports of
    * the range belong to connections that ended within the sweeper's grace
    * period; waiting for the sweeper would exhaust the range (4,536 ports
    * per back end by default) at a few hundred connections per second.
    */
-  async leaseLegPort(localIp: string, backend: Endpoint): Promise<number> {
+  async leaseLegPorts(localIp: string, backend: Endpoint, count = 1): Promise<number[]> {
     const r = this.legRange();
-    for (let i = 0; i < LEASE_SCAN; i++) {
+    const ports: number[] = [];
+    for (let i = 0; i < LEASE_SCAN && ports.length < count; i++) {
       const port = nextFreePort(r, this.legPortCursor, () => false) as number; // the next one, wrapping
       this.legPortCursor = port;
       const owner = this.legOwner(localIp, backend, port);
-      if (owner === undefined || (await this.reclaimIfFinished(owner))) return port;
+      if (owner === undefined || (await this.reclaimIfFinished(owner))) ports.push(port);
     }
-    throw legPortsExhausted(r, localIp, backend, `the next ${LEASE_SCAN} ports`);
+    if (ports.length === 0) throw legPortsExhausted(r, localIp, backend, `the next ${LEASE_SCAN} ports`);
+    return ports;
   }
 
   private legRange(): PortRange {

@@ -486,16 +486,24 @@ describe('the local handoff channel', () => {
   });
 
   test('LEG_PORT: the port the splicer chose; without a leg range CONFIG_INVALID; bad addresses BAD_REQUEST; the channel stays up', async () => {
-    stub.legPorts = [61001];
-    assert.equal(await channel.legPort('198.18.2.1', '198.18.3.10:8080'), 61001);
+    stub.legPorts = Array.from({ length: 20 }, (_, i) => 61001 + i);
+    assert.deepEqual(
+      await channel.legPorts('198.18.2.1', '198.18.3.10:8080'),
+      Array.from({ length: 16 }, (_, i) => 61001 + i),
+      'a lease of 16',
+    );
+    assert.deepEqual(await channel.legPorts('198.18.2.1', '198.18.3.10:8080'), [61017, 61018, 61019, 61020]);
     assert.equal(stub.calls.at(-1), 'legPort 198.18.2.1 198.18.3.10:8080');
     const refused = (code: string, reason: string) => (e: unknown) =>
       e instanceof BatonApiError && e.code === code && e.reason === reason;
-    await assert.rejects(channel.legPort('198.18.2.1', '198.18.3.10:8080'), refused('CONFIG_INVALID', 'no_leg_ports'));
+    await assert.rejects(channel.legPorts('198.18.2.1', '198.18.3.10:8080'), refused('CONFIG_INVALID', 'no_leg_ports'));
     const calls = stub.calls.length;
-    await assert.rejects(channel.legPort('lb.example', '198.18.3.10:8080'), refused('BAD_REQUEST', 'bad_address'));
-    await assert.rejects(channel.legPort('198.18.2.1', '198.18.3.10'), refused('BAD_REQUEST', 'bad_address'));
-    await assert.rejects(channel.legPort('2001:db8::1', '198.18.3.10:8080'), refused('BAD_REQUEST', 'family_mismatch'));
+    await assert.rejects(channel.legPorts('lb.example', '198.18.3.10:8080'), refused('BAD_REQUEST', 'bad_address'));
+    await assert.rejects(channel.legPorts('198.18.2.1', '198.18.3.10'), refused('BAD_REQUEST', 'bad_address'));
+    await assert.rejects(
+      channel.legPorts('2001:db8::1', '198.18.3.10:8080'),
+      refused('BAD_REQUEST', 'family_mismatch'),
+    );
     assert.equal(stub.calls.length, calls, 'refused before the splicer');
     assert.ok(channel.usable, 'refusals are answers: the channel stays up');
   });

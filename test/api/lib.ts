@@ -174,13 +174,13 @@ export class StubSplicer implements SplicerPort {
     return rec;
   }
 
-  /** Ports legPort() hands out in turn (none: the splicer has no leg range). */
+  /** Ports a lease hands out, up to `count` (none: the splicer has no leg range). */
   legPorts: number[] = [];
-  async leaseLegPort(localIp: string, backend: { ip: string; port: number }): Promise<number> {
+  async leaseLegPorts(localIp: string, backend: { ip: string; port: number }, count = 1): Promise<number[]> {
     this.calls.push(`legPort ${localIp} ${backend.ip}:${backend.port}`);
-    const port = this.legPorts.shift();
-    if (port === undefined) throw new BatonError('CONFIG_INVALID', 'no leg port range', 'no_leg_ports');
-    return port;
+    const ports = this.legPorts.splice(0, count);
+    if (ports.length === 0) throw new BatonError('CONFIG_INVALID', 'no leg port range', 'no_leg_ports');
+    return ports;
   }
 
   handoff(id: bigint, backend: { ip: string; port: number }): Promise<SpliceRecord> {

@@ -14,7 +14,20 @@ import { ConfigError, loadConfig, parseHostPort } from './config.js';
 import { createDispatcher } from './dispatcher.js';
 import { DispatcherMetrics } from './metrics.js';
 
-const line = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
+/**
+ * Events of one event-loop tick leave in one write: stdout is usually a
+ * pipe, where every write is a system call (synchronous on Linux), one per
+ * connection otherwise.
+ */
+let unwritten: string[] = [];
+const flushEvents = (): void => {
+  if (unwritten.length === 0) return;
+  process.stdout.write(unwritten.join(''));
+  unwritten = [];
+};
+const line = (o: object): void => {
+  if (unwritten.push(`${JSON.stringify(o)}\n`) === 1) setImmediate(flushEvents);
+};
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -48,7 +61,10 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => {
+    flushEvents();
+    process.exit(code);
+  },
   (e: unknown) => {
     process.stderr.write(
       `dispatcher: ${e instanceof ConfigError ? `configuration: ${e.message}` : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,

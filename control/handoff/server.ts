@@ -167,7 +167,16 @@ export class HandoffServer {
     this.poller.add(fd, () => this.readable(c));
   }
 
-  /** Reads until EAGAIN: descriptors to the queue, frames to requests. */
+  /**
+   * Reads while the socket may hold more: descriptors to the queue, frames
+   * to requests. A read that did not fill the buffer most likely emptied
+   * the socket, and the poll is level-triggered (what is left is reported
+   * again), so there is no read just to meet EAGAIN: one system call and
+   * one thrown error fewer per wake-up, and the requests read start before
+   * the next read. Measured (bench/handoff-paths.ts, 8 / 32 clients): the
+   * daemon's p50 0.49 -> 0.14 ms / 1.03 -> 0.23 ms, the front end's 1.94 ->
+   * 1.58 / 4.08 -> 3.34 ms, splices per second within the noise (-4%).
+   */
   private readable(c: Connection): void {
     while (!c.closed) {
       let r: ReturnType<typeof recvWithFds>;
@@ -214,6 +223,7 @@ export class HandoffServer {
         if (c.closed) return;
         this.frame(c, f);
       }
+      if (r.data.length < RECV_BYTES) return;
     }
   }
 

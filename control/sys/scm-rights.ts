@@ -90,12 +90,24 @@ interface Block {
   ptr: Ptr;
   view: Buffer;
   addr: bigint;
+  size: number;
 }
 
+/**
+ * One native block for every call, grown when a call needs more: calls are
+ * synchronous and copy their results out, and allocating, viewing and
+ * freeing a block per call cost more than the system call on the handoff
+ * channel's hot path.
+ */
+let scratch: Block | undefined;
 function block(size: number): Block {
-  const ptr = koffi.alloc('uint8_t', size);
+  if (scratch && scratch.size >= size) return scratch;
+  if (scratch) koffi.free(scratch.ptr as never);
+  const bytes = Math.max(size, 4096);
+  const ptr = koffi.alloc('uint8_t', bytes);
   const addr = koffi.address(ptr) as bigint;
-  return { ptr, view: Buffer.from(koffi.view(ptr as never, size) as ArrayBuffer), addr };
+  scratch = { ptr, view: Buffer.from(koffi.view(ptr as never, bytes) as ArrayBuffer), addr, size: bytes };
+  return scratch;
 }
 
 /** Lays out msghdr + iovec + control + data in one block; returns offsets of control and data. */
@@ -124,14 +136,10 @@ function layout(dataLen: number, controlLen: number): { b: Block; ctl: number; d
 export function sendWithFds(sock: number, data: Buffer, fds: readonly number[] = [], flags = MSG_NOSIGNAL): number {
   const cm = fds.length ? encodeRightsCmsg(fds) : Buffer.alloc(0);
   const { b, ctl, data: d } = layout(data.length, cm.length);
-  try {
-    cm.copy(b.view, ctl);
-    data.copy(b.view, d);
-    const n = sendmsg(sock, b.ptr, flags);
-    return n < 0 ? -errno() : n;
-  } finally {
-    koffi.free(b.ptr as never);
-  }
+  cm.copy(b.view, ctl);
+  data.copy(b.view, d);
+  const n = sendmsg(sock, b.ptr, flags);
+  return n < 0 ? -errno() : n;
 }
 
 export interface Received {
@@ -147,13 +155,9 @@ export interface Received {
 export function recvWithFds(sock: number, max: number, flags = 0): Received {
   const controlLen = cmsgSpace(4 * MAX_FDS_PER_RECV);
   const { b, ctl, data } = layout(max, controlLen);
-  try {
-    const n = recvmsg(sock, b.ptr, flags | MSG_CMSG_CLOEXEC);
-    if (n < 0) throw new ScmError('recvmsg', errno());
-    return unpack(b.view, n, ctl, data);
-  } finally {
-    koffi.free(b.ptr as never);
-  }
+  const n = recvmsg(sock, b.ptr, flags | MSG_CMSG_CLOEXEC);
+  if (n < 0) throw new ScmError('recvmsg', errno());
+  return unpack(b.view, n, ctl, data);
 }
 
 function unpack(v: Buffer, n: number, ctl: number, data: number): Received {

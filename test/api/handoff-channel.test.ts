@@ -32,6 +32,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../control/api/app.js';
 import { listenOnSocket } from '../../control/daemon/api-socket.js';
+import { BatonPath, LEG_PORT_KEEP_MS } from '../../control/dispatcher/baton-path.js';
 import { BatonError } from '../../control/errors.js';
 import { HandoffServer } from '../../control/handoff/server.js';
 import {
@@ -506,6 +507,30 @@ describe('the local handoff channel', () => {
     );
     assert.equal(stub.calls.length, calls, 'refused before the splicer');
     assert.ok(channel.usable, 'refusals are answers: the channel stays up');
+  });
+
+  test("the dispatcher's leg ports: one lease at a time per back end, its ports shared, none used twice, none kept past LEG_PORT_KEEP_MS", async () => {
+    const path = new BatonPath(restClient, beds.root.handoff.path);
+    try {
+      stub.legPorts = Array.from({ length: 40 }, (_, i) => 62001 + i);
+      const leases = () => stub.calls.filter((c) => c.startsWith('legPort')).length;
+      const before = leases();
+      const ports = await Promise.all(Array.from({ length: 20 }, () => path.legPort('198.18.2.1', '198.18.3.10:8080')));
+      assert.deepEqual(
+        [...ports].sort((a, b) => (a ?? 0) - (b ?? 0)),
+        Array.from({ length: 20 }, (_, i) => 62001 + i),
+        '20 connections, 20 distinct ports, in lease order',
+      );
+      assert.equal(leases() - before, 2, 'two leases of up to 16 served 20 connections at once');
+      await sleep(LEG_PORT_KEEP_MS + 50);
+      // 12 of the second lease are left over, but stale now: a new lease.
+      assert.equal(await path.legPort('198.18.2.1', '198.18.3.10:8080'), 62033);
+      assert.equal(leases() - before, 3);
+      stub.legPorts = [];
+      assert.equal(await path.legPort('198.18.2.1', '198.18.3.9:8080'), undefined, 'no range: the kernel chooses');
+    } finally {
+      path.close();
+    }
   });
 
   test('a front end killed mid-call: the splice finishes (or is rolled back) and nothing is left in the daemon', async () => {

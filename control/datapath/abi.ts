@@ -4,7 +4,7 @@
  * are checked against it by test/unit/abi-layout.test.ts (a compiled C
  * program prints sizeof/offsetof and the reason table).
  */
-import { addrToKeyBytes, bytesToIp, type Family, familyOf } from '../net/addr.js';
+import { bytesToIp, type Family, parsedAddr } from '../net/addr.js';
 import type { Layout } from '../sys/struct-layout.js';
 import { IPPROTO_TCP } from '../tcp/kernel.js';
 import { u32 } from '../tcp/state.js';
@@ -180,12 +180,14 @@ type TupleFields = { readonly saddr: number; readonly daddr: number; readonly sp
 
 /** Writes a 4-tuple at `at`; returns its address family (both ends must agree). */
 function encodeTuple(t: FlowKey, b: Buffer, at: number, f: TupleFields): Family {
-  const family = familyOf(t.src);
-  if (familyOf(t.dst) !== family) throw new TypeError(`address families differ: ${t.src} and ${t.dst}`);
+  const src = parsedAddr(t.src);
+  const dst = parsedAddr(t.dst);
+  const family = src.family;
+  if (dst.family !== family) throw new TypeError(`address families differ: ${t.src} and ${t.dst}`);
   checkPort(t.sport, 'sport');
   checkPort(t.dport, 'dport');
-  addrToKeyBytes(t.src).copy(b, at + f.saddr);
-  addrToKeyBytes(t.dst).copy(b, at + f.daddr);
+  src.bytes.copy(b, at + f.saddr);
+  dst.bytes.copy(b, at + f.daddr);
   b.writeUInt16BE(t.sport, at + f.sport);
   b.writeUInt16BE(t.dport, at + f.dport);
   return family;

@@ -43,9 +43,28 @@ export function ipv6Bytes(ip: string): Buffer {
 
 /** 16 bytes: IPv4 in the first 4 (the datapath's key layout), IPv6 whole. */
 export function addrToKeyBytes(ip: string): Buffer {
-  const out = Buffer.alloc(16);
-  (familyOf(ip) === 4 ? ipv4Bytes(ip) : ipv6Bytes(ip)).copy(out);
-  return out;
+  return Buffer.from(parsedAddr(ip).bytes);
+}
+
+/**
+ * An address as map keys hold it (16 bytes, IPv4 in the first 4) and its
+ * family, parsed once: every splice encodes the same few addresses (VIP, LB,
+ * back ends) into keys again and again, and parsing text was a visible
+ * share of a splice's CPU. Bounded: cleared whole when full.
+ */
+const parsed = new Map<string, { family: Family; bytes: Buffer }>();
+const PARSED_MAX = 4096;
+export function parsedAddr(ip: string): { readonly family: Family; readonly bytes: Buffer } {
+  let p = parsed.get(ip);
+  if (!p) {
+    const family = familyOf(ip);
+    const bytes = Buffer.alloc(16);
+    (family === 4 ? ipv4Bytes(ip) : ipv6Bytes(ip)).copy(bytes);
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    p = { family, bytes };
+    parsed.set(ip, p);
+  }
+  return p;
 }
 
 export function bytesToIp(bytes: Uint8Array, family: Family): string {

@@ -7,10 +7,10 @@
  *
  * A task may be long (the background step waits up to 30 s for the back end
  * to acknowledge pending bytes). Two ways keep that from blocking others:
- *   - a task queued with `preempt` (abort, reclaim) aborts the signal of the
- *     task running now and of those queued before it; tasks that wait on
- *     something watch their signal and stop early, leaving things in a state
- *     the preempting task can finish;
+ *   - a task queued with `preempt` (abort, reclaim) aborts the signal (a
+ *     TaskSignal) of the task running now and of those queued before it;
+ *     tasks that wait on something watch their signal and stop early,
+ *     leaving things in a state the preempting task can finish;
  *   - a caller with a deadline passes `signal`: if it aborts before the
  *     task's turn, the task never runs and the call rejects with its reason.
  */
@@ -21,9 +21,31 @@ export interface QueueTaskOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * What a task sees of preemption: `aborted` turns true when a later task
+ * preempts it (tasks look at it where they wait). Not an AbortSignal: a
+ * task only polls it, and an AbortController per task (two per splice) was
+ * a measurable share of the daemon's CPU per splice.
+ */
+export interface TaskSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+}
+
+class Preemption implements TaskSignal {
+  aborted = false;
+  reason: unknown;
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+  }
+}
+
 interface Slot {
   /** Aborted when a later task preempts. */
-  readonly controller: AbortController;
+  readonly preemption: Preemption;
   readonly done: Promise<unknown>;
 }
 
@@ -31,16 +53,16 @@ export class ConnectionQueue<Id = bigint> {
   private readonly slots = new Map<Id, Slot[]>();
 
   /** Runs `task` after every task queued for `id` before it. */
-  run<T>(id: Id, task: (signal: AbortSignal) => Promise<T>, opts: QueueTaskOptions = {}): Promise<T> {
+  run<T>(id: Id, task: (signal: TaskSignal) => Promise<T>, opts: QueueTaskOptions = {}): Promise<T> {
     const queue = this.slots.get(id) ?? [];
-    if (opts.preempt) for (const s of queue) s.controller.abort(new Error('preempted by a later operation'));
+    if (opts.preempt) for (const s of queue) s.preemption.abort(new Error('preempted by a later operation'));
     const before = queue.at(-1)?.done ?? Promise.resolve();
-    const controller = new AbortController();
+    const preemption = new Preemption();
     const turn = opts.signal ? untilAborted(before, opts.signal) : before.then(noop, noop);
-    const result = turn.then(() => task(controller.signal));
+    const result = turn.then(() => task(preemption));
     // Done when both this task and everything before it are: a task that
     // gave up waiting must not let the next one overtake the one running.
-    const slot: Slot = { controller, done: Promise.allSettled([before, result]).then(noop) };
+    const slot: Slot = { preemption, done: Promise.allSettled([before, result]).then(noop) };
     queue.push(slot);
     this.slots.set(id, queue);
     void slot.done.then(() => {

@@ -25,6 +25,7 @@ import { pendingAcked, placeholderState } from '../datapath/handoff-plan.js';
 import { key, planSplice } from '../datapath/splice-plan.js';
 import { BatonError } from '../errors.js';
 import type { TcpState } from '../tcp/state.js';
+import type { TaskSignal } from './connection-queue.js';
 import { asBatonError, type SpliceContext, stillThere } from './context.js';
 import { inRange } from './leg-ports.js';
 import { DEFAULT_QUIESCE_MS, type LegRecord, type SpliceOptions, type SpliceRecord } from './records.js';
@@ -214,7 +215,7 @@ export async function holdAfterAck(
   ctx: SpliceContext,
   rec: SpliceRecord,
   p: PendingBytes,
-  signal: AbortSignal,
+  signal: TaskSignal,
 ): Promise<void> {
   const started = performance.now();
   const deadline = started + PENDING_ACK_TIMEOUT_MS;

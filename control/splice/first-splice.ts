@@ -68,9 +68,13 @@ export async function firstSplice(
   const tEndpoints = performance.now();
 
   // 1. Block.
-  await insertNew(ctx, clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
+  // Synchronous unless a finished connection must be reclaimed first: each
+  // await is a trip through the microtask queue, and a splice makes many.
+  const c = insertNew(ctx, clientKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.CLIENT, legs: [] });
+  if (c) await c;
   try {
-    await insertNew(ctx, backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, legs: [] });
+    const b = insertNew(ctx, backendKey, { connId: id, state: FlowState.BLOCK, kind: FlowKind.BACKEND, legs: [] });
+    if (b) await b;
   } catch (e) {
     ctx.table.remove(clientKey);
     throw e;
@@ -82,10 +86,12 @@ export async function firstSplice(
   let rec: SpliceRecord | undefined;
   try {
     // 2. Quiesce.
-    await waitQuiescent(ctx, clientFd, backendFd, opts.quiesceTimeoutMs ?? DEFAULT_QUIESCE_MS);
+    if (!quiescent(ctx, clientFd, backendFd))
+      await waitQuiescent(ctx, clientFd, backendFd, opts.quiesceTimeoutMs ?? DEFAULT_QUIESCE_MS);
     const tq = performance.now();
     // 3. Capture.
-    const [leg1, leg2] = (await ctx.ops.capture([clientFd, backendFd], [e1, e2])) as [TcpState, TcpState];
+    const got = ctx.ops.capture([clientFd, backendFd], [e1, e2]);
+    const [leg1, leg2] = (got instanceof Promise ? await got : got) as [TcpState, TcpState];
     captured = true;
     const capturedAt = performance.now();
     const pending = Buffer.concat([opts.prefix ?? Buffer.alloc(0), leg1.recvQueue]);
@@ -241,13 +247,17 @@ export async function holdAfterAck(
  * reclaimed now, not after the sweeper's grace period, and the insert tried
  * once more; a live owner keeps its tuple (ALREADY_SPLICED).
  */
-async function insertNew(ctx: SpliceContext, k: FlowKey, entry: FlowEntry): Promise<void> {
+function insertNew(ctx: SpliceContext, k: FlowKey, entry: FlowEntry): Promise<void> | undefined {
   try {
     ctx.table.insert(k, entry);
+    return undefined;
   } catch (e) {
     const owner = e instanceof BatonError && e.code === 'ALREADY_SPLICED' ? ctx.table.ownerOf(k) : undefined;
-    if (owner === undefined || !(await ctx.reclaimIfFinished(owner))) throw e;
-    ctx.table.insert(k, entry);
+    if (owner === undefined) throw e;
+    return ctx.reclaimIfFinished(owner).then((reclaimed) => {
+      if (!reclaimed) throw e;
+      ctx.table.insert(k, entry);
+    });
   }
 }
 
@@ -264,7 +274,14 @@ function socketEndpoints(ctx: SpliceContext, fd: number, which: string) {
   }
 }
 
-/** Both sockets' sent bytes acknowledged; nothing unread on the back-end socket. */
+/** Both sockets' sent bytes acknowledged; nothing unread on the back-end socket (the usual case: no wait). */
+function quiescent(ctx: SpliceContext, clientFd: number, backendFd: number): boolean {
+  const c = ctx.ops.queued(clientFd);
+  const b = ctx.ops.queued(backendFd);
+  return c.unacked === 0 && b.unacked === 0 && b.unread === 0;
+}
+
+/** Waits (bounded) until quiescent(). */
 async function waitQuiescent(
   ctx: SpliceContext,
   clientFd: number,

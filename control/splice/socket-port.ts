@@ -15,12 +15,13 @@ export interface SocketOps {
   /**
    * Puts every socket in repair mode and reads its full state. `endpoints`:
    * what endpoints() answered for each fd, when the caller has it (saves
-   * reading the addresses again).
+   * reading the addresses again). Synchronous when it can be (no await on
+   * the splice's hot path), else a promise.
    */
   capture(
     fds: number[],
     endpoints?: ReadonlyArray<{ family: Family; local: Endpoint; remote: Endpoint } | undefined>,
-  ): Promise<TcpState[]>;
+  ): TcpState[] | Promise<TcpState[]>;
   /** Repair mode off: the socket works as before (rollback; with windowProbe false, before sending on it). */
   leaveRepair(fd: number, opts?: { windowProbe?: boolean }): void;
   /** Closes in repair mode: no FIN, no RST. */

@@ -45,7 +45,7 @@ import {
   remoteAddress,
   setInt,
 } from './socket.js';
-import { type SocketProbe, sharedSocketProbe, type TcpProbe } from './socket-probe.js';
+import { loadedSocketProbe, type SocketProbe, sharedSocketProbe, type TcpProbe } from './socket-probe.js';
 import { type Endpoint, type TcpState, u32 } from './state.js';
 
 const E = (name: string): number => errnoValue(name);
@@ -276,7 +276,23 @@ export interface CaptureSocketsOptions {
  * system calls (TCP_REPAIR read and set) besides its share of the run.
  */
 export async function captureSockets(fds: readonly number[], opts: CaptureSocketsOptions = {}): Promise<TcpState[]> {
-  const probe = opts.probe ?? (await sharedSocketProbe());
+  return captureSocketsWith(opts.probe ?? loadedSocketProbe() ?? (await sharedSocketProbe()), fds, opts);
+}
+
+/**
+ * captureSockets without the wait: the shared probe once loaded (the
+ * daemon loads it at start), else a promise of the same. The splicer's hot
+ * path takes this: every await there is a trip through the microtask queue.
+ */
+export function captureSocketsSoon(
+  fds: readonly number[],
+  opts: CaptureSocketsOptions = {},
+): TcpState[] | Promise<TcpState[]> {
+  const probe = opts.probe ?? loadedSocketProbe();
+  return probe ? captureSocketsWith(probe, fds, opts) : captureSockets(fds, opts);
+}
+
+function captureSocketsWith(probe: SocketProbe, fds: readonly number[], opts: CaptureSocketsOptions): TcpState[] {
   const turnedOn: number[] = [];
   const netns = opts.netns ?? new NetnsFds();
   try {

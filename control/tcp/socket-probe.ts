@@ -102,6 +102,9 @@ export class SocketProbe {
 }
 
 let shared: Promise<SocketProbe> | undefined;
+/** The shared probe once loaded: captures take it without awaiting (a microtask trip per splice). */
+let loaded: SocketProbe | undefined;
+export const loadedSocketProbe = (): SocketProbe | undefined => loaded;
 
 /**
  * The process-wide probe, loaded on first use (the program is loaded once).
@@ -109,10 +112,16 @@ let shared: Promise<SocketProbe> | undefined;
  * with its configured --probe-object / --bpf-dir); later callers share it.
  */
 export function sharedSocketProbe(opts: SocketProbeOptions = {}): Promise<SocketProbe> {
-  shared ??= SocketProbe.load(opts).catch((e: unknown) => {
-    shared = undefined;
-    throw e;
-  });
+  shared ??= SocketProbe.load(opts).then(
+    (p) => {
+      loaded = p;
+      return p;
+    },
+    (e: unknown) => {
+      shared = undefined;
+      throw e;
+    },
+  );
   return shared;
 }
 
@@ -120,5 +129,6 @@ export function sharedSocketProbe(opts: SocketProbeOptions = {}): Promise<Socket
 export async function closeSharedSocketProbe(): Promise<void> {
   const p = shared;
   shared = undefined;
+  loaded = undefined;
   if (p) (await p).close();
 }

@@ -510,6 +510,7 @@ describe('the local handoff channel', () => {
   });
 
   test("the dispatcher's leg ports: one lease at a time per back end, its ports shared, none used twice, none kept past LEG_PORT_KEEP_MS", async () => {
+    const fdsBefore = openFds();
     const path = new BatonPath(restClient, beds.root.handoff.path);
     try {
       stub.legPorts = Array.from({ length: 40 }, (_, i) => 62001 + i);
@@ -531,6 +532,11 @@ describe('the local handoff channel', () => {
     } finally {
       path.close();
     }
+    // The next test counts descriptors: the path's channel must be gone first.
+    await until(
+      () => openFds() === fdsBefore,
+      `the path's channel closed (${openFds()} descriptors, ${fdsBefore} before)`,
+    );
   });
 
   test('a front end killed mid-call: the splice finishes (or is rolled back) and nothing is left in the daemon', async () => {

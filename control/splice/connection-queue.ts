@@ -56,15 +56,32 @@ export class ConnectionQueue<Id = bigint> {
   run<T>(id: Id, task: (signal: TaskSignal) => Promise<T>, opts: QueueTaskOptions = {}): Promise<T> {
     const queue = this.slots.get(id) ?? [];
     if (opts.preempt) for (const s of queue) s.preemption.abort(new Error('preempted by a later operation'));
-    const before = queue.at(-1)?.done ?? Promise.resolve();
+    const previous = queue.at(-1)?.done;
     const preemption = new Preemption();
-    const turn = opts.signal ? untilAborted(before, opts.signal) : before.then(noop, noop);
-    const result = turn.then(() => task(preemption));
-    // Done when both this task and everything before it are: a task that
-    // gave up waiting must not let the next one overtake the one running.
-    const slot: Slot = { preemption, done: Promise.allSettled([before, result]).then(noop) };
+    let settle: () => void = noop;
+    const slot: Slot = { preemption, done: new Promise<void>((r) => (settle = r)) };
+    // In the queue before the task starts: a task that queues another for
+    // its connection puts that one behind itself.
     queue.push(slot);
     this.slots.set(id, queue);
+    let result: Promise<T>;
+    if (previous === undefined && !opts.signal) {
+      // Nothing to wait for (a new connection's first splice): the task
+      // starts now, not a few microtask trips later.
+      try {
+        result = task(preemption);
+      } catch (e) {
+        result = Promise.reject(e);
+      }
+      result.then(settle, settle);
+    } else {
+      const before = previous ?? Promise.resolve();
+      const turn = opts.signal ? untilAborted(before, opts.signal) : before.then(noop, noop);
+      result = turn.then(() => task(preemption));
+      // Done when both this task and everything before it are: a task that
+      // gave up waiting must not let the next one overtake the one running.
+      void Promise.allSettled([before, result]).then(settle);
+    }
     void slot.done.then(() => {
       const q = this.slots.get(id);
       if (!q) return;

@@ -35,7 +35,7 @@ import { errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { type PeerCred, peerCred, socketFd } from '../sys/peercred.js';
 import { ReadPoller } from '../sys/poll.js';
-import { MAX_FDS_PER_RECV, MSG_DONTWAIT, recvWithFds, ScmError } from '../sys/scm-rights.js';
+import { MAX_FDS_PER_RECV, MSG_DONTWAIT, MSG_NOSIGNAL, recvWithFds, ScmError } from '../sys/scm-rights.js';
 import { type HandoffServices, type PreparedRequest, REQUEST_KINDS, type RequestKind } from './requests.js';
 import { encodeReply, FRAME_TYPE, type Frame, FrameReader, type ReplyType, requestName, WireError } from './wire.js';
 
@@ -285,8 +285,16 @@ export class HandoffServer {
 
   private flush(c: Connection): void {
     if (c.closed || c.out.length === 0) return;
-    const b = c.out.length === 1 ? (c.out[0] as Buffer) : Buffer.concat(c.out);
+    let b = c.out.length === 1 ? (c.out[0] as Buffer) : Buffer.concat(c.out);
     c.out = [];
+    // Straight to the socket when Node holds nothing queued for it (then
+    // nothing can be overtaken): a send instead of a trip through Node's
+    // stream machinery. What the socket does not take goes through Node.
+    if (c.socket.writableLength === 0) {
+      const n = libc.send(c.fd, b, b.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n === b.length) return;
+      if (n > 0) b = b.subarray(n);
+    }
     c.socket.write(b);
   }
 

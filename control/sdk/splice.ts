@@ -96,7 +96,9 @@ export async function splice(
         `the back-end socket holds ${backendSocket.readableLength} response bytes Node has read but nobody consumed; baton cannot deliver them to the client. Splice only pooled back-end connections that are idle (no response pending)`,
       );
     }
-    await flushWrites([clientSocket, backendSocket]);
+    // Usually nothing is queued: no await then (each is a microtask trip).
+    if (clientSocket.writableLength > 0 || backendSocket.writableLength > 0)
+      await flushWrites([clientSocket, backendSocket]);
     const prefix = Buffer.concat([opts.prefix ?? Buffer.alloc(0), c.drained]);
     const result = opts.channel
       ? await opts.channel.request(c.handle.fd, b.handle.fd, prefix, opts.quiesceTimeoutMs)

@@ -8,6 +8,7 @@
  * listens). Exits on SIGTERM/SIGINT. baton's API
  * comes from the config's "api", else BATON_API / BATON_TOKEN.
  */
+import { createWriteStream } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type MetricsServer, serveMetrics } from '../metrics/server.js';
 import { ConfigError, loadConfig, parseHostPort } from './config.js';
@@ -15,15 +16,22 @@ import { createDispatcher } from './dispatcher.js';
 import { DispatcherMetrics } from './metrics.js';
 
 /**
- * Events of one event-loop tick leave in one write: stdout is usually a
- * pipe, where every write is a system call (synchronous on Linux), one per
- * connection otherwise.
+ * Events of one event-loop tick leave in one write, and off the event
+ * loop: process.stdout on a pipe writes synchronously on Linux, so a reader
+ * that falls behind (a log shipper, a benchmark) stalled every connection;
+ * an fs stream on fd 1 writes from libuv's thread pool, in order, and is
+ * ended (flushed) before the process exits.
  */
+const events = createWriteStream('', { fd: 1, autoClose: false });
 let unwritten: string[] = [];
 const flushEvents = (): void => {
   if (unwritten.length === 0) return;
-  process.stdout.write(unwritten.join(''));
+  events.write(unwritten.join(''));
   unwritten = [];
+};
+const endEvents = (): Promise<void> => {
+  flushEvents();
+  return new Promise((resolve) => events.end(resolve));
 };
 const line = (o: object): void => {
   if (unwritten.push(`${JSON.stringify(o)}\n`) === 1) setImmediate(flushEvents);
@@ -61,14 +69,15 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => {
-    flushEvents();
+  async (code) => {
+    await endEvents();
     process.exit(code);
   },
-  (e: unknown) => {
+  async (e: unknown) => {
     process.stderr.write(
       `dispatcher: ${e instanceof ConfigError ? `configuration: ${e.message}` : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
     );
+    await endEvents();
     process.exit(e instanceof ConfigError ? 2 : 1);
   },
 );

@@ -39,6 +39,12 @@ export interface SocketOps {
    */
   netnsOf(fd: number): number | undefined;
   /**
+   * For each tuple (from the local side), whether a live TCP socket of the
+   * calling thread's namespace holds it: a leased leg port must not be one
+   * another front end's unspliced connection already uses.
+   */
+  tuplesInUse(tuples: ReadonlyArray<{ local: Endpoint; remote: Endpoint }>): boolean[];
+  /**
    * Opens a connection (established when this resolves); `mss` is advertised
    * to the peer; `mark` is the socket's SO_MARK (the leg's option profile); `localPort` chooses the local port once the source address
    * is known (asked again when a live socket holds the tuple).

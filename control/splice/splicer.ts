@@ -94,19 +94,31 @@ export class Splicer {
    * them, those whose tuple no connection holds, or whose connection is over
    * and is reclaimed now (at least one, or LEG_PORTS_EXHAUSTED). A lease
    * reserves nothing: the front end's bind and connect do (the kernel
-   * refuses a tuple a socket holds), then the splice's back-end entry. Under a steady load of short connections most ports of
-   * the range belong to connections that ended within the sweeper's grace
-   * period; waiting for the sweeper would exhaust the range (4,536 ports
-   * per back end by default) at a few hundred connections per second.
+   * refuses a tuple a socket holds), then the splice's back-end entry. A
+   * port a live socket holds toward the back end is skipped (the socket
+   * probe looks): that socket, spliced, would leave an entry the front
+   * end's new connection would meet. Under a steady load of short
+   * connections most ports of the range belong to connections that ended
+   * within the sweeper's grace period; waiting for the sweeper would exhaust
+   * the range (4,536 ports per back end by default) at a few hundred
+   * connections per second.
    */
   async leaseLegPorts(localIp: string, backend: Endpoint, count = 1): Promise<number[]> {
     const r = this.legRange();
     const ports: number[] = [];
-    for (let i = 0; i < LEASE_SCAN && ports.length < count; i++) {
-      const port = nextFreePort(r, this.legPortCursor, () => false) as number; // the next one, wrapping
-      this.legPortCursor = port;
-      const owner = this.legOwner(localIp, backend, port);
-      if (owner === undefined || (await this.reclaimIfFinished(owner))) ports.push(port);
+    let scanned = 0;
+    while (scanned < LEASE_SCAN && ports.length < count) {
+      const free: number[] = [];
+      for (; scanned < LEASE_SCAN && ports.length + free.length < count; scanned++) {
+        const port = nextFreePort(r, this.legPortCursor, () => false) as number; // the next one, wrapping
+        this.legPortCursor = port;
+        const owner = this.legOwner(localIp, backend, port);
+        if (owner === undefined || (await this.reclaimIfFinished(owner))) free.push(port);
+      }
+      // No entry holds them; a socket still may (another front end's pooled
+      // connection, not spliced yet, on a port it leased a range ago).
+      const inUse = this.ctx.ops.tuplesInUse(free.map((port) => ({ local: { ip: localIp, port }, remote: backend })));
+      ports.push(...free.filter((_, i) => !inUse[i]));
     }
     if (ports.length === 0) throw legPortsExhausted(r, localIp, backend, `the next ${LEASE_SCAN} ports`);
     return ports;

@@ -7,6 +7,7 @@ import { connectTcp, resetConnection } from './connect.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';
 import { restoreTcp, writeUnsent } from './restore.js';
 import { closeFd, ioctlInt, localAddress, NetnsFds, remoteAddress, setInt } from './socket.js';
+import { loadedSocketProbe } from './socket-probe.js';
 
 export function createSocketOps(): SocketOps {
   /** One fd per foreign namespace seen, for the life of the splicer: captures and restores share them. */
@@ -33,6 +34,11 @@ export function createSocketOps(): SocketOps {
     send: writeUnsent,
     close: closeFd,
     netnsOf: (fd) => namespaces.of(fd),
+    tuplesInUse(tuples) {
+      // The socket probe, once the daemon has loaded it (it does at start): one run per 8 tuples.
+      const probe = loadedSocketProbe();
+      return probe ? probe.read(tuples).map((row) => row !== undefined) : tuples.map(() => false);
+    },
     connect: (remote, family, opts) =>
       connectTcp(remote, family, {
         timeoutMs: opts.timeoutMs,

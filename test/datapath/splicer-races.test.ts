@@ -46,6 +46,11 @@ class TupleOps implements SocketOps {
   /** Fault injection: the named operation throws once. */
   failOnce: string | undefined;
 
+  /** No live socket outside this stub's own: leases only look at the table. */
+  tuplesInUse(tuples: ReadonlyArray<unknown>): boolean[] {
+    return tuples.map(() => false);
+  }
+
   socket(s: TcpState): number {
     const fd = this.nextFd++;
     this.claim(fd, s);

@@ -5,7 +5,9 @@
  * finds (a restart) and drops what a crash left half-made.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FlowKind, FlowState } from '../../control/datapath/abi.js';
@@ -15,6 +17,7 @@ import { Splicer } from '../../control/splice/splicer.js';
 import { type Sweeper, startSweeper } from '../../control/splice/sweeper.js';
 import { releaseSilently } from '../../control/tcp/capture.js';
 import { createSocketOps } from '../../control/tcp/socket-ops.js';
+import { sharedSocketProbe } from '../../control/tcp/socket-probe.js';
 import { skipUnlessBpf } from '../lib/env.js';
 import type { FrontendDriver } from '../lib/frontend-driver.js';
 import { KeepAliveClient } from '../lib/keepalive-client.js';
@@ -139,6 +142,37 @@ describe('connection lifecycle: sweeper and adoption', { skip: skipUnlessBpf }, 
     assert.equal(seen.has(leg.local.port), false, 'legPort skips a tuple a spliced connection holds');
     assert.equal(await splicer.reclaim(id), true);
     assert.equal(dp.table.ownerOf(leg.backendKey), undefined);
+  });
+
+  test("a lease skips a port that a live socket holds toward the back end (another front end's pooled connection)", async () => {
+    await sharedSocketProbe(); // the daemon loads it at start; leases look with it
+    // In this process's own namespace, where the splicer's probe looks.
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const backend = { ip: '127.0.0.1', port: (server.address() as net.AddressInfo).port };
+    try {
+      const after = (port: number) => (port >= DEFAULT_LEG_PORTS.hi ? DEFAULT_LEG_PORTS.lo : port + 1);
+      const [p] = await splicer.leaseLegPorts('127.0.0.1', backend, 1);
+      const taken = after(p as number);
+      const pooled = net.connect({
+        host: '127.0.0.1',
+        port: backend.port,
+        localAddress: '127.0.0.1',
+        localPort: taken,
+      });
+      await once(pooled, 'connect');
+      try {
+        const next = await splicer.leaseLegPorts('127.0.0.1', backend, 4);
+        assert.equal(next.includes(taken), false, `port ${taken} is in use: not leased (${next.join(', ')})`);
+        const expected = [after(taken)];
+        while (expected.length < 4) expected.push(after(expected.at(-1) as number));
+        assert.deepEqual(next, expected, 'the ports after it are');
+      } finally {
+        pooled.destroy();
+      }
+    } finally {
+      server.close();
+    }
   });
 
   test('a restarted splicer adopts live connections and drops half-made entries', async () => {

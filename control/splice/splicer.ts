@@ -173,7 +173,12 @@ export class Splicer {
       });
   }
 
-  /** Aborts a connection: entries gone, a RST to each end. False when the id is unknown. */
+  /**
+   * Aborts a connection: entries gone, a RST to each end. A connection
+   * that is over already (both FINs or a RST seen) is only removed: both
+   * ends have closed, and a RST costs a socket rebuilt per end. False when
+   * the id is unknown.
+   */
   async abort(id: bigint): Promise<boolean> {
     const rec = this.records.get(id);
     if (!rec) return false;
@@ -181,7 +186,8 @@ export class Splicer {
       id,
       async () => {
         if (this.records.get(id) !== rec) return false; // removed while this waited
-        abortConnection(this.ctx, rec);
+        if (this.status(id)?.state === 'closed') removeConnection(this.ctx, rec);
+        else abortConnection(this.ctx, rec);
         return true;
       },
       { preempt: true },

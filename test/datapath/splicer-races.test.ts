@@ -133,11 +133,11 @@ describe("splicer races (real datapath, socket layer with the kernel's tuple rul
   let splicer: Splicer;
   const prog = () => dp.object.program('baton_xdp');
   /** A client segment to the VIP and a back-end segment to the LB, through the real program. */
-  const send = (from: 'client' | 'backend', seq: number, ack: number) => {
+  const send = (from: 'client' | 'backend', seq: number, ack: number, flags = 'A') => {
     const [src, dst] = from === 'client' ? [CLIENT, VIP] : [BACKEND, LB];
     const packet = buildPacket({
       ip: { version: 4, src: src.ip, dst: dst.ip },
-      tcp: { sport: src.port, dport: dst.port, flags: 'A', seq, ack },
+      tcp: { sport: src.port, dport: dst.port, flags, seq, ack },
     });
     withNetns(ns.name, () => testRun(prog(), { packet }));
   };
@@ -174,6 +174,17 @@ describe("splicer races (real datapath, socket layer with the kernel's tuple rul
     assert.ok(!ops.log.some((l) => l.startsWith('placeholder')), 'no placeholder for an aborted connection');
     assert.equal(dp.table.size(), 0);
     assert.equal(ops.open.size, 0, 'no socket left open');
+  });
+
+  test('1c. abort of a connection that is over (a RST seen): entries removed, no RST sent, no socket rebuilt', async () => {
+    const rec = await spliceLegs();
+    await splicer.settled();
+    send('client', L1.rcvNxt, L1.sndNxt, 'RA');
+    assert.equal(splicer.status(rec.id)?.state, 'closed');
+    assert.equal(await splicer.abort(rec.id), true);
+    assert.ok(!ops.log.some((l) => l.startsWith('reset')), `no RST for a closed connection: ${ops.log.join(', ')}`);
+    assert.equal(dp.table.size(), 0);
+    assert.equal(splicer.records.size, 0);
   });
 
   test('1b. a handoff right after a splice with a prefix: the retired leg closes with a FIN, not EADDRNOTAVAIL', async () => {

@@ -98,7 +98,7 @@ Spliced connections, from the daemon's REST API:
          closing, closed) and by --backend (the current back end, "ip:port")
   show   GET /v1/splices/<id>: client, VIP, every handoff (back end, seq/ts deltas,
          window scales) and packets/bytes per direction as the datapath counted them
-  rm     DELETE /v1/splices/<id>: abort; both ends get a RST, the entries are removed
+  rm     DELETE /v1/splices/<id>: abort; both ends get a RST, the entries are removed (a closed connection: removed only)
 
 ${GLOBAL_OPTIONS}
 

@@ -325,33 +325,10 @@ export function encodeLegList(legs: readonly Leg[]): Buffer | undefined {
 /** How many legs an entry holds (n_legs), without decoding them. */
 export const decodeFlowLegCount = (b: Buffer): number => b.readUInt8(L.baton_flow.fields.n_legs);
 
-function encodeLeg(h: Leg, b: Buffer, at: number): void {
+export function encodeLeg(h: Leg, b: Buffer, at: number): void {
   b.writeUInt32LE(u32(h.seqStart), at + L.baton_leg.fields.seq_start);
   b.writeUInt32LE(u32(h.ackFloor), at + L.baton_leg.fields.ack_floor);
   encodeXlate(h.x, b, at + L.baton_leg.fields.x);
-}
-
-// ---------------------------------------------------------------- control program
-
-export type CtlRequest =
-  | { op: typeof CtlOp.SET_STATE; key: FlowKey; state: Flow['state'] }
-  | { op: typeof CtlOp.APPEND_LEG; key: FlowKey; state: Flow['state']; leg: Leg };
-
-/** struct baton_ctl for the control program (bpf/xdp_baton.c, baton_ctl). */
-export function encodeCtl(req: CtlRequest): Buffer {
-  const f = L.baton_ctl.fields;
-  const b = Buffer.alloc(L.baton_ctl.size);
-  encodeFlowKey(req.key).copy(b, f.key);
-  b.writeUInt32LE(req.op, f.op);
-  b.writeUInt32LE(req.state, f.state);
-  if (req.op === CtlOp.APPEND_LEG) encodeLeg(req.leg, b, f.leg);
-  return b;
-}
-
-/** The control program's answer: 0 or a negative errno, and the legs the entry now holds. */
-export function decodeCtlResult(b: Buffer): { result: number; nLegs: number } {
-  const f = L.baton_ctl.fields;
-  return { result: b.readInt32LE(f.result), nLegs: b.readUInt32LE(f.n_legs) };
 }
 
 export function encodeTrack(t: Track, b: Buffer, at: number): void {
@@ -409,82 +386,5 @@ export function decodeFlow(b: Buffer, family: Family, legList?: Buffer): Flow & 
     kind: b.readUInt8(f.kind) as Flow['kind'],
     legs,
     track: decodeTrack(b),
-  };
-}
-
-// ---------------------------------------------------------------- tcp probe
-
-export const PROBE_F_FOUND = 0x01;
-export const PROBE_F_TSTAMP_OK = 0x02;
-export const PROBE_F_USEC_TS = 0x04;
-export const PROBE_F_REPAIR = 0x08;
-export const PROBE_F_SACK_OK = 0x10;
-export const PROBE_F_WSCALE_OK = 0x20;
-/** Queries per probe run (BATON_PROBE_BATCH). */
-export const PROBE_BATCH = 8;
-
-/** What bpf/tcp_probe.c reports for one socket (struct baton_tcp_probe). */
-export interface TcpProbe {
-  found: boolean;
-  timestamps: boolean;
-  usecTs: boolean;
-  repair: boolean;
-  sackPermitted: boolean;
-  /** Window scaling negotiated; sndWscale/rcvWscale are 0 without. */
-  wscale: boolean;
-  tsRecent: number;
-  tsRecentStamp: number;
-  rcvTsval: number;
-  rcvTsecr: number;
-  tsoffset: number;
-  sndUna: number;
-  sndNxt: number;
-  rcvNxt: number;
-  writeSeq: number;
-  copiedSeq: number;
-  /** TCP_TIMESTAMP: the socket's TSval clock when probed (low bit: usecTs). */
-  tsNow: number;
-  window: { sndWl1: number; sndWnd: number; maxWindow: number; rcvWnd: number; rcvWup: number };
-  mssClamp: number;
-  advMss: number;
-  /** sk_state (TCP_ESTABLISHED is 1). */
-  state: number;
-  sndWscale: number;
-  rcvWscale: number;
-}
-
-export function decodeTcpProbe(b: Buffer): TcpProbe {
-  const f = L.baton_tcp_probe.fields;
-  const flags = b.readUInt32LE(f.flags);
-  return {
-    found: (flags & PROBE_F_FOUND) !== 0,
-    timestamps: (flags & PROBE_F_TSTAMP_OK) !== 0,
-    usecTs: (flags & PROBE_F_USEC_TS) !== 0,
-    repair: (flags & PROBE_F_REPAIR) !== 0,
-    sackPermitted: (flags & PROBE_F_SACK_OK) !== 0,
-    wscale: (flags & PROBE_F_WSCALE_OK) !== 0,
-    tsRecent: b.readUInt32LE(f.ts_recent),
-    tsRecentStamp: b.readUInt32LE(f.ts_recent_stamp),
-    rcvTsval: b.readUInt32LE(f.rcv_tsval),
-    rcvTsecr: b.readUInt32LE(f.rcv_tsecr),
-    tsoffset: b.readUInt32LE(f.tsoffset),
-    sndUna: b.readUInt32LE(f.snd_una),
-    sndNxt: b.readUInt32LE(f.snd_nxt),
-    rcvNxt: b.readUInt32LE(f.rcv_nxt),
-    writeSeq: b.readUInt32LE(f.write_seq),
-    copiedSeq: b.readUInt32LE(f.copied_seq),
-    tsNow: b.readUInt32LE(f.ts_now),
-    window: {
-      sndWl1: b.readUInt32LE(f.snd_wl1),
-      sndWnd: b.readUInt32LE(f.snd_wnd),
-      maxWindow: b.readUInt32LE(f.max_window),
-      rcvWnd: b.readUInt32LE(f.rcv_wnd),
-      rcvWup: b.readUInt32LE(f.rcv_wup),
-    },
-    mssClamp: b.readUInt16LE(f.mss_clamp),
-    advMss: b.readUInt16LE(f.advmss),
-    state: b.readUInt8(f.state),
-    sndWscale: b.readUInt8(f.snd_wscale),
-    rcvWscale: b.readUInt8(f.rcv_wscale),
   };
 }

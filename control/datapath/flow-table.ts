@@ -19,7 +19,6 @@ import { type Family, formatAddress } from '../net/addr.js';
 import { IPPROTO_TCP } from '../tcp/kernel.js';
 import {
   CtlOp,
-  decodeCtlResult,
   decodeFlow,
   decodeFlowConnId,
   decodeFlowKey,
@@ -27,7 +26,6 @@ import {
   decodeFlowState,
   decodeTrack,
   encodeConnId,
-  encodeCtl,
   encodeFlow,
   encodeFlowKey,
   encodeLegList,
@@ -39,6 +37,7 @@ import {
   MAX_LEGS,
   type Track,
 } from './abi.js';
+import { decodeCtlResult, encodeCtl } from './abi-ctl.js';
 import { decodeOwnerFlow, encodeFlowKeyProto, encodeOwnerFlow, IPPROTO_UDP, type OwnerRef } from './abi-owner.js';
 
 export type FlowStateValue = Flow['state'];

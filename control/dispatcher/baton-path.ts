@@ -98,42 +98,37 @@ export class BatonPath {
       if (kept?.channel === channel && performance.now() - kept.at < LEG_PORT_KEEP_MS && kept.ports.length > 0)
         return kept.ports.shift();
       // One lease at a time per back end: the connections waiting for it share its ports.
-      const leasing = this.leasing.get(key);
-      if (leasing) {
-        await leasing;
-        continue;
+      let leasing = this.leasing.get(key);
+      if (!leasing) {
+        leasing = this.lease(channel, key, local, backend);
+        this.leasing.set(key, leasing);
       }
-      break;
+      if (!(await leasing)) return undefined;
     }
-    try {
-      const lease = channel.legPorts(local, backend);
-      this.leasing.set(
-        key,
-        lease.then(
-          () => undefined,
-          () => undefined,
-        ),
-      );
-      let ports: number[];
-      try {
-        ports = await lease;
-      } finally {
-        this.leasing.delete(key);
-      }
-      const [port, ...rest] = ports;
-      this.keptLegPorts.set(key, { channel, at: performance.now(), ports: rest });
-      return port;
-    } catch (e) {
-      // This daemon has no range (--leg-ports off): ask again only on a new channel.
-      if (e instanceof BatonApiError && e.code === 'CONFIG_INVALID') this.noLegPorts = channel;
-      return undefined;
-    }
+  }
+
+  /** Leases ports into keptLegPorts; false when the daemon gave none (the kernel chooses then). */
+  private lease(channel: HandoffChannel, key: string, local: string, backend: string): Promise<boolean> {
+    return channel
+      .legPorts(local, backend)
+      .then(
+        (ports) => {
+          this.keptLegPorts.set(key, { channel, at: performance.now(), ports });
+          return true;
+        },
+        (e: unknown) => {
+          // This daemon has no range (--leg-ports off): ask again only on a new channel.
+          if (e instanceof BatonApiError && e.code === 'CONFIG_INVALID') this.noLegPorts = channel;
+          return false;
+        },
+      )
+      .finally(() => this.leasing.delete(key));
   }
 
   /** The channel whose daemon said it has no leg range. */
   private noLegPorts: HandoffChannel | undefined;
-  /** Leases under way, by "local|backend". */
-  private readonly leasing = new Map<string, Promise<void>>();
+  /** Leases under way, by "local|backend": true once their ports are kept. */
+  private readonly leasing = new Map<string, Promise<boolean>>();
   /** Leased ports not used yet, by "local|backend". */
   private readonly keptLegPorts = new Map<string, { channel: HandoffChannel; at: number; ports: number[] }>();
 

@@ -16,7 +16,7 @@
  */
 import net from 'node:net';
 import { socketFd } from '../sys/peercred.js';
-import { connectTcp, sourceAddressFor } from '../tcp/connect.js';
+import { connectTcp, forgetSourceAddress, sourceAddressFor } from '../tcp/connect.js';
 import { SocketError } from '../tcp/errors.js';
 import { SOL_TCP, TCP_INFO, TCP_INFO_LAYOUT } from '../tcp/kernel.js';
 import { getOpt } from '../tcp/socket.js';
@@ -46,17 +46,7 @@ interface Backend {
   advMss?: number;
   /** consecutive connect failures, for a bounded back-off */
   failures: number;
-  /** the source address toward it (a route lookup), and when it was looked up */
-  source?: { ip: string; at: number };
 }
-
-/**
- * How long a back end's source address is reused (ms). The route lookup is
- * four system calls and a UDP socket, a sizeable share of a pooled
- * connection's cost under one-shot load; routes change rarely, and a stale
- * address only fails the bind (looked up again after that).
- */
-const SOURCE_ADDRESS_TTL_MS = 1000;
 
 /** Hits and misses of one profile key. */
 export interface LaneStats {
@@ -235,12 +225,8 @@ export class BackendPool {
    */
   private async onLegPort<T>(b: Backend, connect: (local: string, port: number) => Promise<T>): Promise<T | undefined> {
     if (!this.legPorts || !net.isIP(b.addr.host)) return undefined;
-    const now = performance.now();
-    if (!b.source || now - b.source.at > SOURCE_ADDRESS_TTL_MS) {
-      const ip = sourceAddressFor({ ip: b.addr.host, port: b.addr.port }, net.isIPv6(b.addr.host) ? 6 : 4);
-      b.source = { ip, at: now };
-    }
-    const local = b.source.ip;
+    const remote = { ip: b.addr.host, port: b.addr.port };
+    const local = sourceAddressFor(remote, net.isIPv6(b.addr.host) ? 6 : 4);
     for (let i = 0; i < LEG_PORT_LEASES; i++) {
       const port = await this.legPorts(local, b.name);
       if (port === undefined) return undefined;
@@ -248,7 +234,7 @@ export class BackendPool {
         return await connect(local, port);
       } catch (e) {
         if (!portTaken(e)) throw e;
-        b.source = undefined; // EADDRNOTAVAIL may mean the address is gone: look it up again next time
+        forgetSourceAddress(remote); // EADDRNOTAVAIL may mean the address is gone: look it up again
       }
     }
     return undefined;

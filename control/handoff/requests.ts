@@ -9,7 +9,8 @@
 import type { Caller } from '../service/authorize.js';
 import type { MigrateService } from '../service/migrate-service.js';
 import type { SpliceService } from '../service/splice-service.js';
-import { decodeLegPortBody, decodeMigrateBody, decodeSpliceBody, FRAME_TYPE } from './wire.js';
+import { FRAME_TYPE } from './wire.js';
+import { decodeLegPortBody, decodeMigrateBody, decodeSpliceBody } from './wire-requests.js';
 
 export interface HandoffServices {
   splices: SpliceService;

@@ -23,16 +23,13 @@ import { dirname, join } from 'node:path';
 import { ERRORS } from '../errors.js';
 import {
   decodeReplyBody,
-  encodeLegPort,
-  encodeMigrate,
-  encodeSplice,
   FRAME_TYPE,
   FrameReader,
   MAX_FDS_PER_MESSAGE,
   MAX_REQUEST_ID,
-  type MigrateFrame,
   WireError,
 } from '../handoff/wire.js';
+import { encodeLegPort, encodeMigrate, encodeSplice, type MigrateFrame } from '../handoff/wire-requests.js';
 import { errnoValue } from '../sys/errno.js';
 import { socketFd } from '../sys/peercred.js';
 import { MSG_DONTWAIT, MSG_NOSIGNAL, sendWithFds } from '../sys/scm-rights.js';

@@ -37,63 +37,21 @@ import {
   takeByAddress,
   takeByDescriptor,
 } from './sockets.js';
+import {
+  type BatchResult,
+  type HandoffRequest,
+  isByDescriptor,
+  isPassed,
+  type ListQuery,
+  type SpliceByAddress,
+  type SpliceByDescriptor,
+  type SpliceByPassing,
+  type SpliceRequest,
+} from './splice-requests.js';
 import type { ConnectionState, SpliceRecord, SplicerPort } from './splicer-port.js';
 import { type SpliceJson, spliceView } from './view.js';
 
 export type { HandoffMode, HandoffObserver, HandoffOutcome } from './operations.js';
-
-export interface SocketRef {
-  pid: number;
-  fd: number;
-}
-
-interface SpliceCommon {
-  /** Base64 of the client bytes the front end has read and not forwarded. */
-  prefix?: string;
-  quiesceTimeoutMs?: number;
-}
-
-export interface SpliceByDescriptor extends SpliceCommon {
-  client: SocketRef;
-  backend: SocketRef;
-}
-
-export interface SpliceByAddress extends SpliceCommon {
-  pid: number;
-  client: string;
-  vip: string;
-  backend: string;
-  /** The LB side of the back-end connection, needed when several go to the same back end. */
-  local?: string;
-}
-
-/**
- * The local handoff channel: descriptors the front end passed over its unix
- * socket (SCM_RIGHTS), already this process's. They belong to the service
- * from the call on: spliced, or closed on any failure (refusals included).
- */
-export interface SpliceByPassing {
-  passed: { client: number; backend: number };
-  /** The client bytes themselves (the channel carries bytes, not base64). */
-  prefixBytes?: Buffer;
-  quiesceTimeoutMs?: number;
-}
-
-export type SpliceRequest = SpliceByDescriptor | SpliceByAddress | SpliceByPassing;
-
-export interface HandoffRequest {
-  backend: string;
-  quiesceTimeoutMs?: number;
-}
-
-export interface ListQuery {
-  limit?: number;
-  cursor?: string;
-  state?: ConnectionState;
-  backend?: string;
-}
-
-export type BatchResult = { ok: true; splice: SpliceJson } | { ok: false; error: BatonError };
 
 export interface SpliceServiceOptions {
   splicer: SplicerPort;
@@ -110,9 +68,6 @@ export interface SpliceServiceOptions {
 
 /** Ports one LEG_PORT request leases (a front end keeps the rest for its next connections, briefly). */
 export const LEG_PORTS_PER_LEASE = 16;
-
-const isPassed = (r: SpliceRequest): r is SpliceByPassing => 'passed' in r;
-const isByDescriptor = (r: SpliceRequest): r is SpliceByDescriptor => !isPassed(r) && typeof r.client === 'object';
 
 /** A u64 connection id from its decimal text; NOT_FOUND for anything that cannot be one. */
 export function parseId(text: string): bigint {

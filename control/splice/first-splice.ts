@@ -86,8 +86,8 @@ export async function firstSplice(
   let rec: SpliceRecord | undefined;
   try {
     // 2. Quiesce.
-    if (!quiescent(ctx, clientFd, backendFd))
-      await waitQuiescent(ctx, clientFd, backendFd, opts.quiesceTimeoutMs ?? DEFAULT_QUIESCE_MS);
+    const quieting = waitQuiescent(ctx, clientFd, backendFd, opts.quiesceTimeoutMs ?? DEFAULT_QUIESCE_MS);
+    if (quieting) await quieting;
     const tq = performance.now();
     // 3. Capture.
     const got = ctx.ops.capture([clientFd, backendFd], [e1, e2]);
@@ -274,25 +274,38 @@ function socketEndpoints(ctx: SpliceContext, fd: number, which: string) {
   }
 }
 
-/** Both sockets' sent bytes acknowledged; nothing unread on the back-end socket (the usual case: no wait). */
-function quiescent(ctx: SpliceContext, clientFd: number, backendFd: number): boolean {
+/** Both sockets' queue readings while either is not quiet yet; undefined once both are. */
+function notQuiet(ctx: SpliceContext, clientFd: number, backendFd: number) {
   const c = ctx.ops.queued(clientFd);
   const b = ctx.ops.queued(backendFd);
-  return c.unacked === 0 && b.unacked === 0 && b.unread === 0;
+  return c.unacked === 0 && b.unacked === 0 && b.unread === 0 ? undefined : { c, b };
 }
 
-/** Waits (bounded) until quiescent(). */
-async function waitQuiescent(
+/**
+ * Both sockets' sent bytes acknowledged and nothing unread on the back-end
+ * socket: undefined when that holds now (the usual case), else a bounded
+ * wait for it.
+ */
+function waitQuiescent(
   ctx: SpliceContext,
   clientFd: number,
   backendFd: number,
   timeoutMs: number,
+): Promise<void> | undefined {
+  const busy = notQuiet(ctx, clientFd, backendFd);
+  return busy && untilQuiet(ctx, clientFd, backendFd, timeoutMs, busy);
+}
+
+async function untilQuiet(
+  ctx: SpliceContext,
+  clientFd: number,
+  backendFd: number,
+  timeoutMs: number,
+  first: NonNullable<ReturnType<typeof notQuiet>>,
 ): Promise<void> {
   const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const c = ctx.ops.queued(clientFd);
-    const b = ctx.ops.queued(backendFd);
-    if (c.unacked === 0 && b.unacked === 0 && b.unread === 0) return;
+  for (let busy: ReturnType<typeof notQuiet> = first; busy; busy = notQuiet(ctx, clientFd, backendFd)) {
+    const { c, b } = busy;
     if (performance.now() >= deadline) {
       throw new BatonError(
         'NOT_QUIESCENT',

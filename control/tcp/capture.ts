@@ -1,21 +1,18 @@
+/**
+ * Capturing TCP sockets in repair mode, and letting them go: captureSockets
+ * (the splicer's: one socket-probe run reads every number of every state),
+ * captureTcp (socket options only, no BPF), releaseSilently, leaveRepair.
+ * What may be captured, and why not: capturable.ts; the queues' bytes:
+ * repair-queues.ts.
+ */
 import { recordedSynMss } from '../datapath/profile-egress.js';
 import { errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
+import { checkCapturable, explained, type TcpInfo } from './capturable.js';
 import { SocketError } from './errors.js';
 import {
-  AF_INET,
-  AF_INET6,
-  IPPROTO_TCP,
-  SO_DOMAIN,
-  SO_PROTOCOL,
-  SO_TYPE,
-  SOCK_STREAM,
-  SOL_SOCKET,
   SOL_TCP,
   TCP_ESTABLISHED,
-  TCP_INFO,
-  TCP_INFO_LAYOUT,
-  TCP_LISTEN,
   TCP_MAXSEG,
   TCP_REPAIR,
   TCP_REPAIR_OFF,
@@ -23,13 +20,11 @@ import {
   TCP_REPAIR_ON,
   TCP_REPAIR_WINDOW,
   TCP_REPAIR_WINDOW_LAYOUT,
-  TCP_STATES,
   TCP_TIMESTAMP,
   TCPI_OPT_SACK,
   TCPI_OPT_TIMESTAMPS,
   TCPI_OPT_USEC_TS,
   TCPI_OPT_WSCALE,
-  TCPI_WSCALE_BYTE,
 } from './kernel.js';
 import { queueBytes, snapshotQueues } from './repair-queues.js';
 import {
@@ -67,76 +62,6 @@ export interface KnownEndpoints {
   remote: Endpoint;
 }
 
-interface TcpInfo {
-  state: number;
-  options: number;
-  sndWscale: number;
-  rcvWscale: number;
-  advMss: number;
-}
-
-function tcpInfo(fd: number, op: string): TcpInfo {
-  const b = getOpt(fd, SOL_TCP, TCP_INFO, TCP_INFO_LAYOUT.size, op);
-  if (b.length < TCP_INFO_LAYOUT.fields.tcpi_advmss + 4) {
-    throw new SocketError(op, E('EPROTO'), `of fd ${fd}`, `the kernel returned a ${b.length}-byte tcp_info`);
-  }
-  const ws = b.readUInt8(TCPI_WSCALE_BYTE);
-  return {
-    state: b.readUInt8(TCP_INFO_LAYOUT.fields.tcpi_state),
-    options: b.readUInt8(TCP_INFO_LAYOUT.fields.tcpi_options),
-    sndWscale: ws & 0x0f,
-    rcvWscale: ws >> 4,
-    advMss: b.readUInt32LE(TCP_INFO_LAYOUT.fields.tcpi_advmss),
-  };
-}
-
-/**
- * Refuses anything but an established TCP socket, with a message that says
- * what it is instead. One TCP_INFO call answers for a good socket; the
- * socket's domain, type and protocol are only asked to explain a refusal.
- */
-function checkCapturable(fd: number): TcpInfo {
-  const op = 'capture';
-  let info: TcpInfo | undefined;
-  try {
-    info = tcpInfo(fd, op);
-  } catch {
-    /* not TCP (or not a socket): explained below */
-  }
-  if (!info) {
-    const domain = getInt(fd, SOL_SOCKET, SO_DOMAIN, op);
-    if (domain !== AF_INET && domain !== AF_INET6) {
-      throw new SocketError(
-        op,
-        E('EAFNOSUPPORT'),
-        `of fd ${fd}`,
-        `fd ${fd} is not an IPv4/IPv6 socket (address family ${domain}); only TCP connections can be captured`,
-      );
-    }
-    const type = getInt(fd, SOL_SOCKET, SO_TYPE, op);
-    const proto = getInt(fd, SOL_SOCKET, SO_PROTOCOL, op);
-    if (type !== SOCK_STREAM || proto !== IPPROTO_TCP) {
-      const what = proto === 17 ? 'a UDP socket' : `a socket of type ${type}, protocol ${proto}`;
-      throw new SocketError(
-        op,
-        E('EPROTOTYPE'),
-        `of fd ${fd}`,
-        `fd ${fd} is ${what}, not TCP; only TCP connections can be captured`,
-      );
-    }
-    info = tcpInfo(fd, op); // a TCP socket: now the real error, if any
-  }
-  if (info.state !== TCP_ESTABLISHED) {
-    const name = TCP_STATES[info.state] ?? `state ${info.state}`;
-    const why =
-      info.state === TCP_LISTEN
-        ? `fd ${fd} is a listening socket; only established connections can be captured (capture the accepted socket instead)`
-        : `fd ${fd} is in state ${name}; only ESTABLISHED connections can be captured`;
-    throw new SocketError(op, E('ENOTCONN'), `of fd ${fd}`, why);
-  }
-  return info;
-}
-
 /**
  * Puts the socket in repair mode and reads its complete TCP state by socket
  * options (no BPF; tsRecent stays undefined: captureSockets reads it too,
@@ -146,12 +71,11 @@ function checkCapturable(fd: number): TcpInfo {
  */
 export function captureTcp(fd: number, opts: CaptureOptions = {}): TcpState {
   const info = checkCapturable(fd);
-  const wasRepair = getInt(fd, SOL_TCP, TCP_REPAIR, 'capture') === 1;
-  if (!wasRepair) setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'repair');
+  const turnedOn = enterRepair(fd);
   try {
     return readState(fd, info, opts.attempts ?? 5, opts.endpoints);
   } catch (e) {
-    if (!wasRepair) repairOff(fd);
+    if (turnedOn) repairOff(fd);
     throw e;
   }
 }
@@ -261,7 +185,6 @@ function buildState(fd: number, ends: KnownEndpoints, s: Omit<TcpState, 'family'
 export interface CaptureSocketsOptions {
   /** The probe to use; default the shared one (loaded on first use). captureTcp captures without. */
   probe?: SocketProbe;
-  attempts?: number;
   /** Each socket's addresses, when the caller has them (same order as the fds). */
   endpoints?: ReadonlyArray<KnownEndpoints | undefined>;
   /** Namespace fds the caller keeps (the splicer's); default: opened for this call and closed after. */
@@ -271,25 +194,21 @@ export interface CaptureSocketsOptions {
 /**
  * Captures several sockets, all or nothing: if one capture fails, the
  * sockets this call put in repair mode leave it again, and the error is
- * thrown. Repair mode on for each socket, then one probe run per network namespace reads every number of every
- * state, tsRecent included; a socket whose queues are empty takes two
- * system calls (TCP_REPAIR read and set) besides its share of the run.
+ * thrown. Repair mode on for each socket, then one probe run per network
+ * namespace reads every number of every state, tsRecent included; a socket
+ * whose queues are empty takes two system calls (TCP_REPAIR read and set)
+ * besides its share of the run. Synchronous once the shared probe is loaded
+ * (the daemon loads it at start: the splicer's hot path awaits nothing
+ * here), a promise while it loads.
  */
-export async function captureSockets(fds: readonly number[], opts: CaptureSocketsOptions = {}): Promise<TcpState[]> {
-  return captureSocketsWith(opts.probe ?? loadedSocketProbe() ?? (await sharedSocketProbe()), fds, opts);
-}
-
-/**
- * captureSockets without the wait: the shared probe once loaded (the
- * daemon loads it at start), else a promise of the same. The splicer's hot
- * path takes this: every await there is a trip through the microtask queue.
- */
-export function captureSocketsSoon(
+export function captureSockets(
   fds: readonly number[],
   opts: CaptureSocketsOptions = {},
 ): TcpState[] | Promise<TcpState[]> {
   const probe = opts.probe ?? loadedSocketProbe();
-  return probe ? captureSocketsWith(probe, fds, opts) : captureSockets(fds, opts);
+  return probe
+    ? captureSocketsWith(probe, fds, opts)
+    : sharedSocketProbe().then((p) => captureSocketsWith(p, fds, opts));
 }
 
 function captureSocketsWith(probe: SocketProbe, fds: readonly number[], opts: CaptureSocketsOptions): TcpState[] {
@@ -343,16 +262,6 @@ function enterRepair(fd: number): boolean {
   } catch (e) {
     throw explained(fd, e);
   }
-}
-
-/** checkCapturable's explanation of why `fd` cannot be captured, or `cause` when it finds nothing wrong. */
-function explained(fd: number, cause: unknown): unknown {
-  try {
-    checkCapturable(fd);
-  } catch (why) {
-    return why;
-  }
-  return cause;
 }
 
 /** One probe run per network namespace of the sockets (usually one: the caller's own). */

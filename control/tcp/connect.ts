@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Family } from '../net/addr.js';
-import { withNetnsFd } from '../net/netns.js';
+import { awayFromHome, withNetnsFd } from '../net/netns.js';
 import { errno, errnoValue } from '../sys/errno.js';
 import { libc } from '../sys/libc.js';
 import { SocketError } from './errors.js';
@@ -60,8 +60,39 @@ export interface ConnectOptions {
 /** Ports tried when a chosen local port is held by a live socket on the same tuple. */
 export const LOCAL_PORT_ATTEMPTS = 8;
 
-/** The address the kernel would send from toward `remote` (its route), without sending anything. */
+/**
+ * How long a route lookup's answer is reused (ms). The lookup is a UDP
+ * socket and four system calls, a sizeable share of a pooled connection's
+ * cost under one-shot load; routes change rarely, and a caller whose bind
+ * fails on a stale address forgets it (forgetSourceAddress).
+ */
+const SOURCE_ADDRESS_TTL_MS = 1000;
+const SOURCE_ADDRESSES_MAX = 1024;
+const sourceAddresses = new Map<string, { ip: string; at: number }>();
+const sourceKey = (remote: Endpoint): string => `${remote.ip}|${remote.port}`;
+
+/**
+ * The address the kernel would send from toward `remote` (its route),
+ * without sending anything. Remembered for SOURCE_ADDRESS_TTL_MS in the
+ * thread's home namespace (inside withNetnsFd it is looked up each time).
+ */
 export function sourceAddressFor(remote: Endpoint, family: Family): string {
+  if (awayFromHome()) return routeSource(remote, family);
+  const now = performance.now();
+  const known = sourceAddresses.get(sourceKey(remote));
+  if (known && now - known.at <= SOURCE_ADDRESS_TTL_MS) return known.ip;
+  const ip = routeSource(remote, family);
+  if (sourceAddresses.size >= SOURCE_ADDRESSES_MAX) sourceAddresses.clear();
+  sourceAddresses.set(sourceKey(remote), { ip, at: now });
+  return ip;
+}
+
+/** Drops what sourceAddressFor remembers for `remote` (its address may be gone). */
+export function forgetSourceAddress(remote: Endpoint): void {
+  sourceAddresses.delete(sourceKey(remote));
+}
+
+function routeSource(remote: Endpoint, family: Family): string {
   const fd = check(libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0), 'socket', '(UDP)');
   try {
     const a = encodeSockaddr(remote, family);
@@ -110,7 +141,10 @@ export async function connectTcp(remote: Endpoint, family: Family, opts: Connect
         return attempt(localIp);
       } catch (e) {
         const taken = e instanceof SocketError && (e.errno === EADDRINUSE || e.errno === EADDRNOTAVAIL);
-        if (!taken || i >= LOCAL_PORT_ATTEMPTS) throw e;
+        if (!taken || i >= LOCAL_PORT_ATTEMPTS) {
+          if (taken) forgetSourceAddress(remote); // the address itself may be gone
+          throw e;
+        }
       }
     }
   };

@@ -2,7 +2,7 @@
 
 import { withNetnsFd } from '../net/netns.js';
 import type { SocketOps } from '../splice/socket-port.js';
-import { captureSocketsSoon, leaveRepair, releaseSilently } from './capture.js';
+import { captureSockets, leaveRepair, releaseSilently } from './capture.js';
 import { connectTcp, resetConnection } from './connect.js';
 import { SIOCINQ, SIOCOUTQ, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON } from './kernel.js';
 import { restoreTcp, writeUnsent } from './restore.js';
@@ -25,7 +25,7 @@ export function createSocketOps(): SocketOps {
     queued(fd) {
       return { unacked: ioctlInt(fd, SIOCOUTQ, 'siocoutq'), unread: ioctlInt(fd, SIOCINQ, 'siocinq') };
     },
-    capture: (fds, endpoints) => captureSocketsSoon(fds, { netns: namespaces, ...(endpoints ? { endpoints } : {}) }),
+    capture: (fds, endpoints) => captureSockets(fds, { netns: namespaces, ...(endpoints ? { endpoints } : {}) }),
     leaveRepair,
     enterRepair(fd) {
       setInt(fd, SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON, 'enter_repair');

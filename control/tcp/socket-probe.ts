@@ -14,7 +14,8 @@
  */
 import { BpfObject, type BpfProgram, testRun } from '../bpf/index.js';
 import { resolveBpfObject } from '../bpf/objects.js';
-import { decodeTcpProbe, encodeFlowKey, LAYOUTS, PROBE_BATCH, type TcpProbe } from '../datapath/abi.js';
+import { encodeFlowKey, LAYOUTS } from '../datapath/abi.js';
+import { decodeTcpProbe, PROBE_BATCH, type TcpProbe } from '../datapath/abi-probe.js';
 import { withNetnsFd } from '../net/netns.js';
 import type { Endpoint } from './state.js';
 

@@ -213,7 +213,7 @@ export const fmt = (ep: Endpoint): string => formatAddress(ep.ip, ep.port);
  * unlike an inode never reused while the host runs), or undefined when it
  * is the calling thread's own namespace.
  */
-export function socketNetnsCookie(fd: number): string | undefined {
+function socketNetnsCookie(fd: number): string | undefined {
   const cookie = netnsCookieOf(fd, 'netns_cookie');
   return cookie === threadNetnsCookie() ? undefined : cookie;
 }

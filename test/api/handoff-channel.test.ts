@@ -39,12 +39,11 @@ import {
   decodeHeader,
   decodeReplyBody,
   encodeHeader,
-  encodeMigrate,
-  encodeSplice,
   FRAME_TYPE,
   FrameReader,
   MAX_REQUEST_BODY,
 } from '../../control/handoff/wire.js';
+import { encodeMigrate, encodeSplice } from '../../control/handoff/wire-requests.js';
 import type { FlowIdSwitch } from '../../control/migrate/flow-switch.js';
 import { type BatonClient, createClient } from '../../control/sdk/client.js';
 import { BatonApiError } from '../../control/sdk/errors.js';

@@ -18,11 +18,8 @@ import { after, before, describe, test } from 'node:test';
 import { BpfError, BpfObject, runSyscallProgram } from '../../control/bpf/index.js';
 import {
   CtlOp,
-  type CtlRequest,
-  decodeCtlResult,
   type decodeFlow,
   encodeConnId,
-  encodeCtl,
   encodeFlowKey,
   type Flow,
   type FlowKey,
@@ -34,6 +31,7 @@ import {
   type Track,
   type Xlate,
 } from '../../control/datapath/abi.js';
+import { type CtlRequest, decodeCtlResult, encodeCtl } from '../../control/datapath/abi-ctl.js';
 import { FlowTable } from '../../control/datapath/flow-table.js';
 import { planSplice, TS_MARGIN } from '../../control/datapath/splice-plan.js';
 import { DATAPATH_OBJ, skipUnlessBpf } from '../lib/env.js';

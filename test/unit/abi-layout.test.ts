@@ -20,13 +20,6 @@ import {
   FlowState,
   LAYOUTS,
   MAX_LEGS,
-  PROBE_BATCH,
-  PROBE_F_FOUND,
-  PROBE_F_REPAIR,
-  PROBE_F_SACK_OK,
-  PROBE_F_TSTAMP_OK,
-  PROBE_F_USEC_TS,
-  PROBE_F_WSCALE_OK,
   REASONS,
   TRACK_F_FIN,
   TRACK_F_RST,
@@ -43,6 +36,15 @@ import {
   PEERS_MAX,
   SECOND_CHANCE_BUCKETS,
 } from '../../control/datapath/abi-owner.js';
+import {
+  PROBE_BATCH,
+  PROBE_F_FOUND,
+  PROBE_F_REPAIR,
+  PROBE_F_SACK_OK,
+  PROBE_F_TSTAMP_OK,
+  PROBE_F_USEC_TS,
+  PROBE_F_WSCALE_OK,
+} from '../../control/datapath/abi-probe.js';
 import { TCP_INFO_LAYOUT, TCP_STRUCTS } from '../../control/tcp/kernel.js';
 
 const root = resolve(import.meta.dirname, '../..');

@@ -7,15 +7,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   decodeHeader,
-  decodeLegPortBody,
-  decodeMigrateBody,
   decodeReplyBody,
-  decodeSpliceBody,
   encodeHeader,
-  encodeLegPort,
-  encodeMigrate,
   encodeReply,
-  encodeSplice,
   FRAME_TYPE,
   FrameReader,
   HANDOFF_MAGIC,
@@ -33,6 +27,14 @@ import {
   SPLICE_FIXED_BYTES,
   WireError,
 } from '../../control/handoff/wire.js';
+import {
+  decodeLegPortBody,
+  decodeMigrateBody,
+  decodeSpliceBody,
+  encodeLegPort,
+  encodeMigrate,
+  encodeSplice,
+} from '../../control/handoff/wire-requests.js';
 import { MAX_PREFIX_BYTES } from '../../control/service/limits.js';
 
 const reason = (r: string) => (e: unknown) => e instanceof WireError && e.reason === r;

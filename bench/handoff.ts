@@ -8,6 +8,7 @@
  * and, when the front end reports it, the front end's (API call included).
  */
 import type { Testbed } from '../lab/testbed/index.js';
+import { cpuSince, sampleCpu } from './cpu.js';
 import { percentile } from './load/result.js';
 import { runWrk } from './load/wrk.js';
 import type { Profile } from './profile.js';
@@ -36,6 +37,12 @@ export interface HandoffRun {
   frontEndP99Ms: number;
   /** count per bucket: le = upper edge in ms, null for the overflow bucket */
   histogram: Array<{ le: number | null; count: number }>;
+  /**
+   * CPU per splice over the row, microseconds: all busy time on the
+   * machine (client, LB, back end, kernel), and the daemon's and the front
+   * end's own processes (user + system) when they are processes of their own.
+   */
+  cpuPerSpliceUs?: { machine: number; daemon?: number; frontEnd?: number };
 }
 
 /** How the baton front end asked for its splices: the daemon's local handoff channel or REST (control/dispatcher/baton-path.ts). */
@@ -84,13 +91,20 @@ async function runOne(
 ): Promise<HandoffRun> {
   const first = baton.handoffs().length;
   const refusedBefore = baton.refusedCount();
+  const cpuBefore = { machine: sampleCpu(), ...baton.cpuUs?.() };
   const r = await runWrk(tb, baton.url('/k1.bin'), {
     seconds: profile.handoffSeconds,
     connections: concurrency,
     newConnectionPerRequest: true,
   });
+  const machine = cpuSince(cpuBefore.machine);
+  const procs = baton.cpuUs?.() ?? {};
   await baton.afterRun?.();
   const recs = baton.handoffs().slice(first);
+  const per = (after?: number, before?: number) =>
+    after === undefined || before === undefined || recs.length === 0 ? undefined : (after - before) / recs.length;
+  const daemonUs = per(procs.daemon, cpuBefore.daemon);
+  const frontEndUs = per(procs.frontEnd, cpuBefore.frontEnd);
   const sorted = (xs: Array<number | undefined>) =>
     xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
   const total = sorted(recs.map((s) => s.totalMs));
@@ -112,6 +126,15 @@ async function runOne(
     frontEndP50Ms: percentile(frontEnd, 50),
     frontEndP99Ms: percentile(frontEnd, 99),
     histogram: histogram(total),
+    ...(recs.length
+      ? {
+          cpuPerSpliceUs: {
+            machine: machine.busyUs / recs.length,
+            ...(daemonUs === undefined ? {} : { daemon: daemonUs }),
+            ...(frontEndUs === undefined ? {} : { frontEnd: frontEndUs }),
+          },
+        }
+      : {}),
   };
   log(
     `  ${concurrency === 1 ? 'sequential' : `${concurrency} concurrent`}${path ? ` ${path}` : ''}`.padEnd(24) +
@@ -123,6 +146,13 @@ async function runOne(
         : '') +
       (run.refused ? `  refused ${run.refused}` : ''),
   );
+  const c = run.cpuPerSpliceUs;
+  if (c)
+    log(
+      `    CPU per splice: machine ${c.machine.toFixed(0)} µs (${(machine.utilisation * 100).toFixed(0)}% of all cores busy)` +
+        (c.daemon === undefined ? '' : `, daemon ${c.daemon.toFixed(0)} µs`) +
+        (c.frontEnd === undefined ? '' : `, front end ${c.frontEnd.toFixed(0)} µs`),
+    );
   return run;
 }
 

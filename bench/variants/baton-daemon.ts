@@ -13,7 +13,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type BatonClient, createClient } from '../../control/sdk/client.js';
-import { startDaemon } from '../../lab/launch/daemon.js';
+import { type DaemonProc, startDaemon } from '../../lab/launch/daemon.js';
 import { type DispatcherProc, startDispatcher } from '../../lab/launch/dispatcher.js';
 import { type Testbed, VIP4 } from '../../lab/testbed/index.js';
 import { BACKEND_PORT, BATON_FLOWS_CAPACITY } from '../profile.js';
@@ -41,8 +41,8 @@ export async function startBatonDaemon(tb: Testbed): Promise<BatonDaemonVariant>
   const api = createClient({ socketPath: daemon.socketPath, timeoutMs: 10_000 });
   const started: DispatcherProc[] = [];
   try {
-    const channel = await frontEnd(tb, daemon.socketPath, api, VARIANT_PORTS.baton, 'channel', started);
-    const rest = await frontEnd(tb, daemon.socketPath, api, REST_FRONT_END_PORT, 'rest', started);
+    const channel = await frontEnd(tb, daemon, api, VARIANT_PORTS.baton, 'channel', started);
+    const rest = await frontEnd(tb, daemon, api, REST_FRONT_END_PORT, 'rest', started);
     return {
       ...channel,
       rest,
@@ -65,7 +65,7 @@ export async function startBatonDaemon(tb: Testbed): Promise<BatonDaemonVariant>
 /** One dispatcher on `port` whose splices take `handoff`; stopping it is the caller's (it goes into `started`). */
 async function frontEnd(
   tb: Testbed,
-  socketPath: string,
+  daemon: DaemonProc,
   api: BatonClient,
   port: number,
   handoff: 'channel' | 'rest',
@@ -76,7 +76,7 @@ async function frontEnd(
     listen: `${VIP4}:${port}`,
     pools: { web: { backends: [`${tb.node('backend1').v4}:${BACKEND_PORT}`], idle: DISPATCHER_IDLE } },
     routes: [{ pool: 'web' }],
-    api: { socketPath },
+    api: { socketPath: daemon.socketPath },
     handoff,
     // BENCH_LEG_PORTS=0: legs keep a placeholder socket in the daemon (the dispatcher's legPorts false), for A/B runs.
     ...(process.env.BENCH_LEG_PORTS === '0' ? { legPorts: false } : {}),
@@ -123,6 +123,11 @@ async function frontEnd(
     refusals: () => groupMessages(refusals),
     afterRun: collectAndRelease,
     stats: () => ({ splices: samples.length, refused: refusals.length }),
+    cpuUs: () => {
+      const d = daemon.cpuUs();
+      const f = fe.cpuUs();
+      return { ...(d === undefined ? {} : { daemon: d }), ...(f === undefined ? {} : { frontEnd: f }) };
+    },
     stop: () => fe.stop(),
   };
 }

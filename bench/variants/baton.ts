@@ -48,6 +48,8 @@ export interface BatonVariant extends Variant {
   rssBytes?(): number | undefined;
   /** sockets that process holds open */
   socketCount?(): number | undefined;
+  /** CPU time used so far (microseconds) by the daemon and by this variant's front end, when they are processes of their own */
+  cpuUs?(): { daemon?: number; frontEnd?: number };
 }
 
 export function groupMessages(messages: readonly string[]): Record<string, number> {

@@ -24,6 +24,8 @@ export interface DaemonProc {
   rssBytes(): number | undefined;
   /** Sockets the daemon's node process holds open; undefined once it is gone. */
   socketCount(): number | undefined;
+  /** CPU time (user + system) its node process has used, microseconds; undefined once it is gone. */
+  cpuUs(): number | undefined;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -89,6 +91,10 @@ export async function startDaemon(
       const pid = nodeOfGroup(proc.pid!);
       return pid === undefined ? undefined : socketsOf(pid);
     },
+    cpuUs: () => {
+      const pid = nodeOfGroup(proc.pid!);
+      return pid === undefined ? undefined : processCpuUs(pid);
+    },
     async stop(signal = 'SIGTERM') {
       if (!exited) {
         const gone = new Promise((r) => proc.once('exit', r));
@@ -116,6 +122,18 @@ export function nodeOfGroup(pgid: number): number | undefined {
     }
   }
   return undefined;
+}
+
+/** CPU time a process has used (utime + stime, /proc/<pid>/stat), microseconds; undefined when it is gone. */
+export function processCpuUs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After the comm: state ppid ... utime (14th field) stime (15th), in USER_HZ (100/s) ticks.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
 }
 
 /** VmRSS of a process, bytes; undefined when it is gone. */

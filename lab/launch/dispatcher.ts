@@ -12,10 +12,13 @@ import { ROOT } from '../paths.js';
 import type { Testbed } from '../testbed/index.js';
 import { asUser } from './as-user.js';
 import { NODE_FLAGS } from './baton-cli.js';
+import { nodeOfGroup, processCpuUs } from './daemon.js';
 
 export interface DispatcherProc {
   proc: ChildProcess;
   events: DispatchEvent[];
+  /** CPU time (user + system) its node process has used, microseconds; undefined once it is gone. */
+  cpuUs(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -47,6 +50,10 @@ export async function startDispatcher(
   return {
     proc,
     events,
+    cpuUs: () => {
+      const pid = nodeOfGroup(proc.pid as number);
+      return pid === undefined ? undefined : processCpuUs(pid);
+    },
     async stop() {
       if (proc.exitCode === null) {
         const gone = new Promise((r) => proc.once('exit', r));
